@@ -1,0 +1,75 @@
+"""Typed records shared by every dataset family.
+
+A benchmark is queries, candidates and qrels, each tagged with a language. A question id is shared by
+its translations, so ``(query.id, query.lang)`` is unique and ``qrels[query.id]`` holds the gold
+candidates in EVERY language; a setting restricts them to its pool. Candidate ids are unique across
+the whole benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file and the record."""
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    lang: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    lang: str
+    text: str
+    context: str = ""  # the paragraph a sentence came from, for encoders that use it
+
+
+@dataclass
+class Benchmark:
+    id: str  # stable id, e.g. "xquad-r:test", "mlqa-r", "miracl/de"
+    languages: tuple[str, ...]
+    queries: list[Query]
+    candidates: list[Candidate]
+    qrels: dict[str, dict[str, int]]  # query id -> {candidate id: relevance > 0}
+    families: tuple[str, ...] = ("mono", "cross", "multi")  # setting families that make sense here
+    provenance: str = ""
+
+    def queries_in(self, lang: str) -> list[Query]:
+        return [q for q in self.queries if q.lang == lang]
+
+    def candidates_in(self, lang: str) -> list[Candidate]:
+        return [c for c in self.candidates if c.lang == lang]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example in one language; ``group`` is shared by its translations."""
+
+    group: str
+    lang: str
+    query: str
+    positive: str
+    negative: str | None = None
+    source: str = ""
+
+
+@dataclass
+class PairGroups:
+    """Parallel training pairs: group id -> {language: Pair}. One source (dataset) of training data."""
+
+    name: str
+    groups: dict[str, dict[str, Pair]] = field(default_factory=dict)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        langs = {lang for by_lang in self.groups.values() for lang in by_lang}
+        return tuple(sorted(langs))
+
+    def __len__(self) -> int:
+        return len(self.groups)
