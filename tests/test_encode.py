@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from polyret.encode import EmbeddingCache, count_missing, encode
+
+
+class CountingModel:
+    """A stand-in encoder: deterministic vectors from the text, and a log of what it was asked."""
+
+    prompts = {"query": "query: ", "passage": "passage: "}
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def get_sentence_embedding_dimension(self):
+        return 8
+
+    def encode(self, texts, prompt_name=None, batch_size=32, **kwargs):
+        prefix = self.prompts[prompt_name] if prompt_name else ""
+        self.seen.extend(texts)
+        rows = []
+        for t in texts:
+            rng = np.random.default_rng(abs(hash(prefix + t)) % 2**32)
+            rows.append(rng.normal(size=8))
+        emb = np.array(rows, dtype=np.float32)
+        if kwargs.get("normalize_embeddings"):
+            emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        return emb
+
+
+def test_encodes_each_distinct_text_once_and_reuses_cache(tmp_path):
+    model = CountingModel()
+    cache = EmbeddingCache(tmp_path / "m")
+    texts = ["a", "bb", "a", "ccc"]
+    first = encode(model, texts, kind="passage", cache=cache, batch_size=2)
+    assert sorted(model.seen) == ["a", "bb", "ccc"]
+    np.testing.assert_allclose(first[0], first[2])
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-6)
+
+    model.seen.clear()
+    reopened = EmbeddingCache(tmp_path / "m")  # a new process sees the shards on disk
+    assert len(reopened) == 3
+    assert count_missing(model, texts + ["dddd"], kind="passage", cache=reopened) == 1
+    second = encode(model, texts + ["dddd"], kind="passage", cache=reopened)
+    assert model.seen == ["dddd"]
+    np.testing.assert_allclose(second[:4], first, rtol=1e-6)
+
+
+def test_prompt_is_part_of_the_key(tmp_path):
+    model = CountingModel()
+    cache = EmbeddingCache(tmp_path / "m")
+    q = encode(model, ["same"], kind="query", cache=cache)
+    p = encode(model, ["same"], kind="passage", cache=cache)
+    assert model.seen == ["same", "same"]
+    assert not np.allclose(q, p)
+
+
+def test_no_temp_files_left_and_damaged_shard_ignored(tmp_path):
+    model = CountingModel()
+    cache = EmbeddingCache(tmp_path / "m")
+    encode(model, ["x", "y"], kind="query", cache=cache)
+    assert [p.suffix for p in (tmp_path / "m").iterdir()] == [".npz"]
+    (tmp_path / "m" / "shard-broken.npz").write_bytes(b"not a zip")
+    assert len(EmbeddingCache(tmp_path / "m")) == 2
+
+
+def test_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="kind"):
+        encode(CountingModel(), ["x"], kind="document")
