@@ -1,0 +1,173 @@
+"""MIRACL (v1.0 dev): monolingual passage retrieval in 18 languages.
+
+Files (same layout as ``shared/data/miracl``): ``topics/topics.miracl-v1.0-<lang>-dev.tsv``
+(``qid<TAB>query``), ``qrels/qrels.miracl-v1.0-<lang>-dev.tsv`` (``qid Q0 docid rel``) and
+``corpus/<lang>.jsonl[.gz]`` (one ``{"docid", "title", "text"}`` object per line).
+
+* A candidate's text is ``"<title> <text>"`` (just the text when the title is empty), the common
+  MIRACL/BEIR convention for dense retrievers.
+* Judgements with ``rel > 0`` are relevant; ``rel == 0`` lines are validated but dropped. Queries
+  without any relevant judgement are left out (the real dev sets have none).
+* Relevant docids absent from the corpus stay in the qrels: they count as misses for every model
+  (so a partial corpus gives a lower bound). The provenance string says how many there are.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from polyret.data.download import (
+    Fetch,
+    ensure_file,
+    miracl_corpus_file,
+    miracl_qrels_file,
+    miracl_topics_file,
+)
+from polyret.data.records import Benchmark, Candidate, DataError, Query
+
+MIRACL_LANGUAGES: tuple[str, ...] = (
+    "ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "ko", "ru", "sw", "te", "th", "yo", "zh",
+)  # fmt: skip
+
+
+def check_language(lang: str) -> str:
+    if lang not in MIRACL_LANGUAGES:
+        raise DataError(f"MIRACL has no language {lang!r}; it has {', '.join(MIRACL_LANGUAGES)}")
+    return lang
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line without newline)``; gzip by suffix; undecodable bytes name the line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as raw:
+            for lineno, data in enumerate(raw, start=1):
+                try:
+                    yield lineno, data.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except (OSError, EOFError) as exc:  # truncated / corrupt gzip
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+
+
+def read_topics(path: str | os.PathLike) -> dict[str, str]:
+    """``qid -> query text``; blank lines are skipped, anything else malformed is an error."""
+    path = Path(path)
+    topics: dict[str, str] = {}
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise DataError(f"{path}:{lineno}: expected 'qid<TAB>query', got {line[:80]!r}")
+        qid = parts[0].strip()
+        if qid in topics:
+            raise DataError(f"{path}:{lineno}: duplicate query id {qid!r}")
+        topics[qid] = parts[1].strip()
+    if not topics:
+        raise DataError(f"{path}: no topics (empty file)")
+    return topics
+
+
+def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """``qid -> {docid: rel}`` for ``rel > 0`` only (TREC format ``qid Q0 docid rel``)."""
+    path = Path(path)
+    qrels: dict[str, dict[str, int]] = {}
+    n_lines = 0
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        n_lines += 1
+        parts = line.split()
+        if len(parts) != 4:
+            raise DataError(f"{path}:{lineno}: expected 'qid Q0 docid rel', got {line[:80]!r}")
+        qid, _, docid, rel_text = parts
+        try:
+            rel = int(rel_text)
+        except ValueError as exc:
+            raise DataError(f"{path}:{lineno}: relevance {rel_text!r} is not an integer") from exc
+        if rel > 0:
+            qrels.setdefault(qid, {})[docid] = rel
+    if n_lines == 0:
+        raise DataError(f"{path}: no judgements (empty file)")
+    return qrels
+
+
+def read_corpus(path: str | os.PathLike, lang: str) -> list[Candidate]:
+    """Passages of a MIRACL corpus JSONL (``.gz`` ok) as candidates in ``lang``."""
+    path = Path(path)
+    seen: set[str] = set()
+    out: list[Candidate] = []
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+        if not isinstance(doc, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object")
+        docid, title, text = doc.get("docid"), doc.get("title", ""), doc.get("text")
+        if not isinstance(docid, str) or not docid:
+            raise DataError(f"{path}:{lineno}: missing or empty 'docid'")
+        if not isinstance(text, str):
+            raise DataError(f"{path}:{lineno} (docid {docid!r}): missing 'text'")
+        if title is None:
+            title = ""
+        if not isinstance(title, str):
+            raise DataError(f"{path}:{lineno} (docid {docid!r}): 'title' must be a string")
+        if docid in seen:
+            raise DataError(f"{path}:{lineno}: duplicate docid {docid!r}")
+        seen.add(docid)
+        out.append(Candidate(id=docid, lang=lang, text=f"{title} {text}".strip() if title else text))
+    if not out:
+        raise DataError(f"{path}: no passages (empty corpus)")
+    return out
+
+
+def load_miracl(
+    lang: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    corpus_path: str | os.PathLike | None = None,
+    fetch: Fetch | None = None,
+) -> Benchmark:
+    """``miracl/<lang>`` (dev): topics + qrels + corpus; ``corpus_path`` overrides the corpus lookup."""
+    check_language(lang)
+    topics_path = ensure_file(miracl_topics_file(lang), data_dir=data_dir, download=download, fetch=fetch)
+    qrels_path = ensure_file(miracl_qrels_file(lang), data_dir=data_dir, download=download, fetch=fetch)
+    if corpus_path is None:
+        corpus_path = ensure_file(miracl_corpus_file(lang), data_dir=data_dir, download=download, fetch=fetch)
+    topics = read_topics(topics_path)
+    qrels = read_qrels(qrels_path)
+    unknown = sorted(set(qrels) - set(topics))
+    if unknown:
+        raise DataError(f"{qrels_path}: judgements for query ids absent from {topics_path}: {unknown[:5]}")
+    candidates = read_corpus(corpus_path, lang)
+    queries = [Query(id=qid, lang=lang, text=text) for qid, text in topics.items() if qid in qrels]
+    if not queries:
+        raise DataError(f"{qrels_path}: no query has a relevant judgement")
+    doc_ids = {c.id for c in candidates}
+    missing = sum(1 for q in queries for d in qrels[q.id] if d not in doc_ids)
+    kept = {q.id: qrels[q.id] for q in queries}
+    provenance = (
+        f"MIRACL v1.0 dev {lang}: {topics_path}, {qrels_path}, {corpus_path}; "
+        f"{len(topics) - len(queries)} topics without relevant judgements dropped; "
+        f"{missing} relevant judgements point to docids absent from the corpus (counted as misses)"
+    )
+    return Benchmark(
+        id=f"miracl/{lang}",
+        languages=(lang,),
+        queries=queries,
+        candidates=candidates,
+        qrels=kept,
+        families=("mono",),
+        provenance=provenance,
+    )

@@ -1,0 +1,408 @@
+"""Parallel training pairs: group id -> {language: Pair}, from JSONL, LAReQA or mMARCO.
+
+A group is one example and its translations (a question id, an mMARCO query id, a JSONL ``id``), so
+the samplers can put the same example in several languages into one batch (cross / hybrid batches).
+
+Sources (``load_pairs`` spec):
+
+* ``path/to/file.jsonl``: one ``{"id", "lang", "query", "positive", "negative"?}`` object per line;
+  ``id`` is the parallel group id shared by translations.
+* ``xquad-r:train`` / ``mlqa-r:train`` (also ``:test`` or the whole set): question -> gold sentence in
+  every language the question exists in, on that side of the article split (the split of
+  ``lareqa.article_split``, so training on ``:train`` never sees a ``:test`` article). With
+  ``hard_negatives`` the negative is another sentence of the same paragraph, chosen by a seeded hash.
+* ``mmarco``: mMARCO (``unicamp-dl/mmarco`` on the Hugging Face hub; query and passage ids are shared
+  across its translations), first triple of each query in ``triples.train.ids.small.tsv``.
+* ``mmarco:<folder>``: the same from local files: ``<folder>/<lang>/queries.tsv`` (``qid<TAB>text``),
+  ``<folder>/<lang>/collection.tsv`` (``pid<TAB>text``), plus ``<folder>/triples.tsv``
+  (``qid pos_pid neg_pid``) or ``<folder>/qrels.tsv`` (``qid 0 pid rel`` or ``qid pid``; no negatives).
+
+A language asked for but absent from the source is an error, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from polyret.data.download import MMARCO_REPO, Fetch, hub_dataset_file
+from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, article_split, check_languages, load_lareqa_files
+from polyret.data.records import DataError, Pair, PairGroups
+
+# mMARCO's file names use English language names
+MMARCO_LANGUAGES: dict[str, str] = {
+    "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french", "hi": "hindi",
+    "id": "indonesian", "it": "italian", "ja": "japanese", "nl": "dutch", "pt": "portuguese",
+    "ru": "russian", "vi": "vietnamese", "zh": "chinese",
+}  # fmt: skip
+MMARCO_TRIPLES = "data/triples.train.ids.small.tsv"
+LOCAL_TRIPLES = ("triples.tsv", "triples.train.ids.small.tsv")
+LOCAL_QRELS = ("qrels.tsv", "qrels.train.tsv")
+
+
+# ------------------------------------------------------------------------------------------ common
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with open(path, "rb") as fh:
+            for lineno, data in enumerate(fh, start=1):
+                try:
+                    yield lineno, data.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+
+
+def subsample(groups: Mapping[str, dict[str, Pair]], max_groups: int | None, seed: int) -> dict[str, dict[str, Pair]]:
+    """A seeded random subset of ``max_groups`` groups, kept in their original order."""
+    if max_groups is None or max_groups >= len(groups):
+        return dict(groups)
+    if max_groups < 1:
+        raise ValueError(f"max_groups must be >= 1, got {max_groups}")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(groups))[:max_groups])
+    keys = list(groups)
+    return {keys[i]: groups[keys[i]] for i in keep}
+
+
+def restrict_languages(
+    groups: Mapping[str, dict[str, Pair]], languages: Sequence[str] | None, source: str
+) -> dict[str, dict[str, Pair]]:
+    """Keep only ``languages`` (all must be present in the data); drop groups left empty."""
+    if languages is None:
+        return dict(groups)
+    present = {lang for by_lang in groups.values() for lang in by_lang}
+    absent = [lang for lang in languages if lang not in present]
+    if absent or not languages:
+        raise DataError(
+            f"{source}: no training pairs in {', '.join(absent) or '(empty language list)'}; "
+            f"the data has {', '.join(sorted(present)) or 'no languages'}"
+        )
+    wanted = set(languages)
+    out = {}
+    for gid, by_lang in groups.items():
+        kept = {lang: pair for lang, pair in by_lang.items() if lang in wanted}
+        if kept:
+            out[gid] = kept
+    return out
+
+
+def _finish(
+    name: str,
+    groups: Mapping[str, dict[str, Pair]],
+    languages: Sequence[str] | None,
+    max_groups: int | None,
+    seed: int,
+) -> PairGroups:
+    groups = restrict_languages(groups, languages, name)
+    groups = subsample(groups, max_groups, seed)
+    if not groups:
+        raise DataError(f"{name}: no training pairs")
+    return PairGroups(name=name, groups=groups)
+
+
+# ------------------------------------------------------------------------------------------- JSONL
+
+
+def load_pairs_jsonl(
+    path: str | os.PathLike,
+    *,
+    languages: Sequence[str] | None = None,
+    max_groups: int | None = None,
+    seed: int = 0,
+) -> PairGroups:
+    """Pairs from a user JSONL file; bad rows are DataErrors with file and line."""
+    path = Path(path)
+    groups: dict[str, dict[str, Pair]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        gid = row.get("id")
+        if isinstance(gid, int) and not isinstance(gid, bool):
+            gid = str(gid)
+        if not isinstance(gid, str) or not gid.strip():
+            raise DataError(f"{where}: missing or empty 'id' (string or integer)")
+        fields = {}
+        for key in ("lang", "query", "positive"):
+            value = row.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{where} (id {gid!r}): missing or empty {key!r}")
+            fields[key] = value
+        negative = row.get("negative")
+        if negative is not None and (not isinstance(negative, str) or not negative.strip()):
+            raise DataError(f"{where} (id {gid!r}): 'negative' must be a non-empty string or absent")
+        key = (gid, fields["lang"])
+        if key in first_line:
+            raise DataError(f"{where}: duplicate (id, lang) = {key!r} (first on line {first_line[key]})")
+        first_line[key] = lineno
+        groups.setdefault(gid, {})[fields["lang"]] = Pair(
+            group=gid, lang=fields["lang"], query=fields["query"], positive=fields["positive"],
+            negative=negative, source=str(path),
+        )  # fmt: skip
+    if not groups:
+        raise DataError(f"{path}: no pairs (empty file)")
+    return _finish(str(path), groups, languages, max_groups, seed)
+
+
+# ------------------------------------------------------------------------------------------ LAReQA
+
+
+def _pick(options: Sequence[str], seed: int, *key: str) -> str | None:
+    """A seeded choice that depends only on (seed, key), not on iteration order."""
+    if not options:
+        return None
+    digest = hashlib.sha256(":".join((str(seed), *key)).encode()).digest()
+    return options[int.from_bytes(digest[:8], "big") % len(options)]
+
+
+def lareqa_pairs(
+    dataset: str,
+    split: str | None = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    languages: Sequence[str] | None = None,
+    max_groups: int | None = None,
+    seed: int = 0,
+    hard_negatives: bool = False,
+    download: bool = True,
+    config: SplitConfig = SplitConfig(),
+    fetch: Fetch | None = None,
+) -> PairGroups:
+    """Question -> gold sentence pairs, grouped by question id, from one side of the article split."""
+    if languages is not None:
+        check_languages(dataset, list(languages))
+    if split is not None and split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    to_read = LAREQA_LANGUAGES[dataset] if split is not None or languages is None else languages
+    files = load_lareqa_files(dataset, to_read, data_dir=data_dir, download=download, fetch=fetch)
+    side = article_split(files, config) if split is not None else None
+    name = dataset if split is None else f"{dataset}:{split}"
+    groups: dict[str, dict[str, Pair]] = {}
+    for lang, parsed in files.items():
+        for ai, art in enumerate(parsed.articles):
+            if side is not None and side[(lang, ai)] != split:
+                continue
+            for par in art.paragraphs:
+                for q in par.questions:
+                    positive = par.sentences[q.gold]
+                    negative = None
+                    if hard_negatives:
+                        others = [s for s in par.sentences if s != positive and s.strip()]
+                        negative = _pick(others, seed, q.id, lang)
+                    groups.setdefault(q.id, {})[lang] = Pair(
+                        group=q.id, lang=lang, query=q.text, positive=positive, negative=negative, source=name
+                    )
+    return _finish(name, groups, languages, max_groups, seed)
+
+
+# ------------------------------------------------------------------------------------------ mMARCO
+
+
+@dataclass(frozen=True)
+class MmarcoFiles:
+    """Where one mMARCO copy lives: per-language queries and collections, and the shared id file."""
+
+    queries: dict[str, Path]
+    collections: dict[str, Path]
+    triples: Path | None = None  # qid pos_pid neg_pid
+    qrels: Path | None = None  # qid 0 pid rel, or qid pid (used when there are no triples)
+    origin: str = ""
+
+
+def mmarco_local_files(folder: str | os.PathLike) -> MmarcoFiles:
+    """The files of a local mMARCO folder (see the module docstring for the layout)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such mMARCO folder")
+    queries, collections = {}, {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        q, c = sub / "queries.tsv", sub / "collection.tsv"
+        if q.is_file() and c.is_file():
+            queries[sub.name], collections[sub.name] = q, c
+    if not queries:
+        raise DataError(f"{folder}: no <lang>/queries.tsv + <lang>/collection.tsv language folders")
+    triples = next((folder / n for n in LOCAL_TRIPLES if (folder / n).is_file()), None)
+    qrels = next((folder / n for n in LOCAL_QRELS if (folder / n).is_file()), None)
+    if triples is None and qrels is None:
+        raise DataError(f"{folder}: needs one of {', '.join(LOCAL_TRIPLES + LOCAL_QRELS)} (query/passage ids)")
+    return MmarcoFiles(queries, collections, triples, qrels, origin=str(folder))
+
+
+def mmarco_hub_files(languages: Sequence[str]) -> MmarcoFiles:
+    """Download (once, into the Hub cache) the mMARCO files for ``languages``; each collection is GBs."""
+    unknown = [lang for lang in languages if lang not in MMARCO_LANGUAGES]
+    if unknown or not languages:
+        raise DataError(
+            f"mMARCO has no language {', '.join(unknown) or '(empty list)'}; "
+            f"it has {', '.join(MMARCO_LANGUAGES)}"
+        )
+    queries, collections = {}, {}
+    for lang in languages:
+        full = MMARCO_LANGUAGES[lang]
+        queries[lang] = hub_dataset_file(MMARCO_REPO, f"data/google/queries/train/{full}_queries.train.tsv")
+        collections[lang] = hub_dataset_file(MMARCO_REPO, f"data/google/collections/{full}_collection.tsv")
+    triples = hub_dataset_file(MMARCO_REPO, MMARCO_TRIPLES)
+    return MmarcoFiles(queries, collections, triples=triples, origin=f"hf://datasets/{MMARCO_REPO}")
+
+
+def _read_training_ids(files: MmarcoFiles) -> dict[str, tuple[str, str | None]]:
+    """qid -> (positive pid, negative pid or None): the first row of each query, in file order."""
+    out: dict[str, tuple[str, str | None]] = {}
+    if files.triples is not None:
+        for lineno, line in _text_lines(files.triples):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 3:
+                raise DataError(f"{files.triples}:{lineno}: expected 'qid pos_pid neg_pid', got {line[:80]!r}")
+            out.setdefault(parts[0], (parts[1], parts[2]))
+        source = files.triples
+    else:
+        assert files.qrels is not None
+        for lineno, line in _text_lines(files.qrels):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) == 2:
+                qid, pid, rel = parts[0], parts[1], "1"
+            elif len(parts) == 4:
+                qid, _, pid, rel = parts
+            else:
+                raise DataError(f"{files.qrels}:{lineno}: expected 'qid 0 pid rel' or 'qid pid', got {line[:80]!r}")
+            try:
+                relevant = int(rel) > 0
+            except ValueError as exc:
+                raise DataError(f"{files.qrels}:{lineno}: relevance {rel!r} is not an integer") from exc
+            if relevant:
+                out.setdefault(qid, (pid, None))
+        source = files.qrels
+    if not out:
+        raise DataError(f"{source}: no training ids (empty file)")
+    return out
+
+
+def _read_id_texts(path: Path, wanted: set[str]) -> dict[str, str]:
+    """Texts of the ids in ``wanted`` from an ``id<TAB>text`` file, streamed (collections are GBs)."""
+    out: dict[str, str] = {}
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        ident, tab, text = line.partition("\t")
+        if not tab or not ident.strip():
+            raise DataError(f"{path}:{lineno}: expected 'id<TAB>text', got {line[:80]!r}")
+        ident = ident.strip()
+        if ident in wanted:
+            out[ident] = text.strip()
+    return out
+
+
+def mmarco_pairs(
+    files: MmarcoFiles,
+    *,
+    languages: Sequence[str] | None = None,
+    max_groups: int | None = None,
+    seed: int = 0,
+    name: str = "mmarco",
+) -> PairGroups:
+    """Parallel pairs grouped by query id; a language where a query or passage is missing just lacks it."""
+    langs = list(languages) if languages is not None else sorted(files.queries)
+    absent = [lang for lang in langs if lang not in files.queries]
+    if absent or not langs:
+        raise DataError(
+            f"{files.origin or name}: no mMARCO data for {', '.join(absent) or '(empty language list)'}; "
+            f"it has {', '.join(sorted(files.queries))}"
+        )
+    ids = _read_training_ids(files)
+    chosen = list(ids)
+    if max_groups is not None and max_groups < len(chosen):
+        if max_groups < 1:
+            raise ValueError(f"max_groups must be >= 1, got {max_groups}")
+        keep = np.sort(np.random.default_rng(seed).permutation(len(chosen))[:max_groups])
+        chosen = [chosen[i] for i in keep]
+    wanted_q = set(chosen)
+    wanted_p = {pid for qid in chosen for pid in ids[qid] if pid is not None}
+    groups: dict[str, dict[str, Pair]] = {qid: {} for qid in chosen}
+    for lang in langs:
+        qtext = _read_id_texts(files.queries[lang], wanted_q)
+        ptext = _read_id_texts(files.collections[lang], wanted_p)
+        for qid in chosen:
+            pos, neg = ids[qid]
+            if qid not in qtext or pos not in ptext or (neg is not None and neg not in ptext):
+                continue
+            groups[qid][lang] = Pair(
+                group=qid, lang=lang, query=qtext[qid], positive=ptext[pos],
+                negative=ptext[neg] if neg is not None else None, source=name,
+            )  # fmt: skip
+    groups = {qid: by_lang for qid, by_lang in groups.items() if by_lang}
+    return _finish(name, groups, langs, None, seed)
+
+
+# ------------------------------------------------------------------------------------------- entry
+
+
+def load_pairs(
+    spec: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    languages: Sequence[str] | None = None,
+    max_groups: int | None = None,
+    seed: int = 0,
+    hard_negatives: bool = False,
+    download: bool = True,
+    split_config: SplitConfig = SplitConfig(),
+    fetch: Fetch | None = None,
+) -> PairGroups:
+    """Training pairs from ``spec``: ``xquad-r:train``, ``mlqa-r:train``, ``file.jsonl``, ``mmarco[:folder]``."""
+    if languages is not None:
+        languages = list(dict.fromkeys(languages))
+    dataset, _, split = spec.partition(":")
+    if dataset in LAREQA_LANGUAGES:
+        if split and split not in SPLITS:
+            raise DataError(f"unknown split {split!r} in {spec!r}; known: {', '.join(SPLITS)}")
+        return lareqa_pairs(
+            dataset, split or None, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed,
+            hard_negatives=hard_negatives, download=download, config=split_config, fetch=fetch,
+        )  # fmt: skip
+    if dataset == "mmarco":
+        if split:
+            files = mmarco_local_files(split)
+        else:
+            if languages is None:
+                raise DataError("mmarco from the Hugging Face hub needs an explicit language list (collections are GBs each)")
+            files = mmarco_hub_files(languages)
+        return mmarco_pairs(files, languages=languages, max_groups=max_groups, seed=seed, name=spec)
+    if spec.endswith(".jsonl") or Path(spec).is_file():
+        return load_pairs_jsonl(spec, languages=languages, max_groups=max_groups, seed=seed)
+    raise DataError(
+        f"unknown training source {spec!r}; use xquad-r:train, mlqa-r:train (or :test / whole), "
+        f"a .jsonl file, mmarco (Hub) or mmarco:<local folder>"
+    )
+
+
+def pair_counts(pairs: PairGroups) -> dict[str, int]:
+    """Pairs per language, for logs and model cards."""
+    counts: dict[str, int] = {}
+    for by_lang in pairs.groups.values():
+        for lang in by_lang:
+            counts[lang] = counts.get(lang, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def iter_pairs(pairs: PairGroups) -> Iterable[Pair]:
+    for by_lang in pairs.groups.values():
+        yield from by_lang.values()
