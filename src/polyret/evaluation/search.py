@@ -1,0 +1,385 @@
+"""Build the pooled run table from query and candidate embeddings.
+
+Exact backend: candidates are grouped by language into contiguous column slices of ONE matrix, so each
+query language's queries are scored against every needed language once (chunked float32 matrix
+products) and every mono / cross / multi setting is a union of those slices. Per language slice we
+sort each score row once; that gives the top-k (threshold + tie-break) and, by binary search, the
+exact number of pool candidates ranked above each relevant candidate. A multilingual top-k is the
+top-k of the union of the per-language top-k lists, so the whole pool is never partitioned.
+
+Faiss backend: one index per distinct pool (IndexFlatIP, or HNSW), for corpora too big to score
+densely; relevant candidates outside the returned top-k get rank 0 ("not retrieved"), so only
+cutoff metrics up to k are exact there.
+
+Ties are broken like trec_eval: score descending, then candidate id descending (string order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from polyret.data.records import Benchmark, DataError
+from polyret.evaluation.runtable import RunTable
+from polyret.evaluation.settings import Setting, settings_for
+
+BACKENDS = ("exact", "faiss", "faiss-hnsw")
+
+
+@dataclass
+class _Prepared:
+    queries: np.ndarray  # (nq, d) float32
+    cands: np.ndarray  # (nc, d) float32
+    langs: list[str]  # candidate languages, benchmark order
+    cand_lang: np.ndarray  # (nc,) int code into langs
+    perm: np.ndarray  # candidates grouped by language: perm[start[l]:start[l+1]] are language l
+    start: np.ndarray  # (L+1,) slice bounds into perm
+    tie_key: np.ndarray  # (nc,) int: smaller = earlier among equal scores (candidate id descending)
+    rel_ptr: np.ndarray  # (nq+1,) CSR over queries
+    rel_doc: np.ndarray  # candidate indices of relevant docs
+    rel_gain: np.ndarray  # their graded relevance (> 0)
+
+
+def _as_matrix(name: str, emb: np.ndarray, rows: int) -> np.ndarray:
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != rows:
+        raise ValueError(f"{name} has shape {emb.shape}; expected ({rows}, dim) aligned with the benchmark")
+    if not np.isfinite(emb).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return emb
+
+
+def _prepare(benchmark: Benchmark, query_emb: np.ndarray, cand_emb: np.ndarray) -> _Prepared:
+    q = _as_matrix("query_emb", query_emb, len(benchmark.queries))
+    c = _as_matrix("cand_emb", cand_emb, len(benchmark.candidates))
+    if q.shape[1] != c.shape[1]:
+        raise ValueError(f"query_emb dim {q.shape[1]} != cand_emb dim {c.shape[1]}")
+    cand_ids = [cand.id for cand in benchmark.candidates]
+    index = {cid: i for i, cid in enumerate(cand_ids)}
+    if len(index) != len(cand_ids):
+        dup = next(cid for i, cid in enumerate(cand_ids) if index[cid] != i)
+        raise DataError(f"benchmark {benchmark.id!r}: candidate id {dup!r} occurs more than once")
+    present = {cand.lang for cand in benchmark.candidates}
+    langs = [lang for lang in benchmark.languages if lang in present]
+    langs += sorted(present - set(langs))
+    code = {lang: i for i, lang in enumerate(langs)}
+    cand_lang = np.fromiter((code[cand.lang] for cand in benchmark.candidates), dtype=np.int32, count=len(cand_ids))
+    perm = np.argsort(cand_lang, kind="stable").astype(np.int64)
+    start = np.searchsorted(cand_lang[perm], np.arange(len(langs) + 1)).astype(np.int64)
+    by_id_desc = np.argsort(np.asarray(cand_ids, dtype=str), kind="stable")[::-1]
+    tie_key = np.empty(len(cand_ids), dtype=np.int64)
+    tie_key[by_id_desc] = np.arange(len(cand_ids))
+
+    ptr = [0]
+    docs: list[int] = []
+    gains: list[int] = []
+    cache: dict[str, tuple[list[int], list[int]]] = {}
+    for query in benchmark.queries:
+        if query.id not in cache:
+            d_list, g_list = [], []
+            for cid, rel in sorted(benchmark.qrels.get(query.id, {}).items()):
+                if cid not in index:
+                    raise DataError(
+                        f"benchmark {benchmark.id!r}: qrels of query {query.id!r} name candidate {cid!r}, "
+                        "which is not among the benchmark's candidates"
+                    )
+                if int(rel) > 0:
+                    d_list.append(index[cid])
+                    g_list.append(int(rel))
+            cache[query.id] = (d_list, g_list)
+        d_list, g_list = cache[query.id]
+        docs.extend(d_list)
+        gains.extend(g_list)
+        ptr.append(len(docs))
+    return _Prepared(
+        queries=q,
+        cands=c,
+        langs=langs,
+        cand_lang=cand_lang,
+        perm=perm,
+        start=start,
+        tie_key=tie_key,
+        rel_ptr=np.asarray(ptr, dtype=np.int64),
+        rel_doc=np.asarray(docs, dtype=np.int64),
+        rel_gain=np.asarray(gains, dtype=np.int64),
+    )
+
+
+def _sortable(values: np.ndarray) -> np.ndarray:
+    """Map float32 to uint32 keys with the same order (and -0.0 == 0.0), for exact int searches."""
+    bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)
+    flip = np.where(bits & np.uint32(0x80000000), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    return bits ^ flip
+
+
+def _row_starts(rows: np.ndarray, n_rows: int) -> np.ndarray:
+    counts = np.bincount(rows, minlength=n_rows)
+    return np.concatenate(([0], np.cumsum(counts)[:-1]))
+
+
+def _topk(
+    scores: np.ndarray, docs: np.ndarray, kk: int, tie_key: np.ndarray, thresh: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``kk`` of every row, ordered by score desc then tie key; ``docs`` is (n, m) or (m,)."""
+    n, m = scores.shape
+    if thresh is None:
+        thresh = np.partition(scores, m - kk, axis=1)[:, m - kk]
+    rows, cols = np.nonzero(scores >= thresh[:, None])
+    sel_scores = scores[rows, cols]
+    sel_docs = docs[cols] if docs.ndim == 1 else docs[rows, cols]
+    order = np.lexsort((tie_key[sel_docs], -sel_scores, rows))
+    rows, sel_scores, sel_docs = rows[order], sel_scores[order], sel_docs[order]
+    pos = np.arange(len(rows)) - _row_starts(rows, n)[rows]
+    keep = pos < kk
+    return sel_docs[keep].reshape(n, kk), sel_scores[keep].reshape(n, kk)
+
+
+def _ranks_before(
+    block: np.ndarray,
+    sorted_block: np.ndarray,
+    slice_docs: np.ndarray,
+    pair_row: np.ndarray,
+    pair_doc: np.ndarray,
+    pair_score: np.ndarray,
+    in_slice: np.ndarray,
+    tie_key: np.ndarray,
+) -> np.ndarray:
+    """For each (row, doc, score) pair: how many candidates of this slice rank above the doc."""
+    n, m = sorted_block.shape
+    keys = (np.arange(n, dtype=np.int64)[:, None] << 32) | _sortable(sorted_block).astype(np.int64)
+    keys = keys.ravel()
+    probe = (pair_row.astype(np.int64) << 32) | _sortable(pair_score).astype(np.int64)
+    right = np.searchsorted(keys, probe, side="right") - pair_row * m
+    left = np.searchsorted(keys, probe, side="left") - pair_row * m
+    before = (m - right).astype(np.int64)
+    tied = right - left
+    extra = np.flatnonzero(tied - in_slice > 0)
+    for p in extra:  # genuine ties with other candidates: rare, resolved exactly by tie key
+        row = block[pair_row[p]]
+        eq = slice_docs[row == pair_score[p]]
+        before[p] += int(np.count_nonzero(tie_key[eq] < tie_key[pair_doc[p]]))
+    return before
+
+
+class _Rows:
+    """Accumulates run-table column chunks."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {c: [] for c in ("setting", "query", "doc", "rank", "score", "relevance")}
+
+    def add(self, setting: int, query, doc, rank, score, relevance) -> None:
+        n = len(query)
+        self.parts["setting"].append(np.full(n, setting, dtype=np.int16))
+        self.parts["query"].append(np.asarray(query, dtype=np.int32))
+        self.parts["doc"].append(np.asarray(doc, dtype=np.int32))
+        self.parts["rank"].append(np.asarray(rank, dtype=np.int32))
+        self.parts["score"].append(np.asarray(score, dtype=np.float32))
+        self.parts["relevance"].append(np.asarray(relevance, dtype=np.int16))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        dtypes = {"setting": np.int16, "query": np.int32, "doc": np.int32, "rank": np.int32,
+                  "score": np.float32, "relevance": np.int16}
+        return {c: (np.concatenate(v) if v else np.empty(0, dtype=dtypes[c])) for c, v in self.parts.items()}
+
+
+def _chunk_pairs(prep: _Prepared, q_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Relevant (row-in-chunk, candidate, gain) pairs of the chunk's queries."""
+    lo, hi = prep.rel_ptr[q_idx], prep.rel_ptr[q_idx + 1]
+    counts = hi - lo
+    rows = np.repeat(np.arange(len(q_idx)), counts)
+    flat = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+    return rows, prep.rel_doc[flat], prep.rel_gain[flat]
+
+
+def _emit(
+    out: _Rows,
+    code: int,
+    q_idx: np.ndarray,
+    top_docs: np.ndarray,
+    top_scores: np.ndarray,
+    top_rank: np.ndarray,
+    rel_rows: np.ndarray,
+    rel_docs: np.ndarray,
+    rel_gain: np.ndarray,
+    rel_rank: np.ndarray,
+    rel_score: np.ndarray,
+    n_cands: int,
+) -> None:
+    """Add one setting's rows for a query chunk: top-k minus relevant, then every relevant doc."""
+    n, kk = top_docs.shape
+    has_gold = np.bincount(rel_rows, minlength=n) > 0
+    t_rows = np.repeat(np.arange(n), kk)
+    t_docs = top_docs.ravel()
+    keep = has_gold[t_rows] & ~np.isin(t_rows.astype(np.int64) * n_cands + t_docs,
+                                      rel_rows.astype(np.int64) * n_cands + rel_docs)
+    t_rows = t_rows[keep]
+    out.add(code, q_idx[t_rows], t_docs[keep], top_rank.ravel()[keep], top_scores.ravel()[keep],
+            np.zeros(len(t_rows), dtype=np.int16))
+    out.add(code, q_idx[rel_rows], rel_docs, rel_rank, rel_score, rel_gain)
+
+
+def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int,
+                  chunk_size: int, out: _Rows) -> None:
+    lang_code = {lang: i for i, lang in enumerate(prep.langs)}
+    q_lang = np.asarray([q.lang for q in benchmark.queries], dtype=str)
+    pos_in_slice = np.empty(len(prep.perm), dtype=np.int64)
+    for li in range(len(prep.langs)):
+        pos_in_slice[prep.perm[prep.start[li]:prep.start[li + 1]]] = np.arange(prep.start[li + 1] - prep.start[li])
+    by_qlang: dict[str, list[int]] = {}
+    for code, s in enumerate(settings):
+        by_qlang.setdefault(s.query_lang, []).append(code)
+    for x, codes in by_qlang.items():
+        q_all = np.flatnonzero(q_lang == x)
+        needed = sorted({lang_code[y] for c in codes for y in settings[c].pool_langs if y in lang_code})
+        if len(q_all) == 0 or not needed:
+            continue
+        slices = {li: prep.perm[prep.start[li]:prep.start[li + 1]] for li in needed}
+        mats = {li: np.ascontiguousarray(prep.cands[cols].T) for li, cols in slices.items()}
+        for lo in range(0, len(q_all), chunk_size):
+            q_idx = q_all[lo:lo + chunk_size]
+            n = len(q_idx)
+            pr, pd, pg = _chunk_pairs(prep, q_idx)
+            p_lang = prep.cand_lang[pd]
+            keep = np.isin(p_lang, needed)
+            pr, pd, pg, p_lang = pr[keep], pd[keep], pg[keep], p_lang[keep]
+            qm = prep.queries[q_idx]
+            p_score = np.empty(len(pr), dtype=np.float32)
+            tops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            before = np.zeros((len(pr), len(prep.langs)), dtype=np.int64)
+            blocks = {li: qm @ mats[li] for li in needed}  # (n, n_li) float32 each
+            for li in needed:  # every pair's score first: ranks need them against every slice
+                mine = p_lang == li
+                p_score[mine] = blocks[li][pr[mine], pos_in_slice[pd[mine]]]
+            for li in needed:
+                block, cols = blocks.pop(li), slices[li]
+                srt = np.sort(block, axis=1)
+                kk = min(k, block.shape[1])
+                tops[li] = _topk(block, cols, kk, prep.tie_key, thresh=srt[:, block.shape[1] - kk])
+                if len(pr):
+                    before[:, li] = _ranks_before(block, srt, cols, pr, pd, p_score, p_lang == li, prep.tie_key)
+                del block, srt
+            for code in codes:
+                pool = [lang_code[y] for y in settings[code].pool_langs if y in lang_code]
+                if not pool:
+                    continue
+                if len(pool) == 1:
+                    t_docs, t_scores = tops[pool[0]]
+                else:
+                    cat_docs = np.concatenate([tops[li][0] for li in pool], axis=1)
+                    cat_scores = np.concatenate([tops[li][1] for li in pool], axis=1)
+                    kk = min(k, cat_docs.shape[1])
+                    t_docs, t_scores = _topk(cat_scores, cat_docs, kk, prep.tie_key)
+                t_rank = np.broadcast_to(np.arange(1, t_docs.shape[1] + 1, dtype=np.int32), t_docs.shape)
+                sel = np.isin(p_lang, pool)
+                rank = 1 + before[sel][:, pool].sum(axis=1)
+                _emit(out, code, q_idx, t_docs, t_scores, t_rank, pr[sel], pd[sel], pg[sel], rank,
+                      p_score[sel], len(prep.perm))
+
+
+def _search_faiss(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int,
+                  chunk_size: int, out: _Rows, hnsw_m: int | None) -> None:
+    import faiss  # optional heavy dependency, only for big corpora
+
+    lang_code = {lang: i for i, lang in enumerate(prep.langs)}
+    q_lang = np.asarray([q.lang for q in benchmark.queries], dtype=str)
+    dim = prep.cands.shape[1]
+    indexes: dict[tuple[int, ...], tuple[object, np.ndarray]] = {}
+    for code, setting in enumerate(settings):
+        pool = tuple(sorted(lang_code[y] for y in setting.pool_langs if y in lang_code))
+        if not pool:
+            continue
+        if pool not in indexes:
+            cols = np.concatenate([prep.perm[prep.start[li]:prep.start[li + 1]] for li in pool])
+            if hnsw_m:
+                index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexFlatIP(dim)
+            index.add(np.ascontiguousarray(prep.cands[cols]))
+            indexes[pool] = (index, cols)
+        index, cols = indexes[pool]
+        q_all = np.flatnonzero(q_lang == setting.query_lang)
+        kk = min(k, len(cols))
+        for lo in range(0, len(q_all), chunk_size):
+            q_idx = q_all[lo:lo + chunk_size]
+            pr, pd, pg = _chunk_pairs(prep, q_idx)
+            sel = np.isin(prep.cand_lang[pd], pool)
+            pr, pd, pg = pr[sel], pd[sel], pg[sel]
+            if len(pr) == 0:
+                continue
+            scores, ids = index.search(np.ascontiguousarray(prep.queries[q_idx]), kk)
+            valid = ids >= 0
+            t_docs = np.where(valid, cols[np.where(valid, ids, 0)], -1)
+            t_rank = np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), t_docs.shape)
+            # where each relevant doc sits in its query's returned list, if anywhere
+            flat_keys = np.arange(len(q_idx), dtype=np.int64)[:, None] * len(prep.perm) + t_docs
+            flat_keys = np.where(valid, flat_keys, -1).ravel()
+            order = np.argsort(flat_keys, kind="stable")
+            probe = pr.astype(np.int64) * len(prep.perm) + pd
+            at = np.clip(np.searchsorted(flat_keys[order], probe), 0, len(order) - 1)
+            found = flat_keys[order][at] == probe
+            hit = order[at]
+            rank = np.where(found, hit % kk + 1, 0)
+            exact_score = np.einsum("ij,ij->i", prep.queries[q_idx][pr], prep.cands[pd])
+            score = np.where(found, scores.ravel()[hit], exact_score)
+            t_valid = valid.ravel()
+            _emit_faiss(out, code, q_idx, t_docs, scores, t_rank, t_valid, pr, pd, pg, rank, score, len(prep.perm))
+
+
+def _emit_faiss(out, code, q_idx, t_docs, t_scores, t_rank, t_valid, pr, pd, pg, rank, score, n_cands) -> None:
+    n, kk = t_docs.shape
+    has_gold = np.bincount(pr, minlength=n) > 0
+    rows = np.repeat(np.arange(n), kk)
+    docs = t_docs.ravel()
+    keep = t_valid & has_gold[rows] & ~np.isin(rows.astype(np.int64) * n_cands + docs, pr.astype(np.int64) * n_cands + pd)
+    out.add(code, q_idx[rows[keep]], docs[keep], t_rank.ravel()[keep], t_scores.ravel()[keep],
+            np.zeros(int(keep.sum()), dtype=np.int16))
+    out.add(code, q_idx[pr], pd, rank, score, pg)
+
+
+def build_run_table(
+    benchmark: Benchmark,
+    query_emb: np.ndarray,
+    cand_emb: np.ndarray,
+    settings: list[Setting] | None = None,
+    k: int = 100,
+    backend: str = "exact",
+    chunk_size: int = 1024,
+    hnsw_m: int = 32,
+) -> RunTable:
+    """Retrieve the top-``k`` of every setting's pool for every query with gold in that pool.
+
+    ``query_emb`` / ``cand_emb`` are aligned with ``benchmark.queries`` / ``benchmark.candidates``
+    and L2-normalised (scores are dot products). ``backend``: "exact" (dense, exact ranks for every
+    relevant doc), "faiss" (IndexFlatIP per pool) or "faiss-hnsw" (approximate, ``hnsw_m`` links).
+    ``chunk_size`` bounds peak memory: about chunk_size x n_candidates x 8 bytes.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown search backend {backend!r}; expected one of {BACKENDS}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if settings is None:
+        settings = settings_for(benchmark)
+    if len(settings) > np.iinfo(np.int16).max:
+        raise ValueError(f"too many settings ({len(settings)}) for one run table")
+    prep = _prepare(benchmark, query_emb, cand_emb)
+    out = _Rows()
+    if backend == "exact":
+        _search_exact(prep, benchmark, list(settings), k, chunk_size, out)
+    else:
+        _search_faiss(prep, benchmark, list(settings), k, chunk_size, out, hnsw_m if backend == "faiss-hnsw" else None)
+    cols = out.columns()
+    return RunTable(
+        settings=list(settings),
+        query_ids=np.asarray([q.id for q in benchmark.queries], dtype=str),
+        query_langs=np.asarray([q.lang for q in benchmark.queries], dtype=str),
+        doc_ids=np.asarray([c.id for c in benchmark.candidates], dtype=str),
+        doc_langs=np.asarray([c.lang for c in benchmark.candidates], dtype=str),
+        k=int(k),
+        exact_ranks=backend == "exact",
+        benchmark_id=benchmark.id,
+        meta={"backend": backend},
+        **cols,
+    )

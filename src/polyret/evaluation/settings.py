@@ -1,0 +1,109 @@
+"""Retrieval settings: which queries search which pool of candidates.
+
+A setting is a query language plus a set of candidate languages. The three families the project
+evaluates differ only in that set: monolingual (X -> X), cross-lingual (X -> Y, Y != X) and
+multilingual (X -> every language at once). Pools are index views over one candidate matrix, so a
+setting carries languages, never candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from polyret.data.records import Benchmark
+
+FAMILIES: tuple[str, ...] = ("mono", "cross", "multi")
+
+
+@dataclass(frozen=True)
+class Setting:
+    family: str  # "mono" | "cross" | "multi"
+    query_lang: str
+    pool_langs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown setting family {self.family!r}; expected one of {FAMILIES}")
+        if not self.pool_langs:
+            raise ValueError(f"setting {self.family}:{self.query_lang} has an empty pool")
+
+    @property
+    def name(self) -> str:
+        """``mono:de``, ``cross:de-en``, ``multi:de`` (the pool of multi is implied by the benchmark)."""
+        if self.family == "cross":
+            return f"cross:{self.query_lang}-{self.pool_langs[0]}"
+        return f"{self.family}:{self.query_lang}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_setting(name: str, languages: Iterable[str]) -> Setting:
+    """Inverse of ``Setting.name``; ``languages`` is the pool of a multilingual setting."""
+    family, sep, rest = name.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"bad setting name {name!r}; expected e.g. 'mono:de', 'cross:de-en', 'multi:de'")
+    if family == "mono":
+        return Setting("mono", rest, (rest,))
+    if family == "cross":
+        src, dash, tgt = rest.partition("-")
+        if not dash or not src or not tgt or src == tgt:
+            raise ValueError(f"bad cross-lingual setting name {name!r}; expected 'cross:<query>-<pool>'")
+        return Setting("cross", src, (tgt,))
+    if family == "multi":
+        return Setting("multi", rest, tuple(languages))
+    raise ValueError(f"unknown setting family in {name!r}; expected one of {FAMILIES}")
+
+
+def settings_for(
+    benchmark: Benchmark,
+    families: Iterable[str] | None = None,
+    languages: Iterable[str] | None = None,
+) -> list[Setting]:
+    """Every setting of ``families`` (default: the benchmark's own) over ``languages``.
+
+    ``languages`` (default: all of the benchmark's) restricts both query and pool languages, so the
+    multilingual pool is the union of the chosen languages. A setting is listed only when its query
+    language has queries and its pool has candidates; queries without gold in a pool drop out of that
+    setting later, at search time. Order: mono, cross, multi; languages in benchmark order.
+    """
+    allowed = tuple(benchmark.families)
+    if families is None:
+        wanted = allowed
+    else:
+        wanted = tuple(dict.fromkeys(families))
+        for fam in wanted:
+            if fam not in FAMILIES:
+                raise ValueError(f"unknown setting family {fam!r}; expected one of {FAMILIES}")
+            if fam not in allowed:
+                raise ValueError(
+                    f"setting family {fam!r} is not evaluated on benchmark {benchmark.id!r} "
+                    f"(its families: {allowed})"
+                )
+    langs = tuple(benchmark.languages)
+    if languages is not None:
+        chosen = tuple(dict.fromkeys(languages))
+        unknown = [lang for lang in chosen if lang not in langs]
+        if unknown:
+            raise ValueError(f"languages {unknown} are not in benchmark {benchmark.id!r} (it has {langs})")
+        langs = tuple(lang for lang in langs if lang in chosen)
+
+    q_langs = {q.lang for q in benchmark.queries}
+    c_langs = {c.lang for c in benchmark.candidates}
+    out: list[Setting] = []
+    for fam in FAMILIES:
+        if fam not in wanted:
+            continue
+        for x in langs:
+            if x not in q_langs:
+                continue
+            if fam == "mono" and x in c_langs:
+                out.append(Setting("mono", x, (x,)))
+            elif fam == "cross":
+                out.extend(Setting("cross", x, (y,)) for y in langs if y != x and y in c_langs)
+            elif fam == "multi":
+                pool = tuple(y for y in langs if y in c_langs)
+                if pool:
+                    out.append(Setting("multi", x, pool))
+    return out
