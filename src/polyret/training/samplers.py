@@ -1,0 +1,526 @@
+"""Batch samplers for parallel-pair InfoNCE training: ``mono``, ``cross``, ``hybrid`` and ``mixed`` batches.
+
+In-batch negatives make the batch the experiment: a monolingual batch (all queries and passages in ONE
+language) teaches language-internal ranking, a cross-lingual batch (every query in a different language
+from its passage) teaches language-agnostic matching, and ``hybrid`` mixes the two per batch.
+
+=========  ==========================================================================================
+strategy   every batch ...
+=========  ==========================================================================================
+mono       one language L for queries and passages; L uniform per micro-step among the source's
+           languages that have enough groups (X-X-mono)
+cross      per example, query language != passage language, both drawn uniformly from the group's
+           languages (X-Y); groups with one language are never used
+hybrid     per optimizer step: a mono step with probability ``alpha``, else a cross step
+mixed      per example, query language == passage language, drawn uniformly per example (LAReQA X-X)
+=========  ==========================================================================================
+
+Every batch holds each parallel group at most once (a translation of the positive must never be an
+in-batch negative), and every optimizer step draws from ONE source, chosen in proportion to source size
+(blocks per epoch = eligible groups // groups per step; the block order is shuffled per epoch).
+
+**Epoch.** Each source's eligible groups are consumed in a fresh random order, each about once per epoch;
+a source that runs short of groups fitting a batch's constraint (e.g. "has language L") starts a new
+pass, so groups may repeat across batches, never within one. ``len(sampler)`` = batches per epoch.
+
+**Distributed and accumulation.** The sampler generates one global stream in which optimizer step ``t``
+is the ``grad_accum_steps * world_size`` consecutive batches ``[t*a*w, (t+1)*a*w)``, micro-step ``m``
+is batches ``[m*w, (m+1)*w)``, and batch ``m*w + r`` belongs to rank ``r``: exactly how accelerate's
+``BatchSamplerShard`` (used by the HF/ST trainer under DDP) deals batches to ranks. Step type and source
+come from (seed, epoch, step) only and group draws from (seed, epoch) only, so every rank computes the
+same stream; the ``w`` batches of a micro-step are disjoint in groups and share type, source and (mono)
+language, so negatives gathered across devices never mix types. ``rank=None`` (default) yields the
+whole stream, which is what the trainer needs; ``rank=r`` yields only rank r's batches, for loops that
+do not shard themselves (do NOT combine with accelerate sharding).
+
+**Resume.** Batches are a pure function of (config, seed, epoch, position). The ST/HF trainer resumes
+by replaying the sampler and dropping the first ``k`` batches (``accelerate.skip_first_batches``); that
+gives exactly the uninterrupted batches with no extra work. With ``ignore_data_skip=True`` or a custom
+loop, save :meth:`state_dict` and call :meth:`load_state_dict` before iterating: the next ``__iter__``
+of that epoch then starts at the saved position (using both would skip twice). Under multi-process
+resume inside epoch e > 0, accelerate/transformers do not forward ``set_epoch`` through the
+``SkipBatchSampler(BatchSamplerShard(...))`` wrappers; add :class:`SamplerEpochCallback` to the trainer.
+
+Plugging into sentence-transformers 6.2 (its trainer calls ``args.batch_sampler(dataset, batch_size=,
+drop_last=, valid_label_columns=, generator=, seed=)`` for any callable that is not a BatchSamplers enum)::
+
+    from polyret.training.pairs_dataset import build_pairs_dataset
+    from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
+
+    train_dataset, index = build_pairs_dataset([xquad_train, mmarco])
+    args = SentenceTransformerTrainingArguments(
+        output_dir="out", per_device_train_batch_size=64, gradient_accumulation_steps=1, seed=42,
+        batch_sampler=ParallelBatchSampler.factory(index, strategy="hybrid", alpha=0.5, grad_accum_steps=1),
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset,
+                                         loss=MultipleNegativesRankingLoss(model),
+                                         callbacks=[SamplerEpochCallback()])
+    trainer.train()
+    sampler = ParallelBatchSampler.find(trainer.get_train_dataloader())  # or keep factory.last
+
+The per-device batch size is the trainer's; ``seed`` defaults to the trainer's ``args.seed``; the world
+size defaults to accelerate's ``PartialState().num_processes``; pass ``grad_accum_steps`` equal to
+``args.gradient_accumulation_steps``. ``drop_last`` and ``generator`` are ignored: every batch is full
+and the sampler owns its randomness. Datasets that are not the index view (an ``eval_dataset``) get a
+plain sequential batch sampler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import BatchSampler, SequentialSampler
+
+from polyret.training.pairs_dataset import PairIndex, is_index_dataset
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("mono", "cross", "hybrid", "mixed")
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What the sampler decided for one batch it yielded."""
+
+    epoch: int
+    batch: int  # position in the global stream of this epoch
+    step: int  # optimizer step within the epoch (same for all ranks and accumulated micro-batches)
+    micro_step: int  # global micro-step within the epoch
+    rank: int  # batch % world_size: the rank this batch is meant for
+    source: str
+    kind: str  # "mono" | "cross" | "mixed"
+    language: str | None  # the language of a mono batch
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch decoded from its dataset indices alone (works wherever the PairIndex is)."""
+
+    sources: tuple[str, ...]
+    groups: tuple[str, ...]
+    query_langs: tuple[str, ...]
+    passage_langs: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        """Inferred from content: "mono", "cross", "mixed" (q==p, several languages) or "other"."""
+        same = [q == p for q, p in zip(self.query_langs, self.passage_langs)]
+        if all(same):
+            return "mono" if len(set(self.query_langs)) == 1 else "mixed"
+        return "cross" if not any(same) else "other"
+
+
+class _SourcePool:
+    """One source's groups for one epoch: a random order consumed greedily under a per-batch predicate."""
+
+    def __init__(self, groups: np.ndarray, rng: np.random.Generator) -> None:
+        self.groups = groups  # global group numbers
+        self.rng = rng
+        self._new_pass()
+
+    def _new_pass(self) -> None:
+        self.perm = self.rng.permutation(len(self.groups))
+        self.used = np.zeros(len(self.groups), dtype=bool)
+        self.ptr = 0
+
+    def take(self, need: int, eligible: np.ndarray) -> np.ndarray:
+        """``need`` distinct unused local groups with ``eligible[local]``; restarts the pass when short."""
+        for _ in range(2):
+            width = max(2 * need, 64)
+            n = len(self.perm)
+            while True:
+                seg = self.perm[self.ptr : self.ptr + width]
+                ok = seg[~self.used[seg] & eligible[seg]]
+                if len(ok) >= need:
+                    pick = ok[:need]
+                    self.used[pick] = True
+                    free = np.flatnonzero(~self.used[seg])
+                    self.ptr += int(free[0]) if len(free) else len(seg)
+                    return self.groups[pick]
+                if self.ptr + width >= n:
+                    break
+                width *= 4
+            self._new_pass()
+        raise RuntimeError("unreachable: eligibility was validated at construction")  # pragma: no cover
+
+
+class ParallelBatchSampler(BatchSampler):
+    """Seeded, resumable, distributed-consistent batch sampler over a :class:`PairIndex` (see module doc).
+
+    ``batch_size`` is per device. Raises ValueError for an unknown strategy, ``alpha`` outside [0, 1],
+    a batch (``batch_size * world_size`` groups) larger than a source's usable groups, or — with
+    ``strategy="cross"`` — a source whose pairs cannot form a cross-lingual batch (e.g. one language only:
+    drop it from the sources or train it with mono/hybrid; silently excluding it would change the data
+    mix). Sources limited to monolingual batches are listed in ``mono_only_sources`` and logged as a
+    warning; under ``hybrid`` their steps are mono whatever the coin says (recorded in ``log``).
+    """
+
+    def __init__(
+        self,
+        index: PairIndex,
+        batch_size: int,
+        *,
+        strategy: str = "hybrid",
+        alpha: float = 0.5,
+        seed: int = 0,
+        world_size: int = 1,
+        grad_accum_steps: int = 1,
+        rank: int | None = None,
+        log_size: int = 100_000,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) <= 1.0):
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        for name, value in (("batch_size", batch_size), ("world_size", world_size), ("grad_accum_steps", grad_accum_steps)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if rank is not None and not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        super().__init__(range(0), batch_size=int(batch_size), drop_last=True)
+        self.index = index
+        self.strategy = strategy
+        self.alpha = float(alpha)
+        self.seed = int(seed)
+        self.world_size = int(world_size)
+        self.grad_accum_steps = int(grad_accum_steps)
+        self.rank = rank
+        self.epoch = 0
+        self.log: deque[BatchInfo] = deque(maxlen=log_size)
+        self._position = 0  # batches of this sampler's own stream consumed in the current epoch
+        self._resume: tuple[int, int] | None = None
+        self._setup_sources()
+
+    # ------------------------------------------------------------ validation
+    def _setup_sources(self) -> None:
+        ix, need = self.index, self.batch_size * self.world_size
+        step_groups = need * self.grad_accum_steps
+        self._multi: list[np.ndarray] = []  # local eligibility for cross batches
+        self._has_lang: list[np.ndarray] = []  # local groups x languages
+        self._mono_langs: list[np.ndarray] = []  # language codes usable for a mono batch
+        self._can_cross: list[bool] = []
+        blocks: list[int] = []
+        mono_only: list[str] = []
+        single_lang: list[str] = []
+        for s, name in enumerate(ix.sources):
+            groups = ix.source_groups(s)
+            nlang = ix.group_nlang[groups]
+            has_lang = ix.lang_slot[groups] >= 0
+            multi = nlang >= 2
+            mono_langs = np.flatnonzero(has_lang.sum(axis=0) >= need)
+            can_cross = int(multi.sum()) >= need
+            self._multi.append(multi)
+            self._has_lang.append(has_lang)
+            self._mono_langs.append(mono_langs)
+            self._can_cross.append(can_cross)
+            if len(ix.source_languages(s)) == 1:
+                single_lang.append(name)
+            if self.strategy == "cross":
+                if not can_cross:
+                    why = (
+                        "its pairs exist in one language only"
+                        if name in single_lang
+                        else f"only {int(multi.sum())} of its groups have 2+ languages, fewer than the "
+                        f"{need} groups of a batch (batch_size {self.batch_size} x world_size {self.world_size})"
+                    )
+                    raise ValueError(
+                        f"source {name!r} cannot yield cross-lingual batches: {why}; remove it from the "
+                        f"cross-strategy sources or use strategy 'mono'/'hybrid'"
+                    )
+                pool = int(multi.sum())
+            elif self.strategy == "mixed":
+                pool = len(groups)
+                if pool < need:
+                    raise ValueError(
+                        f"batch of {need} groups (batch_size {self.batch_size} x world_size {self.world_size}) "
+                        f"is larger than source {name!r}'s {pool} groups"
+                    )
+            else:  # mono, hybrid
+                pool = len(groups)
+                if len(mono_langs) == 0:
+                    raise ValueError(
+                        f"batch of {need} groups (batch_size {self.batch_size} x world_size {self.world_size}) "
+                        f"is larger than the groups of every language of source {name!r} "
+                        f"({len(groups)} groups in all)"
+                    )
+                if not can_cross:
+                    mono_only.append(name)
+            blocks.append(max(1, pool // step_groups))
+        self.single_language_sources: tuple[str, ...] = tuple(single_lang)
+        self.mono_only_sources: tuple[str, ...] = tuple(mono_only) if self.strategy == "hybrid" else ()
+        for name in self.mono_only_sources:
+            logger.warning(
+                "source %r can only yield monolingual batches (%s); under strategy 'hybrid' all its steps are "
+                "mono, lowering the cross share below 1 - alpha",
+                name,
+                "pairs in one language only" if name in single_lang else "too few groups with 2+ languages",
+            )
+        self.blocks_per_source: tuple[int, ...] = tuple(blocks)
+        self.steps_per_epoch: int = int(sum(blocks))
+
+    # ---------------------------------------------------------------- sizes
+    def __len__(self) -> int:
+        per_step = self.grad_accum_steps * (self.world_size if self.rank is None else 1)
+        return self.steps_per_epoch * per_step
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._position = 0
+        self.epoch = int(epoch)
+
+    # ------------------------------------------------------------- the plan
+    def _rng(self, epoch: int, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, epoch, *key]))
+
+    def step_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(source number, is-mono flag) per optimizer step of ``epoch``: a function of (seed, epoch) only."""
+        sources = np.repeat(np.arange(len(self.index.sources)), self.blocks_per_source)
+        sources = sources[self._rng(epoch, 1).permutation(len(sources))]
+        if self.strategy == "hybrid":
+            mono = self._rng(epoch, 2).random(len(sources)) < self.alpha
+            mono |= ~np.asarray(self._can_cross)[sources]
+        else:
+            mono = np.full(len(sources), self.strategy == "mono")
+        return sources, mono
+
+    def _generate(self, epoch: int) -> Iterator[tuple[BatchInfo, list[int]]]:
+        """The whole global stream of ``epoch`` with the decision behind each batch."""
+        ix, bs, w, accum = self.index, self.batch_size, self.world_size, self.grad_accum_steps
+        need = bs * w
+        step_sources, step_mono = self.step_plan(epoch)
+        pools: dict[int, _SourcePool] = {}
+        pick_rngs: dict[int, np.random.Generator] = {}
+        batch_no = 0
+        for step, (s, is_mono) in enumerate(zip(step_sources.tolist(), step_mono.tolist())):
+            if s not in pools:
+                pools[s] = _SourcePool(ix.source_groups(s), self._rng(epoch, 3, s))
+                pick_rngs[s] = self._rng(epoch, 4, s)
+            pool, rng = pools[s], pick_rngs[s]
+            kind = "mono" if is_mono else ("cross" if self.strategy in ("cross", "hybrid") else "mixed")
+            for micro in range(accum):
+                lang: int | None = None
+                if kind == "mono":
+                    lang = int(self._mono_langs[s][rng.integers(len(self._mono_langs[s]))])
+                    groups = pool.take(need, self._has_lang[s][:, lang])
+                    q = p = ix.lang_slot[groups, lang].astype(np.int64)
+                elif kind == "cross":
+                    groups = pool.take(need, self._multi[s])
+                    n = ix.group_nlang[groups]
+                    u = rng.random((2, need))
+                    q = (u[0] * n).astype(np.int64)
+                    p = (u[1] * (n - 1)).astype(np.int64)
+                    p += p >= q
+                else:
+                    groups = pool.take(need, np.ones(len(pool.groups), dtype=bool))
+                    q = p = (rng.random(need) * ix.group_nlang[groups]).astype(np.int64)
+                indices = ix.encode(groups, q, p).tolist()
+                micro_step = step * accum + micro
+                for r in range(w):
+                    info = BatchInfo(
+                        epoch=epoch,
+                        batch=batch_no,
+                        step=step,
+                        micro_step=micro_step,
+                        rank=r,
+                        source=ix.sources[s],
+                        kind=kind,
+                        language=ix.languages[lang] if lang is not None else None,
+                    )
+                    yield info, indices[r * bs : (r + 1) * bs]
+                    batch_no += 1
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.epoch
+        skip = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            skip = self._resume[1]
+        self._resume = None
+        own = 0  # position in this sampler's own stream
+        self._position = skip
+        for info, batch in self._generate(epoch):
+            if self.rank is not None and info.rank != self.rank:
+                continue
+            own += 1
+            if own <= skip:
+                continue
+            self._position = own
+            self.log.append(info)
+            yield batch
+
+    def plan(self, epoch: int | None = None) -> list[BatchInfo]:
+        """The decisions of every batch this sampler yields in ``epoch`` (default: current), without logging."""
+        epoch = self.epoch if epoch is None else epoch
+        return [i for i, _ in self._generate(epoch) if self.rank is None or i.rank == self.rank]
+
+    # --------------------------------------------------------------- resume
+    def _fingerprint(self) -> str:
+        cfg = {
+            "strategy": self.strategy,
+            "alpha": self.alpha,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+            "grad_accum_steps": self.grad_accum_steps,
+            "rank": self.rank,
+            "sources": list(self.index.sources),
+            "groups": self.index.num_groups,
+            "pairs": self.index.num_pairs,
+        }
+        return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+    def state_dict(self, consumed: int | None = None) -> dict:
+        """Where the sampler is: the epoch and how many of its batches that epoch has consumed.
+
+        A DataLoader prefetches, so the sampler's own count runs ahead of training; a loop that knows how many
+        batches it trained on in this epoch passes ``consumed``.
+        """
+        epoch, position = self.epoch, self._position if consumed is None else int(consumed)
+        if position >= len(self):
+            epoch, position = epoch + 1, 0  # a completed epoch resumes at the start of the next
+        return {"version": _STATE_VERSION, "epoch": epoch, "position": position, "fingerprint": self._fingerprint()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the next ``__iter__`` continue where ``state`` was taken (same config and data required)."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"unsupported sampler state version {state.get('version')!r}")
+        if state.get("fingerprint") != self._fingerprint():
+            raise ValueError(
+                "sampler state was saved with another configuration or data (strategy, alpha, seed, batch size, "
+                "world size, accumulation, rank or sources differ)"
+            )
+        self.epoch = int(state["epoch"])
+        self._position = int(state["position"])
+        self._resume = (self.epoch, self._position)
+
+    # -------------------------------------------------------------- inspect
+    def describe(self, batch: Sequence[int]) -> BatchView:
+        d = self.index.decode(batch)
+        ix = self.index
+        return BatchView(
+            tuple(ix.sources[i] for i in d.source.tolist()),
+            tuple(ix.group_ids[i] for i in d.group.tolist()),
+            tuple(ix.languages[i] for i in d.query_lang.tolist()),
+            tuple(ix.languages[i] for i in d.passage_lang.tolist()),
+        )
+
+    # --------------------------------------------------------- ST plumbing
+    @classmethod
+    def factory(
+        cls,
+        index: PairIndex,
+        *,
+        strategy: str = "hybrid",
+        alpha: float = 0.5,
+        seed: int | None = None,
+        world_size: int | None = None,
+        grad_accum_steps: int = 1,
+        log_size: int = 100_000,
+    ) -> SamplerFactory:
+        """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)`` (see module doc)."""
+        return SamplerFactory(index, strategy, alpha, seed, world_size, grad_accum_steps, log_size)
+
+    @staticmethod
+    def find(obj) -> ParallelBatchSampler | None:
+        """The ParallelBatchSampler inside a (prepared, skip-wrapped, sharded) DataLoader, if any."""
+        seen: set[int] = set()
+        todo = [obj]
+        while todo:
+            cur = todo.pop()
+            if cur is None or id(cur) in seen:
+                continue
+            seen.add(id(cur))
+            if isinstance(cur, ParallelBatchSampler):
+                return cur
+            for attr in ("batch_sampler", "sampler", "base_dataloader", "_loader", "dataloader"):
+                try:
+                    todo.append(getattr(cur, attr, None))
+                except Exception:  # noqa: BLE001 - some wrappers raise on missing attributes
+                    continue
+        return None
+
+
+class SamplerFactory:
+    """Builds the sampler when the ST trainer asks (train) and a sequential sampler for other datasets."""
+
+    def __init__(self, index, strategy, alpha, seed, world_size, grad_accum_steps, log_size) -> None:
+        self.index = index
+        self.kwargs = dict(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps, log_size=log_size)
+        self.seed = seed
+        self.world_size = world_size
+        self.last: ParallelBatchSampler | None = None
+        # Validate now, so a bad strategy/alpha fails when the arguments are built, not inside the trainer.
+        ParallelBatchSampler(index, 1, seed=0, **self.kwargs)
+
+    def __call__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool = True,
+        valid_label_columns: list[str] | None = None,
+        generator=None,
+        seed: int | None = 0,
+    ) -> BatchSampler:
+        if not is_index_dataset(dataset, self.index):
+            return BatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last)
+        world_size = self.world_size
+        if world_size is None:
+            from accelerate.state import PartialState
+
+            world_size = PartialState().num_processes if PartialState._shared_state else 1
+        sampler = ParallelBatchSampler(
+            self.index,
+            batch_size,
+            seed=self.seed if self.seed is not None else int(seed or 0),
+            world_size=world_size,
+            **self.kwargs,
+        )
+        self.last = sampler
+        return sampler
+
+
+try:  # the callback is optional plumbing; transformers is a hard dependency of the trainer anyway
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover
+    TrainerCallback = object  # type: ignore[assignment,misc]
+
+
+class SamplerEpochCallback(TrainerCallback):
+    """Sets the sampler's epoch at each epoch start, also through the wrappers of a multi-process resume."""
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        sampler = ParallelBatchSampler.find(train_dataloader)
+        if sampler is not None and state.epoch is not None:
+            sampler.set_epoch(int(math.floor(state.epoch + 1e-9)))
+        return control
+
+
+def batch_sampler_cost(sampler: ParallelBatchSampler, epochs: int = 1) -> float:
+    """Seconds per batch to generate ``epochs`` epochs (for the <2%-of-a-step budget)."""
+    import time
+
+    start, n = time.perf_counter(), 0
+    for e in range(epochs):
+        for _ in sampler._generate(e):
+            n += 1
+    return (time.perf_counter() - start) / max(n, 1)
+
+
+__all__ = [
+    "STRATEGIES",
+    "BatchInfo",
+    "BatchView",
+    "ParallelBatchSampler",
+    "SamplerEpochCallback",
+    "SamplerFactory",
+    "batch_sampler_cost",
+]
