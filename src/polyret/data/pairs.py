@@ -349,7 +349,7 @@ def mmarco_pairs(
                 negative=ptext[neg] if neg is not None else None, source=name,
             )  # fmt: skip
     groups = {qid: by_lang for qid, by_lang in groups.items() if by_lang}
-    return _finish(name, groups, langs, None, seed)
+    return _finish(name, groups, None, None, seed)  # languages were checked against the folders
 
 
 # ------------------------------------------------------------------------------------------- entry

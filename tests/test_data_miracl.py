@@ -1,0 +1,140 @@
+"""MIRACL: real shared topics/qrels with tiny corpora written in tmp dirs; bad lines name file:line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from polyret.data.miracl import MIRACL_LANGUAGES, load_miracl, read_corpus, read_qrels, read_topics
+from polyret.data.records import DataError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+MIRACL = SHARED / "miracl"
+needs_miracl = pytest.mark.skipif(not (MIRACL / "topics").is_dir(), reason="shared MIRACL files absent")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _corpus(path: Path, docs: list[dict], gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _data_dir(tmp_path: Path, lang: str) -> Path:
+    """A data dir holding the real topics/qrels of ``lang`` (copied: the shared dir is read-only)."""
+    root = tmp_path / "data" / "miracl"
+    for kind in ("topics", "qrels"):
+        name = f"{kind}.miracl-v1.0-{lang}-dev.tsv"
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        shutil.copy(MIRACL / kind / name, root / kind / name)
+    return tmp_path / "data"
+
+
+@needs_miracl
+def test_real_topics_and_qrels_parse_for_every_language():
+    sizes = {}
+    for lang in MIRACL_LANGUAGES:
+        topics = read_topics(MIRACL / "topics" / f"topics.miracl-v1.0-{lang}-dev.tsv")
+        qrels = read_qrels(MIRACL / "qrels" / f"qrels.miracl-v1.0-{lang}-dev.tsv")
+        assert set(qrels) <= set(topics)
+        assert all(rel > 0 for docs in qrels.values() for rel in docs.values())
+        sizes[lang] = len(topics)
+    assert sizes["de"] == 305 and sizes["ar"] == 2896 and sizes["yo"] == 119
+
+
+@needs_miracl
+@pytest.mark.parametrize("gz", [False, True])
+def test_benchmark_from_real_qrels_and_a_small_corpus(tmp_path, gz):
+    data = _data_dir(tmp_path, "de")
+    qrels = read_qrels(data / "miracl/qrels/qrels.miracl-v1.0-de-dev.tsv")
+    qid = "10055536#0"
+    relevant = sorted(qrels[qid])
+    docs = [{"docid": relevant[0], "title": "Titel", "text": "Ein Text."},
+            {"docid": "x#1", "title": "", "text": "Nur Text."}]  # fmt: skip
+    name = "de.jsonl.gz" if gz else "de.jsonl"
+    _corpus(data / "miracl" / "corpus" / name, docs, gz=gz)
+    bench = load_miracl("de", data_dir=data, download=False)
+    assert bench.id == "miracl/de" and bench.languages == ("de",) and bench.families == ("mono",)
+    assert len(bench.queries) == 305 and len(bench.qrels) == 305
+    assert [c.text for c in bench.candidates] == ["Titel Ein Text.", "Nur Text."]
+    assert all(c.lang == "de" for c in bench.candidates)
+    # relevant docs absent from the corpus stay in the qrels (misses), and the provenance says so
+    assert set(bench.qrels[qid]) == set(relevant)
+    n_rel = sum(len(v) for v in qrels.values())
+    assert f"{n_rel - 1} relevant judgements point to docids absent" in bench.provenance
+    # judged-irrelevant lines are not relevant
+    assert "220710#0" not in bench.qrels[qid]
+
+
+def _tiny(tmp_path: Path, topics: str, qrels: str, corpus: str) -> Path:
+    root = tmp_path / "data" / "miracl"
+    for sub, name, text in (
+        ("topics", "topics.miracl-v1.0-sw-dev.tsv", topics),
+        ("qrels", "qrels.miracl-v1.0-sw-dev.tsv", qrels),
+        ("corpus", "sw.jsonl", corpus),
+    ):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub / name).write_text(text, encoding="utf-8")
+    return tmp_path / "data"
+
+
+GOOD_CORPUS = '{"docid": "d1", "title": "T", "text": "a"}\n{"docid": "d2", "title": "T", "text": "b"}\n'
+
+
+def test_tiny_benchmark_drops_topics_without_relevant_docs(tmp_path):
+    data = _tiny(tmp_path, "1\tswali moja\n2\tswali mbili\n\n", "1 Q0 d1 1\n1 Q0 d2 0\n2 Q0 d2 0\n", GOOD_CORPUS)
+    bench = load_miracl("sw", data_dir=data, download=False)
+    assert [q.id for q in bench.queries] == ["1"]
+    assert bench.qrels == {"1": {"d1": 1}}
+    assert "1 topics without relevant judgements dropped" in bench.provenance
+
+
+@pytest.mark.parametrize(
+    "topics, qrels, corpus, pattern",
+    [
+        ("1\tq\n2 no tab\n", "1 Q0 d1 1\n", GOOD_CORPUS, r"topics\.miracl-v1\.0-sw-dev\.tsv:2: expected 'qid<TAB>query'"),
+        ("1\tq\n1\tagain\n", "1 Q0 d1 1\n", GOOD_CORPUS, r"topics.*:2: duplicate query id"),
+        ("", "1 Q0 d1 1\n", GOOD_CORPUS, r"topics.*: no topics"),
+        ("1\tq\n", "1 Q0 d1 1\n1 Q0 d2\n", GOOD_CORPUS, r"qrels\.miracl-v1\.0-sw-dev\.tsv:2: expected 'qid Q0 docid rel'"),
+        ("1\tq\n", "1 Q0 d1 yes\n", GOOD_CORPUS, r"qrels.*:1: relevance 'yes' is not an integer"),
+        ("1\tq\n", "9 Q0 d1 1\n", GOOD_CORPUS, r"judgements for query ids absent"),
+        ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "text": "a"}\n{"docid": "d2", "text": \n', r"sw\.jsonl:2:\d+: malformed JSON"),
+        ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "text": "a"}\n{"title": "t", "text": "b"}\n', r"sw\.jsonl:2: missing or empty 'docid'"),
+        ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "title": "t"}\n', r"sw\.jsonl:1 \(docid 'd1'\): missing 'text'"),
+        ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "text": "a"}\n{"docid": "d1", "text": "b"}\n', r"sw\.jsonl:2: duplicate docid"),
+        ("1\tq\n", "1 Q0 d1 1\n", "\n", r"sw\.jsonl: no passages"),
+    ],
+)
+def test_bad_lines_name_file_and_line(tmp_path, topics, qrels, corpus, pattern):
+    data = _tiny(tmp_path, topics, qrels, corpus)
+    with pytest.raises(DataError, match=pattern):
+        load_miracl("sw", data_dir=data, download=False)
+
+
+def test_unknown_language_and_missing_corpus(tmp_path):
+    with pytest.raises(DataError, match=r"MIRACL has no language 'xx'"):
+        load_miracl("xx", data_dir=tmp_path, download=False)
+    data = _tiny(tmp_path, "1\tq\n", "1 Q0 d1 1\n", GOOD_CORPUS)
+    (data / "miracl" / "corpus" / "sw.jsonl").unlink()
+    with pytest.raises(DataError, match=r"miracl/corpus/sw\.jsonl\.gz not found .*huggingface\.co/datasets/miracl/miracl-corpus"):
+        load_miracl("sw", data_dir=data, download=False)
+
+
+def test_corrupt_gzip_corpus_is_a_data_error(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    path.write_bytes(gzip.compress(GOOD_CORPUS.encode())[:-12])
+    with pytest.raises(DataError, match=r"c\.jsonl\.gz"):
+        read_corpus(path, "sw")

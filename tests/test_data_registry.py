@@ -1,0 +1,145 @@
+"""Benchmark ids, language checks, and downloads (fake fetchers only: nothing touches the network)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from polyret.data import DataError, DownloadError, benchmark_info, list_benchmarks, load_benchmark
+from polyret.data.download import default_fetch, ensure_file, miracl_corpus_file, xquad_r_file
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_xquad = pytest.mark.skipif(not (SHARED / "xquad-r" / "en.json").is_file(), reason="shared XQuAD-R absent")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def empty_data(tmp_path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+def test_list_benchmarks_and_info():
+    ids = list_benchmarks()
+    for bid in ("xquad-r", "xquad-r:train", "xquad-r:test", "mlqa-r", "mlqa-r:train", "mlqa-r:test", "miracl/de", "miracl/yo"):
+        assert bid in ids
+    assert len(ids) == 6 + 18 and len(set(ids)) == len(ids)
+    assert benchmark_info("mlqa-r:test").languages == ("ar", "de", "en", "es", "hi", "vi", "zh")
+    assert benchmark_info("miracl/th").families == ("mono",)
+    assert benchmark_info("xquad-r").families == ("mono", "cross", "multi")
+
+
+def test_unknown_id_and_language_errors(cache, empty_data):
+    with pytest.raises(DataError, match=r"unknown benchmark 'xquad'; known: xquad-r; xquad-r:train.*miracl/<lang> for ar, bn"):
+        load_benchmark("xquad", data_dir=empty_data)
+    with pytest.raises(DataError, match=r"unknown benchmark 'xquad-r:dev'"):
+        load_benchmark("xquad-r:dev", data_dir=empty_data)
+    with pytest.raises(DataError, match=r"xquad-r:test has no language ja, fr; it has ar, de"):
+        load_benchmark("xquad-r:test", data_dir=empty_data, languages=["en", "ja", "fr"])
+    with pytest.raises(DataError, match=r"miracl/de has no language en; it has de"):
+        load_benchmark("miracl/de", data_dir=empty_data, languages=["en"])
+    with pytest.raises(DataError, match=r"\(empty list\)"):
+        load_benchmark("mlqa-r", data_dir=empty_data, languages=[])
+
+
+@needs_xquad
+def test_load_benchmark_from_shared_data(cache):
+    bench = load_benchmark("xquad-r", data_dir=SHARED, languages=["zh", "en"], download=False)
+    assert bench.id == "xquad-r" and bench.languages == ("en", "zh")
+    assert len(bench.queries) == 2 * 1190 and len(bench.candidates) == 1180 + 1196
+
+
+@needs_xquad
+def test_missing_file_is_downloaded_once_into_the_cache(cache, empty_data):
+    calls: list[str] = []
+
+    def fake_fetch(url: str, dest: Path) -> None:
+        calls.append(url)
+        shutil.copy(SHARED / "xquad-r" / url.rsplit("/", 1)[1], dest)
+
+    bench = load_benchmark("xquad-r", data_dir=empty_data, languages=["en"], fetch=fake_fetch)
+    assert calls == ["https://raw.githubusercontent.com/google-research-datasets/lareqa/master/xquad-r/en.json"]
+    assert (cache / "data" / "xquad-r" / "en.json").read_bytes() == (SHARED / "xquad-r" / "en.json").read_bytes()
+    assert len(bench.queries) == 1190
+    load_benchmark("xquad-r", data_dir=empty_data, languages=["en"], fetch=fake_fetch)
+    assert len(calls) == 1  # the cached copy is used
+    # a file in the data dir wins over the cache
+    assert ensure_file(xquad_r_file("en"), data_dir=SHARED, fetch=fake_fetch) == SHARED / "xquad-r" / "en.json"
+
+
+def test_failed_download_leaves_no_file(cache, empty_data):
+    def half_then_fail(url: str, dest: Path) -> None:
+        dest.write_text('{"data": [', encoding="utf-8")
+        raise ConnectionResetError("connection dropped")
+
+    with pytest.raises(DownloadError, match=r"xquad-r/en\.json not found .*download from https://raw\.githubusercontent\.com/.*/xquad-r/en\.json failed \(ConnectionResetError: connection dropped\)"):
+        load_benchmark("xquad-r", data_dir=empty_data, languages=["en"], fetch=half_then_fail)
+    folder = cache / "data" / "xquad-r"
+    assert not (folder / "en.json").exists()
+    assert not folder.exists() or list(folder.iterdir()) == []  # no temp file left behind either
+
+    with pytest.raises(DownloadError, match="the download was empty"):
+        ensure_file(xquad_r_file("de"), data_dir=empty_data, fetch=lambda url, dest: None)
+    assert not (folder / "de.json").exists()
+
+
+def test_offline_error_lists_paths_and_url(cache, empty_data, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DownloadError) as err:
+        load_benchmark("mlqa-r", data_dir=empty_data, languages=["de"])
+    message = str(err.value)
+    assert str(empty_data / "mlqa-r" / "de.json") in message
+    assert str(cache / "data" / "mlqa-r" / "de.json") in message
+    assert "lareqa/354d67d1cd066854cdfbf5ad0e6105528976141d/mlqa-r/de.json" in message
+    assert "URLError" in message
+    with pytest.raises(DownloadError, match="downloading is off"):
+        load_benchmark("mlqa-r", data_dir=empty_data, languages=["de"], download=False)
+
+
+def test_default_fetch_streams_the_response(cache, empty_data, monkeypatch):
+    seen = {}
+
+    def fake_urlopen(request, timeout):
+        seen["url"], seen["timeout"] = request.full_url, timeout
+        return io.BytesIO(b"qid\tquery\n")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    dest = empty_data / "out.tsv"
+    default_fetch("https://example.org/topics.tsv", dest)
+    assert dest.read_bytes() == b"qid\tquery\n" and seen["url"] == "https://example.org/topics.tsv"
+
+
+@pytest.mark.skipif(not (SHARED / "miracl" / "topics").is_dir(), reason="shared MIRACL absent")
+def test_miracl_corpus_download_goes_through_the_hub_url(cache, tmp_path):
+    data = tmp_path / "mdata"
+    for kind in ("topics", "qrels"):
+        name = f"{kind}.miracl-v1.0-yo-dev.tsv"
+        (data / "miracl" / kind).mkdir(parents=True)
+        shutil.copy(SHARED / "miracl" / kind / name, data / "miracl" / kind / name)
+    urls = []
+
+    def fake_fetch(url: str, dest: Path) -> None:
+        urls.append(url)
+        dest.write_bytes(gzip.compress(b'{"docid": "1#0", "title": "T", "text": "x"}\n'))
+
+    bench = load_benchmark("miracl/yo", data_dir=data, fetch=fake_fetch)
+    assert urls == ["hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-yo/"]
+    assert [c.id for c in bench.candidates] == ["1#0"] and len(bench.queries) == 119
+    assert (cache / "data" / "miracl" / "corpus" / "yo.jsonl.gz").is_file()
+    assert miracl_corpus_file("yo").web_url == "https://huggingface.co/datasets/miracl/miracl-corpus/tree/main/miracl-corpus-v1.0-yo"
