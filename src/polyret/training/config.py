@@ -1,0 +1,288 @@
+"""Training configuration: one dataclass, named recipes, file loading and ``key=value`` overrides.
+
+Everything a run needs is in :class:`TrainConfig`, so a run is reproducible from its ``polyret_train.json``.
+Validation happens on construction and on every :meth:`TrainConfig.replace`, so a bad value fails before
+any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("mono", "cross", "hybrid", "mixed")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A training configuration value is missing, unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``temperature`` is InfoNCE's tau (the loss scale is ``1 / temperature``)."""
+
+    model: str = "builtin:me5-small"
+    train: tuple[str, ...] = ("xquad-r:train",)  # training sources: registry ids or JSONL paths
+    output_dir: str = "runs/train"
+    languages: tuple[str, ...] | None = None  # None: every language the sources have
+    data_dir: str | None = None
+    max_groups: int | None = None  # per source: a seeded subsample of parallel groups (quick runs)
+    strategy: str = "hybrid"
+    alpha: float = 0.5  # probability of a monolingual batch (hybrid)
+    batch_size: int = 100  # pairs per optimizer step, per device
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_steps: int | None = None  # wins over epochs when set
+    epochs: float = 1.0
+    temperature: float = 0.05
+    hard_negatives: bool = False
+    cached_loss: bool = False  # GradCache: large batches in constant memory
+    mini_batch_size: int = 32
+    length_sorted: bool = True  # cached loss only: embed mini-batches sorted by length (less padding)
+    gather_across_devices: bool = False
+    freeze_word_embeddings: bool = False
+    max_seq_length: int | None = None
+    precision: str = "auto"
+    seed: int = 42
+    logging_steps: int = 10
+    save_steps: int | None = None  # None: only the final model
+    save_total_limit: int | None = 2
+    eval_steps: int | None = None  # None: save_steps (evaluate at every save when a dev set is given)
+    dev: str | None = None  # dev benchmark id, scored by the evaluator passed to train()
+    dev_pairs: int = 0  # parallel groups held out of the training data for a dev loss
+    metric_for_best_model: str | None = None  # None: eval loss, or the evaluator's primary metric
+    resume: bool = False
+    recipe: str | None = None  # the named recipe this config started from, for the model card
+
+    def __post_init__(self) -> None:
+        for name in ("train", "languages"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(part.strip() for part in value.split(",") if part.strip())
+            elif value is not None:
+                value = tuple(value)
+            object.__setattr__(self, name, value)
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"invalid training config: {message}")
+
+        need(bool(self.model), "model is empty")
+        need(bool(self.train), "train needs at least one source (e.g. 'xquad-r:train' or a .jsonl file)")
+        need(all(isinstance(s, str) and s for s in self.train), f"train sources must be strings, got {self.train!r}")
+        need(bool(self.output_dir), "output_dir is empty")
+        if self.languages is not None:
+            need(len(self.languages) >= 1, "languages is empty (leave it unset for all languages)")
+            need(len(set(self.languages)) == len(self.languages), f"languages has duplicates: {self.languages}")
+            if self.strategy in ("cross", "hybrid", "mixed"):
+                need(len(self.languages) >= 2, f"strategy {self.strategy!r} needs at least 2 languages")
+        need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        need(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
+        need(self.batch_size >= 2, f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        need(self.epochs > 0 and math.isfinite(self.epochs), f"epochs must be > 0, got {self.epochs}")
+        need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        need(self.mini_batch_size >= 1, f"mini_batch_size must be >= 1, got {self.mini_batch_size}")
+        need(self.max_seq_length is None or self.max_seq_length >= 8,
+             f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        need(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
+        need(self.save_steps is None or self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
+        need(self.save_total_limit is None or self.save_total_limit >= 1,
+             f"save_total_limit must be >= 1, got {self.save_total_limit}")
+        need(self.eval_steps is None or self.eval_steps >= 1, f"eval_steps must be >= 1, got {self.eval_steps}")
+        need(self.dev_pairs >= 0, f"dev_pairs must be >= 0, got {self.dev_pairs}")
+        need(self.max_groups is None or self.max_groups >= 1, f"max_groups must be >= 1, got {self.max_groups}")
+        if self.has_dev:
+            need(self.save_steps is not None,
+                 "a dev set (dev / dev_pairs) keeps the best checkpoint, so save_steps must be set")
+            need(self.save_steps % self.eval_every == 0,
+                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_every}) so the "
+                 "best checkpoint can be kept")
+        need(self.recipe is None or self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def scale(self) -> float:
+        """The MultipleNegativesRankingLoss scale (1 / temperature)."""
+        return 1.0 / self.temperature
+
+    @property
+    def has_dev(self) -> bool:
+        return self.dev is not None or self.dev_pairs > 0
+
+    @property
+    def eval_every(self) -> int:
+        return self.eval_steps or self.save_steps or 0
+
+    # ------------------------------------------------------------------ construction
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with ``overrides`` applied (strings are parsed as for ``key=value``), validated."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"unknown training config key(s) {unknown}; known: {sorted(names)}")
+        parsed = {key: _coerce(key, value) for key, value in overrides.items()}
+        return dataclasses.replace(self, **parsed)
+
+    def with_overrides(self, pairs: list[str] | tuple[str, ...]) -> TrainConfig:
+        """Apply CLI-style ``key=value`` strings, e.g. ``["alpha=0.3", "languages=de,en"]``."""
+        overrides: dict[str, str] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"override {pair!r} is not of the form key=value")
+            overrides[key.strip().replace("-", "_")] = value.strip()
+        return self.replace(**overrides)
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
+        if name not in RECIPES:
+            raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+        return RECIPES[name].replace(**overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> TrainConfig:
+        """Build from a mapping; a ``recipe`` key starts from that recipe and the other keys override it."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a training config must be a mapping, got {type(data).__name__}")
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        recipe = data.get("recipe")
+        base = cls.from_recipe(recipe) if recipe else cls()
+        try:
+            return base.replace(**data)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
+        """Load YAML (``.yaml``/``.yml``) or JSON; ``polyret_train.json`` from a trained model works too."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "polyret_train.json"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"cannot read training config {path}: {error}") from None
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as error:  # yaml.YAMLError / json.JSONDecodeError: report the file and position
+            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
+            data = data["config"]
+        return cls.from_dict(data or {}, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("train", "languages"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+
+# ---------------------------------------------------------------------- parsing helpers
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Parse a string from the CLI or a file into the field's type; other values pass through."""
+    hint = _field_types()[key]
+    args = typing.get_args(hint)
+    optional = type(None) in args or hint is type(None)
+    if isinstance(value, str) and optional and value.strip().lower() in ("none", "null", ""):
+        return None
+    base = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        base = next(a for a in args if a is not type(None))
+    if not isinstance(value, str):
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if typing.get_origin(base) is tuple and isinstance(value, list):
+            return tuple(value)
+        expected = typing.get_origin(base) or base
+        if value is not None and not isinstance(value, expected):
+            raise ConfigError(f"{key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
+        if isinstance(value, bool) and base in (int, float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return value
+    text = value.strip()
+    try:
+        if base is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if base is int:
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError(text)
+            return int(number)
+        if base is float:
+            return float(text)
+        if typing.get_origin(base) is tuple:
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return text
+    except ValueError:
+        raise ConfigError(f"{key}: cannot parse {value!r} as {getattr(base, '__name__', base)}") from None
+
+
+# ---------------------------------------------------------------------- named recipes
+RECIPES: dict[str, TrainConfig] = {}
+RECIPES["paper"] = TrainConfig(
+    recipe=None,  # set below, once the name exists
+    lr=3e-5,
+    weight_decay=0.01,
+    batch_size=100,
+    alpha=0.5,
+    strategy="hybrid",
+    temperature=0.05,
+    warmup_ratio=0.1,
+    epochs=1.0,
+    save_steps=500,
+    dev_pairs=100,  # early stopping on dev loss, as in the paper (one dev batch of held-out groups)
+    save_total_limit=2,
+)
+RECIPES["cpu"] = TrainConfig(
+    recipe=None,
+    lr=3e-5,
+    weight_decay=0.01,
+    batch_size=32,
+    alpha=0.5,
+    strategy="hybrid",
+    temperature=0.05,
+    warmup_ratio=0.1,
+    max_steps=50,
+    max_seq_length=128,
+    freeze_word_embeddings=True,
+    logging_steps=5,
+    save_steps=25,
+    dev_pairs=64,
+    save_total_limit=1,
+)
+for _name in list(RECIPES):
+    RECIPES[_name] = dataclasses.replace(RECIPES[_name], recipe=_name)

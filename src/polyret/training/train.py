@@ -1,0 +1,535 @@
+"""``train(config)``: hybrid-batch InfoNCE training on sentence-transformers' own trainer.
+
+The trainer is used as is (optimizer, schedule, checkpoints, resume, DDP, progress bars); polyret adds
+the batch sampler (which batch is mono or cross), the loss choice, held-out dev pairs, a per-step log
+of the batches each process trained on, and a final model folder written atomically with a model card.
+
+Layout of ``config.output_dir``::
+
+    polyret_train.json     the run's config (checked on resume)
+    batches.jsonl          per optimizer step: batch kind and language pairs (rank r > 0: batches.rank{r}.jsonl)
+    checkpoints/           trainer checkpoints (checkpoint-<step>/), resumable
+    model/                 the final sentence-transformers model (README.md model card, polyret_train.json)
+
+Distributed: ``torchrun --nproc_per_node N -m polyret.training.train --config run.yaml`` (or
+``accelerate launch``) runs unchanged; the sampler deals one global stream so that every rank trains on
+the same batch kind at every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polyret.data.records import PairGroups
+from polyret.paths import atomic_write_text
+from polyret.training.config import ConfigError, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+RUN_CONFIG = "polyret_train.json"
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+# Keys that decide which batches a run sees: a resumed run must agree on them.
+_RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "strategy", "alpha", "batch_size",
+                "seed", "hard_negatives", "dev_pairs")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def resolve_precision(precision: str) -> str:
+    """"auto": bf16 where the GPU has it, else fp16 on GPU, fp32 on CPU."""
+    if precision != "auto":
+        if precision == "fp16" and not torch.cuda.is_available():
+            raise ConfigError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def freeze_word_embeddings(model) -> int:
+    """Freeze the token embedding matrix (most of me5-small's 118M parameters); returns the count frozen."""
+    from transformers import PreTrainedModel
+
+    frozen = 0
+    seen: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and id(module) not in seen:
+            seen.add(id(module))
+            embeddings = module.get_input_embeddings()
+            for param in embeddings.parameters():
+                if param.requires_grad:
+                    param.requires_grad_(False)
+                    frozen += param.numel()
+    if not frozen and not seen:
+        raise ConfigError("freeze_word_embeddings: the model has no transformers backbone with input embeddings")
+    return frozen
+
+
+def _load_model(config: TrainConfig):
+    try:
+        from polyret import models
+    except ImportError:  # models.py not in this checkout yet: local folders and hub ids only
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(config.model)
+    else:
+        model = models.load(config.model)
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length
+    return model
+
+
+def _column_prompts(model, hard_negatives: bool) -> dict[str, str] | None:
+    """The model's query prompt on the anchor column, its passage prompt on positive/negative."""
+    prompts = getattr(model, "prompts", None) or {}
+    query, passage = prompts.get("query", ""), prompts.get("passage", prompts.get("document", ""))
+    if not query and not passage:
+        return None
+    out = {"anchor": query, "positive": passage}
+    if hard_negatives:
+        out["negative"] = passage
+    return out
+
+
+def _load_sources(config: TrainConfig) -> list[PairGroups]:
+    from polyret.data.pairs import load_pairs
+
+    sources = []
+    for spec in config.train:
+        pairs = load_pairs(spec, data_dir=config.data_dir, languages=config.languages, max_groups=config.max_groups,
+                           seed=config.seed, hard_negatives=config.hard_negatives)  # fmt: skip
+        if not len(pairs):
+            raise ConfigError(f"training source {spec!r} has no pairs (languages {config.languages})")
+        sources.append(pairs)
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"training sources repeat: {names}")
+    return sources
+
+
+def split_dev(sources: Sequence[PairGroups], dev_pairs: int, seed: int) -> tuple[list[PairGroups], list[PairGroups]]:
+    """Hold out ``dev_pairs`` parallel groups (all their languages), drawn across sources in proportion."""
+    if dev_pairs <= 0:
+        return list(sources), []
+    total = sum(len(s) for s in sources)
+    if dev_pairs >= total:
+        raise ConfigError(f"dev_pairs={dev_pairs} leaves no training data ({total} groups in all)")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    keys = [(i, g) for i, s in enumerate(sources) for g in s.groups]
+    held = {keys[j] for j in rng.choice(len(keys), size=dev_pairs, replace=False).tolist()}
+    train, dev = [], []
+    for i, s in enumerate(sources):
+        t = {g: v for g, v in s.groups.items() if (i, g) not in held}
+        d = {g: v for g, v in s.groups.items() if (i, g) in held}
+        train.append(PairGroups(s.name, t))
+        if d:
+            dev.append(PairGroups(s.name, d))
+    return train, dev
+
+
+def _dev_dataset(dev_sources: list[PairGroups], config: TrainConfig):
+    """Dev pairs in the batches the strategy would form (fixed seed), materialised as text rows.
+
+    The dev loss is read in order, ``batch_size`` rows per batch, so each dev batch has the training
+    batches' composition (one group at most once, mono/cross as the strategy says).
+    """
+    from datasets import Dataset
+
+    from polyret.training.pairs_dataset import PairIndex
+    from polyret.training.samplers import ParallelBatchSampler
+
+    index = PairIndex(dev_sources, negatives=config.hard_negatives)
+    try:
+        sampler = ParallelBatchSampler(index, config.batch_size, strategy=config.strategy, alpha=config.alpha,
+                                       seed=config.seed + 1)  # fmt: skip
+    except ValueError as error:
+        raise ConfigError(f"dev_pairs={config.dev_pairs} is too small for batch_size {config.batch_size}: {error}") from None
+    rows = [i for batch in sampler for i in batch]
+    return Dataset.from_dict(index.texts(rows))
+
+
+class _CallableEvaluator:
+    """Adapts ``fn(model) -> float | dict`` to sentence-transformers' evaluator protocol."""
+
+    def __new__(cls, fn: Callable, name: str = "dev", primary_metric: str | None = None):
+        from sentence_transformers.base.evaluation import BaseEvaluator
+
+        class CallableEvaluator(BaseEvaluator):
+            def __init__(self) -> None:
+                super().__init__()
+                self.name = name
+                self.primary_metric = primary_metric
+
+            def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1):
+                result = fn(model)
+                if not isinstance(result, dict):
+                    self.primary_metric = self.primary_metric or "score"
+                    result = {self.primary_metric: float(result)}
+                if self.primary_metric is None:
+                    self.primary_metric = next(iter(result))
+                metrics = self.prefix_name_to_metrics({k: float(v) for k, v in result.items()}, self.name)
+                self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+                return metrics
+
+        return CallableEvaluator()
+
+
+def _as_evaluator(evaluator):
+    if evaluator is None:
+        return None
+    from sentence_transformers.base.evaluation import BaseEvaluator
+
+    if isinstance(evaluator, BaseEvaluator) or isinstance(evaluator, list):
+        return evaluator
+    if callable(evaluator):
+        return _CallableEvaluator(evaluator)
+    raise TypeError(f"evaluator must be a sentence-transformers evaluator or a callable, got {type(evaluator).__name__}")
+
+
+# ------------------------------------------------------------------------------------- batch log
+class _BatchRecorder:
+    """Records the language pairs of every training batch this process fetched, in fetch order.
+
+    It sits in the dataset's transform, which the DataLoader calls once per batch it fetches (workers
+    are off; the trainer's own reads of the dataset happen before ``enabled``), so the log shows what
+    this rank actually trained on, not what a plan said.
+    """
+
+    def __init__(self, index) -> None:
+        self.index = index
+        self.enabled = False
+        self.fetched: list[dict[str, Any]] = []
+
+    def transform(self, batch: dict[str, list]) -> dict[str, list[str]]:
+        if self.enabled:
+            q = np.asarray(batch["q"], dtype=np.int64)
+            s = np.asarray(batch["s"], dtype=np.int64)
+            qrow, prow = self.index._rows(q, s)
+            langs = self.index.languages
+            qlang = [langs[i] for i in self.index.pair_lang[qrow].tolist()]
+            plang = [langs[i] for i in self.index.pair_lang[prow].tolist()]
+            groups = self.index.pair_group[qrow]
+            sources = sorted({self.index.sources[i] for i in self.index.group_source[groups].tolist()})
+            same = [a == b for a, b in zip(qlang, plang)]
+            if all(same):
+                kind = "mono" if len(set(qlang)) == 1 else "mixed"
+            else:
+                kind = "cross" if not any(same) else "other"
+            pairs = Counter(f"{a}-{b}" for a, b in zip(qlang, plang))
+            self.fetched.append({
+                "kind": kind, "size": len(qlang), "sources": sources,
+                "query_langs": sorted(set(qlang)), "passage_langs": sorted(set(plang)),
+                "pairs": dict(sorted(pairs.items())), "distinct_groups": int(len(np.unique(groups))),
+            })  # fmt: skip
+        return self.index.transform(batch)
+
+
+def _batch_log_callback(recorder: _BatchRecorder, path: Path, rank: int, world_size: int, accum: int):
+    from transformers import TrainerCallback
+
+    class BatchLogCallback(TrainerCallback):
+        """Writes the batches of each optimizer step to a JSONL file as the step ends."""
+
+        def __init__(self) -> None:
+            self.start_step = 0
+            self.written = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start_step = state.global_step
+            recorder.fetched.clear()
+            self.written = 0
+            _truncate_log(path, self.start_step)
+            recorder.enabled = True
+
+        def on_step_end(self, args, state, control, **kwargs):
+            lines = []
+            while self.written < len(recorder.fetched):
+                step = self.start_step + self.written // accum + 1
+                if step > state.global_step:
+                    break  # prefetched for a later step
+                entry = {"step": step, "rank": rank, "world_size": world_size, **recorder.fetched[self.written]}
+                lines.append(json.dumps(entry, ensure_ascii=False))
+                self.written += 1
+            if lines:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write("\n".join(lines) + "\n")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            recorder.enabled = False
+
+    return BatchLogCallback()
+
+
+def _truncate_log(path: Path, upto_step: int) -> None:
+    """Keep the entries of steps <= ``upto_step`` (a resumed run rewrites the steps after its checkpoint)."""
+    if not path.exists():
+        return
+    if upto_step == 0:
+        path.unlink()
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= upto_step]  # fmt: skip
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def batch_log_path(output_dir: str | os.PathLike, rank: int = 0) -> Path:
+    name = "batches.jsonl" if rank == 0 else f"batches.rank{rank}.jsonl"
+    return Path(output_dir) / name
+
+
+def read_batch_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------- resume
+def last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest complete trainer checkpoint under ``output_dir/checkpoints``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(output_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return None
+    found = get_last_checkpoint(str(folder))
+    return Path(found) if found else None
+
+
+def _check_resume(config: TrainConfig, output_dir: Path) -> None:
+    saved_path = output_dir / RUN_CONFIG
+    if not saved_path.exists():
+        return
+    saved = TrainConfig.from_file(saved_path)
+    differ = [k for k in _RESUME_KEYS if getattr(saved, k) != getattr(config, k)]
+    if differ:
+        detail = ", ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in differ)
+        raise ConfigError(f"cannot resume {output_dir}: the run was started with a different config ({detail})")
+
+
+# ------------------------------------------------------------------------------------- final model
+def _model_card(config: TrainConfig, info: dict[str, Any]) -> str:
+    langs = ", ".join(info["languages"])
+    lines = [
+        "## polyret training",
+        "",
+        f"- strategy: **{config.strategy}**" + (f" (alpha = {config.alpha}: probability of a monolingual batch)"
+                                                if config.strategy == "hybrid" else ""),
+        f"- base model: `{config.model}`",
+        f"- training data: {', '.join(f'`{s}`' for s in config.train)}"
+        + (f" (max {config.max_groups} groups per source)" if config.max_groups else ""),
+        f"- languages: {langs}",
+        f"- parallel groups: {info['train_groups']} train, {info['dev_groups']} held out for dev loss",
+        f"- steps: {info['global_step']} optimizer steps of {config.batch_size} pairs per device"
+        f" x {info['world_size']} device(s)",
+        f"- recipe: {config.recipe or 'custom'}; lr {config.lr}, AdamW weight decay {config.weight_decay}, "
+        f"warmup ratio {config.warmup_ratio}, temperature {config.temperature}, precision {info['precision']}",
+        f"- loss: InfoNCE with in-batch negatives ({info['loss']})"
+        + (", one hard negative per pair" if config.hard_negatives else ""),
+        f"- frozen word embeddings: {'yes' if config.freeze_word_embeddings else 'no'}",
+    ]
+    if info.get("best_checkpoint"):
+        lines.append(f"- best checkpoint: {info['best_checkpoint']} ({info['metric_for_best_model']} = "
+                     f"{info['best_metric']:.4f})")
+    lines += ["", "Full configuration: `polyret_train.json`; per-step batch kinds: `batches.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def _write_final_model(model, target: Path, config: TrainConfig, info: dict[str, Any], batch_log: Path) -> None:
+    """Save into a temporary sibling folder, then swap it in: a crash never leaves a half-written model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    try:
+        try:
+            model.save(str(tmp), create_model_card=True)
+        except Exception as error:  # the generated card is a nicety; never lose a trained model over it
+            logger.warning("sentence-transformers model card failed (%s); writing polyret's card only", error)
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save(str(tmp), create_model_card=False)
+        card = _model_card(config, info)
+        readme = tmp / "README.md"
+        if readme.exists():
+            text = readme.read_text(encoding="utf-8")
+            head, sep, body = text.partition("\n---\n") if text.startswith("---") else ("", "", text)
+            readme.write_text(f"{head}{sep}\n{card}\n{body}", encoding="utf-8")
+        else:
+            readme.write_text(f"# polyret model\n\n{card}", encoding="utf-8")
+        (tmp / RUN_CONFIG).write_text(json.dumps({"config": config.to_dict(), **info}, indent=2), encoding="utf-8")
+        if batch_log.exists():
+            shutil.copyfile(batch_log, tmp / batch_log.name)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ train
+def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
+    """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
+
+    ``evaluator``: a sentence-transformers evaluator, or any ``fn(model) -> float | dict`` (scored on
+    ``config.dev``; required when ``config.dev`` is set). With a dev set the best checkpoint (by
+    ``metric_for_best_model``, default: dev loss when ``dev_pairs`` > 0, else the evaluator's primary
+    metric) becomes the final model. ``callbacks``: extra ``transformers.TrainerCallback`` objects.
+    """
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers.trainer_utils import set_seed
+
+    from polyret.training.losses import build_loss
+    from polyret.training.pairs_dataset import PairIndex
+    from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
+
+    if config.dev is not None and evaluator is None:
+        raise ConfigError(f"config.dev={config.dev!r} needs an evaluator (pass evaluator= to train())")
+    output_dir = Path(config.output_dir)
+    resume_from = None
+    if config.resume:
+        _check_resume(config, output_dir)
+        resume_from = last_checkpoint(output_dir)
+        if resume_from is None:
+            logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
+
+    precision = resolve_precision(config.precision)
+    set_seed(config.seed)
+    model = _load_model(config)
+    frozen = freeze_word_embeddings(model) if config.freeze_word_embeddings else 0
+
+    sources = _load_sources(config)
+    train_sources, dev_sources = split_dev(sources, config.dev_pairs, config.seed)
+    index = PairIndex(train_sources, negatives=config.hard_negatives)
+    train_dataset = index.to_dataset()
+    recorder = _BatchRecorder(index)
+    train_dataset.set_transform(recorder.transform)
+    eval_dataset = _dev_dataset(dev_sources, config) if dev_sources else None
+
+    metric = config.metric_for_best_model
+    st_evaluator = _as_evaluator(evaluator)
+    if config.has_dev and metric is None:
+        if eval_dataset is not None:
+            metric = "eval_loss"
+        else:
+            primary = getattr(st_evaluator, "primary_metric", None)
+            metric = f"eval_{primary}" if primary else "eval_loss"
+    greater = None if metric is None else not metric.endswith("loss")
+
+    sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
+                                                  seed=config.seed, grad_accum_steps=1)  # fmt: skip
+    eval_every = config.eval_every if config.has_dev else None
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir / CHECKPOINT_DIR),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        num_train_epochs=config.epochs,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every or None,
+        load_best_model_at_end=bool(eval_every and config.save_steps),
+        metric_for_best_model=metric,
+        greater_is_better=greater,
+        prompts=_column_prompts(model, config.hard_negatives),
+        batch_sampler=sampler_factory,
+        dataloader_num_workers=0,  # the batch log sits in the dataset transform, in this process
+        ddp_find_unused_parameters=False,
+        report_to="none",
+    )
+    rank, world_size = args.process_index, args.world_size
+    loss = build_loss(model, config)
+    log_path = batch_log_path(output_dir, rank)
+    trainer_callbacks = [SamplerEpochCallback(), _batch_log_callback(recorder, log_path, rank, world_size, 1)]
+    trainer_callbacks += list(callbacks or [])
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset,
+                                         eval_dataset=eval_dataset, loss=loss, evaluator=st_evaluator,
+                                         callbacks=trainer_callbacks)  # fmt: skip
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict()}, indent=2))
+    logger.info("training %s: %d groups, %d pairs, languages %s, strategy %s, %s, %d frozen parameters",
+                config.model, index.num_groups, index.num_pairs, ",".join(index.languages), config.strategy,
+                precision, frozen)  # fmt: skip
+
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    state = trainer.state
+    target = output_dir / MODEL_DIR
+    if trainer.is_world_process_zero():
+        info = {
+            "global_step": state.global_step,
+            "world_size": world_size,
+            "precision": precision,
+            "languages": list(index.languages),
+            "train_groups": index.num_groups,
+            "train_pairs": index.num_pairs,
+            "dev_groups": sum(len(s) for s in dev_sources),
+            "loss": type(loss).__name__ + f"(scale={config.scale:g})",
+            "frozen_parameters": frozen,
+            "train_loss": float(result.training_loss),
+            "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+            "best_metric": state.best_metric,
+            "metric_for_best_model": metric,
+            "train_seconds": round(time.time() - started, 2),
+            "resumed_from": resume_from.name if resume_from else None,
+        }
+        _write_final_model(trainer.model, target, config, info, batch_log_path(output_dir, 0))
+    trainer.accelerator.wait_for_everyone()
+    return target
+
+
+# ------------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m polyret.training.train --config run.yaml [key=value ...]`` (also under torchrun)."""
+    parser = argparse.ArgumentParser(prog="python -m polyret.training.train", description=main.__doc__)
+    parser.add_argument("--config", help="YAML/JSON training config")
+    parser.add_argument("--recipe", help="start from a named recipe (paper, cpu)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. alpha=0.3 languages=de,en")
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if ns.config and ns.recipe:
+            raise ConfigError("give --config or --recipe, not both (a config file may say `recipe: cpu`)")
+        if ns.config:
+            config = TrainConfig.from_file(ns.config)
+        elif ns.recipe:
+            config = TrainConfig.from_recipe(ns.recipe)
+        else:
+            config = TrainConfig()
+        config = config.with_overrides(ns.overrides)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    path = train(config)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
