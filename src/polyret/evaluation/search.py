@@ -106,11 +106,27 @@ def _prepare(benchmark: Benchmark, query_emb: np.ndarray, cand_emb: np.ndarray) 
     )
 
 
-def _sortable(values: np.ndarray) -> np.ndarray:
-    """Map float32 to uint32 keys with the same order (and -0.0 == 0.0), for exact int searches."""
-    bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)
-    flip = np.where(bits & np.uint32(0x80000000), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
-    return bits ^ flip
+def _count_above(sorted_rows: np.ndarray, rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per probe: how many entries of ``sorted_rows[row]`` (ascending) are > value, and >= value.
+
+    A vectorised binary search over all probes at once (log2(m) gathers), exact float comparisons.
+    """
+    m = sorted_rows.shape[1]
+    out = []
+    for strict in (True, False):
+        lo = np.zeros(len(rows), dtype=np.int64)
+        hi = np.full(len(rows), m, dtype=np.int64)
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            v = sorted_rows[rows, np.minimum(mid, m - 1)]
+            go_right = active & ((v <= values) if strict else (v < values))
+            lo = np.where(go_right, mid + 1, lo)
+            hi = np.where(active & ~go_right, mid, hi)
+        out.append(m - lo)
+    return out[0], out[1]
 
 
 def _row_starts(rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -118,13 +134,10 @@ def _row_starts(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(counts)[:-1]))
 
 
-def _topk(
-    scores: np.ndarray, docs: np.ndarray, kk: int, tie_key: np.ndarray, thresh: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``kk`` of every row, ordered by score desc then tie key; ``docs`` is (n, m) or (m,)."""
-    n, m = scores.shape
-    if thresh is None:
-        thresh = np.partition(scores, m - kk, axis=1)[:, m - kk]
+def _topk_exact(scores: np.ndarray, docs: np.ndarray, kk: int, tie_key: np.ndarray,
+                thresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """General (slow) path: ties at the cutoff and inside the list resolved by tie key."""
+    n = scores.shape[0]
     rows, cols = np.nonzero(scores >= thresh[:, None])
     sel_scores = scores[rows, cols]
     sel_docs = docs[cols] if docs.ndim == 1 else docs[rows, cols]
@@ -133,6 +146,44 @@ def _topk(
     pos = np.arange(len(rows)) - _row_starts(rows, n)[rows]
     keep = pos < kk
     return sel_docs[keep].reshape(n, kk), sel_scores[keep].reshape(n, kk)
+
+
+def _topk(
+    scores: np.ndarray, docs: np.ndarray, kk: int, tie_key: np.ndarray, thresh: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``kk`` of every row, ordered by score desc then tie key; ``docs`` is (n, m) or (m,).
+
+    ``thresh`` is each row's kk-th largest score. Fast path: exactly kk scores reach it and they are
+    all distinct; rows with ties fall back to the exact lexsort path.
+    """
+    n, m = scores.shape
+    if thresh is None:
+        thresh = np.partition(scores, m - kk, axis=1)[:, m - kk]
+    flat = np.flatnonzero(scores >= thresh[:, None])
+    rows = flat // m
+    counts = np.bincount(rows, minlength=n)
+    if not (counts == kk).all():
+        bad = np.flatnonzero(counts != kk)
+        good = np.flatnonzero(counts == kk)
+        out_docs = np.empty((n, kk), dtype=np.int64)
+        out_scores = np.empty((n, kk), dtype=np.float32)
+        sub_docs = docs if docs.ndim == 1 else docs[bad]
+        out_docs[bad], out_scores[bad] = _topk_exact(scores[bad], sub_docs, kk, tie_key, thresh[bad])
+        if len(good):
+            sub_docs = docs if docs.ndim == 1 else docs[good]
+            out_docs[good], out_scores[good] = _topk(scores[good], sub_docs, kk, tie_key, thresh[good])
+        return out_docs, out_scores
+    cols = (flat - rows * m).reshape(n, kk)
+    sel_scores = np.take_along_axis(scores, cols, axis=1)
+    order = np.argsort(-sel_scores, axis=1)
+    cols = np.take_along_axis(cols, order, axis=1)
+    sel_scores = np.take_along_axis(sel_scores, order, axis=1)
+    sel_docs = docs[cols] if docs.ndim == 1 else np.take_along_axis(docs, cols, axis=1)
+    tied = np.flatnonzero((sel_scores[:, 1:] == sel_scores[:, :-1]).any(axis=1)) if kk > 1 else []
+    for r in tied:  # equal scores inside the list: order them by tie key
+        o = np.lexsort((tie_key[sel_docs[r]], -sel_scores[r]))
+        sel_docs[r], sel_scores[r] = sel_docs[r][o], sel_scores[r][o]
+    return sel_docs.astype(np.int64, copy=False), sel_scores
 
 
 def _ranks_before(
@@ -146,18 +197,11 @@ def _ranks_before(
     tie_key: np.ndarray,
 ) -> np.ndarray:
     """For each (row, doc, score) pair: how many candidates of this slice rank above the doc."""
-    n, m = sorted_block.shape
-    keys = (np.arange(n, dtype=np.int64)[:, None] << 32) | _sortable(sorted_block).astype(np.int64)
-    keys = keys.ravel()
-    probe = (pair_row.astype(np.int64) << 32) | _sortable(pair_score).astype(np.int64)
-    right = np.searchsorted(keys, probe, side="right") - pair_row * m
-    left = np.searchsorted(keys, probe, side="left") - pair_row * m
-    before = (m - right).astype(np.int64)
-    tied = right - left
-    extra = np.flatnonzero(tied - in_slice > 0)
+    above, at_or_above = _count_above(sorted_block, pair_row, pair_score)
+    before = above.astype(np.int64)
+    extra = np.flatnonzero(at_or_above - above - in_slice > 0)
     for p in extra:  # genuine ties with other candidates: rare, resolved exactly by tie key
-        row = block[pair_row[p]]
-        eq = slice_docs[row == pair_score[p]]
+        eq = slice_docs[block[pair_row[p]] == pair_score[p]]
         before[p] += int(np.count_nonzero(tie_key[eq] < tie_key[pair_doc[p]]))
     return before
 
@@ -192,6 +236,21 @@ def _chunk_pairs(prep: _Prepared, q_idx: np.ndarray) -> tuple[np.ndarray, np.nda
     return rows, prep.rel_doc[flat], prep.rel_gain[flat]
 
 
+def _is_relevant(top_docs: np.ndarray, rel_rows: np.ndarray, rel_docs: np.ndarray, n_cands: int) -> np.ndarray:
+    """(n, kk) mask: is top_docs[r, j] one of row r's relevant docs (rel_rows sorted ascending)."""
+    n, kk = top_docs.shape
+    counts = np.bincount(rel_rows, minlength=n)
+    width = int(counts.max()) if len(counts) else 0
+    if width == 0:
+        return np.zeros((n, kk), dtype=bool)
+    if width > 64:  # many judged docs per query: hash-free set membership
+        keys = np.repeat(np.arange(n, dtype=np.int64), kk) * n_cands + top_docs.ravel()
+        return np.isin(keys, rel_rows.astype(np.int64) * n_cands + rel_docs).reshape(n, kk)
+    pad = np.full((n, width), -1, dtype=np.int64)
+    pad[rel_rows, np.arange(len(rel_rows)) - _row_starts(rel_rows, n)[rel_rows]] = rel_docs
+    return (top_docs[:, :, None] == pad[:, None, :]).any(axis=2)
+
+
 def _emit(
     out: _Rows,
     code: int,
@@ -211,8 +270,7 @@ def _emit(
     has_gold = np.bincount(rel_rows, minlength=n) > 0
     t_rows = np.repeat(np.arange(n), kk)
     t_docs = top_docs.ravel()
-    keep = has_gold[t_rows] & ~np.isin(t_rows.astype(np.int64) * n_cands + t_docs,
-                                      rel_rows.astype(np.int64) * n_cands + rel_docs)
+    keep = has_gold[t_rows] & ~_is_relevant(top_docs, rel_rows, rel_docs, n_cands).ravel()
     t_rows = t_rows[keep]
     out.add(code, q_idx[t_rows], t_docs[keep], top_rank.ravel()[keep], top_scores.ravel()[keep],
             np.zeros(len(t_rows), dtype=np.int16))
@@ -226,6 +284,10 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
     pos_in_slice = np.empty(len(prep.perm), dtype=np.int64)
     for li in range(len(prep.langs)):
         pos_in_slice[prep.perm[prep.start[li]:prep.start[li + 1]]] = np.arange(prep.start[li + 1] - prep.start[li])
+    all_slices = {li: prep.perm[prep.start[li]:prep.start[li + 1]] for li in range(len(prep.langs))}
+    all_mats: dict[int, np.ndarray] = {}  # per-language candidate matrices, built when a pool needs them
+    every = {lang_code[y] for s in settings for y in s.pool_langs if y in lang_code}
+    full_mat = np.ascontiguousarray(prep.cands[prep.perm].T) if len(every) == len(prep.langs) > 1 else None
     by_qlang: dict[str, list[int]] = {}
     for code, s in enumerate(settings):
         by_qlang.setdefault(s.query_lang, []).append(code)
@@ -234,11 +296,13 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
         needed = sorted({lang_code[y] for c in codes for y in settings[c].pool_langs if y in lang_code})
         if len(q_all) == 0 or not needed:
             continue
-        slices = {li: prep.perm[prep.start[li]:prep.start[li + 1]] for li in needed}
-        mats = {li: np.ascontiguousarray(prep.cands[cols].T) for li, cols in slices.items()}
-        for lo in range(0, len(q_all), chunk_size):
-            q_idx = q_all[lo:lo + chunk_size]
-            n = len(q_idx)
+        slices = {li: all_slices[li] for li in needed}
+        full = full_mat if len(needed) == len(prep.langs) else None
+        if full is None:
+            all_mats.update({li: np.ascontiguousarray(prep.cands[all_slices[li]].T)
+                             for li in needed if li not in all_mats})
+        n_chunks = -(-len(q_all) // chunk_size)
+        for q_idx in np.array_split(q_all, n_chunks):  # even chunks: no tiny remainder GEMM
             pr, pd, pg = _chunk_pairs(prep, q_idx)
             p_lang = prep.cand_lang[pd]
             keep = np.isin(p_lang, needed)
@@ -247,7 +311,11 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
             p_score = np.empty(len(pr), dtype=np.float32)
             tops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             before = np.zeros((len(pr), len(prep.langs)), dtype=np.int64)
-            blocks = {li: qm @ mats[li] for li in needed}  # (n, n_li) float32 each
+            if full is not None:  # one GEMM against every candidate; languages are column slices
+                scores = qm @ full
+                blocks = {li: scores[:, prep.start[li]:prep.start[li + 1]] for li in needed}
+            else:
+                blocks = {li: qm @ all_mats[li] for li in needed}  # (n, n_li) float32 each
             for li in needed:  # every pair's score first: ranks need them against every slice
                 mine = p_lang == li
                 p_score[mine] = blocks[li][pr[mine], pos_in_slice[pd[mine]]]
