@@ -303,7 +303,8 @@ def test_sentence_transformers_trainer_sees_the_sampler_batches(tmp_path):
     torch.manual_seed(0)
     src = make_source("t", 48, negatives=True)
     train_dataset, ix = build_pairs_dataset(src)
-    vocab = {"[UNK]": 0, "[PAD]": 1, "q": 2, "p": 3, "n": 4, "t": 5, "|": 6, **{lang: 7 + i for i, lang in enumerate(LANGS)}}
+    vocab = {"[UNK]": 0, "[PAD]": 1, "q": 2, "p": 3, "n": 4, "t": 5, "|": 6}
+    vocab.update({lang: 7 + i for i, lang in enumerate(LANGS)})
     vocab.update({f"t{i}": len(vocab) + i for i in range(48)})
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Split("|", behavior="isolated")

@@ -180,7 +180,8 @@ class ParallelBatchSampler(BatchSampler):
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
         if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) <= 1.0):
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-        for name, value in (("batch_size", batch_size), ("world_size", world_size), ("grad_accum_steps", grad_accum_steps)):
+        sizes = (("batch_size", batch_size), ("world_size", world_size), ("grad_accum_steps", grad_accum_steps))
+        for name, value in sizes:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if rank is not None and not 0 <= rank < world_size:
