@@ -458,7 +458,8 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         greater_is_better=greater,
         prompts=_column_prompts(model, config.hard_negatives),
         batch_sampler=sampler_factory,
-        dataloader_num_workers=0,  # the batch log sits in the dataset transform, in this process
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # the batch log sits in the dataset transform, in this process
         ddp_find_unused_parameters=False,
         report_to="none",
     )
