@@ -1,0 +1,160 @@
+"""Search and run table against an independent brute-force full ranking."""
+
+import numpy as np
+import pytest
+
+from polyret.data.records import Benchmark, Candidate, DataError, Query
+from polyret.evaluation.runtable import RunTable
+from polyret.evaluation.search import build_run_table
+from polyret.evaluation.settings import settings_for
+
+LANGS = ("en", "de", "fr")
+SIZES = {"en": 40, "de": 25, "fr": 7}
+
+
+def make_bench(seed=0, n_questions=12):
+    rng = np.random.default_rng(seed)
+    queries = [Query(f"q{i}", lang, f"{lang} question {i}") for lang in LANGS for i in range(n_questions)]
+    cands = [Candidate(f"{lang}-{rng.integers(10**6)}-{j}", lang, "") for lang in LANGS for j in range(SIZES[lang])]
+    order = rng.permutation(len(cands))  # candidate id order unrelated to index order
+    cands = [cands[i] for i in order]
+    by_lang = {lang: [c.id for c in cands if c.lang == lang] for lang in LANGS}
+    qrels = {}
+    for i in range(n_questions - 1):  # the last question has no gold at all
+        rel = {}
+        for lang in LANGS:
+            if rng.random() < 0.75:
+                for cid in rng.choice(by_lang[lang], size=rng.integers(1, 3), replace=False):
+                    rel[str(cid)] = int(rng.integers(1, 4))
+        if rel:
+            qrels[f"q{i}"] = rel
+    return Benchmark("toy", LANGS, queries, cands, qrels)
+
+
+def embeddings(bench, seed=0, integer=False, dim=6):
+    rng = np.random.default_rng(seed + 1)
+    shape_q, shape_c = (len(bench.queries), dim), (len(bench.candidates), dim)
+    if integer:  # small integers: exact float32 dot products and plenty of ties
+        return (rng.integers(-1, 2, shape_q).astype(np.float32), rng.integers(-1, 2, shape_c).astype(np.float32))
+    q = rng.standard_normal(shape_q).astype(np.float32)
+    c = rng.standard_normal(shape_c).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True), c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def brute_ranking(bench, q_emb, c_emb, qi, pool_langs):
+    """Pool candidates ordered like trec_eval: score desc, then candidate id desc."""
+    scores = c_emb.astype(np.float64) @ q_emb[qi].astype(np.float64)
+    pool = [j for j, c in enumerate(bench.candidates) if c.lang in pool_langs]
+    pool = sorted(pool, key=lambda j: bench.candidates[j].id, reverse=True)
+    return sorted(pool, key=lambda j: -scores[j])
+
+
+@pytest.mark.parametrize("integer", [False, True])
+@pytest.mark.parametrize("k,chunk_size", [(1, 1024), (5, 3), (1000, 5)])
+def test_exact_matches_brute_force(integer, k, chunk_size):
+    bench = make_bench()
+    q_emb, c_emb = embeddings(bench, integer=integer)
+    settings = settings_for(bench)
+    run = build_run_table(bench, q_emb, c_emb, settings, k=k, chunk_size=chunk_size)
+    assert run.exact_ranks and run.k == k
+    cand_id = [c.id for c in bench.candidates]
+    n_checked = 0
+    for code, setting in enumerate(settings):
+        for qi, query in enumerate(bench.queries):
+            if query.lang != setting.query_lang:
+                continue
+            gold = {cid: r for cid, r in bench.qrels.get(query.id, {}).items()
+                    if bench.candidates[cand_id.index(cid)].lang in setting.pool_langs}
+            rows = np.flatnonzero((run.setting == code) & (run.query == qi))
+            if not gold:
+                assert len(rows) == 0, f"{setting.name} {query.id}: no gold in pool, so no rows"
+                continue
+            ranking = brute_ranking(bench, q_emb, c_emb, qi, setting.pool_langs)
+            expect_rank = {cand_id[j]: r + 1 for r, j in enumerate(ranking)}
+            got = {run.doc_ids[run.doc[r]]: (int(run.rank[r]), int(run.relevance[r])) for r in rows}
+            assert len(got) == len(rows), "a doc appears twice"
+            for cid, rel in gold.items():
+                assert got[cid] == (expect_rank[cid], rel), (setting.name, query.id, cid)
+            top = rows[(run.rank[rows] >= 1) & (run.rank[rows] <= k)]
+            top = top[np.argsort(run.rank[top])]
+            assert [run.doc_ids[d] for d in run.doc[top]] == [cand_id[j] for j in ranking[:k]]
+            assert (run.relevance[rows][~np.isin(run.doc_ids[run.doc[rows]], list(gold))] == 0).all()
+            n_checked += 1
+    assert n_checked > 50
+
+
+def test_scores_are_dot_products():
+    bench = make_bench()
+    q_emb, c_emb = embeddings(bench)
+    run = build_run_table(bench, q_emb, c_emb, k=5)
+    expect = np.einsum("ij,ij->i", q_emb[run.query], c_emb[run.doc])
+    np.testing.assert_allclose(run.score, expect, atol=1e-5)
+
+
+def test_faiss_same_topk_as_exact():
+    bench = make_bench(seed=3)
+    q_emb, c_emb = embeddings(bench, seed=3, dim=16)
+    exact = build_run_table(bench, q_emb, c_emb, k=6)
+    approx = build_run_table(bench, q_emb, c_emb, k=6, backend="faiss")
+    assert not approx.exact_ranks
+
+    def top_lists(run):
+        m = run.retrieved
+        order = np.lexsort((run.rank[m], run.query[m], run.setting[m]))
+        return list(zip(run.setting[m][order], run.query[m][order], run.doc[m][order], run.rank[m][order]))
+
+    assert top_lists(exact) == top_lists(approx)
+    deep = (exact.relevance > 0) & (exact.rank > 6)
+    assert deep.any()
+    key = lambda r: {(s, q, d): v for s, q, d, v in zip(r.setting, r.query, r.doc, r.rank)}
+    approx_rank = key(approx)
+    assert all(approx_rank[(s, q, d)] == 0 for s, q, d in zip(exact.setting[deep], exact.query[deep], exact.doc[deep]))
+    assert len(approx) == len(exact)
+
+
+def test_bad_inputs():
+    bench = make_bench()
+    q_emb, c_emb = embeddings(bench)
+    with pytest.raises(ValueError, match="query_emb"):
+        build_run_table(bench, q_emb[:-1], c_emb)
+    with pytest.raises(ValueError, match="backend"):
+        build_run_table(bench, q_emb, c_emb, backend="annoy")
+    bad = np.array(c_emb)
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        build_run_table(bench, q_emb, bad)
+    bench.qrels["q0"] = {"nope": 1}
+    with pytest.raises(DataError, match="'nope'"):
+        build_run_table(bench, q_emb, c_emb)
+
+
+def test_runtable_save_load_filter_trec(tmp_path):
+    bench = make_bench()
+    q_emb, c_emb = embeddings(bench)
+    run = build_run_table(bench, q_emb, c_emb, k=3)
+    path = run.save(tmp_path / "run.npz")
+    back = RunTable.load(path)
+    assert back.settings == run.settings and back.k == 3 and back.exact_ranks
+    for col in ("setting", "query", "doc", "rank", "score", "relevance", "query_ids", "doc_langs"):
+        np.testing.assert_array_equal(getattr(back, col), getattr(run, col))
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+    sub = run.filter(["cross:de-en", "mono:fr"])
+    assert sub.setting_names == ["cross:de-en", "mono:fr"]
+    assert len(sub) == np.isin(run.setting, [run.setting_code("cross:de-en"), run.setting_code("mono:fr")]).sum()
+
+    n = run.to_trec_run(tmp_path / "mono_en.run", setting="mono:en")
+    lines = (tmp_path / "mono_en.run").read_text().splitlines()
+    assert n == len(lines) > 0
+    qid, q0, docid, rank, score, tag = lines[0].split()
+    assert q0 == "Q0" and qid.endswith("@en") and tag == "polyret" and rank == "1"
+    assert docid in set(run.doc_ids) and float(score) == pytest.approx(float(score))
+    assert all(1 <= int(line.split()[3]) <= 3 for line in lines)
+    qrels = run.to_qrels_dict("mono:en")
+    assert set(qrels) == {line.split()[0] for line in lines}
+    all_qrels, all_run = run.to_pytrec()
+    assert all("/" in qid for qid in all_qrels) and set(all_run) <= set(all_qrels)
+    with pytest.raises(KeyError):
+        run.filter(["mono:xx"])
+    with pytest.raises(ValueError):
+        RunTable.load(tmp_path / "mono_en.run")
