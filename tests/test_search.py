@@ -158,3 +158,26 @@ def test_runtable_save_load_filter_trec(tmp_path):
         run.filter(["mono:xx"])
     with pytest.raises(ValueError):
         RunTable.load(tmp_path / "mono_en.run")
+
+
+def test_faiss_hnsw_runs_and_mostly_agrees():
+    bench = make_bench(seed=4)
+    q_emb, c_emb = embeddings(bench, seed=4, dim=16)
+    exact = build_run_table(bench, q_emb, c_emb, k=5)
+    hnsw = build_run_table(bench, q_emb, c_emb, k=5, backend="faiss-hnsw", hnsw_m=8)
+    top = lambda r: set(zip(r.setting[r.retrieved], r.query[r.retrieved], r.doc[r.retrieved]))
+    assert len(top(exact) & top(hnsw)) >= 0.9 * len(top(exact))
+    assert hnsw.meta["backend"] == "faiss-hnsw" and not hnsw.exact_ranks
+
+
+def test_tiny_block_cap_gives_same_table(monkeypatch):
+    import polyret.evaluation.search as search
+
+    bench = make_bench()
+    q_emb, c_emb = embeddings(bench)
+    ref = build_run_table(bench, q_emb, c_emb, k=4)
+    monkeypatch.setattr(search, "_MAX_BLOCK", 50)  # forces one query per chunk
+    small = build_run_table(bench, q_emb, c_emb, k=4)
+    a, b = ref.sorted(), small.sorted()
+    for col in ("setting", "query", "doc", "rank", "relevance"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))

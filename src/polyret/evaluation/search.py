@@ -25,6 +25,7 @@ from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.settings import Setting, settings_for
 
 BACKENDS = ("exact", "faiss", "faiss-hnsw")
+_MAX_BLOCK = 1 << 26  # most float32 scores held per query chunk (256 MiB), whatever chunk_size says
 
 
 @dataclass
@@ -301,7 +302,9 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
         if full is None:
             all_mats.update({li: np.ascontiguousarray(prep.cands[all_slices[li]].T)
                              for li in needed if li not in all_mats})
-        n_chunks = -(-len(q_all) // chunk_size)
+        n_cols = int(sum(len(all_slices[li]) for li in needed))
+        rows_cap = max(1, min(chunk_size, _MAX_BLOCK // max(1, n_cols)))  # bounds the score block's memory
+        n_chunks = -(-len(q_all) // rows_cap)
         for q_idx in np.array_split(q_all, n_chunks):  # even chunks: no tiny remainder GEMM
             pr, pd, pg = _chunk_pairs(prep, q_idx)
             p_lang = prep.cand_lang[pd]
@@ -420,7 +423,9 @@ def build_run_table(
     ``query_emb`` / ``cand_emb`` are aligned with ``benchmark.queries`` / ``benchmark.candidates``
     and L2-normalised (scores are dot products). ``backend``: "exact" (dense, exact ranks for every
     relevant doc), "faiss" (IndexFlatIP per pool) or "faiss-hnsw" (approximate, ``hnsw_m`` links).
-    ``chunk_size`` bounds peak memory: about chunk_size x n_candidates x 8 bytes.
+    ``chunk_size`` caps the queries scored at once; the score block is also capped at 2**26 floats
+    (256 MiB), so peak memory stays near 3x that whatever the corpus size. Exact search still scores
+    every candidate (MIRACL-size corpora: use "faiss" / "faiss-hnsw").
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown search backend {backend!r}; expected one of {BACKENDS}")
