@@ -1,0 +1,6 @@
+"""Evaluation: settings, search, the pooled run table, metrics, language bias, significance, ``evaluate()``."""
+
+from .evaluate import DEFAULT_MEASURES, EvalConfig, evaluate, score
+from .results import PerQuery, Results
+
+__all__ = ["DEFAULT_MEASURES", "EvalConfig", "PerQuery", "Results", "evaluate", "score"]

@@ -179,20 +179,33 @@ def same_language_preference(run: RunTable, family: str = "multi") -> LanguagePr
 
 
 def summary(run: RunTable, family: str = "multi") -> dict[str, Any]:
-    """JSON-ready numbers of both measures (per-query arrays left out)."""
+    """JSON-ready numbers of both measures (per-query arrays left out), flat at the top level:
+    ``max_rank_distance`` is the headline number (lower is better)."""
     dist = max_rank_distance(run, family)
     pref = same_language_preference(run, family)
+    langs = list(dict.fromkeys([*dist.per_language, *pref.per_language]))
+    per_language = {
+        lang: {
+            "max_rank_distance": dist.per_language.get(lang, float("nan")),
+            "same_language_rate": pref.per_language.get(lang, float("nan")),
+            "same_language_chance": pref.chance_per_language.get(lang, float("nan")),
+        }
+        for lang in langs
+    }
     return {
-        "max_rank_distance": {"mean": dist.mean, "per_language": dist.per_language,
-                              "n_queries": len(dist.values), "n_skipped": dist.n_skipped},
-        "same_language_preference": {
-            "rate": pref.rate,
-            "chance": pref.chance_rate,
-            "preference": pref.preference,
-            "per_language": pref.per_language,
-            "chance_per_language": pref.chance_per_language,
-            "top_answer_langs": pref.top_answer_langs,
-            "n_queries": len(pref.same_language),
-            "n_skipped": pref.n_skipped,
+        "max_rank_distance": dist.mean,
+        "same_language_rate": pref.rate,
+        "same_language_chance": pref.chance_rate,
+        "same_language_preference": pref.preference,
+        "per_language": per_language,
+        "top_answer_langs": pref.top_answer_langs,
+        "n_queries": len(dist.values),
+        "n_skipped": dist.n_skipped,
+        "definitions": {
+            "max_rank_distance": "per query, rank of the worst-ranked relevant answer minus rank of the best-ranked "
+            "one in the multilingual pool (ranks from 1); mean per query language, then over languages",
+            "same_language_rate": "share of queries whose best-ranked relevant answer is in the query language "
+            "(cf. LAReQA, Roy et al. 2020); same_language_chance is the rate of a language-blind ranker, "
+            "same_language_preference = rate / chance (1 = no preference)",
         },
     }

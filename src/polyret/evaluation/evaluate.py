@@ -1,0 +1,256 @@
+"""``evaluate()``: the public verb. Encode every text once, score every setting from those embeddings.
+
+Flow: benchmark -> model -> encode (cached) -> run table over all settings -> per-query metrics and
+bias -> ``Results``. Every number comes from the one run table; nothing is encoded per setting.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.records import Benchmark
+from ..encode import EmbeddingCache, count_missing, encode
+from . import bias as bias_measures
+from . import metrics
+from .results import PerQuery, Results
+from .search import build_run_table
+from .settings import settings_for
+
+DEFAULT_MEASURES: tuple[str, ...] = ("map", "map@20", "ndcg@10", "recall@1", "recall@10", "recall@100", "mrr@10")
+
+
+@dataclass
+class EvalConfig:
+    """Everything that decides an evaluation's numbers (and so its cache and output)."""
+
+    model: str = "builtin:me5-small"
+    benchmark: str = "xquad-r:test"
+    languages: list[str] | None = None
+    families: list[str] | None = None
+    data_dir: str | None = None
+    batch_size: int = 64
+    k: int = 100
+    backend: str = "exact"  # "exact" (chunked matrix products) or "faiss"
+    measures: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURES))
+    with_context: bool = False  # encode each candidate sentence followed by its paragraph
+    max_seq_length: int | None = None
+    query_prompt: str | None = None
+    passage_prompt: str | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+    device: str | None = None
+
+
+def _subset(benchmark: Benchmark, languages: Sequence[str] | None) -> Benchmark:
+    if not languages:
+        return benchmark
+    unknown = [lang for lang in languages if lang not in benchmark.languages]
+    if unknown:
+        raise ValueError(
+            f"languages {unknown} are not in benchmark {benchmark.id!r} (it has {', '.join(benchmark.languages)})"
+        )
+    keep = set(languages)
+    langs = tuple(lang for lang in benchmark.languages if lang in keep)
+    cands = [c for c in benchmark.candidates if c.lang in keep]
+    cand_ids = {c.id for c in cands}
+    qrels = {}
+    for qid, rel in benchmark.qrels.items():
+        kept = {d: r for d, r in rel.items() if d in cand_ids}
+        if kept:
+            qrels[qid] = kept
+    return Benchmark(
+        id=benchmark.id,
+        languages=langs,
+        queries=[q for q in benchmark.queries if q.lang in keep],
+        candidates=cands,
+        qrels=qrels,
+        families=benchmark.families,
+        provenance=benchmark.provenance,
+    )
+
+
+def candidate_texts(benchmark: Benchmark, with_context: bool = False) -> list[str]:
+    if not with_context:
+        return [c.text for c in benchmark.candidates]
+    return [f"{c.text} {c.context}".strip() if c.context and c.context != c.text else c.text for c in benchmark.candidates]
+
+
+def encode_benchmark(
+    model,
+    benchmark: Benchmark,
+    *,
+    batch_size: int = 64,
+    with_context: bool = False,
+    cache: EmbeddingCache | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query embeddings, candidate embeddings), aligned with ``benchmark.queries`` / ``.candidates``."""
+    q_texts = [q.text for q in benchmark.queries]
+    c_texts = candidate_texts(benchmark, with_context)
+    jobs = [("queries", q_texts, "query"), ("candidates", c_texts, "passage")]
+    out = []
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("[bold]encoding {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("texts"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as bar:
+            for name, texts, kind in jobs:
+                todo = count_missing(model, texts, kind=kind, cache=cache)
+                task = bar.add_task(f"{name} ({len(texts) - todo if cache else 0} cached)", total=todo)
+                out.append(
+                    encode(model, texts, kind=kind, batch_size=batch_size, cache=cache,
+                           progress=lambda n, t=task: bar.advance(t, n))
+                )
+    else:
+        for _, texts, kind in jobs:
+            out.append(encode(model, texts, kind=kind, batch_size=batch_size, cache=cache))
+    return out[0], out[1]
+
+
+def score(
+    benchmark: Benchmark,
+    query_emb: np.ndarray,
+    cand_emb: np.ndarray,
+    *,
+    families: Sequence[str] | None = None,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    k: int = 100,
+    backend: str = "exact",
+    model_name: str = "",
+) -> tuple[Results, Any]:
+    """Score every setting from precomputed embeddings; returns (Results, run table)."""
+    t0 = time.perf_counter()
+    settings = settings_for(benchmark, families=families)
+    if not settings:
+        raise ValueError(f"benchmark {benchmark.id!r} has no setting to evaluate for families {families}")
+    run = build_run_table(benchmark, query_emb, cand_emb, settings, k=k, backend=backend)
+    t1 = time.perf_counter()
+    qs = metrics.per_query(run, measures=measures)
+    per_setting = metrics.per_setting(qs)
+    for name, n in qs.counts().items():
+        per_setting[name]["n_queries"] = n
+    macro = metrics.macro(qs)
+    bias: dict[str, Any] = {}
+    per_query = _per_query_table(run, qs, list(measures))
+    if any(s.family == "multi" for s in settings):
+        bias = bias_measures.summary(run)
+        _add_rank_distance(per_query, run)
+    t2 = time.perf_counter()
+    res = Results(
+        model=model_name,
+        benchmark=benchmark.id,
+        languages=list(benchmark.languages),
+        measures=list(measures),
+        per_setting=per_setting,
+        macro=macro,
+        bias=bias,
+        timing={"search_s": t1 - t0, "metrics_s": t2 - t1},
+        per_query=per_query,
+        extra={"n_queries": len(benchmark.queries), "n_candidates": len(benchmark.candidates),
+               "n_settings": len(settings), "k": k, "backend": backend},
+    )
+    return res, run
+
+
+def _per_query_table(run, qs, measures: list[str]) -> PerQuery:
+    names = np.asarray(run.setting_names, dtype=object)
+    return PerQuery(
+        setting=names[qs.setting].tolist(),
+        query_id=run.query_ids[qs.query].tolist(),
+        query_lang=run.query_langs[qs.query].tolist(),
+        values={m: np.asarray(qs.values[m], dtype=np.float64) for m in measures},
+    )
+
+
+def _add_rank_distance(per_query: PerQuery, run) -> None:
+    """Attach each multilingual query's maximum rank distance as a per-query column (NaN elsewhere)."""
+    dist = bias_measures.max_rank_distance(run)
+    lookup = {(s, q): v for s, q, v in zip(dist.setting_names, dist.query_ids, dist.values)}
+    col = np.full(len(per_query), np.nan)
+    for i, (s, q) in enumerate(zip(per_query.setting, per_query.query_id)):
+        v = lookup.get((s, q))
+        if v is not None:
+            col[i] = v
+    per_query.values["max_rank_distance"] = col
+
+
+def evaluate(
+    model: Any = "builtin:me5-small",
+    benchmark: str | Benchmark = "xquad-r:test",
+    *,
+    config: EvalConfig | None = None,
+    output: str | os.PathLike | None = None,
+    progress: bool = True,
+    keep_run: bool = False,
+    **overrides: Any,
+) -> Results:
+    """Evaluate ``model`` (a spec such as ``builtin:me5-small``, a folder, a Hub id, or a loaded
+    SentenceTransformer) on ``benchmark`` (an id or a ``Benchmark``) in every setting family.
+
+    ``overrides`` are ``EvalConfig`` fields. With ``output``, writes results.json, settings.csv,
+    per_query.csv.gz, run.npz (with ``keep_run``) and the mAP heatmap there.
+    """
+    from dataclasses import replace
+
+    from ..data import load_benchmark
+    from ..models import fingerprint, load
+
+    cfg = replace(config or EvalConfig(), **overrides)
+    if not isinstance(model, str):
+        model_name = getattr(model, "polyret_spec", None) or type(model).__name__
+    else:
+        model_name = model
+    cfg = replace(cfg, model=model_name)
+    if isinstance(benchmark, str):
+        cfg = replace(cfg, benchmark=benchmark)
+
+    t_start = time.perf_counter()
+    bench = (
+        load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages)
+        if isinstance(benchmark, str)
+        else _subset(benchmark, cfg.languages)
+    )
+    if isinstance(model, str):
+        model = load(model, device=cfg.device, query_prompt=cfg.query_prompt,
+                     passage_prompt=cfg.passage_prompt, max_seq_length=cfg.max_seq_length,
+                     cache_dir=cfg.cache_dir)
+    t_loaded = time.perf_counter()
+    fp = fingerprint(model)
+    cache = None
+    if cfg.cache:
+        from ..paths import cache_dir
+
+        cache = EmbeddingCache.for_model(fp, root=cache_dir(cfg.cache_dir) / "embeddings")
+    q_emb, c_emb = encode_benchmark(
+        model, bench, batch_size=cfg.batch_size, with_context=cfg.with_context, cache=cache, progress=progress
+    )
+    t_encoded = time.perf_counter()
+    res, run = score(bench, q_emb, c_emb, families=cfg.families, measures=cfg.measures, k=cfg.k,
+                     backend=cfg.backend, model_name=model_name)
+    res.fingerprint = fp
+    res.timing = {
+        "load_s": t_loaded - t_start,
+        "encode_s": t_encoded - t_loaded,
+        **res.timing,
+        "total_s": time.perf_counter() - t_start,
+    }
+    res.extra["config"] = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "data_dir")}
+    if output is not None:
+        res.write(output)
+        if keep_run:
+            run.save(Path(output) / "run.npz")
+    res.run = run if keep_run else None
+    return res

@@ -1,0 +1,213 @@
+"""Evaluation results as files other tools can read: results.json, a per-setting CSV, per-query CSV, a heatmap.
+
+``results.json`` layout (stable; ``schema`` is bumped on incompatible changes)::
+
+    settings.<family>.<measure>                     macro mean over that family's settings
+    settings.mono.per_language.<lang>.<measure>
+    settings.cross.pairs["<query lang>-<pool lang>"].<measure>
+    settings.multi.per_language.<lang>.<measure>
+    language_bias.max_rank_distance (+ per_language, same_language_preference ...)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..paths import atomic_path, atomic_write_text
+
+SCHEMA = 1
+
+
+def split_setting(name: str) -> tuple[str, str, str]:
+    """``"cross:de-en"`` -> ("cross", "de", "en"); mono pools are the query language, multi pools are "all"."""
+    family, _, rest = name.partition(":")
+    if family == "cross":
+        q, _, p = rest.partition("-")
+        return family, q, p
+    if family == "mono":
+        return family, rest, rest
+    return family, rest, "all"
+
+
+@dataclass
+class PerQuery:
+    """One row per (setting, query): the values every report and significance test starts from."""
+
+    setting: list[str]
+    query_id: list[str]
+    query_lang: list[str]
+    values: dict[str, np.ndarray]  # measure -> float array aligned with the rows
+
+    def __len__(self) -> int:
+        return len(self.setting)
+
+    def rows_for(self, setting: str) -> np.ndarray:
+        return np.flatnonzero(np.asarray(self.setting, dtype=object) == setting)
+
+    def to_csv(self, path: str | Path) -> None:
+        measures = list(self.values)
+        with atomic_path(path) as tmp:
+            with gzip.open(tmp, "wt", encoding="utf-8", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["setting", "query_id", "query_lang", *measures])
+                cols = [self.values[m] for m in measures]
+                for i in range(len(self.setting)):
+                    w.writerow(
+                        [self.setting[i], self.query_id[i], self.query_lang[i], *(_fmt(c[i]) for c in cols)]
+                    )
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> "PerQuery":
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+            r = csv.reader(fh)
+            header = next(r)
+            rows = list(r)
+        measures = header[3:]
+        values = {
+            m: np.array([float(row[3 + j]) if row[3 + j] != "" else np.nan for row in rows], dtype=np.float64)
+            for j, m in enumerate(measures)
+        }
+        return cls([row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows], values)
+
+
+def _fmt(x: float) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):.6g}"
+
+
+@dataclass
+class Results:
+    model: str
+    benchmark: str
+    languages: list[str]
+    measures: list[str]
+    per_setting: dict[str, dict[str, float]]  # setting name -> measure -> mean (plus "n_queries")
+    macro: dict[str, dict[str, float]]  # family -> measure -> macro mean over its settings
+    bias: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    fingerprint: str = ""
+    per_query: PerQuery | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    run: Any = None  # the pooled RunTable, when the caller asked to keep it (not serialised to JSON)
+
+    # ---- views -------------------------------------------------------------------------------------
+    def families(self) -> list[str]:
+        return [f for f in ("mono", "cross", "multi") if f in self.macro]
+
+    def matrix(self, measure: str = "map") -> tuple[list[str], np.ndarray]:
+        """Query language x pool language matrix: cross-lingual off the diagonal, monolingual on it."""
+        langs = list(self.languages)
+        idx = {lang: i for i, lang in enumerate(langs)}
+        m = np.full((len(langs), len(langs)), np.nan)
+        for name, vals in self.per_setting.items():
+            family, q, p = split_setting(name)
+            if family in ("mono", "cross") and q in idx and p in idx and measure in vals:
+                m[idx[q], idx[p]] = vals[measure]
+        return langs, m
+
+    def to_dict(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {}
+        for family in self.families():
+            block: dict[str, Any] = dict(self.macro[family])
+            key = "pairs" if family == "cross" else "per_language"
+            block[key] = {}
+            for name, vals in self.per_setting.items():
+                fam, q, p = split_setting(name)
+                if fam != family:
+                    continue
+                block[key][f"{q}-{p}" if family == "cross" else q] = dict(vals)
+            settings[family] = block
+        return {
+            "schema": SCHEMA,
+            "model": self.model,
+            "model_fingerprint": self.fingerprint,
+            "benchmark": self.benchmark,
+            "languages": list(self.languages),
+            "measures": list(self.measures),
+            "primary_measure": "map",
+            "settings": settings,
+            "language_bias": self.bias,
+            "timing_s": self.timing,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Results":
+        per_setting: dict[str, dict[str, float]] = {}
+        macro: dict[str, dict[str, float]] = {}
+        for family, block in data["settings"].items():
+            macro[family] = {k: v for k, v in block.items() if not isinstance(v, dict)}
+            nested = block.get("pairs" if family == "cross" else "per_language", {})
+            for key, vals in nested.items():
+                name = f"cross:{key}" if family == "cross" else f"{family}:{key}"
+                per_setting[name] = dict(vals)
+        known = {"schema", "model", "model_fingerprint", "benchmark", "languages", "measures",
+                 "primary_measure", "settings", "language_bias", "timing_s"}
+        return cls(
+            model=data["model"],
+            benchmark=data["benchmark"],
+            languages=list(data["languages"]),
+            measures=list(data["measures"]),
+            per_setting=per_setting,
+            macro=macro,
+            bias=data.get("language_bias", {}),
+            timing=data.get("timing_s", {}),
+            fingerprint=data.get("model_fingerprint", ""),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    # ---- files -------------------------------------------------------------------------------------
+    def write(self, output: str | Path, *, heatmap: bool = True) -> dict[str, Path]:
+        """Write results.json, settings.csv, per_query.csv.gz and the heatmap; each file atomically."""
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        written = {"results": out / "results.json", "settings_csv": out / "settings.csv"}
+        atomic_write_text(written["results"], json.dumps(_jsonable(self.to_dict()), indent=2, ensure_ascii=False))
+        atomic_write_text(written["settings_csv"], self.settings_csv())
+        if self.per_query is not None:
+            written["per_query"] = out / "per_query.csv.gz"
+            self.per_query.to_csv(written["per_query"])
+        if heatmap and any(f in self.macro for f in ("mono", "cross")) and len(self.languages) > 1:
+            from ..figures import heatmap as draw_heatmap
+
+            written["heatmap"] = out / "heatmap_map.png"
+            langs, m = self.matrix("map")
+            draw_heatmap(m, langs, written["heatmap"], title=f"mAP, {self.model} on {self.benchmark}")
+        return written
+
+    def settings_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["setting", "family", "query_lang", "pool_lang", "n_queries", *self.measures])
+        for name, vals in self.per_setting.items():
+            family, q, p = split_setting(name)
+            w.writerow([name, family, q, p, int(vals.get("n_queries", 0)), *(_fmt(vals.get(m)) for m in self.measures)])
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, output: str | Path) -> "Results":
+        out = Path(output)
+        res = cls.from_dict(json.loads((out / "results.json").read_text(encoding="utf-8")))
+        if (out / "per_query.csv.gz").exists():
+            res.per_query = PerQuery.from_csv(out / "per_query.csv.gz")
+        return res
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
