@@ -31,7 +31,7 @@ def heatmap(
     diverging: bool = False,
     xlabel: str = "pool (candidate) language",
     ylabel: str = "query language",
-    fmt: str = "{:.2f}",
+    fmt: str = "{:.3f}",
 ) -> Path:
     """Query x pool language matrix. ``diverging`` centres the colours on 0 (for differences)."""
     plt = _pyplot()
