@@ -459,8 +459,10 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         prompts=_column_prompts(model, config.hard_negatives),
         batch_sampler=sampler_factory,
         dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),  # the batch log sits in the dataset transform, in this process
-        ddp_find_unused_parameters=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # without a GPU, say so: accelerate then runs torchrun processes as multi-CPU DDP over gloo
+        use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),  # the batch log sits in the dataset transform, in this process
+        ddp_find_unused_parameters=True,  # e.g. BERT's pooler is unused by mean pooling
         report_to="none",
     )
     rank, world_size = args.process_index, args.world_size
