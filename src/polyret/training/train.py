@@ -79,17 +79,9 @@ def freeze_word_embeddings(model) -> int:
 
 
 def _load_model(config: TrainConfig):
-    try:
-        from polyret import models
-    except ImportError:  # models.py not in this checkout yet: local folders and hub ids only
-        from sentence_transformers import SentenceTransformer
+    from polyret import models
 
-        model = SentenceTransformer(config.model)
-    else:
-        model = models.load(config.model)
-    if config.max_seq_length is not None:
-        model.max_seq_length = config.max_seq_length
-    return model
+    return models.load(config.model, max_seq_length=config.max_seq_length)
 
 
 def _column_prompts(model, hard_negatives: bool) -> dict[str, str] | None:
