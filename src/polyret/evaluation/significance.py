@@ -111,3 +111,133 @@ def align(
     if len(keys) == 0:
         raise ValueError("the two score sets share no (setting, query) pair")
     return a.values[measure][ia[ja]], b.values[measure][ib[jb]], keys
+
+
+# ---- macro means over settings, resampled by question (cluster) ---------------------------------------
+#
+# A family score (e.g. cross-lingual mAP) is a macro mean over settings, and the same question appears
+# in every setting and language, so its per-setting values are not independent draws. Resampling rows
+# would treat them as such and give intervals that are too narrow; instead the bootstrap resamples
+# QUESTIONS (clusters; Field & Welsh 2007, "Bootstrapping clustered data", JRSS-B) and recomputes the
+# macro mean on each resample, and the randomization test swaps the two systems' labels per question.
+
+
+def cluster_matrix(
+    settings: list[str] | np.ndarray,
+    clusters: list[str] | np.ndarray,
+    values: np.ndarray,
+    *,
+    setting_order: list[str] | None = None,
+    cluster_order: list[str] | None = None,
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Long rows (setting, cluster, value) -> settings x clusters matrix with NaN where a pair is missing.
+
+    ``setting_order`` / ``cluster_order`` fix the axes (to line up two systems); rows outside them are
+    dropped. A (setting, cluster) pair given twice is an error: each question counts once per setting.
+    """
+    s = np.asarray(settings, dtype=object)
+    c = np.asarray(clusters, dtype=object)
+    v = np.asarray(values, dtype=np.float64)
+    if not (len(s) == len(c) == len(v)):
+        raise ValueError(f"cluster_matrix: {len(s)} settings, {len(c)} clusters and {len(v)} values differ in length")
+    s_axis = list(dict.fromkeys(s.tolist())) if setting_order is None else list(setting_order)
+    c_axis = list(dict.fromkeys(c.tolist())) if cluster_order is None else list(cluster_order)
+    s_idx = {name: i for i, name in enumerate(s_axis)}
+    c_idx = {name: i for i, name in enumerate(c_axis)}
+    si = np.fromiter((s_idx.get(x, -1) for x in s.tolist()), dtype=np.int64, count=len(s))
+    ci = np.fromiter((c_idx.get(x, -1) for x in c.tolist()), dtype=np.int64, count=len(c))
+    keep = (si >= 0) & (ci >= 0)
+    si, ci, v = si[keep], ci[keep], v[keep]
+    flat = si * max(len(c_axis), 1) + ci
+    if len(np.unique(flat)) != len(flat):
+        uniq, counts = np.unique(flat, return_counts=True)
+        dup = int(uniq[counts > 1][0])
+        raise ValueError(
+            f"cluster_matrix: setting {s_axis[dup // len(c_axis)]!r} has question {c_axis[dup % len(c_axis)]!r} more than once"
+        )
+    out = np.full((len(s_axis), len(c_axis)), np.nan)
+    out[si, ci] = v
+    return s_axis, c_axis, out
+
+
+def _cluster_diffs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(d, m): differences with 0 where either side is missing, and the 0/1 mask; empty settings/clusters dropped."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"cluster tests need two settings x clusters matrices of the same shape, got {a.shape} and {b.shape}")
+    both = np.isfinite(a) & np.isfinite(b)
+    if not both.any():
+        raise ValueError("cluster tests: the two systems share no (setting, question) value")
+    keep = np.ix_(both.any(axis=1), both.any(axis=0))
+    d = np.where(both, a - b, 0.0)[keep]
+    return d, both[keep].astype(np.float64)
+
+
+def _macro_of(weights: np.ndarray, d: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Macro mean over settings of the weighted per-setting means; settings a resample misses are left out."""
+    num = weights @ d.T  # (B, S)
+    den = weights @ m.T
+    has = den > 0
+    per = np.divide(num, den, out=np.zeros_like(num), where=has)
+    return per.sum(axis=1) / has.sum(axis=1)  # every drawn question is in some setting, so has.sum >= 1
+
+
+def macro_mean(values: np.ndarray) -> float:
+    """Macro mean over settings (rows) of the per-setting means over finite entries (what Results.macro holds)."""
+    v = np.asarray(values, dtype=np.float64)
+    zero = np.where(np.isfinite(v), 0.0, np.nan)
+    d, m = _cluster_diffs(v, zero)
+    return float(_macro_of(np.ones((1, d.shape[1])), d, m)[0])
+
+
+def paired_cluster_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> BootstrapResult:
+    """Macro-mean difference of a over b (settings x questions, NaN = missing), CI by resampling questions.
+
+    Only (setting, question) pairs both systems have count. Each resample draws questions with
+    replacement; a question drawn k times weighs k in every setting it appears in. CI and p-value as in
+    ``paired_bootstrap``.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    d, m = _cluster_diffs(a, b)
+    q = d.shape[1]
+    observed = float(_macro_of(np.ones((1, q)), d, m)[0])
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    for lo in range(0, n_resamples, _BATCH):
+        n = min(_BATCH, n_resamples - lo)
+        idx = rng.integers(0, q, size=(n, q))
+        flat = (np.arange(n)[:, None] * q + idx).ravel()
+        weights = np.bincount(flat, minlength=n * q).reshape(n, q).astype(np.float64)
+        stats[lo:lo + n] = _macro_of(weights, d, m)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    extreme = np.count_nonzero(np.abs(stats - observed) >= abs(observed) - 1e-15)
+    p = (extreme + 1) / (n_resamples + 1)
+    return BootstrapResult(observed, float(low), float(high), float(min(1.0, p)))
+
+
+def paired_cluster_randomization(
+    a: np.ndarray, b: np.ndarray, n_resamples: int = 10000, seed: int = 0
+) -> RandomizationResult:
+    """Two-sided randomization test of a macro-mean difference: swap the systems for whole questions."""
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    d, m = _cluster_diffs(a, b)
+    q = d.shape[1]
+    ones = np.ones((1, q))
+    observed = float(_macro_of(ones, d, m)[0])
+    den = (ones @ m.T)[0]
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    for lo in range(0, n_resamples, _BATCH):
+        n = min(_BATCH, n_resamples - lo)
+        signs = (rng.integers(0, 2, size=(n, q), dtype=np.int8) * 2 - 1).astype(np.float64)
+        stats = ((signs @ d.T) / den).mean(axis=1)
+        extreme += int(np.count_nonzero(np.abs(stats) >= abs(observed) - 1e-15))
+    return RandomizationResult(observed, float((extreme + 1) / (n_resamples + 1)))
