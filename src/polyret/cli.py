@@ -13,7 +13,7 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval).")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _split(value: Optional[str]) -> Optional[list[str]]:
@@ -112,6 +112,112 @@ def evaluate(
             n = res.run.to_trec_run(output / "run.trec")
             console.print(f"[dim]wrote {n} TREC run lines to {output / 'run.trec'}[/]")
         console.print(f"results written to [bold]{output}[/]")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, help="Base model: builtin:me5-small, a folder, or a Hub id."),
+    train_data: Optional[str] = typer.Option(None, "--train", help="Comma-separated sources: xquad-r:train, mlqa-r:train, file.jsonl, mmarco."),
+    strategy: Optional[str] = typer.Option(None, help="mono | cross | hybrid | mixed."),
+    alpha: Optional[float] = typer.Option(None, help="Probability of a monolingual batch (hybrid)."),
+    languages: Optional[str] = typer.Option(None, help="Comma-separated training languages."),
+    output: Optional[Path] = typer.Option(None, help="Output folder (checkpoints/ and the final model/)."),
+    config: Optional[Path] = typer.Option(None, help="YAML/JSON training config."),
+    recipe: Optional[str] = typer.Option(None, help="Named recipe to start from: paper, cpu."),
+    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps (wins over epochs)."),
+    batch_size: Optional[int] = typer.Option(None, help="Pairs per step per device."),
+    seed: Optional[int] = typer.Option(None),
+    data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint in --output."),
+    dev: Optional[str] = typer.Option(None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
+) -> None:
+    """Train a bi-encoder with mono / cross / hybrid / mixed batches (hybrid batch training)."""
+    from .training import TrainConfig, train as run_train
+    from .training.config import ConfigError
+
+    try:
+        if config is not None:
+            cfg = TrainConfig.from_file(config)
+            if recipe:
+                raise ConfigError("give --config or --recipe, not both")
+        else:
+            cfg = TrainConfig.from_recipe(recipe) if recipe else TrainConfig()
+        overrides = {k: v for k, v in {
+            "model": model, "train": _split(train_data), "strategy": strategy, "alpha": alpha,
+            "languages": _split(languages), "output_dir": str(output) if output else None,
+            "max_steps": max_steps, "batch_size": batch_size, "seed": seed,
+            "data_dir": str(data_dir) if data_dir else None, "dev": dev,
+        }.items() if v is not None}
+        if resume:
+            overrides["resume"] = True
+        cfg = cfg.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+        cfg = cfg.with_overrides(list(set_ or []))
+        evaluator = None
+        if cfg.dev is not None:
+            from .evaluation.evaluator import PolyretEvaluator
+
+            evaluator = PolyretEvaluator(cfg.dev, languages=list(cfg.languages) if cfg.languages else None,
+                                         data_dir=cfg.data_dir)
+        path = run_train(cfg, evaluator=evaluator)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"trained model written to [bold]{path}[/]")
+    console.print(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
+
+
+@app.command()
+def experiment(
+    config: Optional[Path] = typer.Option(None, help="YAML/JSON experiment config (may name a preset)."),
+    preset: Optional[str] = typer.Option(None, help="cpu (default), smoke, paper."),
+    output: Optional[Path] = typer.Option(None, help="Experiment folder (default: runs/experiment-<preset>)."),
+    model: Optional[str] = typer.Option(None, help="Override the base model."),
+    seeds: Optional[int] = typer.Option(None, help="Train every strategy this many times."),
+    strategies: Optional[str] = typer.Option(None, help="Comma-separated: mono,cross,hybrid,mixed."),
+    alpha_sweep: Optional[str] = typer.Option(None, help="Extra hybrid runs at these alphas, e.g. 0.3,0.7."),
+    languages: Optional[str] = typer.Option(None, help="Training and evaluation languages."),
+    data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+) -> None:
+    """Train each strategy, evaluate the base and every trained model, and write one report.
+
+    Run it again after an interruption: finished trainings and evaluations are reused.
+    """
+    from .experiment import PRESETS, ExperimentConfig, run_experiment
+
+    try:
+        if config is not None:
+            cfg = ExperimentConfig.from_file(config)
+            if preset:
+                raise ValueError("give --config or --preset, not both (a config file may name its preset)")
+        else:
+            name = preset or "cpu"
+            if name not in PRESETS:
+                raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+            cfg = PRESETS[name]
+        overrides: dict = {}
+        if output is not None:
+            overrides["output"] = str(output)
+        if model is not None:
+            overrides["model"] = model
+        if seeds is not None:
+            overrides["seeds"] = seeds
+        if strategies is not None:
+            overrides["strategies"] = tuple(_split(strategies) or ())
+        if alpha_sweep is not None:
+            overrides["alpha_sweep"] = tuple(float(a) for a in _split(alpha_sweep) or ())
+        if languages is not None:
+            overrides["languages"] = tuple(_split(languages) or ())
+        if data_dir is not None:
+            overrides["data_dir"] = str(data_dir)
+        cfg = cfg.replace(**overrides)
+        result = run_experiment(cfg, echo=lambda m: console.print(f"[bold cyan]>>[/] {m}"))
+    except ValueError as exc:
+        _fail(exc)
+    done = result["done"]
+    console.print(f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "
+                  f"reused {len(done['reused'])} finished steps in {result['seconds']:.0f}s")
+    console.print(f"report: [bold]{result['report'].get('markdown', result['output'] / 'report')}[/]")
 
 
 @app.command("benchmarks")

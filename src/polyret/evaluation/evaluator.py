@@ -1,0 +1,49 @@
+"""polyret's evaluation as a sentence-transformers evaluator, for dev scoring during training.
+
+The trainer calls it with the model being trained; it scores every setting family of a dev benchmark
+with the same ``score()`` (and so the same metric definitions) as ``polyret evaluate``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from sentence_transformers.evaluation import SentenceEvaluator
+
+from ..data.records import Benchmark
+from .evaluate import encode_benchmark, score
+
+
+class PolyretEvaluator(SentenceEvaluator):
+    """Returns ``{"<name>_<family>_<measure>": value, ...}``; primary: mean of the families' mAP."""
+
+    def __init__(self, benchmark: str | Benchmark, *, languages: Sequence[str] | None = None,
+                 families: Sequence[str] | None = None, measures: Sequence[str] = ("map", "ndcg@10"),
+                 data_dir: str | None = None, batch_size: int = 64, name: str = "dev"):
+        super().__init__()
+        if isinstance(benchmark, str):
+            from ..data import load_benchmark
+
+            benchmark = load_benchmark(benchmark, data_dir=data_dir, languages=languages)
+        self.benchmark = benchmark
+        self.families = families
+        self.measures = tuple(measures)
+        self.batch_size = batch_size
+        self.name = name
+        self.primary_metric = "map"
+        self.greater_is_better = True
+
+    def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        q, c = encode_benchmark(model, self.benchmark, batch_size=self.batch_size, cache=None, progress=False)
+        res, _ = score(self.benchmark, q, c, families=self.families, measures=self.measures)
+        metrics: dict[str, float] = {}
+        for family, vals in res.macro.items():
+            for m, v in vals.items():
+                metrics[f"{family}_{m}"] = float(v)
+        metrics["map"] = sum(res.macro[f]["map"] for f in res.macro) / len(res.macro)
+        if "max_rank_distance" in res.bias:
+            metrics["max_rank_distance"] = float(res.bias["max_rank_distance"])
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.primary_metric = f"{self.name}_map"
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
