@@ -67,3 +67,15 @@ def test_no_temp_files_left_and_damaged_shard_ignored(tmp_path):
 def test_rejects_unknown_kind():
     with pytest.raises(ValueError, match="kind"):
         encode(CountingModel(), ["x"], kind="document")
+
+
+def test_keys_ending_in_nul_bytes_survive_a_reload(tmp_path):
+    cache = EmbeddingCache(tmp_path / "m")
+    keys = [b"abc" + b"\x00" * 13, b"\x00" * 16, b"x" * 16]
+    emb = np.eye(3, dtype=np.float32)
+    cache.put(keys, emb)
+    reopened = EmbeddingCache(tmp_path / "m")
+    assert all(k in reopened for k in keys)
+    got, missing = reopened.get(keys)
+    assert missing == []
+    np.testing.assert_array_equal(got, emb)

@@ -44,6 +44,8 @@ class EmbeddingCache:
         try:
             with np.load(path) as data:
                 keys, emb = data["keys"], data["emb"]
+            if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != KEY_BYTES or len(keys) != len(emb):
+                return
         except Exception:  # a foreign or damaged file: ignore it rather than fail the evaluation
             return
         shard_id = len(self._shards)
@@ -74,7 +76,8 @@ class EmbeddingCache:
         if len(keys) == 0:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        key_arr = np.frombuffer(b"".join(keys), dtype=f"S{KEY_BYTES}")
+        # uint8 rows, not an "S16" array: numpy strips trailing NUL bytes from fixed-width bytes.
+        key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
         target = self.root / f"shard-{uuid.uuid4().hex}.npz"
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as fh:

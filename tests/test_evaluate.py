@@ -1,0 +1,115 @@
+"""evaluate(): encode once, score every setting, write files that other tools can read."""
+
+import json
+
+import numpy as np
+import pytest
+import pytrec_eval
+
+from polyret.data import load_benchmark
+from polyret.data.records import Benchmark, Candidate, Query
+from polyret.evaluation import Results, evaluate, score
+from polyret.evaluation.results import PerQuery
+
+
+def tiny_benchmark(n_q=12, langs=("de", "en", "zh"), seed=0) -> Benchmark:
+    rng = np.random.default_rng(seed)
+    queries, cands, qrels = [], [], {}
+    for i in range(n_q):
+        for lang in langs:
+            queries.append(Query(f"q{i}", lang, f"question {i} {lang}"))
+            cands.append(Candidate(f"{lang}:{i}", lang, f"answer {i} {lang}"))
+            cands.append(Candidate(f"{lang}:x{i}", lang, f"distractor {i} {lang} {rng.integers(1000)}"))
+        qrels[f"q{i}"] = {f"{lang}:{i}": 1 for lang in langs}
+    return Benchmark("tiny", tuple(langs), queries, cands, qrels)
+
+
+def random_embeddings(bench, dim=16, seed=1):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(len(bench.queries), dim)).astype(np.float32)
+    c = rng.normal(size=(len(bench.candidates), dim)).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True), c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def test_score_matches_trec_eval_per_setting():
+    bench = tiny_benchmark()
+    q, c = random_embeddings(bench)
+    res, run = score(bench, q, c, measures=["map", "ndcg@10"])
+    assert len(res.per_setting) == 3 + 6 + 3
+    # independent: build each setting's full ranking by brute force and ask trec_eval
+    for name, vals in res.per_setting.items():
+        family, _, rest = name.partition(":")
+        qlang = rest.split("-")[0]
+        pool = {"mono": {qlang}, "cross": {rest.split("-")[-1]}, "multi": set(bench.languages)}[family]
+        qrels, runs = {}, {}
+        for qi, query in enumerate(bench.queries):
+            if query.lang != qlang:
+                continue
+            gold = {d: r for d, r in bench.qrels[query.id].items() if d.split(":")[0] in pool}
+            if not gold:
+                continue
+            qrels[query.id] = gold
+            runs[query.id] = {cand.id: float(q[qi] @ c[ci]) for ci, cand in enumerate(bench.candidates)
+                              if cand.lang in pool}
+        ev = pytrec_eval.RelevanceEvaluator(qrels, {"map", "ndcg_cut_10"}).evaluate(runs)
+        assert vals["map"] == pytest.approx(np.mean([v["map"] for v in ev.values()]), abs=1e-6)
+        assert vals["ndcg@10"] == pytest.approx(np.mean([v["ndcg_cut_10"] for v in ev.values()]), abs=1e-6)
+        assert vals["n_queries"] == len(qrels)
+    for family in ("mono", "cross", "multi"):
+        expect = np.mean([v["map"] for n, v in res.per_setting.items() if n.startswith(family)])
+        assert res.macro[family]["map"] == pytest.approx(expect)
+
+
+def test_results_files_round_trip(tmp_path):
+    bench = tiny_benchmark()
+    q, c = random_embeddings(bench)
+    res, _ = score(bench, q, c, model_name="random")
+    files = res.write(tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    # the documented keys other tools rely on
+    assert data["settings"]["mono"]["map"] == pytest.approx(res.macro["mono"]["map"])
+    assert data["settings"]["cross"]["pairs"]["de-en"]["map"] == pytest.approx(res.per_setting["cross:de-en"]["map"])
+    assert data["settings"]["multi"]["per_language"]["zh"]["map"] == pytest.approx(res.per_setting["multi:zh"]["map"])
+    assert isinstance(data["language_bias"]["max_rank_distance"], float)
+    assert files["heatmap"].stat().st_size > 1000
+    back = Results.load(tmp_path)
+    assert back.macro == res.macro and back.per_setting == res.per_setting
+    assert len(back.per_query) == len(res.per_query)
+    np.testing.assert_allclose(back.per_query.values["map"], res.per_query.values["map"], atol=1e-5)
+    header = (tmp_path / "settings.csv").read_text().splitlines()[0]
+    assert header.startswith("setting,family,query_lang,pool_lang,n_queries,map")
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_per_query_rank_distance_column_matches_bias_mean():
+    bench = tiny_benchmark()
+    q, c = random_embeddings(bench)
+    res, _ = score(bench, q, c)
+    col = res.per_query.values["max_rank_distance"]
+    multi = np.array([s.startswith("multi:") for s in res.per_query.setting])
+    assert np.isnan(col[~multi]).all() and np.isfinite(col[multi]).all()
+    langs = np.array(res.per_query.query_lang)
+    per_lang = [col[multi & (langs == lang)].mean() for lang in bench.languages]
+    assert res.bias["max_rank_distance"] == pytest.approx(np.mean(per_lang))
+
+
+def test_evaluate_with_tiny_model_encodes_once_and_caches(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+    bench = load_benchmark("xquad-r:test", languages=["de", "en"])
+    small = Benchmark(bench.id, bench.languages, [q for q in bench.queries if int(q.id, 16) % 8 == 0],
+                      bench.candidates, bench.qrels)
+    res = evaluate(tiny_model_dir, small, output=tmp_path / "out", progress=False)
+    assert set(res.macro) == {"mono", "cross", "multi"}
+    assert res.timing["encode_s"] > 0
+    shards = list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))
+    assert shards
+    # second run: everything from the cache, same numbers
+    again = evaluate(tiny_model_dir, small, progress=False)
+    assert again.macro == res.macro
+    assert sorted((tmp_path / "cache" / "embeddings").rglob("shard-*.npz")) == sorted(shards)
+
+
+def test_unknown_language_is_a_clear_error():
+    bench = tiny_benchmark()
+    with pytest.raises(ValueError, match="not in benchmark"):
+        evaluate("unused", bench, languages=["xx"], progress=False)
