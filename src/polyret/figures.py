@@ -105,7 +105,7 @@ def grouped_bars(
     names = list(series)
     n_g, n_s = len(groups), max(len(names), 1)
     width = 0.8 / n_s
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + n_g * (0.35 + 0.42 * n_s)), 3.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(min(11.0, max(5.0, 1.0 + n_g * (0.35 + 0.42 * n_s))), 3.8), dpi=120)
     top = 0.0
     label_values = n_s * n_g <= 24
     for k, name in enumerate(names):
@@ -164,7 +164,7 @@ def distributions(
         1, 2, figsize=(10.0, 1.6 + 0.38 * max(len(names), 3)), dpi=120, gridspec_kw={"width_ratios": [1, 1.15]}
     )
     ys = np.arange(len(names))[::-1]
-    bp = ax_box.boxplot(data, positions=ys, vert=False, widths=0.6, showmeans=True, patch_artist=True,
+    bp = ax_box.boxplot(data, positions=ys, orientation="horizontal", widths=0.6, showmeans=True, patch_artist=True,
                         flierprops={"markersize": 2, "alpha": 0.4},
                         meanprops={"marker": "D", "markersize": 4, "markerfacecolor": "white", "markeredgecolor": "black"},
                         medianprops={"color": "black"})
@@ -177,7 +177,7 @@ def distributions(
     for name, v in zip(names, data):
         xs = np.sort(v)
         ax_cdf.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", lw=1.4,
-                    color=(colors or {}).get(name), label=f"{name}: median {np.median(xs):.3g}")
+                    color=(colors or {}).get(name), label=f"{name}: median {np.median(xs):.4g}")
     ax_cdf.set_xlabel(xlabel + (" (log scale)" if log else ""))
     ax_cdf.set_ylabel("share of queries \u2264 x")
     ax_cdf.set_ylim(0, 1.01)

@@ -248,6 +248,12 @@ def _analyse(bench_id: str, entries: list[ReportEntry], *, measure: str, baselin
 
 def _per_query_matrices(bench: _Bench, measure: str) -> None:
     """Settings x questions matrix per system and column, averaged over seeds (None without per-query data)."""
+    families: dict[int, np.ndarray] = {}  # id(per-query table) -> family of each row, computed once
+    for s in bench.systems:
+        for r in s.results:
+            if r.per_query is not None:
+                fam_of = {n: split_setting(n)[0] for n in set(r.per_query.setting)}
+                families[id(r.per_query)] = np.asarray([fam_of[n] for n in r.per_query.setting], dtype=object)
     for col in bench.columns:
         if col.settings_family is None:
             continue
@@ -260,9 +266,9 @@ def _per_query_matrices(bench: _Bench, measure: str) -> None:
                 continue
             for r in s.results:
                 pq = r.per_query
-                keep = [i for i, name in enumerate(pq.setting) if split_setting(name)[0] == fam]
-                sets = [pq.setting[i] for i in keep]
-                qids = [pq.query_id[i] for i in keep]
+                keep = np.flatnonzero(families[id(pq)] == fam)
+                sets = np.asarray(pq.setting, dtype=object)[keep].tolist()
+                qids = np.asarray(pq.query_id, dtype=object)[keep].tolist()
                 vals = pq.values[m][keep]
                 rows.setdefault(s.name, []).append((sets, qids, vals))
                 s_axis.update(dict.fromkeys(sets))
@@ -356,15 +362,18 @@ def _slug(text: str) -> str:
 
 
 def _colors(names: list[str], baseline: str) -> dict[str, str]:
+    """Grey for the baseline, distinct non-grey colours for the others (stable within one report)."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab10"]
+    palette = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
+    palette = [c for i, c in enumerate(palette) if i != 7]  # tab10's grey is the baseline's colour
+    palette += [matplotlib.colors.to_hex(c) for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i % 2]
     out, k = {}, 0
     for name in names:
         if name == baseline:
             out[name] = "#9a9a9a"
         else:
-            out[name] = matplotlib.colors.to_hex(cmap(k % 10))
+            out[name] = palette[k % len(palette)]
             k += 1
     return out
 
@@ -497,7 +506,12 @@ def _main_table(bench: _Bench, baseline: str) -> list[str]:
             row.append(cell)
         rows.append(row)
     out = _table(header, rows)
-    legend = ["", "Bold: best in the column (highest score, lowest rank distance, same-language rate closest to chance)."]
+    crit = ["highest score"]
+    if any(c.better == "low" for c in bench.columns):
+        crit.append("lowest rank distance")
+    if any(c.better == "chance" for c in bench.columns):
+        crit.append("same-language rate closest to chance")
+    legend = ["", f"Bold: best in the column ({', '.join(crit)})."]
     if multi_seed:
         legend.append("Values are means over training seeds \u00b1 sample std over seeds (column *seeds*).")
     if bench.system(baseline) is not None:

@@ -176,8 +176,9 @@ def _cluster_diffs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _macro_of(weights: np.ndarray, d: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Macro mean over settings of the weighted per-setting means; settings a resample misses are left out."""
-    num = weights @ d.T  # (B, S)
-    den = weights @ m.T
+    s = d.shape[0]
+    both = weights @ np.concatenate([d, m]).T  # one product: (B, 2S) = numerators | denominators
+    num, den = both[:, :s], both[:, s:]
     has = den > 0
     per = np.divide(num, den, out=np.zeros_like(num), where=has)
     return per.sum(axis=1) / has.sum(axis=1)  # every drawn question is in some setting, so has.sum >= 1
