@@ -134,7 +134,8 @@ def train(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
 ) -> None:
     """Train a bi-encoder with mono / cross / hybrid / mixed batches (hybrid batch training)."""
-    from .training import TrainConfig, train as run_train
+    from .training.config import TrainConfig
+    from .training.train import train as run_train
     from .training.config import ConfigError
 
     try:

@@ -26,12 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .paths import atomic_write_text
+from .report import build_report, eval_dir, load_entries
 
 logger = logging.getLogger(__name__)
-
-
-def benchmark_slug(benchmark: str) -> str:
-    return benchmark.replace(":", "_").replace("/", "_")
 
 
 @dataclass(frozen=True)
@@ -153,7 +150,8 @@ PRESETS: dict[str, ExperimentConfig] = {
         preset="smoke",
         recipe="cpu",
         languages=("de", "en"),
-        train_overrides={"max_steps": 4, "batch_size": 8, "save_steps": 2, "dev_pairs": 0, "max_groups": 64,
+        train_overrides={"max_steps": 4, "batch_size": 8, "save_steps": 2, "save_total_limit": 2, "dev_pairs": 0,
+                         "max_groups": 64,
                          "logging_steps": 1, "warmup_ratio": 0.0, "lr": 1e-4},
         eval_max_seq_length=64,
         output="runs/experiment-smoke",
@@ -187,7 +185,8 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
     """Run (or continue) the experiment; returns paths of the report files and what was (re)done."""
     from .evaluation import evaluate
     from .models import load
-    from .training import TrainConfig, train
+    from .training.config import TrainConfig
+    from .training.train import train
     from .training.train import last_checkpoint
 
     config.validate()
@@ -218,7 +217,7 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
         done["evaluated"].append(f"{label} {bench}")
 
     # 1. the base model, loaded once for all benchmarks
-    base_targets = {b: out / "evals" / "base" / benchmark_slug(b) for b in config.benchmarks}
+    base_targets = {b: eval_dir(out, "base", None, b) for b in config.benchmarks}
     if any(not (t / "results.json").exists() for t in base_targets.values()):
         base = load(config.model, max_seq_length=config.eval_max_seq_length)
         base.polyret_spec = config.model
@@ -248,12 +247,9 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
             else:
                 done["reused"].append(f"train {label}")
             for bench in config.benchmarks:
-                target = out / "evals" / system.name / f"seed{seed}" / benchmark_slug(bench)
-                eval_into(str(final), target, bench, label)
+                eval_into(str(final), eval_dir(out, system.name, seed, bench), bench, label)
 
     # 3. the report
-    from .report import build_report, load_entries
-
     _progress("writing the report", echo)
     files = build_report(load_entries(out), out / "report",
                          title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}")
