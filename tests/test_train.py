@@ -286,8 +286,27 @@ def test_resume_sees_the_same_batches_and_reaches_the_same_weights(tiny_model, p
         train(split.replace(resume=True, alpha=0.9))
 
 
+def test_evaluator_picks_the_best_checkpoint(tiny_model, pairs_file, tmp_path):
+    calls = []
+
+    def evaluator(model) -> dict[str, float]:  # best at the first evaluation (step 3), worse after
+        calls.append(model.training)
+        return {"map": 1.0 if len(calls) == 1 else 0.5, "mrr": 0.1}
+
+    config = small_config(tiny_model, pairs_file, tmp_path / "run", dev="toy:dev", save_steps=3,
+                          metric_for_best_model="map")  # fmt: skip
+    out = train(config, evaluator=evaluator)
+    saved = json.loads((out / "polyret_train.json").read_text())
+    assert len(calls) == 2 and saved["best_checkpoint"] == "checkpoint-3" and saved["best_metric"] == 1.0
+    assert saved["metric_for_best_model"] == "eval_dev_map"
+    torch.testing.assert_close(weights(out), weights(tmp_path / "run" / "checkpoints" / "checkpoint-3"))
+    assert "dev benchmark: `toy:dev`" in (out / "README.md").read_text()
+
+
 def test_train_errors_are_clear(tiny_model, pairs_file, tmp_path):
     with pytest.raises(ConfigError, match="needs an evaluator"):
         train(small_config(tiny_model, pairs_file, tmp_path / "a", dev="xquad-r:test", save_steps=3))
+    with pytest.raises(ConfigError, match="needs metric_for_best_model"):
+        train(small_config(tiny_model, pairs_file, tmp_path / "c", dev="toy", save_steps=3), evaluator=lambda m: 1.0)
     with pytest.raises(ConfigError, match="too small"):
         train(small_config(tiny_model, pairs_file, tmp_path / "b", dev_pairs=4, save_steps=3))

@@ -179,16 +179,12 @@ class _CallableEvaluator:
         return CallableEvaluator()
 
 
-def _as_evaluator(evaluator):
-    if evaluator is None:
-        return None
+def _is_st_evaluator(evaluator) -> bool:
     from sentence_transformers.base.evaluation import BaseEvaluator
 
-    if isinstance(evaluator, BaseEvaluator) or isinstance(evaluator, list):
-        return evaluator
-    if callable(evaluator):
-        return _CallableEvaluator(evaluator)
-    raise TypeError(f"evaluator must be a sentence-transformers evaluator or a callable, got {type(evaluator).__name__}")
+    return isinstance(evaluator, BaseEvaluator) or (
+        isinstance(evaluator, list) and all(isinstance(e, BaseEvaluator) for e in evaluator)
+    )
 
 
 # ------------------------------------------------------------------------------------- batch log
@@ -330,6 +326,8 @@ def _model_card(config: TrainConfig, info: dict[str, Any]) -> str:
         + (", one hard negative per pair" if config.hard_negatives else ""),
         f"- frozen word embeddings: {'yes' if config.freeze_word_embeddings else 'no'}",
     ]
+    if config.dev:
+        lines.append(f"- dev benchmark: `{config.dev}`")
     if info.get("best_checkpoint"):
         lines.append(f"- best checkpoint: {info['best_checkpoint']} ({info['metric_for_best_model']} = "
                      f"{info['best_metric']:.4f})")
@@ -412,13 +410,28 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     eval_dataset = _dev_dataset(dev_sources, config) if dev_sources else None
 
     metric = config.metric_for_best_model
-    st_evaluator = _as_evaluator(evaluator)
+    plain_callable = evaluator is not None and not _is_st_evaluator(evaluator)
+    if plain_callable:
+        if not callable(evaluator):
+            raise TypeError(f"evaluator must be a sentence-transformers evaluator or fn(model) -> float | dict, "
+                            f"got {type(evaluator).__name__}")
+        primary = metric[len("eval_dev_"):] if metric and metric.startswith("eval_dev_") else metric
+        st_evaluator = _CallableEvaluator(evaluator, "dev", primary)
+        if metric is None and eval_dataset is None:
+            raise ConfigError("a plain evaluator function needs metric_for_best_model (one of the keys it returns, "
+                              "e.g. 'map') to pick the best checkpoint")
+        if metric is not None and not metric.startswith("eval_"):
+            metric = f"eval_dev_{metric}"
+    else:
+        st_evaluator = evaluator
     if config.has_dev and metric is None:
         if eval_dataset is not None:
             metric = "eval_loss"
         else:
             primary = getattr(st_evaluator, "primary_metric", None)
-            metric = f"eval_{primary}" if primary else "eval_loss"
+            if not primary:
+                raise ConfigError("the evaluator has no primary_metric; set metric_for_best_model")
+            metric = f"eval_{primary}"
     greater = None if metric is None else not metric.endswith("loss")
 
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
