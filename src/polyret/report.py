@@ -319,11 +319,49 @@ def _significance(bench: _Bench, baseline: str, n_resamples: int, seed: int) -> 
 
 
 def _seed_notes(bench: _Bench, baseline: str) -> dict[str, str]:
-    """Per column: do differences between strategies exceed the spread over training seeds?"""
+    """Per column: do differences between strategies exceed the spread over training seeds?
+
+    Rule: a difference counts as within seed noise when it is at most 2x the largest std over seeds
+    of the trained systems in that column (the std of one system's seed mean is of that order).
+    """
     trained = [s for s in bench.systems if s.name != baseline]
     notes: dict[str, str] = {}
-    if not trained:
-        return notes
+    one_seed = [s.name for s in trained if s.n < 2]
+    for col in bench.columns:
+        means = [(s.name, s.stats[col.key]["mean"]) for s in trained if math.isfinite(s.stats[col.key]["mean"])]
+        if len(means) < 2:
+            continue
+        stds = [(s.name, s.stats[col.key]["std"]) for s in trained if s.stats[col.key]["std"] is not None]
+        fmt = f"{{:.{col.digits + (1 if col.digits >= 3 else 0)}f}}".format
+        if col.better == "high":
+            goodness = lambda v: v  # noqa: E731
+        elif col.better == "low":
+            goodness = lambda v: -v  # noqa: E731
+        else:
+            goodness = lambda v: -abs(v - bench.chance)  # noqa: E731
+        ranked = sorted(means, key=lambda t: -goodness(t[1]))
+        (best, vb), (second, v2), (worst_sys, vw) = ranked[0], ranked[1], ranked[-1]
+        spread, gap = abs(vb - vw), abs(vb - v2)
+        if not stds:
+            notes[col.key] = (f"{col.label}: strategies differ by up to {fmt(spread)} ({best} vs {worst_sys}) on one "
+                              "seed each, so the seed-to-seed variation of this column is unknown.")
+            continue
+        noisiest, y = max(stds, key=lambda t: t[1])
+        y_text = f"{fmt(y)} (largest std over seeds, {noisiest})"
+        if spread <= 2 * y:
+            text = (f"{col.label}: differences between strategies of up to {fmt(spread)} ({best} vs {worst_sys}) are "
+                    f"within seed-to-seed variation of {y_text}; the ranking of strategies in this column is not reliable.")
+        elif gap <= 2 * y:
+            text = (f"{col.label}: strategies span {fmt(spread)} ({best} vs {worst_sys}), more than the seed-to-seed "
+                    f"variation of {y_text}, but the best two ({best} vs {second}, {fmt(gap)} apart) are within "
+                    "seed-to-seed variation: their order may be seed noise.")
+        else:
+            text = (f"{col.label}: the best strategy ({best}) leads the next ({second}) by {fmt(gap)}, more than twice "
+                    f"the seed-to-seed variation of {y_text}.")
+        if one_seed:
+            text += f" One seed only for: {', '.join(one_seed)} (their seed spread is unknown)."
+        notes[col.key] = text
+    return notes
     one_seed = [s.name for s in trained if s.n < 2]
     for col in bench.columns:
         means = [(s.name, s.stats[col.key]["mean"]) for s in trained if math.isfinite(s.stats[col.key]["mean"])]
@@ -336,8 +374,8 @@ def _seed_notes(bench: _Bench, baseline: str) -> dict[str, str]:
         spread = hi[1] - lo[1]
         if not stds:
             notes[col.key] = (
-                f"{col.label}: strategies differ by up to {fmt.format(spread)} ({hi[0]} vs {lo[0]}) on ONE seed each; "
-                f"the ranking of strategies on one seed may be noise ({_SEED_NOISE_NOTE})."
+                f"{col.label}: strategies differ by up to {fmt.format(spread)} ({hi[0]} vs {lo[0]}) on one seed each, "
+                "so the seed-to-seed variation of this column is unknown."
             )
             continue
         worst = max(stds, key=lambda t: t[1])
@@ -408,7 +446,7 @@ def _figures(bench: _Bench, fig_dir: Path, measure: str, baseline: str) -> None:
             seeds = f", mean of {s.n} seeds" if s.n > 1 else ""
             bench.figures[f"heatmap:{s.name}"] = figures.heatmap(
                 m, langs, fig_dir / f"{slug}_{name}_{_slug(s.name)}.png",
-                title=f"{name}: {s.name}{seeds}\n{bench.id}, box = monolingual", vmin=lo, vmax=hi)
+                title=f"{name}: {s.name}{seeds}\n{bench.id}; box = mono\ncolour scale shared by all systems", vmin=lo, vmax=hi)
         for a, b in (("hybrid", "mono"), ("hybrid", "cross")):
             if a in mats and b in mats:
                 langs, ma = mats[a]
@@ -612,18 +650,35 @@ def _seed_section(bench: _Bench, baseline: str) -> list[str]:
     out += [f"- {text}" for text in bench.notes.values()]
     out.append("")
     cols = [c for c in bench.columns if c.settings_family is not None]
-    header = ["system", "column", "mean", "std over seeds", "per seed", "95% CI over questions (seed-averaged)"]
+    header = ["system", "seeds"]
+    for c in cols:
+        header += [f"{c.label}: std over seeds", "\u00b1 95% CI (questions)"]
     rows = []
     for s in bench.systems:
+        row = [s.name, str(s.n) if s.seeds != [None] else "\u2013"]
         for c in cols:
-            st = s.stats[c.key]
             d = c.digits + (1 if c.digits >= 3 else 0)
-            per_seed = ", ".join(f"{k}: {_f(v, d)}" for k, v in st["per_seed"].items()) if s.seeds != [None] else "\u2013"
+            st = s.stats[c.key]
             ci = bench.own_ci.get(s.name, {}).get(c.key)
-            rows.append([s.name, c.label, _f(st["mean"], d), _f(st["std"], d) if st["std"] is not None else "\u2013",
-                         per_seed, f"[{_f(ci['low'], d)}, {_f(ci['high'], d)}]" if ci else "\u2013"])
-    out += _table(header, rows, ["l", "l", "r", "r", "l", "r"])
-    return out + [""]
+            row += [_f(st["std"], d) if st["std"] is not None else "\u2013",
+                    f"\u00b1{_f((ci['high'] - ci['low']) / 2, d)}" if ci else "\u2013"]
+        rows.append(row)
+    out += ["Spread over training seeds next to the query-sampling uncertainty of each system's own score (half width "
+            "of its 95% bootstrap CI over questions, seed-averaged per-query values):", "",
+            *_table(header, rows), ""]
+    if any(s.n > 1 for s in bench.systems):
+        rows = []
+        for s in bench.systems:
+            if s.seeds == [None]:
+                continue
+            row = [s.name]
+            for c in cols:
+                d = c.digits + (1 if c.digits >= 3 else 0)
+                row.append(", ".join(f"{k}: {_f(v, d)}" for k, v in s.stats[c.key]["per_seed"].items()))
+            rows.append(row)
+        out += ["Per-seed values (seed: value):", "", *_table(["system", *(c.label for c in cols)], rows,
+                                                                ["l"] * (1 + len(cols))), ""]
+    return out
 
 
 def _markdown(benches: list[_Bench], title: str, measure: str, baseline: str, n_resamples: int, output: Path) -> str:
