@@ -17,6 +17,7 @@ Timings on a shared 2-core machine are noisy; medians over the measured steps, f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -106,7 +107,8 @@ def part_a(model_spec: str, steps: int, batch: int, max_len: int, source: str, l
         with tempfile.TemporaryDirectory() as out:
             trainer = SentenceTransformerTrainer(model=model, args=_args(out, batch, steps + 1, batch_sampler),
                                                  train_dataset=dataset, loss=loss, callbacks=[timer])  # fmt: skip
-            trainer.train()
+            with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its log dicts
+                trainer.train()
         step = statistics.median(timer.step_times())
         if isinstance(batch_sampler, SamplerFactory):
             sampler = ParallelBatchSampler(index, batch, strategy=name, alpha=0.5, seed=2)
@@ -129,7 +131,8 @@ def one_b(model_spec: str, frozen: bool, steps: int, batch: int, max_len: int, s
         config = TrainConfig(model=model_spec, train=(source,), output_dir=out, batch_size=batch, max_seq_length=max_len,
                              max_steps=steps + 1, freeze_word_embeddings=frozen, warmup_ratio=0.0, logging_steps=1000,
                              precision="auto", seed=1)  # fmt: skip
-        train(config, callbacks=[timer])
+        with contextlib.redirect_stdout(sys.stderr):
+            train(config, callbacks=[timer])
     times = timer.step_times()
     return {"frozen": frozen, "step_s": statistics.median(times), "steps": len(times),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # fmt: skip
