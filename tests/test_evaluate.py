@@ -103,10 +103,14 @@ def test_evaluate_with_tiny_model_encodes_once_and_caches(tmp_path, tiny_model_d
     assert res.timing["encode_s"] > 0
     shards = list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))
     assert shards
-    # second run: everything from the cache, same numbers
-    again = evaluate(tiny_model_dir, small, progress=False)
-    assert again.macro == res.macro
-    assert sorted((tmp_path / "cache" / "embeddings").rglob("shard-*.npz")) == sorted(shards)
+    # second and third runs (a fresh load, then the same model object twice): all from the cache
+    from polyret.models import load
+
+    model = load(tiny_model_dir)
+    for _ in range(2):
+        again = evaluate(model, small, progress=False)
+        assert again.macro == res.macro
+        assert sorted((tmp_path / "cache" / "embeddings").rglob("shard-*.npz")) == sorted(shards)
 
 
 def test_unknown_language_is_a_clear_error():

@@ -263,3 +263,12 @@ def test_fingerprint(tiny_model_dir, tmp_path):
         for p in d.parameters():
             p.mul_(1.0)  # a no-op update keeps the key
     assert models.fingerprint(d) == fp
+
+
+def test_fingerprint_is_not_changed_by_encoding(tiny_model_dir):
+    """encode() sets the tokenizer's truncation/padding on first use; the embedding cache key must not move."""
+    model = models.load(tiny_model_dir)
+    before = models.fingerprint(model)
+    model.encode(["ein kurzer Satz", "a short sentence that is a little longer"], prompt_name="query")
+    assert models.fingerprint(model) == before
+    assert models.fingerprint(models.load(tiny_model_dir)) == before

@@ -179,7 +179,11 @@ def fingerprint(model: SentenceTransformer) -> str:
         add("tokenizer", type(tokenizer).__name__)
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is not None:
-            h.update(backend.to_str().encode("utf-8"))
+            # truncation/padding are runtime state that encode() sets on first use: not part of the identity
+            spec = json.loads(backend.to_str())
+            spec.pop("truncation", None)
+            spec.pop("padding", None)
+            h.update(json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8"))
         else:
             add("vocab", sorted(tokenizer.get_vocab().items()))
     for name, tensor in model.state_dict().items():
