@@ -79,3 +79,15 @@ def test_keys_ending_in_nul_bytes_survive_a_reload(tmp_path):
     got, missing = reopened.get(keys)
     assert missing == []
     np.testing.assert_array_equal(got, emb)
+
+
+def test_token_budget_batches_cover_everything_within_limits():
+    from polyret.encode import token_budget_batches
+
+    lengths = np.array([400, 300, 120, 60, 60, 50, 40, 10, 10, 3])
+    batches = token_budget_batches(lengths, batch_size=4, max_tokens=300)
+    assert batches[0] == (0, 1) and batches[-1][1] == len(lengths)
+    assert all(a == b for (_, a), (b, _) in zip(batches, batches[1:]))  # contiguous, no gaps
+    for start, stop in batches:
+        assert stop - start <= 4
+        assert stop - start == 1 or (stop - start) * lengths[start] <= 300

@@ -81,7 +81,7 @@ def evaluate(
     families: Optional[str] = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
     data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
     output: Optional[Path] = typer.Option(None, help="Folder for results.json, settings.csv, per_query.csv.gz, heatmap."),
-    batch_size: int = typer.Option(64, help="Encoding batch size."),
+    batch_size: int = typer.Option(32, help="Encoding batch size (texts; batches of long texts are cut to 4096 padded tokens)."),
     k: int = typer.Option(100, help="Candidates kept per query in the run table (metrics stay exact)."),
     backend: str = typer.Option("exact", help="exact (chunked matrix products) or faiss (big corpora)."),
     with_context: bool = typer.Option(False, help="Encode each candidate sentence followed by its paragraph."),

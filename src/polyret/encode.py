@@ -100,12 +100,15 @@ def encode(
     cache: EmbeddingCache | None = None,
     progress: ProgressCallback | None = None,
     chunk_batches: int = 8,
+    max_tokens: int = 4096,
 ) -> np.ndarray:
     """L2-normalised float32 embeddings of ``texts`` with the model's ``kind`` prompt ("query"/"passage").
 
     Texts already in ``cache`` are not encoded again; duplicates within ``texts`` are encoded once.
-    Missing texts are encoded longest-first (padding is the dominant cost), in chunks so that
-    ``progress(n_done)`` can drive a progress bar and each chunk is cached as soon as it is done.
+    Missing texts are encoded longest-first by TOKEN count, one batch at a time, and a batch holds at
+    most ``batch_size`` texts and ``max_tokens`` padded tokens (padding is the dominant cost: one
+    357-token outlier padded a 64-text batch to 16 s on 2 cores, against 1.5 s without it); ``progress(n_done)`` drives a progress bar, and every few batches are cached as
+    soon as they are done, so an interrupted run keeps its work.
     """
     if kind not in ("query", "passage"):
         raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
@@ -117,11 +120,17 @@ def encode(
     first_pos: dict[bytes, int] = {}
     for i in missing:
         first_pos.setdefault(keys[i], i)
-    todo = sorted(first_pos.values(), key=lambda i: -len(texts[i]))
+    todo = list(first_pos.values())
+    lengths = token_lengths(model, [prompt + texts[i] for i in todo])
+    todo = [todo[j] for j in np.argsort(-lengths, kind="stable")]
     new_rows: dict[bytes, np.ndarray] = {}
-    step = max(1, batch_size * chunk_batches)
-    for start in range(0, len(todo), step):
-        chunk = todo[start : start + step]
+    # One model.encode call per batch: sentence-transformers would re-sort a longer list by characters,
+    # which mixes scripts of very different token counts in one batch and pads them all to the longest.
+    sorted_lengths = np.sort(lengths)[::-1]
+    pending_keys: list[bytes] = []
+    pending_rows: list[np.ndarray] = []
+    for start, stop in token_budget_batches(sorted_lengths, batch_size, max_tokens):
+        chunk = todo[start:stop]
         emb = model.encode(
             [texts[i] for i in chunk],
             prompt_name=kind if prompt else None,
@@ -131,10 +140,14 @@ def encode(
             show_progress_bar=False,
         ).astype(np.float32)
         chunk_keys = [keys[i] for i in chunk]
-        if cache is not None:
-            cache.put(chunk_keys, emb)
         for key, row in zip(chunk_keys, emb):
             new_rows[key] = row
+        pending_keys += chunk_keys
+        pending_rows.append(emb)
+        last = stop >= len(todo)
+        if cache is not None and (len(pending_keys) >= batch_size * chunk_batches or last):
+            cache.put(pending_keys, np.concatenate(pending_rows))  # a shard every few batches
+            pending_keys, pending_rows = [], []
         if progress is not None:
             progress(len(chunk))
 
@@ -150,6 +163,29 @@ def encode(
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, np.maximum(norms, 1e-12), out=out)
     return out
+
+
+def token_budget_batches(lengths_desc: np.ndarray, batch_size: int, max_tokens: int) -> list[tuple[int, int]]:
+    """(start, stop) batches over lengths sorted longest-first: at most ``batch_size`` texts and at most
+    ``max_tokens`` padded tokens (= texts x longest) per batch, but always at least one text."""
+    out = []
+    start, n = 0, len(lengths_desc)
+    while start < n:
+        longest = max(int(lengths_desc[start]), 1)
+        size = max(1, min(batch_size, max_tokens // longest))
+        out.append((start, min(n, start + size)))
+        start += size
+    return out
+
+
+def token_lengths(model, texts: Sequence[str]) -> np.ndarray:
+    """Token counts (truncated like the model truncates), or character counts for models without a tokenizer."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not texts:
+        return np.array([len(t) for t in texts], dtype=np.int64)
+    max_len = getattr(model, "max_seq_length", None) or None
+    ids = tokenizer(list(texts), add_special_tokens=True, truncation=max_len is not None, max_length=max_len)["input_ids"]
+    return np.array([len(x) for x in ids], dtype=np.int64)
 
 
 def count_missing(model, texts: Sequence[str], *, kind: str, cache: EmbeddingCache | None) -> int:

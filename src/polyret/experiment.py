@@ -60,7 +60,7 @@ class ExperimentConfig:
     first_seed: int = 0
     recipe: str = "cpu"
     train_overrides: dict[str, Any] = field(default_factory=dict)
-    eval_batch_size: int = 64
+    eval_batch_size: int = 32
     eval_max_seq_length: int | None = 256
     eval_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per-benchmark language subsets
     data_dir: str | None = None

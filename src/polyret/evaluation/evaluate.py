@@ -34,7 +34,7 @@ class EvalConfig:
     languages: list[str] | None = None
     families: list[str] | None = None
     data_dir: str | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     k: int = 100
     backend: str = "exact"  # "exact" (chunked matrix products) or "faiss"
     measures: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURES))
@@ -85,7 +85,7 @@ def encode_benchmark(
     model,
     benchmark: Benchmark,
     *,
-    batch_size: int = 64,
+    batch_size: int = 32,
     with_context: bool = False,
     cache: EmbeddingCache | None = None,
     progress: bool = True,
