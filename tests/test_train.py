@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from polyret.training.config import RECIPES, ConfigError, TrainConfig
-from polyret.training.losses import LengthSortedCachedMNRL, build_loss
+from polyret.training.losses import LengthSortedCachedMNRL, LengthSortedMNRL, build_loss
 from polyret.training.train import (
     batch_log_path,
     freeze_word_embeddings,
@@ -185,7 +185,9 @@ def test_length_sorted_cached_loss_equals_plain_loss(tiny_model):
     rng = random.Random(1)
     cols = [[" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 40))) for _ in range(13)] for _ in range(3)]
     results = {}
-    for name, overrides in [("plain", {}), ("cached", {"cached_loss": True, "length_sorted": False}),
+    for name, overrides in [("plain", {"length_sorted": False}),
+                            ("plain_sorted", {"length_sorted": True}),
+                            ("cached", {"cached_loss": True, "length_sorted": False}),
                             ("sorted", {"cached_loss": True, "length_sorted": True})]:  # fmt: skip
         config = TrainConfig(model="x", mini_batch_size=4, **overrides)
         loss_fn = build_loss(model, config)
@@ -195,7 +197,9 @@ def test_length_sorted_cached_loss_equals_plain_loss(tiny_model):
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         results[name] = (float(value.detach()), grads)
     assert isinstance(build_loss(model, TrainConfig(cached_loss=True)), LengthSortedCachedMNRL)
-    for name in ("cached", "sorted"):
+    assert isinstance(build_loss(model, TrainConfig()), LengthSortedMNRL)
+    assert type(build_loss(model, TrainConfig(length_sorted=False))).__name__ == "MultipleNegativesRankingLoss"
+    for name in ("plain_sorted", "cached", "sorted"):
         assert results[name][0] == pytest.approx(results["plain"][0], abs=1e-5)
         torch.testing.assert_close(results[name][1], results["plain"][1], atol=2e-5, rtol=1e-4)
     assert results["plain"][1].abs().sum() > 0

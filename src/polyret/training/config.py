@@ -47,7 +47,7 @@ class TrainConfig:
     hard_negatives: bool = False
     cached_loss: bool = False  # GradCache: large batches in constant memory
     mini_batch_size: int = 32
-    length_sorted: bool = True  # cached loss only: embed mini-batches sorted by length (less padding)
+    length_sorted: bool = True  # embed each column in length-sorted chunks of mini_batch_size (less padding)
     gather_across_devices: bool = False
     freeze_word_embeddings: bool = False
     max_seq_length: int | None = None

@@ -69,6 +69,55 @@ class LengthSortedCachedMNRL(CachedMultipleNegativesRankingLoss):
         return loss
 
 
+class LengthSortedMNRL(MultipleNegativesRankingLoss):
+    """MultipleNegativesRankingLoss that embeds each column in length-sorted, padding-trimmed chunks.
+
+    Same loss and gradients as the plain loss (one backward over the whole batch, no GradCache
+    re-forward); only the padding changes. On 2 CPU cores padding dominates a step: a batch of XQuAD-R
+    sentences padded to its longest member costs about twice the sorted chunks (bench/RESULTS.md).
+    """
+
+    def __init__(self, model: SentenceTransformer, *, chunk_size: int = 8, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.chunk_size = chunk_size
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
+        embeddings = [self._embed_sorted(feature) for feature in sentence_features]
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def _embed_sorted(self, feature: dict[str, Any]) -> Tensor:
+        order = _length_order(feature)
+        rows = _take_rows(feature, order) if order is not None else feature
+        n = rows["attention_mask"].shape[0]
+        chunks = []
+        for start in range(0, n, self.chunk_size):
+            chunk = _slice_rows(rows, start, min(n, start + self.chunk_size))
+            chunks.append(self.model(chunk)["sentence_embedding"])
+        emb = torch.cat(chunks)
+        if order is None:
+            return emb
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        return emb[inverse.to(emb.device)]
+
+
+def _slice_rows(feature: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """Rows start:stop with the columns of trailing padding (all-zero attention) cut off."""
+    mask = feature["attention_mask"]
+    batch, width = mask.shape
+    used = int(mask[start:stop].sum(dim=1).max().item()) if stop > start else width
+    out = {}
+    for key, value in feature.items():
+        if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == batch:
+            value = value[start:stop]
+            if value.ndim >= 2 and value.shape[1] == width:
+                value = value[:, :used]
+            out[key] = value
+        else:
+            out[key] = value
+    return out
+
+
 def _length_order(feature: dict[str, Any]) -> Tensor | None:
     """Row order by descending token count, or None when the rows cannot be reordered safely."""
     mask = feature.get("attention_mask")
@@ -96,6 +145,8 @@ def build_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
     """InfoNCE over cosine similarity at ``1 / temperature``, plain or cached, as the config asks."""
     common = dict(scale=config.scale, gather_across_devices=config.gather_across_devices)
     if not config.cached_loss:
+        if config.length_sorted:
+            return LengthSortedMNRL(model, chunk_size=config.mini_batch_size, **common)
         return MultipleNegativesRankingLoss(model, **common)
     cls = LengthSortedCachedMNRL if config.length_sorted else CachedMultipleNegativesRankingLoss
     return cls(model, mini_batch_size=config.mini_batch_size, **common)
