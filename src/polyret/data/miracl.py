@@ -14,10 +14,8 @@ Files (same layout as ``shared/data/miracl``): ``topics/topics.miracl-v1.0-<lang
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from polyret.data.download import (
@@ -27,6 +25,7 @@ from polyret.data.download import (
     miracl_qrels_file,
     miracl_topics_file,
 )
+from polyret.data.lines import numbered_lines
 from polyret.data.records import Benchmark, Candidate, DataError, Query
 
 MIRACL_LANGUAGES: tuple[str, ...] = (
@@ -40,27 +39,11 @@ def check_language(lang: str) -> str:
     return lang
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, line without newline)``; gzip by suffix; undecodable bytes name the line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as raw:
-            for lineno, data in enumerate(raw, start=1):
-                try:
-                    yield lineno, data.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not UTF-8 ({exc})") from exc
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: no such file") from exc
-    except (OSError, EOFError) as exc:  # truncated / corrupt gzip
-        raise DataError(f"{path}: cannot read ({exc})") from exc
-
-
 def read_topics(path: str | os.PathLike) -> dict[str, str]:
     """``qid -> query text``; blank lines are skipped, anything else malformed is an error."""
     path = Path(path)
     topics: dict[str, str] = {}
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -80,7 +63,7 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
     n_lines = 0
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
         n_lines += 1
@@ -104,7 +87,7 @@ def read_corpus(path: str | os.PathLike, lang: str) -> list[Candidate]:
     path = Path(path)
     seen: set[str] = set()
     out: list[Candidate] = []
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from polyret.data.download import MMARCO_REPO, Fetch, hub_dataset_file
 from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, article_split, check_languages, load_lareqa_files
+from polyret.data.lines import numbered_lines
 from polyret.data.records import DataError, Pair, PairGroups
 
 # mMARCO's file names use English language names
@@ -47,18 +48,6 @@ LOCAL_QRELS = ("qrels.tsv", "qrels.train.tsv")
 
 
 # ------------------------------------------------------------------------------------------ common
-
-
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        with open(path, "rb") as fh:
-            for lineno, data in enumerate(fh, start=1):
-                try:
-                    yield lineno, data.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not UTF-8 ({exc})") from exc
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: no such file") from exc
 
 
 def subsample(groups: Mapping[str, dict[str, Pair]], max_groups: int | None, seed: int) -> dict[str, dict[str, Pair]]:
@@ -122,7 +111,7 @@ def load_pairs_jsonl(
     path = Path(path)
     groups: dict[str, dict[str, Pair]] = {}
     first_line: dict[tuple[str, str], int] = {}
-    for lineno, line in _text_lines(path):
+    for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -264,7 +253,7 @@ def _read_training_ids(files: MmarcoFiles) -> dict[str, tuple[str, str | None]]:
     """qid -> (positive pid, negative pid or None): the first row of each query, in file order."""
     out: dict[str, tuple[str, str | None]] = {}
     if files.triples is not None:
-        for lineno, line in _text_lines(files.triples):
+        for lineno, line in numbered_lines(files.triples):
             if not line.strip():
                 continue
             parts = line.split()
@@ -274,7 +263,7 @@ def _read_training_ids(files: MmarcoFiles) -> dict[str, tuple[str, str | None]]:
         source = files.triples
     else:
         assert files.qrels is not None
-        for lineno, line in _text_lines(files.qrels):
+        for lineno, line in numbered_lines(files.qrels):
             if not line.strip():
                 continue
             parts = line.split()
@@ -299,7 +288,7 @@ def _read_training_ids(files: MmarcoFiles) -> dict[str, tuple[str, str | None]]:
 def _read_id_texts(path: Path, wanted: set[str]) -> dict[str, str]:
     """Texts of the ids in ``wanted`` from an ``id<TAB>text`` file, streamed (collections are GBs)."""
     out: dict[str, str] = {}
-    for lineno, line in _text_lines(path):
+    for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
         ident, tab, text = line.partition("\t")

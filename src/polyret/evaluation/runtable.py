@@ -93,24 +93,11 @@ class RunTable:
         remap = np.full(len(self.settings), -1, dtype=np.int32)
         remap[codes] = np.arange(len(codes))
         new_code = remap[self.setting]
-        keep = new_code >= 0
-        return RunTable(
-            settings=[self.settings[c] for c in codes],
-            query_ids=self.query_ids,
-            query_langs=self.query_langs,
-            doc_ids=self.doc_ids,
-            doc_langs=self.doc_langs,
-            setting=new_code[keep],
-            query=self.query[keep],
-            doc=self.doc[keep],
-            rank=self.rank[keep],
-            score=self.score[keep],
-            relevance=self.relevance[keep],
-            k=self.k,
-            exact_ranks=self.exact_ranks,
-            benchmark_id=self.benchmark_id,
-            meta=dict(self.meta),
-        )
+        rows = np.flatnonzero(new_code >= 0)
+        out = self._take(rows)
+        out.settings = [self.settings[c] for c in codes]
+        out.setting = new_code[rows].astype(np.int16)
+        return out
 
     def sorted(self) -> "RunTable":
         """Rows ordered by setting, query, rank (unretrieved rank-0 rows last in their query)."""

@@ -1,0 +1,27 @@
+"""Numbered lines of a text file (gzip by suffix) with errors that name the file and line."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Iterator
+
+from polyret.data.records import DataError
+
+
+def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line number, line without newline)``; gzip by suffix; undecodable bytes name the line."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as raw:
+            for lineno, data in enumerate(raw, start=1):
+                try:
+                    yield lineno, data.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except (OSError, EOFError) as exc:  # truncated / corrupt gzip
+        raise DataError(f"{path}: cannot read ({exc})") from exc
