@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -25,3 +26,17 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: no such file") from exc
     except (OSError, EOFError) as exc:  # truncated / corrupt gzip
         raise DataError(f"{path}: cannot read ({exc})") from exc
+
+
+def jsonl_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file; bad JSON names file:line:col."""
+    for lineno, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield lineno, row

@@ -14,7 +14,6 @@ Files (same layout as ``shared/data/miracl``): ``topics/topics.miracl-v1.0-<lang
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from polyret.data.download import (
     miracl_qrels_file,
     miracl_topics_file,
 )
-from polyret.data.lines import numbered_lines
+from polyret.data.lines import jsonl_objects, numbered_lines
 from polyret.data.records import Benchmark, Candidate, DataError, Query
 
 MIRACL_LANGUAGES: tuple[str, ...] = (
@@ -87,15 +86,7 @@ def read_corpus(path: str | os.PathLike, lang: str) -> list[Candidate]:
     path = Path(path)
     seen: set[str] = set()
     out: list[Candidate] = []
-    for lineno, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}:{exc.colno}: malformed JSON: {exc.msg}") from exc
-        if not isinstance(doc, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object")
+    for lineno, doc in jsonl_objects(path):
         docid, title, text = doc.get("docid"), doc.get("title", ""), doc.get("text")
         if not isinstance(docid, str) or not docid:
             raise DataError(f"{path}:{lineno}: missing or empty 'docid'")

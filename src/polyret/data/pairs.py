@@ -23,7 +23,6 @@ A language asked for but absent from the source is an error, never a silent skip
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import numpy as np
 
 from polyret.data.download import MMARCO_REPO, Fetch, hub_dataset_file
 from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, article_split, check_languages, load_lareqa_files
-from polyret.data.lines import numbered_lines
+from polyret.data.lines import jsonl_objects, numbered_lines
 from polyret.data.records import DataError, Pair, PairGroups
 
 # mMARCO's file names use English language names
@@ -111,16 +110,8 @@ def load_pairs_jsonl(
     path = Path(path)
     groups: dict[str, dict[str, Pair]] = {}
     first_line: dict[tuple[str, str], int] = {}
-    for lineno, line in numbered_lines(path):
-        if not line.strip():
-            continue
+    for lineno, row in jsonl_objects(path):
         where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}:{exc.colno}: malformed JSON: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
         gid = row.get("id")
         if isinstance(gid, int) and not isinstance(gid, bool):
             gid = str(gid)
