@@ -139,13 +139,15 @@ class ExperimentConfig:
 
 PRESETS: dict[str, ExperimentConfig] = {
     # The README's main job: about 20 minutes on 2 CPU cores (see bench/RESULTS.md).
-    # Measured on 2 AMD EPYC cores (bench/RESULTS.md): a length-sorted step of 32 pairs ~5 s, and each
-    # evaluation of xquad-r:test (12.5k texts, 132 settings) ~4.5 min, so the four evaluations dominate.
-    # 40 steps of 32 pairs at lr 5e-5 (the published 3e-5 moves too little in so few steps).
+    # Measured on 2 AMD EPYC cores (no AVX-512, ~115 GFLOPS fp32 GEMM): each evaluation of xquad-r:test
+    # (12.5k texts, 132 settings) takes ~3.7 min of encoding, so the four evaluations the issue asks
+    # for use ~15 of the 20 minutes; training gets the rest at ~0.28 s per pair. 20 steps of 16 pairs
+    # per strategy (20 hybrid batch draws, not 10) at lr 5e-5: 8e-5 cost .03 more mono/cross mAP in a
+    # 4-language check, 3e-5 (published) moves too little in so few steps.
     "cpu": ExperimentConfig(
         preset="cpu",
         recipe="cpu",
-        train_overrides={"max_steps": 40, "batch_size": 32, "lr": 5e-5, "save_steps": 20, "dev_pairs": 0},
+        train_overrides={"max_steps": 20, "batch_size": 16, "lr": 5e-5, "save_steps": 10, "dev_pairs": 0},
         eval_max_seq_length=128,
         output="runs/experiment-cpu",
     ),
