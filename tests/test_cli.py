@@ -59,3 +59,24 @@ def test_benchmarks_command_lists_ids():
     result = runner.invoke(app, ["benchmarks"])
     assert result.exit_code == 0
     assert "xquad-r:test" in result.output and "miracl/de" in result.output
+
+
+def test_experiment_command_applies_training_overrides(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "exp"
+    args = ["experiment", "--preset", "smoke", "--model", tiny_model_dir, "--output", str(out),
+            "--strategies", "hybrid", "--set", "max_steps=3", "--set", "save_steps=3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "models" / "hybrid" / "seed0" / "model" / "polyret_train.json").read_text())
+    assert info["global_step"] == 3 and info["config"]["max_steps"] == 3
+    assert info["config"]["batch_size"] == 8  # the rest of the preset's overrides stay
+    assert (out / "report" / "report.md").exists()
+
+
+def test_experiment_command_rejects_unknown_training_key(tmp_path):
+    result = runner.invoke(app, ["experiment", "--preset", "smoke", "--output", str(tmp_path / "x"),
+                                 "--set", "max_stepz=3"])
+    assert result.exit_code == 2
+    assert "max_stepz" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()

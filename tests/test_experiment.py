@@ -70,6 +70,9 @@ def test_config_file_and_validation(tmp_path):
     cfg = ExperimentConfig.from_file(f)
     assert [s.name for s in cfg.systems()] == ["mono", "hybrid", "hybrid-a0.3"]
     assert cfg.seed_values() == [0, 1]
+    f.write_text("preset: cpu\ntrain_overrides: {max_steps: 100, lr: 3.0e-5}\n")
+    cfg = ExperimentConfig.from_file(f)
+    assert cfg.train_overrides == {**PRESETS["cpu"].train_overrides, "max_steps": 100, "lr": 3e-5}
     with pytest.raises(ValueError, match="unknown strategies"):
         PRESETS["smoke"].replace(strategies=("nope",))
     with pytest.raises(ValueError, match="unknown experiment config key"):

@@ -168,6 +168,15 @@ def train(
     console.print(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
 
 
+def _train_overrides(recipe: str, pairs: list[str]) -> dict:
+    """``key=value`` strings as typed TrainConfig values (checked against the recipe, so typos fail now)."""
+    from .training.config import TrainConfig
+
+    parsed = TrainConfig.from_recipe(recipe).with_overrides(pairs)
+    keys = [p.partition("=")[0].strip().replace("-", "_") for p in pairs]
+    return {key: getattr(parsed, key) for key in keys}
+
+
 @app.command()
 def experiment(
     config: Optional[Path] = typer.Option(None, help="YAML/JSON experiment config (may name a preset)."),
@@ -179,6 +188,9 @@ def experiment(
     alpha_sweep: Optional[str] = typer.Option(None, help="Extra hybrid runs at these alphas, e.g. 0.3,0.7."),
     languages: Optional[str] = typer.Option(None, help="Training and evaluation languages."),
     data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="Training override for every strategy, a TrainConfig field as key=value "
+        "(repeatable), e.g. --set max_steps=150 --set batch_size=32."),
 ) -> None:
     """Train each strategy, evaluate the base and every trained model, and write one report.
 
@@ -211,6 +223,8 @@ def experiment(
             overrides["languages"] = tuple(_split(languages) or ())
         if data_dir is not None:
             overrides["data_dir"] = str(data_dir)
+        if set_:
+            overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
         cfg = cfg.replace(**overrides)
         result = run_experiment(cfg, echo=lambda m: console.print(f"[bold cyan]>>[/] {m}"))
     except ValueError as exc:

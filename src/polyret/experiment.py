@@ -114,6 +114,9 @@ class ExperimentConfig:
                 data[key] = tuple(data[key])
         if "eval_languages" in data:
             data["eval_languages"] = {k: tuple(v) for k, v in data["eval_languages"].items()}
+        if isinstance(data.get("train_overrides"), dict):
+            # on top of the preset's own overrides, as --set does: naming max_steps keeps its save_steps
+            data["train_overrides"] = {**base.train_overrides, **data["train_overrides"]}
         try:
             return base.replace(**data)
         except (TypeError, ValueError) as exc:
