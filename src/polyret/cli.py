@@ -230,6 +230,9 @@ def experiment(
     except ValueError as exc:
         _fail(exc)
     done = result["done"]
+    if result.get("rank", 0) != 0:
+        console.print(f"rank {result['rank']}: trained {len(done['trained'])}; rank 0 evaluates and writes the report")
+        return
     console.print(f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "
                   f"reused {len(done['reused'])} finished steps in {result['seconds']:.0f}s")
     console.print(f"report: [bold]{result['report'].get('markdown', result['output'] / 'report')}[/]")

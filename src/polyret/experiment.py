@@ -209,7 +209,9 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
                 f"{out} holds an experiment with a different configuration ({saved}); "
                 "use another --output or delete that folder"
             )
-    atomic_write_text(saved, json.dumps(config.to_dict(), indent=2))
+    rank, world_size = _launch_rank()
+    if rank == 0:
+        atomic_write_text(saved, json.dumps(config.to_dict(), indent=2))
 
     done: dict[str, list[str]] = {"trained": [], "evaluated": [], "reused": []}
     started = time.perf_counter()
@@ -225,41 +227,70 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
                  max_seq_length=config.eval_max_seq_length)
         done["evaluated"].append(f"{label} {bench}")
 
-    # 1. the base model, loaded once for all benchmarks
-    base_targets = {b: eval_dir(out, "base", None, b) for b in config.benchmarks}
-    if any(not (t / "results.json").exists() for t in base_targets.values()):
-        base = load(config.model, max_seq_length=config.eval_max_seq_length)
-        base.polyret_spec = config.model
-        for bench, target in base_targets.items():
-            eval_into(base, target, bench, "base")
-        del base
-    else:
-        done["reused"] += [f"eval base {b}" for b in config.benchmarks]
+    if rank != 0:
+        echo = None  # rank 0 speaks for the run
 
-    # 2. each system x seed: train (or resume), then evaluate
+    def base_evals() -> None:
+        """The base model, loaded once for all benchmarks."""
+        base_targets = {b: eval_dir(out, "base", None, b) for b in config.benchmarks}
+        if any(not (t / "results.json").exists() for t in base_targets.values()):
+            base = load(config.model, max_seq_length=config.eval_max_seq_length)
+            base.polyret_spec = config.model
+            for bench, target in base_targets.items():
+                eval_into(base, target, bench, "base")
+            del base
+        else:
+            done["reused"] += [f"eval base {b}" for b in config.benchmarks]
+
+    def train_one(system: System, seed: int) -> Path:
+        """Train (or resume, or reuse) one system; returns its final model folder."""
+        label = f"{system.name} seed {seed}"
+        run_dir = out / "models" / system.name / f"seed{seed}"
+        final = run_dir / "model"
+        if not (final / "polyret_train.json").exists():
+            resume = last_checkpoint(run_dir) is not None
+            _progress(f"training {label}" + (" (resuming)" if resume else ""), echo)
+            tcfg = base_train.replace(strategy=system.strategy, alpha=system.alpha, seed=seed,
+                                      output_dir=str(run_dir), resume=resume)
+            train(tcfg)
+            done["trained"].append(label)
+        else:
+            done["reused"].append(f"train {label}")
+        return final
+
+    def system_evals(system: System, seed: int, final: Path) -> None:
+        for bench in config.benchmarks:
+            eval_into(str(final), eval_dir(out, system.name, seed, bench), bench, f"{system.name} seed {seed}")
+
     base_train = TrainConfig.from_recipe(config.recipe).replace(
         model=config.model, train=tuple(config.train), languages=config.languages, data_dir=config.data_dir,
         **config.train_overrides,
     )
-    for system in config.systems():
-        for seed in config.seed_values():
-            label = f"{system.name} seed {seed}"
-            run_dir = out / "models" / system.name / f"seed{seed}"
-            final = run_dir / "model"
-            if not (final / "polyret_train.json").exists():
-                resume = last_checkpoint(run_dir) is not None
-                _progress(f"training {label}" + (" (resuming)" if resume else ""), echo)
-                tcfg = base_train.replace(strategy=system.strategy, alpha=system.alpha, seed=seed,
-                                          output_dir=str(run_dir), resume=resume)
-                train(tcfg)
-                done["trained"].append(label)
-            else:
-                done["reused"].append(f"train {label}")
-            for bench in config.benchmarks:
-                eval_into(str(final), eval_dir(out, system.name, seed, bench), bench, label)
+    runs = [(system, seed) for system in config.systems() for seed in config.seed_values()]
+    if world_size == 1:
+        # base first, then each system x seed trained and evaluated at once: early results
+        base_evals()
+        for system, seed in runs:
+            system_evals(system, seed, train_one(system, seed))
+    else:
+        # under torchrun every process trains every system together (DDP); rank 0 alone then
+        # evaluates and reports while the others exit, so no process waits at a collective for
+        # evaluations that may take longer than the process group's timeout
+        finals = [train_one(system, seed) for system, seed in runs]
+        if rank != 0:
+            return {"report": {}, "done": done, "seconds": time.perf_counter() - started, "output": out,
+                    "rank": rank}
+        base_evals()
+        for (system, seed), final in zip(runs, finals):
+            system_evals(system, seed, final)
 
     # 3. the report
     _progress("writing the report", echo)
     files = build_report(load_entries(out), out / "report",
                          title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}")
-    return {"report": files, "done": done, "seconds": time.perf_counter() - started, "output": out}
+    return {"report": files, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
+
+
+def _launch_rank() -> tuple[int, int]:
+    """(rank, world size) as set by torchrun / accelerate launch; (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
