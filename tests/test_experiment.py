@@ -60,8 +60,24 @@ def test_interrupted_training_resumes_from_checkpoint(smoke):
 
 def test_changed_config_in_same_folder_is_refused(smoke):
     cfg, first = smoke
-    with pytest.raises(ValueError, match="different configuration"):
-        run_experiment(cfg.replace(seeds=2), progress=False)
+    with pytest.raises(ValueError, match="different configuration.*train_overrides"):
+        run_experiment(cfg.replace(train_overrides={**cfg.train_overrides, "lr": 1e-3}), progress=False)
+    with pytest.raises(ValueError, match="different configuration.*alpha"):
+        run_experiment(cfg.replace(alpha=0.3), progress=False)
+
+
+def test_more_seeds_extend_the_experiment(smoke, tmp_path):
+    cfg, first = smoke
+    out = tmp_path / "copy"
+    shutil.copytree(first["output"], out)
+    wider = cfg.replace(output=str(out), seeds=2, strategies=("hybrid",))
+    again = run_experiment(wider, progress=False)
+    assert again["done"]["trained"] == ["hybrid seed 1"]  # seed 0 and the base are reused
+    assert again["done"]["evaluated"] == ["hybrid seed 1 xquad-r:test"]
+    systems = json.loads((out / "report" / "report.json").read_text())["benchmarks"]["xquad-r:test"]["systems"]
+    assert set(systems) == {"base", "hybrid"}  # only what the config asks for; mono/cross stay on disk
+    assert systems["hybrid"]["seeds"] == [0, 1]
+    assert json.loads((out / "experiment.json").read_text())["seeds"] == 2
 
 
 def test_config_file_and_validation(tmp_path):

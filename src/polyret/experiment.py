@@ -140,6 +140,12 @@ class ExperimentConfig:
         return cls.from_dict(data, source=str(path))
 
 
+# Fields that may change between runs in one folder: they add (or leave out of the report) systems,
+# seeds and benchmarks without changing what an existing trained model or evaluation means.
+EXTENDABLE = frozenset({"seeds", "first_seed", "strategies", "alpha_sweep", "benchmarks", "output", "preset",
+                        "data_dir", "eval_batch_size"})
+
+
 PRESETS: dict[str, ExperimentConfig] = {
     # The README's main job: about 20 minutes on 2 CPU cores (see bench/RESULTS.md).
     # Measured on 2 AMD EPYC cores (no AVX-512, ~115 GFLOPS fp32 GEMM): each evaluation of xquad-r:test
@@ -204,10 +210,14 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
     saved = out / "experiment.json"
     if saved.exists():
         previous = json.loads(saved.read_text(encoding="utf-8"))
-        if previous != json.loads(json.dumps(config.to_dict())):
+        current = json.loads(json.dumps(config.to_dict()))
+        changed = sorted(k for k in set(previous) | set(current)
+                         if k not in EXTENDABLE and previous.get(k) != current.get(k))
+        if changed:
             raise ValueError(
-                f"{out} holds an experiment with a different configuration ({saved}); "
-                "use another --output or delete that folder"
+                f"{out} holds an experiment with a different configuration ({saved}: {', '.join(changed)} "
+                "differ); use another --output or delete that folder. More seeds, strategies, alphas or "
+                "benchmarks may be added to it."
             )
     rank, world_size = _launch_rank()
     if rank == 0:
@@ -286,7 +296,9 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
 
     # 3. the report
     _progress("writing the report", echo)
-    files = build_report(load_entries(out), out / "report",
+    wanted = {("base", None)} | {(system.name, seed) for system, seed in runs}
+    entries = [e for e in load_entries(out) if (e.system, e.seed) in wanted and e.benchmark in config.benchmarks]
+    files = build_report(entries, out / "report",
                          title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}")
     return {"report": files, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
 
