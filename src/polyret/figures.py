@@ -122,8 +122,10 @@ def grouped_bars(
         if label_values:
             for xi, hi, ei in zip(x, h, e):
                 if np.isfinite(hi):
-                    ax.text(xi, hi + ei + 0.01 * max(top, 0.3), fmt.format(hi).replace("0.", ".", 1), ha="center",
-                            va="bottom", fontsize=6.5, rotation=90 if n_s > 3 else 0)
+                    # a few points above the error bar's cap, whatever the axis scale
+                    ax.annotate(fmt.format(hi).replace("0.", ".", 1), (xi, hi + ei), xytext=(0, 3),
+                                textcoords="offset points", ha="center", va="bottom", fontsize=6.5,
+                                rotation=90 if n_s > 3 else 0)
         finite = h[np.isfinite(h)]
         if len(finite):
             top = max(top, float(np.max(finite + e[np.isfinite(h)])))
