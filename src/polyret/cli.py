@@ -170,11 +170,11 @@ def train(
 
 def _train_overrides(recipe: str, pairs: list[str]) -> dict:
     """``key=value`` strings as typed TrainConfig values (checked against the recipe, so typos fail now)."""
-    from .training.config import TrainConfig
+    from .training.config import TrainConfig, parse_overrides
 
-    parsed = TrainConfig.from_recipe(recipe).with_overrides(pairs)
-    keys = [p.partition("=")[0].strip().replace("-", "_") for p in pairs]
-    return {key: getattr(parsed, key) for key in keys}
+    raw = parse_overrides(pairs)
+    parsed = TrainConfig.from_recipe(recipe).replace(**raw)
+    return {key: getattr(parsed, key) for key in raw}
 
 
 @app.command()

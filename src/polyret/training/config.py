@@ -142,13 +142,7 @@ class TrainConfig:
 
     def with_overrides(self, pairs: list[str] | tuple[str, ...]) -> TrainConfig:
         """Apply CLI-style ``key=value`` strings, e.g. ``["alpha=0.3", "languages=de,en"]``."""
-        overrides: dict[str, str] = {}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"override {pair!r} is not of the form key=value")
-            overrides[key.strip().replace("-", "_")] = value.strip()
-        return self.replace(**overrides)
+        return self.replace(**parse_overrides(pairs))
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -203,6 +197,17 @@ class TrainConfig:
 # ---------------------------------------------------------------------- parsing helpers
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """CLI-style ``key=value`` strings as field name -> unparsed value (``max-steps`` -> ``max_steps``)."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {pair!r} is not of the form key=value")
+        overrides[key.strip().replace("-", "_")] = value.strip()
+    return overrides
 
 
 def _coerce(key: str, value: Any) -> Any:
