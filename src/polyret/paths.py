@@ -7,10 +7,12 @@ models, embeddings, downloads) live under ``POLYRET_CACHE_DIR`` or the user cach
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -50,6 +52,9 @@ def atomic_path(target: str | os.PathLike):
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 minus the umask), so
+        # other users of a shared results folder can read what polyret wrote
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -59,3 +64,48 @@ def atomic_path(target: str | os.PathLike):
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ------------------------------------------------------------------------------ completion markers
+COMPLETE_MARKER = ".complete.json"
+
+
+def mark_complete(folder: str | os.PathLike, **info: Any) -> Path:
+    """Write ``folder``'s completion marker LAST, after every file of the step is in place.
+
+    The marker lists every file under ``folder`` with its size, so :func:`is_complete` also notices a file
+    that went missing or was truncated afterwards. ``info`` is stored beside the listing.
+    """
+    folder = Path(folder)
+    files = {
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != COMPLETE_MARKER and not p.name.startswith(".")
+    }
+    marker = folder / COMPLETE_MARKER
+    atomic_write_text(marker, json.dumps({"files": files, **info}, indent=2, ensure_ascii=False))
+    return marker
+
+
+def is_complete(folder: str | os.PathLike) -> bool:
+    """True iff ``folder`` has a completion marker and every file it lists is there with its recorded size."""
+    marker = Path(folder) / COMPLETE_MARKER
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        return all((Path(folder) / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def clear_complete(folder: str | os.PathLike) -> None:
+    """Remove the marker first, before a step rewrites ``folder``: a crash mid-way then reads as unfinished."""
+    try:
+        (Path(folder) / COMPLETE_MARKER).unlink()
+    except FileNotFoundError:
+        pass

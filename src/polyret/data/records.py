@@ -49,7 +49,14 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class Pair:
-    """One training example in one language; ``group`` is shared by its translations."""
+    """One training example in one language; ``group`` is shared by its translations.
+
+    ``positive_id`` / ``negative_id`` name the *passage identity* of the positive and hard negative:
+    one id shared by a passage and all its translations (LAReQA: the gold sentence of the paragraph;
+    mMARCO: the passage id). Two examples whose passages share an identity must never meet in one
+    contrastive batch, or InfoNCE would treat the right answer as a negative. ``None``: not known;
+    the training index then falls back to the exact text per language (translations are not caught).
+    """
 
     group: str
     lang: str
@@ -57,6 +64,8 @@ class Pair:
     positive: str
     negative: str | None = None
     source: str = ""
+    positive_id: str | None = None
+    negative_id: str | None = None
 
 
 @dataclass
