@@ -2,12 +2,15 @@
 
 Per-text caching (not per-list) lets a benchmark split, a language subset and the full benchmark share
 embeddings: a key is a hash of (prompt, text), and a cache folder belongs to one model fingerprint. New
-embeddings are appended as shard files written atomically, so a crash never leaves a half-written cache.
+embeddings are appended as shard files written atomically, so a crash never leaves a half-written cache,
+and each shard carries a checksum verified on load (see ``EmbeddingCache``), so a damaged or foreign
+shard is set aside and re-encoded instead of silently changing the numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -18,40 +21,146 @@ import numpy as np
 from .paths import atomic_path, cache_dir
 
 KEY_BYTES = 16
+SHARD_FORMAT = "polyret-embeddings/2"
+NORM_TOLERANCE = 1e-3  # rows are written L2-normalised; float32 noise is far below this
+
+logger = logging.getLogger(__name__)
 
 
 def text_key(prompt: str, text: str) -> bytes:
     return hashlib.blake2b(f"{prompt}\x00{text}".encode("utf-8"), digest_size=KEY_BYTES).digest()
 
 
-class EmbeddingCache:
-    """Embeddings of one model, keyed by (prompt, text), stored as append-only ``.npz`` shards."""
+def shard_checksum(owner: str, keys: np.ndarray, emb: np.ndarray) -> str:
+    """sha256 over the format, the owning cache folder's name (the model fingerprint), the shape, the keys
+    and the float32 rows: a shard with other rows, another model's shard or a damaged one fails it.
 
-    def __init__(self, root: str | os.PathLike):
+    Args:
+        owner: the cache folder's name (``EmbeddingCache.for_model`` uses the model fingerprint).
+        keys: (n, KEY_BYTES) uint8 text keys.
+        emb: (n, dim) float32 embeddings aligned with ``keys``.
+    """
+    h = hashlib.sha256()
+    h.update(f"{SHARD_FORMAT}\x00{owner}\x00{emb.shape[0]}x{emb.shape[1]}\x00".encode("utf-8"))
+    h.update(np.ascontiguousarray(keys, dtype=np.uint8).tobytes())
+    h.update(np.ascontiguousarray(emb, dtype="<f4").tobytes())
+    return h.hexdigest()
+
+
+class CacheShardError(ValueError):
+    """A cache shard failed its integrity checks (the message names the file and the reason)."""
+
+
+class EmbeddingCache:
+    """Embeddings of one model, keyed by (prompt, text), stored as append-only ``.npz`` shards.
+
+    Every shard carries a sha256 checksum (:func:`shard_checksum`) over its keys, its rows and the
+    cache folder's name (the model fingerprint). On load a shard is verified: readable, checksum,
+    one dimension for the whole cache (``dim`` when given, else the dimension holding most rows),
+    finite and L2-normalised rows. A shard that fails is ignored with a warning naming the file and
+    the reason and renamed ``<shard>.corrupt``, so it is not read again; its texts are simply missing
+    and get encoded again. Shards of older polyret versions have no checksum: they cannot be verified
+    and are treated the same way (re-encoding is cheap next to trusting wrong rows).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, dim: int | None = None):
         self.root = Path(root)
         self._index: dict[bytes, tuple[int, int]] = {}
         self._shards: list[np.ndarray] = []
+        self._paths: list[Path] = []
+        loaded: list[tuple[Path, np.ndarray, np.ndarray]] = []
         if self.root.is_dir():
             for shard in sorted(self.root.glob("shard-*.npz")):
-                self._load_shard(shard)
+                try:
+                    loaded.append((shard, *self._read_shard(shard)))
+                except CacheShardError as err:
+                    self._set_aside(shard, str(err))
+        if loaded and dim is None:
+            rows: dict[int, int] = {}
+            for _, _, emb in loaded:
+                rows[emb.shape[1]] = rows.get(emb.shape[1], 0) + len(emb)
+            dim = max(sorted(rows), key=lambda d: rows[d])
+        for shard, keys, emb in loaded:
+            if emb.shape[1] != dim:
+                self._set_aside(shard, f"dimension {emb.shape[1]}, but the cache's embeddings have {dim}")
+                continue
+            self._add(shard, keys, emb)
 
     @classmethod
-    def for_model(cls, fingerprint: str, root: str | os.PathLike | None = None) -> "EmbeddingCache":
-        base = Path(root) if root is not None else cache_dir() / "embeddings"
-        return cls(base / fingerprint)
+    def for_model(cls, fingerprint: str, root: str | os.PathLike | None = None, *,
+                  dim: int | None = None) -> "EmbeddingCache":
+        """The cache folder of the model with ``fingerprint`` (under ``root``, default the user cache).
 
-    def _load_shard(self, path: Path) -> None:
+        Args:
+            fingerprint: the model's weights fingerprint (``polyret.models.fingerprint``).
+            root: the folder holding one cache folder per model.
+            dim: the model's embedding dimension; shards of another dimension are set aside.
+        """
+        base = Path(root) if root is not None else cache_dir() / "embeddings"
+        return cls(base / fingerprint, dim=dim)
+
+    @property
+    def dim(self) -> int | None:
+        """The dimension of the cached rows (None while the cache is empty)."""
+        return self._shards[0].shape[1] if self._shards else None
+
+    def _read_shard(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, emb) of a shard that passes every check; CacheShardError naming the file otherwise."""
         try:
-            with np.load(path) as data:
-                keys, emb = data["keys"], data["emb"]
-            if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != KEY_BYTES or len(keys) != len(emb):
-                return
-        except Exception:  # a foreign or damaged file: ignore it rather than fail the evaluation
-            return
+            with np.load(path, allow_pickle=False) as data:
+                names = set(data.files)
+                if "checksum" not in names:
+                    raise CacheShardError(f"{path}: no checksum (written by an older polyret; re-encoding)")
+                keys, emb, checksum = data["keys"], data["emb"], str(data["checksum"])
+        except CacheShardError:
+            raise
+        except Exception as err:  # truncated, not a zip, a member missing or damaged
+            raise CacheShardError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+        if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != KEY_BYTES:
+            raise CacheShardError(f"{path}: keys are {keys.dtype} {keys.shape}, expected (n, {KEY_BYTES}) uint8")
+        if emb.dtype != np.float32 or emb.ndim != 2 or len(emb) != len(keys) or emb.shape[1] < 1:
+            raise CacheShardError(f"{path}: embeddings are {emb.dtype} {emb.shape}, expected ({len(keys)}, dim) float32")
+        if checksum != shard_checksum(self.root.name, keys, emb):
+            raise CacheShardError(f"{path}: checksum mismatch (rows, keys or owner changed after writing)")
+        if not np.isfinite(emb).all():
+            bad = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+            raise CacheShardError(f"{path}: row {bad} is not finite (NaN or infinity)")
+        norms = np.linalg.norm(emb.astype(np.float64), axis=1)
+        off = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
+        if len(off):
+            raise CacheShardError(f"{path}: row {int(off[0])} has norm {norms[off[0]]:.4g}, not 1 (not normalised)")
+        return keys, emb
+
+    def _set_aside(self, path: Path, reason: str) -> None:
+        """Warn (naming the shard) and rename it ``*.corrupt`` so no later run reads it again."""
+        target = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, target)
+            where = f"moved to {target.name}"
+        except OSError as err:
+            where = f"could not be moved aside ({err})"
+        logger.warning("embedding cache shard ignored, its texts will be encoded again: %s; %s", reason, where)
+
+    def _add(self, path: Path, keys: np.ndarray, emb: np.ndarray) -> None:
         shard_id = len(self._shards)
         self._shards.append(emb)
+        self._paths.append(path)
         for row, key in enumerate(keys):
-            self._index[key.tobytes()] = (shard_id, row)
+            self._index[key.tobytes() if isinstance(key, np.ndarray) else key] = (shard_id, row)
+
+    def require_dim(self, dim: int) -> None:
+        """Set aside every loaded shard whose rows are not ``dim``-dimensional (the model's dimension).
+
+        Args:
+            dim: the dimension the model produces.
+        """
+        if self.dim is None or self.dim == dim:
+            return
+        for path in self._paths:
+            self._set_aside(path, f"dimension {self.dim}, but the model produces {dim}")
+        self._index.clear()
+        self._shards.clear()
+        self._paths.clear()
 
     def __len__(self) -> int:
         return len(self._index)
@@ -73,19 +182,26 @@ class EmbeddingCache:
         return out, missing
 
     def put(self, keys: Sequence[bytes], emb: np.ndarray) -> None:
+        """Append ``emb`` (rows aligned with ``keys``) as one checksummed shard, written atomically.
+
+        Args:
+            keys: text keys (:func:`text_key`).
+            emb: (len(keys), dim) L2-normalised embeddings.
+        """
         if len(keys) == 0:
             return
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        if self.dim is not None and emb.shape[1] != self.dim:
+            raise ValueError(f"{self.root}: cannot cache {emb.shape[1]}-dim rows beside {self.dim}-dim ones")
         self.root.mkdir(parents=True, exist_ok=True)
         # uint8 rows, not an "S16" array: numpy strips trailing NUL bytes from fixed-width bytes.
         key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
         target = self.root / f"shard-{uuid.uuid4().hex}.npz"
+        checksum = shard_checksum(self.root.name, key_arr, emb)
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, keys=key_arr, emb=emb.astype(np.float32))
-        shard_id = len(self._shards)
-        self._shards.append(emb.astype(np.float32))
-        for row, key in enumerate(keys):
-            self._index[key] = (shard_id, row)
+                np.savez(fh, keys=key_arr, emb=emb, checksum=np.asarray(checksum))
+        self._add(target, key_arr, emb)
 
 
 ProgressCallback = Callable[[int], None]
@@ -114,6 +230,9 @@ def encode(
         raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
     prompt = (getattr(model, "prompts", None) or {}).get(kind, "")
     keys = [text_key(prompt, t) for t in texts]
+    model_dim = _model_dim(model)
+    if cache is not None and model_dim:
+        cache.require_dim(model_dim)  # cached rows of another dimension are not this model's
     out, missing = cache.get(keys) if cache is not None else (None, list(range(len(texts))))
 
     # Encode each distinct missing text once.
@@ -163,6 +282,15 @@ def encode(
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, np.maximum(norms, 1e-12), out=out)
     return out
+
+
+def _model_dim(model) -> int | None:
+    getter = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
+    try:
+        dim = getter() if callable(getter) else None
+    except Exception:  # a model that cannot say: nothing to check against
+        return None
+    return int(dim) if isinstance(dim, (int, np.integer)) and dim > 0 else None
 
 
 def token_budget_batches(lengths_desc: np.ndarray, batch_size: int, max_tokens: int) -> list[tuple[int, int]]:

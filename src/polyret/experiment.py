@@ -1,7 +1,7 @@
 """``polyret experiment``: train each strategy, evaluate base and trained models everywhere, report.
 
 Only a loop over the data flow (DESIGN.md). Every step leaves a completion marker that is written last
-(a trained model folder with ``polyret_train.json``, an evaluation folder with ``results.json``), so
+(a trained model folder with ``polyret_train.json``, an evaluation folder with ``.complete.json``), so
 running the same command again skips finished work and resumes an interrupted training run from its
 last checkpoint.
 
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .evaluation.results import is_done as eval_done
 from .paths import atomic_write_text
 from .report import build_report, eval_dir, load_entries
 
@@ -227,7 +228,7 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
     started = time.perf_counter()
 
     def eval_into(model_obj_or_path, target: Path, bench: str, label: str) -> None:
-        if (target / "results.json").exists():
+        if eval_done(target):  # its completion marker, written last; a folder without one is redone
             done["reused"].append(f"eval {label} {bench}")
             return
         _progress(f"evaluating {label} on {bench}", echo)
@@ -243,7 +244,7 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
     def base_evals() -> None:
         """The base model, loaded once for all benchmarks."""
         base_targets = {b: eval_dir(out, "base", None, b) for b in config.benchmarks}
-        if any(not (t / "results.json").exists() for t in base_targets.values()):
+        if any(not eval_done(t) for t in base_targets.values()):
             base = load(config.model, max_seq_length=config.eval_max_seq_length)
             base.polyret_spec = config.model
             for bench, target in base_targets.items():

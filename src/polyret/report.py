@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .data.records import DataError
-from .evaluation.results import Results, split_setting
+from .evaluation.results import Results, is_done, split_setting
 from .evaluation.significance import cluster_matrix, paired_cluster_bootstrap, paired_cluster_randomization
 from .paths import atomic_write_text
 
@@ -94,7 +94,10 @@ def load_entries(folder: str | Path) -> list[ReportEntry]:
         else:
             places = [(None, b) for b in sorted(system_dir.iterdir()) if b.is_dir()]
         for seed, bench_dir in sorted(places, key=lambda t: (-1 if t[0] is None else t[0], t[1].name)):
-            if not (bench_dir / "results.json").exists():
+            if not is_done(bench_dir):  # no valid completion marker: unfinished (or an older polyret's)
+                if (bench_dir / "results.json").exists():
+                    warnings.warn(f"{bench_dir}: evaluation not complete (no valid completion marker); "
+                                  "left out of the report, run the experiment again to redo it", stacklevel=2)
                 continue
             try:
                 res = Results.load(bench_dir)

@@ -8,12 +8,16 @@ Files (same layout as ``shared/data/miracl``): ``topics/topics.miracl-v1.0-<lang
   MIRACL/BEIR convention for dense retrievers.
 * Judgements with ``rel > 0`` are relevant; ``rel == 0`` lines are validated but dropped. Queries
   without any relevant judgement are left out (the real dev sets have none).
-* Relevant docids absent from the corpus stay in the qrels: they count as misses for every model
-  (so a partial corpus gives a lower bound). The provenance string says how many there are.
+* Relevant docids absent from the corpus stay in the qrels: they are relevant but unretrievable and
+  count as misses for every model (against recall and mAP, as trec_eval counts a relevant document
+  that was never retrieved), so a partial corpus gives a lower bound. They are counted at load time,
+  before any model runs: a warning names the qrels file and the count, the provenance string says
+  it, and ``evaluate`` records it as ``unretrievable_relevant`` in results.json.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +30,8 @@ from polyret.data.download import (
 )
 from polyret.data.lines import jsonl_objects, numbered_lines
 from polyret.data.records import Benchmark, Candidate, DataError, Query
+
+logger = logging.getLogger(__name__)
 
 MIRACL_LANGUAGES: tuple[str, ...] = (
     "ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "ko", "ru", "sw", "te", "th", "yo", "zh",
@@ -131,6 +137,9 @@ def load_miracl(
     doc_ids = {c.id for c in candidates}
     missing = sum(1 for q in queries for d in qrels[q.id] if d not in doc_ids)
     kept = {q.id: qrels[q.id] for q in queries}
+    if missing:
+        logger.warning("%s: %d relevant judgements name docids absent from %s; they count as misses",
+                       qrels_path, missing, corpus_path)
     provenance = (
         f"MIRACL v1.0 dev {lang}: {topics_path}, {qrels_path}, {corpus_path}; "
         f"{len(topics) - len(queries)} topics without relevant judgements dropped; "

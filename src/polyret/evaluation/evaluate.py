@@ -6,10 +6,10 @@ bias -> ``Results``. Every number comes from the one run table; nothing is encod
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,9 +18,11 @@ from ..data.records import Benchmark
 from ..encode import EmbeddingCache, count_missing, encode
 from . import bias as bias_measures
 from . import metrics
-from .results import PerQuery, Results
+from .results import PerQuery, Results, check_writable
 from .search import build_run_table
 from .settings import settings_for
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MEASURES: tuple[str, ...] = ("map", "map@20", "ndcg@10", "recall@1", "recall@10", "recall@100", "mrr@10")
 
@@ -59,9 +61,10 @@ def _subset(benchmark: Benchmark, languages: Sequence[str] | None) -> Benchmark:
     langs = tuple(lang for lang in benchmark.languages if lang in keep)
     cands = [c for c in benchmark.candidates if c.lang in keep]
     cand_ids = {c.id for c in cands}
+    dropped = {c.id for c in benchmark.candidates} - cand_ids
     qrels = {}
     for qid, rel in benchmark.qrels.items():
-        kept = {d: r for d, r in rel.items() if d in cand_ids}
+        kept = {d: r for d, r in rel.items() if d not in dropped}  # absent docids stay: misses (score())
         if kept:
             qrels[qid] = kept
     return Benchmark(
@@ -131,12 +134,20 @@ def score(
     backend: str = "exact",
     model_name: str = "",
 ) -> tuple[Results, Any]:
-    """Score every setting from precomputed embeddings; returns (Results, run table)."""
+    """Score every setting from precomputed embeddings; returns (Results, run table).
+
+    Relevant judgements naming a docid absent from a one-language benchmark's candidates (a partial
+    MIRACL corpus) are relevant but unretrievable: they count against recall and mAP as trec_eval counts
+    a relevant document never retrieved; ``extra["unretrievable_relevant"]`` says how many there are.
+    """
     t0 = time.perf_counter()
     settings = settings_for(benchmark, families=families)
     if not settings:
         raise ValueError(f"benchmark {benchmark.id!r} has no setting to evaluate for families {families}")
-    run = build_run_table(benchmark, query_emb, cand_emb, settings, k=k, backend=backend)
+    present, absent = split_unretrievable(benchmark)
+    run = build_run_table(present, query_emb, cand_emb, settings, k=k, backend=backend)
+    if absent:
+        run = _add_unretrievable(run, benchmark, absent)
     t1 = time.perf_counter()
     qs = metrics.per_query(run, measures=measures)
     per_setting = metrics.per_setting(qs)
@@ -160,9 +171,71 @@ def score(
         timing={"search_s": t1 - t0, "metrics_s": t2 - t1},
         per_query=per_query,
         extra={"n_queries": len(benchmark.queries), "n_candidates": len(benchmark.candidates),
-               "n_settings": len(settings), "k": k, "backend": backend},
+               "n_settings": len(settings), "k": k, "backend": backend,
+               "unretrievable_relevant": sum(len(v) for v in absent.values())},
     )
     return res, run
+
+
+def split_unretrievable(benchmark: Benchmark) -> tuple[Benchmark, dict[str, dict[str, int]]]:
+    """``(benchmark with qrels restricted to its candidates, {qid: {absent docid: rel}})``.
+
+    Checked before anything is encoded. Absent docids are allowed only in a one-language benchmark
+    (a partial corpus: they are misses in its settings); in a multilingual one their pool is unknown,
+    so they are a ``DataError`` naming the query and the docid.
+
+    Args:
+        benchmark: the benchmark to check.
+    """
+    from ..data.records import DataError
+
+    cand_ids = {c.id for c in benchmark.candidates}
+    query_ids = {q.id for q in benchmark.queries}
+    absent: dict[str, dict[str, int]] = {}
+    for qid, rel in benchmark.qrels.items():
+        if qid not in query_ids:
+            continue
+        for docid, r in rel.items():
+            if int(r) > 0 and docid not in cand_ids:
+                absent.setdefault(qid, {})[docid] = int(r)
+    if not absent:
+        return benchmark, {}
+    if len(benchmark.languages) != 1:
+        qid, docs = next(iter(absent.items()))
+        raise DataError(
+            f"benchmark {benchmark.id!r}: qrels of query {qid!r} name candidate {next(iter(docs))!r}, which is "
+            f"not among the benchmark's candidates ({sum(len(v) for v in absent.values())} such judgements)"
+        )
+    qrels = {qid: {d: r for d, r in rel.items() if d in cand_ids} for qid, rel in benchmark.qrels.items()}
+    present = Benchmark(id=benchmark.id, languages=benchmark.languages, queries=benchmark.queries,
+                        candidates=benchmark.candidates, qrels=qrels, families=benchmark.families,
+                        provenance=benchmark.provenance)
+    return present, absent
+
+
+def _add_unretrievable(run, benchmark: Benchmark, absent: dict[str, dict[str, int]]):
+    """The run table plus one rank-0 (never retrieved) relevant row per absent judgement and setting."""
+    from .runtable import RunTable
+
+    names = sorted({d for docs in absent.values() for d in docs})
+    extra_code = {d: len(run.doc_ids) + i for i, d in enumerate(names)}
+    lang = benchmark.languages[0]
+    rows: dict[str, list] = {c: [] for c in ("setting", "query", "doc", "rank", "score", "relevance")}
+    for code, setting in enumerate(run.settings):
+        for qi in np.flatnonzero(run.query_langs == setting.query_lang):
+            for docid, rel in sorted(absent.get(str(run.query_ids[qi]), {}).items()):
+                rows["setting"].append(code)
+                rows["query"].append(qi)
+                rows["doc"].append(extra_code[docid])
+                rows["rank"].append(0)
+                rows["score"].append(-np.inf)
+                rows["relevance"].append(rel)
+    cols = {c: np.concatenate([getattr(run, c), np.asarray(v, dtype=getattr(run, c).dtype)]) for c, v in rows.items()}
+    return RunTable(settings=list(run.settings), query_ids=run.query_ids, query_langs=run.query_langs,
+                    doc_ids=np.concatenate([run.doc_ids, np.asarray(names, dtype=str)]),
+                    doc_langs=np.concatenate([run.doc_langs, np.full(len(names), lang, dtype=str)]),
+                    k=run.k, exact_ranks=run.exact_ranks, benchmark_id=run.benchmark_id, meta=dict(run.meta),
+                    **cols)
 
 
 def _per_query_table(run, qs, measures: list[str]) -> PerQuery:
@@ -223,6 +296,12 @@ def evaluate(
         if isinstance(benchmark, str)
         else _subset(benchmark, cfg.languages)
     )
+    _, absent = split_unretrievable(bench)  # bad qrels fail here, before any model runs
+    if absent and not isinstance(benchmark, str):  # a loader by id has warned, naming its qrels file
+        logger.warning("%s: %d relevant judgements name docids absent from the corpus; they count as misses (%s)",
+                       bench.id, sum(len(v) for v in absent.values()), bench.provenance or "no provenance")
+    if output is not None:
+        check_writable(output)  # an unusable --output is found now, not after the encoding
     if isinstance(model, str):
         model = load(model, device=cfg.device, query_prompt=cfg.query_prompt,
                      passage_prompt=cfg.passage_prompt, max_seq_length=cfg.max_seq_length,
@@ -249,8 +328,6 @@ def evaluate(
     }
     res.extra["config"] = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "data_dir")}
     if output is not None:
-        res.write(output)
-        if keep_run:
-            run.save(Path(output) / "run.npz")
+        res.write(output, run=run if keep_run else None)  # completion marker last
     res.run = run if keep_run else None
     return res

@@ -7,22 +7,30 @@
     settings.cross.pairs["<query lang>-<pool lang>"].<measure>
     settings.multi.per_language.<lang>.<measure>
     language_bias.max_rank_distance (+ per_language, same_language_preference ...)
+
+A results folder counts as done only when its completion marker (``.complete.json``, see
+``polyret.paths.mark_complete``) is there and matches the files: :meth:`Results.write` removes the
+marker first and writes it last, so a crash or a full disk mid-way leaves a folder that reads as
+unfinished (:func:`is_done`). Folders written before markers existed read as unfinished too.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
 import json
 import math
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..paths import atomic_path, atomic_write_text
+from ..paths import atomic_path, atomic_write_text, clear_complete, is_complete, mark_complete
 
 SCHEMA = 1
 
@@ -165,22 +173,46 @@ class Results:
         )
 
     # ---- files -------------------------------------------------------------------------------------
-    def write(self, output: str | Path, *, heatmap: bool = True) -> dict[str, Path]:
-        """Write results.json, settings.csv, per_query.csv.gz and the heatmap; each file atomically."""
+    def write(self, output: str | Path, *, heatmap: bool = True, run: Any = None) -> dict[str, Path]:
+        """Write results.json, settings.csv, per_query.csv.gz, the heatmap and (with ``run``) run.npz.
+
+        Each file is written atomically; the folder's completion marker is removed first and written
+        last, after every file is in place, so only a finished write ever reads as done (:func:`is_done`).
+        A failed write (a full disk, a read-only folder) raises an ``OSError`` naming the file and
+        leaves no marker.
+
+        Args:
+            output: the results folder (created if needed).
+            heatmap: also draw ``heatmap_map.png`` (when there are mono/cross settings in 2+ languages).
+            run: a ``RunTable`` to save as ``run.npz`` inside the same completed step.
+        """
         out = Path(output)
-        out.mkdir(parents=True, exist_ok=True)
+        with _naming(out):
+            out.mkdir(parents=True, exist_ok=True)
+        clear_complete(out)
         written = {"results": out / "results.json", "settings_csv": out / "settings.csv"}
-        atomic_write_text(written["results"], json.dumps(_jsonable(self.to_dict()), indent=2, ensure_ascii=False))
-        atomic_write_text(written["settings_csv"], self.settings_csv())
+        with _naming(written["results"]):
+            atomic_write_text(written["results"], json.dumps(_jsonable(self.to_dict()), indent=2, ensure_ascii=False))
+        with _naming(written["settings_csv"]):
+            atomic_write_text(written["settings_csv"], self.settings_csv())
         if self.per_query is not None:
             written["per_query"] = out / "per_query.csv.gz"
-            self.per_query.to_csv(written["per_query"])
+            with _naming(written["per_query"]):
+                self.per_query.to_csv(written["per_query"])
         if heatmap and any(f in self.macro for f in ("mono", "cross")) and len(self.languages) > 1:
             from ..figures import heatmap as draw_heatmap
 
             written["heatmap"] = out / "heatmap_map.png"
             langs, m = self.matrix("map")
-            draw_heatmap(m, langs, written["heatmap"], title=f"mAP, {self.model} on {self.benchmark}")
+            with _naming(written["heatmap"]):
+                draw_heatmap(m, langs, written["heatmap"], title=f"mAP, {self.model} on {self.benchmark}")
+        if run is not None:
+            written["run"] = out / "run.npz"
+            with _naming(written["run"]):
+                run.save(written["run"])
+        with _naming(out / ".complete.json"):
+            mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model,
+                          model_fingerprint=self.fingerprint)
         return written
 
     def settings_csv(self) -> str:
@@ -199,6 +231,46 @@ class Results:
         if (out / "per_query.csv.gz").exists():
             res.per_query = PerQuery.from_csv(out / "per_query.csv.gz")
         return res
+
+
+def is_done(output: str | Path) -> bool:
+    """True iff ``output`` holds a finished evaluation: a valid completion marker (every file it lists
+    present with its recorded size) and results.json. A folder without one is never trusted."""
+    return is_complete(output) and (Path(output) / "results.json").is_file()
+
+
+def check_writable(output: str | Path) -> None:
+    """Create ``output`` and write + remove a probe file in it, so an unusable output folder is found
+    before the model is loaded or anything is encoded.
+
+    Args:
+        output: the results folder.
+
+    Raises:
+        OSError: naming the folder, when it cannot be created or written.
+    """
+    out = Path(output)
+    probe = out / f".polyret-write-probe-{os.getpid()}"
+    with _naming(out):
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(out))
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            probe.write_bytes(b"probe")
+        finally:
+            probe.unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming(path: Path):
+    """Re-raise an OSError without a file name (a full disk: write() says only ENOSPC) as one naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None and str(path) in str(err.filename):
+            raise
+        name = f"{path} ({err.filename})" if err.filename else str(path)
+        raise type(err)(err.errno, f"cannot write {name}: {err.strerror or err}", str(path)) from err
 
 
 def _jsonable(obj: Any) -> Any:
