@@ -286,3 +286,65 @@ def test_empty_file_unknown_language_and_missing_file(tmp_path):
         load_lareqa("mlqa-r", data_dir=tmp_path, languages=["en"], download=False)
     with pytest.raises(DataError, match="unknown LAReQA dataset"):
         load_lareqa("squad", data_dir=tmp_path, download=False)
+
+
+# ------------------------------------------------------------------- sentence / language checks
+
+
+def _long_doc(n_sentences: int) -> dict:
+    sentences = [f"Sentence number {i}." for i in range(n_sentences)]
+    return {"data": [{"title": "T", "paragraphs": [_paragraph(sentences, [("q1", "Q?", 3)])]}]}
+
+
+def test_a_few_sentences_off_their_breaks_warn_with_counts(tmp_path, caplog):
+    doc = _long_doc(150)
+    doc["data"][0]["paragraphs"][0]["sentences"][7] = "Not what the context says."
+    path = _bad(tmp_path, doc)
+    with caplog.at_level("WARNING", logger="polyret.data.lareqa"):
+        parsed = parse_lareqa_file(path, "en")
+    assert parsed.n_sentences == 150
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert str(path) in msg and "1 of 150 sentences differ" in msg and "sentence 7" in msg
+
+
+def test_sentences_off_their_breaks_past_one_percent_are_an_error(tmp_path):
+    doc = _long_doc(150)
+    par = doc["data"][0]["paragraphs"][0]
+    par["sentences"] = par["sentences"][1:] + par["sentences"][:1]  # shifted by one: every gold label wrong
+    with pytest.raises(DataError, match=r"en\.json: 150 of 150 sentences differ .* first at article 0 \('T'\), paragraph 0, sentence 0"):
+        parse_lareqa_file(_bad(tmp_path, doc), "en")
+    doc = _long_doc(150)
+    for i in (5, 9):  # 2 of 150 = 1.3%
+        doc["data"][0]["paragraphs"][0]["sentences"][i] = "Changed."
+    with pytest.raises(DataError, match=r"2 of 150 sentences differ"):
+        parse_lareqa_file(_bad(tmp_path, doc), "en")
+
+
+@needs_xquad
+def test_real_xquad_files_pass_the_sentence_check(caplog):
+    with caplog.at_level("WARNING", logger="polyret.data.lareqa"):
+        for lang in ("tr", "de"):
+            parse_lareqa_file(XQUAD / f"{lang}.json", lang)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 1 and "tr.json: 2 of" in msgs[0]  # the two known mismatches of tr.json; de is clean
+
+
+def test_empty_sentences_are_skipped_and_counted(tmp_path, caplog):
+    doc = {"data": [{"title": "T", "paragraphs": [_paragraph(["One.", " ", "Three."], [("q1", "Q?", 2)])]}]}
+    path = _bad(tmp_path, doc)
+    with caplog.at_level("WARNING", logger="polyret.data.lareqa"):
+        parsed = parse_lareqa_file(path, "en")
+    assert any("1 empty sentences are not candidates" in r.getMessage() and str(path) in r.getMessage()
+               for r in caplog.records)
+    bench = build_benchmark("xquad-r", {"en": parsed}, languages=["en"])
+    assert [c.id for c in bench.candidates] == ["en:0:0:0", "en:0:0:2"]  # ids keep the sentence index
+    assert bench.qrels["q1"] == {"en:0:0:2": 1}
+    doc = {"data": [{"title": "T", "paragraphs": [_paragraph(["One.", "   ", "Three."], [("q1", "Q?", 1)])]}]}
+    with pytest.raises(DataError, match=r"question 'q1': the answer's sentence 1 is empty"):
+        parse_lareqa_file(_bad(tmp_path, doc), "en")
+
+
+@pytest.mark.parametrize("code", ["DE ", "De", " de"])
+def test_non_canonical_language_code_is_refused_naming_the_canonical_one(tmp_path, code):
+    with pytest.raises(DataError, match=rf"language code {code!r} is not canonical; write 'de'"):
+        load_lareqa("xquad-r", data_dir=tmp_path, languages=[code], download=False)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from polyret.encode import EmbeddingCache, count_missing, encode
+from polyret.encode import EmbeddingCache, count_missing, encode, text_key
 
 
 class CountingModel:
@@ -91,3 +91,140 @@ def test_token_budget_batches_cover_everything_within_limits():
     for start, stop in batches:
         assert stop - start <= 4
         assert stop - start == 1 or (stop - start) * lengths[start] <= 300
+
+
+# ------------------------------------------------------------------------------ cache integrity
+
+
+def _write_shard(path, keys, emb, checksum=None, owner=None):
+    """A shard laid out like ``EmbeddingCache.put`` writes one, with a checksum of our choosing."""
+    from polyret.encode import shard_checksum
+
+    keys = np.asarray(keys, dtype=np.uint8)
+    emb = np.asarray(emb, dtype=np.float32)
+    if checksum is None:
+        checksum = shard_checksum(owner or path.parent.name, keys, emb)
+    with open(path, "wb") as fh:
+        np.savez(fh, keys=keys, emb=emb, checksum=np.asarray(checksum))
+
+
+def _swap_rows(path):
+    with np.load(path) as z:
+        keys, emb, checksum = z["keys"], z["emb"].copy(), str(z["checksum"])
+    emb[[0, 1]] = emb[[1, 0]]  # same layout, same checksum field, wrong rows
+    _write_shard(path, keys, emb, checksum=checksum)
+
+
+def _other_dim(path):
+    with np.load(path) as z:
+        keys, emb = z["keys"], z["emb"]
+    small = emb[:, :4] / np.linalg.norm(emb[:, :4], axis=1, keepdims=True)
+    _write_shard(path, keys, small)  # a correct checksum: only the dimension gives it away
+
+
+def _nan_row(path):
+    with np.load(path) as z:
+        keys, emb = z["keys"], z["emb"].copy()
+    emb[1] = np.nan
+    _write_shard(path, keys, emb)
+
+
+def _not_normalised(path):
+    with np.load(path) as z:
+        keys, emb = z["keys"], z["emb"] * 3.0
+    _write_shard(path, keys, emb)
+
+
+def _truncated(path):
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _bad_checksum(path):
+    with np.load(path) as z:
+        keys, emb = z["keys"], z["emb"]
+    _write_shard(path, keys, emb, checksum="0" * 64)
+
+
+def _legacy_no_checksum(path):
+    with np.load(path) as z:
+        keys, emb = z["keys"], z["emb"]
+    with open(path, "wb") as fh:
+        np.savez(fh, keys=keys, emb=emb)  # the layout of polyret before checksums
+
+
+def _other_model(path):
+    with np.load(path) as z:
+        keys, emb = z["keys"], z["emb"]
+    _write_shard(path, keys, emb, owner="another-fingerprint")  # a shard copied from another model's folder
+
+
+CORRUPTIONS = {
+    "swapped rows": (_swap_rows, "checksum mismatch"),
+    "other dim": (_other_dim, "dimension 4"),
+    "nan row": (_nan_row, "row 1 is not finite"),
+    "not normalised": (_not_normalised, "not normalised"),
+    "truncated": (_truncated, "unreadable"),
+    "bad checksum": (_bad_checksum, "checksum mismatch"),
+    "no checksum (older polyret)": (_legacy_no_checksum, "no checksum"),
+    "another model's shard": (_other_model, "checksum mismatch"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_a_bad_shard_is_set_aside_with_a_warning_and_re_encoded(tmp_path, caplog, name):
+    corrupt, reason = CORRUPTIONS[name]
+    model = CountingModel()
+    texts = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    cache = EmbeddingCache(tmp_path / "m")
+    encode(model, texts[:3], kind="passage", cache=cache)  # shard 1 (the one we damage)
+    encode(model, texts[3:], kind="passage", cache=cache)  # shard 2 (stays good)
+    expected = encode(CountingModel(), texts, kind="passage")  # no cache: the truth
+    first = sorted((tmp_path / "m").glob("shard-*.npz"), key=lambda p: p.stat().st_mtime_ns)[0]
+    with np.load(first) as z:
+        assert len(z["keys"]) == 3
+    corrupt(first)
+
+    model.seen.clear()
+    with caplog.at_level("WARNING", logger="polyret.encode"):
+        reopened = EmbeddingCache(tmp_path / "m")
+        got = encode(model, texts, kind="passage", cache=reopened)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(first.name in m and reason in m for m in messages), messages
+    assert not first.exists() and first.with_name(first.name + ".corrupt").exists()  # never read again
+    assert sorted(model.seen) == sorted(texts[:3])  # exactly the damaged shard's texts, encoded again
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # the next run reads only good shards and encodes nothing
+    model.seen.clear()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="polyret.encode"):
+        again = encode(model, texts, kind="passage", cache=EmbeddingCache(tmp_path / "m"))
+    assert model.seen == [] and not caplog.records
+    np.testing.assert_allclose(again, expected, rtol=1e-6)
+
+
+def test_cached_dim_must_match_the_model(tmp_path, caplog):
+    """A whole cache of another dimension (valid checksums) is set aside once the model says its dim."""
+    model = CountingModel()
+    root = tmp_path / "m"
+    root.mkdir()
+    keys = np.frombuffer(b"".join(text_key("passage: ", t) for t in ["a", "b"]), dtype=np.uint8).reshape(2, 16)
+    emb = np.eye(2, 4, dtype=np.float32)
+    _write_shard(root / "shard-old.npz", keys, emb)
+    cache = EmbeddingCache(root)
+    assert len(cache) == 2 and cache.dim == 4  # consistent on its own
+    with caplog.at_level("WARNING", logger="polyret.encode"):
+        got = encode(model, ["a", "b"], kind="passage", cache=cache)
+    assert got.shape == (2, 8) and sorted(model.seen) == ["a", "b"]
+    assert any("shard-old.npz" in r.getMessage() and "model produces 8" in r.getMessage() for r in caplog.records)
+    assert (root / "shard-old.npz.corrupt").exists()
+
+
+def test_shards_carry_a_checksum_over_keys_rows_and_owner(tmp_path):
+    from polyret.encode import shard_checksum
+
+    cache = EmbeddingCache(tmp_path / "fp123")
+    encode(CountingModel(), ["x", "y"], kind="query", cache=cache)
+    (shard,) = (tmp_path / "fp123").glob("shard-*.npz")
+    with np.load(shard) as z:
+        assert str(z["checksum"]) == shard_checksum("fp123", z["keys"], z["emb"])
+        assert str(z["checksum"]) != shard_checksum("other", z["keys"], z["emb"])

@@ -68,23 +68,42 @@ class EmbeddingCache:
         self._index: dict[bytes, tuple[int, int]] = {}
         self._shards: list[np.ndarray] = []
         self._paths: list[Path] = []
-        loaded: list[tuple[Path, np.ndarray, np.ndarray]] = []
+        self._valid: list[tuple[Path, np.ndarray, np.ndarray]] = []  # every shard that passed its own checks
         if self.root.is_dir():
             for shard in sorted(self.root.glob("shard-*.npz")):
                 try:
-                    loaded.append((shard, *self._read_shard(shard)))
+                    self._valid.append((shard, *self._read_shard(shard)))
                 except CacheShardError as err:
                     self._set_aside(shard, str(err))
-        if loaded and dim is None:
+        self._dim_known = dim is not None
+        if dim is None and self._valid:
             rows: dict[int, int] = {}
-            for _, _, emb in loaded:
+            for _, _, emb in self._valid:
                 rows[emb.shape[1]] = rows.get(emb.shape[1], 0) + len(emb)
-            dim = max(sorted(rows), key=lambda d: rows[d])
-        for shard, keys, emb in loaded:
-            if emb.shape[1] != dim:
-                self._set_aside(shard, f"dimension {emb.shape[1]}, but the cache's embeddings have {dim}")
+            dim = max(sorted(rows, reverse=True), key=lambda d: rows[d])
+            if len(rows) > 1:
+                logger.warning("%s: cache shards of dimensions %s; using the %d-dim ones until the model's "
+                               "dimension is known", self.root, sorted(rows), dim)
+        self._dim = dim
+        self._reindex()
+
+    def _reindex(self) -> None:
+        """Index the valid shards of the cache's dimension; once the model's dimension is known
+        (``dim`` given or :meth:`require_dim`), shards of any other dimension are set aside."""
+        self._index.clear()
+        self._shards.clear()
+        self._paths.clear()
+        kept = []
+        for path, keys, emb in self._valid:
+            if emb.shape[1] != self._dim:
+                if self._dim_known:
+                    self._set_aside(path, f"{path}: dimension {emb.shape[1]}, but the model produces {self._dim}")
+                    continue
+                kept.append((path, keys, emb))
                 continue
-            self._add(shard, keys, emb)
+            kept.append((path, keys, emb))
+            self._add(path, keys, emb)
+        self._valid = kept
 
     @classmethod
     def for_model(cls, fingerprint: str, root: str | os.PathLike | None = None, *,
@@ -101,7 +120,7 @@ class EmbeddingCache:
 
     @property
     def dim(self) -> int | None:
-        """The dimension of the cached rows (None while the cache is empty)."""
+        """The dimension of the cached rows in use (None while the cache is empty)."""
         return self._shards[0].shape[1] if self._shards else None
 
     def _read_shard(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -149,18 +168,15 @@ class EmbeddingCache:
             self._index[key.tobytes() if isinstance(key, np.ndarray) else key] = (shard_id, row)
 
     def require_dim(self, dim: int) -> None:
-        """Set aside every loaded shard whose rows are not ``dim``-dimensional (the model's dimension).
+        """Use only shards of ``dim`` (the model's dimension); set every other one aside, with a warning.
 
         Args:
             dim: the dimension the model produces.
         """
-        if self.dim is None or self.dim == dim:
+        if self._dim_known and self._dim == dim:
             return
-        for path in self._paths:
-            self._set_aside(path, f"dimension {self.dim}, but the model produces {dim}")
-        self._index.clear()
-        self._shards.clear()
-        self._paths.clear()
+        self._dim, self._dim_known = dim, True
+        self._reindex()
 
     def __len__(self) -> int:
         return len(self._index)
@@ -191,8 +207,8 @@ class EmbeddingCache:
         if len(keys) == 0:
             return
         emb = np.ascontiguousarray(emb, dtype=np.float32)
-        if self.dim is not None and emb.shape[1] != self.dim:
-            raise ValueError(f"{self.root}: cannot cache {emb.shape[1]}-dim rows beside {self.dim}-dim ones")
+        if self._dim is not None and emb.shape[1] != self._dim:
+            raise ValueError(f"{self.root}: cannot cache {emb.shape[1]}-dim rows beside {self._dim}-dim ones")
         self.root.mkdir(parents=True, exist_ok=True)
         # uint8 rows, not an "S16" array: numpy strips trailing NUL bytes from fixed-width bytes.
         key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
@@ -201,6 +217,9 @@ class EmbeddingCache:
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, keys=key_arr, emb=emb, checksum=np.asarray(checksum))
+        if self._dim is None:
+            self._dim = emb.shape[1]
+        self._valid.append((target, key_arr, emb))
         self._add(target, key_arr, emb)
 
 

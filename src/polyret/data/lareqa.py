@@ -9,7 +9,11 @@ Each ``{lang}.json`` is SQuAD-v1.1 JSON whose paragraphs also carry ``sentences`
   holds the (first) answer's ``answer_start``; questions share ids across translations, so
   ``qrels[qid]`` holds one gold sentence per language the question exists in;
 * candidate ids are ``"{lang}:{article}:{paragraph}:{sentence}"`` (indices in that language's file),
-  stable and unique across the benchmark; the candidate keeps its paragraph as ``context``.
+  stable and unique across the benchmark; the candidate keeps its paragraph as ``context``;
+* sentences must match ``context[start:end]`` (up to surrounding spaces): a file with more than 1%
+  that do not is refused (the gold labels come from the breaks), fewer are kept with a warning;
+  empty sentences are skipped with a warning (an empty gold sentence is an error); language codes
+  must be canonical (``"DE "`` is refused, naming ``"de"``).
 
 XQuAD-R is 11-way parallel (same articles, paragraphs and question ids in every file). MLQA-R is not:
 a question exists in 2-4 of its 7 languages and articles are different Wikipedia pages per language,
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +41,12 @@ XQUAD_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "el", "en", "es", "hi", "ru", 
 MLQA_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
 LAREQA_LANGUAGES: dict[str, tuple[str, ...]] = {"xquad-r": XQUAD_R_LANGUAGES, "mlqa-r": MLQA_R_LANGUAGES}
 SPLITS = ("train", "test")
+# Share of a file's sentences allowed to differ from ``context[sentence_breaks]`` before the file is
+# refused: the real XQuAD-R files have 2 of 13,014 (both in tr.json); past this the gold labels (found
+# through the breaks) no longer describe the candidate texts.
+MAX_MISMATCH_FRACTION = 0.01
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,12 @@ def check_languages(dataset: str, languages: Sequence[str]) -> tuple[str, ...]:
         raise DataError(f"unknown LAReQA dataset {dataset!r}; known: {', '.join(LAREQA_LANGUAGES)}")
     known = LAREQA_LANGUAGES[dataset]
     unknown = [lang for lang in languages if lang not in known]
+    for lang in unknown:  # "DE " is not a new language, nor silently "de": say how to write it
+        if isinstance(lang, str) and lang.strip().lower() in known:
+            raise DataError(
+                f"{dataset}: language code {lang!r} is not canonical; write {lang.strip().lower()!r} "
+                "(lower case, no spaces)"
+            )
     if unknown:
         raise DataError(f"{dataset} has no language {', '.join(unknown)}; it has {', '.join(known)}")
     if not languages:
@@ -150,21 +167,35 @@ def parse_lareqa_file(path: str | os.PathLike, lang: str, *, dataset: str = "xqu
     data = _field(doc, "data", list, str(path))
     articles: list[LareqaArticle] = []
     seen: dict[str, str] = {}  # question id -> where it was first seen
+    checks: dict[str, list[str]] = {"mismatch": [], "empty": []}  # where each problem sentence is
     for ai, art in enumerate(data):
         where_a = f"{path}: article {ai}"
         title = _field(art, "title", str, where_a)
         where_a = f"{path}: article {ai} ({title!r})"
         paragraphs: list[LareqaParagraph] = []
         for pi, par in enumerate(_field(art, "paragraphs", list, where_a)):
-            paragraphs.append(_parse_paragraph(par, f"{where_a}, paragraph {pi}", seen))
+            paragraphs.append(_parse_paragraph(par, f"{where_a}, paragraph {pi}", seen, checks))
         articles.append(LareqaArticle(title=title, paragraphs=tuple(paragraphs)))
     parsed = LareqaFile(dataset=dataset, lang=lang, path=path, articles=tuple(articles))
     if parsed.n_questions == 0:
         raise DataError(f"{path}: no questions in the file (no data)")
+    n = parsed.n_sentences
+    bad, empty = ([w.removeprefix(f"{path}: ") for w in checks[k]] for k in ("mismatch", "empty"))
+    if bad and len(bad) > MAX_MISMATCH_FRACTION * n:
+        raise DataError(
+            f"{path}: {len(bad)} of {n} sentences differ from context[sentence_breaks] (more than "
+            f"{MAX_MISMATCH_FRACTION:.0%}: gold labels would be wrong); first at {bad[0]}"
+        )
+    if bad:
+        logger.warning("%s: %d of %d sentences differ from context[sentence_breaks] (first at %s); kept",
+                       path, len(bad), n, bad[0])
+    if empty:
+        logger.warning("%s: %d empty sentences are not candidates (first at %s)", path, len(empty), empty[0])
     return parsed
 
 
-def _parse_paragraph(par: object, where: str, seen: dict[str, str]) -> LareqaParagraph:
+def _parse_paragraph(par: object, where: str, seen: dict[str, str],
+                     checks: dict[str, list[str]] | None = None) -> LareqaParagraph:
     context = _field(par, "context", str, where)
     sentences = _field(par, "sentences", list, where)
     breaks = _field(par, "sentence_breaks", list, where)
@@ -185,6 +216,11 @@ def _parse_paragraph(par: object, where: str, seen: dict[str, str]) -> LareqaPar
                 f"context ({len(context)} chars)"
             )
         spans.append((span[0], span[1]))
+        if checks is not None:
+            if not sent.strip():
+                checks["empty"].append(f"{where}, sentence {si}")
+            elif context[span[0]:span[1]].strip() != sent.strip():
+                checks["mismatch"].append(f"{where}, sentence {si}")
     questions: list[LareqaQuestion] = []
     for qi, qa in enumerate(_field(par, "qas", list, where)):
         where_q = f"{where}, question {qi}"
@@ -207,6 +243,8 @@ def _parse_paragraph(par: object, where: str, seen: dict[str, str]) -> LareqaPar
             raise DataError(
                 f"{where_q}: answer_start {start} lies in no sentence (sentence_breaks {spans})"
             )
+        if not sentences[gold].strip():
+            raise DataError(f"{where_q}: the answer's sentence {gold} is empty")
         questions.append(LareqaQuestion(id=qid, text=text, answer_start=start, gold=gold))
     return LareqaParagraph(context=context, sentences=tuple(sentences), questions=tuple(questions))
 
@@ -330,9 +368,10 @@ def build_benchmark(
                 continue
             for pi, par in enumerate(art.paragraphs):
                 ids = [candidate_id(lang, ai, pi, si) for si in range(len(par.sentences))]
-                candidates.extend(
+                candidates.extend(  # empty sentences are no candidates (counted when parsing); ids keep indices
                     Candidate(id=cid, lang=lang, text=text, context=par.context)
                     for cid, text in zip(ids, par.sentences)
+                    if text.strip()
                 )
                 for q in par.questions:
                     queries.append(Query(id=q.id, lang=lang, text=q.text))
