@@ -138,3 +138,58 @@ def test_corrupt_gzip_corpus_is_a_data_error(tmp_path):
     path.write_bytes(gzip.compress(GOOD_CORPUS.encode())[:-12])
     with pytest.raises(DataError, match=r"c\.jsonl\.gz"):
         read_corpus(path, "sw")
+
+
+# ------------------------------------------------------------- qrels naming docids absent from the corpus
+
+ABSENT_TOPICS = "1\tswali moja la mji\n2\tswali mbili la mto\n3\tswali tatu\n"
+ABSENT_QRELS = "1 Q0 d1 1\n1 Q0 gone#1 1\n2 Q0 d2 1\n2 Q0 d3 2\n3 Q0 gone#2 1\n3 Q0 d4 0\n"
+ABSENT_CORPUS = "".join(
+    json.dumps({"docid": f"d{i}", "title": "T", "text": t}, ensure_ascii=False) + "\n"
+    for i, t in enumerate(["mji mkubwa", "mto mrefu", "nchi na mji", "mwaka wa vita", "watu wa mto", "shule ya maji"], 1)
+)
+
+
+def test_absent_docids_are_counted_and_warned_at_load_time(tmp_path, caplog):
+    data = _tiny(tmp_path, ABSENT_TOPICS, ABSENT_QRELS, ABSENT_CORPUS)
+    with caplog.at_level("WARNING", logger="polyret.data.miracl"):
+        bench = load_miracl("sw", data_dir=data, download=False)
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "qrels.miracl-v1.0-sw-dev.tsv: 2 relevant judgements name docids absent" in msg
+    assert bench.qrels["3"] == {"gone#2": 1}  # kept: relevant but unretrievable
+    assert "2 relevant judgements point to docids absent" in bench.provenance
+
+
+def test_absent_docids_count_as_misses_like_trec_eval(tmp_path, tiny_model_dir):
+    """The whole evaluation runs (no error after encoding) and every measure equals trec_eval's on the
+    full qrels file, where the absent docs are relevant documents that were never retrieved."""
+    import pytrec_eval
+
+    from polyret.encode import encode
+    from polyret.evaluation import evaluate
+    from polyret.models import load
+
+    data = _tiny(tmp_path, ABSENT_TOPICS, ABSENT_QRELS, ABSENT_CORPUS)
+    res = evaluate(tiny_model_dir, "miracl/sw", data_dir=str(data), output=tmp_path / "out", progress=False,
+                   cache=False, measures=["map", "recall@2", "ndcg@10", "mrr@10", "recall@100"])
+    stored = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert stored["unretrievable_relevant"] == 2
+    assert res.per_setting["mono:sw"]["n_queries"] == 3  # query 3 (only an absent doc) counts, with 0
+
+    model = load(tiny_model_dir)
+    bench = load_miracl("sw", data_dir=data, download=False)
+    q = encode(model, [x.text for x in bench.queries], kind="query")
+    c = encode(model, [x.text for x in bench.candidates], kind="passage")
+    run = {query.id: {cand.id: float(q[i] @ c[j]) for j, cand in enumerate(bench.candidates)}
+           for i, query in enumerate(bench.queries)}
+    qrels = {qid: dict(docs) for qid, docs in read_qrels(data / "miracl/qrels/qrels.miracl-v1.0-sw-dev.tsv").items()}
+    ev = pytrec_eval.RelevanceEvaluator(qrels, {"map", "recall_2", "ndcg_cut_10", "recip_rank", "recall_100"}).evaluate(run)
+    assert len(ev) == 3
+    mean = lambda key: sum(v[key] for v in ev.values()) / len(ev)  # noqa: E731
+    got = res.per_setting["mono:sw"]
+    assert got["map"] == pytest.approx(mean("map"), abs=1e-6)
+    assert got["recall@2"] == pytest.approx(mean("recall_2"), abs=1e-6)
+    assert got["recall@100"] == pytest.approx(mean("recall_100"), abs=1e-6)
+    assert got["ndcg@10"] == pytest.approx(mean("ndcg_cut_10"), abs=1e-6)
+    assert got["mrr@10"] == pytest.approx(mean("recip_rank"), abs=1e-6)  # every doc is within 10 here
+    assert mean("recall_100") < 1.0  # the absent docs really count against recall
