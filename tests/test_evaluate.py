@@ -117,3 +117,129 @@ def test_unknown_language_is_a_clear_error():
     bench = tiny_benchmark()
     with pytest.raises(ValueError, match="not in benchmark"):
         evaluate("unused", bench, languages=["xx"], progress=False)
+
+
+# ------------------------------------------------------------------ completion marker, output checks
+
+
+def test_write_puts_the_completion_marker_last_and_rewrites_clear_it(tmp_path, monkeypatch):
+    from polyret.evaluation.results import is_done
+    from polyret.paths import COMPLETE_MARKER
+
+    bench = tiny_benchmark()
+    q, c = random_embeddings(bench)
+    res, run = score(bench, q, c, model_name="random")
+    files = res.write(tmp_path / "out", run=run)
+    marker = json.loads((tmp_path / "out" / COMPLETE_MARKER).read_text())
+    assert set(marker["files"]) == {"results.json", "settings.csv", "per_query.csv.gz", "heatmap_map.png", "run.npz"}
+    assert marker["kind"] == "evaluation" and is_done(tmp_path / "out")
+    assert files["run"].is_file()
+    # the marker is the last file written: its mtime is at least every other's
+    assert all(p.stat().st_mtime_ns <= (tmp_path / "out" / COMPLETE_MARKER).stat().st_mtime_ns for p in files.values())
+    # a rewrite removes the marker first: a crash mid-way (here: drawing the heatmap) leaves no marker
+    import polyret.figures
+
+    def boom(*a, **k):
+        raise RuntimeError("crash while drawing")
+
+    monkeypatch.setattr(polyret.figures, "heatmap", boom)
+    with pytest.raises(RuntimeError):
+        res.write(tmp_path / "out")
+    assert not (tmp_path / "out" / COMPLETE_MARKER).exists() and not is_done(tmp_path / "out")
+    assert (tmp_path / "out" / "results.json").exists()  # present but not trusted
+
+
+def test_folder_of_an_older_polyret_without_marker_is_not_done(tmp_path):
+    from polyret.evaluation.results import is_done
+    from polyret.paths import COMPLETE_MARKER
+
+    bench = tiny_benchmark()
+    q, c = random_embeddings(bench)
+    res, _ = score(bench, q, c)
+    res.write(tmp_path, heatmap=False)
+    assert is_done(tmp_path)
+    (tmp_path / COMPLETE_MARKER).unlink()  # the layout written before markers existed
+    assert not is_done(tmp_path)
+    res.write(tmp_path, heatmap=False)
+    (tmp_path / "per_query.csv.gz").write_bytes(b"")  # truncated after the marker was written
+    assert not is_done(tmp_path)
+
+
+def test_unusable_output_fails_before_the_model_is_loaded(tmp_path):
+    bench = tiny_benchmark()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    # "no-such-model" would fail to load; the output check must come first
+    with pytest.raises(NotADirectoryError, match="a-file"):
+        evaluate("no-such-model", bench, output=blocker, progress=False)
+    with pytest.raises(OSError, match="a-file"):
+        evaluate("no-such-model", bench, output=blocker / "sub", progress=False)
+    assert blocker.read_text() == "x"
+
+
+def test_qrels_naming_unknown_candidates_in_a_multilingual_benchmark_fail_before_the_model(tmp_path):
+    from polyret.data.records import DataError
+
+    bench = tiny_benchmark()
+    bench.qrels["q0"]["fr:404"] = 1
+    with pytest.raises(DataError, match=r"qrels of query 'q0' name candidate 'fr:404'.*1 such judgements"):
+        evaluate("no-such-model", bench, progress=False)
+
+
+def _unreadable(root):
+    """Paths under ``root`` lacking group/other read (files 0644, folders 0755 wanted)."""
+    import stat
+
+    bad = []
+    for p in sorted(root.rglob("*")):
+        mode = stat.S_IMODE(p.stat().st_mode)
+        want = 0o755 if p.is_dir() else 0o644
+        if mode & want != want:
+            bad.append(f"{p.relative_to(root)} {oct(mode)}")
+    return bad
+
+
+def test_results_report_and_cache_files_are_group_and_other_readable_under_umask_022(tmp_path):
+    import os
+
+    from polyret.encode import EmbeddingCache
+    from polyret.report import build_report, load_entries
+
+    old = os.umask(0o022)
+    try:
+        bench = tiny_benchmark()
+        q, c = random_embeddings(bench)
+        res, run = score(bench, q, c, model_name="random")
+        res.write(tmp_path / "evals" / "base" / "tiny", run=run)
+        build_report(load_entries(tmp_path), tmp_path / "report", n_resamples=20)
+        EmbeddingCache(tmp_path / "cache" / "fp").put([b"k" * 16], np.ones((1, 4), dtype=np.float32) / 2)
+    finally:
+        os.umask(old)
+    assert len([p for p in tmp_path.rglob("*") if p.is_file()]) >= 9
+    assert _unreadable(tmp_path) == []
+
+
+class _AnyInfo(dict):
+    """Training info for the model card: any key the card asks for exists."""
+
+    def __missing__(self, key):
+        return 1
+
+
+@pytest.mark.xfail(strict=True, reason="known bug, not in this module: transformers' save_pretrained writes "
+                   "model.safetensors 0600, and train.py's _write_final_model keeps that mode")
+def test_trained_model_folder_is_group_and_other_readable_under_umask_022(tmp_path, tiny_model_dir):
+    import os
+
+    from polyret.models import load
+    from polyret.training.config import TrainConfig
+    from polyret.training.train import _write_final_model
+
+    model = load(tiny_model_dir)
+    old = os.umask(0o022)
+    try:
+        _write_final_model(model, tmp_path / "model", TrainConfig(), _AnyInfo(languages=["de"]), tmp_path / "none")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert _unreadable(tmp_path) == []
