@@ -4,8 +4,9 @@ The invariant: a results folder is trusted only with its completion marker (writ
 a crash or a fault leaves behind is either redone or set aside, and the rerun's numbers are identical
 to an uninterrupted run's.
 
-The kills run in processes forked from ONE helper subprocess that imported polyret/torch once and never
-ran a torch op before forking (fork-safe; one ~10 s import instead of one per kill point).
+The kills run in processes forked from ONE helper subprocess that imported polyret/torch and loaded the
+model once, single-threaded (OMP_NUM_THREADS=1: no OpenMP pool, so forking is safe), instead of one
+~10 s import per kill point; it starts in the background while the reference run is computed.
 """
 
 from __future__ import annotations
@@ -77,12 +78,27 @@ def snapshot(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dir):
-    """The tiny data, and an uninterrupted reference run with its own fresh cache."""
+    """The tiny data, the kill driver (started in the background) and an uninterrupted reference run
+    with its own fresh cache."""
     root = tmp_path_factory.mktemp("eval-faults")
     data = write_tiny_xquad(root / "data")
-    run_eval(tiny_model_dir, data, root / "reference", root / "reference-cache")
-    assert is_done(root / "reference")
-    return {"root": root, "data": data, "model": tiny_model_dir, "reference": snapshot(root / "reference")}
+    base = root / "killed"
+    base.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, tiny_model_dir, str(data), str(base), json.dumps(EVAL_KW), *KILL_POINTS],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        run_eval(tiny_model_dir, data, root / "reference", root / "reference-cache")
+        assert is_done(root / "reference")
+        yield {"root": root, "data": data, "model": tiny_model_dir, "reference": snapshot(root / "reference"),
+               "driver": driver, "killed": base}
+    finally:
+        if driver.poll() is None:
+            driver.kill()  # only the helper this fixture started
+        driver.communicate()
 
 
 # ------------------------------------------------------------------------------------------- SIGKILL
@@ -90,12 +106,17 @@ def world(tmp_path_factory, tiny_model_dir):
 DRIVER = textwrap.dedent('''
     import json, os, signal, sys
     import numpy as np
+    import torch
+    torch.set_num_threads(1)
+    import matplotlib.pyplot  # noqa: F401  (for the heatmap, once)
     import polyret.encode, polyret.evaluation.results, polyret.paths
     from polyret.evaluation import evaluate
-    import sentence_transformers  # noqa: F401  (imported before forking, no torch op run yet)
+    from polyret.models import load
 
     model_dir, data, base = sys.argv[1], sys.argv[2], sys.argv[3]
     kw = json.loads(sys.argv[4])
+    model = load(model_dir)
+    model.polyret_spec = model_dir  # results.json names it like the reference run does
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
@@ -144,7 +165,7 @@ DRIVER = textwrap.dedent('''
         if pid == 0:
             try:
                 inject(point)
-                evaluate(model_dir, "xquad-r", data_dir=data, output=os.path.join(base, point, "out"),
+                evaluate(model, "xquad-r", data_dir=data, output=os.path.join(base, point, "out"),
                          cache_dir=os.path.join(base, point, "cache"), **kw)
             finally:
                 os._exit(0)
@@ -158,17 +179,10 @@ KILL_POINTS = ["after-3-shards", "mid-shard-write", "writing-per-query", "renami
 
 @pytest.fixture(scope="module")
 def killed(world):
-    base = world["root"] / "killed"
-    base.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER, world["model"], str(world["data"]), str(base), json.dumps(EVAL_KW), *KILL_POINTS],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    status = json.loads(proc.stdout.strip().splitlines()[-1])
-    return base, status
+    """(folder of the killed runs, point -> the signal that ended its process)."""
+    stdout, stderr = world["driver"].communicate(timeout=300)
+    assert world["driver"].returncode == 0, stderr[-3000:]
+    return world["killed"], json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
