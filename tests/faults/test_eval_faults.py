@@ -260,8 +260,9 @@ def _damage(kind: str, shard: Path) -> None:
     from polyret.encode import shard_checksum
 
     owner = shard.parent.name
-    if kind == "swapped rows":
-        emb[[0, 1]] = emb[[1, 0]]
+    if kind == "swapped rows":  # two rows that differ (the tiny model maps some texts to one vector)
+        other = next(j for j in range(1, len(emb)) if not np.array_equal(emb[j], emb[0]))
+        emb[[0, other]] = emb[[other, 0]]
         save(emb, checksum)
     elif kind == "other dim":
         small = emb[:, :8] / np.linalg.norm(emb[:, :8], axis=1, keepdims=True)
