@@ -105,7 +105,8 @@ def load_entries(folder: str | Path) -> list[ReportEntry]:
                 raise DataError(f"{bench_dir / 'results.json'}: unreadable results ({err})") from err
             entries.append(ReportEntry(system_dir.name, seed, res.benchmark, res))
     if not entries:
-        raise DataError(f"{evals}: no results.json found under <system>/[seed<k>/]<benchmark>/")
+        raise DataError(f"{evals}: no completed evaluation (results.json with its completion marker) under "
+                        "<system>/[seed<k>/]<benchmark>/")
     return entries
 
 
