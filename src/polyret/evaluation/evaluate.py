@@ -274,7 +274,9 @@ def evaluate(
     SentenceTransformer) on ``benchmark`` (an id or a ``Benchmark``) in every setting family.
 
     ``overrides`` are ``EvalConfig`` fields. With ``output``, writes results.json, settings.csv,
-    per_query.csv.gz, run.npz (with ``keep_run``) and the mAP heatmap there.
+    per_query.csv.gz, run.npz (with ``keep_run``) and the mAP heatmap there, then the completion marker
+    last. Inputs (qrels) and the output folder (created, probed with a test file) are checked before
+    the model is loaded; a failed write raises an ``OSError`` naming the file and leaves no marker.
     """
     from dataclasses import replace
 

@@ -7,6 +7,8 @@
     settings.cross.pairs["<query lang>-<pool lang>"].<measure>
     settings.multi.per_language.<lang>.<measure>
     language_bias.max_rank_distance (+ per_language, same_language_preference ...)
+    unretrievable_relevant                          relevant judgements whose docid is not in the corpus
+                                                    (counted as never retrieved, as trec_eval would)
 
 A results folder counts as done only when its completion marker (``.complete.json``, see
 ``polyret.paths.mark_complete``) is there and matches the files: :meth:`Results.write` removes the
