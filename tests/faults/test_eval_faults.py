@@ -77,28 +77,31 @@ def snapshot(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model_dir):
-    """The tiny data, the kill driver (started in the background) and an uninterrupted reference run
-    with its own fresh cache."""
+def world(request, tmp_path_factory, tiny_model_dir):
+    """The tiny data, the kill driver (started in the background, when a selected test needs it) and an
+    uninterrupted reference run with its own fresh cache."""
     root = tmp_path_factory.mktemp("eval-faults")
     data = write_tiny_xquad(root / "data")
     base = root / "killed"
     base.mkdir()
     env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, tiny_model_dir, str(data), str(base), json.dumps(EVAL_KW), *KILL_POINTS],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    driver = None
+    if any("killed" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        driver = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, tiny_model_dir, str(data), str(base), json.dumps(EVAL_KW), *KILL_POINTS],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
     try:
         run_eval(tiny_model_dir, data, root / "reference", root / "reference-cache")
         assert is_done(root / "reference")
         yield {"root": root, "data": data, "model": tiny_model_dir, "reference": snapshot(root / "reference"),
                "driver": driver, "killed": base}
     finally:
-        if driver.poll() is None:
-            driver.kill()  # only the helper this fixture started
-        driver.communicate()
+        if driver is not None:
+            if driver.poll() is None:
+                driver.kill()  # only the helper this fixture started
+            driver.communicate()
 
 
 # ------------------------------------------------------------------------------------------- SIGKILL
@@ -207,12 +210,11 @@ def test_sigkill_leaves_an_untrusted_folder_and_the_rerun_matches_an_uninterrupt
     assert "per_query.csv.gz" in listed and not [n for n in listed if n.startswith(".")]
 
 
-def test_report_skips_a_folder_without_marker_with_a_warning(world, killed, tmp_path):
+def test_report_skips_a_folder_without_marker_with_a_warning(world, tmp_path):
     import shutil
 
     from polyret.report import load_entries
 
-    base, _ = killed
     evals = tmp_path / "evals"
     shutil.copytree(world["root"] / "reference", evals / "base" / "xquad-r")
     shutil.copytree(world["root"] / "reference", evals / "mono" / "seed0" / "xquad-r")
@@ -297,31 +299,34 @@ def test_damaged_cache_shard_is_detected_warned_set_aside_and_re_encoded(world, 
 # --------------------------------------------------------------------------------------- full disk
 
 
-@pytest.mark.parametrize("victim", ["results.json", "per_query.csv.gz", "heatmap_map.png", COMPLETE_MARKER])
+@pytest.mark.parametrize("victim", ["shard-", "results.json", "per_query.csv.gz", "heatmap_map.png", COMPLETE_MARKER])
 def test_full_disk_is_a_clear_error_and_leaves_nothing_trusted(world, tmp_path, monkeypatch, victim):
-    import polyret.paths
+    import shutil
 
-    real = polyret.paths.atomic_path.__wrapped__ if hasattr(polyret.paths.atomic_path, "__wrapped__") else None
-    del real
     from contextlib import contextmanager
+
+    import polyret.paths
 
     original = polyret.paths.atomic_path
 
     @contextmanager
     def full_disk(target):
         with original(target) as tmp:
-            if Path(target).name == victim:
-                raise OSError(errno.ENOSPC, "No space left on device")  # what write() raises: no file name
-            yield tmp
+            yield tmp  # the writer fills the temp file ...
+            if Path(target).name.startswith(victim):  # ... and its last write/close fails, naming no file
+                raise OSError(errno.ENOSPC, "No space left on device")
 
-    for mod in ("polyret.paths", "polyret.evaluation.results", "polyret.figures"):
+    for mod in ("polyret.paths", "polyret.evaluation.results", "polyret.figures", "polyret.encode"):
         monkeypatch.setattr(f"{mod}.atomic_path", full_disk)
-    out = tmp_path / "out"
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    if victim != "shard-":
+        shutil.copytree(world["root"] / "reference-cache", cache)  # encoding done: the results hit the full disk
     with pytest.raises(OSError) as err:
-        run_eval(world["model"], world["data"], out, world["root"] / "reference-cache")
-    assert err.value.errno == errno.ENOSPC and victim in str(err.value) and str(out) in str(err.value)
+        run_eval(world["model"], world["data"], out, cache)
+    where = cache if victim == "shard-" else out
+    assert err.value.errno == errno.ENOSPC and victim in str(err.value) and str(where) in str(err.value)
     assert not is_done(out) and not (out / COMPLETE_MARKER).exists()
-    assert not list(out.glob(".*.tmp"))  # no temp file left behind
+    assert not list(out.glob(".*.tmp")) and not list(cache.rglob(".*.tmp"))  # no temp file left behind
     monkeypatch.undo()
-    run_eval(world["model"], world["data"], out, world["root"] / "reference-cache")  # space again: it recovers
+    run_eval(world["model"], world["data"], out, cache)  # space again: it recovers
     assert is_done(out) and snapshot(out) == world["reference"]
