@@ -57,7 +57,7 @@ def atomic_path(target: str | os.PathLike):
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     except OSError as exc:  # e.g. ENOSPC from a write: name the file being written, not the temp name
-        if exc.filename is None or exc.filename in (tmp, str(tmp_path)):
+        if exc.errno is not None and (exc.filename is None or exc.filename in (tmp, str(tmp_path))):
             raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
         raise
     finally:
