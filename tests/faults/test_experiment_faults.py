@@ -108,11 +108,24 @@ def world(tmp_path_factory, tiny_model_dir):
     _write_tiny_xquad(root / "data")
     (root / "child.py").write_text(CHILD)
     w = {"root": root, "model": tiny_model_dir}
-    ref = _run(w, root / "reference")
-    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
-    w["steps"] = _steps(ref)
+    # the uninterrupted run in this process (no interpreter start-up): the same command, the same numbers
+    from typer.testing import CliRunner
+
+    from polyret.cli import app
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POLYRET_CACHE_DIR", str(root / "reference-cache"))
+        ref = CliRunner().invoke(app, _args(w, root / "reference"))
+    assert ref.exit_code == 0, ref.output[-3000:]
+    w["steps"] = _steps(ref.stdout)
     w["report"] = _report(root / "reference")
     return w
+
+
+def _args(w: dict, out: Path) -> list[str]:
+    return ["experiment", "--preset", "smoke", "--model", w["model"], "--strategies", "hybrid",
+            "--data-dir", str(w["root"] / "data"), "--set", "max_steps=2", "--set", "save_steps=1",
+            "--output", str(out)]
 
 
 def _run(w: dict, out: Path, kill: str | None = None) -> subprocess.CompletedProcess:
@@ -121,16 +134,13 @@ def _run(w: dict, out: Path, kill: str | None = None) -> subprocess.CompletedPro
                 "POLYRET_CACHE_DIR": str(out.parent / f"{out.name}-cache"), "TOKENIZERS_PARALLELISM": "false"})
     if kill:
         env["POLYRET_TEST_KILL"] = kill
-    args = ["experiment", "--preset", "smoke", "--model", w["model"], "--strategies", "hybrid",
-            "--data-dir", str(w["root"] / "data"), "--set", "max_steps=2", "--set", "save_steps=1",
-            "--output", str(out)]
-    return subprocess.run([sys.executable, str(w["root"] / "child.py"), *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, str(w["root"] / "child.py"), *_args(w, out)], env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
-def _steps(proc: subprocess.CompletedProcess) -> list[str]:
+def _steps(stdout: str) -> list[str]:
     """What a run did, from its progress lines (">> evaluating base on ...", ">> training ...")."""
-    return [line[3:].strip() for line in proc.stdout.splitlines() if line.startswith(">> ")]
+    return [line[3:].strip() for line in stdout.splitlines() if line.startswith(">> ")]
 
 
 def _report(out: Path) -> dict:
@@ -169,5 +179,5 @@ def test_killed_experiment_reruns_to_the_same_report_redoing_only_what_was_left(
             assert proc.returncode == 0, where
         else:
             assert proc.returncode == -signal.SIGKILL, where
-        assert _steps(proc) == expected, where
+        assert _steps(proc.stdout) == expected, where
     assert _report(out) == world["report"]
