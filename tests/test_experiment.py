@@ -155,3 +155,26 @@ def test_an_unusable_output_is_refused_before_any_work(tmp_path):
 def test_train_overrides_the_experiment_sets_itself_are_refused(key):
     with pytest.raises(ValueError, match=f"train override '{key}' is not allowed"):
         PRESETS["smoke"].replace(train_overrides={**PRESETS["smoke"].train_overrides, key: "x"})
+
+
+def test_evaluate_refuses_an_unusable_output_before_loading_the_model(tmp_path, monkeypatch):
+    import polyret.models
+    from polyret.evaluation import evaluate
+
+    monkeypatch.setattr(polyret.models, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        evaluate("some/model", "xquad-r:test", output=blocker / "out", languages=["de"])
+
+
+def test_model_spec_check_keeps_hub_ids_and_builtins(tmp_path):
+    from polyret.experiment import check_model_spec
+    from polyret.models import ModelError
+
+    check_model_spec("intfloat/multilingual-e5-base")  # a Hub id is not looked up here
+    check_model_spec("builtin:me5-small")  # known builtin: not built just to check it
+    check_model_spec(str(tmp_path))  # an existing folder
+    for bad in ("./missing", "/no/such/model", "~/no-such-model-here", "builtin:nope", "a/b/c"):
+        with pytest.raises(ModelError):
+            check_model_spec(bad)

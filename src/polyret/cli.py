@@ -235,7 +235,8 @@ def check_evaluate_options(model: str, benchmark: str, *, languages: list[str] |
     from .data.registry import benchmark_info
     from .evaluation.search import BACKENDS
     from .evaluation.settings import FAMILIES
-    from .experiment import check_model_spec, check_writable
+    from .experiment import check_model_spec
+    from .paths import check_writable
 
     info = benchmark_info(benchmark)  # DataError: unknown benchmark, with the known ids
     if languages is not None:

@@ -158,6 +158,8 @@ class ExperimentConfig:
         check_model_spec(self.model)
         for source in self.train:
             check_train_source(source, self.languages)
+        from .paths import check_writable
+
         check_writable(self.output)
 
     def to_dict(self) -> dict[str, Any]:
@@ -375,33 +377,6 @@ def check_train_source(spec: str, languages: tuple[str, ...] | list[str] | None 
         raise DataError(f"training source {spec!r}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
     raise DataError(f"unknown training source {spec!r}; use xquad-r:train, mlqa-r:train (or :test / whole), "
                     "a .jsonl file, mmarco (Hub) or mmarco:<local folder>")
-
-
-def check_writable(folder: str | os.PathLike) -> None:
-    """Make sure ``folder`` can be created (or is a folder) and written, before any work starts.
-
-    Probes with a temporary file in the deepest existing ancestor, removed at once; creates nothing.
-
-    Args:
-        folder: an output folder, existing or not.
-
-    Raises:
-        ValueError naming the folder and what is wrong with it.
-    """
-    import tempfile
-
-    folder = Path(folder).expanduser()
-    probe = folder
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ValueError(f"output folder {folder} cannot be used: {probe} exists and is not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".polyret-write-check.", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise ValueError(f"output folder {folder} is not writable ({probe}: {exc.strerror or exc})") from None
 
 
 # Fields that may change between runs in one folder: they add (or leave out of the report) systems,
