@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from polyret.cli import app
@@ -80,3 +82,149 @@ def test_experiment_command_rejects_unknown_training_key(tmp_path):
     assert result.exit_code == 2
     assert "max_stepz" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- the one error path
+
+
+def _err(result) -> str:
+    return result.stderr if result.stderr_bytes is not None else result.output
+
+
+@pytest.mark.parametrize("key, hint", [
+    ("alpha=0.9", "--alpha-sweep"),
+    ("seed=7", "first_seed"),
+    ("strategy=mono", "--strategies"),
+    ("output_dir=/tmp/elsewhere", "--output"),
+    ("resume=true", "resumes"),
+    ("languages=de", "--languages"),
+])
+def test_experiment_refuses_train_overrides_it_sets_per_run(tmp_path, key, hint):
+    out = tmp_path / "x"
+    result = runner.invoke(app, ["experiment", "--preset", "smoke", "--strategies", "hybrid", "--output", str(out),
+                                 "--set", key, "--set", "max_steps=3"])
+    assert result.exit_code == 2, result.output
+    assert key.split("=")[0] in _err(result) and hint in _err(result)
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_experiment_config_file_refuses_reserved_train_override(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text(f"preset: smoke\noutput: {tmp_path / 'x'}\ntrain_overrides: {{seed: 7}}\n")
+    result = runner.invoke(app, ["experiment", "--config", str(f)])
+    assert result.exit_code == 2
+    assert str(f) in _err(result) and "first_seed" in _err(result)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--benchmark", "xquad-r:test", "--languages", "de,xx"], "xx"),
+    (["--benchmark", "miracl/de", "--families", "cross"], "cross"),
+    (["--benchmark", "xquad-r:test", "--families", "sideways"], "sideways"),
+    (["--k", "0"], "--k"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--backend", "annoy"], "annoy"),
+    (["--model", "./no/such/model"], "./no/such/model"),
+    (["--model", "builtin:nope"], "builtin:nope"),
+])
+def test_evaluate_checks_every_option_before_loading_anything(tmp_path, monkeypatch, args, named):
+    import polyret.data
+    import polyret.models
+
+    def forbidden(*a, **k):
+        raise AssertionError("loaded before the options were checked")
+
+    monkeypatch.setattr(polyret.models, "load", forbidden)
+    monkeypatch.setattr(polyret.data, "load_benchmark", forbidden)
+    result = runner.invoke(app, ["evaluate", *args, "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert _err(result).startswith("error: ") and named in _err(result)
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_evaluate_refuses_an_unusable_output_before_loading(tmp_path, monkeypatch):
+    import polyret.models
+
+    monkeypatch.setattr(polyret.models, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["evaluate", "--output", str(blocker / "out")])
+    assert result.exit_code == 2
+    assert str(blocker) in _err(result) and "not a folder" in _err(result)
+
+
+def test_a_bad_option_value_is_a_plain_exit_2(tmp_path):
+    result = runner.invoke(app, ["evaluate", "--k", "abc"])
+    assert result.exit_code == 2
+    assert _err(result).startswith("error: ") and "--k" in _err(result) and "Traceback" not in result.output
+    result = runner.invoke(app, ["nosuchcommand"])
+    assert result.exit_code == 2 and "nosuchcommand" in _err(result)
+
+
+def test_an_internal_error_exits_1_with_a_hint_and_debug_shows_the_traceback(monkeypatch):
+    import polyret.data
+
+    def boom():
+        raise RuntimeError("boom [bold]x[/]")
+
+    monkeypatch.setattr(polyret.data, "list_benchmarks", boom)
+    result = runner.invoke(app, ["benchmarks"])
+    assert result.exit_code == 1
+    assert "RuntimeError: boom [bold]x[/]" in _err(result) and "--debug" in _err(result)
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["--debug", "benchmarks"])
+    assert result.exit_code == 1 and "Traceback" in _err(result)
+    monkeypatch.setenv("POLYRET_DEBUG", "1")
+    result = runner.invoke(app, ["benchmarks"])
+    assert result.exit_code == 1 and "Traceback" in _err(result)
+
+
+def test_debug_shows_the_traceback_of_a_user_error_too():
+    result = runner.invoke(app, ["--debug", "evaluate", "--benchmark", "nope"])
+    assert result.exit_code == 2
+    assert "Traceback" in _err(result) and "error: unknown benchmark 'nope'" in _err(result)
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch):
+    import polyret.data
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(polyret.data, "list_benchmarks", interrupted)
+    result = runner.invoke(app, ["benchmarks"])
+    assert result.exit_code == 130
+    assert "interrupted" in _err(result) and "Traceback" not in result.output
+
+
+def test_messages_and_data_are_printed_verbatim_not_as_markup(tmp_path):
+    # a '[/' in a message used to raise MarkupError; '[bold]' used to vanish from the line shown
+    f = tmp_path / "exp.yaml"
+    f.write_text("preset: smoke\nbenchmarks: ['[bold]xquad-r[/bold]']\n")
+    result = runner.invoke(app, ["experiment", "--config", str(f)])
+    assert result.exit_code == 2, result.output
+    assert "'[bold]xquad-r[/bold]'" in _err(result) and "MarkupError" not in result.output
+    result = runner.invoke(app, ["evaluate", "--model", "./m[/x]", "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "./m[/x]" in _err(result)
+
+
+def test_results_table_shows_model_names_verbatim():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from polyret.cli import results_table
+
+    res = SimpleNamespace(model="runs/[bold]odd[/] name", benchmark="xquad-r:test", measures=["map"],
+                          per_setting={"mono:de": {"map": 0.5}}, macro={"mono": {"map": 0.5}},
+                          families=lambda: ["mono"])
+    console = Console(width=200, record=True)
+    console.print(results_table(res))
+    assert "runs/[bold]odd[/] name on xquad-r:test" in console.export_text()
+
+
+def test_experiment_checks_the_model_and_sources_before_writing_anything(tmp_path):
+    out = tmp_path / "x"
+    result = runner.invoke(app, ["experiment", "--preset", "smoke", "--output", str(out), "--model", "./missing-model"])
+    assert result.exit_code == 2 and "./missing-model" in _err(result)
+    assert not out.exists()

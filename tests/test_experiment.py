@@ -93,3 +93,88 @@ def test_config_file_and_validation(tmp_path):
         PRESETS["smoke"].replace(strategies=("nope",))
     with pytest.raises(ValueError, match="unknown experiment config key"):
         PRESETS["smoke"].replace(steps=3)
+
+
+@pytest.mark.parametrize("text, named", [
+    ("preset: smokee\n", "smokee"),
+    ('preset: smoke\nseeds: "two"\n', "seeds must be an integer"),
+    ("preset: smoke\nalpha: high\n", "alpha must be a number"),
+    ("preset: smoke\nstrategies: 3\n", "strategies must be a list of str"),
+    ("preset: smoke\ntrain_overrides: [1, 2]\n", "train_overrides must be a mapping"),
+    ("preset: smoke\neval_batch_size: 0\n", "eval_batch_size must be >= 1"),
+    ("preset: smoke\nbenchmarks: [xquad-r:tset]\n", "xquad-r:tset"),
+    ("preset: smoke\nbenchmarks: [miracl/de]\n", "miracl/de has no language en"),
+    ("preset: smoke\neval_languages: {mlqa-r: [de]}\n", "mlqa-r"),
+    ("preset: smoke\ntrain_overrides: {lr: -1}\n", "lr must be > 0"),
+    ("preset: smoke\ntrain_overrides: {alpha: 0.9}\n", "--alpha-sweep"),
+    ("preset: smoke\nlanguages: [de]\nstrategies: [hybrid]\n", "needs at least 2 languages"),
+    ("preset: smoke\nsteps: 3\n", "unknown experiment config key"),
+])
+def test_config_file_values_are_type_checked_with_the_key_named(tmp_path, text, named):
+    f = tmp_path / "exp.yaml"
+    f.write_text(text)
+    with pytest.raises(ValueError) as info:
+        ExperimentConfig.from_file(f)
+    assert str(f) in str(info.value) and named in str(info.value)
+
+
+def test_config_file_accepts_lists_commas_and_whole_numbers(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("preset: smoke\nalpha: 1\nseeds: 2.0\nalpha_sweep: [0, 0.7]\neval_max_seq_length: null\n"
+                 "eval_languages: {xquad-r:test: de}\n")
+    cfg = ExperimentConfig.from_file(f)
+    assert cfg.alpha == 1.0 and cfg.seeds == 2 and cfg.alpha_sweep == (0.0, 0.7)
+    assert cfg.eval_max_seq_length is None and cfg.eval_languages == {"xquad-r:test": ("de",)}
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"benchmarks": ("xquad-r:tset",)}, "xquad-r:tset"),
+    ({"model": "./no-such-model"}, "./no-such-model"),
+    ({"train": ("missing.jsonl",)}, "missing.jsonl"),
+    ({"train": ("xquad-r:valid",)}, "valid"),
+])
+def test_nothing_is_written_before_the_config_is_valid(tmp_path, change, named):
+    import dataclasses
+
+    out = tmp_path / "exp"
+    # dataclasses.replace skips the config's own validate(): run_experiment must still check first
+    cfg = dataclasses.replace(PRESETS["smoke"], output=str(out), **change)
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        run_experiment(cfg, progress=False)
+    assert not out.exists()  # so the corrected rerun into this folder is not "a different configuration"
+
+
+def test_an_unusable_output_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        run_experiment(PRESETS["smoke"].replace(output=str(blocker / "exp")), progress=False)
+
+
+@pytest.mark.parametrize("key", ["alpha", "seed", "strategy", "output_dir", "resume", "model", "dev"])
+def test_train_overrides_the_experiment_sets_itself_are_refused(key):
+    with pytest.raises(ValueError, match=f"train override '{key}' is not allowed"):
+        PRESETS["smoke"].replace(train_overrides={**PRESETS["smoke"].train_overrides, key: "x"})
+
+
+def test_evaluate_refuses_an_unusable_output_before_loading_the_model(tmp_path, monkeypatch):
+    import polyret.models
+    from polyret.evaluation import evaluate
+
+    monkeypatch.setattr(polyret.models, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        evaluate("some/model", "xquad-r:test", output=blocker / "out", languages=["de"])
+
+
+def test_model_spec_check_keeps_hub_ids_and_builtins(tmp_path):
+    from polyret.experiment import check_model_spec
+    from polyret.models import ModelError
+
+    check_model_spec("intfloat/multilingual-e5-base")  # a Hub id is not looked up here
+    check_model_spec("builtin:me5-small")  # known builtin: not built just to check it
+    check_model_spec(str(tmp_path))  # an existing folder
+    for bad in ("./missing", "/no/such/model", "~/no-such-model-here", "builtin:nope", "a/b/c"):
+        with pytest.raises(ModelError):
+            check_model_spec(bad)

@@ -1,19 +1,113 @@
-"""The ``polyret`` command: parse, call the public Python verb, print. No logic of its own."""
+"""The ``polyret`` command: parse, validate, call the public Python verb, print. No logic of its own.
+
+One error path: every command runs inside :class:`PolyretGroup`, which turns a user error (bad data,
+config or option, a missing or unwritable file, a full disk) into ``error: ...`` on stderr and exit
+code 2, an interrupt into exit code 130, and anything else (a bug) into a one-line message and exit
+code 1. ``polyret --debug ...`` (or ``POLYRET_DEBUG=1``) adds the traceback.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval).")
+try:  # typer >= 0.24 vendors click; its exceptions are the ones the commands raise
+    from typer._click import exceptions as cx
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import exceptions as cx
+
 console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+def _debug_from_env() -> bool:
+    return os.environ.get("POLYRET_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _user_message(exc: BaseException) -> str | None:
+    """The plain message for a user error, or None when ``exc`` is not one (a bug)."""
+    if isinstance(exc, OSError):
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        what = exc.strerror or str(exc)
+        message = f"{where}: {what}" if where else what
+        if exc.errno == errno.ENOSPC:
+            message += " (the disk is full: free some space and run the same command again; finished steps are kept)"
+        return message
+    if isinstance(exc, ValueError):  # DataError, ConfigError, ModelError and config validation
+        return str(exc)
+    return None
+
+
+class PolyretGroup(TyperGroup):
+    """The one error path of every ``polyret`` command (see the module docstring)."""
+
+    def invoke(self, ctx):
+        debug = bool(ctx.params.get("debug")) or _debug_from_env()
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, cx.ClickException):
+            raise
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            typer.echo("error: interrupted; run the same command again to continue (finished steps are kept)",
+                       err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
+            if debug:
+                traceback.print_exc()
+            message = _user_message(exc)
+            if message is not None:
+                typer.echo(f"error: {message}", err=True)
+                raise typer.Exit(2) from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            typer.echo(f"error: internal error {type(exc).__name__}" + (f": {first}" if first else "")
+                       + ("" if debug else " (a bug in polyret: rerun with polyret --debug ... for the traceback)"),
+                       err=True)
+            raise typer.Exit(1) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+            code = code if isinstance(code, int) else 0
+        except cx.NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            code = 2
+        except cx.ClickException as exc:  # bad options, unknown command: typer / click found them
+            hint = ""
+            if isinstance(exc, cx.UsageError) and exc.ctx is not None:
+                hint = f" (see: {exc.ctx.command_path} --help)"
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=PolyretGroup, pretty_exceptions_enable=False,
+                  help="Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval).")
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", envvar="POLYRET_DEBUG",
+                               help="Show the traceback of an error (also: POLYRET_DEBUG=1)."),
+) -> None:
+    """Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval)."""
 
 
 def _split(value: Optional[str]) -> Optional[list[str]]:
@@ -23,33 +117,42 @@ def _split(value: Optional[str]) -> Optional[list[str]]:
 
 
 def _fail(exc: BaseException) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+    """Hand a user error to the one error path (PolyretGroup): ``error: ...`` on stderr, exit 2."""
+    raise exc
+
+
+def _say(*parts) -> None:
+    """Print text built from data (paths, model names, messages) as is: never parsed as rich markup.
+
+    Args:
+        parts: strings (printed verbatim) or ``(text, style)`` tuples.
+    """
+    console.print(Text.assemble(*parts), soft_wrap=True)
 
 
 def results_table(res, title: str | None = None) -> Table:
     """Family x measure table, then language bias; the same view ``experiment`` prints per model."""
-    table = Table(title=title or f"{res.model} on {res.benchmark}", title_justify="left")
-    table.add_column("setting family")
-    table.add_column("settings", justify="right")
+    table = Table(title=Text(title or f"{res.model} on {res.benchmark}"), title_justify="left")
+    table.add_column(Text("setting family"))
+    table.add_column(Text("settings"), justify="right")
     for m in res.measures:
-        table.add_column(m, justify="right")
+        table.add_column(Text(m), justify="right")
     for family in res.families():
         n = sum(1 for name in res.per_setting if name.startswith(family + ":"))
-        table.add_row(family, str(n), *(f"{res.macro[family].get(m, float('nan')):.4f}" for m in res.measures))
+        table.add_row(Text(family), str(n), *(f"{res.macro[family].get(m, float('nan')):.4f}" for m in res.measures))
     return table
 
 
 def language_table(res, measure: str = "map") -> Table:
-    table = Table(title=f"per query language ({measure})", title_justify="left")
-    table.add_column("lang")
+    table = Table(title=Text(f"per query language ({measure})"), title_justify="left")
+    table.add_column(Text("lang"))
     fams = res.families()
     for f in fams:
-        table.add_column(f if f != "cross" else "cross (mean over pools)", justify="right")
+        table.add_column(Text(f if f != "cross" else "cross (mean over pools)"), justify="right")
     if "multi" in fams and res.bias.get("per_language"):
         table.add_column("max rank distance", justify="right")
     for lang in res.languages:
-        row = [lang]
+        row = [Text(lang)]
         for f in fams:
             vals = [v[measure] for name, v in res.per_setting.items()
                     if name.startswith(f + ":") and name.split(":", 1)[1].split("-")[0] == lang and measure in v]
@@ -67,10 +170,10 @@ def print_results(res) -> None:
         console.print(language_table(res))
     if res.bias:
         parts = [f"{k} = {v:.4g}" for k, v in res.bias.items() if isinstance(v, (int, float))]
-        console.print("[bold]language bias (multilingual pool):[/] " + ", ".join(parts))
+        _say(("language bias (multilingual pool): ", "bold"), ", ".join(parts))
     t = res.timing
     if t:
-        console.print("[dim]time: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in t.items()) + "[/]")
+        _say(("time: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in t.items()), "dim"))
 
 
 @app.command()
@@ -93,25 +196,70 @@ def evaluate(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
-    from .data.records import DataError
     from .evaluation import evaluate as run_evaluate
 
-    try:
-        res = run_evaluate(
-            model, benchmark, output=output, keep_run=trec_run,
-            languages=_split(languages), families=_split(families),
-            data_dir=str(data_dir) if data_dir else None, batch_size=batch_size, k=k, backend=backend,
-            with_context=with_context, max_seq_length=max_seq_length, query_prompt=query_prompt,
-            passage_prompt=passage_prompt, cache=not no_cache, device=device,
-        )
-    except (DataError, ValueError, FileNotFoundError, KeyError) as exc:
-        _fail(exc)
+    langs, fams = _split(languages), _split(families)
+    check_evaluate_options(model, benchmark, languages=langs, families=fams, k=k, batch_size=batch_size,
+                           backend=backend, max_seq_length=max_seq_length, output=output)
+    res = run_evaluate(
+        model, benchmark, output=output, keep_run=trec_run,
+        languages=langs, families=fams,
+        data_dir=str(data_dir) if data_dir else None, batch_size=batch_size, k=k, backend=backend,
+        with_context=with_context, max_seq_length=max_seq_length, query_prompt=query_prompt,
+        passage_prompt=passage_prompt, cache=not no_cache, device=device,
+    )
     print_results(res)
     if output is not None:
         if trec_run and res.run is not None:
             n = res.run.to_trec_run(output / "run.trec")
-            console.print(f"[dim]wrote {n} TREC run lines to {output / 'run.trec'}[/]")
-        console.print(f"results written to [bold]{output}[/]")
+            _say((f"wrote {n} TREC run lines to {output / 'run.trec'}", "dim"))
+        _say("results written to ", (str(output), "bold"))
+
+
+def check_evaluate_options(model: str, benchmark: str, *, languages: list[str] | None = None,
+                           families: list[str] | None = None, k: int = 100, batch_size: int = 32,
+                           backend: str = "exact", max_seq_length: int | None = None,
+                           output: Path | None = None) -> None:
+    """Check every ``evaluate`` option before a model loads or a text is encoded.
+
+    Args:
+        model: the model spec (an unknown builtin or a local path that is not there fails; a Hub id passes).
+        benchmark: a registry id; ``languages`` and ``families`` must be among its own.
+        k, batch_size, max_seq_length: >= 1.
+        backend: one of the search backends.
+        output: a folder that can be created and written (or None).
+
+    Raises:
+        ValueError (DataError, ModelError) naming the option and the value.
+    """
+    from .data.registry import benchmark_info
+    from .evaluation.search import BACKENDS
+    from .evaluation.settings import FAMILIES
+    from .experiment import check_model_spec
+    from .paths import check_writable
+
+    info = benchmark_info(benchmark)  # DataError: unknown benchmark, with the known ids
+    if languages is not None:
+        absent = [lang for lang in languages if lang not in info.languages]
+        if absent or not languages:
+            raise ValueError(f"--languages: {benchmark} has no language {', '.join(absent) or '(empty list)'}; "
+                             f"it has {', '.join(info.languages)}")
+    if families is not None:
+        bad = [f for f in families if f not in FAMILIES]
+        if bad or not families:
+            raise ValueError(f"--families: unknown {', '.join(bad) or '(empty list)'}; choose from {', '.join(FAMILIES)}")
+        absent = [f for f in families if f not in info.families]
+        if absent:
+            raise ValueError(f"--families: {benchmark} has no {', '.join(absent)} settings; it has "
+                             f"{', '.join(info.families)}")
+    for name, value in (("--k", k), ("--batch-size", batch_size), ("--max-seq-length", max_seq_length)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_model_spec(model)
+    if output is not None:
+        check_writable(output)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -164,15 +312,17 @@ def train(
         path = run_train(cfg, evaluator=evaluator)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
-    console.print(f"trained model written to [bold]{path}[/]")
-    console.print(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
+    _say("trained model written to ", (str(path), "bold"))
+    _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
 
 
 def _train_overrides(recipe: str, pairs: list[str]) -> dict:
     """``key=value`` strings as typed TrainConfig values (checked against the recipe, so typos fail now)."""
+    from .experiment import check_train_overrides
     from .training.config import TrainConfig, parse_overrides
 
     raw = parse_overrides(pairs)
+    check_train_overrides(raw)  # keys the experiment sets per run: name the option to use instead
     parsed = TrainConfig.from_recipe(recipe).replace(**raw)
     return {key: getattr(parsed, key) for key in raw}
 
@@ -198,44 +348,44 @@ def experiment(
     """
     from .experiment import PRESETS, ExperimentConfig, run_experiment
 
-    try:
-        if config is not None:
-            cfg = ExperimentConfig.from_file(config)
-            if preset:
-                raise ValueError("give --config or --preset, not both (a config file may name its preset)")
-        else:
-            name = preset or "cpu"
-            if name not in PRESETS:
-                raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-            cfg = PRESETS[name]
-        overrides: dict = {}
-        if output is not None:
-            overrides["output"] = str(output)
-        if model is not None:
-            overrides["model"] = model
-        if seeds is not None:
-            overrides["seeds"] = seeds
-        if strategies is not None:
-            overrides["strategies"] = tuple(_split(strategies) or ())
-        if alpha_sweep is not None:
+    if config is not None:
+        cfg = ExperimentConfig.from_file(config)
+        if preset:
+            raise ValueError("give --config or --preset, not both (a config file may name its preset)")
+    else:
+        name = preset or "cpu"
+        if name not in PRESETS:
+            raise ValueError(f"--preset: unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        cfg = PRESETS[name]
+    overrides: dict = {}
+    if output is not None:
+        overrides["output"] = str(output)
+    if model is not None:
+        overrides["model"] = model
+    if seeds is not None:
+        overrides["seeds"] = seeds
+    if strategies is not None:
+        overrides["strategies"] = tuple(_split(strategies) or ())
+    if alpha_sweep is not None:
+        try:
             overrides["alpha_sweep"] = tuple(float(a) for a in _split(alpha_sweep) or ())
-        if languages is not None:
-            overrides["languages"] = tuple(_split(languages) or ())
-        if data_dir is not None:
-            overrides["data_dir"] = str(data_dir)
-        if set_:
-            overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
-        cfg = cfg.replace(**overrides)
-        result = run_experiment(cfg, echo=lambda m: console.print(f"[bold cyan]>>[/] {m}"))
-    except ValueError as exc:
-        _fail(exc)
+        except ValueError:
+            raise ValueError(f"--alpha-sweep: expected comma-separated numbers, got {alpha_sweep!r}") from None
+    if languages is not None:
+        overrides["languages"] = tuple(_split(languages) or ())
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
+    if set_:
+        overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
+    cfg = cfg.replace(**overrides)
+    result = run_experiment(cfg, echo=lambda m: _say((">> ", "bold cyan"), m))
     done = result["done"]
     if result.get("rank", 0) != 0:
-        console.print(f"rank {result['rank']}: trained {len(done['trained'])}; rank 0 evaluates and writes the report")
+        _say(f"rank {result['rank']}: trained {len(done['trained'])}; rank 0 evaluates and writes the report")
         return
-    console.print(f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "
-                  f"reused {len(done['reused'])} finished steps in {result['seconds']:.0f}s")
-    console.print(f"report: [bold]{result['report'].get('markdown', result['output'] / 'report')}[/]")
+    _say(f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "
+         f"reused {len(done['reused'])} finished steps in {result['seconds']:.0f}s")
+    _say("report: ", (str(result["report"].get("markdown", result["output"] / "report")), "bold"))
 
 
 @app.command("benchmarks")
@@ -244,11 +394,11 @@ def list_benchmarks_cmd() -> None:
     from .data import list_benchmarks
 
     for name in list_benchmarks():
-        console.print(name)
+        _say(name)
 
 
 def main() -> None:  # pragma: no cover - console entry
-    app()
+    app(prog_name="polyret")
 
 
 if __name__ == "__main__":  # pragma: no cover

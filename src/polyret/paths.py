@@ -42,6 +42,31 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Make sure ``folder`` can be created (or is a folder) and written, before any work starts.
+
+    Probes with a temporary file in the deepest existing ancestor, removed at once; creates nothing.
+
+    Args:
+        folder: an output folder, existing or not.
+
+    Raises:
+        ValueError naming the folder and what is wrong with it.
+    """
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"output folder {folder} cannot be used: {probe} exists and is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".polyret-write-check.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ValueError(f"output folder {folder} is not writable ({probe}: {exc.strerror or exc})") from None
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike):
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
@@ -56,6 +81,10 @@ def atomic_path(target: str | os.PathLike):
         # other users of a shared results folder can read what polyret wrote
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
+    except OSError as exc:  # e.g. ENOSPC from a write: name the file being written, not the temp name
+        if exc.errno is not None and (exc.filename is None or exc.filename in (tmp, str(tmp_path))):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

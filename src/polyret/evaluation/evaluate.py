@@ -292,6 +292,10 @@ def evaluate(
     if isinstance(benchmark, str):
         cfg = replace(cfg, benchmark=benchmark)
 
+    if output is not None:  # an unusable output is found now, before any model loads, not after encoding
+        from ..paths import check_writable
+
+        check_writable(output)
     t_start = time.perf_counter()
     bench = (
         load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages)
