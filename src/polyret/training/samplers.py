@@ -141,7 +141,9 @@ class _Conflicts:
 
     def __init__(self, index: PairIndex) -> None:
         g = index.pair_group
-        n_groups, n_codes = index.num_groups, max(index.num_identities, 1)
+        n_codes = int(max(index.num_identities, index.pair_positive.max(initial=0) + 1,
+                          index.pair_negative.max(initial=0) + 1, 1))
+        n_groups = index.num_groups
         pos = np.unique(g * n_codes + index.pair_positive.astype(np.int64))
         has_neg = index.pair_negative >= 0
         neg = np.unique(g[has_neg] * n_codes + index.pair_negative[has_neg].astype(np.int64))
