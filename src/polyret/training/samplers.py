@@ -259,7 +259,8 @@ class ParallelBatchSampler(BatchSampler):
     """Seeded, resumable, distributed-consistent batch sampler over a :class:`PairIndex` (see module doc).
 
     ``batch_size`` is per device. Raises ValueError for an unknown strategy, ``alpha`` outside [0, 1],
-    a batch (``batch_size * world_size`` groups) larger than a source's usable groups, or — with
+    a batch (``batch_size * world_size`` groups) larger than a source's usable groups or distinct passages
+    (iteration raises it too when hard negatives leave too few mutually compatible groups), or — with
     ``strategy="cross"`` — a source whose pairs cannot form a cross-lingual batch (e.g. one language only:
     drop it from the sources or train it with mono/hybrid; silently excluding it would change the data
     mix). Sources limited to monolingual batches are listed in ``mono_only_sources`` and logged as a
