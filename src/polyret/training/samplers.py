@@ -8,7 +8,7 @@ from its passage) teaches language-agnostic matching, and ``hybrid`` mixes the t
 strategy   every batch ...
 =========  ==========================================================================================
 mono       one language L for queries and passages; L uniform per micro-step among the source's
-           languages that have enough groups (X-X-mono)
+           languages that have enough groups and distinct passages (X-X-mono)
 cross      per example, query language != passage language, both drawn uniformly from the group's
            languages (X-Y); groups with one language are never used
 hybrid     per optimizer step: a mono step with probability ``alpha``, else a cross step
