@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from polyret.data.download import MMARCO_REPO, Fetch, hub_dataset_file
-from polyret.data.lareqa import (
-    LAREQA_LANGUAGES, SPLITS, LareqaFile, SplitConfig, article_split, candidate_id, check_languages, load_lareqa_files,
-)  # fmt: skip
+from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, article_split, check_languages, load_lareqa_files
+from polyret.data.lareqa import LareqaFile, candidate_id
 from polyret.data.lines import jsonl_objects, numbered_lines
 from polyret.data.records import DataError, Pair, PairGroups
 
