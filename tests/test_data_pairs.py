@@ -167,6 +167,22 @@ def test_mmarco_local_triples(tmp_path):
         load_pairs(f"mmarco:{root}", languages=["de", "fr"])
 
 
+def test_mmarco_pairs_carry_passage_ids_shared_by_translations(tmp_path):
+    from polyret.training.pairs_dataset import PairIndex
+
+    root = _mmarco(tmp_path)
+    pairs = load_pairs(f"mmarco:{root}")
+    g = pairs.groups
+    assert (g["1"]["en"].positive_id, g["1"]["en"].negative_id) == ("10", "99")
+    assert g["1"]["de"].positive_id == "10" and g["2"]["de"].negative_id == "99"
+    ix = PairIndex([pairs])
+    # rows: 1/de, 1/en, 2/de, 2/en, 3/en: one code per passage id, whatever the language
+    assert ix.pair_positive.tolist()[:2] == [ix.pair_positive[0]] * 2
+    assert len(set(ix.pair_positive.tolist())) == 3 and len(set(ix.pair_negative.tolist())) == 1
+    qrels = mmarco_pairs(mmarco_local_files(_mmarco(tmp_path / "q", with_triples=False)))
+    assert qrels.groups["3"]["en"].positive_id == "30" and qrels.groups["3"]["en"].negative_id is None
+
+
 def test_mmarco_local_qrels_and_bad_files(tmp_path):
     root = _mmarco(tmp_path, with_triples=False)
     pairs = mmarco_pairs(mmarco_local_files(root))

@@ -11,6 +11,7 @@ Sources (``load_pairs`` spec):
   every language the question exists in, on that side of the article split (the split of
   ``lareqa.article_split``, so training on ``:train`` never sees a ``:test`` article). With
   ``hard_negatives`` the negative is another sentence of the same paragraph, chosen by a seeded hash.
+  Positives and negatives carry passage identities shared by translations (``lareqa_passage_identities``).
 * ``mmarco``: mMARCO (``unicamp-dl/mmarco`` on the Hugging Face hub; query and passage ids are shared
   across its translations), first triple of each query in ``triples.train.ids.small.tsv``.
 * ``mmarco:<folder>``: the same from local files: ``<folder>/<lang>/queries.tsv`` (``qid<TAB>text``),
@@ -32,6 +33,7 @@ import numpy as np
 
 from polyret.data.download import MMARCO_REPO, Fetch, hub_dataset_file
 from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, article_split, check_languages, load_lareqa_files
+from polyret.data.lareqa import LareqaFile, candidate_id
 from polyret.data.lines import jsonl_objects, numbered_lines
 from polyret.data.records import DataError, Pair, PairGroups
 
@@ -163,7 +165,14 @@ def lareqa_pairs(
     config: SplitConfig = SplitConfig(),
     fetch: Fetch | None = None,
 ) -> PairGroups:
-    """Question -> gold sentence pairs, grouped by question id, from one side of the article split."""
+    """Question -> gold sentence pairs, grouped by question id, from one side of the article split.
+
+    Every positive and hard negative carries a passage identity (:func:`lareqa_passage_identities`): a
+    gold sentence, its translations and every sentence that is the gold of a question sharing one of
+    them, in any language, have one id. A hard negative (another sentence text of the paragraph, as
+    before) may share its question's own identity (the gold of a question linked to it): harmless, since
+    the sampler never puts two examples of one identity in a batch.
+    """
     if languages is not None:
         check_languages(dataset, list(languages))
     if split is not None and split not in SPLITS:
@@ -172,22 +181,84 @@ def lareqa_pairs(
     files = load_lareqa_files(dataset, to_read, data_dir=data_dir, download=download, fetch=fetch)
     side = article_split(files, config) if split is not None else None
     name = dataset if split is None else f"{dataset}:{split}"
+    identity = lareqa_passage_identities(files, side, split)
     groups: dict[str, dict[str, Pair]] = {}
     for lang, parsed in files.items():
         for ai, art in enumerate(parsed.articles):
             if side is not None and side[(lang, ai)] != split:
                 continue
-            for par in art.paragraphs:
+            for pi, par in enumerate(art.paragraphs):
+                ids = [identity[(lang, ai, pi, si)] for si in range(len(par.sentences))]
                 for q in par.questions:
-                    positive = par.sentences[q.gold]
-                    negative = None
+                    positive, positive_id = par.sentences[q.gold], ids[q.gold]
+                    negative = negative_id = None
                     if hard_negatives:
-                        others = [s for s in par.sentences if s != positive and s.strip()]
-                        negative = _pick(others, seed, q.id, lang)
+                        others = [si for si, s in enumerate(par.sentences) if s != positive and s.strip()]
+                        pick = _pick(others, seed, q.id, lang)
+                        if pick is not None:
+                            negative, negative_id = par.sentences[pick], ids[pick]
                     groups.setdefault(q.id, {})[lang] = Pair(
-                        group=q.id, lang=lang, query=q.text, positive=positive, negative=negative, source=name
-                    )
+                        group=q.id, lang=lang, query=q.text, positive=positive, negative=negative, source=name,
+                        positive_id=positive_id, negative_id=negative_id,
+                    )  # fmt: skip
     return _finish(name, groups, languages, max_groups, seed)
+
+
+def lareqa_passage_identities(
+    files: Mapping[str, LareqaFile], side: Mapping[tuple[str, int], str] | None = None, split: str | None = None
+) -> dict[tuple[str, int, int, int], str]:
+    """``(lang, article, paragraph, sentence) -> passage identity`` for the sentences of ``split``'s articles.
+
+    Sentence splits differ by language, so a question's gold sentence in one language is linked to its
+    gold in every other language (through the question id), and two questions whose gold sentences
+    coincide in ANY language share one identity (union-find over sentences and questions). Sentences of
+    identical text in one language are also one passage. The identity is the smallest candidate id
+    (``lang:article:paragraph:sentence``) of its sentences, so it depends on the data only. A sentence
+    that is nobody's gold is its own identity (its translations are not known without a question).
+
+    Args:
+        files: parsed files, one per language.
+        side: ``(lang, article) -> "train" | "test"`` from ``article_split`` (None: every article).
+        split: the side to cover (ignored when ``side`` is None).
+    """
+    parent: dict[object, object] = {}
+
+    def find(x: object) -> object:
+        root = parent.setdefault(x, x)
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(a: object, b: object) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+
+    nodes: list[tuple[str, int, int, int]] = []
+    by_text: dict[tuple[str, str], tuple[str, int, int, int]] = {}
+    for lang, parsed in files.items():
+        for ai, art in enumerate(parsed.articles):
+            if side is not None and side[(lang, ai)] != split:
+                continue
+            for pi, par in enumerate(art.paragraphs):
+                for si, text in enumerate(par.sentences):
+                    node = (lang, ai, pi, si)
+                    nodes.append(node)
+                    find(node)
+                    if text.strip():
+                        first = by_text.setdefault((lang, text), node)
+                        if first != node:
+                            union(first, node)
+                for q in par.questions:
+                    union(("q", q.id), (lang, ai, pi, q.gold))
+    names: dict[object, str] = {}
+    for node in nodes:
+        root, cid = find(node), candidate_id(*node)
+        if root not in names or cid < names[root]:
+            names[root] = cid
+    return {node: names[find(node)] for node in nodes}
 
 
 # ------------------------------------------------------------------------------------------ mMARCO
@@ -327,6 +398,7 @@ def mmarco_pairs(
             groups[qid][lang] = Pair(
                 group=qid, lang=lang, query=qtext[qid], positive=ptext[pos],
                 negative=ptext[neg] if neg is not None else None, source=name,
+                positive_id=pos, negative_id=neg,  # mMARCO's passage ids are shared by the translations
             )  # fmt: skip
     groups = {qid: by_lang for qid, by_lang in groups.items() if by_lang}
     return _finish(name, groups, None, None, seed)  # languages were checked against the folders

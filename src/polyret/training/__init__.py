@@ -7,4 +7,12 @@ from __future__ import annotations
 
 from polyret.training.config import RECIPES, STRATEGIES, ConfigError, TrainConfig
 
-__all__ = ["RECIPES", "STRATEGIES", "ConfigError", "TrainConfig"]
+__all__ = ["RECIPES", "STRATEGIES", "ConfigError", "TrainConfig", "audit_batches"]
+
+
+def __getattr__(name: str):
+    if name == "audit_batches":  # lazy: the trainer module imports torch
+        from polyret.training.train import audit_batches
+
+        return audit_batches
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,13 @@ columns (``q`` = query row, ``s`` = query row + passage slot) are zero-copy slic
 batch: the sentence-transformers 6.2 trainer and collator consume such a "custom"-format dataset unchanged
 (the collator reads the transformed row dicts; the model card reads ``dataset[0].keys()`` and samples rows
 through the transform).
+
+**Passage identity.** ``pair_positive`` / ``pair_negative`` give each pair row an integer code for the
+passage identity of its positive / hard negative (``-1``: no negative), so a sampler can keep a passage
+and its translations out of each other's in-batch negatives. Codes come from ``Pair.positive_id`` /
+``negative_id`` (LAReQA and mMARCO loaders fill them; translations share them) and are namespaced per
+source; a passage without an id falls back to a code for its exact ``(language, text)``: identical texts
+are caught, translations are NOT (e.g. a JSONL file without ids). Only the integer arrays are kept.
 """
 
 from __future__ import annotations
@@ -78,6 +85,9 @@ class PairIndex:
 
         all_have_neg = True
         missing_neg: str | None = None
+        identity: dict[tuple, int] = {}  # (source, "i", id) | (source, "t", lang, text) -> code; build-time only
+        pos_code: list[int] = []
+        neg_code: list[int] = []
         queries: list[str] = []
         positives: list[str] = []
         negs: list[str | None] = []
@@ -105,6 +115,15 @@ class PairIndex:
                     positives.append(pair.positive)
                     negs.append(pair.negative)
                     pair_lang.append(lang_code[lang])
+                    key = (s_num, "i", pair.positive_id) if pair.positive_id is not None else (
+                        s_num, "t", lang, pair.positive)
+                    pos_code.append(identity.setdefault(key, len(identity)))
+                    if pair.negative is None:
+                        neg_code.append(-1)
+                    else:
+                        key = (s_num, "i", pair.negative_id) if pair.negative_id is not None else (
+                            s_num, "t", lang, pair.negative)
+                        neg_code.append(identity.setdefault(key, len(identity)))
                     if pair.negative is None and all_have_neg:
                         all_have_neg = False
                         missing_neg = f"source {src.name!r}: group {gid!r}, language {lang!r}"
@@ -119,6 +138,13 @@ class PairIndex:
 
         n_groups = len(group_start)
         self.num_pairs: int = len(queries)
+        self.num_identities: int = len(identity)
+        del identity
+        code_dtype = np.int32 if self.num_identities < 2**31 - 1 else np.int64
+        self.pair_positive = np.asarray(pos_code, dtype=code_dtype)  # passage identity code per pair row
+        self.pair_negative = (  # hard negative's identity code per pair row, -1: none (or negatives dropped)
+            np.asarray(neg_code, dtype=code_dtype) if self.has_negatives else np.full(len(queries), -1, code_dtype)
+        )
         self.group_start = np.asarray(group_start, dtype=np.int64)
         self.group_nlang = np.asarray(group_nlang, dtype=np.int64)
         self.group_source = np.asarray(group_source, dtype=np.int32)
@@ -145,6 +171,14 @@ class PairIndex:
     def source_groups(self, source: int) -> np.ndarray:
         """Global group numbers of one source."""
         return np.arange(self.source_group_start[source], self.source_group_start[source + 1], dtype=np.int64)
+
+    def source_pair_rows(self, source: int) -> slice:
+        """The pair rows of one source (contiguous)."""
+        groups = self.source_groups(source)
+        if not len(groups):
+            return slice(0, 0)
+        first, last = int(groups[0]), int(groups[-1])
+        return slice(int(self.group_start[first]), int(self.group_start[last] + self.group_nlang[last]))
 
     def source_languages(self, source: int) -> tuple[int, ...]:
         groups = self.source_groups(source)

@@ -8,7 +8,7 @@ from its passage) teaches language-agnostic matching, and ``hybrid`` mixes the t
 strategy   every batch ...
 =========  ==========================================================================================
 mono       one language L for queries and passages; L uniform per micro-step among the source's
-           languages that have enough groups (X-X-mono)
+           languages that have enough groups and distinct passages (X-X-mono)
 cross      per example, query language != passage language, both drawn uniformly from the group's
            languages (X-Y); groups with one language are never used
 hybrid     per optimizer step: a mono step with probability ``alpha``, else a cross step
@@ -18,6 +18,16 @@ mixed      per example, query language == passage language, drawn uniformly per 
 Every batch holds each parallel group at most once (a translation of the positive must never be an
 in-batch negative), and every optimizer step draws from ONE source, chosen in proportion to source size
 (blocks per epoch = eligible groups // groups per step; the block order is shuffled per epoch).
+
+**Passage identity.** Groups are not enough: two questions can share a gold passage (on XQuAD-R train 629
+questions have 413 distinct gold sentences), and InfoNCE would then treat the right answer, or its
+translation, as a negative. So no GLOBAL batch of one micro-step (all ranks together, since negatives are
+gathered across devices) holds two groups whose passage identities (``PairIndex.pair_positive`` /
+``pair_negative``, any language) overlap: no repeated positive, and no hard negative that is another
+example's positive. While filling a batch, a conflicting group is skipped and deferred: it stays first in
+line for the next batch (``BatchInfo.deferred`` counts them per batch). A source with fewer distinct
+passages than a batch's groups is a ValueError that says how many it has. Data with no shared identities
+gives exactly the batches of the group-only rule.
 
 **Epoch.** Each source's eligible groups are consumed in a fresh random order, each about once per epoch;
 a source that runs short of groups fitting a batch's constraint (e.g. "has language L") starts a new
@@ -71,7 +81,7 @@ import hashlib
 import json
 import logging
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -84,6 +94,7 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("mono", "cross", "hybrid", "mixed")
 _STATE_VERSION = 1
+_RECENT = 4096  # yielded batches remembered for batch_info (prefetch depth is far smaller)
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ class BatchInfo:
     source: str
     kind: str  # "mono" | "cross" | "mixed"
     language: str | None  # the language of a mono batch
+    deferred: int = 0  # groups skipped (deferred) while filling this micro-step's global batch: passage conflicts
 
 
 @dataclass(frozen=True)
@@ -118,12 +130,66 @@ class BatchView:
         return "cross" if not any(same) else "other"
 
 
-class _SourcePool:
-    """One source's groups for one epoch: a random order consumed greedily under a per-batch predicate."""
+class _Conflicts:
+    """Which groups may not share a global batch: their passage identities overlap (see module doc).
 
-    def __init__(self, groups: np.ndarray, rng: np.random.Generator) -> None:
+    Per group, the distinct identity codes of its positives (``P``) and hard negatives (``N``) over all its
+    languages, as CSR arrays. Groups A and B conflict when ``P_A & P_B``, ``N_A & P_B`` or ``P_A & N_B`` is
+    non-empty (two examples sharing a hard negative is harmless). A group none of whose codes can conflict
+    with another group's is *clean* and is never checked; only the others ("dirty") go through the check.
+    """
+
+    def __init__(self, index: PairIndex) -> None:
+        g = index.pair_group
+        n_codes = int(max(index.num_identities, index.pair_positive.max(initial=0) + 1,
+                          index.pair_negative.max(initial=0) + 1, 1))
+        n_groups = index.num_groups
+        pos = np.unique(g * n_codes + index.pair_positive.astype(np.int64))
+        has_neg = index.pair_negative >= 0
+        neg = np.unique(g[has_neg] * n_codes + index.pair_negative[has_neg].astype(np.int64))
+        self.pos_group, self.pos_codes = pos // n_codes, pos % n_codes
+        self.neg_group, self.neg_codes = neg // n_codes, neg % n_codes
+        self.pos_ptr = np.searchsorted(self.pos_group, np.arange(n_groups + 1))
+        self.neg_ptr = np.searchsorted(self.neg_group, np.arange(n_groups + 1))
+        as_pos = np.bincount(self.pos_codes, minlength=n_codes)  # groups having the code as a positive
+        as_neg = np.bincount(self.neg_codes, minlength=n_codes)
+        dirty = np.zeros(n_groups, dtype=bool)
+        dirty[self.pos_group[(as_pos + as_neg)[self.pos_codes] > 1]] = True
+        dirty[self.neg_group[as_pos[self.neg_codes] > 0]] = True
+        self.dirty = dirty
+        # one code per group standing for "its passage" when counting distinct passages
+        self.first_pos = self.pos_codes[self.pos_ptr[:-1].clip(max=max(len(self.pos_codes) - 1, 0))]
+
+    def distinct_passages(self, groups: np.ndarray) -> int:
+        """Distinct passages among ``groups`` (one identity per group; an upper bound for batch filling)."""
+        return int(len(np.unique(self.first_pos[groups]))) if len(groups) else 0
+
+    def fits(self, group: int, taken_pos: set, taken_neg: set) -> bool:
+        """Whether a dirty group fits beside the taken codes; if so its codes are added to them."""
+        p = self.pos_codes[self.pos_ptr[group] : self.pos_ptr[group + 1]].tolist()
+        n = self.neg_codes[self.neg_ptr[group] : self.neg_ptr[group + 1]].tolist()
+        if any(c in taken_pos or c in taken_neg for c in p) or any(c in taken_pos for c in n):
+            return False
+        taken_pos.update(p)
+        taken_neg.update(n)
+        return True
+
+
+class _SourcePool:
+    """One source's groups for one epoch: a random order consumed greedily under a per-batch predicate.
+
+    A candidate group whose passages conflict with a group already in the batch is skipped and stays
+    unused: the pointer stops at the first unused group, so deferred groups are the first candidates of
+    the next batch (as in sentence-transformers' NoDuplicatesBatchSampler), never dropped within a pass.
+    """
+
+    def __init__(self, groups: np.ndarray, rng: np.random.Generator, conflicts: _Conflicts, name: str) -> None:
         self.groups = groups  # global group numbers
         self.rng = rng
+        self.conflicts = conflicts
+        self.name = name
+        self.dirty = conflicts.dirty[groups]
+        self.deferred = 0  # groups deferred by the last take
         self._new_pass()
 
     def _new_pass(self) -> None:
@@ -131,32 +197,70 @@ class _SourcePool:
         self.used = np.zeros(len(self.groups), dtype=bool)
         self.ptr = 0
 
+    def _fill(self, need: int, eligible: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+        """(picked local groups, deferred count, scanned end) from the current pass, or None when it runs short."""
+        width, pos, n = max(2 * need, 64), self.ptr, len(self.perm)
+        picked: list[np.ndarray] = []
+        count = deferred = 0
+        taken_pos: set[int] = set()
+        taken_neg: set[int] = set()
+        while pos < n:
+            seg = self.perm[pos : pos + width]
+            at = np.flatnonzero(~self.used[seg] & eligible[seg])  # candidate positions within seg
+            ok = seg[at]
+            want = need - count
+            dirty = self.dirty[ok]
+            if len(ok) >= want and not dirty[:want].any():  # fast path: the next ``want`` candidates are clean
+                picked.append(ok[:want])
+                return np.concatenate(picked), deferred, pos + int(at[want - 1]) + 1
+            keep: list[int] = []
+            for j, (local, d) in enumerate(zip(ok.tolist(), dirty.tolist())):
+                # clean groups never share a conflicting code with anyone: only dirty ones are checked
+                if d and not self.conflicts.fits(int(self.groups[local]), taken_pos, taken_neg):
+                    deferred += 1
+                    continue
+                keep.append(local)
+                if len(keep) == want:
+                    picked.append(np.asarray(keep, dtype=np.int64))
+                    return np.concatenate(picked), deferred, pos + int(at[j]) + 1
+            picked.append(np.asarray(keep, dtype=np.int64))
+            count += len(keep)
+            pos += len(seg)
+            width *= 4
+        return None
+
     def take(self, need: int, eligible: np.ndarray) -> np.ndarray:
-        """``need`` distinct unused local groups with ``eligible[local]``; restarts the pass when short."""
+        """``need`` distinct unused, mutually non-conflicting local groups with ``eligible[local]``.
+
+        Restarts the pass when the current one runs short; ValueError when even a fresh pass cannot fill
+        the batch (too few distinct passages).
+        """
         for _ in range(2):
-            width = max(2 * need, 64)
-            n = len(self.perm)
-            while True:
-                seg = self.perm[self.ptr : self.ptr + width]
-                ok = seg[~self.used[seg] & eligible[seg]]
-                if len(ok) >= need:
-                    pick = ok[:need]
-                    self.used[pick] = True
-                    free = np.flatnonzero(~self.used[seg])
-                    self.ptr += int(free[0]) if len(free) else len(seg)
-                    return self.groups[pick]
-                if self.ptr + width >= n:
-                    break
-                width *= 4
+            got = self._fill(need, eligible)
+            if got is not None:
+                pick, self.deferred, end = got
+                self.used[pick] = True
+                span = self.perm[self.ptr : end]
+                free = np.flatnonzero(~self.used[span])
+                self.ptr += int(free[0]) if len(free) else len(span)
+                return self.groups[pick]
             self._new_pass()
-        raise RuntimeError("unreachable: eligibility was validated at construction")  # pragma: no cover
+        candidates = self.groups[eligible]
+        raise ValueError(
+            f"source {self.name!r} cannot fill a batch of {need} groups whose passages are all distinct: its "
+            f"{len(candidates)} groups eligible for this batch hold "
+            f"{self.conflicts.distinct_passages(candidates)} distinct passages (a passage and its translations "
+            f"count once, hard negatives must not be another example's positive); use a smaller batch_size x "
+            f"world_size or more data"
+        )
 
 
 class ParallelBatchSampler(BatchSampler):
     """Seeded, resumable, distributed-consistent batch sampler over a :class:`PairIndex` (see module doc).
 
     ``batch_size`` is per device. Raises ValueError for an unknown strategy, ``alpha`` outside [0, 1],
-    a batch (``batch_size * world_size`` groups) larger than a source's usable groups, or — with
+    a batch (``batch_size * world_size`` groups) larger than a source's usable groups or distinct passages
+    (iteration raises it too when hard negatives leave too few mutually compatible groups), or — with
     ``strategy="cross"`` — a source whose pairs cannot form a cross-lingual batch (e.g. one language only:
     drop it from the sources or train it with mono/hybrid; silently excluding it would change the data
     mix). Sources limited to monolingual batches are listed in ``mono_only_sources`` and logged as a
@@ -200,12 +304,15 @@ class ParallelBatchSampler(BatchSampler):
         self.log: deque[BatchInfo] = deque(maxlen=log_size)
         self._position = 0  # batches of this sampler's own stream consumed in the current epoch
         self._resume: tuple[int, int] | None = None
+        self._recent: OrderedDict[bytes, BatchInfo] = OrderedDict()  # last yielded batches, for batch_info()
         self._setup_sources()
 
     # ------------------------------------------------------------ validation
     def _setup_sources(self) -> None:
         ix, need = self.index, self.batch_size * self.world_size
         step_groups = need * self.grad_accum_steps
+        self._conflicts = conflicts = _Conflicts(ix)
+        batch_words = f"batch_size {self.batch_size} x world_size {self.world_size}"
         self._multi: list[np.ndarray] = []  # local eligibility for cross batches
         self._has_lang: list[np.ndarray] = []  # local groups x languages
         self._mono_langs: list[np.ndarray] = []  # language codes usable for a mono batch
@@ -218,8 +325,14 @@ class ParallelBatchSampler(BatchSampler):
             nlang = ix.group_nlang[groups]
             has_lang = ix.lang_slot[groups] >= 0
             multi = nlang >= 2
-            mono_langs = np.flatnonzero(has_lang.sum(axis=0) >= need)
-            can_cross = int(multi.sum()) >= need
+            # a language (or the cross pool) needs ``need`` groups AND ``need`` distinct passages
+            lang_passages = np.asarray(
+                [conflicts.distinct_passages(groups[has_lang[:, lang]]) for lang in range(has_lang.shape[1])],
+                dtype=np.int64,
+            )
+            mono_langs = np.flatnonzero((has_lang.sum(axis=0) >= need) & (lang_passages >= need))
+            cross_passages = conflicts.distinct_passages(groups[multi])
+            can_cross = int(multi.sum()) >= need and cross_passages >= need
             self._multi.append(multi)
             self._has_lang.append(has_lang)
             self._mono_langs.append(mono_langs)
@@ -228,12 +341,19 @@ class ParallelBatchSampler(BatchSampler):
                 single_lang.append(name)
             if self.strategy == "cross":
                 if not can_cross:
-                    why = (
-                        "its pairs exist in one language only"
-                        if name in single_lang
-                        else f"only {int(multi.sum())} of its groups have 2+ languages, fewer than the "
-                        f"{need} groups of a batch (batch_size {self.batch_size} x world_size {self.world_size})"
-                    )
+                    if name in single_lang:
+                        why = "its pairs exist in one language only"
+                    elif int(multi.sum()) < need:
+                        why = (
+                            f"only {int(multi.sum())} of its groups have 2+ languages, fewer than the "
+                            f"{need} groups of a batch ({batch_words})"
+                        )
+                    else:
+                        why = (
+                            f"its {int(multi.sum())} groups with 2+ languages hold only {cross_passages} distinct "
+                            f"passages (a passage and its translations count once), fewer than the {need} groups "
+                            f"of a batch ({batch_words})"
+                        )
                     raise ValueError(
                         f"source {name!r} cannot yield cross-lingual batches: {why}; remove it from the "
                         f"cross-strategy sources or use strategy 'mono'/'hybrid'"
@@ -241,18 +361,19 @@ class ParallelBatchSampler(BatchSampler):
                 pool = int(multi.sum())
             elif self.strategy == "mixed":
                 pool = len(groups)
-                if pool < need:
+                passages = conflicts.distinct_passages(groups)
+                if pool < need or passages < need:
                     raise ValueError(
-                        f"batch of {need} groups (batch_size {self.batch_size} x world_size {self.world_size}) "
-                        f"is larger than source {name!r}'s {pool} groups"
+                        f"batch of {need} groups ({batch_words}) is larger than source {name!r}'s {pool} groups "
+                        f"holding {passages} distinct passages (a passage and its translations count once)"
                     )
             else:  # mono, hybrid
                 pool = len(groups)
                 if len(mono_langs) == 0:
                     raise ValueError(
-                        f"batch of {need} groups (batch_size {self.batch_size} x world_size {self.world_size}) "
-                        f"is larger than the groups of every language of source {name!r} "
-                        f"({len(groups)} groups in all)"
+                        f"batch of {need} groups ({batch_words}) is larger than the groups (or distinct passages) "
+                        f"of every language of source {name!r} ({len(groups)} groups in all; at most "
+                        f"{int(lang_passages.max()) if len(lang_passages) else 0} distinct passages in one language)"
                     )
                 if not can_cross:
                     mono_only.append(name)
@@ -304,7 +425,7 @@ class ParallelBatchSampler(BatchSampler):
         batch_no = 0
         for step, (s, is_mono) in enumerate(zip(step_sources.tolist(), step_mono.tolist())):
             if s not in pools:
-                pools[s] = _SourcePool(ix.source_groups(s), self._rng(epoch, 3, s))
+                pools[s] = _SourcePool(ix.source_groups(s), self._rng(epoch, 3, s), self._conflicts, ix.sources[s])
                 pick_rngs[s] = self._rng(epoch, 4, s)
             pool, rng = pools[s], pick_rngs[s]
             kind = "mono" if is_mono else ("cross" if self.strategy in ("cross", "hybrid") else "mixed")
@@ -336,6 +457,7 @@ class ParallelBatchSampler(BatchSampler):
                         source=ix.sources[s],
                         kind=kind,
                         language=ix.languages[lang] if lang is not None else None,
+                        deferred=pool.deferred,
                     )
                     yield info, indices[r * bs : (r + 1) * bs]
                     batch_no += 1
@@ -356,6 +478,9 @@ class ParallelBatchSampler(BatchSampler):
                 continue
             self._position = own
             self.log.append(info)
+            self._recent[np.asarray(batch, dtype=np.int64).tobytes()] = info
+            while len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
             yield batch
 
     def plan(self, epoch: int | None = None) -> list[BatchInfo]:
@@ -376,6 +501,7 @@ class ParallelBatchSampler(BatchSampler):
             "sources": list(self.index.sources),
             "groups": self.index.num_groups,
             "pairs": self.index.num_pairs,
+            "identities": self.index.num_identities,  # batches keep passage identities apart (issue 9)
         }
         return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -404,6 +530,10 @@ class ParallelBatchSampler(BatchSampler):
         self._resume = (self.epoch, self._position)
 
     # -------------------------------------------------------------- inspect
+    def batch_info(self, batch: Sequence[int] | np.ndarray) -> BatchInfo | None:
+        """The decision behind a batch this sampler yielded recently (the last few thousand), else None."""
+        return self._recent.get(np.asarray(batch, dtype=np.int64).tobytes())
+
     def describe(self, batch: Sequence[int]) -> BatchView:
         d = self.index.decode(batch)
         ix = self.index

@@ -27,6 +27,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,11 +194,16 @@ class _BatchRecorder:
 
     It sits in the dataset's transform, which the DataLoader calls once per batch it fetches (workers
     are off; the trainer's own reads of the dataset happen before ``enabled``), so the log shows what
-    this rank actually trained on, not what a plan said.
+    this rank actually trained on, not what a plan said. Each entry also holds the passage identity codes
+    of its examples (``pos``, and ``neg`` with hard negatives; ``PairIndex.pair_positive/pair_negative``)
+    so :func:`audit_batches` can check a finished run for false negatives, and, when ``sampler_factory``
+    is set, how many groups the sampler deferred for a passage conflict while filling the batch
+    (``deferred``, per global micro-batch).
     """
 
-    def __init__(self, index) -> None:
+    def __init__(self, index, sampler_factory=None) -> None:
         self.index = index
+        self.sampler_factory = sampler_factory
         self.enabled = False
         self.fetched: list[dict[str, Any]] = []
 
@@ -217,11 +223,19 @@ class _BatchRecorder:
             else:
                 kind = "cross" if not any(same) else "other"
             pairs = Counter(f"{a}-{b}" for a, b in zip(qlang, plang))
-            self.fetched.append({
+            entry = {
                 "kind": kind, "size": len(qlang), "sources": sources,
                 "query_langs": sorted(set(qlang)), "passage_langs": sorted(set(plang)),
                 "pairs": dict(sorted(pairs.items())), "distinct_groups": int(len(np.unique(groups))),
-            })  # fmt: skip
+                "pos": self.index.pair_positive[prow].tolist(),
+            }  # fmt: skip
+            if self.index.has_negatives:
+                entry["neg"] = self.index.pair_negative[prow].tolist()
+            sampler = getattr(self.sampler_factory, "last", None)
+            info = sampler.batch_info((s - q) * self.index.num_pairs + q) if sampler is not None else None
+            if info is not None:
+                entry["deferred"] = info.deferred
+            self.fetched.append(entry)
         return self.index.transform(batch)
 
 
@@ -280,6 +294,113 @@ def batch_log_path(output_dir: str | os.PathLike, rank: int = 0) -> Path:
 
 def read_batch_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@dataclass
+class BatchAudit:
+    """What :func:`audit_batches` found: false negatives per global micro-batch of a training run."""
+
+    files: list[str]
+    world_size: int
+    global_batches: int = 0
+    examples: int = 0
+    repeated_positives: int = 0  # examples whose positive identity already appeared in the global batch
+    negatives_are_positives: int = 0  # examples whose hard negative is another example's positive
+    conflicting_batches: int = 0
+    deferred: int | None = None  # groups the sampler deferred for a conflict (None: not logged)
+    missing_ranks: list[int] = field(default_factory=list)  # rank logs absent: their batches are not audited
+    problems: list[dict[str, int]] = field(default_factory=list)  # the first few offending batches
+
+    @property
+    def clean(self) -> bool:
+        return self.conflicting_batches == 0
+
+    def summary(self) -> str:
+        text = (f"{self.global_batches} global batches ({self.examples} examples, world size {self.world_size}): "
+                f"{self.conflicting_batches} with false negatives ({self.repeated_positives} repeated positives, "
+                f"{self.negatives_are_positives} hard negatives that are another example's positive)")
+        if self.deferred is not None:
+            text += f"; {self.deferred} groups deferred by the sampler"
+        if self.missing_ranks:
+            text += f"; rank logs missing: {self.missing_ranks}"
+        return text
+
+
+def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> BatchAudit:
+    """Check a training run's batch logs for false negatives (issue 9); works on any run that logged codes.
+
+    The global batch of one micro-step is the entries of that (step, micro-batch) in every rank's log
+    (``batches.jsonl``, ``batches.rank{r}.jsonl``), since in-batch negatives are gathered across devices.
+    A false negative is an example whose positive's passage identity already occurs in the global batch,
+    or whose hard negative is another example's positive. Identities are ``PairIndex`` codes: a passage
+    and its translations share one when the loader knows passage ids (LAReQA, mMARCO); for pairs without
+    ids only identical texts in one language are caught.
+
+    Args:
+        output_dir: the training ``output_dir`` or the final model folder (which holds rank 0's log only).
+        max_problems: how many offending batches to list in ``problems``.
+
+    Raises DataError (naming the file and line) for a missing log or a log without identity codes
+    (written before polyret recorded them).
+    """
+    from polyret.data.records import DataError
+
+    folder = Path(output_dir)
+    first = batch_log_path(folder, 0)
+    if not first.is_file():
+        raise DataError(f"{first}: no batch log (is {folder} a training output or model folder?)")
+    batches: dict[tuple[int, int], list[tuple[list[int], list[int] | None]]] = {}
+    deferred: dict[tuple[int, int], int] = {}
+    world_size, files, missing = 1, [], []
+    rank = 0
+    while True:
+        path = batch_log_path(folder, rank)
+        if not path.is_file():
+            if rank >= world_size:
+                break
+            missing.append(rank)
+            rank += 1
+            continue
+        files.append(str(path))
+        micro: dict[int, int] = {}
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
+            if "pos" not in entry or "step" not in entry:
+                raise DataError(f"{path}:{lineno}: no passage identity codes ('pos'); this log was written before "
+                                f"polyret recorded them and cannot be audited")
+            world_size = max(world_size, int(entry.get("world_size", 1)))
+            step = int(entry["step"])
+            k = micro.get(step, 0)
+            micro[step] = k + 1
+            batches.setdefault((step, k), []).append((entry["pos"], entry.get("neg")))
+            if "deferred" in entry:
+                deferred[(step, k)] = int(entry["deferred"])  # the same number in every rank's entry
+        rank += 1
+    audit = BatchAudit(files=files, world_size=world_size, missing_ranks=missing)
+    audit.deferred = sum(deferred.values()) if deferred else None
+    for (step, k), parts in sorted(batches.items()):
+        pos = np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in parts])
+        neg = np.concatenate([np.asarray(n if n is not None else [-1] * len(p), dtype=np.int64) for p, n in parts])
+        repeated = len(pos) - len(np.unique(pos))
+        # per example: how many positives in the batch equal its negative, minus its own positive
+        order = np.sort(pos)
+        hits = np.searchsorted(order, neg, side="right") - np.searchsorted(order, neg, side="left")
+        bad_neg = int(((neg >= 0) & (hits - (neg == pos) > 0)).sum())
+        audit.global_batches += 1
+        audit.examples += len(pos)
+        audit.repeated_positives += repeated
+        audit.negatives_are_positives += bad_neg
+        if repeated or bad_neg:
+            audit.conflicting_batches += 1
+            if len(audit.problems) < max_problems:
+                audit.problems.append({"step": step, "micro_batch": k, "repeated_positives": repeated,
+                                       "negatives_are_positives": bad_neg})
+    return audit
 
 
 # ----------------------------------------------------------------------------------------- resume
@@ -436,6 +557,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
                                                   seed=config.seed, grad_accum_steps=1)  # fmt: skip
+    recorder.sampler_factory = sampler_factory  # the batch log records the sampler's deferred counts
     eval_every = config.eval_every if config.has_dev else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir / CHECKPOINT_DIR),
