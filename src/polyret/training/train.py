@@ -44,7 +44,7 @@ MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 # Keys that decide which batches a run sees: a resumed run must agree on them.
 _RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "strategy", "alpha", "batch_size",
-                "seed", "hard_negatives", "dev_pairs")  # fmt: skip
+                "seed", "hard_negatives", "negatives", "dev_pairs")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -84,15 +84,22 @@ def _load_model(config: TrainConfig):
     return models.load(config.model, max_seq_length=config.max_seq_length)
 
 
-def _column_prompts(model, hard_negatives: bool) -> dict[str, str] | None:
-    """The model's query prompt on the anchor column, its passage prompt on positive/negative."""
+def num_negatives(config: TrainConfig) -> int:
+    """Hard-negative columns per example: ``negatives``, else 1 with ``hard_negatives``, else 0."""
+    return config.negatives or int(config.hard_negatives)
+
+
+def _column_prompts(model, negatives: int) -> dict[str, str] | None:
+    """The model's query prompt on the anchor column, its passage prompt on positive and negatives."""
+    from polyret.training.pairs_dataset import negative_columns
+
     prompts = getattr(model, "prompts", None) or {}
     query, passage = prompts.get("query", ""), prompts.get("passage", prompts.get("document", ""))
     if not query and not passage:
         return None
     out = {"anchor": query, "positive": passage}
-    if hard_negatives:
-        out["negative"] = passage
+    for column in negative_columns(negatives):
+        out[column] = passage
     return out
 
 
@@ -102,7 +109,7 @@ def _load_sources(config: TrainConfig) -> list[PairGroups]:
     sources = []
     for spec in config.train:
         pairs = load_pairs(spec, data_dir=config.data_dir, languages=config.languages, max_groups=config.max_groups,
-                           seed=config.seed, hard_negatives=config.hard_negatives)  # fmt: skip
+                           seed=config.seed, hard_negatives=num_negatives(config) > 0)  # fmt: skip
         if not len(pairs):
             raise ConfigError(f"training source {spec!r} has no pairs (languages {config.languages})")
         sources.append(pairs)
@@ -143,7 +150,7 @@ def _dev_dataset(dev_sources: list[PairGroups], config: TrainConfig):
     from polyret.training.pairs_dataset import PairIndex
     from polyret.training.samplers import ParallelBatchSampler
 
-    index = PairIndex(dev_sources, negatives=config.hard_negatives)
+    index = PairIndex(dev_sources, negatives=num_negatives(config))
     try:
         sampler = ParallelBatchSampler(index, config.batch_size, strategy=config.strategy, alpha=config.alpha,
                                        seed=config.seed + 1)  # fmt: skip
@@ -323,7 +330,7 @@ def _model_card(config: TrainConfig, info: dict[str, Any]) -> str:
         f"- recipe: {config.recipe or 'custom'}; lr {config.lr}, AdamW weight decay {config.weight_decay}, "
         f"warmup ratio {config.warmup_ratio}, temperature {config.temperature}, precision {info['precision']}",
         f"- loss: InfoNCE with in-batch negatives ({info['loss']})"
-        + (", one hard negative per pair" if config.hard_negatives else ""),
+        + (f", {num_negatives(config)} hard negative(s) per pair" if num_negatives(config) else ""),
         f"- frozen word embeddings: {'yes' if config.freeze_word_embeddings else 'no'}",
     ]
     if config.dev:
@@ -403,7 +410,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     sources = _load_sources(config)
     train_sources, dev_sources = split_dev(sources, config.dev_pairs, config.seed)
-    index = PairIndex(train_sources, negatives=config.hard_negatives)
+    index = PairIndex(train_sources, negatives=num_negatives(config))
     train_dataset = index.to_dataset()
     recorder = _BatchRecorder(index)
     train_dataset.set_transform(recorder.transform)
@@ -461,7 +468,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         load_best_model_at_end=bool(eval_every and config.save_steps),
         metric_for_best_model=metric,
         greater_is_better=greater,
-        prompts=_column_prompts(model, config.hard_negatives),
+        prompts=_column_prompts(model, index.num_negatives),
         batch_sampler=sampler_factory,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
