@@ -275,3 +275,15 @@ def test_mine_command_user_errors_exit_2(tiny_model_dir, tmp_path, args, needle)
     assert result.exit_code == 2, result.output
     assert needle in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_mine_command_unwritable_output_exits_2(tiny_model_dir, tmp_path):
+    src = tmp_path / "src.jsonl"
+    write_mined_jsonl(src, parallel_source())
+    (tmp_path / "adir").mkdir()
+    args = ["mine", "--train", str(src), "--model", tiny_model_dir, "--output", str(tmp_path / "adir"), "--k", "1",
+            "--no-relative-margin", "--no-cache"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "adir" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "adir").is_dir() and not list((tmp_path / "adir").iterdir())

@@ -284,7 +284,7 @@ def mine(
             range_max=range_max, keep_short=keep_short, batch_size=batch_size, cache=not no_cache,
             device=device, max_seq_length=max_seq_length,
         )  # fmt: skip
-    except (DataError, ValueError, FileNotFoundError) as exc:
+    except (DataError, ValueError, OSError) as exc:
         _fail(exc)
     skipped = ", ".join(f"{name} {n}" for name, n in stats.skipped.items() if n) or "none"
     console.print(f"mined {stats.negatives} negatives for {stats.written} of {stats.pairs} pairs "

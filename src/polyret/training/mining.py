@@ -402,6 +402,8 @@ def mine(
     if not pairs.groups:
         raise ValueError(f"{train}: no pair got {k} negatives (of {stats.pairs}); lower k, range_min or the "
                          f"margins, or pass keep_short")
+    # stats describe the JSONL beside them: drop stale ones first, so a crash leaves none rather than wrong ones
+    stats_path(output).unlink(missing_ok=True)
     write_mined_jsonl(output, pairs)
     atomic_write_text(stats_path(output), json.dumps(stats.to_dict(), indent=2) + "\n")
     return stats
