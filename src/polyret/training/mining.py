@@ -270,8 +270,10 @@ def _select(scores: np.ndarray, pos: np.ndarray, *, k: int, range_min: int, rang
     if width == 0:
         return [[] for _ in range(n_rows)], [np.zeros(0, np.float32) for _ in range(n_rows)]
     # the range_max best per row, ordered by score, ties by candidate number (deterministic)
-    top = np.argpartition(-scores, width - 1, axis=1)[:, :width] if width < n_cand else np.tile(np.arange(n_cand), (n_rows, 1))
-    top = np.sort(top, axis=1)
+    if width < n_cand:
+        top = np.sort(np.argpartition(-scores, width - 1, axis=1)[:, :width], axis=1)
+    else:
+        top = np.tile(np.arange(n_cand), (n_rows, 1))
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)

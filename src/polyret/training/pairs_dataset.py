@@ -18,9 +18,9 @@ columns (``q`` = query row, ``s`` = query row + passage slot) are zero-copy slic
 ``num_pairs + num_slots`` integers, so the index costs O(num_pairs) memory whatever the language count. A
 ``set_transform`` turns rows into ``anchor``/``positive`` texts (plus ``negative``, or ``negative_1`` ..
 ``negative_k`` for k > 1 hard negatives: MultipleNegativesRankingLoss takes any number of negative
-columns) when the DataLoader fetches a batch: the sentence-transformers 6.2 trainer and collator consume such a "custom"-format dataset unchanged
-(the collator reads the transformed row dicts; the model card reads ``dataset[0].keys()`` and samples rows
-through the transform).
+columns) when the DataLoader fetches a batch: the sentence-transformers 6.2 trainer and collator
+consume such a "custom"-format dataset unchanged (the collator reads the transformed row dicts; the
+model card reads ``dataset[0].keys()`` and samples rows through the transform).
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ class PairIndex:
 
         fewest = fewest or 0
         if want is not None and fewest < want:
-            raise DataError(f"negatives={want} but a pair has {'no hard negative' if fewest == 0 else f'only {fewest}'} "
-                            f"({fewest_at})")
+            has = "no hard negative" if fewest == 0 else f"only {fewest}"
+            raise DataError(f"negatives={want} but a pair has {has} ({fewest_at})")
         self.num_negatives: int = fewest if want is None else want
         self.negative_columns: tuple[str, ...] = negative_columns(self.num_negatives)
         self.has_negatives: bool = self.num_negatives > 0
