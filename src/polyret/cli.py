@@ -397,6 +397,52 @@ def list_benchmarks_cmd() -> None:
         _say(name)
 
 
+@app.command()
+def mine(
+    train_data: str = typer.Option(..., "--train", help="Training source, as for polyret train: xquad-r:train, file.jsonl, mmarco[:folder]."),
+    output: Path = typer.Option(..., help="The mined JSONL to write (train on it with --set negatives=K)."),
+    model: str = typer.Option("builtin:me5-small", help="Model that scores candidates (default: the base model)."),
+    k: int = typer.Option(3, "--k", help="Hard negatives per pair."),
+    languages: Optional[str] = typer.Option(None, help="Comma-separated subset of languages."),
+    relative_margin: float = typer.Option(0.05, help="False-negative guard: skip candidates scoring above pos - |pos| * margin (sentence-transformers' semantics)."),
+    no_relative_margin: bool = typer.Option(False, help="Turn the relative-margin guard off."),
+    absolute_margin: Optional[float] = typer.Option(None, help="Skip candidates with score + margin > pos."),
+    max_score: Optional[float] = typer.Option(None, help="Skip candidates scoring above this."),
+    min_score: Optional[float] = typer.Option(None, help="Skip candidates scoring below this."),
+    range_min: int = typer.Option(0, help="Skip this many of the best candidates that pass the guard."),
+    range_max: Optional[int] = typer.Option(None, help="Consider only this many best candidates per query."),
+    keep_short: bool = typer.Option(False, help="Keep pairs that got fewer than k negatives (default: leave them out)."),
+    max_groups: Optional[int] = typer.Option(None, help="A seeded subsample of this many groups."),
+    seed: int = typer.Option(0, help="Seed of the subsample."),
+    data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+    batch_size: int = typer.Option(64, help="Encoding batch size."),
+    max_seq_length: Optional[int] = typer.Option(None, help="Truncate texts to this many tokens."),
+    no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, mps ... (default: best available)."),
+) -> None:
+    """Mine k language-aware hard negatives per training pair (never the positive's passage or another gold)."""
+    from .data.records import DataError
+    from .training.mining import mine as run_mine
+    from .training.mining import stats_path
+
+    try:
+        stats = run_mine(
+            train_data, output, model=model, k=k, languages=_split(languages),
+            data_dir=str(data_dir) if data_dir else None, max_groups=max_groups, seed=seed,
+            relative_margin=None if no_relative_margin else relative_margin,
+            absolute_margin=absolute_margin, max_score=max_score, min_score=min_score, range_min=range_min,
+            range_max=range_max, keep_short=keep_short, batch_size=batch_size, cache=not no_cache,
+            device=device, max_seq_length=max_seq_length,
+        )  # fmt: skip
+    except (DataError, ValueError, OSError) as exc:
+        _fail(exc)
+    skipped = ", ".join(f"{name} {n}" for name, n in stats.skipped.items() if n) or "none"
+    console.print(f"mined {stats.negatives} negatives for {stats.written} of {stats.pairs} pairs "
+                  f"({stats.short} got fewer than {k}{', left out' if stats.dropped else ''}); skipped: {skipped}")
+    console.print(f"wrote [bold]{output}[/] and {stats_path(output)}")
+    console.print(f"train on it with: polyret train --train {output} --set negatives={k}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="polyret")
 

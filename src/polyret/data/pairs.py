@@ -6,7 +6,8 @@ the samplers can put the same example in several languages into one batch (cross
 Sources (``load_pairs`` spec):
 
 * ``path/to/file.jsonl``: one ``{"id", "lang", "query", "positive", "negative"?}`` object per line;
-  ``id`` is the parallel group id shared by translations.
+  ``id`` is the parallel group id shared by translations; ``negative`` may be a list (k hard negatives,
+  e.g. from ``polyret mine``), ``positive_id`` / ``negative_id`` optional passage identities.
 * ``xquad-r:train`` / ``mlqa-r:train`` (also ``:test`` or the whole set): question -> gold sentence in
   every language the question exists in, on that side of the article split (the split of
   ``lareqa.article_split``, so training on ``:train`` never sees a ``:test`` article). With
@@ -101,6 +102,41 @@ def _finish(
 # ------------------------------------------------------------------------------------------- JSONL
 
 
+def _jsonl_id(value, where: str, key: str) -> str | None:
+    """An optional passage identity: a non-empty string or an integer (kept as its decimal string)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    raise DataError(f"{where}: {key!r} must be a non-empty string, an integer or null, got {value!r}")
+
+
+def _jsonl_negatives(row: dict, where: str) -> tuple[str | tuple[str, ...] | None, str | tuple | None]:
+    """``negative`` (a string or a list of strings) and its ``negative_id`` (a scalar or an aligned list)."""
+    negative, negative_id = row.get("negative"), row.get("negative_id")
+    if isinstance(negative, list):
+        for i, text in enumerate(negative):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{where}: 'negative'[{i}] must be a non-empty string, got {text!r}")
+        if negative_id is None:
+            return tuple(negative) or None, None
+        if not isinstance(negative_id, list) or len(negative_id) != len(negative):
+            got = f"a list of {len(negative_id)}" if isinstance(negative_id, list) else type(negative_id).__name__
+            raise DataError(f"{where}: 'negative_id' must be a list of {len(negative)} ids (one per negative) "
+                            f"or absent, got {got}")
+        ids = tuple(_jsonl_id(v, where, f"negative_id[{i}]") for i, v in enumerate(negative_id))
+        return (tuple(negative), ids) if negative else (None, None)
+    if negative is not None and (not isinstance(negative, str) or not negative.strip()):
+        raise DataError(f"{where}: 'negative' must be a non-empty string, a list of them, or absent")
+    if negative is None and negative_id is not None:
+        raise DataError(f"{where}: 'negative_id' given without a 'negative'")
+    if isinstance(negative_id, list):
+        raise DataError(f"{where}: 'negative' is one string, so 'negative_id' must be one id, got a list")
+    return negative, _jsonl_id(negative_id, where, "negative_id")
+
+
 def load_pairs_jsonl(
     path: str | os.PathLike,
     *,
@@ -108,7 +144,19 @@ def load_pairs_jsonl(
     max_groups: int | None = None,
     seed: int = 0,
 ) -> PairGroups:
-    """Pairs from a user JSONL file; bad rows are DataErrors with file and line."""
+    """Pairs from a user JSONL file; bad rows are DataErrors with file and line.
+
+    A row is ``{"id", "lang", "query", "positive"}`` plus optional ``"positive_id"`` (passage identity,
+    shared by translations), ``"negative"`` (a string, or a list of strings: k hard negatives, as
+    ``polyret mine`` writes) and ``"negative_id"`` (one id, or a list aligned with the negatives; ``null``
+    entries: unknown).
+
+    Args:
+        path: the JSONL file.
+        languages: keep only these languages (each must be present).
+        max_groups: a seeded subsample of this many groups.
+        seed: seed of the subsample.
+    """
     path = Path(path)
     groups: dict[str, dict[str, Pair]] = {}
     first_line: dict[tuple[str, str], int] = {}
@@ -119,22 +167,24 @@ def load_pairs_jsonl(
             gid = str(gid)
         if not isinstance(gid, str) or not gid.strip():
             raise DataError(f"{where}: missing or empty 'id' (string or integer)")
+        where = f"{where} (id {gid!r})"
         fields = {}
         for key in ("lang", "query", "positive"):
             value = row.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise DataError(f"{where} (id {gid!r}): missing or empty {key!r}")
+            if value is not None and not isinstance(value, str):
+                raise DataError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
+            if value is None or not value.strip():
+                raise DataError(f"{where}: missing or empty {key!r}")
             fields[key] = value
-        negative = row.get("negative")
-        if negative is not None and (not isinstance(negative, str) or not negative.strip()):
-            raise DataError(f"{where} (id {gid!r}): 'negative' must be a non-empty string or absent")
+        positive_id = _jsonl_id(row.get("positive_id"), where, "positive_id")
+        negative, negative_id = _jsonl_negatives(row, where)
         key = (gid, fields["lang"])
         if key in first_line:
-            raise DataError(f"{where}: duplicate (id, lang) = {key!r} (first on line {first_line[key]})")
+            raise DataError(f"{path}:{lineno}: duplicate (id, lang) = {key!r} (first on line {first_line[key]})")
         first_line[key] = lineno
         groups.setdefault(gid, {})[fields["lang"]] = Pair(
             group=gid, lang=fields["lang"], query=fields["query"], positive=fields["positive"],
-            negative=negative, source=str(path),
+            negative=negative, source=str(path), positive_id=positive_id, negative_id=negative_id,
         )  # fmt: skip
     if not groups:
         raise DataError(f"{path}: no pairs (empty file)")

@@ -56,16 +56,59 @@ class Pair:
     mMARCO: the passage id). Two examples whose passages share an identity must never meet in one
     contrastive batch, or InfoNCE would treat the right answer as a negative. ``None``: not known;
     the training index then falls back to the exact text per language (translations are not caught).
+
+    ``negative`` is one hard negative (a string) or several (a tuple, e.g. mined with ``polyret mine``),
+    with ``negative_id`` then a tuple of the same length (``None`` entries: identity unknown). A list
+    becomes a tuple, a one-element tuple its string and an empty one ``None``, so code that reads
+    ``negative`` as one string keeps working whenever there is one; :attr:`negatives` and
+    :attr:`negative_ids` always give tuples.
     """
 
     group: str
     lang: str
     query: str
     positive: str
-    negative: str | None = None
+    negative: str | tuple[str, ...] | None = None
     source: str = ""
     positive_id: str | None = None
-    negative_id: str | None = None
+    negative_id: str | tuple[str | None, ...] | None = None
+
+    def __post_init__(self) -> None:
+        negative, negative_id = self.negative, self.negative_id
+        if isinstance(negative, (list, tuple)):
+            negative = tuple(negative)
+            if isinstance(negative_id, (list, tuple)):
+                negative_id = tuple(negative_id)
+                if len(negative_id) != len(negative):
+                    raise ValueError(f"Pair {self.group!r} ({self.lang}): {len(negative)} negatives but "
+                                     f"{len(negative_id)} negative ids")
+            elif negative_id is not None:
+                raise ValueError(f"Pair {self.group!r} ({self.lang}): several negatives need a list of negative ids")
+            if len(negative) <= 1:
+                negative = negative[0] if negative else None
+                negative_id = negative_id[0] if negative_id else None
+        elif isinstance(negative_id, (list, tuple)):
+            if len(negative_id) != (negative is not None):
+                raise ValueError(f"Pair {self.group!r} ({self.lang}): {int(negative is not None)} negative(s) but "
+                                 f"{len(negative_id)} negative ids")
+            negative_id = negative_id[0] if negative_id else None
+        object.__setattr__(self, "negative", negative)
+        object.__setattr__(self, "negative_id", negative_id)
+
+    @property
+    def negatives(self) -> tuple[str, ...]:
+        """The hard negatives as a tuple (empty when there are none)."""
+        if self.negative is None:
+            return ()
+        return self.negative if isinstance(self.negative, tuple) else (self.negative,)
+
+    @property
+    def negative_ids(self) -> tuple[str | None, ...]:
+        """Passage identities aligned with :attr:`negatives` (``None``: not known)."""
+        n = len(self.negatives)
+        if self.negative_id is None or n == 0:
+            return (None,) * n
+        return self.negative_id if isinstance(self.negative_id, tuple) else (self.negative_id,)
 
 
 @dataclass

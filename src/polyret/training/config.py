@@ -45,6 +45,7 @@ class TrainConfig:
     epochs: float = 1.0
     temperature: float = 0.05
     hard_negatives: bool = False
+    negatives: int = 0  # hard negatives per example, one loss column each (e.g. a `polyret mine` file); 0: 1 if hard_negatives
     cached_loss: bool = False  # GradCache: large batches in constant memory
     mini_batch_size: int = 32
     length_sorted: bool = True  # embed each column in length-sorted chunks of mini_batch_size (less padding)
@@ -97,6 +98,7 @@ class TrainConfig:
         need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         need(self.epochs > 0 and math.isfinite(self.epochs), f"epochs must be > 0, got {self.epochs}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        need(self.negatives >= 0, f"negatives must be >= 0, got {self.negatives}")
         need(self.mini_batch_size >= 1, f"mini_batch_size must be >= 1, got {self.mini_batch_size}")
         need(self.max_seq_length is None or self.max_seq_length >= 8,
              f"max_seq_length must be >= 8, got {self.max_seq_length}")

@@ -9,20 +9,22 @@ training example as
     index = passage_slot * num_pairs + query_row
 
 where ``query_row`` is the pair row that supplies the query and ``passage_slot`` is the position, within
-the same group, of the pair that supplies the positive (and hard negative). ``num_slots`` is the largest
+the same group, of the pair that supplies the positive (and hard negatives). ``num_slots`` is the largest
 number of languages of any group; slots past a group's size are padding that no sampler emits (read
 anyway, they alias to ``slot % group size`` so that ST's model-card code scanning the first rows never fails).
 
 :meth:`PairIndex.to_dataset` builds a ``datasets.Dataset`` of ``num_pairs * num_slots`` rows whose two int64
 columns (``q`` = query row, ``s`` = query row + passage slot) are zero-copy slices of ONE arrow array of
 ``num_pairs + num_slots`` integers, so the index costs O(num_pairs) memory whatever the language count. A
-``set_transform`` turns rows into ``anchor``/``positive``(/``negative``) texts when the DataLoader fetches a
-batch: the sentence-transformers 6.2 trainer and collator consume such a "custom"-format dataset unchanged
-(the collator reads the transformed row dicts; the model card reads ``dataset[0].keys()`` and samples rows
-through the transform).
+``set_transform`` turns rows into ``anchor``/``positive`` texts (plus ``negative``, or ``negative_1`` ..
+``negative_k`` for k > 1 hard negatives: MultipleNegativesRankingLoss takes any number of negative
+columns) when the DataLoader fetches a batch: the sentence-transformers 6.2 trainer and collator
+consume such a "custom"-format dataset unchanged (the collator reads the transformed row dicts; the
+model card reads ``dataset[0].keys()`` and samples rows through the transform).
 
 **Passage identity.** ``pair_positive`` / ``pair_negative`` give each pair row an integer code for the
-passage identity of its positive / hard negative (``-1``: no negative), so a sampler can keep a passage
+passage identity of its positive / hard negatives
+(one column per negative, ``-1``: none), so a sampler can keep a passage
 and its translations out of each other's in-batch negatives. Codes come from ``Pair.positive_id`` /
 ``negative_id`` (LAReQA and mMARCO loaders fill them; translations share them) and are namespaced per
 source; a passage without an id falls back to a code for its exact ``(language, text)``: identical texts
@@ -39,6 +41,13 @@ import numpy as np
 from polyret.data.records import DataError, PairGroups
 
 INDEX_COLUMNS = ("q", "s")
+
+
+def negative_columns(k: int) -> tuple[str, ...]:
+    """Column names of ``k`` hard negatives: ``()``, ``("negative",)``, ``("negative_1", .., "negative_k")``."""
+    if k <= 0:
+        return ()
+    return ("negative",) if k == 1 else tuple(f"negative_{i}" for i in range(1, k + 1))
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,13 @@ class PairIndex:
     """Integer view of one or more :class:`PairGroups` sources; texts stay in the source objects.
 
     Groups are numbered source by source in the sources' dict order; a group's pair rows are contiguous
-    and sorted by language code. ``negatives=None`` keeps the ``negative`` column iff every pair has one;
-    ``True`` demands it (DataError naming the first pair without one); ``False`` drops it.
+    and sorted by language code. ``negatives``: how many hard-negative columns (:func:`negative_columns`)
+    the texts carry. ``None`` keeps as many as every pair has (0 if one has none); ``True`` is 1; an
+    integer k demands at least k per pair (DataError naming the first pair with fewer) and takes each
+    pair's first k; ``False`` / 0 drops them.
     """
 
-    def __init__(self, sources: Sequence[PairGroups], *, negatives: bool | None = None) -> None:
+    def __init__(self, sources: Sequence[PairGroups], *, negatives: bool | int | None = None) -> None:
         if isinstance(sources, PairGroups):
             sources = [sources]
         if not sources:
@@ -83,14 +94,17 @@ class PairIndex:
         self.languages: tuple[str, ...] = tuple(sorted({lang for s in sources for lang in s.languages}))
         lang_code = {lang: i for i, lang in enumerate(self.languages)}
 
-        all_have_neg = True
-        missing_neg: str | None = None
+        want = None if negatives is None else int(negatives)  # bool: True -> 1, False -> 0
+        if want is not None and want < 0:
+            raise ValueError(f"negatives must be >= 0, got {negatives}")
+        fewest: int | None = None  # the fewest negatives of any pair, and which pair that was
+        fewest_at: str | None = None
         identity: dict[tuple, int] = {}  # (source, "i", id) | (source, "t", lang, text) -> code; build-time only
         pos_code: list[int] = []
-        neg_code: list[int] = []
+        neg_code: list[list[int]] = []  # per pair row, one code per hard negative
         queries: list[str] = []
         positives: list[str] = []
-        negs: list[str | None] = []
+        negs: list[str | tuple[str, ...] | None] = []  # pair.negative as stored: no tuple per pair
         pair_lang: list[int] = []
         group_start: list[int] = []
         group_nlang: list[int] = []
@@ -118,20 +132,24 @@ class PairIndex:
                     key = (s_num, "i", pair.positive_id) if pair.positive_id is not None else (
                         s_num, "t", lang, pair.positive)
                     pos_code.append(identity.setdefault(key, len(identity)))
-                    if pair.negative is None:
-                        neg_code.append(-1)
-                    else:
-                        key = (s_num, "i", pair.negative_id) if pair.negative_id is not None else (
-                            s_num, "t", lang, pair.negative)
-                        neg_code.append(identity.setdefault(key, len(identity)))
-                    if pair.negative is None and all_have_neg:
-                        all_have_neg = False
-                        missing_neg = f"source {src.name!r}: group {gid!r}, language {lang!r}"
+                    codes = []
+                    for text, nid in zip(pair.negatives, pair.negative_ids):
+                        key = (s_num, "i", nid) if nid is not None else (s_num, "t", lang, text)
+                        codes.append(identity.setdefault(key, len(identity)))
+                    neg_code.append(codes)
+                    count = 0 if pair.negative is None else 1 if isinstance(pair.negative, str) else len(pair.negative)
+                    if fewest is None or count < fewest:
+                        fewest = count
+                        fewest_at = f"source {src.name!r}: group {gid!r}, language {lang!r}"
             source_group_start.append(len(group_start))
 
-        if negatives is True and not all_have_neg:
-            raise DataError(f"negatives=True but a pair has no hard negative ({missing_neg})")
-        self.has_negatives: bool = all_have_neg if negatives is None else bool(negatives)
+        fewest = fewest or 0
+        if want is not None and fewest < want:
+            has = "no hard negative" if fewest == 0 else f"only {fewest}"
+            raise DataError(f"negatives={want} but a pair has {has} ({fewest_at})")
+        self.num_negatives: int = fewest if want is None else want
+        self.negative_columns: tuple[str, ...] = negative_columns(self.num_negatives)
+        self.has_negatives: bool = self.num_negatives > 0
         self._queries = queries
         self._positives = positives
         self._negatives = negs if self.has_negatives else None
@@ -142,9 +160,13 @@ class PairIndex:
         del identity
         code_dtype = np.int32 if self.num_identities < 2**31 - 1 else np.int64
         self.pair_positive = np.asarray(pos_code, dtype=code_dtype)  # passage identity code per pair row
-        self.pair_negative = (  # hard negative's identity code per pair row, -1: none (or negatives dropped)
-            np.asarray(neg_code, dtype=code_dtype) if self.has_negatives else np.full(len(queries), -1, code_dtype)
-        )
+        # hard negatives' identity codes: one column per negative the index uses (at least one column),
+        # -1 where there is none or negatives are dropped
+        self.pair_negative = np.full((len(queries), max(self.num_negatives, 1)), -1, dtype=code_dtype)
+        if self.has_negatives:
+            for row, codes in enumerate(neg_code):
+                self.pair_negative[row, : min(len(codes), self.num_negatives)] = codes[: self.num_negatives]
+        del neg_code
         self.group_start = np.asarray(group_start, dtype=np.int64)
         self.group_nlang = np.asarray(group_nlang, dtype=np.int64)
         self.group_source = np.asarray(group_source, dtype=np.int32)
@@ -227,14 +249,17 @@ class PairIndex:
 
     # ---------------------------------------------------------------- texts
     def texts(self, indices: Sequence[int] | np.ndarray) -> dict[str, list[str]]:
-        """Columns ``anchor``, ``positive`` (and ``negative``) for dataset indices."""
+        """Columns ``anchor``, ``positive`` (and :attr:`negative_columns`) for dataset indices."""
         d = self.decode(indices)
         return self._texts(d.query_row, d.passage_row)
 
     def _texts(self, q: np.ndarray, p: np.ndarray) -> dict[str, list[str]]:
         out = {"anchor": [self._queries[i] for i in q.tolist()], "positive": [self._positives[i] for i in p.tolist()]}
         if self._negatives is not None:
-            out["negative"] = [self._negatives[i] for i in p.tolist()]
+            rows = p.tolist()
+            stored = [self._negatives[i] for i in rows]
+            for j, column in enumerate(self.negative_columns):
+                out[column] = [n if isinstance(n, str) else n[j] for n in stored]
         return out
 
     def transform(self, batch: dict[str, list]) -> dict[str, list[str]]:
@@ -260,7 +285,7 @@ class PairIndex:
         return ds
 
 
-def build_pairs_dataset(sources: Sequence[PairGroups] | PairGroups, *, negatives: bool | None = None):
+def build_pairs_dataset(sources: Sequence[PairGroups] | PairGroups, *, negatives: bool | int | None = None):
     """(lazy ``datasets.Dataset``, its :class:`PairIndex`) for one or more sources."""
     index = PairIndex(sources if not isinstance(sources, PairGroups) else [sources], negatives=negatives)
     return index.to_dataset(), index

@@ -45,7 +45,7 @@ MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 # Keys that decide which batches a run sees: a resumed run must agree on them.
 _RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "strategy", "alpha", "batch_size",
-                "seed", "hard_negatives", "dev_pairs")  # fmt: skip
+                "seed", "hard_negatives", "negatives", "dev_pairs")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -85,15 +85,22 @@ def _load_model(config: TrainConfig):
     return models.load(config.model, max_seq_length=config.max_seq_length)
 
 
-def _column_prompts(model, hard_negatives: bool) -> dict[str, str] | None:
-    """The model's query prompt on the anchor column, its passage prompt on positive/negative."""
+def num_negatives(config: TrainConfig) -> int:
+    """Hard-negative columns per example: ``negatives``, else 1 with ``hard_negatives``, else 0."""
+    return config.negatives or int(config.hard_negatives)
+
+
+def _column_prompts(model, negatives: int) -> dict[str, str] | None:
+    """The model's query prompt on the anchor column, its passage prompt on positive and negatives."""
+    from polyret.training.pairs_dataset import negative_columns
+
     prompts = getattr(model, "prompts", None) or {}
     query, passage = prompts.get("query", ""), prompts.get("passage", prompts.get("document", ""))
     if not query and not passage:
         return None
     out = {"anchor": query, "positive": passage}
-    if hard_negatives:
-        out["negative"] = passage
+    for column in negative_columns(negatives):
+        out[column] = passage
     return out
 
 
@@ -103,7 +110,7 @@ def _load_sources(config: TrainConfig) -> list[PairGroups]:
     sources = []
     for spec in config.train:
         pairs = load_pairs(spec, data_dir=config.data_dir, languages=config.languages, max_groups=config.max_groups,
-                           seed=config.seed, hard_negatives=config.hard_negatives)  # fmt: skip
+                           seed=config.seed, hard_negatives=num_negatives(config) > 0)  # fmt: skip
         if not len(pairs):
             raise ConfigError(f"training source {spec!r} has no pairs (languages {config.languages})")
         sources.append(pairs)
@@ -144,7 +151,7 @@ def _dev_dataset(dev_sources: list[PairGroups], config: TrainConfig):
     from polyret.training.pairs_dataset import PairIndex
     from polyret.training.samplers import ParallelBatchSampler
 
-    index = PairIndex(dev_sources, negatives=config.hard_negatives)
+    index = PairIndex(dev_sources, negatives=num_negatives(config))
     try:
         sampler = ParallelBatchSampler(index, config.batch_size, strategy=config.strategy, alpha=config.alpha,
                                        seed=config.seed + 1)  # fmt: skip
@@ -230,7 +237,8 @@ class _BatchRecorder:
                 "pos": self.index.pair_positive[prow].tolist(),
             }  # fmt: skip
             if self.index.has_negatives:
-                entry["neg"] = self.index.pair_negative[prow].tolist()
+                neg = self.index.pair_negative[prow]  # one list per example with k > 1 negatives
+                entry["neg"] = (neg[:, 0] if neg.shape[1] == 1 else neg).tolist()
             sampler = getattr(self.sampler_factory, "last", None)
             info = sampler.batch_info((s - q) * self.index.num_pairs + q) if sampler is not None else None
             if info is not None:
@@ -385,12 +393,16 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
     audit.deferred = sum(deferred.values()) if deferred else None
     for (step, k), parts in sorted(batches.items()):
         pos = np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in parts])
-        neg = np.concatenate([np.asarray(n if n is not None else [-1] * len(p), dtype=np.int64) for p, n in parts])
+        # one row per example, one column per hard negative (a flat list: one negative each)
+        width = max((np.asarray(n).reshape(len(p), -1).shape[1] for p, n in parts if n is not None and len(p)),
+                    default=1)
+        neg = np.concatenate([np.asarray(n, dtype=np.int64).reshape(len(p), -1) if n is not None
+                              else np.full((len(p), width), -1, dtype=np.int64) for p, n in parts])
         repeated = len(pos) - len(np.unique(pos))
-        # per example: how many positives in the batch equal its negative, minus its own positive
+        # per example: does a positive in the batch, other than its own, equal one of its negatives
         order = np.sort(pos)
         hits = np.searchsorted(order, neg, side="right") - np.searchsorted(order, neg, side="left")
-        bad_neg = int(((neg >= 0) & (hits - (neg == pos) > 0)).sum())
+        bad_neg = int(((neg >= 0) & (hits - (neg == pos[:, None]) > 0)).any(axis=1).sum())
         audit.global_batches += 1
         audit.examples += len(pos)
         audit.repeated_positives += repeated
@@ -444,7 +456,7 @@ def _model_card(config: TrainConfig, info: dict[str, Any]) -> str:
         f"- recipe: {config.recipe or 'custom'}; lr {config.lr}, AdamW weight decay {config.weight_decay}, "
         f"warmup ratio {config.warmup_ratio}, temperature {config.temperature}, precision {info['precision']}",
         f"- loss: InfoNCE with in-batch negatives ({info['loss']})"
-        + (", one hard negative per pair" if config.hard_negatives else ""),
+        + (f", {num_negatives(config)} hard negative(s) per pair" if num_negatives(config) else ""),
         f"- frozen word embeddings: {'yes' if config.freeze_word_embeddings else 'no'}",
     ]
     if config.dev:
@@ -524,7 +536,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     sources = _load_sources(config)
     train_sources, dev_sources = split_dev(sources, config.dev_pairs, config.seed)
-    index = PairIndex(train_sources, negatives=config.hard_negatives)
+    index = PairIndex(train_sources, negatives=num_negatives(config))
     train_dataset = index.to_dataset()
     recorder = _BatchRecorder(index)
     train_dataset.set_transform(recorder.transform)
@@ -583,7 +595,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         load_best_model_at_end=bool(eval_every and config.save_steps),
         metric_for_best_model=metric,
         greater_is_better=greater,
-        prompts=_column_prompts(model, config.hard_negatives),
+        prompts=_column_prompts(model, index.num_negatives),
         batch_sampler=sampler_factory,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
