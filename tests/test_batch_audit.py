@@ -58,7 +58,7 @@ def group_only(index: PairIndex) -> PairIndex:
     old = PairIndex.__new__(PairIndex)
     old.__dict__.update(index.__dict__)
     old.pair_positive = np.arange(index.num_pairs, dtype=np.int32)
-    old.pair_negative = np.arange(index.num_pairs, 2 * index.num_pairs, dtype=np.int32)
+    old.pair_negative = np.arange(index.num_pairs, 2 * index.num_pairs, dtype=np.int32)[:, None]
     old.num_identities = 2 * index.num_pairs
     return old
 

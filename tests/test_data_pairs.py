@@ -178,7 +178,7 @@ def test_mmarco_pairs_carry_passage_ids_shared_by_translations(tmp_path):
     ix = PairIndex([pairs])
     # rows: 1/de, 1/en, 2/de, 2/en, 3/en: one code per passage id, whatever the language
     assert ix.pair_positive.tolist()[:2] == [ix.pair_positive[0]] * 2
-    assert len(set(ix.pair_positive.tolist())) == 3 and len(set(ix.pair_negative.tolist())) == 1
+    assert len(set(ix.pair_positive.tolist())) == 3 and len(set(ix.pair_negative.ravel().tolist())) == 1
     qrels = mmarco_pairs(mmarco_local_files(_mmarco(tmp_path / "q", with_triples=False)))
     assert qrels.groups["3"]["en"].positive_id == "30" and qrels.groups["3"]["en"].negative_id is None
 

@@ -82,8 +82,8 @@ def assert_global_batches_clean(sampler: ParallelBatchSampler, batches: list[lis
         d = sampler.index.decode([i for b in batches[m * w : (m + 1) * w] for i in b])
         pos, neg = sampler.index.pair_positive[d.passage_row], sampler.index.pair_negative[d.passage_row]
         assert len(np.unique(pos)) == len(pos)
-        others = neg[:, None] == pos[None, :]
-        np.fill_diagonal(others, False)  # an example's own positive as its negative is the data's business
+        others = neg[:, :, None] == pos[None, None, :]  # example x negative column x batch positive
+        others[np.arange(len(pos)), :, np.arange(len(pos))] = False  # its own positive is the data's business
         assert not others[neg >= 0].any()
     return len(batches) // w
 
@@ -101,7 +101,7 @@ def index(source) -> PairIndex:
 # ------------------------------------------------------------------------------------------ index codes
 def test_index_codes_follow_ids_then_exact_text(source, index):
     assert index.pair_positive.dtype == np.int32 and index.pair_negative.dtype == np.int32
-    assert index.pair_positive.shape == index.pair_negative.shape == (index.num_pairs,)
+    assert index.pair_positive.shape == (index.num_pairs,) and index.pair_negative.shape == (index.num_pairs, 1)
     assert index.num_identities == len(np.unique(np.concatenate([index.pair_positive, index.pair_negative[index.pair_negative >= 0]])))
     rows = {}
     row = 0
@@ -127,7 +127,7 @@ def test_index_codes_follow_ids_then_exact_text(source, index):
         if src == "c" and g[gid][lang].negative_id is not None:
             match = [rows[("c", h, "en")] for h in g if g[h]["en"].positive_id == g[gid][lang].negative_id]
             if match:
-                assert int(index.pair_negative[r]) == int(index.pair_positive[match[0]])
+                assert int(index.pair_negative[r, 0]) == int(index.pair_positive[match[0]])
                 break
     else:
         pytest.fail("no negative id matched a positive id")
@@ -313,3 +313,27 @@ def test_real_xquad_train_identities_and_clean_batches():
     for strategy in ("hybrid", "mixed"):
         sampler = ParallelBatchSampler(ix, 32, strategy=strategy, seed=0)
         assert assert_global_batches_clean(sampler, list(sampler), oracle) == len(sampler)
+
+
+def test_every_one_of_k_mined_negatives_is_kept_apart_from_the_batch_positives():
+    """k = 3 negatives per pair (a mined file): each negative's identity is a column of ``pair_negative``
+    and the sampler keeps every one of them away from the other examples' positives."""
+    from polyret.data.records import Pair
+
+    rng = np.random.default_rng(5)
+    groups = {}
+    for i in range(120):
+        others = rng.choice([j for j in range(120) if j != i], size=3, replace=False)
+        groups[f"g{i}"] = {lang: Pair(f"g{i}", lang, f"q{i} {lang}", f"p{i} {lang}", positive_id=f"P{i}",
+                                      negative=tuple(f"p{j} {lang}" for j in others),
+                                      negative_id=tuple(f"P{j}" for j in others)) for lang in ("de", "en")}
+    index = PairIndex([PairGroups("mined", groups)], negatives=3)
+    assert index.pair_negative.shape == (index.num_pairs, 3)
+    assert set(index.pair_negative.ravel().tolist()) <= set(index.pair_positive.tolist())
+    for strategy in ("mono", "cross", "hybrid", "mixed"):
+        sampler = ParallelBatchSampler(index, 8, strategy=strategy, seed=3)
+        for batch in sampler:
+            d = index.decode(batch)
+            pos, neg = index.pair_positive[d.passage_row], index.pair_negative[d.passage_row]
+            assert len(np.unique(pos)) == len(pos)
+            assert not np.isin(neg, pos).any(), strategy  # no negative is a positive of this batch
