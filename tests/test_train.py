@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from polyret.data.records import DataError
 from polyret.training.config import RECIPES, ConfigError, TrainConfig
 from polyret.training.losses import LengthSortedCachedMNRL, LengthSortedMNRL, build_loss
 from polyret.training.train import (
@@ -308,8 +309,8 @@ def test_evaluator_picks_the_best_checkpoint(tiny_model, pairs_file, tmp_path):
 
 
 def test_train_errors_are_clear(tiny_model, pairs_file, tmp_path):
-    with pytest.raises(ConfigError, match="needs an evaluator"):
-        train(small_config(tiny_model, pairs_file, tmp_path / "a", dev="xquad-r:test", save_steps=3))
+    with pytest.raises(DataError, match="unknown benchmark 'nonsense'"):  # train() builds the dev evaluator
+        train(small_config(tiny_model, pairs_file, tmp_path / "a", dev="nonsense", save_steps=3))
     with pytest.raises(ConfigError, match="needs metric_for_best_model"):
         train(small_config(tiny_model, pairs_file, tmp_path / "c", dev="toy", save_steps=3), evaluator=lambda m: 1.0)
     with pytest.raises(ConfigError, match="too small"):
