@@ -350,6 +350,10 @@ def last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return None
 
 
+def _checkpoint_step(folder: Path) -> int:
+    return int(_CHECKPOINT_RE.match(folder.name).group(1))
+
+
 def _remove_tree(path: Path) -> None:
     """Rename ``path`` out of sight first, then delete it: a kill mid-way never leaves a half-deleted
     folder under its old name."""
@@ -456,6 +460,15 @@ def _polyret_trainer_class():
 
         def _save_checkpoint(self, model, trial) -> None:
             _save_checkpoint_atomically(self, trial)
+
+        def _run_epoch(self, *args, **kwargs):
+            # transformers trains one step past max_steps when resumed from the last step's checkpoint (the
+            # epoch loop checks the step count only after a step): a run killed after its final checkpoint,
+            # before the final model was written, would otherwise end one step later than a straight run
+            if 0 < self.state.max_steps <= self.state.global_step:
+                self.control.should_training_stop = True
+                return None
+            return super()._run_epoch(*args, **kwargs)
 
     return PolyretTrainer
 
@@ -749,6 +762,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
                 precision, frozen)  # fmt: skip
 
     started = time.time()
+    resumed_step = _checkpoint_step(resume_from) if resume_from else 0
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     state = trainer.state
     target = output_dir / MODEL_DIR
@@ -763,7 +777,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
             "dev_groups": sum(len(s) for s in dev_sources),
             "loss": type(loss).__name__ + f"(scale={config.scale:g})",
             "frozen_parameters": frozen,
-            "train_loss": float(result.training_loss),
+            "train_loss": float(result.training_loss) if state.global_step > resumed_step else None,
             "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
             "best_metric": state.best_metric,
             "metric_for_best_model": metric,
