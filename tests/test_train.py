@@ -399,6 +399,12 @@ def test_checkpoints_get_a_marker_and_only_complete_ones_count(tiny_model, pairs
     # a checkpoint of an older polyret (no marker) counts if trainer state, weights, optimizer ... are whole
     (ckpts / "checkpoint-2" / COMPLETE_MARKER).unlink()
     assert last_checkpoint(run) == ckpts / "checkpoint-2"
+    model_file = ckpts / "checkpoint-2" / "model.safetensors"
+    whole = model_file.read_bytes()
+    model_file.write_bytes(whole[: len(whole) // 2])  # torn weights: the safetensors header does not parse
+    assert last_checkpoint(run) is None
+    model_file.write_bytes(whole)
+    assert last_checkpoint(run) == ckpts / "checkpoint-2"
     state = ckpts / "checkpoint-2" / "trainer_state.json"
     state.write_text(state.read_text()[:50])
     assert last_checkpoint(run) is None

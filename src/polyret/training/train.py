@@ -292,30 +292,33 @@ class TrainingDiverged(ConfigError):
 CHECKPOINT_STAGING = ".tmp-"  # a checkpoint being written: checkpoints/.tmp-checkpoint-<step>/
 _CHECKPOINT_DELETING = ".del-"  # a checkpoint being removed (renamed first, so it vanishes at once)
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-# Files a trainer checkpoint of polyret < 0.x (no completion marker) must hold to be trusted on resume.
-_LEGACY_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "modules.json", "config.json",
-                 "tokenizer_config.json")  # fmt: skip
+# Files a trainer checkpoint written before polyret had completion markers must hold (anywhere in the
+# folder: a module may live in a subfolder) to be trusted on resume; trainer_state.json is written last.
+_LEGACY_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "modules.json", "tokenizer_config.json")
 
 
 def _legacy_checkpoint_ok(folder: Path) -> bool:
-    """A checkpoint without a completion marker (written before polyret had them) is trusted when the
-    trainer state, written last by transformers, parses and names this step, and the weights, optimizer,
-    scheduler, module list, model config and tokenizer are there and non-empty (the weights' header parses)."""
+    """A checkpoint without a completion marker (from a polyret before markers) is trusted when its trainer
+    state (transformers writes it last) parses and names this step, the optimizer, scheduler, module list
+    and tokenizer config are there and non-empty, and it has weights whose safetensors header parses."""
     match = _CHECKPOINT_RE.match(folder.name)
     try:
         state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
         if not match or int(state.get("global_step", -1)) != int(match.group(1)):
             return False
-        if not all((folder / name).stat().st_size > 0 for name in _LEGACY_FILES):
-            return False
-        weights = folder / "model.safetensors"
-        if weights.exists():
-            from safetensors import safe_open
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        for name in _LEGACY_FILES:
+            if not any(p.name == name and p.stat().st_size > 0 for p in files):
+                return False
+        weights = [p for p in files if p.suffix == ".safetensors"]
+        if not weights:
+            return any(p.name == "pytorch_model.bin" and p.stat().st_size > 0 for p in files)
+        from safetensors import safe_open
 
-            with safe_open(str(weights), framework="pt") as fh:
+        for path in weights:
+            with safe_open(str(path), framework="pt") as fh:
                 fh.keys()
-            return True
-        return (folder / "pytorch_model.bin").stat().st_size > 0
+        return True
     except Exception:  # missing file, truncated JSON or safetensors header: not a checkpoint to trust
         return False
 
