@@ -8,8 +8,14 @@ Layout of ``config.output_dir``::
 
     polyret_train.json     the run's config (checked on resume)
     batches.jsonl          per optimizer step: batch kind and language pairs (rank r > 0: batches.rank{r}.jsonl)
-    checkpoints/           trainer checkpoints (checkpoint-<step>/), resumable
-    model/                 the final sentence-transformers model (README.md model card, polyret_train.json)
+    checkpoints/           trainer checkpoints (checkpoint-<step>/), resumable; each is written as
+                           .tmp-checkpoint-<step>/, gets its .complete.json marker last and is then renamed,
+                           so resume (last_checkpoint) and rotation only ever see complete ones
+    model/                 the final sentence-transformers model (README.md model card, polyret_train.json,
+                           .complete.json), swapped in whole from a temporary sibling
+
+A step whose loss or trained weights are NaN/inf stops the run with :class:`TrainingDiverged` (a
+``ConfigError``: the command lines exit 2) before that step is checkpointed; no final model is written.
 
 Distributed: ``torchrun --nproc_per_node N -m polyret.training.train --config run.yaml`` (or
 ``accelerate launch``) runs unchanged; the sampler deals one global stream so that every rank trains on
