@@ -282,9 +282,8 @@ def train(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
 ) -> None:
     """Train a bi-encoder with mono / cross / hybrid / mixed batches (hybrid batch training)."""
-    from .training.config import TrainConfig
+    from .training.config import ConfigError, TrainConfig, parse_overrides
     from .training.train import train as run_train
-    from .training.config import ConfigError
 
     try:
         if config is not None:
@@ -301,15 +300,11 @@ def train(
         }.items() if v is not None}
         if resume:
             overrides["resume"] = True
-        cfg = cfg.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
-        cfg = cfg.with_overrides(list(set_ or []))
-        evaluator = None
-        if cfg.dev is not None:
-            from .evaluation.evaluator import PolyretEvaluator
-
-            evaluator = PolyretEvaluator(cfg.dev, languages=list(cfg.languages) if cfg.languages else None,
-                                         data_dir=cfg.data_dir)
-        path = run_train(cfg, evaluator=evaluator)
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        # one set of overrides (options, then --set), validated once: `--dev X --set save_steps=1` is fine
+        overrides.update(parse_overrides(list(set_ or [])))
+        cfg = cfg.replace(**overrides)
+        path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     _say("trained model written to ", (str(path), "bold"))

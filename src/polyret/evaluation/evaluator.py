@@ -15,7 +15,8 @@ from .evaluate import encode_benchmark, score
 
 
 class PolyretEvaluator(SentenceEvaluator):
-    """Returns ``{"<name>_<family>_<measure>": value, ...}``; primary: mean of the families' mAP."""
+    """Returns ``{"<name>_<family>_<measure>": value, ...}``; primary: ``<name>_map``, the mean of the
+    families' mAP. The trainer reports these as ``eval_<name>_...`` (e.g. ``eval_dev_map``)."""
 
     def __init__(self, benchmark: str | Benchmark, *, languages: Sequence[str] | None = None,
                  families: Sequence[str] | None = None, measures: Sequence[str] = ("map", "ndcg@10"),
@@ -30,8 +31,20 @@ class PolyretEvaluator(SentenceEvaluator):
         self.measures = tuple(measures)
         self.batch_size = batch_size
         self.name = name
-        self.primary_metric = "map"
+        # already prefixed, as __call__ reports it, so the best-checkpoint metric a trainer derives from it
+        # before the first evaluation is the key that evaluation returns
+        self.primary_metric = f"{name}_map" if name else "map"
         self.greater_is_better = True
+
+    def metric_names(self) -> list[str]:
+        """Every key ``__call__`` returns (with the name prefix), known before any evaluation."""
+        from .settings import settings_for
+
+        families = sorted({s.family for s in settings_for(self.benchmark, families=self.families)})
+        names = [f"{family}_{m}" for family in families for m in self.measures] + ["map"]
+        if "multi" in families:
+            names.append("max_rank_distance")
+        return [f"{self.name}_{n}" if self.name else n for n in names]
 
     def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
         q, c = encode_benchmark(model, self.benchmark, batch_size=self.batch_size, cache=None, progress=False)
@@ -44,6 +57,5 @@ class PolyretEvaluator(SentenceEvaluator):
         if "max_rank_distance" in res.bias:
             metrics["max_rank_distance"] = float(res.bias["max_rank_distance"])
         metrics = self.prefix_name_to_metrics(metrics, self.name)
-        self.primary_metric = f"{self.name}_map"
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics

@@ -80,6 +80,10 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"invalid training config: {message}")
 
+        for f in dataclasses.fields(self):  # inf / nan pass every range check below, and train NaN weights
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                need(False, f"{f.name} must be a finite number, got {value}")
         need(bool(self.model), "model is empty")
         need(bool(self.train), "train needs at least one source (e.g. 'xquad-r:train' or a .jsonl file)")
         need(all(isinstance(s, str) and s for s in self.train), f"train sources must be strings, got {self.train!r}")

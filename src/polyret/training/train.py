@@ -8,8 +8,14 @@ Layout of ``config.output_dir``::
 
     polyret_train.json     the run's config (checked on resume)
     batches.jsonl          per optimizer step: batch kind and language pairs (rank r > 0: batches.rank{r}.jsonl)
-    checkpoints/           trainer checkpoints (checkpoint-<step>/), resumable
-    model/                 the final sentence-transformers model (README.md model card, polyret_train.json)
+    checkpoints/           trainer checkpoints (checkpoint-<step>/), resumable; each is written as
+                           .tmp-checkpoint-<step>/, gets its .complete.json marker last and is then renamed,
+                           so resume (last_checkpoint) and rotation only ever see complete ones
+    model/                 the final sentence-transformers model (README.md model card, polyret_train.json,
+                           .complete.json), swapped in whole from a temporary sibling
+
+A step whose loss or trained weights are NaN/inf stops the run with :class:`TrainingDiverged` (a
+``ConfigError``: the command lines exit 2) before that step is checkpointed; no final model is written.
 
 Distributed: ``torchrun --nproc_per_node N -m polyret.training.train --config run.yaml`` (or
 ``accelerate launch``) runs unchanged; the sampler deals one global stream so that every rank trains on
@@ -22,8 +28,10 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -34,8 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyret.data.records import PairGroups
-from polyret.paths import atomic_write_text
+from polyret.data.records import DataError, PairGroups
+from polyret.paths import COMPLETE_MARKER, atomic_write_text, is_complete, mark_complete
 from polyret.training.config import ConfigError, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -415,16 +423,221 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
     return audit
 
 
-# ----------------------------------------------------------------------------------------- resume
-def last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest complete trainer checkpoint under ``output_dir/checkpoints``."""
-    from transformers.trainer_utils import get_last_checkpoint
+# ------------------------------------------------------------------------------------ checkpoints
+class TrainingDiverged(ConfigError):
+    """The loss or the weights became non-finite (NaN / inf) at some optimizer step; no model is written."""
 
+
+CHECKPOINT_STAGING = ".tmp-"  # a checkpoint being written: checkpoints/.tmp-checkpoint-<step>/
+_CHECKPOINT_DELETING = ".del-"  # a checkpoint being removed (renamed first, so it vanishes at once)
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# Files a trainer checkpoint written before polyret had completion markers must hold (anywhere in the
+# folder: a module may live in a subfolder) to be trusted on resume; trainer_state.json is written last.
+_LEGACY_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "modules.json", "tokenizer_config.json")
+
+
+def _legacy_checkpoint_ok(folder: Path) -> bool:
+    """A checkpoint without a completion marker (from a polyret before markers) is trusted when its trainer
+    state (transformers writes it last) parses and names this step, the optimizer, scheduler, module list
+    and tokenizer config are there and non-empty, and it has weights whose safetensors header parses."""
+    match = _CHECKPOINT_RE.match(folder.name)
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        if not match or int(state.get("global_step", -1)) != int(match.group(1)):
+            return False
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        for name in _LEGACY_FILES:
+            if not any(p.name == name and p.stat().st_size > 0 for p in files):
+                return False
+        weights = [p for p in files if p.suffix == ".safetensors"]
+        if not weights:
+            return any(p.name == "pytorch_model.bin" and p.stat().st_size > 0 for p in files)
+        from safetensors import safe_open
+
+        for path in weights:
+            with safe_open(str(path), framework="pt") as fh:
+                fh.keys()
+        return True
+    except Exception:  # missing file, truncated JSON or safetensors header: not a checkpoint to trust
+        return False
+
+
+def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
+    """True iff ``folder`` is a finished trainer checkpoint: its completion marker lists every file with
+    its size (polyret's checkpoints), or, without a marker, it passes the legacy check above."""
+    folder = Path(folder)
+    if (folder / COMPLETE_MARKER).exists():
+        return is_complete(folder)
+    return _legacy_checkpoint_ok(folder)
+
+
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """Every ``checkpoint-<step>`` folder (complete or not), by step."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))]
+    return sorted(found)
+
+
+def last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest COMPLETE trainer checkpoint under ``output_dir/checkpoints`` (None: none to resume from).
+
+    A checkpoint killed while being saved never has the name ``checkpoint-<step>`` (it is written as
+    ``.tmp-checkpoint-<step>`` and renamed when its completion marker is in), and a folder with a marker
+    whose files are missing or of another size is skipped, so resume never loads a half-written one.
+    """
+    for _, path in reversed(_checkpoints(Path(output_dir) / CHECKPOINT_DIR)):
+        if checkpoint_is_complete(path):
+            return path
+    return None
+
+
+def _checkpoint_step(folder: Path) -> int:
+    return int(_CHECKPOINT_RE.match(folder.name).group(1))
+
+
+def _remove_tree(path: Path) -> None:
+    """Rename ``path`` out of sight first, then delete it: a kill mid-way never leaves a half-deleted
+    folder under its old name."""
+    if not path.exists():
+        return
+    doomed = path.parent / f"{_CHECKPOINT_DELETING}{path.name}"
+    if doomed.exists():
+        shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def clean_checkpoints(output_dir: str | os.PathLike) -> list[str]:
+    """Remove what an interrupted run left under ``output_dir/checkpoints``: staging and half-deleted
+    folders, and ``checkpoint-<step>`` folders that are not complete. Returns the names removed."""
     folder = Path(output_dir) / CHECKPOINT_DIR
     if not folder.is_dir():
-        return None
-    found = get_last_checkpoint(str(folder))
-    return Path(found) if found else None
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() and path.name.startswith((CHECKPOINT_STAGING, _CHECKPOINT_DELETING)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    for _, path in _checkpoints(folder):
+        if not checkpoint_is_complete(path):
+            logger.warning("removing incomplete checkpoint %s (interrupted while being saved or deleted)", path)
+            _remove_tree(path)
+            removed.append(path.name)
+    return removed
+
+
+def _rotate(run_dir: Path, limit: int | None, best: str | None) -> None:
+    """Keep the newest ``limit`` complete checkpoints (always the newest and the best), by step number."""
+    if not limit:
+        return
+    found = [p for _, p in _checkpoints(run_dir)]
+    protected = {found[-1]} if found else set()
+    if best:
+        protected.add(Path(best))
+    keep = max(limit, len(protected))
+    remaining = len(found)
+    for path in found:
+        if remaining <= keep:
+            break
+        if path not in protected:
+            _remove_tree(path)
+            remaining -= 1
+
+
+def _save_checkpoint_atomically(trainer, trial) -> None:
+    """What ``transformers.Trainer._save_checkpoint`` does, but into ``.tmp-checkpoint-<step>``, which gets
+    its completion marker last and is then renamed to ``checkpoint-<step>``; then old ones are rotated."""
+    from transformers.trainer_callback import ExportableState
+    from transformers.trainer_utils import SaveStrategy
+
+    args, state = trainer.args, trainer.state
+    run_dir = Path(trainer._get_output_dir(trial=trial))
+    name = f"checkpoint-{state.global_step}"
+    final, staging = run_dir / name, run_dir / f"{CHECKPOINT_STAGING}{name}"
+    if args.should_save and staging.exists():
+        shutil.rmtree(staging)
+    trainer.accelerator.wait_for_everyone()
+    staging.mkdir(parents=True, exist_ok=True)
+    if trainer.hp_search_backend is None and trial is None:
+        trainer.store_flos()
+    trainer.save_model(str(staging), _internal_call=True)
+    if args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and state.best_global_step:
+        best = run_dir / f"checkpoint-{state.best_global_step}"
+        if best == final or best.exists():  # this very checkpoint: its final name, which it is about to get
+            state.best_model_checkpoint = str(best)
+    if not args.save_only_model:
+        trainer._save_optimizer_and_scheduler(str(staging))
+        trainer._save_scaler(str(staging))
+        trainer._save_rng_state(str(staging))
+    if args.should_save:
+        for cb in [cb for cb in trainer.callback_handler.callbacks + [trainer.control] if isinstance(cb, ExportableState)]:
+            cb_name, cb_state = cb.__class__.__name__, cb.state()
+            if isinstance(state.stateful_callbacks[cb_name], list):
+                state.stateful_callbacks[cb_name].append(cb_state)
+            else:
+                state.stateful_callbacks[cb_name] = cb_state
+        state.save_to_json(str(staging / "trainer_state.json"))
+    trainer.accelerator.wait_for_everyone()  # every rank's files (rng_state_<rank>.pth) are in
+    if args.should_save:
+        mark_complete(staging, step=state.global_step)
+        if final.exists():  # e.g. a run restarted from an earlier step saves this step again
+            _remove_tree(final)
+        os.replace(staging, final)
+        _rotate(run_dir, args.save_total_limit, state.best_model_checkpoint)
+    trainer.accelerator.wait_for_everyone()
+
+
+def _polyret_trainer_class():
+    """sentence-transformers' trainer with atomic checkpoints and a per-step finiteness check."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    class PolyretTrainer(SentenceTransformerTrainer):
+        step_loss_finite = True
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            self.step_loss_finite = bool(torch.isfinite(loss.detach()).all())
+            return loss
+
+        def _save_checkpoint(self, model, trial) -> None:
+            _save_checkpoint_atomically(self, trial)
+
+        def _run_epoch(self, *args, **kwargs):
+            # transformers trains one step past max_steps when resumed from the last step's checkpoint (the
+            # epoch loop checks the step count only after a step): a run killed after its final checkpoint,
+            # before the final model was written, would otherwise end one step later than a straight run
+            if 0 < self.state.max_steps <= self.state.global_step:
+                self.control.should_training_stop = True
+                return None
+            return super()._run_epoch(*args, **kwargs)
+
+    return PolyretTrainer
+
+
+def _divergence_guard(config: TrainConfig):
+    """Stops training with :class:`TrainingDiverged` at the first step whose loss or trained weights are
+    not finite; it runs before that step's checkpoint is saved, so no checkpoint holds such weights."""
+    from transformers import TrainerCallback
+
+    class DivergenceGuard(TrainerCallback):
+        trainer = None
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            loss_ok = self.trainer is None or self.trainer.step_loss_finite
+            bad = [] if loss_ok else ["the loss"]
+            if model is not None:
+                weights = [n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+                if weights:
+                    bad.append(f"{len(weights)} weight tensor(s) (e.g. {weights[0]})")
+            if bad:
+                raise TrainingDiverged(
+                    f"training diverged at step {state.global_step}: {' and '.join(bad)} became NaN/inf "
+                    f"(lr={config.lr:g}, temperature={config.temperature:g}, precision={config.precision}); "
+                    "no model was written. Lower lr or raise temperature."
+                )
+
+    return DivergenceGuard()
 
 
 def _check_resume(config: TrainConfig, output_dir: Path) -> None:
@@ -473,8 +686,8 @@ def _write_final_model(model, target: Path, config: TrainConfig, info: dict[str,
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     old = target.parent / f".{target.name}.old-{os.getpid()}"
-    for leftover in (tmp, old):
-        if leftover.exists():
+    for leftover in [tmp, old, *target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
+        if leftover.exists():  # also what a killed earlier run (another pid) left behind
             shutil.rmtree(leftover)
     try:
         try:
@@ -494,6 +707,7 @@ def _write_final_model(model, target: Path, config: TrainConfig, info: dict[str,
         (tmp / RUN_CONFIG).write_text(json.dumps({"config": config.to_dict(), **info}, indent=2), encoding="utf-8")
         if batch_log.exists():
             shutil.copyfile(batch_log, tmp / batch_log.name)
+        mark_complete(tmp, global_step=info.get("global_step"))  # last: the folder is whole
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
@@ -503,36 +717,106 @@ def _write_final_model(model, target: Path, config: TrainConfig, info: dict[str,
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
+def build_dev_evaluator(config: TrainConfig):
+    """polyret's dev evaluator (:class:`PolyretEvaluator`) for ``config.dev``, restricted to the training
+    languages the benchmark has; an unknown benchmark id or missing file is a ``DataError`` now."""
+    from polyret.data.registry import benchmark_info
+    from polyret.evaluation.evaluator import PolyretEvaluator
+
+    info = benchmark_info(config.dev)  # unknown id: fails before any file is read
+    languages = None
+    if config.languages:
+        languages = [lang for lang in config.languages if lang in info.languages]
+        if not languages:
+            raise ConfigError(f"dev benchmark {config.dev!r} has none of the training languages {list(config.languages)} "
+                              f"(it has {', '.join(info.languages)})")
+    return PolyretEvaluator(config.dev, languages=languages, data_dir=config.data_dir)
+
+
+def best_metric_name(config: TrainConfig, evaluator, *, has_eval_loss: bool) -> str | None:
+    """The key the trainer will find in its evaluation metrics for ``metric_for_best_model``.
+
+    Evaluator metrics reach the trainer as ``eval_<evaluator name>_<metric>`` (``eval_dev_map``); the dev
+    loss as ``eval_loss``. ``metric_for_best_model`` may be given in any of the forms ``map``,
+    ``dev_map`` or ``eval_dev_map``. An evaluator with ``metric_names()`` has the name checked here.
+
+    Args:
+        config: the run's config (``dev``, ``dev_pairs``, ``metric_for_best_model``).
+        evaluator: the sentence-transformers evaluator scoring the dev set, or None.
+        has_eval_loss: whether held-out dev pairs give an ``eval_loss``.
+    """
+    if not config.has_dev:
+        return None
+    name = getattr(evaluator, "name", "") or ""
+
+    def prefixed(key: str) -> str:
+        return key if not name or key.startswith(f"{name}_") else f"{name}_{key}"
+
+    wanted = config.metric_for_best_model
+    if wanted is None:
+        if has_eval_loss:
+            return "eval_loss"
+        primary = getattr(evaluator, "primary_metric", None)
+        if not primary:
+            raise ConfigError("the evaluator has no primary_metric; set metric_for_best_model")
+        return f"eval_{prefixed(primary)}"
+    key = wanted.removeprefix("eval_")
+    if key == "loss":
+        if not has_eval_loss:
+            raise ConfigError("metric_for_best_model=loss needs held-out dev pairs (dev_pairs > 0)")
+        return "eval_loss"
+    if evaluator is None:
+        raise ConfigError(f"metric_for_best_model={wanted!r} needs a dev evaluator (set dev); with dev_pairs only, "
+                          "the metric is the dev loss ('loss')")
+    metric = f"eval_{prefixed(key)}"
+    names = getattr(evaluator, "metric_names", None)
+    if callable(names):
+        known = sorted({f"eval_{n}" for n in names()} | ({"eval_loss"} if has_eval_loss else set()))
+        if metric not in known:
+            raise ConfigError(f"metric_for_best_model={wanted!r}: the dev evaluator reports no {metric!r}; "
+                              f"known: {', '.join(known)}")
+    return metric
+
+
+def _check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"output_dir {output_dir} is not writable: {error}") from None
+
+
 # ------------------------------------------------------------------------------------------ train
 def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
     """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
 
     ``evaluator``: a sentence-transformers evaluator, or any ``fn(model) -> float | dict`` (scored on
-    ``config.dev``; required when ``config.dev`` is set). With a dev set the best checkpoint (by
+    ``config.dev``); when ``config.dev`` is set and none is given, polyret's ``PolyretEvaluator`` on that
+    benchmark. A step whose loss or weights are not finite raises :class:`TrainingDiverged` and writes
+    no final model. With a dev set the best checkpoint (by
     ``metric_for_best_model``, default: dev loss when ``dev_pairs`` > 0, else the evaluator's primary
     metric) becomes the final model. ``callbacks``: extra ``transformers.TrainerCallback`` objects.
     """
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers.trainer_utils import set_seed
 
     from polyret.training.losses import build_loss
     from polyret.training.pairs_dataset import PairIndex
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
 
-    if config.dev is not None and evaluator is None:
-        raise ConfigError(f"config.dev={config.dev!r} needs an evaluator (pass evaluator= to train())")
+    # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
     output_dir = Path(config.output_dir)
+    if config.dev is not None and evaluator is None:
+        evaluator = build_dev_evaluator(config)
     resume_from = None
     if config.resume:
         _check_resume(config, output_dir)
         resume_from = last_checkpoint(output_dir)
         if resume_from is None:
             logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
-
+    _check_writable(output_dir)
     precision = resolve_precision(config.precision)
-    set_seed(config.seed)
-    model = _load_model(config)
-    frozen = freeze_word_embeddings(model) if config.freeze_word_embeddings else 0
 
     sources = _load_sources(config)
     train_sources, dev_sources = split_dev(sources, config.dev_pairs, config.seed)
@@ -542,30 +826,26 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     train_dataset.set_transform(recorder.transform)
     eval_dataset = _dev_dataset(dev_sources, config) if dev_sources else None
 
-    metric = config.metric_for_best_model
-    plain_callable = evaluator is not None and not _is_st_evaluator(evaluator)
-    if plain_callable:
+    if evaluator is not None and not _is_st_evaluator(evaluator):
         if not callable(evaluator):
             raise TypeError(f"evaluator must be a sentence-transformers evaluator or fn(model) -> float | dict, "
                             f"got {type(evaluator).__name__}")
-        primary = metric[len("eval_dev_"):] if metric and metric.startswith("eval_dev_") else metric
-        st_evaluator = _CallableEvaluator(evaluator, "dev", primary)
-        if metric is None and eval_dataset is None:
+        metric = config.metric_for_best_model
+        primary = None
+        if metric is not None and metric.removeprefix("eval_") != "loss":
+            primary = metric.removeprefix("eval_").removeprefix("dev_")
+        elif metric is None and eval_dataset is None:
             raise ConfigError("a plain evaluator function needs metric_for_best_model (one of the keys it returns, "
                               "e.g. 'map') to pick the best checkpoint")
-        if metric is not None and not metric.startswith("eval_"):
-            metric = f"eval_dev_{metric}"
+        st_evaluator = _CallableEvaluator(evaluator, "dev", primary)
     else:
         st_evaluator = evaluator
-    if config.has_dev and metric is None:
-        if eval_dataset is not None:
-            metric = "eval_loss"
-        else:
-            primary = getattr(st_evaluator, "primary_metric", None)
-            if not primary:
-                raise ConfigError("the evaluator has no primary_metric; set metric_for_best_model")
-            metric = f"eval_{primary}"
+    metric = best_metric_name(config, st_evaluator, has_eval_loss=eval_dataset is not None)
     greater = None if metric is None else not metric.endswith("loss")
+
+    set_seed(config.seed)
+    model = _load_model(config)
+    frozen = freeze_word_embeddings(model) if config.freeze_word_embeddings else 0
 
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
                                                   seed=config.seed, grad_accum_steps=1)  # fmt: skip
@@ -608,10 +888,15 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     loss = build_loss(model, config)
     log_path = batch_log_path(output_dir, rank)
     trainer_callbacks = [SamplerEpochCallback(), _batch_log_callback(recorder, log_path, rank, world_size, 1)]
-    trainer_callbacks += list(callbacks or [])
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset,
+    guard = _divergence_guard(config)
+    trainer_callbacks += [guard, *(callbacks or [])]
+    if args.process_index == 0:
+        for name in clean_checkpoints(output_dir):
+            logger.info("removed %s/%s left by an interrupted run", CHECKPOINT_DIR, name)
+    trainer = _polyret_trainer_class()(model=model, args=args, train_dataset=train_dataset,
                                          eval_dataset=eval_dataset, loss=loss, evaluator=st_evaluator,
                                          callbacks=trainer_callbacks)  # fmt: skip
+    guard.trainer = trainer
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict()}, indent=2))
@@ -620,6 +905,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
                 precision, frozen)  # fmt: skip
 
     started = time.time()
+    resumed_step = _checkpoint_step(resume_from) if resume_from else 0
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     state = trainer.state
     target = output_dir / MODEL_DIR
@@ -634,7 +920,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
             "dev_groups": sum(len(s) for s in dev_sources),
             "loss": type(loss).__name__ + f"(scale={config.scale:g})",
             "frozen_parameters": frozen,
-            "train_loss": float(result.training_loss),
+            "train_loss": float(result.training_loss) if state.global_step > resumed_step else None,
             "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
             "best_metric": state.best_metric,
             "metric_for_best_model": metric,
@@ -665,10 +951,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = TrainConfig()
         config = config.with_overrides(ns.overrides)
-    except ConfigError as error:
+        path = train(config)
+    except (ConfigError, DataError) as error:  # user errors (TrainingDiverged too): a plain message, exit 2
         print(f"error: {error}", file=sys.stderr)
         return 2
-    path = train(config)
     print(path)
     return 0
 
