@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from polyret.data import load_benchmark
-from polyret.data.lareqa import load_lareqa_files
 from polyret.data.pairs import load_pairs, load_pairs_jsonl, mmarco_local_files, mmarco_pairs, pair_counts
 from polyret.data.records import DataError
 

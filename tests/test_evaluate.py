@@ -9,7 +9,6 @@ import pytrec_eval
 from polyret.data import load_benchmark
 from polyret.data.records import Benchmark, Candidate, Query
 from polyret.evaluation import Results, evaluate, score
-from polyret.evaluation.results import PerQuery
 
 
 def tiny_benchmark(n_q=12, langs=("de", "en", "zh"), seed=0) -> Benchmark:
@@ -170,9 +169,9 @@ def test_unusable_output_fails_before_the_model_is_loaded(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     # "no-such-model" would fail to load; the output check must come first
-    with pytest.raises(NotADirectoryError, match="a-file"):
+    with pytest.raises(ValueError, match="a-file exists and is not a folder"):
         evaluate("no-such-model", bench, output=blocker, progress=False)
-    with pytest.raises(OSError, match="a-file"):
+    with pytest.raises(ValueError, match="a-file exists and is not a folder"):
         evaluate("no-such-model", bench, output=blocker / "sub", progress=False)
     assert blocker.read_text() == "x"
 

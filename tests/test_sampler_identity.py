@@ -11,7 +11,7 @@ import pytest
 
 from polyret.data.lareqa import parse_lareqa_file
 from polyret.data.pairs import lareqa_pairs, lareqa_passage_identities
-from polyret.data.records import DataError, Pair, PairGroups
+from polyret.data.records import Pair, PairGroups
 from polyret.training.pairs_dataset import PairIndex
 from polyret.training.samplers import STRATEGIES, ParallelBatchSampler
 

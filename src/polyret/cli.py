@@ -9,7 +9,6 @@ code 1. ``polyret --debug ...`` (or ``POLYRET_DEBUG=1``) adds the traceback.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 import traceback

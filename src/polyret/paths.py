@@ -42,29 +42,32 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def check_writable(folder: str | os.PathLike) -> None:
+def check_writable(folder: str | os.PathLike, *, what: str = "output folder",
+                   error: type[Exception] = ValueError) -> None:
     """Make sure ``folder`` can be created (or is a folder) and written, before any work starts.
 
     Probes with a temporary file in the deepest existing ancestor, removed at once; creates nothing.
 
     Args:
         folder: an output folder, existing or not.
+        what: how the message names it (e.g. ``"output_dir"``).
+        error: the exception class raised (a ``ValueError`` subclass such as ``ConfigError``).
 
     Raises:
-        ValueError naming the folder and what is wrong with it.
+        ``error`` naming the folder and what is wrong with it.
     """
     folder = Path(folder).expanduser()
     probe = folder
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
-        raise ValueError(f"output folder {folder} cannot be used: {probe} exists and is not a folder")
+        raise error(f"{what} {folder} cannot be used: {probe} exists and is not a folder")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".polyret-write-check.", dir=probe)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise ValueError(f"output folder {folder} is not writable ({probe}: {exc.strerror or exc})") from None
+        raise error(f"{what} {folder} is not writable ({probe}: {exc.strerror or exc})") from None
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from ..data.records import Benchmark
 from ..encode import EmbeddingCache, count_missing, encode
 from . import bias as bias_measures
 from . import metrics
-from .results import PerQuery, Results, check_writable
+from .results import PerQuery, Results
 from .search import build_run_table
 from .settings import settings_for
 
@@ -306,8 +306,6 @@ def evaluate(
     if absent and not isinstance(benchmark, str):  # a loader by id has warned, naming its qrels file
         logger.warning("%s: %d relevant judgements name docids absent from the corpus; they count as misses (%s)",
                        bench.id, sum(len(v) for v in absent.values()), bench.provenance or "no provenance")
-    if output is not None:
-        check_writable(output)  # an unusable --output is found now, not after the encoding
     if isinstance(model, str):
         model = load(model, device=cfg.device, query_prompt=cfg.query_prompt,
                      passage_prompt=cfg.passage_prompt, max_seq_length=cfg.max_seq_length,

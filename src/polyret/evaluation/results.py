@@ -19,12 +19,10 @@ unfinished (:func:`is_done`). Folders written before markers existed read as unf
 from __future__ import annotations
 
 import csv
-import errno
 import gzip
 import io
 import json
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,28 +237,6 @@ def is_done(output: str | Path) -> bool:
     """True iff ``output`` holds a finished evaluation: a valid completion marker (every file it lists
     present with its recorded size) and results.json. A folder without one is never trusted."""
     return is_complete(output) and (Path(output) / "results.json").is_file()
-
-
-def check_writable(output: str | Path) -> None:
-    """Create ``output`` and write + remove a probe file in it, so an unusable output folder is found
-    before the model is loaded or anything is encoded.
-
-    Args:
-        output: the results folder.
-
-    Raises:
-        OSError: naming the folder, when it cannot be created or written.
-    """
-    out = Path(output)
-    probe = out / f".polyret-write-probe-{os.getpid()}"
-    with _naming(out):
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(out))
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            probe.write_bytes(b"probe")
-        finally:
-            probe.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 from polyret.data.records import DataError, PairGroups
-from polyret.paths import COMPLETE_MARKER, atomic_write_text, is_complete, mark_complete
+from polyret.paths import COMPLETE_MARKER, atomic_write_text, check_writable, is_complete, mark_complete
 from polyret.training.config import ConfigError, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -778,15 +777,6 @@ def best_metric_name(config: TrainConfig, evaluator, *, has_eval_loss: bool) -> 
     return metric
 
 
-def _check_writable(output_dir: Path) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise ConfigError(f"output_dir {output_dir} is not writable: {error}") from None
-
-
 # ------------------------------------------------------------------------------------------ train
 def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
     """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
@@ -815,7 +805,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         resume_from = last_checkpoint(output_dir)
         if resume_from is None:
             logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
-    _check_writable(output_dir)
+    check_writable(output_dir, what="output_dir", error=ConfigError)
     precision = resolve_precision(config.precision)
 
     sources = _load_sources(config)
