@@ -28,19 +28,27 @@ thành phố sông thủ đô quốc gia năm người chiến tranh vua nhà th
 
 
 def build_tiny_model(path: Path, *, seed: int = 0, hidden: int = 32, max_seq_length: int = 64) -> Path:
-    """A 2-layer random BERT (seeded) + a WordPiece tokenizer trained on TINY_WORDS, saved as a
-    sentence-transformers folder (mean pooling, prompts ``query: `` / ``passage: ``)."""
+    """A 2-layer random BERT (seeded) + a fixed WordPiece vocabulary of TINY_WORDS (words and their
+    characters), saved as a sentence-transformers folder (mean pooling, prompts ``query: `` / ``passage: ``).
+    The same folder contents in every process, whatever ran before."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # A fixed vocabulary, not a trained one: tokenizers' WordPiece trainer breaks ties between equally
+    # frequent merges in hash order, so a trained vocabulary (and every token's random embedding with it)
+    # differed from one process to the next (see tests/test_train.py::test_tiny_model_is_the_same_in_every_build).
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator([" ".join(TINY_WORDS)] * 3, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = sorted({piece for w in TINY_WORDS + ["query", "passage", *":?.,!;-'()"]
+                    for piece, _ in pre.pre_tokenize_str(normalizer.normalize_str(w))})  # as the tokenizer sees them
+    chars = sorted({c for w in words for c in w})
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(specials + words + chars + [f"##{c}" for c in chars]))}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]

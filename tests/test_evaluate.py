@@ -225,8 +225,6 @@ class _AnyInfo(dict):
         return 1
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, not in this module: transformers' save_pretrained writes "
-                   "model.safetensors 0600, and train.py's _write_final_model keeps that mode")
 def test_trained_model_folder_is_group_and_other_readable_under_umask_022(tmp_path, tiny_model_dir):
     import os
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -380,11 +381,19 @@ def test_diverged_is_a_config_error_for_the_command_line():
 # ------------------------------------------------------------------------------- checkpoints
 def test_checkpoints_get_a_marker_and_only_complete_ones_count(tiny_model, pairs_file, tmp_path):
     run = tmp_path / "run"
-    train(small_config(tiny_model, pairs_file, run, max_steps=4, save_steps=2, save_total_limit=None))
+    old_umask = os.umask(0o022)  # a shared machine's default
+    try:
+        train(small_config(tiny_model, pairs_file, run, max_steps=4, save_steps=2, save_total_limit=None))
+    finally:
+        os.umask(old_umask)
     ckpts = run / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-2", "checkpoint-4"]  # no staging left
     assert all(is_complete(ckpts / n) for n in ("checkpoint-2", "checkpoint-4")) and is_complete(run / "model")
     assert last_checkpoint(run) == ckpts / "checkpoint-4"
+    # under umask 022 others can read every checkpoint and model file (transformers writes the weights
+    # 0600 through a temp file; the staging folder's modes are set before the rename)
+    hidden = [p for p in [*ckpts.rglob("*"), *(run / "model").rglob("*")] if not p.stat().st_mode & 0o004]
+    assert hidden == []
 
     # a newer folder that is not complete (a half-written one from a crash) is never picked
     junk = ckpts / "checkpoint-6"

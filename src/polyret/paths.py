@@ -104,6 +104,20 @@ def _umask() -> int:
     return mask
 
 
+def share_mode(folder: str | os.PathLike) -> None:
+    """Give every file and folder under ``folder`` the mode a plain ``open``/``mkdir`` would (the umask's).
+
+    Libraries that write through temp files (transformers' safetensors weights) leave them 0600; call this
+    on a staging folder before renaming it into place so a shared results or model folder stays readable.
+    """
+    mask = _umask()
+    root = Path(folder)
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 # ------------------------------------------------------------------------------ completion markers
 COMPLETE_MARKER = ".complete.json"
 

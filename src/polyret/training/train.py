@@ -42,7 +42,14 @@ import numpy as np
 import torch
 
 from polyret.data.records import DataError, PairGroups
-from polyret.paths import COMPLETE_MARKER, atomic_write_text, check_writable, is_complete, mark_complete
+from polyret.paths import (
+    COMPLETE_MARKER,
+    atomic_write_text,
+    check_writable,
+    is_complete,
+    mark_complete,
+    share_mode,
+)
 from polyret.training.config import ConfigError, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -579,6 +586,7 @@ def _save_checkpoint_atomically(trainer, trial) -> None:
         state.save_to_json(str(staging / "trainer_state.json"))
     trainer.accelerator.wait_for_everyone()  # every rank's files (rng_state_<rank>.pth) are in
     if args.should_save:
+        share_mode(staging)
         mark_complete(staging, step=state.global_step)
         if final.exists():  # e.g. a run restarted from an earlier step saves this step again
             _remove_tree(final)
@@ -706,6 +714,7 @@ def _write_final_model(model, target: Path, config: TrainConfig, info: dict[str,
         (tmp / RUN_CONFIG).write_text(json.dumps({"config": config.to_dict(), **info}, indent=2), encoding="utf-8")
         if batch_log.exists():
             shutil.copyfile(batch_log, tmp / batch_log.name)
+        share_mode(tmp)
         mark_complete(tmp, global_step=info.get("global_step"))  # last: the folder is whole
         if target.exists():
             os.replace(target, old)
