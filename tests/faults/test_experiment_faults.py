@@ -47,15 +47,15 @@ def after(owner, name, point):
 
 
 if where:
-    import transformers
 
     import polyret.report
     import polyret.training.train
 
     # inside an evaluation: texts encoded, none of its files written yet
     after(importlib.import_module("polyret.evaluation.evaluate"), "encode_benchmark", "encoded")
-    # inside a training: a checkpoint saved, the final model not yet
-    after(transformers.Trainer, "_save_checkpoint", "checkpoint")
+    # inside a training: a checkpoint saved (polyret's atomic save, which replaces the trainer's own),
+    # the final model not yet
+    after(polyret.training.train, "_save_checkpoint_atomically", "checkpoint")
     # a training finished (final model written), its evaluation not begun
     after(polyret.training.train, "train", "trained")
     # the report half written (report.json, not yet report.md)
