@@ -109,9 +109,11 @@ def test_xquad_train_pairs_match_the_train_benchmark():
             others = paragraph[(lang, cands[gold].context)] - {pair.positive}
             if not others:  # a one-sentence paragraph has no hard negative
                 assert pair.negative is None
+            if pair.negative is None:  # (or every other sentence is linked to the gold passage)
                 n_none += 1
                 continue
             assert pair.negative in others  # another sentence of the same paragraph
+            assert pair.negative_id != pair.positive_id  # never the positive's passage under another text
             assert (lang, cands[gold].context) not in test_texts
     assert n_none < 0.2 * 100 * 11  # mostly Thai, whose paragraphs are often one "sentence"
     again = load_pairs("xquad-r:train", data_dir=SHARED, download=False, hard_negatives=True, seed=0)

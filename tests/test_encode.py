@@ -228,3 +228,16 @@ def test_shards_carry_a_checksum_over_keys_rows_and_owner(tmp_path):
     with np.load(shard) as z:
         assert str(z["checksum"]) == shard_checksum("fp123", z["keys"], z["emb"])
         assert str(z["checksum"]) != shard_checksum("other", z["keys"], z["emb"])
+
+
+def test_non_finite_embeddings_from_the_model_are_an_error_and_never_cached(tmp_path):
+    class NaNModel(CountingModel):
+        def encode(self, texts, **kwargs):
+            emb = super().encode(texts, **kwargs)
+            emb[[i for i, t in enumerate(texts) if t == "bad"]] = np.nan
+            return emb
+
+    cache = EmbeddingCache(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"non-finite embeddings for 1 of 3 passage texts \(e\.g\. 'bad'\)"):
+        encode(NaNModel(), ["a", "bad", "c"], kind="passage", cache=cache, batch_size=8)
+    assert len(EmbeddingCache(tmp_path / "m")) == 0 and not list((tmp_path / "m").glob("*.corrupt"))

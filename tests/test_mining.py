@@ -295,3 +295,18 @@ def test_mine_command_unwritable_output_exits_2(tiny_model_dir, tmp_path):
     assert result.exit_code == 2, result.output
     assert "adir" in result.output and "Traceback" not in result.output
     assert (tmp_path / "adir").is_dir() and not list((tmp_path / "adir").iterdir())
+
+
+def test_mine_refuses_an_unusable_output_before_the_model_loads(tmp_path, monkeypatch):
+    import polyret.models
+    from polyret.training.mining import mine
+
+    monkeypatch.setattr(polyret.models, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    src = tmp_path / "src.jsonl"
+    write_mined_jsonl(src, parallel_source())
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ValueError, match="a-file exists and is not a folder"):
+        mine(str(src), tmp_path / "a-file" / "mined.jsonl", model="some/model", k=1)
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ValueError, match="adir is a folder"):
+        mine(str(src), tmp_path / "adir", model="some/model", k=1)

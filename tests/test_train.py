@@ -405,8 +405,13 @@ def test_checkpoints_get_a_marker_and_only_complete_ones_count(tiny_model, pairs
     tokenizer.write_bytes(tokenizer.read_bytes()[:100])
     assert last_checkpoint(run) == ckpts / "checkpoint-2"
 
-    # a checkpoint of an older polyret (no marker) counts if trainer state, weights, optimizer ... are whole
+    # a marker-less checkpoint beside marked ones lost its marker while being deleted: never trusted
     (ckpts / "checkpoint-2" / COMPLETE_MARKER).unlink()
+    assert not checkpoint_is_complete(ckpts / "checkpoint-2") and last_checkpoint(run) is None
+    # a folder of an older polyret (no marker on any checkpoint) counts if trainer state, weights,
+    # optimizer ... are whole
+    (ckpts / "checkpoint-4" / COMPLETE_MARKER).unlink()
+    (ckpts / "checkpoint-4" / "trainer_state.json").unlink()  # (the torn checkpoint-4 fails the legacy rule too)
     assert last_checkpoint(run) == ckpts / "checkpoint-2"
     model_file = ckpts / "checkpoint-2" / "model.safetensors"
     whole = model_file.read_bytes()
@@ -521,3 +526,22 @@ def test_cli_train_validates_options_and_set_together(tiny_model, pairs_file, tm
     assert "unknown benchmark 'nonsense'" in result.output and "save_steps must be set" not in result.output
     result = runner.invoke(app, base + ["--set", "lr=inf"])
     assert result.exit_code == 2 and "lr must be a finite number" in result.output, result.output
+
+
+def test_a_fresh_run_into_a_folder_with_an_earlier_runs_checkpoints_is_refused(tiny_model, pairs_file, tmp_path):
+    run = tmp_path / "run"
+    train(small_config(tiny_model, pairs_file, run, max_steps=2, save_steps=2))
+    # without resume, the new run's checkpoints would mix with the old ones (and a later resume load those)
+    with pytest.raises(ConfigError, match=r"holds checkpoints of an earlier run \(checkpoint-2\); pass --resume"):
+        train(small_config(tiny_model, pairs_file, run, max_steps=4, save_steps=2))
+
+
+def test_a_torn_last_line_of_the_batch_log_does_not_stop_a_resume(tiny_model, pairs_file, tmp_path):
+    run = tmp_path / "run"
+    train(small_config(tiny_model, pairs_file, run, max_steps=2, save_steps=2))
+    log = batch_log_path(run)
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write('{"step": 3, "rank": 0, "kind": "mo')  # killed while appending step 3's line
+    train(small_config(tiny_model, pairs_file, run, max_steps=4, save_steps=2, resume=True))
+    steps = [e["step"] for e in read_batch_log(log)]
+    assert steps == sorted(steps) and steps[-1] == 4 and 3 in steps

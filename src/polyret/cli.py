@@ -431,10 +431,14 @@ def mine(
     except (DataError, ValueError, OSError) as exc:
         _fail(exc)
     skipped = ", ".join(f"{name} {n}" for name, n in stats.skipped.items() if n) or "none"
-    console.print(f"mined {stats.negatives} negatives for {stats.written} of {stats.pairs} pairs "
-                  f"({stats.short} got fewer than {k}{', left out' if stats.dropped else ''}); skipped: {skipped}")
-    console.print(f"wrote [bold]{output}[/] and {stats_path(output)}")
-    console.print(f"train on it with: polyret train --train {output} --set negatives={k}")
+    _say(f"mined {stats.negatives} negatives for {stats.written} of {stats.pairs} pairs "
+         f"({stats.short} got fewer than {k}{', left out' if stats.dropped else ''}); skipped: {skipped}")
+    _say("wrote ", (str(output), "bold"), f" and {stats_path(output)}")
+    if stats.short and not stats.dropped:  # kept short pairs: training takes as many as every pair has
+        _say(f"train on it with: polyret train --train {output} (pairs have fewer than {k} negatives: "
+             "--set negatives=<the fewest any pair has>)")
+    else:
+        _say(f"train on it with: polyret train --train {output} --set negatives={k}")
 
 
 def main() -> None:  # pragma: no cover - console entry

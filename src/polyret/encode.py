@@ -283,6 +283,11 @@ def encode(
             normalize_embeddings=True,
             show_progress_bar=False,
         ).astype(np.float32)
+        bad = ~np.isfinite(emb).all(axis=1)
+        if bad.any():  # never cached: the next run would set the shard aside and encode the texts again
+            first = texts[chunk[int(np.flatnonzero(bad)[0])]]
+            raise ValueError(f"the model produced non-finite embeddings for {int(bad.sum())} of {len(chunk)} "
+                             f"{kind} texts (e.g. {first[:80]!r}); check its weights and precision")
         chunk_keys = [keys[i] for i in chunk]
         for key, row in zip(chunk_keys, emb):
             new_rows[key] = row

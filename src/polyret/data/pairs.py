@@ -243,7 +243,9 @@ def lareqa_pairs(
                     positive, positive_id = par.sentences[q.gold], ids[q.gold]
                     negative = negative_id = None
                     if hard_negatives:
-                        others = [si for si, s in enumerate(par.sentences) if s != positive and s.strip()]
+                        # never the positive's passage: not its text, nor a sentence linked to it
+                        others = [si for si, s in enumerate(par.sentences)
+                                  if s != positive and ids[si] != positive_id and s.strip()]
                         pick = _pick(others, seed, q.id, lang)
                         if pick is not None:
                             negative, negative_id = par.sentences[pick], ids[pick]

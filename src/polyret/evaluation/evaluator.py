@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sentence_transformers.evaluation import SentenceEvaluator
+from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 
 from ..data.records import Benchmark
 from .evaluate import encode_benchmark, score

@@ -381,11 +381,15 @@ def mine(
     from polyret import models
     from polyret.data.pairs import load_pairs
     from polyret.encode import EmbeddingCache
-    from polyret.paths import atomic_write_text
+    from polyret.paths import atomic_write_text, check_writable
     from polyret.paths import cache_dir as resolve_cache_dir
 
     guarded = any(v is not None for v in (relative_margin, absolute_margin, max_score, min_score))
     _check_ranges(k, range_min, range_max, guarded)  # before the model and data are loaded
+    target = Path(output).expanduser()
+    if target.is_dir():
+        raise ValueError(f"--output {target} is a folder; name the JSONL file to write")
+    check_writable(target.parent, what="the folder of --output")  # now, not after the encoding
     source = load_pairs(train, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed)
     spec = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):

@@ -304,8 +304,14 @@ def _truncate_log(path: Path, upto_step: int) -> None:
     if upto_step == 0:
         path.unlink()
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= upto_step]  # fmt: skip
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # the torn last line of a killed run (lines are appended as steps end)
+            continue
+        if isinstance(entry, dict) and entry.get("step", 0) <= upto_step:
+            kept.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
@@ -470,10 +476,15 @@ def _legacy_checkpoint_ok(folder: Path) -> bool:
 
 def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
     """True iff ``folder`` is a finished trainer checkpoint: its completion marker lists every file with
-    its size (polyret's checkpoints), or, without a marker, it passes the legacy check above."""
+    its size (polyret's checkpoints), or, without a marker and with no marked sibling (a folder of an
+    older polyret), it passes the legacy check above."""
     folder = Path(folder)
     if (folder / COMPLETE_MARKER).exists():
         return is_complete(folder)
+    # a run of this polyret marks every checkpoint: a marker-less one beside marked ones lost its marker
+    # while being deleted (rotation, or transformers removing non-best checkpoints at the end), not a legacy one
+    if any((p / COMPLETE_MARKER).exists() for p in folder.parent.glob("checkpoint-*")):
+        return False
     return _legacy_checkpoint_ok(folder)
 
 
@@ -632,6 +643,11 @@ def _divergence_guard(config: TrainConfig):
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             loss_ok = self.trainer is None or self.trainer.step_loss_finite
+            if self.trainer is not None and args.world_size > 1:
+                # the loss is per rank: decide together, or one rank raises while the others wait in the
+                # next all-reduce (weights are the same on every rank after the synchronised step)
+                flag = torch.tensor([0.0 if loss_ok else 1.0], device=args.device)
+                loss_ok = bool(self.trainer.accelerator.reduce(flag, reduction="sum").item() == 0)
             bad = [] if loss_ok else ["the loss"]
             if model is not None:
                 weights = [n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
@@ -814,6 +830,11 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         resume_from = last_checkpoint(output_dir)
         if resume_from is None:
             logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
+    elif (found := last_checkpoint(output_dir)) is not None:
+        # a fresh run would mix its checkpoints with the earlier run's (rotation by step keeps the old
+        # ones, and a later resume would load them)
+        raise ConfigError(f"{output_dir} holds checkpoints of an earlier run ({found.name}); pass --resume "
+                          "(resume=true) to continue it, or use a new output folder")
     check_writable(output_dir, what="output_dir", error=ConfigError)
     precision = resolve_precision(config.precision)
 
@@ -951,7 +972,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = TrainConfig()
         config = config.with_overrides(ns.overrides)
         path = train(config)
-    except (ConfigError, DataError) as error:  # user errors (TrainingDiverged too): a plain message, exit 2
+    except (ConfigError, DataError, OSError) as error:  # user errors (TrainingDiverged, a full disk too): exit 2
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(path)
