@@ -47,7 +47,6 @@ def after(owner, name, point):
 
 
 if where:
-
     import polyret.report
     import polyret.training.train
 
