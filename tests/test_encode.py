@@ -165,7 +165,7 @@ CORRUPTIONS = {
     "not normalised": (_not_normalised, "not normalised"),
     "truncated": (_truncated, "unreadable"),
     "bad checksum": (_bad_checksum, "checksum mismatch"),
-    "no checksum (older polyret)": (_legacy_no_checksum, "no checksum"),
+    "no checksum (older polyret)": (_legacy_no_checksum, "have no checksum"),
     "another model's shard": (_other_model, "checksum mismatch"),
 }
 
@@ -190,7 +190,8 @@ def test_a_bad_shard_is_set_aside_with_a_warning_and_re_encoded(tmp_path, caplog
         got = encode(model, texts, kind="passage", cache=reopened)
     messages = [r.getMessage() for r in caplog.records]
     assert any(first.name in m and reason in m for m in messages), messages
-    assert not first.exists() and first.with_name(first.name + ".corrupt").exists()  # never read again
+    suffix = ".legacy" if name.startswith("no checksum") else ".corrupt"  # old, not damaged
+    assert not first.exists() and first.with_name(first.name + suffix).exists()  # never read again
     assert sorted(model.seen) == sorted(texts[:3])  # exactly the damaged shard's texts, encoded again
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     # the next run reads only good shards and encodes nothing
@@ -241,3 +242,20 @@ def test_non_finite_embeddings_from_the_model_are_an_error_and_never_cached(tmp_
     with pytest.raises(ValueError, match=r"non-finite embeddings for 1 of 3 passage texts \(e\.g\. 'bad'\)"):
         encode(NaNModel(), ["a", "bad", "c"], kind="passage", cache=cache, batch_size=8)
     assert len(EmbeddingCache(tmp_path / "m")) == 0 and not list((tmp_path / "m").glob("*.corrupt"))
+
+
+def test_a_cache_of_an_older_polyret_is_one_warning_not_one_per_shard(tmp_path, caplog):
+    model = CountingModel()
+    texts = [f"text {i}" for i in range(6)]
+    cache = EmbeddingCache(tmp_path / "m")
+    for i in range(0, 6, 2):
+        encode(model, texts[i : i + 2], kind="passage", cache=cache)
+    shards = sorted((tmp_path / "m").glob("shard-*.npz"))
+    assert len(shards) == 3
+    for shard in shards:
+        _legacy_no_checksum(shard)
+    with caplog.at_level("WARNING", logger="polyret.encode"):
+        reopened = EmbeddingCache(tmp_path / "m")
+    assert len(reopened) == 0 and sorted((tmp_path / "m").glob("*.legacy")) == [s.with_name(s.name + ".legacy") for s in shards]
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "3 embedding cache shard(s) of an older polyret have no checksum" in message

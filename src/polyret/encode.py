@@ -51,6 +51,10 @@ class CacheShardError(ValueError):
     """A cache shard failed its integrity checks (the message names the file and the reason)."""
 
 
+class LegacyShard(CacheShardError):
+    """A shard of a polyret before checksums: not damaged, but it cannot be verified."""
+
+
 class EmbeddingCache:
     """Embeddings of one model, keyed by (prompt, text), stored as append-only ``.npz`` shards.
 
@@ -70,11 +74,20 @@ class EmbeddingCache:
         self._paths: list[Path] = []
         self._valid: list[tuple[Path, np.ndarray, np.ndarray]] = []  # every shard that passed its own checks
         if self.root.is_dir():
+            legacy: list[Path] = []
             for shard in sorted(self.root.glob("shard-*.npz")):
                 try:
                     self._valid.append((shard, *self._read_shard(shard)))
+                except LegacyShard:
+                    legacy.append(shard)
                 except CacheShardError as err:
                     self._set_aside(shard, str(err))
+            if legacy:  # one line for a whole cache of an older polyret, not one per shard
+                for shard in legacy:
+                    self._set_aside(shard, "", suffix=".legacy", quiet=True)
+                logger.warning("%s: %d embedding cache shard(s) of an older polyret have no checksum (e.g. %s); set "
+                               "aside as *.legacy, their texts will be encoded again", self.root, len(legacy),
+                               legacy[0].name)
         self._dim_known = dim is not None
         if dim is None and self._valid:
             rows: dict[int, int] = {}
@@ -129,7 +142,7 @@ class EmbeddingCache:
             with np.load(path, allow_pickle=False) as data:
                 names = set(data.files)
                 if "checksum" not in names:
-                    raise CacheShardError(f"{path}: no checksum (written by an older polyret; re-encoding)")
+                    raise LegacyShard(f"{path}: no checksum (written by an older polyret; re-encoding)")
                 keys, emb, checksum = data["keys"], data["emb"], str(data["checksum"])
         except CacheShardError:
             raise
@@ -150,15 +163,17 @@ class EmbeddingCache:
             raise CacheShardError(f"{path}: row {int(off[0])} has norm {norms[off[0]]:.4g}, not 1 (not normalised)")
         return keys, emb
 
-    def _set_aside(self, path: Path, reason: str) -> None:
+    def _set_aside(self, path: Path, reason: str, *, suffix: str = ".corrupt", quiet: bool = False) -> None:
         """Warn (naming the shard) and rename it ``*.corrupt`` so no later run reads it again."""
-        target = path.with_name(path.name + ".corrupt")
+        target = path.with_name(path.name + suffix)
         try:
             os.replace(path, target)
             where = f"moved to {target.name}"
         except OSError as err:
             where = f"could not be moved aside ({err})"
-        logger.warning("embedding cache shard ignored, its texts will be encoded again: %s; %s", reason, where)
+            quiet = False
+        if not quiet:
+            logger.warning("embedding cache shard ignored, its texts will be encoded again: %s; %s", reason, where)
 
     def _add(self, path: Path, keys: np.ndarray, emb: np.ndarray) -> None:
         shard_id = len(self._shards)
