@@ -229,15 +229,10 @@ class EmbeddingCache:
         key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
         target = self.root / f"shard-{uuid.uuid4().hex}.npz"
         checksum = shard_checksum(self.root.name, key_arr, emb)
-        try:
-            with atomic_path(target) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, keys=key_arr, emb=emb, checksum=np.asarray(checksum))
-        except OSError as err:  # a full disk says only ENOSPC: name the shard (nothing of it is left behind)
-            if err.filename is not None:
-                raise
-            raise type(err)(err.errno, f"cannot write embedding cache shard {target}: {err.strerror or err}",
-                            str(target)) from err
+        # atomic_path names the shard on an OSError (a full disk says only ENOSPC) and leaves nothing behind
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, keys=key_arr, emb=emb, checksum=np.asarray(checksum))
         if self._dim is None:
             self._dim = emb.shape[1]
         self._valid.append((target, key_arr, emb))
