@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from polyret.data import load_benchmark
-from polyret.data.pairs import load_pairs, load_pairs_jsonl, mmarco_local_files, mmarco_pairs, pair_counts
+from polyret.data.mmarco import mmarco_local_files, mmarco_pairs
+from polyret.data.pairs import load_pairs, load_pairs_jsonl, pair_counts
 from polyret.data.records import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -44,7 +45,7 @@ def test_jsonl_groups_by_id(tmp_path):
     assert pair_counts(pairs) == {"de": 1, "en": 2, "fr": 1}
     only = load_pairs_jsonl(tmp_path / "train.jsonl", languages=["de", "en"])
     assert set(only.groups) == {"g1", "2"} and only.languages == ("de", "en")
-    with pytest.raises(DataError, match=r"no training pairs in ja; the data has de, en, fr"):
+    with pytest.raises(DataError, match=r"\(training pairs\) has no language ja; it has de, en, fr"):
         load_pairs_jsonl(tmp_path / "train.jsonl", languages=["en", "ja"])
 
 
@@ -164,7 +165,7 @@ def test_mmarco_local_triples(tmp_path):
     assert len(one) == 1
     de = load_pairs(f"mmarco:{root}", languages=["de"])
     assert set(de.groups) == {"1", "2"}
-    with pytest.raises(DataError, match=r"no mMARCO data for fr; it has de, en"):
+    with pytest.raises(DataError, match=r"\(mMARCO files\) has no language fr; it has de, en"):
         load_pairs(f"mmarco:{root}", languages=["de", "fr"])
 
 

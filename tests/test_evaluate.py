@@ -114,7 +114,7 @@ def test_evaluate_with_tiny_model_encodes_once_and_caches(tmp_path, tiny_model_d
 
 def test_unknown_language_is_a_clear_error():
     bench = tiny_benchmark()
-    with pytest.raises(ValueError, match="not in benchmark"):
+    with pytest.raises(ValueError, match=r"benchmark '.*' has no language xx; it has de, en, zh"):
         evaluate("unused", bench, languages=["xx"], progress=False)
 
 

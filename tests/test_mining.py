@@ -270,7 +270,7 @@ def test_mine_command_writes_jsonl_and_stats(tiny_model_dir, tmp_path, monkeypat
         (["--train", "nope.jsonl"], "nope.jsonl"),
         (["--k", "0"], "k (negatives per pair) must be >= 1"),
         (["--range-min", "3", "--range-max", "3"], "range_min (3) must be smaller than range_max (3)"),
-        (["--languages", "xx"], "no training pairs in xx"),
+        (["--languages", "xx"], "(training pairs) has no language xx"),
     ],
 )
 def test_mine_command_user_errors_exit_2(tiny_model_dir, tmp_path, args, needle):

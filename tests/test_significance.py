@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from polyret.evaluation.metrics import QueryScores
-from polyret.evaluation.settings import Setting
+from polyret.evaluation import PerQuery
 from polyret.evaluation.significance import align, paired_bootstrap, paired_randomization
 
 
@@ -53,14 +52,10 @@ def test_bad_input():
 
 
 def test_align_matches_by_names():
-    s_a = [Setting("mono", "en", ("en",)), Setting("multi", "en", ("en", "de"))]
-    s_b = [Setting("multi", "en", ("en", "de")), Setting("mono", "en", ("en",))]
-    qa = QueryScores(s_a, np.array(["q0", "q1", "q2"]), np.array(["en"] * 3),
-                     setting=np.array([0, 0, 1]), query=np.array([0, 1, 2]),
-                     values={"map": np.array([0.1, 0.2, 0.3])})
-    qb = QueryScores(s_b, np.array(["q2", "q1", "q0"]), np.array(["en"] * 3),
-                     setting=np.array([1, 0, 1]), query=np.array([1, 0, 2]),
-                     values={"map": np.array([0.5, 0.6, 0.7])})
+    qa = PerQuery(["mono:en", "mono:en", "multi:en"], ["q0", "q1", "q2"], ["en"] * 3,
+                  values={"map": np.array([0.1, 0.2, 0.3])})
+    qb = PerQuery(["mono:en", "multi:en", "mono:en"], ["q1", "q2", "q0"], ["en"] * 3,
+                  values={"map": np.array([0.5, 0.6, 0.7])})
     va, vb, keys = align(qa, qb, "map")
     assert keys.tolist() == ["mono:en/q0@en", "mono:en/q1@en", "multi:en/q2@en"]
     assert va.tolist() == [0.1, 0.2, 0.3] and vb.tolist() == [0.7, 0.5, 0.6]

@@ -233,16 +233,13 @@ def check_evaluate_options(model: str, benchmark: str, *, languages: list[str] |
     """
     from .data.registry import benchmark_info
     from .evaluation.search import BACKENDS
-    from .evaluation.settings import FAMILIES
     from .experiment import check_model_spec
     from .paths import check_writable
+    from .vocabulary import FAMILIES, check_languages
 
     info = benchmark_info(benchmark)  # DataError: unknown benchmark, with the known ids
     if languages is not None:
-        absent = [lang for lang in languages if lang not in info.languages]
-        if absent or not languages:
-            raise ValueError(f"--languages: {benchmark} has no language {', '.join(absent) or '(empty list)'}; "
-                             f"it has {', '.join(info.languages)}")
+        check_languages(languages, info.languages, where=f"--languages: {benchmark}")
     if families is not None:
         bad = [f for f in families if f not in FAMILIES]
         if bad or not families:

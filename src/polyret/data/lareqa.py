@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyret.data.download import Fetch, RemoteFile, ensure_file, mlqa_r_file, xquad_r_file
+from polyret import vocabulary
 from polyret.data.records import Benchmark, Candidate, DataError, Query
 
 XQUAD_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
@@ -110,22 +111,18 @@ def remote_file(dataset: str, lang: str) -> RemoteFile:
 
 
 def check_languages(dataset: str, languages: Sequence[str]) -> tuple[str, ...]:
-    """Validate languages against the dataset; return them in the dataset's canonical order."""
+    """Validate languages against the dataset; return them in the dataset's canonical order.
+
+    Args:
+        dataset: ``xquad-r`` or ``mlqa-r``.
+        languages: the codes asked for (``polyret.vocabulary.check_languages`` does the check).
+
+    Raises:
+        DataError: an unknown dataset, an unknown or non-canonical code, or an empty list.
+    """
     if dataset not in LAREQA_LANGUAGES:
         raise DataError(f"unknown LAReQA dataset {dataset!r}; known: {', '.join(LAREQA_LANGUAGES)}")
-    known = LAREQA_LANGUAGES[dataset]
-    unknown = [lang for lang in languages if lang not in known]
-    for lang in unknown:  # "DE " is not a new language, nor silently "de": say how to write it
-        if isinstance(lang, str) and lang.strip().lower() in known:
-            raise DataError(
-                f"{dataset}: language code {lang!r} is not canonical; write {lang.strip().lower()!r} "
-                "(lower case, no spaces)"
-            )
-    if unknown:
-        raise DataError(f"{dataset} has no language {', '.join(unknown)}; it has {', '.join(known)}")
-    if not languages:
-        raise DataError(f"{dataset}: the language list is empty")
-    return tuple(lang for lang in known if lang in set(languages))
+    return vocabulary.check_languages(languages, LAREQA_LANGUAGES[dataset], where=dataset, error=DataError)
 
 
 # ----------------------------------------------------------------------------------------- parsing

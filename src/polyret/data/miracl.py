@@ -28,8 +28,9 @@ from polyret.data.download import (
     miracl_qrels_file,
     miracl_topics_file,
 )
-from polyret.data.lines import jsonl_objects, numbered_lines
+from polyret.data.lines import jsonl_objects
 from polyret.data.records import Benchmark, Candidate, DataError, Query
+from polyret.data.trec import read_qrels, read_topics
 
 logger = logging.getLogger(__name__)
 
@@ -38,53 +39,14 @@ MIRACL_LANGUAGES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+__all__ = ["MIRACL_LANGUAGES", "check_language", "load_miracl", "read_corpus", "read_qrels", "read_topics"]
+
+
 def check_language(lang: str) -> str:
+    """``lang`` if MIRACL has it, else a DataError listing its languages."""
     if lang not in MIRACL_LANGUAGES:
         raise DataError(f"MIRACL has no language {lang!r}; it has {', '.join(MIRACL_LANGUAGES)}")
     return lang
-
-
-def read_topics(path: str | os.PathLike) -> dict[str, str]:
-    """``qid -> query text``; blank lines are skipped, anything else malformed is an error."""
-    path = Path(path)
-    topics: dict[str, str] = {}
-    for lineno, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
-            raise DataError(f"{path}:{lineno}: expected 'qid<TAB>query', got {line[:80]!r}")
-        qid = parts[0].strip()
-        if qid in topics:
-            raise DataError(f"{path}:{lineno}: duplicate query id {qid!r}")
-        topics[qid] = parts[1].strip()
-    if not topics:
-        raise DataError(f"{path}: no topics (empty file)")
-    return topics
-
-
-def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """``qid -> {docid: rel}`` for ``rel > 0`` only (TREC format ``qid Q0 docid rel``)."""
-    path = Path(path)
-    qrels: dict[str, dict[str, int]] = {}
-    n_lines = 0
-    for lineno, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        n_lines += 1
-        parts = line.split()
-        if len(parts) != 4:
-            raise DataError(f"{path}:{lineno}: expected 'qid Q0 docid rel', got {line[:80]!r}")
-        qid, _, docid, rel_text = parts
-        try:
-            rel = int(rel_text)
-        except ValueError as exc:
-            raise DataError(f"{path}:{lineno}: relevance {rel_text!r} is not an integer") from exc
-        if rel > 0:
-            qrels.setdefault(qid, {})[docid] = rel
-    if n_lines == 0:
-        raise DataError(f"{path}: no judgements (empty file)")
-    return qrels
 
 
 def read_corpus(path: str | os.PathLike, lang: str) -> list[Candidate]:

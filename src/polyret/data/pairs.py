@@ -13,11 +13,7 @@ Sources (``load_pairs`` spec):
   ``lareqa.article_split``, so training on ``:train`` never sees a ``:test`` article). With
   ``hard_negatives`` the negative is another sentence of the same paragraph, chosen by a seeded hash.
   Positives and negatives carry passage identities shared by translations (``lareqa_passage_identities``).
-* ``mmarco``: mMARCO (``unicamp-dl/mmarco`` on the Hugging Face hub; query and passage ids are shared
-  across its translations), first triple of each query in ``triples.train.ids.small.tsv``.
-* ``mmarco:<folder>``: the same from local files: ``<folder>/<lang>/queries.tsv`` (``qid<TAB>text``),
-  ``<folder>/<lang>/collection.tsv`` (``pid<TAB>text``), plus ``<folder>/triples.tsv``
-  (``qid pos_pid neg_pid``) or ``<folder>/qrels.tsv`` (``qid 0 pid rel`` or ``qid pid``; no negatives).
+* ``mmarco`` / ``mmarco:<folder>``: mMARCO from the Hub or local files (``polyret.data.mmarco``).
 
 A language asked for but absent from the source is an error, never a silent skip.
 """
@@ -27,26 +23,24 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from polyret.data.download import MMARCO_REPO, Fetch, hub_dataset_file
+from polyret.data.download import Fetch
 from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, article_split, check_languages, load_lareqa_files
 from polyret.data.lareqa import LareqaFile, candidate_id
-from polyret.data.lines import jsonl_objects, numbered_lines
+from polyret.data.lines import jsonl_objects
+from polyret.data.mmarco import MMARCO_LANGUAGES, MmarcoFiles, mmarco_hub_files, mmarco_local_files, mmarco_pairs
 from polyret.data.records import DataError, Pair, PairGroups
+from polyret.vocabulary import check_languages as check_subset
 
-# mMARCO's file names use English language names
-MMARCO_LANGUAGES: dict[str, str] = {
-    "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french", "hi": "hindi",
-    "id": "indonesian", "it": "italian", "ja": "japanese", "nl": "dutch", "pt": "portuguese",
-    "ru": "russian", "vi": "vietnamese", "zh": "chinese",
-}  # fmt: skip
-MMARCO_TRIPLES = "data/triples.train.ids.small.tsv"
-LOCAL_TRIPLES = ("triples.tsv", "triples.train.ids.small.tsv")
-LOCAL_QRELS = ("qrels.tsv", "qrels.train.tsv")
+__all__ = [
+    "MMARCO_LANGUAGES", "MmarcoFiles", "iter_pairs", "lareqa_pairs", "lareqa_passage_identities", "load_pairs",
+    "load_pairs_jsonl", "mmarco_hub_files", "mmarco_local_files", "mmarco_pairs", "pair_counts",
+    "restrict_languages", "subsample",
+]  # the mMARCO names are re-exported: they lived here before data/mmarco.py
+
 
 
 # ------------------------------------------------------------------------------------------ common
@@ -69,14 +63,8 @@ def restrict_languages(
     """Keep only ``languages`` (all must be present in the data); drop groups left empty."""
     if languages is None:
         return dict(groups)
-    present = {lang for by_lang in groups.values() for lang in by_lang}
-    absent = [lang for lang in languages if lang not in present]
-    if absent or not languages:
-        raise DataError(
-            f"{source}: no training pairs in {', '.join(absent) or '(empty language list)'}; "
-            f"the data has {', '.join(sorted(present)) or 'no languages'}"
-        )
-    wanted = set(languages)
+    present = tuple(sorted({lang for by_lang in groups.values() for lang in by_lang}))
+    wanted = set(check_subset(languages, present, where=f"{source} (training pairs)", error=DataError))
     out = {}
     for gid, by_lang in groups.items():
         kept = {lang: pair for lang, pair in by_lang.items() if lang in wanted}
@@ -311,149 +299,6 @@ def lareqa_passage_identities(
         if root not in names or cid < names[root]:
             names[root] = cid
     return {node: names[find(node)] for node in nodes}
-
-
-# ------------------------------------------------------------------------------------------ mMARCO
-
-
-@dataclass(frozen=True)
-class MmarcoFiles:
-    """Where one mMARCO copy lives: per-language queries and collections, and the shared id file."""
-
-    queries: dict[str, Path]
-    collections: dict[str, Path]
-    triples: Path | None = None  # qid pos_pid neg_pid
-    qrels: Path | None = None  # qid 0 pid rel, or qid pid (used when there are no triples)
-    origin: str = ""
-
-
-def mmarco_local_files(folder: str | os.PathLike) -> MmarcoFiles:
-    """The files of a local mMARCO folder (see the module docstring for the layout)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such mMARCO folder")
-    queries, collections = {}, {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        q, c = sub / "queries.tsv", sub / "collection.tsv"
-        if q.is_file() and c.is_file():
-            queries[sub.name], collections[sub.name] = q, c
-    if not queries:
-        raise DataError(f"{folder}: no <lang>/queries.tsv + <lang>/collection.tsv language folders")
-    triples = next((folder / n for n in LOCAL_TRIPLES if (folder / n).is_file()), None)
-    qrels = next((folder / n for n in LOCAL_QRELS if (folder / n).is_file()), None)
-    if triples is None and qrels is None:
-        raise DataError(f"{folder}: needs one of {', '.join(LOCAL_TRIPLES + LOCAL_QRELS)} (query/passage ids)")
-    return MmarcoFiles(queries, collections, triples, qrels, origin=str(folder))
-
-
-def mmarco_hub_files(languages: Sequence[str]) -> MmarcoFiles:
-    """Download (once, into the Hub cache) the mMARCO files for ``languages``; each collection is GBs."""
-    unknown = [lang for lang in languages if lang not in MMARCO_LANGUAGES]
-    if unknown or not languages:
-        raise DataError(
-            f"mMARCO has no language {', '.join(unknown) or '(empty list)'}; "
-            f"it has {', '.join(MMARCO_LANGUAGES)}"
-        )
-    queries, collections = {}, {}
-    for lang in languages:
-        full = MMARCO_LANGUAGES[lang]
-        queries[lang] = hub_dataset_file(MMARCO_REPO, f"data/google/queries/train/{full}_queries.train.tsv")
-        collections[lang] = hub_dataset_file(MMARCO_REPO, f"data/google/collections/{full}_collection.tsv")
-    triples = hub_dataset_file(MMARCO_REPO, MMARCO_TRIPLES)
-    return MmarcoFiles(queries, collections, triples=triples, origin=f"hf://datasets/{MMARCO_REPO}")
-
-
-def _read_training_ids(files: MmarcoFiles) -> dict[str, tuple[str, str | None]]:
-    """qid -> (positive pid, negative pid or None): the first row of each query, in file order."""
-    out: dict[str, tuple[str, str | None]] = {}
-    if files.triples is not None:
-        for lineno, line in numbered_lines(files.triples):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 3:
-                raise DataError(f"{files.triples}:{lineno}: expected 'qid pos_pid neg_pid', got {line[:80]!r}")
-            out.setdefault(parts[0], (parts[1], parts[2]))
-        source = files.triples
-    else:
-        assert files.qrels is not None
-        for lineno, line in numbered_lines(files.qrels):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) == 2:
-                qid, pid, rel = parts[0], parts[1], "1"
-            elif len(parts) == 4:
-                qid, _, pid, rel = parts
-            else:
-                raise DataError(f"{files.qrels}:{lineno}: expected 'qid 0 pid rel' or 'qid pid', got {line[:80]!r}")
-            try:
-                relevant = int(rel) > 0
-            except ValueError as exc:
-                raise DataError(f"{files.qrels}:{lineno}: relevance {rel!r} is not an integer") from exc
-            if relevant:
-                out.setdefault(qid, (pid, None))
-        source = files.qrels
-    if not out:
-        raise DataError(f"{source}: no training ids (empty file)")
-    return out
-
-
-def _read_id_texts(path: Path, wanted: set[str]) -> dict[str, str]:
-    """Texts of the ids in ``wanted`` from an ``id<TAB>text`` file, streamed (collections are GBs)."""
-    out: dict[str, str] = {}
-    for lineno, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        ident, tab, text = line.partition("\t")
-        if not tab or not ident.strip():
-            raise DataError(f"{path}:{lineno}: expected 'id<TAB>text', got {line[:80]!r}")
-        ident = ident.strip()
-        if ident in wanted:
-            out[ident] = text.strip()
-    return out
-
-
-def mmarco_pairs(
-    files: MmarcoFiles,
-    *,
-    languages: Sequence[str] | None = None,
-    max_groups: int | None = None,
-    seed: int = 0,
-    name: str = "mmarco",
-) -> PairGroups:
-    """Parallel pairs grouped by query id; a language where a query or passage is missing just lacks it."""
-    langs = list(languages) if languages is not None else sorted(files.queries)
-    absent = [lang for lang in langs if lang not in files.queries]
-    if absent or not langs:
-        raise DataError(
-            f"{files.origin or name}: no mMARCO data for {', '.join(absent) or '(empty language list)'}; "
-            f"it has {', '.join(sorted(files.queries))}"
-        )
-    ids = _read_training_ids(files)
-    chosen = list(ids)
-    if max_groups is not None and max_groups < len(chosen):
-        if max_groups < 1:
-            raise ValueError(f"max_groups must be >= 1, got {max_groups}")
-        keep = np.sort(np.random.default_rng(seed).permutation(len(chosen))[:max_groups])
-        chosen = [chosen[i] for i in keep]
-    wanted_q = set(chosen)
-    wanted_p = {pid for qid in chosen for pid in ids[qid] if pid is not None}
-    groups: dict[str, dict[str, Pair]] = {qid: {} for qid in chosen}
-    for lang in langs:
-        qtext = _read_id_texts(files.queries[lang], wanted_q)
-        ptext = _read_id_texts(files.collections[lang], wanted_p)
-        for qid in chosen:
-            pos, neg = ids[qid]
-            if qid not in qtext or pos not in ptext or (neg is not None and neg not in ptext):
-                continue
-            groups[qid][lang] = Pair(
-                group=qid, lang=lang, query=qtext[qid], positive=ptext[pos],
-                negative=ptext[neg] if neg is not None else None, source=name,
-                positive_id=pos, negative_id=neg,  # mMARCO's passage ids are shared by the translations
-            )  # fmt: skip
-    groups = {qid: by_lang for qid, by_lang in groups.items() if by_lang}
-    return _finish(name, groups, None, None, seed)  # languages were checked against the folders
 
 
 # ------------------------------------------------------------------------------------------- entry

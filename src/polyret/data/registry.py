@@ -10,6 +10,7 @@ from polyret.data.download import Fetch
 from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, load_lareqa
 from polyret.data.miracl import MIRACL_LANGUAGES, load_miracl
 from polyret.data.records import Benchmark, DataError
+from polyret.vocabulary import check_languages
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,7 @@ def load_benchmark(
     """Load a benchmark by id (``list_benchmarks()``), optionally restricted to some languages."""
     info = benchmark_info(benchmark_id)
     if languages is not None:
-        languages = list(dict.fromkeys(languages))
-        absent = [lang for lang in languages if lang not in info.languages]
-        if absent or not languages:
-            raise DataError(
-                f"{benchmark_id} has no language {', '.join(absent) or '(empty list)'}; "
-                f"it has {', '.join(info.languages)}"
-            )
+        languages = list(check_languages(languages, info.languages, where=benchmark_id, error=DataError))
     if benchmark_id.startswith("miracl/"):
         return load_miracl(info.languages[0], data_dir=data_dir, download=download, fetch=fetch)
     dataset, _, split = benchmark_id.partition(":")

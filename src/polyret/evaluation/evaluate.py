@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.records import Benchmark
 from ..encode import EmbeddingCache, count_missing, encode
+from ..vocabulary import DEFAULT_MEASURES, check_languages
 from . import bias as bias_measures
 from . import metrics
 from .results import PerQuery, Results
@@ -24,12 +25,28 @@ from .settings import settings_for
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MEASURES: tuple[str, ...] = ("map", "map@20", "ndcg@10", "recall@1", "recall@10", "recall@100", "mrr@10")
-
 
 @dataclass
 class EvalConfig:
-    """Everything that decides an evaluation's numbers (and so its cache and output)."""
+    """Everything that decides an evaluation's numbers (and so its cache and output).
+
+    Args:
+        model: a model spec (``builtin:me5-small``, a folder, a Hub id).
+        benchmark: a benchmark id (``polyret.data.list_benchmarks()``).
+        languages: evaluate only these of the benchmark's languages (None: all).
+        families: setting families to score (None: the benchmark's own).
+        data_dir: where benchmark files are looked for (None: ``POLYRET_DATA_DIR`` etc.).
+        batch_size: texts per encoding batch.
+        k: candidates retrieved per (setting, query).
+        backend: ``"exact"`` (blocked matrix products) or ``"faiss"``.
+        measures: measure names (default ``polyret.vocabulary.DEFAULT_MEASURES``).
+        with_context: encode each candidate sentence followed by its paragraph.
+        max_seq_length: truncate texts to this many tokens (None: the model's own).
+        query_prompt, passage_prompt: prompts prepended to queries / passages (None: the model's own).
+        cache: keep embeddings in the on-disk cache.
+        cache_dir: the cache root (None: ``POLYRET_CACHE_DIR`` or the user cache dir).
+        device: the torch device (None: the best available).
+    """
 
     model: str = "builtin:me5-small"
     benchmark: str = "xquad-r:test"
@@ -52,13 +69,8 @@ class EvalConfig:
 def _subset(benchmark: Benchmark, languages: Sequence[str] | None) -> Benchmark:
     if not languages:
         return benchmark
-    unknown = [lang for lang in languages if lang not in benchmark.languages]
-    if unknown:
-        raise ValueError(
-            f"languages {unknown} are not in benchmark {benchmark.id!r} (it has {', '.join(benchmark.languages)})"
-        )
-    keep = set(languages)
-    langs = tuple(lang for lang in benchmark.languages if lang in keep)
+    langs = check_languages(languages, benchmark.languages, where=f"benchmark {benchmark.id!r}")
+    keep = set(langs)
     cands = [c for c in benchmark.candidates if c.lang in keep]
     cand_ids = {c.id for c in cands}
     dropped = {c.id for c in benchmark.candidates} - cand_ids
@@ -155,7 +167,7 @@ def score(
         per_setting[name]["n_queries"] = n
     macro = metrics.macro(qs)
     bias: dict[str, Any] = {}
-    per_query = _per_query_table(run, qs, list(measures))
+    per_query = _per_query_table(qs, list(measures))
     if any(s.family == "multi" for s in settings):
         bias = bias_measures.summary(run)
         _add_rank_distance(per_query, run)
@@ -238,14 +250,10 @@ def _add_unretrievable(run, benchmark: Benchmark, absent: dict[str, dict[str, in
                     **cols)
 
 
-def _per_query_table(run, qs, measures: list[str]) -> PerQuery:
-    names = np.asarray(run.setting_names, dtype=object)
-    return PerQuery(
-        setting=names[qs.setting].tolist(),
-        query_id=run.query_ids[qs.query].tolist(),
-        query_lang=run.query_langs[qs.query].tolist(),
-        values={m: np.asarray(qs.values[m], dtype=np.float64) for m in measures},
-    )
+def _per_query_table(qs: PerQuery, measures: list[str]) -> PerQuery:
+    """The per-query values of ``measures`` (in that order), for results and their CSV."""
+    return PerQuery(setting=qs.setting, query_id=qs.query_id, query_lang=qs.query_lang,
+                    values={m: np.asarray(qs.values[m], dtype=np.float64) for m in measures})
 
 
 def _add_rank_distance(per_query: PerQuery, run) -> None:

@@ -22,14 +22,16 @@ A query with no relevant doc in a pool has no rows in that setting, so it is not
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from polyret.evaluation.results import PerQuery
 from polyret.evaluation.runtable import RunTable
-from polyret.evaluation.settings import Setting
+from polyret.evaluation.settings import split_setting
+from polyret.vocabulary import DEFAULT_MEASURES
 
-DEFAULT_MEASURES: tuple[str, ...] = ("map", "map@10", "ndcg@10", "recall@10", "recall@100", "mrr@10")
+__all__ = ["DEFAULT_MEASURES", "Measure", "PerQuery", "macro", "parse_measure", "per_query", "per_setting"]
 
 _ALIASES = {
     "map": "map", "ap": "map", "map_cut": "map",
@@ -44,6 +46,13 @@ _NEEDS_CUTOFF = {"recall", "p", "success"}
 
 @dataclass(frozen=True)
 class Measure:
+    """A parsed measure name.
+
+    Args:
+        kind: ``map``, ``ndcg``, ``recall``, ``p``, ``mrr`` or ``success``.
+        cutoff: the rank cutoff, or None for the full ranking.
+    """
+
     kind: str  # map | ndcg | recall | p | mrr | success
     cutoff: int | None  # None = full ranking
 
@@ -67,36 +76,6 @@ def parse_measure(name: str) -> Measure:
     return Measure(kind, cutoff)
 
 
-@dataclass
-class QueryScores:
-    """One value per (setting, query) and measure; ``setting``/``query`` are codes like the run table's."""
-
-    settings: list[Setting]
-    query_ids: np.ndarray
-    query_langs: np.ndarray
-    setting: np.ndarray  # int code into settings
-    query: np.ndarray  # int index into query_ids / query_langs
-    values: dict[str, np.ndarray] = field(default_factory=dict)  # measure name -> float64 per row
-
-    def __len__(self) -> int:
-        return len(self.setting)
-
-    @property
-    def measures(self) -> list[str]:
-        return list(self.values)
-
-    def keys(self) -> np.ndarray:
-        """``<setting>/<qid>@<lang>`` per row: stable across runs of the same benchmark."""
-        names = np.asarray([s.name for s in self.settings], dtype=str)
-        qid = np.char.add(np.char.add(self.query_ids[self.query], "@"), self.query_langs[self.query])
-        return np.char.add(np.char.add(names[self.setting], "/"), qid)
-
-    def counts(self) -> dict[str, int]:
-        """Number of evaluated queries per setting."""
-        n = np.bincount(self.setting, minlength=len(self.settings))
-        return {s.name: int(c) for s, c in zip(self.settings, n) if c > 0}
-
-
 def _groups(run: RunTable):
     """Relevant rows sorted by (setting, query, rank with unretrieved last) and their group ids."""
     rel = np.flatnonzero(run.relevance > 0)
@@ -112,8 +91,16 @@ def _groups(run: RunTable):
     return rel, starts, gid
 
 
-def per_query(run: RunTable, measures: tuple[str, ...] | list[str] = DEFAULT_MEASURES) -> QueryScores:
-    """Every measure for every (setting, query) that has a relevant doc in its pool."""
+def per_query(run: RunTable, measures: tuple[str, ...] | list[str] = DEFAULT_MEASURES) -> PerQuery:
+    """Every measure for every (setting, query) that has a relevant doc in its pool.
+
+    Args:
+        run: the pooled run table.
+        measures: measure names (see :func:`parse_measure`); values are keyed by the canonical name.
+
+    Returns:
+        A :class:`PerQuery`, rows grouped by setting in the run table's order.
+    """
     parsed = [parse_measure(m) for m in measures]
     if not run.exact_ranks:
         too_deep = [m.name for m in parsed if m.cutoff is not None and m.cutoff > run.k]
@@ -124,12 +111,12 @@ def per_query(run: RunTable, measures: tuple[str, ...] | list[str] = DEFAULT_MEA
             )
     rel, starts, gid = _groups(run)
     n_groups = len(starts)
-    out = QueryScores(
-        settings=list(run.settings),
-        query_ids=run.query_ids,
-        query_langs=run.query_langs,
-        setting=run.setting[rel[starts]].astype(np.int32),
-        query=run.query[rel[starts]].astype(np.int32),
+    names = np.asarray(run.setting_names, dtype=object)
+    queries = run.query[rel[starts]]
+    out = PerQuery(
+        setting=names[run.setting[rel[starts]]].tolist(),
+        query_id=run.query_ids[queries].tolist(),
+        query_lang=run.query_langs[queries].tolist(),
     )
     if n_groups == 0:
         out.values = {m.name: np.empty(0) for m in parsed}
@@ -170,25 +157,23 @@ def per_query(run: RunTable, measures: tuple[str, ...] | list[str] = DEFAULT_MEA
     return out
 
 
-def per_setting(scores: QueryScores) -> dict[str, dict[str, float]]:
+def per_setting(scores: PerQuery) -> dict[str, dict[str, float]]:
     """Mean of each measure over the queries of each setting (settings without queries omitted)."""
-    n = np.bincount(scores.setting, minlength=len(scores.settings))
+    names, codes = scores.setting_codes()
+    n = np.bincount(codes, minlength=len(names))
     out: dict[str, dict[str, float]] = {}
-    sums = {m: np.bincount(scores.setting, weights=v, minlength=len(scores.settings)) for m, v in scores.values.items()}
-    for code, setting in enumerate(scores.settings):
-        if n[code] == 0:
-            continue
-        out[setting.name] = {m: float(sums[m][code] / n[code]) for m in scores.values}
+    sums = {m: np.bincount(codes, weights=v, minlength=len(names)) for m, v in scores.values.items()}
+    for code, name in enumerate(names):
+        out[name] = {m: float(sums[m][code] / n[code]) for m in scores.values}
     return out
 
 
-def macro(scores: QueryScores) -> dict[str, dict[str, float]]:
+def macro(scores: PerQuery) -> dict[str, dict[str, float]]:
     """Per family: the mean over its settings of the per-setting means (each setting weighs the same)."""
     by_setting = per_setting(scores)
-    family_of = {s.name: s.family for s in scores.settings}
     grouped: dict[str, list[dict[str, float]]] = {}
     for name, vals in by_setting.items():
-        grouped.setdefault(family_of[name], []).append(vals)
+        grouped.setdefault(split_setting(name)[0], []).append(vals)
     return {
         fam: {m: float(np.mean([v[m] for v in rows])) for m in scores.values}
         for fam, rows in grouped.items()

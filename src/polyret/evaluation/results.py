@@ -23,7 +23,6 @@ import gzip
 import io
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,35 +30,62 @@ from typing import Any
 import numpy as np
 
 from ..paths import atomic_path, atomic_write_text, clear_complete, is_complete, mark_complete
+from ..serialize import jsonable
+from ..vocabulary import FAMILIES
+from .settings import split_setting
+
+__all__ = ["SCHEMA", "PerQuery", "Results", "is_done", "split_setting"]
 
 SCHEMA = 1
 
 
-def split_setting(name: str) -> tuple[str, str, str]:
-    """``"cross:de-en"`` -> ("cross", "de", "en"); mono pools are the query language, multi pools are "all"."""
-    family, _, rest = name.partition(":")
-    if family == "cross":
-        q, _, p = rest.partition("-")
-        return family, q, p
-    if family == "mono":
-        return family, rest, rest
-    return family, rest, "all"
-
-
 @dataclass
 class PerQuery:
-    """One row per (setting, query): the values every report and significance test starts from."""
+    """One row per (setting, query): the values metrics compute and every report and significance test
+    starts from (``metrics.per_query`` returns one; ``per_query.csv.gz`` stores one).
+
+    Rows of one setting are contiguous and settings come in the run table's order.
+
+    Args:
+        setting: the setting name of each row (``mono:de``, ``cross:de-en``, ``multi:de``).
+        query_id: the query id of each row.
+        query_lang: the query language of each row.
+        values: measure name -> float64 array aligned with the rows.
+    """
 
     setting: list[str]
     query_id: list[str]
     query_lang: list[str]
-    values: dict[str, np.ndarray]  # measure -> float array aligned with the rows
+    values: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.setting)
 
+    @property
+    def measures(self) -> list[str]:
+        return list(self.values)
+
     def rows_for(self, setting: str) -> np.ndarray:
         return np.flatnonzero(np.asarray(self.setting, dtype=object) == setting)
+
+    def keys(self) -> np.ndarray:
+        """``<setting>/<qid>@<lang>`` per row: stable across runs of the same benchmark."""
+        if not len(self):
+            return np.empty(0, dtype=str)
+        qid = np.char.add(np.char.add(np.asarray(self.query_id, dtype=str), "@"), np.asarray(self.query_lang, dtype=str))
+        return np.char.add(np.char.add(np.asarray(self.setting, dtype=str), "/"), qid)
+
+    def setting_codes(self) -> tuple[list[str], np.ndarray]:
+        """(setting names in row order of first appearance, each row's index into them)."""
+        order: dict[str, int] = {}
+        codes = np.fromiter((order.setdefault(s, len(order)) for s in self.setting), dtype=np.int64,
+                            count=len(self.setting))
+        return list(order), codes
+
+    def counts(self) -> dict[str, int]:
+        """Number of evaluated queries per setting."""
+        names, codes = self.setting_codes()
+        return {name: int(c) for name, c in zip(names, np.bincount(codes, minlength=len(names)))}
 
     def to_csv(self, path: str | Path) -> None:
         measures = list(self.values)
@@ -93,6 +119,23 @@ def _fmt(x: float) -> str:
 
 @dataclass
 class Results:
+    """One evaluation's numbers: what ``evaluate()`` returns and ``results.json`` stores.
+
+    Args:
+        model: the model spec or name evaluated.
+        benchmark: the benchmark id.
+        languages: the benchmark's languages that were evaluated, in benchmark order.
+        measures: the measure names, in the order asked for.
+        per_setting: setting name -> measure -> mean over its queries (plus ``"n_queries"``).
+        macro: family -> measure -> macro mean over the family's settings.
+        bias: the language-bias summary of the multilingual settings (empty without them).
+        timing: seconds per stage (``load_s``, ``encode_s``, ``search_s``, ``metrics_s``, ``total_s``).
+        fingerprint: the model fingerprint (weights and encoding options).
+        per_query: the per-(setting, query) values, when kept.
+        extra: further JSON fields (counts, ``k``, backend, config).
+        run: the pooled ``RunTable`` when the caller asked to keep it (not serialised to JSON).
+    """
+
     model: str
     benchmark: str
     languages: list[str]
@@ -108,7 +151,7 @@ class Results:
 
     # ---- views -------------------------------------------------------------------------------------
     def families(self) -> list[str]:
-        return [f for f in ("mono", "cross", "multi") if f in self.macro]
+        return [f for f in FAMILIES if f in self.macro]
 
     def matrix(self, measure: str = "map") -> tuple[list[str], np.ndarray]:
         """Query language x pool language matrix: cross-lingual off the diagonal, monolingual on it."""
@@ -187,32 +230,25 @@ class Results:
             run: a ``RunTable`` to save as ``run.npz`` inside the same completed step.
         """
         out = Path(output)
-        with _naming(out):
-            out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         clear_complete(out)
         written = {"results": out / "results.json", "settings_csv": out / "settings.csv"}
-        with _naming(written["results"]):
-            atomic_write_text(written["results"], json.dumps(_jsonable(self.to_dict()), indent=2, ensure_ascii=False))
-        with _naming(written["settings_csv"]):
-            atomic_write_text(written["settings_csv"], self.settings_csv())
+        atomic_write_text(written["results"], json.dumps(jsonable(self.to_dict()), indent=2, ensure_ascii=False))
+        atomic_write_text(written["settings_csv"], self.settings_csv())
         if self.per_query is not None:
             written["per_query"] = out / "per_query.csv.gz"
-            with _naming(written["per_query"]):
-                self.per_query.to_csv(written["per_query"])
+            self.per_query.to_csv(written["per_query"])
         if heatmap and any(f in self.macro for f in ("mono", "cross")) and len(self.languages) > 1:
             from ..figures import heatmap as draw_heatmap
 
             written["heatmap"] = out / "heatmap_map.png"
             langs, m = self.matrix("map")
-            with _naming(written["heatmap"]):
-                draw_heatmap(m, langs, written["heatmap"], title=f"mAP, {self.model} on {self.benchmark}")
+            draw_heatmap(m, langs, written["heatmap"], title=f"mAP, {self.model} on {self.benchmark}")
         if run is not None:
             written["run"] = out / "run.npz"
-            with _naming(written["run"]):
-                run.save(written["run"])
-        with _naming(out / ".complete.json"):
-            mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model,
-                          model_fingerprint=self.fingerprint)
+            run.save(written["run"])
+        mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model,
+                      model_fingerprint=self.fingerprint)
         return written
 
     def settings_csv(self) -> str:
@@ -237,27 +273,3 @@ def is_done(output: str | Path) -> bool:
     """True iff ``output`` holds a finished evaluation: a valid completion marker (every file it lists
     present with its recorded size) and results.json. A folder without one is never trusted."""
     return is_complete(output) and (Path(output) / "results.json").is_file()
-
-
-@contextmanager
-def _naming(path: Path):
-    """Re-raise an OSError without a file name (a full disk: write() says only ENOSPC) as one naming ``path``."""
-    try:
-        yield
-    except OSError as err:
-        if err.filename is not None and str(path) in str(err.filename):
-            raise
-        name = f"{path} ({err.filename})" if err.filename else str(path)
-        raise type(err)(err.errno, f"cannot write {name}: {err.strerror or err}", str(path)) from err
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj

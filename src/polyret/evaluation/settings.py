@@ -12,12 +12,21 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from polyret.data.records import Benchmark
+from polyret.vocabulary import FAMILIES, check_languages
 
-FAMILIES: tuple[str, ...] = ("mono", "cross", "multi")
+__all__ = ["FAMILIES", "Setting", "parse_setting", "settings_for", "split_setting"]
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One retrieval setting: the queries of one language searching one pool.
+
+    Args:
+        family: ``"mono"``, ``"cross"`` or ``"multi"`` (``polyret.vocabulary.FAMILIES``).
+        query_lang: the language of the queries.
+        pool_langs: the languages of the candidate pool (one for mono/cross, all chosen ones for multi).
+    """
+
     family: str  # "mono" | "cross" | "multi"
     query_lang: str
     pool_langs: tuple[str, ...]
@@ -39,21 +48,43 @@ class Setting:
         return self.name
 
 
-def parse_setting(name: str, languages: Iterable[str]) -> Setting:
-    """Inverse of ``Setting.name``; ``languages`` is the pool of a multilingual setting."""
+def split_setting(name: str) -> tuple[str, str, str]:
+    """``"cross:de-en"`` -> ``("cross", "de", "en")``: (family, query language, pool language).
+
+    The one parser of setting names (``Setting.name`` is the one writer). Mono pools are the query
+    language; multilingual pools are ``"all"``.
+
+    Args:
+        name: a setting name such as ``"mono:de"``, ``"cross:de-en"``, ``"multi:de"``.
+
+    Raises:
+        ValueError: the name has no family, an unknown family, or a malformed cross-lingual pair.
+    """
     family, sep, rest = name.partition(":")
     if not sep or not rest:
         raise ValueError(f"bad setting name {name!r}; expected e.g. 'mono:de', 'cross:de-en', 'multi:de'")
     if family == "mono":
-        return Setting("mono", rest, (rest,))
+        return family, rest, rest
     if family == "cross":
         src, dash, tgt = rest.partition("-")
         if not dash or not src or not tgt or src == tgt:
             raise ValueError(f"bad cross-lingual setting name {name!r}; expected 'cross:<query>-<pool>'")
-        return Setting("cross", src, (tgt,))
+        return family, src, tgt
     if family == "multi":
-        return Setting("multi", rest, tuple(languages))
+        return family, rest, "all"
     raise ValueError(f"unknown setting family in {name!r}; expected one of {FAMILIES}")
+
+
+def parse_setting(name: str, languages: Iterable[str]) -> Setting:
+    """Inverse of ``Setting.name``; ``languages`` is the pool of a multilingual setting.
+
+    Args:
+        name: a setting name (see :func:`split_setting`).
+        languages: the pool languages of a ``multi:`` setting (ignored for mono and cross).
+    """
+    family, query_lang, pool_lang = split_setting(name)
+    pool = tuple(languages) if family == "multi" else (pool_lang,)
+    return Setting(family, query_lang, pool)
 
 
 def settings_for(
@@ -83,11 +114,7 @@ def settings_for(
                 )
     langs = tuple(benchmark.languages)
     if languages is not None:
-        chosen = tuple(dict.fromkeys(languages))
-        unknown = [lang for lang in chosen if lang not in langs]
-        if unknown:
-            raise ValueError(f"languages {unknown} are not in benchmark {benchmark.id!r} (it has {langs})")
-        langs = tuple(lang for lang in langs if lang in chosen)
+        langs = check_languages(languages, langs, where=f"benchmark {benchmark.id!r}")
 
     q_langs = {q.lang for q in benchmark.queries}
     c_langs = {c.lang for c in benchmark.candidates}

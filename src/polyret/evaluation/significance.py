@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from polyret.evaluation.metrics import QueryScores
+from polyret.evaluation.results import PerQuery
 
 _BATCH = 256  # resamples drawn at once: bounds memory at _BATCH x n_queries
 
@@ -88,7 +88,7 @@ def paired_randomization(a: np.ndarray, b: np.ndarray, n_resamples: int = 10000,
 
 
 def align(
-    a: QueryScores, b: QueryScores, measure: str, settings: list[str] | None = None
+    a: PerQuery, b: PerQuery, measure: str, settings: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values of ``measure`` for the (setting, query) pairs both systems scored, in the same order.
 
@@ -101,9 +101,8 @@ def align(
     ka, kb = a.keys(), b.keys()
     if settings is not None:
         wanted = set(settings)
-        names_a = np.asarray([s.name for s in a.settings], dtype=str)[a.setting]
-        names_b = np.asarray([s.name for s in b.settings], dtype=str)[b.setting]
-        ma, mb = np.isin(names_a, list(wanted)), np.isin(names_b, list(wanted))
+        ma = np.asarray([s in wanted for s in a.setting], dtype=bool)
+        mb = np.asarray([s in wanted for s in b.setting], dtype=bool)
     else:
         ma, mb = np.ones(len(ka), bool), np.ones(len(kb), bool)
     ia, ib = np.flatnonzero(ma), np.flatnonzero(mb)
