@@ -154,7 +154,7 @@ def test_absent_docids_are_counted_and_warned_at_load_time(tmp_path, caplog):
     data = _tiny(tmp_path, ABSENT_TOPICS, ABSENT_QRELS, ABSENT_CORPUS)
     with caplog.at_level("WARNING", logger="polyret.data.miracl"):
         bench = load_miracl("sw", data_dir=data, download=False)
-    (msg,) = [r.getMessage() for r in caplog.records]
+    (msg,) = [r.getMessage() for r in caplog.records if r.name == "polyret.data.miracl"]
     assert "qrels.miracl-v1.0-sw-dev.tsv: 2 relevant judgements name docids absent" in msg
     assert bench.qrels["3"] == {"gone#2": 1}  # kept: relevant but unretrievable
     assert "2 relevant judgements point to docids absent" in bench.provenance

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from polyret.data import DataError, DownloadError, benchmark_info, list_benchmarks, load_benchmark
-from polyret.data.download import default_fetch, ensure_file, miracl_corpus_file, xquad_r_file
+from polyret.data import BENCHMARKS, DataError, DownloadError, benchmark_info, list_benchmarks, load_benchmark
+from polyret.data.download import default_fetch, ensure_file, miracl_corpus_file, sha256_of, xquad_r_file
+from polyret.data.registry import CHECKSUMS, MLQA_R_COMMIT, mlqa_r_file, remote_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_xquad = pytest.mark.skipif(not (SHARED / "xquad-r" / "en.json").is_file(), reason="shared XQuAD-R absent")
@@ -143,3 +144,82 @@ def test_miracl_corpus_download_goes_through_the_hub_url(cache, tmp_path):
     assert [c.id for c in bench.candidates] == ["1#0"] and len(bench.queries) == 119
     assert (cache / "data" / "miracl" / "corpus" / "yo.jsonl.gz").is_file()
     assert miracl_corpus_file("yo").web_url == "https://huggingface.co/datasets/miracl/miracl-corpus/tree/main/miracl-corpus-v1.0-yo"
+
+
+# --------------------------------------------------------------------------------- checksums
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared data absent")
+def test_every_shared_data_file_has_a_matching_table_entry():
+    files = sorted(p for p in SHARED.rglob("*") if p.is_file() and p.suffix in (".json", ".tsv"))
+    assert len(files) == 11 + 2 * 18
+    for path in files:
+        rel = path.relative_to(SHARED).as_posix()
+        entry = remote_file(rel)  # KeyError: a shared file the table does not know
+        assert (entry.size, entry.sha256) == (path.stat().st_size, sha256_of(path)), rel
+    assert set(CHECKSUMS) == {p.relative_to(SHARED).as_posix() for p in files}  # and nothing the folder lacks
+
+
+def test_table_entries_carry_files_with_revisions():
+    by_id = {info.id: info for info in BENCHMARKS}
+    assert [f.relpath for f in by_id["xquad-r:test"].files] == [f"xquad-r/{lang}.json" for lang in by_id["xquad-r"].languages]
+    assert {f.revision for f in by_id["mlqa-r"].files} == {MLQA_R_COMMIT}
+    assert all(f.sha256 is None and f.size is None for f in by_id["mlqa-r"].files)  # no copy to take them from
+    de = by_id["miracl/de"].files
+    assert [f.relpath for f in de] == ["miracl/topics/topics.miracl-v1.0-de-dev.tsv",
+                                       "miracl/qrels/qrels.miracl-v1.0-de-dev.tsv", "miracl/corpus/de.jsonl.gz"]
+    assert de[0].size == CHECKSUMS[de[0].relpath][0] and len(de[0].sha256) == 64
+    assert xquad_r_file("en") == remote_file("xquad-r/en.json") and xquad_r_file("en").revision == "master"
+
+
+@needs_xquad
+@pytest.mark.parametrize("damage", ["size", "content"])
+def test_a_download_that_differs_from_the_table_is_refused_and_not_cached(cache, empty_data, damage):
+    good = (SHARED / "xquad-r" / "en.json").read_bytes()
+    bad = good + b" " if damage == "size" else good.replace(b"Normans", b"Nxrmans", 1)
+    assert len(bad) != len(good) if damage == "size" else (len(bad) == len(good) and bad != good)
+
+    def moved_branch(url: str, dest: Path) -> None:
+        dest.write_bytes(bad)
+
+    expected = xquad_r_file("en")
+    with pytest.raises(DownloadError) as err:
+        load_benchmark("xquad-r", data_dir=empty_data, languages=["en"], fetch=moved_branch)
+    message = str(err.value)
+    assert "xquad-r/en.json" in message and "refused" in message
+    if damage == "size":
+        assert f"expected {expected.size} bytes" in message and f"got {len(bad)} bytes" in message
+    else:
+        import hashlib
+
+        assert f"expected sha256 {expected.sha256}" in message
+        assert f"got sha256 {hashlib.sha256(bad).hexdigest()}" in message
+    folder = cache / "data" / "xquad-r"
+    assert not folder.exists() or list(folder.iterdir()) == []  # neither the file nor a temp file
+    # the right bytes are accepted afterwards
+    bench = load_benchmark("xquad-r", data_dir=empty_data, languages=["en"], fetch=lambda url, dest: dest.write_bytes(good))
+    assert len(bench.queries) == 1190 and (folder / "en.json").read_bytes() == good
+
+
+def test_a_download_without_a_known_checksum_is_only_checked_for_being_there(cache, empty_data):
+    assert mlqa_r_file("de").sha256 is None
+    path = ensure_file(mlqa_r_file("de"), data_dir=empty_data, fetch=lambda url, dest: dest.write_bytes(b"{}"))
+    assert path == cache / "data" / "mlqa-r" / "de.json" and path.read_bytes() == b"{}"
+
+
+@needs_xquad
+def test_a_local_file_that_differs_from_the_table_is_used_with_a_warning(cache, tmp_path, caplog):
+    data = tmp_path / "local"
+    (data / "xquad-r").mkdir(parents=True)
+    good = (SHARED / "xquad-r" / "en.json").read_bytes()
+    (data / "xquad-r" / "en.json").write_bytes(good.replace(b"Normans", b"Nxrmans", 1))
+    with caplog.at_level("WARNING", logger="polyret.data.download"):
+        path = ensure_file(xquad_r_file("en"), data_dir=data, download=False)
+    assert path == data / "xquad-r" / "en.json"
+    (msg,) = [r.getMessage() for r in caplog.records if r.name == "polyret.data.download"]
+    assert str(path) in msg and f"expected sha256 {xquad_r_file('en').sha256}" in msg
+    assert f"got sha256 {sha256_of(path)}" in msg
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="polyret.data.download"):
+        ensure_file(xquad_r_file("en"), data_dir=SHARED, download=False)  # the real file: silent
+    assert [r for r in caplog.records if r.name == "polyret.data.download"] == []

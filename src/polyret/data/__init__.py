@@ -10,11 +10,14 @@ from polyret.data.lareqa import (
     parse_lareqa_file,
 )
 from polyret.data.miracl import MIRACL_LANGUAGES, load_miracl
-from polyret.data.pairs import MMARCO_LANGUAGES, load_pairs, load_pairs_jsonl, pair_counts
+from polyret.data.mmarco import MMARCO_LANGUAGES
+from polyret.data.pairs import load_pairs, load_pairs_jsonl, pair_counts
+from polyret.data.trec import read_qrels, read_run, read_topics
 from polyret.data.records import Benchmark, Candidate, DataError, Pair, PairGroups, Query
-from polyret.data.registry import BenchmarkInfo, benchmark_info, list_benchmarks, load_benchmark
+from polyret.data.registry import BENCHMARKS, BenchmarkInfo, benchmark_info, list_benchmarks, load_benchmark
 
 __all__ = [
+    "BENCHMARKS",
     "Benchmark",
     "BenchmarkInfo",
     "Candidate",
@@ -40,4 +43,7 @@ __all__ = [
     "load_pairs_jsonl",
     "pair_counts",
     "parse_lareqa_file",
+    "read_qrels",
+    "read_run",
+    "read_topics",
 ]

@@ -13,75 +13,76 @@ a Hugging Face dataset repository (gzip members concatenate into one valid gzip 
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import shutil
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyret import paths
 from polyret.data.records import DataError
+from polyret.data.registry import (
+    MMARCO_REPO,
+    RemoteFile,
+    miracl_corpus_file,
+    miracl_qrels_file,
+    miracl_topics_file,
+    mlqa_r_file,
+    xquad_r_file,
+)
 
 Fetch = Callable[[str, Path], None]
 
-LAREQA_REPO = "https://raw.githubusercontent.com/google-research-datasets/lareqa"
-# MLQA-R was removed from later commits of the lareqa repository; this commit still has it.
-MLQA_R_COMMIT = "354d67d1cd066854cdfbf5ad0e6105528976141d"
-ANSERINI_TOOLS = "https://raw.githubusercontent.com/castorini/anserini-tools/master/topics-and-qrels"
-MIRACL_CORPUS_REPO = "miracl/miracl-corpus"
-MMARCO_REPO = "unicamp-dl/mmarco"
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MMARCO_REPO",
+    "DownloadError",
+    "Fetch",
+    "RemoteFile",
+    "default_fetch",
+    "ensure_file",
+    "ensure_files",
+    "hub_dataset_file",
+    "local_candidates",
+    "miracl_corpus_file",
+    "miracl_qrels_file",
+    "miracl_topics_file",
+    "mlqa_r_file",
+    "sha256_of",
+    "verify",
+    "xquad_r_file",
+]  # the file specs live in polyret.data.registry (the table); re-exported here, where they were
 
 
 class DownloadError(DataError):
-    """A file is neither on disk nor downloadable (offline, or the download failed)."""
+    """A file is neither on disk nor downloadable (offline, the download failed, or what came does not
+    match the registry's size and sha256)."""
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """One data file: where it lives under the data root, and its public home."""
-
-    relpath: str  # e.g. "xquad-r/en.json"
-    url: str  # "https://..." or "hf://datasets/<owner>/<name>/<folder>/"
-    alternatives: tuple[str, ...] = field(default=())  # other local names accepted (e.g. uncompressed)
-
-    @property
-    def web_url(self) -> str:
-        """The url a person can open (hf:// becomes the Hub page of that folder)."""
-        if self.url.startswith("hf://datasets/"):
-            owner, name, folder = self.url.removeprefix("hf://datasets/").split("/", 2)
-            return f"https://huggingface.co/datasets/{owner}/{name}/tree/main/{folder.rstrip('/')}"
-        return self.url
-
-    @property
-    def local_names(self) -> tuple[str, ...]:
-        return (self.relpath, *self.alternatives)
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 (hex) of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def xquad_r_file(lang: str) -> RemoteFile:
-    return RemoteFile(f"xquad-r/{lang}.json", f"{LAREQA_REPO}/master/xquad-r/{lang}.json")
-
-
-def mlqa_r_file(lang: str) -> RemoteFile:
-    return RemoteFile(f"mlqa-r/{lang}.json", f"{LAREQA_REPO}/{MLQA_R_COMMIT}/mlqa-r/{lang}.json")
-
-
-def miracl_topics_file(lang: str, split: str = "dev") -> RemoteFile:
-    name = f"topics.miracl-v1.0-{lang}-{split}.tsv"
-    return RemoteFile(f"miracl/topics/{name}", f"{ANSERINI_TOOLS}/{name}")
-
-
-def miracl_qrels_file(lang: str, split: str = "dev") -> RemoteFile:
-    name = f"qrels.miracl-v1.0-{lang}-{split}.tsv"
-    return RemoteFile(f"miracl/qrels/{name}", f"{ANSERINI_TOOLS}/{name}")
-
-
-def miracl_corpus_file(lang: str) -> RemoteFile:
-    return RemoteFile(
-        f"miracl/corpus/{lang}.jsonl.gz",
-        f"hf://datasets/{MIRACL_CORPUS_REPO}/miracl-corpus-v1.0-{lang}/",
-        alternatives=(f"miracl/corpus/{lang}.jsonl",),
-    )
+def verify(remote: RemoteFile, path: str | os.PathLike) -> str | None:
+    """None if ``path`` is what the registry says ``remote`` is (size, then sha256, each where known),
+    else a sentence naming the file, what was expected and what it is."""
+    path = Path(path)
+    size = path.stat().st_size
+    if remote.size is not None and size != remote.size:
+        return f"{path}: expected {remote.size} bytes (registry entry {remote.relpath}), got {size} bytes"
+    if remote.sha256 is not None:
+        got = sha256_of(path)
+        if got != remote.sha256:
+            return f"{path}: expected sha256 {remote.sha256} (registry entry {remote.relpath}), got sha256 {got}"
+    return None
 
 
 def local_candidates(
@@ -107,6 +108,11 @@ def ensure_file(
     looked = local_candidates(remote, data_dir=data_dir, cache_dir=cache_dir)
     for path in looked:
         if path.is_file():
+            if path.name == Path(remote.relpath).name:  # an alternative name (uncompressed) has no checksum
+                problem = verify(remote, path)
+                if problem:
+                    logger.warning("%s; using it anyway (a local copy), but its numbers are not the benchmark's",
+                                   problem)
             return path
     where = ", ".join(str(p) for p in looked)
     if not download:
@@ -121,6 +127,14 @@ def ensure_file(
             fetch(remote.url, tmp)
             if tmp.stat().st_size == 0:
                 raise OSError("the download was empty")
+            problem = verify(remote, tmp)
+            if problem:  # raised inside the block: the temp file is removed, nothing enters the cache
+                raise _Mismatch(problem.replace(str(tmp), f"the download of {remote.relpath}", 1))
+    except _Mismatch as exc:
+        raise DownloadError(
+            f"{exc} from {remote.web_url}; refused, not stored in the cache (the file upstream changed, "
+            "or the download was damaged)"
+        ) from None
     except Exception as exc:  # any failure (offline, HTTP error, hub error) ends in one clear message
         raise DownloadError(
             f"{remote.relpath} not found (looked at: {where}) and the download from {remote.web_url} "
@@ -128,6 +142,10 @@ def ensure_file(
             f"or set --data-dir / POLYRET_DATA_DIR"
         ) from exc
     return target
+
+
+class _Mismatch(Exception):
+    """A download that does not match the registry (turned into a DownloadError by ensure_file)."""
 
 
 def ensure_files(

@@ -34,14 +34,31 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from polyret.data.download import Fetch, RemoteFile, ensure_file, mlqa_r_file, xquad_r_file
 from polyret import vocabulary
+from polyret.data.download import Fetch, RemoteFile, ensure_file, mlqa_r_file, xquad_r_file
 from polyret.data.records import Benchmark, Candidate, DataError, Query
+from polyret.data.registry import LAREQA_LANGUAGES, MLQA_R_LANGUAGES, SPLITS, XQUAD_R_LANGUAGES
 
-XQUAD_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
-MLQA_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
-LAREQA_LANGUAGES: dict[str, tuple[str, ...]] = {"xquad-r": XQUAD_R_LANGUAGES, "mlqa-r": MLQA_R_LANGUAGES}
-SPLITS = ("train", "test")
+__all__ = [
+    "LAREQA_LANGUAGES",
+    "MLQA_R_LANGUAGES",
+    "SPLITS",
+    "XQUAD_R_LANGUAGES",
+    "LareqaArticle",
+    "LareqaFile",
+    "LareqaParagraph",
+    "LareqaQuestion",
+    "SplitConfig",
+    "article_groups",
+    "article_split",
+    "build_benchmark",
+    "candidate_id",
+    "check_languages",
+    "load_lareqa",
+    "load_lareqa_files",
+    "parse_lareqa_file",
+    "remote_file",
+]
 # Share of a file's sentences allowed to differ from ``context[sentence_breaks]`` before the file is
 # refused: the real XQuAD-R files have 2 of 13,014 (both in tr.json); past this the gold labels (found
 # through the breaks) no longer describe the candidate texts.

@@ -30,13 +30,10 @@ from polyret.data.download import (
 )
 from polyret.data.lines import jsonl_objects
 from polyret.data.records import Benchmark, Candidate, DataError, Query
+from polyret.data.registry import MIRACL_LANGUAGES
 from polyret.data.trec import read_qrels, read_topics
 
 logger = logging.getLogger(__name__)
-
-MIRACL_LANGUAGES: tuple[str, ...] = (
-    "ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "ko", "ru", "sw", "te", "th", "yo", "zh",
-)  # fmt: skip
 
 
 __all__ = ["MIRACL_LANGUAGES", "check_language", "load_miracl", "read_corpus", "read_qrels", "read_topics"]
