@@ -101,7 +101,12 @@ def test_evaluate_with_tiny_model_encodes_once_and_caches(tmp_path, tiny_model_d
     assert set(res.macro) == {"mono", "cross", "multi"}
     assert res.timing["encode_s"] > 0
     shards = list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))
-    assert shards
+    n_keys = 0
+    for shard in shards:  # one cached embedding per distinct (kind, text), none twice
+        with np.load(shard) as z:
+            assert z["emb"].ndim == 2 and len(z["emb"]) == len(z["keys"])
+            n_keys += len(z["keys"])
+    assert n_keys == len({q.text for q in small.queries}) + len({c.text for c in small.candidates})
     # second and third runs (a fresh load, then the same model object twice): all from the cache
     from polyret.models import load
 

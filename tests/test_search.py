@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from polyret.data.records import Benchmark, Candidate, DataError, Query
+from polyret.data.trec import read_run
 from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.search import build_run_table
 from polyret.evaluation.settings import settings_for
@@ -148,8 +149,19 @@ def test_runtable_save_load_filter_trec(tmp_path):
     assert n == len(lines) > 0
     qid, q0, docid, rank, score, tag = lines[0].split()
     assert q0 == "Q0" and qid.endswith("@en") and tag == "polyret" and rank == "1"
-    assert docid in set(run.doc_ids) and float(score) == pytest.approx(float(score))
-    assert all(1 <= int(line.split()[3]) <= 3 for line in lines)
+    # every line against an independent computation: numpy dot products of the two embeddings
+    q_index = {(q.id, q.lang): i for i, q in enumerate(bench.queries)}
+    c_index = {c.id: j for j, c in enumerate(bench.candidates)}
+    parsed = read_run(tmp_path / "mono_en.run")  # the shared TREC reader reads what we wrote
+    assert sum(len(v) for v in parsed.values()) == n
+    for trec_qid, entries in parsed.items():
+        qi = q_index[tuple(trec_qid.rsplit("@", 1))]
+        assert bench.queries[qi].lang == "en"
+        expect = [float(q_emb[qi].astype(np.float64) @ c_emb[c_index[e.docid]].astype(np.float64)) for e in entries]
+        assert all(bench.candidates[c_index[e.docid]].lang == "en" for e in entries)  # the mono:en pool
+        np.testing.assert_allclose([e.score for e in entries], expect, rtol=1e-5, atol=1e-6)
+        assert [e.rank for e in entries] == list(range(1, len(entries) + 1)) and len(entries) <= 3
+        assert expect == sorted(expect, reverse=True)  # ranked by score
     qrels = run.to_qrels_dict("mono:en")
     assert set(qrels) == {line.split()[0] for line in lines}
     all_qrels, all_run = run.to_pytrec()

@@ -65,6 +65,10 @@ class EmbeddingCache:
     the reason and renamed ``<shard>.corrupt``, so it is not read again; its texts are simply missing
     and get encoded again. Shards of older polyret versions have no checksum: they cannot be verified
     and are treated the same way (re-encoding is cheap next to trusting wrong rows).
+
+    Args:
+        root: the cache folder of one model (``for_model`` names it by fingerprint).
+        dim: the embedding dimension expected, when known.
     """
 
     def __init__(self, root: str | os.PathLike, *, dim: int | None = None):

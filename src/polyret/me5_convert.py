@@ -48,7 +48,17 @@ _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
 
 @dataclass
 class Q4Model:
-    """Everything parsed from an ``E5S1`` file; tensors stay views into the file's bytes."""
+    """Everything parsed from an ``E5S1`` file; tensors stay views into the file's bytes.
+
+    Args:
+        path: the file.
+        hidden, layers, heads, intermediate, vocab_size, max_positions, type_vocab_size, eps: the
+            BERT configuration stored in its header.
+        pieces, scores: the sentencepiece vocabulary and its scores.
+        bos, eos, pad, unk: the special token ids.
+        norm_map: the tokenizer's character normalisation (code point -> replacement code points).
+        tensors: tensor name -> (dtype code, element count, bytes).
+    """
 
     path: Path
     hidden: int

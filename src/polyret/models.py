@@ -30,7 +30,13 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class Builtin:
-    """A model polyret can build without the network; ``build(cache_dir)`` returns its folder."""
+    """A model polyret can build without the network; ``build(cache_dir)`` returns its folder.
+
+    Args:
+        name: the name after ``builtin:``.
+        description: one line for listings.
+        build: ``build(cache_dir)`` -> the built model folder.
+    """
 
     name: str
     description: str

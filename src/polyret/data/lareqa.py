@@ -69,7 +69,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How articles are divided; the same config always gives the same split."""
+    """How articles are divided; the same config always gives the same split.
+
+    Args:
+        test_fraction: fraction of article groups on the test side, in (0, 1).
+        seed: mixed into the hash that orders article groups.
+    """
 
     test_fraction: float = 0.5  # fraction of article groups on the test side
     seed: int = 0  # mixed into the hash that orders article groups
@@ -81,6 +86,15 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class LareqaQuestion:
+    """One question of a paragraph.
+
+    Args:
+        id: the question id (shared by its translations).
+        text: the question text.
+        answer_start: the answer's character offset in the paragraph.
+        gold: the index of the gold sentence in its paragraph.
+    """
+
     id: str
     text: str
     answer_start: int
@@ -89,6 +103,14 @@ class LareqaQuestion:
 
 @dataclass(frozen=True)
 class LareqaParagraph:
+    """One paragraph: its text, its sentences (the candidates) and its questions.
+
+    Args:
+        context: the paragraph text.
+        sentences: its sentences, cut at ``sentence_breaks``.
+        questions: the questions answered in it.
+    """
+
     context: str
     sentences: tuple[str, ...]
     questions: tuple[LareqaQuestion, ...]
@@ -96,13 +118,27 @@ class LareqaParagraph:
 
 @dataclass(frozen=True)
 class LareqaArticle:
+    """One Wikipedia article of the file.
+
+    Args:
+        title: the article title.
+        paragraphs: its paragraphs.
+    """
+
     title: str
     paragraphs: tuple[LareqaParagraph, ...]
 
 
 @dataclass(frozen=True)
 class LareqaFile:
-    """One parsed, validated ``{lang}.json``."""
+    """One parsed, validated ``{lang}.json``.
+
+    Args:
+        dataset: ``xquad-r`` or ``mlqa-r``.
+        lang: the file's language.
+        path: where it was read from.
+        articles: its articles.
+    """
 
     dataset: str
     lang: str

@@ -38,7 +38,15 @@ LOCAL_QRELS = ("qrels.tsv", "qrels.train.tsv")
 
 @dataclass(frozen=True)
 class MmarcoFiles:
-    """Where one mMARCO copy lives: per-language queries and collections, and the shared id file."""
+    """Where one mMARCO copy lives: per-language queries and collections, and the shared id file.
+
+    Args:
+        queries: language -> ``qid<TAB>text`` file.
+        collections: language -> ``pid<TAB>text`` file.
+        triples: ``qid pos_pid neg_pid`` file, or None.
+        qrels: ``qid 0 pid rel`` (or ``qid pid``) file, used when there are no triples.
+        origin: where the copy is (a folder or an hf:// url), named in messages.
+    """
 
     queries: dict[str, Path]
     collections: dict[str, Path]

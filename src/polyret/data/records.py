@@ -17,6 +17,14 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Query:
+    """One query (a question) in one language.
+
+    Args:
+        id: the question id, shared by its translations.
+        lang: its language code.
+        text: the query text.
+    """
+
     id: str
     lang: str
     text: str
@@ -24,6 +32,15 @@ class Query:
 
 @dataclass(frozen=True)
 class Candidate:
+    """One retrievable passage (a sentence, a MIRACL passage).
+
+    Args:
+        id: unique across the whole benchmark.
+        lang: its language code.
+        text: the text encoded.
+        context: the paragraph a sentence came from, for encoders that use it (``with_context``).
+    """
+
     id: str
     lang: str
     text: str
@@ -32,6 +49,18 @@ class Candidate:
 
 @dataclass
 class Benchmark:
+    """Queries, candidates and qrels of one benchmark, each tagged with a language.
+
+    Args:
+        id: the stable id, e.g. ``"xquad-r:test"``, ``"mlqa-r"``, ``"miracl/de"``.
+        languages: its languages, in canonical order.
+        queries: every query; ``(id, lang)`` is unique.
+        candidates: every candidate.
+        qrels: query id -> {candidate id: relevance > 0}, in every language.
+        families: the setting families that make sense here.
+        provenance: where the data came from (files, counts dropped), for reports.
+    """
+
     id: str  # stable id, e.g. "xquad-r:test", "mlqa-r", "miracl/de"
     languages: tuple[str, ...]
     queries: list[Query]
@@ -62,6 +91,16 @@ class Pair:
     becomes a tuple, a one-element tuple its string and an empty one ``None``, so code that reads
     ``negative`` as one string keeps working whenever there is one; :attr:`negatives` and
     :attr:`negative_ids` always give tuples.
+
+    Args:
+        group: the parallel group id (shared by translations).
+        lang: the language of this example.
+        query: the query text.
+        positive: the positive passage text.
+        negative: one hard negative, several (a tuple), or None.
+        source: the source name it came from.
+        positive_id: the passage identity of the positive (None: unknown).
+        negative_id: the identity of the negative(s), aligned with ``negative`` (None: unknown).
     """
 
     group: str
@@ -113,7 +152,12 @@ class Pair:
 
 @dataclass
 class PairGroups:
-    """Parallel training pairs: group id -> {language: Pair}. One source (dataset) of training data."""
+    """Parallel training pairs: group id -> {language: Pair}. One source (dataset) of training data.
+
+    Args:
+        name: the source's name (its spec, e.g. ``"xquad-r:train"``).
+        groups: group id -> {language: Pair}.
+    """
 
     name: str
     groups: dict[str, dict[str, Pair]] = field(default_factory=dict)

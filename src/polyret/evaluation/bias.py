@@ -65,7 +65,15 @@ def _lang_means(values: np.ndarray, langs: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class RankDistance:
-    """Maximum rank distance per query, per query language and overall (lower = less bias)."""
+    """Maximum rank distance per query, per query language and overall (lower = less bias).
+
+    Args:
+        setting_names, query_ids, query_langs: per query.
+        values: per query, worst gold rank minus best gold rank.
+        per_language: mean over each query language's queries.
+        mean: mean over languages of ``per_language``.
+        n_skipped: queries left out (a gold answer was not retrieved: approximate search).
+    """
 
     setting_names: list[str]  # per query
     query_ids: list[str]
@@ -112,7 +120,18 @@ def max_rank_distance(run: RunTable, family: str = "multi") -> RankDistance:
 
 @dataclass
 class LanguagePreference:
-    """How often the best-ranked gold answer is in the query's own language."""
+    """How often the best-ranked gold answer is in the query's own language.
+
+    Args:
+        query_ids, query_langs: per query.
+        same_language: per query, 1.0 if its top-ranked gold answer is in the query language.
+        chance: per query, the share of its gold answers in the query language.
+        per_language, chance_per_language: those rates per query language.
+        rate, chance_rate: means over languages of the two.
+        preference: ``rate / chance_rate`` (1 = language-blind, > 1 = prefers its own language).
+        top_answer_langs: query language -> language of the top gold answer -> count.
+        n_skipped: queries left out.
+    """
 
     query_ids: list[str]  # per query
     query_langs: list[str]

@@ -20,6 +20,7 @@ from ..vocabulary import DEFAULT_MEASURES, check_languages
 from . import bias as bias_measures
 from . import metrics
 from .results import PerQuery, Results
+from .runtable import RunTable
 from .search import build_run_table
 from .settings import settings_for
 
@@ -145,7 +146,7 @@ def score(
     k: int = 100,
     backend: str = "exact",
     model_name: str = "",
-) -> tuple[Results, Any]:
+) -> tuple[Results, RunTable]:
     """Score every setting from precomputed embeddings; returns (Results, run table).
 
     Relevant judgements naming a docid absent from a one-language benchmark's candidates (a partial
@@ -227,8 +228,6 @@ def split_unretrievable(benchmark: Benchmark) -> tuple[Benchmark, dict[str, dict
 
 def _add_unretrievable(run, benchmark: Benchmark, absent: dict[str, dict[str, int]]):
     """The run table plus one rank-0 (never retrieved) relevant row per absent judgement and setting."""
-    from .runtable import RunTable
-
     names = sorted({d for docs in absent.values() for d in docs})
     extra_code = {d: len(run.doc_ids) + i for i, d in enumerate(names)}
     lang = benchmark.languages[0]

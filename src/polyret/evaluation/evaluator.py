@@ -16,7 +16,17 @@ from .evaluate import encode_benchmark, score
 
 class PolyretEvaluator(SentenceEvaluator):
     """Returns ``{"<name>_<family>_<measure>": value, ...}``; primary: ``<name>_map``, the mean of the
-    families' mAP. The trainer reports these as ``eval_<name>_...`` (e.g. ``eval_dev_map``)."""
+    families' mAP. The trainer reports these as ``eval_<name>_...`` (e.g. ``eval_dev_map``).
+
+    Args:
+        benchmark: a benchmark id or a loaded ``Benchmark``.
+        languages: a subset of its languages (with an id).
+        families: setting families to score (None: the benchmark's own).
+        measures: measure names reported.
+        data_dir: where benchmark files are looked for (with an id).
+        batch_size: texts per encoding batch.
+        name: the prefix of every metric name.
+    """
 
     def __init__(self, benchmark: str | Benchmark, *, languages: Sequence[str] | None = None,
                  families: Sequence[str] | None = None, measures: Sequence[str] = ("map", "ndcg@10"),

@@ -32,6 +32,7 @@ import numpy as np
 from ..paths import atomic_path, atomic_write_text, clear_complete, is_complete, mark_complete
 from ..serialize import jsonable
 from ..vocabulary import FAMILIES
+from .runtable import RunTable
 from .settings import split_setting
 
 __all__ = ["SCHEMA", "PerQuery", "Results", "is_done", "split_setting"]
@@ -147,7 +148,7 @@ class Results:
     fingerprint: str = ""
     per_query: PerQuery | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    run: Any = None  # the pooled RunTable, when the caller asked to keep it (not serialised to JSON)
+    run: RunTable | None = None  # the pooled run table, when the caller asked to keep it (not in JSON)
 
     # ---- views -------------------------------------------------------------------------------------
     def families(self) -> list[str]:
@@ -216,7 +217,7 @@ class Results:
         )
 
     # ---- files -------------------------------------------------------------------------------------
-    def write(self, output: str | Path, *, heatmap: bool = True, run: Any = None) -> dict[str, Path]:
+    def write(self, output: str | Path, *, heatmap: bool = True, run: RunTable | None = None) -> dict[str, Path]:
         """Write results.json, settings.csv, per_query.csv.gz, the heatmap and (with ``run``) run.npz.
 
         Each file is written atomically; the folder's completion marker is removed first and written

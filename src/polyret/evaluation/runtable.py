@@ -33,6 +33,24 @@ _COLUMNS = ("setting", "query", "doc", "rank", "score", "relevance")
 
 @dataclass
 class RunTable:
+    """Every (setting, query) result list of one evaluation, as numpy columns (see the module docstring).
+
+    Args:
+        settings: the settings; ``setting`` holds codes into this list.
+        query_ids, query_langs: one entry per benchmark query.
+        doc_ids, doc_langs: one entry per benchmark candidate.
+        setting: per row, int16 code into ``settings``.
+        query: per row, int32 index into ``query_ids``.
+        doc: per row, int32 index into ``doc_ids``.
+        rank: per row, the 1-based rank in the pool; 0 = relevant but not retrieved.
+        score: per row, the float32 score.
+        relevance: per row, the int16 graded gain; 0 = not relevant.
+        k: how many candidates were retrieved per (setting, query).
+        exact_ranks: True when every relevant row carries its true full rank (exact backend).
+        benchmark_id: the benchmark's id.
+        meta: free-form facts (the backend).
+    """
+
     settings: list[Setting]
     query_ids: np.ndarray  # str, one per benchmark query
     query_langs: np.ndarray

@@ -7,9 +7,9 @@ sort each score row once; that gives the top-k (threshold + tie-break) and, by b
 exact number of pool candidates ranked above each relevant candidate. A multilingual top-k is the
 top-k of the union of the per-language top-k lists, so the whole pool is never partitioned.
 
-Faiss backend: one index per distinct pool (IndexFlatIP, or HNSW), for corpora too big to score
-densely; relevant candidates outside the returned top-k get rank 0 ("not retrieved"), so only
-cutoff metrics up to k are exact there.
+Faiss backend (``polyret.evaluation.faiss_search``): one index per distinct pool (IndexFlatIP, or
+HNSW), for corpora too big to score densely; relevant candidates outside the returned top-k get rank
+0 ("not retrieved"), so only cutoff metrics up to k are exact there.
 
 Ties are broken like trec_eval: score descending, then candidate id descending (string order).
 """
@@ -348,66 +348,6 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
                       p_score[sel], len(prep.perm))
 
 
-def _search_faiss(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int,
-                  chunk_size: int, out: _Rows, hnsw_m: int | None) -> None:
-    import faiss  # optional heavy dependency, only for big corpora
-
-    lang_code = {lang: i for i, lang in enumerate(prep.langs)}
-    q_lang = np.asarray([q.lang for q in benchmark.queries], dtype=str)
-    dim = prep.cands.shape[1]
-    indexes: dict[tuple[int, ...], tuple[object, np.ndarray]] = {}
-    for code, setting in enumerate(settings):
-        pool = tuple(sorted(lang_code[y] for y in setting.pool_langs if y in lang_code))
-        if not pool:
-            continue
-        if pool not in indexes:
-            cols = np.concatenate([prep.perm[prep.start[li]:prep.start[li + 1]] for li in pool])
-            if hnsw_m:
-                index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            else:
-                index = faiss.IndexFlatIP(dim)
-            index.add(np.ascontiguousarray(prep.cands[cols]))
-            indexes[pool] = (index, cols)
-        index, cols = indexes[pool]
-        q_all = np.flatnonzero(q_lang == setting.query_lang)
-        kk = min(k, len(cols))
-        for lo in range(0, len(q_all), chunk_size):
-            q_idx = q_all[lo:lo + chunk_size]
-            pr, pd, pg = _chunk_pairs(prep, q_idx)
-            sel = np.isin(prep.cand_lang[pd], pool)
-            pr, pd, pg = pr[sel], pd[sel], pg[sel]
-            if len(pr) == 0:
-                continue
-            scores, ids = index.search(np.ascontiguousarray(prep.queries[q_idx]), kk)
-            valid = ids >= 0
-            t_docs = np.where(valid, cols[np.where(valid, ids, 0)], -1)
-            t_rank = np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), t_docs.shape)
-            # where each relevant doc sits in its query's returned list, if anywhere
-            flat_keys = np.arange(len(q_idx), dtype=np.int64)[:, None] * len(prep.perm) + t_docs
-            flat_keys = np.where(valid, flat_keys, -1).ravel()
-            order = np.argsort(flat_keys, kind="stable")
-            probe = pr.astype(np.int64) * len(prep.perm) + pd
-            at = np.clip(np.searchsorted(flat_keys[order], probe), 0, len(order) - 1)
-            found = flat_keys[order][at] == probe
-            hit = order[at]
-            rank = np.where(found, hit % kk + 1, 0)
-            exact_score = np.einsum("ij,ij->i", prep.queries[q_idx][pr], prep.cands[pd])
-            score = np.where(found, scores.ravel()[hit], exact_score)
-            t_valid = valid.ravel()
-            _emit_faiss(out, code, q_idx, t_docs, scores, t_rank, t_valid, pr, pd, pg, rank, score, len(prep.perm))
-
-
-def _emit_faiss(out, code, q_idx, t_docs, t_scores, t_rank, t_valid, pr, pd, pg, rank, score, n_cands) -> None:
-    n, kk = t_docs.shape
-    has_gold = np.bincount(pr, minlength=n) > 0
-    rows = np.repeat(np.arange(n), kk)
-    docs = t_docs.ravel()
-    keep = t_valid & has_gold[rows] & ~np.isin(rows.astype(np.int64) * n_cands + docs, pr.astype(np.int64) * n_cands + pd)
-    out.add(code, q_idx[rows[keep]], docs[keep], t_rank.ravel()[keep], t_scores.ravel()[keep],
-            np.zeros(int(keep.sum()), dtype=np.int16))
-    out.add(code, q_idx[pr], pd, rank, score, pg)
-
-
 def build_run_table(
     benchmark: Benchmark,
     query_emb: np.ndarray,
@@ -442,7 +382,9 @@ def build_run_table(
     if backend == "exact":
         _search_exact(prep, benchmark, list(settings), k, chunk_size, out)
     else:
-        _search_faiss(prep, benchmark, list(settings), k, chunk_size, out, hnsw_m if backend == "faiss-hnsw" else None)
+        from polyret.evaluation.faiss_search import search_faiss
+
+        search_faiss(prep, benchmark, list(settings), k, chunk_size, out, hnsw_m if backend == "faiss-hnsw" else None)
     cols = out.columns()
     return RunTable(
         settings=list(settings),

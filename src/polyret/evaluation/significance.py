@@ -24,6 +24,14 @@ _BATCH = 256  # resamples drawn at once: bounds memory at _BATCH x n_queries
 
 
 class BootstrapResult(NamedTuple):
+    """A paired bootstrap's outcome.
+
+    Args:
+        diff: mean(a - b).
+        low, high: the percentile confidence interval of the mean difference.
+        p: the two-sided p-value.
+    """
+
     diff: float  # mean(a - b)
     low: float  # confidence interval of the mean difference
     high: float
@@ -31,6 +39,13 @@ class BootstrapResult(NamedTuple):
 
 
 class RandomizationResult(NamedTuple):
+    """A paired randomization test's outcome.
+
+    Args:
+        diff: mean(a - b).
+        p: the two-sided p-value.
+    """
+
     diff: float
     p: float  # two-sided
 
