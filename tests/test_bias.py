@@ -87,7 +87,10 @@ def test_language_agnostic_vs_biased_embeddings():
     assert bias.same_language_preference(biased).rate > 0.9
     assert bias.same_language_preference(fair).rate < 0.6
     summary = bias.summary(biased)
-    assert summary["n_queries"] == 3 * n
-    assert set(summary["per_language"]) == set(LANGS)
-    assert summary["max_rank_distance"] == pytest.approx(bias.max_rank_distance(biased).mean)
-    assert summary["same_language_rate"] == pytest.approx(bias.same_language_preference(biased).rate)
+    assert summary.n_queries == 3 * n
+    assert set(summary.per_language) == set(LANGS)
+    assert summary.max_rank_distance == pytest.approx(bias.max_rank_distance(biased).mean)
+    assert summary.same_language_rate == pytest.approx(bias.same_language_preference(biased).rate)
+    block = summary.to_dict()  # the results.json block: same numbers, flat
+    assert block["max_rank_distance"] == summary.max_rank_distance and block["n_queries"] == 3 * n
+    assert block["per_language"] == summary.per_language and "definitions" in block

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from polyret.vocabulary import FAMILIES
+
 
 class DataError(ValueError):
     """Bad input data: the message names the file and the record."""
@@ -66,7 +68,7 @@ class Benchmark:
     queries: list[Query]
     candidates: list[Candidate]
     qrels: dict[str, dict[str, int]]  # query id -> {candidate id: relevance > 0}
-    families: tuple[str, ...] = ("mono", "cross", "multi")  # setting families that make sense here
+    families: tuple[str, ...] = FAMILIES  # setting families that make sense here
     provenance: str = ""
 
     def queries_in(self, lang: str) -> list[Query]:

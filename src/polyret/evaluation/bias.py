@@ -197,9 +197,64 @@ def same_language_preference(run: RunTable, family: str = "multi") -> LanguagePr
     )
 
 
-def summary(run: RunTable, family: str = "multi") -> dict[str, Any]:
-    """JSON-ready numbers of both measures (per-query arrays left out), flat at the top level:
-    ``max_rank_distance`` is the headline number (lower is better)."""
+_DEFINITIONS = {
+    "max_rank_distance": "per query, rank of the worst-ranked relevant answer minus rank of the best-ranked "
+    "one in the multilingual pool (ranks from 1); mean per query language, then over languages",
+    "same_language_rate": "share of queries whose best-ranked relevant answer is in the query language "
+    "(cf. LAReQA, Roy et al. 2020); same_language_chance is the rate of a language-blind ranker, "
+    "same_language_preference = rate / chance (1 = no preference)",
+}
+
+
+@dataclass(frozen=True)
+class BiasSummary:
+    """Both language-bias measures of one run, without the per-query arrays.
+
+    ``to_dict()`` is the ``language_bias`` block of results.json (flat; ``max_rank_distance`` is the
+    headline number, lower is better).
+
+    Args:
+        max_rank_distance: mean over languages of the per-language mean maximum rank distance.
+        same_language_rate: share of queries whose best-ranked gold answer is in the query language.
+        same_language_chance: that share for a language-blind ranker.
+        same_language_preference: rate / chance (1 = no preference).
+        per_language: language -> {max_rank_distance, same_language_rate, same_language_chance}.
+        top_answer_langs: query language -> language of the top gold answer -> count.
+        n_queries: queries with a maximum rank distance.
+        n_skipped: queries left out (a gold answer not retrieved).
+    """
+
+    max_rank_distance: float
+    same_language_rate: float
+    same_language_chance: float
+    same_language_preference: float
+    per_language: dict[str, dict[str, float]]
+    top_answer_langs: dict[str, dict[str, int]]
+    n_queries: int
+    n_skipped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON block (with the measures' definitions), keys in results.json's order."""
+        return {
+            "max_rank_distance": self.max_rank_distance,
+            "same_language_rate": self.same_language_rate,
+            "same_language_chance": self.same_language_chance,
+            "same_language_preference": self.same_language_preference,
+            "per_language": self.per_language,
+            "top_answer_langs": self.top_answer_langs,
+            "n_queries": self.n_queries,
+            "n_skipped": self.n_skipped,
+            "definitions": dict(_DEFINITIONS),
+        }
+
+
+def summary(run: RunTable, family: str = "multi") -> BiasSummary:
+    """Both measures of ``run``'s ``family`` settings (per-query arrays left out).
+
+    Args:
+        run: the pooled run table.
+        family: the settings whose pools hold several languages (``"multi"``).
+    """
     dist = max_rank_distance(run, family)
     pref = same_language_preference(run, family)
     langs = list(dict.fromkeys([*dist.per_language, *pref.per_language]))
@@ -211,20 +266,13 @@ def summary(run: RunTable, family: str = "multi") -> dict[str, Any]:
         }
         for lang in langs
     }
-    return {
-        "max_rank_distance": dist.mean,
-        "same_language_rate": pref.rate,
-        "same_language_chance": pref.chance_rate,
-        "same_language_preference": pref.preference,
-        "per_language": per_language,
-        "top_answer_langs": pref.top_answer_langs,
-        "n_queries": len(dist.values),
-        "n_skipped": dist.n_skipped,
-        "definitions": {
-            "max_rank_distance": "per query, rank of the worst-ranked relevant answer minus rank of the best-ranked "
-            "one in the multilingual pool (ranks from 1); mean per query language, then over languages",
-            "same_language_rate": "share of queries whose best-ranked relevant answer is in the query language "
-            "(cf. LAReQA, Roy et al. 2020); same_language_chance is the rate of a language-blind ranker, "
-            "same_language_preference = rate / chance (1 = no preference)",
-        },
-    }
+    return BiasSummary(
+        max_rank_distance=dist.mean,
+        same_language_rate=pref.rate,
+        same_language_chance=pref.chance_rate,
+        same_language_preference=pref.preference,
+        per_language=per_language,
+        top_answer_langs=pref.top_answer_langs,
+        n_queries=len(dist.values),
+        n_skipped=dist.n_skipped,
+    )

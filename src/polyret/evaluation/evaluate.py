@@ -170,7 +170,7 @@ def score(
     bias: dict[str, Any] = {}
     per_query = _per_query_table(qs, list(measures))
     if any(s.family == "multi" for s in settings):
-        bias = bias_measures.summary(run)
+        bias = bias_measures.summary(run).to_dict()  # the results.json block
         _add_rank_distance(per_query, run)
     t2 = time.perf_counter()
     res = Results(
