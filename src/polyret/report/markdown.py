@@ -143,12 +143,12 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
     if not bench.significance:
         return ["No per-query values (per_query.csv.gz) for at least two systems: no significance tests."]
     out = [
-        f"Paired tests over the {bench.n_questions} questions of the benchmark. The family score is a macro mean over "
+        (f"Paired tests over the {bench.n_questions} questions of the benchmark. The family score is a macro mean over "
         "settings and each question appears in every setting and language, so the bootstrap resamples whole questions "
         f"({n_resamples} resamples) and recomputes the macro mean; the randomization test swaps the two systems' values "
         "per question. With several seeds each system's per-query values are averaged over its seeds first, so these "
         "intervals cover query sampling only; the seed std columns show training randomness beside them. "
-        "**Bold** = the 95% CI excludes 0. Not corrected for multiple comparisons.",
+        "**Bold** = the 95% CI excludes 0. Not corrected for multiple comparisons."),
         "",
     ]
     for col in bench.columns:
@@ -171,10 +171,10 @@ def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
     out = ["### Seeds", ""]
     if all(s.n < 2 for s in trained):
         # no measured seed noise from elsewhere: with one seed this run cannot say how large it is
-        out += ["**Warning: every trained system was run with one seed.** The ranking of strategies on one seed may "
+        out += [("**Warning: every trained system was run with one seed.** The ranking of strategies on one seed may "
                 "be noise: this run cannot measure how much the training seed moves a score. The confidence intervals "
                 "in this report cover query sampling only, not training randomness; run more seeds before drawing "
-                "conclusions.", ""]
+                "conclusions."), ""]
     out += [f"- {text}" for text in bench.notes.values()]
     out.append("")
     cols = [c for c in bench.columns if c.settings_family is not None]
@@ -191,8 +191,8 @@ def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
             row += [_f(st.std, d) if st.std is not None else "\u2013",
                     f"\u00b1{_f((ci.high - ci.low) / 2, d)}" if ci else "\u2013"]
         rows.append(row)
-    out += ["Spread over training seeds next to the query-sampling uncertainty of each system's own score (half width "
-            "of its 95% bootstrap CI over questions, seed-averaged per-query values):", "",
+    out += [("Spread over training seeds next to the query-sampling uncertainty of each system's own score (half width "
+            "of its 95% bootstrap CI over questions, seed-averaged per-query values):"), "",
             *_table(header, rows), ""]
     if any(s.n > 1 for s in bench.systems):
         rows = []
@@ -222,12 +222,12 @@ def render_markdown(report: Report) -> str:
     measure, baseline = report.measure, report.baseline
     name = measure_name(measure)
     lines = [f"# {report.title}", "",
-             f"Primary measure: **{name}**{' (mean average precision over the full ranking)' if measure == 'map' else ''}. "
+             (f"Primary measure: **{name}**{' (mean average precision over the full ranking)' if measure == 'map' else ''}. "
              "Families: *mono* = query and candidates in the same language, *cross* = candidates in one other "
              "language, *multi* = one pool of all languages; a family's score is the macro mean over its settings. "
              "*Max rank distance*: per query, rank of the worst-ranked gold translation minus the best-ranked one in the "
              "multilingual pool (lower = less language bias). *Same-language rate*: share of queries whose best-ranked "
-             "gold answer is in the query language (a language-blind ranker scores the chance rate).", ""]
+             "gold answer is in the query language (a language-blind ranker scores the chance rate)."), ""]
     lines += ["Benchmarks: " + ", ".join(f"[{b.id}](#{_anchor(b.id)})" for b in report.benchmarks), ""]
     for b in report.benchmarks:
         lines += [f"## {b.id}", "",
