@@ -178,3 +178,22 @@ def test_model_spec_check_keeps_hub_ids_and_builtins(tmp_path):
     for bad in ("./missing", "/no/such/model", "~/no-such-model-here", "builtin:nope", "a/b/c"):
         with pytest.raises(ModelError):
             check_model_spec(bad)
+
+
+def test_layout_is_the_one_place_that_names_the_folders(tmp_path):
+    from polyret.experiment import layout
+
+    assert layout.config_path(tmp_path) == tmp_path / "experiment.json"
+    assert layout.model_dir(tmp_path, "hybrid-a0.3", 2) == tmp_path / "models" / "hybrid-a0.3" / "seed2"
+    assert layout.final_model_dir(layout.model_dir(tmp_path, "mono", 0)) == tmp_path / "models" / "mono" / "seed0" / "model"
+    assert layout.eval_dir(tmp_path, "base", None, "xquad-r:test") == tmp_path / "evals" / "base" / "xquad-r_test"
+    assert layout.report_dir(tmp_path) == tmp_path / "report"
+    for bad in ("", "a/b", ".hidden"):
+        with pytest.raises(ValueError, match="cannot be a folder name"):
+            layout.model_dir(tmp_path, bad, 0)
+    for system, seed, bench in (("base", None, "miracl/de"), ("mono", 1, "xquad-r:test"), ("mono", 0, "xquad-r:test")):
+        layout.eval_dir(tmp_path, system, seed, bench).mkdir(parents=True)
+    (tmp_path / "evals" / ".tmp-x").mkdir()  # a hidden folder is no system
+    assert [(s, k, p.name) for s, k, p in layout.find_evals(tmp_path)] == [
+        ("base", None, "miracl_de"), ("mono", 0, "xquad-r_test"), ("mono", 1, "xquad-r_test")]
+    assert layout.find_evals(tmp_path / "evals") == layout.find_evals(tmp_path)

@@ -16,7 +16,21 @@ from polyret.evaluation.significance import (
     paired_cluster_bootstrap,
     paired_cluster_randomization,
 )
-from polyret.report import ReportEntry, benchmark_slug, build_report, eval_dir, load_entries, read_report
+from polyret.experiment.layout import benchmark_slug, eval_dir
+from polyret.report import (
+    BenchmarkSummary,
+    Column,
+    ColumnStats,
+    Interval,
+    LanguageTable,
+    Report,
+    ReportEntry,
+    SystemSummary,
+    analyse,
+    build_report,
+    load_entries,
+    read_report,
+)
 
 LANGS = ("en", "de", "fr")
 N_Q, N_DISTRACT, DIM = 24, 12, 16
@@ -261,6 +275,74 @@ def test_one_seed_warning(tmp_path):
     assert "Warning: every trained system was run with one seed" in md
     assert "ranking of strategies on one seed may be noise" in md
     assert "\u00b1" not in md.split("### Main results")[1].split("### Seeds")[0]  # no std with one seed
+
+
+def test_one_seed_report_has_no_seed_noise_numbers(tmp_path):
+    """With one seed the report says seed noise is not covered, and gives no number for it (none measured)."""
+    files = build_report(make_entries(seeds=(1,)), tmp_path, n_resamples=50, figures=False)
+    md = files["markdown"].read_text()
+    warning = next(line for line in md.splitlines() if line.startswith("**Warning: every trained system"))
+    assert "not training randomness" in warning
+    assert not re.search(r"\d", warning.replace("95%", "")), warning  # no seed-noise figure of any kind
+    assert "me5-small" not in md and "150 steps" not in md  # the old fixed, measured-elsewhere claim
+    data = read_report(tmp_path)["benchmarks"]["tiny:test"]
+    assert all(col["std"] is None for s in data["systems"].values() for col in s["columns"].values())
+    assert all("seed-to-seed variation of this column is unknown" in note for note in data["seed_notes"].values())
+    seeds_section = md.split("### Seeds")[1].split("###")[0]
+    assert "within seed-to-seed variation of" not in seeds_section and "largest std over seeds" not in seeds_section
+
+
+def test_two_seed_note_uses_the_runs_own_seed_std(entries):
+    """With seeds >= 2 the seed note quotes the observed std over seeds of that column, from the Report."""
+    report = analyse(entries, n_resamples=50)
+    bench = report.benchmarks[0]
+    trained = [s for s in bench.systems if s.name != "base"]
+    noisiest = max(trained, key=lambda s: s.stats["cross"].std)
+    assert f"{noisiest.stats['cross'].std:.4f} (largest std over seeds, {noisiest.name})" in bench.notes["cross"]
+
+
+def _hand_made_report() -> Report:
+    cols = [Column("mono", "mono mAP", "high", 3, lambda r: float("nan"), "mono", "map")]
+    base = SystemSummary("base", [None], {"mono": ColumnStats(0.4, None, 1, {"none": 0.4})},
+                         ci={"mono": Interval(0.4, 0.35, 0.45)})
+    mono = SystemSummary("mono", [1, 2], {"mono": ColumnStats(0.5, 0.01, 2, {"1": 0.49, "2": 0.51}, 0.1)},
+                         ci={"mono": Interval(0.5, 0.46, 0.52)})
+    bench = BenchmarkSummary("hand:made", ["en", "de"], ["mono"], cols, [base, mono], float("nan"), n_questions=7,
+                             language_tables=[LanguageTable("mono", True, 3, {"base": [0.3, 0.5], "mono": [0.6, 0.4]})])
+    return Report("By hand", "map", "base", 10, 0, [bench])
+
+
+def test_markdown_and_json_are_functions_of_the_report_object(tmp_path):
+    """Renderers read only the Report: one built by hand (no results behind it) renders its own numbers."""
+    report = _hand_made_report()
+    md = report.to_markdown()
+    assert md.startswith("# By hand\n")
+    assert "| base | \u2013 | 0.400 |" in md
+    assert "| mono | 2 | **0.500 \u00b1 0.010** (+0.100) |" in md
+    assert "| en | 0.300 | **0.600** |" in md and "| *mean* | 0.400 | **0.500** |" in md
+    assert "| mono | 1: 0.4900, 2: 0.5100 |" in md  # per-seed values
+    assert "### Figures" not in md  # none drawn
+    data = report.to_json()
+    bench = data["benchmarks"]["hand:made"]
+    assert bench["systems"]["mono"]["columns"]["mono"] == {"mean": 0.5, "std": 0.01, "n_seeds": 2,
+                                                           "per_seed": {"1": 0.49, "2": 0.51}, "diff_to_base": 0.1}
+    assert bench["systems"]["base"]["ci_over_questions"] == {"mono": {"mean": 0.4, "low": 0.35, "high": 0.45}}
+    assert bench["same_language_chance"] is None and bench["n_questions"] == 7 and bench["significance"] == []
+    # a change to the object is a change to both renderings (nothing is recomputed from elsewhere)
+    report.benchmarks[0].systems[1].stats["mono"].mean = 0.25
+    assert "| mono | 2 | 0.250 \u00b1 0.010 (+0.100) |" in report.to_markdown()
+    assert report.to_json()["benchmarks"]["hand:made"]["systems"]["mono"]["columns"]["mono"]["mean"] == 0.25
+    files = report.save(tmp_path, figures=False)
+    assert files["markdown"].read_text() == report.to_markdown()
+    assert json.loads(files["json"].read_text()) == report.to_json()
+
+
+def test_build_report_is_analyse_then_save(entries, tmp_path):
+    build_report(entries, tmp_path / "a", n_resamples=60, seed=1, figures=False)
+    report = analyse(entries, n_resamples=60, seed=1)
+    report.save(tmp_path / "b", figures=False)
+    for name in ("report.md", "report.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_seed_note_when_strategies_are_within_seed_noise(tmp_path):

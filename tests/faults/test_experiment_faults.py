@@ -47,7 +47,7 @@ def after(owner, name, point):
 
 
 if where:
-    import polyret.report
+    import polyret.report.files
     import polyret.training.train
 
     # inside an evaluation: texts encoded, none of its files written yet
@@ -58,7 +58,7 @@ if where:
     # a training finished (final model written), its evaluation not begun
     after(polyret.training.train, "train", "trained")
     # the report half written (report.json, not yet report.md)
-    after(polyret.report, "atomic_write_text", "report_file")
+    after(polyret.report.files, "atomic_write_text", "report_file")
 
 from polyret.cli import main
 

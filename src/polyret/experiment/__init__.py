@@ -1,0 +1,33 @@
+"""``polyret experiment``: train each strategy, evaluate base and trained models everywhere, report.
+
+- ``config``: ``ExperimentConfig`` (validation, type checks, YAML/JSON), ``System``, reserved train keys
+- ``presets``: ``PRESETS`` (cpu, smoke, paper)
+- ``inputs``: cheap disk checks of the model spec and training sources
+- ``layout``: the one owner of the experiment folder's layout (experiment.json, models/, evals/, report/)
+- ``runner``: ``run_experiment``, the resumable loop
+"""
+
+from __future__ import annotations
+
+from .config import (
+    EXTENDABLE,
+    RESERVED_TRAIN_KEYS,
+    ExperimentConfig,
+    System,
+    check_train_overrides,
+)
+from .inputs import check_model_spec, check_train_source
+from .presets import PRESETS
+from .runner import run_experiment
+
+__all__ = [
+    "EXTENDABLE",
+    "PRESETS",
+    "RESERVED_TRAIN_KEYS",
+    "ExperimentConfig",
+    "System",
+    "check_model_spec",
+    "check_train_overrides",
+    "check_train_source",
+    "run_experiment",
+]

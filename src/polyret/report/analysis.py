@@ -1,0 +1,359 @@
+"""The report's analysis: ``analyse(entries)`` -> a typed ``Report``; nothing here renders.
+
+For each benchmark:
+
+* the main table's columns (mono / cross / multi score, max rank distance, same-language rate), mean ±
+  std over seeds per system and the difference to the baseline,
+* significance of every pairwise difference (trained systems vs the baseline and vs each other): a
+  paired bootstrap over QUESTIONS of the macro-mean difference (the family score is a macro mean over
+  settings and every question appears in every setting, so questions are the independent units) and a
+  paired randomization test, next to the spread over training seeds,
+* a plain-language note per column on whether differences between strategies exceed the seed-to-seed
+  variation observed in this run,
+* per-language tables and the data of the figures (language matrices, rank-distance distributions).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..evaluation.results import Results, split_setting
+from ..evaluation.significance import (
+    cluster_matrix,
+    paired_cluster_bootstrap,
+    paired_cluster_randomization,
+)
+from ..vocabulary import BASELINE, FAMILIES, SYSTEM_ORDER
+from .entries import ReportEntry
+from .summary import (
+    BenchmarkSummary,
+    Column,
+    ColumnStats,
+    Comparison,
+    Interval,
+    LanguageTable,
+    Report,
+    SystemSummary,
+)
+
+DEFAULT_TITLE = "Experiment report"
+
+
+def measure_name(measure: str) -> str:
+    """How a measure is written in labels: ``"map"`` -> ``"mAP"``, others as they are."""
+    return "mAP" if measure == "map" else measure
+
+
+def _num(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and x is not None else float("nan")
+
+
+def _columns(families: Sequence[str], measure: str, has_bias: bool) -> list[Column]:
+    name = measure_name(measure)
+    cols = [
+        Column(fam, f"{fam} {name}", "high", 3, lambda r, f=fam: _num(r.macro.get(f, {}).get(measure)), fam, measure)
+        for fam in FAMILIES if fam in families
+    ]
+    if has_bias:
+        cols.append(Column("max_rank_distance", "max rank distance \u2193", "low", 1,
+                           lambda r: _num(r.bias.get("max_rank_distance")), "multi", "max_rank_distance"))
+        cols.append(Column("same_language_rate", "same-language rate", "chance", 3,
+                           lambda r: _num(r.bias.get("same_language_rate"))))
+    return cols
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return float("nan"), None
+    return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else None)
+
+
+def _order_systems(names: list[str], baseline: str) -> list[str]:
+    def key(item: tuple[int, str]) -> tuple[int, int]:
+        pos, name = item
+        if name == baseline:
+            return (0, 0)
+        if name in SYSTEM_ORDER:
+            return (1, SYSTEM_ORDER.index(name))
+        return (2, pos)
+
+    return [n for _, n in sorted(enumerate(names), key=key)]
+
+
+def _nanmean_stack(mats: list[np.ndarray]) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
+        return np.nanmean(np.stack(mats), axis=0)
+
+
+def check_entries(entries: Sequence[ReportEntry], verb: str) -> list[ReportEntry]:
+    """``entries`` as a list, refused when empty or when one evaluation is given twice.
+
+    Args:
+        entries: the evaluations.
+        verb: the caller, named in the message (``"build_report"``).
+
+    Raises:
+        ValueError naming the duplicate.
+    """
+    entries = list(entries)
+    if not entries:
+        raise ValueError(f"{verb}: no entries")
+    seen: set[tuple[str, int | None, str]] = set()
+    for e in entries:
+        key = (e.system, e.seed, e.benchmark)
+        if key in seen:
+            raise ValueError(f"{verb}: {e.system} seed {e.seed} on {e.benchmark} is given twice")
+        seen.add(key)
+    return entries
+
+
+def analyse(
+    entries: Sequence[ReportEntry],
+    *,
+    title: str | None = None,
+    measure: str = "map",
+    baseline: str = BASELINE,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Report:
+    """Analyse evaluations into a ``Report`` (render it with ``to_markdown`` / ``to_json`` / ``save``).
+
+    Args:
+        entries: the evaluations (system, seed, benchmark, results); each at most once.
+        title: the report's title (default ``"Experiment report"``).
+        measure: the primary measure; every entry must have it.
+        baseline: the system the main table's differences refer to.
+        n_resamples: resamples of the bootstrap and randomization tests.
+        seed: their seed (the report is deterministic for a given seed).
+
+    Raises:
+        ValueError: no entries, an entry given twice, or an entry without ``measure``.
+    """
+    entries = check_entries(entries, "analyse")
+    by_bench: dict[str, list[ReportEntry]] = {}
+    for e in entries:
+        by_bench.setdefault(e.benchmark, []).append(e)
+    benches = [_analyse_benchmark(bid, es, measure=measure, baseline=baseline, n_resamples=n_resamples, seed=seed)
+               for bid, es in by_bench.items()]
+    return Report(title or DEFAULT_TITLE, measure, baseline, n_resamples, seed, benches)
+
+
+def _analyse_benchmark(bench_id: str, entries: list[ReportEntry], *, measure: str, baseline: str,
+                       n_resamples: int, seed: int) -> BenchmarkSummary:
+    by_system: dict[str, list[ReportEntry]] = {}
+    for e in entries:
+        by_system.setdefault(e.system, []).append(e)
+    results: dict[str, list[Results]] = {}
+    systems = []
+    for name in _order_systems(list(by_system), baseline):
+        group = sorted(by_system[name], key=lambda e: -1 if e.seed is None else e.seed)
+        systems.append(SystemSummary(name, [e.seed for e in group]))
+        results[name] = [e.results for e in group]
+    all_results = [r for s in systems for r in results[s.name]]
+    languages = list(dict.fromkeys(lang for r in all_results for lang in r.languages))
+    families = [f for f in FAMILIES if any(f in r.macro for r in all_results)]
+    for s in systems:
+        for r, sd in zip(results[s.name], s.seeds):
+            missing = [f for f in families if f in r.macro and measure not in r.macro[f]]
+            if missing:
+                raise ValueError(
+                    f"report: {s.name} (seed {sd}) on {bench_id} has no measure {measure!r} in {missing} "
+                    f"(it has {r.measures})"
+                )
+    has_bias = any(math.isfinite(_num(r.bias.get("max_rank_distance"))) for r in all_results)
+    columns = _columns(families, measure, has_bias)
+    chances = [_num(r.bias.get("same_language_chance")) for r in all_results]
+    chance = float(np.nanmean(chances)) if any(math.isfinite(c) for c in chances) else float("nan")
+    bench = BenchmarkSummary(bench_id, languages, families, columns, systems, chance)
+
+    base = bench.system(baseline)
+    for s in systems:
+        for col in columns:
+            per_seed = [col.get(r) for r in results[s.name]]
+            mean, std = _mean_std(per_seed)
+            s.stats[col.key] = ColumnStats(
+                mean, std, s.n, {("none" if sd is None else str(sd)): v for sd, v in zip(s.seeds, per_seed)})
+    if base is not None:
+        for s in systems:
+            for col in columns:
+                d = s.stats[col.key].mean - base.stats[col.key].mean
+                s.stats[col.key].diff_to_base = d if s is not base and math.isfinite(d) else None
+
+    matrices = _per_query_matrices(bench, results)
+    _significance(bench, matrices, baseline, n_resamples, seed)
+    bench.notes = _seed_notes(bench, baseline)
+    bench.language_tables = _language_tables(bench, results, measure)
+    for s in systems:
+        if "cross" in families and len(languages) > 1:
+            s.matrix_languages, s.matrix = _mean_matrix(results[s.name], measure)
+        vals = [r.per_query.values["max_rank_distance"] for r in results[s.name]
+                if r.per_query is not None and "max_rank_distance" in r.per_query.values]
+        if vals:
+            v = np.concatenate(vals)
+            s.rank_distances = v[np.isfinite(v)]
+    return bench
+
+
+def _per_query_matrices(bench: BenchmarkSummary,
+                        results: dict[str, list[Results]]) -> dict[str, dict[str, np.ndarray | None]]:
+    """System -> column -> settings x questions matrix, averaged over seeds (None without per-query data)."""
+    out: dict[str, dict[str, np.ndarray | None]] = {s.name: {} for s in bench.systems}
+    families: dict[int, np.ndarray] = {}  # id(per-query table) -> family of each row, computed once
+    for s in bench.systems:
+        for r in results[s.name]:
+            if r.per_query is not None:
+                fam_of = {n: split_setting(n)[0] for n in set(r.per_query.setting)}
+                families[id(r.per_query)] = np.asarray([fam_of[n] for n in r.per_query.setting], dtype=object)
+    for col in bench.columns:
+        if col.settings_family is None:
+            continue
+        fam, m = col.settings_family, col.per_query_measure
+        rows: dict[str, list[tuple[list[str], list[str], np.ndarray]]] = {}
+        s_axis: dict[str, None] = {}
+        c_axis: dict[str, None] = {}
+        for s in bench.systems:
+            if any(r.per_query is None or m not in r.per_query.values for r in results[s.name]):
+                continue
+            for r in results[s.name]:
+                pq = r.per_query
+                keep = np.flatnonzero(families[id(pq)] == fam)
+                sets = np.asarray(pq.setting, dtype=object)[keep].tolist()
+                qids = np.asarray(pq.query_id, dtype=object)[keep].tolist()
+                vals = pq.values[m][keep]
+                rows.setdefault(s.name, []).append((sets, qids, vals))
+                s_axis.update(dict.fromkeys(sets))
+                c_axis.update(dict.fromkeys(qids))
+        bench.n_questions = max(bench.n_questions, len(c_axis))
+        for s in bench.systems:
+            if s.name not in rows:
+                out[s.name][col.key] = None
+                continue
+            mats = [cluster_matrix(a, b, v, setting_order=list(s_axis), cluster_order=list(c_axis))[2]
+                    for a, b, v in rows[s.name]]
+            out[s.name][col.key] = _nanmean_stack(mats)
+    return out
+
+
+def _significance(bench: BenchmarkSummary, matrices: dict[str, dict[str, np.ndarray | None]], baseline: str,
+                  n_resamples: int, seed: int) -> None:
+    trained = [s for s in bench.systems if s.name != baseline]
+    base = bench.system(baseline)
+    pairs = [(s, base) for s in trained] if base is not None else []
+    pairs += [(a, b) for i, a in enumerate(trained) for b in trained[i + 1:]]
+    for col in bench.columns:
+        if col.settings_family is None:
+            continue
+        for s in bench.systems:
+            mat = matrices[s.name].get(col.key)
+            if mat is None or not np.isfinite(mat).any():
+                continue
+            ci = paired_cluster_bootstrap(mat, np.where(np.isfinite(mat), 0.0, np.nan), n_resamples, seed)
+            s.ci[col.key] = Interval(ci.diff, ci.low, ci.high)
+        for a, b in pairs:
+            ma, mb = matrices[a.name].get(col.key), matrices[b.name].get(col.key)
+            if ma is None or mb is None or not (np.isfinite(ma) & np.isfinite(mb)).any():
+                continue
+            boot = paired_cluster_bootstrap(ma, mb, n_resamples=n_resamples, seed=seed)
+            perm = paired_cluster_randomization(ma, mb, n_resamples=n_resamples, seed=seed)
+            sig = boot.low > 0 or boot.high < 0
+            better = None
+            if sig:
+                a_wins = (boot.diff > 0) == (col.better == "high")
+                better = a.name if a_wins else b.name
+            std_a, std_b = a.stats[col.key].std, b.stats[col.key].std
+            seed_std = max((x for x in (std_a, std_b) if x is not None), default=None)
+            bench.significance.append(Comparison(
+                a.name, b.name, col.key, boot.diff, boot.low, boot.high, boot.p, perm.p, sig, better, std_a, std_b,
+                bool(seed_std is not None and abs(boot.diff) <= 2 * seed_std), a.n, b.n,
+            ))
+
+
+def _seed_notes(bench: BenchmarkSummary, baseline: str) -> dict[str, str]:
+    """Per column: do differences between strategies exceed the spread over training seeds of this run?
+
+    Rule: a difference counts as within seed noise when it is at most 2x the largest std over seeds
+    of the trained systems in that column (the std of one system's seed mean is of that order).
+    """
+    trained = [s for s in bench.systems if s.name != baseline]
+    notes: dict[str, str] = {}
+    one_seed = [s.name for s in trained if s.n < 2]
+    for col in bench.columns:
+        means = [(s.name, s.stats[col.key].mean) for s in trained if math.isfinite(s.stats[col.key].mean)]
+        if len(means) < 2:
+            continue
+        stds = [(s.name, s.stats[col.key].std) for s in trained if s.stats[col.key].std is not None]
+        fmt = f"{{:.{col.digits + (1 if col.digits >= 3 else 0)}f}}".format
+        if col.better == "high":
+            goodness = lambda v: v
+        elif col.better == "low":
+            goodness = lambda v: -v
+        else:
+            goodness = lambda v: -abs(v - bench.chance)
+        ranked = sorted(means, key=lambda t: -goodness(t[1]))
+        (best, vb), (second, v2), (worst_sys, vw) = ranked[0], ranked[1], ranked[-1]
+        spread, gap = abs(vb - vw), abs(vb - v2)
+        if not stds:
+            notes[col.key] = (f"{col.label}: strategies differ by up to {fmt(spread)} ({best} vs {worst_sys}) on one "
+                              "seed each, so the seed-to-seed variation of this column is unknown.")
+            continue
+        noisiest, y = max(stds, key=lambda t: t[1])
+        y_text = f"{fmt(y)} (largest std over seeds, {noisiest})"
+        if spread <= 2 * y:
+            text = (f"{col.label}: differences between strategies of up to {fmt(spread)} ({best} vs {worst_sys}) are "
+                    f"within seed-to-seed variation of {y_text}; the ranking of strategies in this column is not reliable.")
+        elif gap <= 2 * y:
+            text = (f"{col.label}: strategies span {fmt(spread)} ({best} vs {worst_sys}), more than the seed-to-seed "
+                    f"variation of {y_text}, but the best two ({best} vs {second}, {fmt(gap)} apart) are within "
+                    "seed-to-seed variation: their order may be seed noise.")
+        else:
+            text = (f"{col.label}: the best strategy ({best}) leads the next ({second}) by {fmt(gap)}, more than twice "
+                    f"the seed-to-seed variation of {y_text}.")
+        if one_seed:
+            text += f" One seed only for: {', '.join(one_seed)} (their seed spread is unknown)."
+        notes[col.key] = text
+    return notes
+
+
+def _language_tables(bench: BenchmarkSummary, results: dict[str, list[Results]], measure: str) -> list[LanguageTable]:
+    def cross(r: Results, q: str) -> float:
+        vals = [v[measure] for k, v in r.per_setting.items()
+                if split_setting(k)[0] == "cross" and split_setting(k)[1] == q and measure in v]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    views = []
+    if "mono" in bench.families:
+        views.append(("mono", lambda r, q: _num(r.per_setting.get(f"mono:{q}", {}).get(measure)), True))
+    if "cross" in bench.families:
+        views.append(("cross", cross, True))
+    if "multi" in bench.families:
+        views.append(("multi", lambda r, q: _num(r.per_setting.get(f"multi:{q}", {}).get(measure)), True))
+    if any(c.key == "max_rank_distance" for c in bench.columns):
+        views.append(("max_rank_distance",
+                      lambda r, q: _num(r.bias.get("per_language", {}).get(q, {}).get("max_rank_distance")), False))
+    return [LanguageTable(key, high, 3 if high else 1,
+                          {s.name: [_mean_std([get(r, q) for r in results[s.name]])[0] for q in bench.languages]
+                           for s in bench.systems})
+            for key, get, high in views]
+
+
+def _mean_matrix(results: list[Results], measure: str) -> tuple[list[str], np.ndarray]:
+    """Query x pool language matrix of ``measure``, aligned on the first seed's languages, mean over seeds."""
+    mats = [r.matrix(measure) for r in results]
+    langs = mats[0][0]
+    aligned = []
+    for lg, m in mats:
+        idx = [lg.index(x) if x in lg else -1 for x in langs]
+        out = np.full((len(langs), len(langs)), np.nan)
+        for i, a in enumerate(idx):
+            for j, b in enumerate(idx):
+                if a >= 0 and b >= 0:
+                    out[i, j] = m[a, b]
+        aligned.append(out)
+    return langs, _nanmean_stack(aligned)

@@ -1,0 +1,96 @@
+"""The report's figures, drawn from a ``BenchmarkSummary``: a heatmap per system (query x pool
+language), difference heatmaps (hybrid - mono, hybrid - cross), grouped bars per family and the
+distribution of per-query max rank distances.
+
+The drawing primitives (``heatmap``, ``grouped_bars``, ``distributions``) stay in ``polyret.figures``:
+evaluation draws its own heatmap with them, and evaluation sits below the report in the data flow.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .. import figures as draw
+from ..vocabulary import FAMILIES
+from .analysis import measure_name
+from .summary import BenchmarkSummary
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_") or "x"
+
+
+def system_colors(names: list[str], baseline: str) -> dict[str, str]:
+    """Grey for the baseline, distinct non-grey colours for the others (stable within one report).
+
+    Args:
+        names: the systems, in report order.
+        baseline: the system drawn in grey.
+    """
+    import matplotlib
+
+    palette = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
+    palette = [c for i, c in enumerate(palette) if i != 7]  # tab10's grey is the baseline's colour
+    palette += [matplotlib.colors.to_hex(c) for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i % 2]
+    out, k = {}, 0
+    for name in names:
+        if name == baseline:
+            out[name] = "#9a9a9a"
+        else:
+            out[name] = palette[k % len(palette)]
+            k += 1
+    return out
+
+
+def draw_benchmark(bench: BenchmarkSummary, fig_dir: Path, measure: str, baseline: str) -> dict[str, Path]:
+    """Draw every figure the benchmark's data allows into ``fig_dir``; returns figure key -> path.
+
+    Args:
+        bench: the analysed benchmark.
+        fig_dir: the figures folder.
+        measure: the primary measure (labels and file names).
+        baseline: the system drawn in grey.
+    """
+    figs: dict[str, Path] = {}
+    slug = _slug(bench.id)
+    name = measure_name(measure)
+    colors = system_colors([s.name for s in bench.systems], baseline)
+    mats = {s.name: (s.matrix_languages, s.matrix) for s in bench.systems if s.matrix is not None}
+    if mats:
+        finite = np.concatenate([m[np.isfinite(m)] for _, m in mats.values()])
+        lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        for s in bench.systems:
+            langs, m = mats[s.name]
+            seeds = f", mean of {s.n} seeds" if s.n > 1 else ""
+            figs[f"heatmap:{s.name}"] = draw.heatmap(
+                m, langs, fig_dir / f"{slug}_{name}_{_slug(s.name)}.png",
+                title=f"{name}: {s.name}{seeds}\n{bench.id}; box = mono\ncolour scale shared by all systems", vmin=lo, vmax=hi)
+        for a, b in (("hybrid", "mono"), ("hybrid", "cross")):
+            if a in mats and b in mats:
+                langs, ma = mats[a]
+                _, mb = mats[b]
+                figs[f"diff:{a}-{b}"] = draw.heatmap(
+                    ma - mb, langs, fig_dir / f"{slug}_diff_{a}-{b}.png", diverging=True, fmt="{:+.3f}",
+                    title=f"{name}: {a} minus {b}\n{bench.id}, blue = {a} better")
+    fam_cols = [c for c in bench.columns if c.key in FAMILIES]
+    if fam_cols:
+        series = {s.name: ([s.stats[c.key].mean for c in fam_cols],
+                           [s.stats[c.key].std if s.stats[c.key].std is not None else float("nan") for c in fam_cols])
+                  for s in bench.systems}
+        any_std = any(s.n > 1 for s in bench.systems)
+        figs["bars"] = draw.grouped_bars(
+            [c.key for c in fam_cols], series, fig_dir / f"{slug}_bars.png", colors=colors,
+            ylabel=f"macro {name}",
+            title=f"{name} per setting family, {bench.id}" + (" (error bars: std over seeds)" if any_std else ""))
+    dist = {(s.name if s.n == 1 else f"{s.name} ({s.n} seeds)"): s.rank_distances for s in bench.systems
+            if s.rank_distances is not None and len(s.rank_distances)}
+    if dist:
+        cmap = {k: colors[k.split(" (")[0]] if k.split(" (")[0] in colors else colors.get(k) for k in dist}
+        figs["rank_distance"] = draw.distributions(
+            dist, fig_dir / f"{slug}_rank_distance.png", colors=cmap, log=True,
+            xlabel="max rank distance", title=f"Per-query max rank distance of the gold answers in the multilingual "
+            f"pool, {bench.id}\n(all seeds pooled; lower = less language bias)")
+    return figs

@@ -1,0 +1,247 @@
+"""report.md: a ``Report`` as markdown (main table, seeds, figures, significance, per-language tables).
+
+A pure function of the ``Report``: no file is read, no number is computed that the analysis lacks
+(only the mean row of each per-language table and the bold cells).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from .analysis import measure_name
+from .summary import BenchmarkSummary, Column, Comparison, Report
+
+_LANGUAGE_CAPTIONS = {
+    "mono": "Monolingual {name} (query and pool in the same language)",
+    "cross": "Cross-lingual {name}, query language x mean over the other pool languages",
+    "multi": "Multilingual {name} (pool of all languages)",
+    "max_rank_distance": "Max rank distance in the multilingual pool (lower = less language bias)",
+}
+
+
+def _f(x: float | None, digits: int, sign: bool = False) -> str:
+    if x is None or not math.isfinite(x):
+        return "\u2013"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _best(bench: BenchmarkSummary, col: Column) -> set[str]:
+    vals = {s.name: round(s.stats[col.key].mean, col.digits) for s in bench.systems
+            if math.isfinite(s.stats[col.key].mean)}
+    if not vals:
+        return set()
+    if col.better == "high":
+        target = max(vals.values())
+    elif col.better == "low":
+        target = min(vals.values())
+    else:
+        if not math.isfinite(bench.chance):
+            return set()
+        dist = {k: round(abs(v - bench.chance), col.digits) for k, v in vals.items()}
+        target_d = min(dist.values())
+        return {k for k, d in dist.items() if d == target_d}
+    return {k for k, v in vals.items() if v == target}
+
+
+def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    sep = ["---:" if a == "r" else ":---" for a in align]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _seeds_cell(s) -> str:
+    return "\u2013" if s.untrained else str(s.n)
+
+
+def _main_table(bench: BenchmarkSummary, baseline: str) -> list[str]:
+    multi_seed = any(s.n > 1 for s in bench.systems)
+    header = ["system", "seeds"]
+    for c in bench.columns:
+        label = c.label
+        if c.key == "same_language_rate" and math.isfinite(bench.chance):
+            label += f" (chance {bench.chance:.3f})"
+        header.append(label)
+    bests = {c.key: _best(bench, c) for c in bench.columns}
+    rows = []
+    for s in bench.systems:
+        row = [s.name, _seeds_cell(s)]
+        for c in bench.columns:
+            st = s.stats[c.key]
+            cell = _f(st.mean, c.digits)
+            if st.std is not None:
+                cell += f" \u00b1 {_f(st.std, c.digits)}"
+            if s.name in bests[c.key]:
+                cell = f"**{cell}**"
+            if st.diff_to_base is not None:
+                sig = bench.comparison(s.name, baseline, c.key)
+                mark = "\u2020" if sig and sig.significant else ""
+                cell += f" ({_f(st.diff_to_base, c.digits, sign=True)}{mark})"
+            row.append(cell)
+        rows.append(row)
+    out = _table(header, rows)
+    crit = ["highest score"]
+    if any(c.better == "low" for c in bench.columns):
+        crit.append("lowest rank distance")
+    if any(c.better == "chance" for c in bench.columns):
+        crit.append("same-language rate closest to chance")
+    legend = ["", f"Bold: best in the column ({', '.join(crit)})."]
+    if multi_seed:
+        legend.append("Values are means over training seeds \u00b1 sample std over seeds (column *seeds*).")
+    if bench.system(baseline) is not None:
+        legend.append(f"In parentheses: difference to `{baseline}`; \u2020 = the 95% bootstrap CI over questions of that "
+                      "difference excludes 0 (see Significance).")
+    return out + legend
+
+
+def _per_language_tables(bench: BenchmarkSummary, measure: str) -> list[str]:
+    name = measure_name(measure)
+    out: list[str] = []
+    for t in bench.language_tables:
+        digits, high = t.digits, t.higher_is_better
+        rows = []
+        for i, q in enumerate(bench.languages + ["mean"]):
+            vals = {n: (v[i] if i < len(bench.languages) else float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
+                    for n, v in t.values.items()}
+            finite = {n: round(v, digits) for n, v in vals.items() if math.isfinite(v)}
+            target = (max if high else min)(finite.values()) if finite else None
+            cells = [f"**{_f(v, digits)}**" if finite.get(n) == target else _f(v, digits) for n, v in vals.items()]
+            rows.append([q if q != "mean" else "*mean*", *cells])
+        caption = _LANGUAGE_CAPTIONS[t.key].format(name=name)
+        out += [f"#### {caption}", "", *_table(["query language", *t.values], rows), ""]
+    if out:
+        out.append("Means over seeds; bold = best system in the row.")
+    return out
+
+
+def _seed_std_cell(std: float | None, n_seeds: int, digits: int) -> str:
+    return _f(std, digits) if std is not None else "1 seed" if n_seeds == 1 else "\u2013"
+
+
+def _significance_row(r: Comparison, d: int, baseline: str) -> list[str]:
+    diff = f"{_f(r.diff, d, True)}"
+    ci = f"[{_f(r.low, d, True)}, {_f(r.high, d, True)}]"
+    if r.significant:
+        diff, ci = f"**{diff}**", f"**{ci}**"
+    sa = _seed_std_cell(r.seed_std_a, r.n_seeds_a, d)
+    sb = _seed_std_cell(r.seed_std_b, r.n_seeds_b, d)
+    if r.b == baseline and r.n_seeds_b == 1:
+        sb = "\u2013"
+    if r.significant:
+        verdict = f"{r.better} better"
+        if r.within_seed_noise:
+            verdict += " (but within 2x seed std)"
+    else:
+        verdict = "no clear difference"
+    return [f"{r.a} \u2212 {r.b}", diff, ci, f"{r.p_bootstrap:.3f}", f"{r.p_randomization:.3f}", f"{sa} / {sb}", verdict]
+
+
+def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: int) -> list[str]:
+    if not bench.significance:
+        return ["No per-query values (per_query.csv.gz) for at least two systems: no significance tests."]
+    out = [
+        (f"Paired tests over the {bench.n_questions} questions of the benchmark. The family score is a macro mean over "
+        "settings and each question appears in every setting and language, so the bootstrap resamples whole questions "
+        f"({n_resamples} resamples) and recomputes the macro mean; the randomization test swaps the two systems' values "
+        "per question. With several seeds each system's per-query values are averaged over its seeds first, so these "
+        "intervals cover query sampling only; the seed std columns show training randomness beside them. "
+        "**Bold** = the 95% CI excludes 0. Not corrected for multiple comparisons."),
+        "",
+    ]
+    for col in bench.columns:
+        rows_c = [r for r in bench.significance if r.column == col.key]
+        if not rows_c:
+            continue
+        d = col.digits + (1 if col.digits >= 3 else 0)
+        rows = [_significance_row(r, d, baseline) for r in rows_c]
+        direction = "lower is better" if col.better == "low" else "higher is better"
+        out += [f"#### {col.label} ({direction})", "",
+                *_table(["a \u2212 b", "diff", "95% CI (questions)", "p (bootstrap)", "p (randomization)",
+                         "seed std a / b", "verdict"], rows, ["l", "r", "r", "r", "r", "r", "l"]), ""]
+    return out
+
+
+def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
+    trained = [s for s in bench.systems if s.name != baseline]
+    if not trained:
+        return []
+    out = ["### Seeds", ""]
+    if all(s.n < 2 for s in trained):
+        # no measured seed noise from elsewhere: with one seed this run cannot say how large it is
+        out += [("**Warning: every trained system was run with one seed.** The ranking of strategies on one seed may "
+                "be noise: this run cannot measure how much the training seed moves a score. The confidence intervals "
+                "in this report cover query sampling only, not training randomness; run more seeds before drawing "
+                "conclusions."), ""]
+    out += [f"- {text}" for text in bench.notes.values()]
+    out.append("")
+    cols = [c for c in bench.columns if c.settings_family is not None]
+    header = ["system", "seeds"]
+    for c in cols:
+        header += [f"{c.label}: std over seeds", "\u00b1 95% CI (questions)"]
+    rows = []
+    for s in bench.systems:
+        row = [s.name, _seeds_cell(s)]
+        for c in cols:
+            d = c.digits + (1 if c.digits >= 3 else 0)
+            st = s.stats[c.key]
+            ci = s.ci.get(c.key)
+            row += [_f(st.std, d) if st.std is not None else "\u2013",
+                    f"\u00b1{_f((ci.high - ci.low) / 2, d)}" if ci else "\u2013"]
+        rows.append(row)
+    out += [("Spread over training seeds next to the query-sampling uncertainty of each system's own score (half width "
+            "of its 95% bootstrap CI over questions, seed-averaged per-query values):"), "",
+            *_table(header, rows), ""]
+    if any(s.n > 1 for s in bench.systems):
+        rows = []
+        for s in bench.systems:
+            if s.untrained:
+                continue
+            row = [s.name]
+            for c in cols:
+                d = c.digits + (1 if c.digits >= 3 else 0)
+                row.append(", ".join(f"{k}: {_f(v, d)}" for k, v in s.stats[c.key].per_seed.items()))
+            rows.append(row)
+        out += ["Per-seed values (seed: value):", "", *_table(["system", *(c.label for c in cols)], rows,
+                                                                ["l"] * (1 + len(cols))), ""]
+    return out
+
+
+def _anchor(text: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", text.lower()).replace(" ", "-")
+
+
+def render_markdown(report: Report) -> str:
+    """report.md's text.
+
+    Args:
+        report: the analysed report (its benchmarks' ``figures`` are linked when present).
+    """
+    measure, baseline = report.measure, report.baseline
+    name = measure_name(measure)
+    lines = [f"# {report.title}", "",
+             (f"Primary measure: **{name}**{' (mean average precision over the full ranking)' if measure == 'map' else ''}. "
+             "Families: *mono* = query and candidates in the same language, *cross* = candidates in one other "
+             "language, *multi* = one pool of all languages; a family's score is the macro mean over its settings. "
+             "*Max rank distance*: per query, rank of the worst-ranked gold translation minus the best-ranked one in the "
+             "multilingual pool (lower = less language bias). *Same-language rate*: share of queries whose best-ranked "
+             "gold answer is in the query language (a language-blind ranker scores the chance rate)."), ""]
+    lines += ["Benchmarks: " + ", ".join(f"[{b.id}](#{_anchor(b.id)})" for b in report.benchmarks), ""]
+    for b in report.benchmarks:
+        lines += [f"## {b.id}", "",
+                  f"{len(b.languages)} languages ({', '.join(b.languages)}); systems: "
+                  + ", ".join(s.name if s.untrained else f"{s.name} ({s.n} seed{'s' if s.n != 1 else ''})"
+                              for s in b.systems) + ".", "",
+                  "### Main results", "", *_main_table(b, baseline), ""]
+        lines += _seed_section(b, baseline)
+        if b.figures:
+            lines += ["### Figures", ""]
+            for key, path in b.figures.items():
+                lines += [f"![{key}]({path})", ""]
+        lines += ["### Significance", "", *_significance_tables(b, baseline, report.n_resamples)]
+        per_lang = _per_language_tables(b, measure)
+        if per_lang:
+            lines += ["### Per language", "", *per_lang, ""]
+    return "\n".join(lines).rstrip() + "\n"
