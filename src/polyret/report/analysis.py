@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.results import Results, split_setting
+from ..evaluation.results import Results
+from ..evaluation.settings import split_setting
 from ..evaluation.significance import (
     cluster_matrix,
     paired_cluster_bootstrap,
