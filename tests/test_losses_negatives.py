@@ -119,7 +119,7 @@ def write_mined(path, groups: int, k: int, seed: int = 0):
 def test_two_step_training_with_three_negatives(tiny_model_dir, tmp_path):
     from transformers import TrainerCallback
 
-    from polyret.training.train import train
+    from polyret.training import train
 
     seen: list[int] = []
 

@@ -221,7 +221,7 @@ RESERVED_TRAIN_KEYS: dict[str, str] = {
     "languages": "languages are the experiment's (training and evaluation): use `languages` (--languages)",
     "data_dir": "data_dir is the experiment's: use `data_dir` (--data-dir)",
     "recipe": "recipe is the experiment's: use the experiment's `recipe` (config key)",
-    "dev": "dev needs an evaluator, which the experiment does not pass to training: use dev_pairs for a dev "
+    "dev": "dev needs an evaluator, which the experiment does not pass to training: use dev_groups for a dev "
            "loss; the experiment evaluates every trained model on its benchmarks",
 }
 
@@ -396,7 +396,7 @@ PRESETS: dict[str, ExperimentConfig] = {
     "cpu": ExperimentConfig(
         preset="cpu",
         recipe="cpu",
-        train_overrides={"max_steps": 20, "batch_size": 16, "lr": 5e-5, "save_steps": 10, "dev_pairs": 0},
+        train_overrides={"max_steps": 20, "batch_size": 16, "lr": 5e-5, "save_steps": 10, "dev_groups": 0},
         eval_max_seq_length=128,
         output="runs/experiment-cpu",
     ),
@@ -405,7 +405,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         preset="smoke",
         recipe="cpu",
         languages=("de", "en"),
-        train_overrides={"max_steps": 4, "batch_size": 8, "save_steps": 2, "save_total_limit": 2, "dev_pairs": 0,
+        train_overrides={"max_steps": 4, "batch_size": 8, "save_steps": 2, "save_total_limit": 2, "dev_groups": 0,
                          "max_groups": 64,
                          "logging_steps": 1, "warmup_ratio": 0.0, "lr": 1e-4},
         eval_max_seq_length=64,
@@ -440,8 +440,8 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
     """Run (or continue) the experiment; returns paths of the report files and what was (re)done."""
     from .evaluation import evaluate
     from .models import load
-    from .training.train import train
-    from .training.train import last_checkpoint
+    from .training import train
+    from .training.checkpoints import last_checkpoint
 
     # everything is checked before the folder or experiment.json is written: a typo fixed in the next
     # run is then not "a different configuration"
