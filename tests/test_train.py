@@ -137,6 +137,9 @@ def test_recipes_and_overrides():
         ({"eval_steps": 7}, "multiple of eval_steps"),
         ({"nonsense": 1}, "unknown training config key"),
         ({"max_steps": "ten"}, "cannot parse 'ten'"),
+        ({"languages": "DE,en"}, "language code 'DE' is not canonical; write 'de'"),
+        ({"embed_chunk_size": 0}, "embed_chunk_size must be >= 1"),
+        ({"dev_pairs": 8}, "'dev_pairs' was renamed to 'dev_groups'"),
     ],
 )
 def test_bad_config_errors(overrides, message):
@@ -162,6 +165,27 @@ def test_config_files(tmp_path):
         TrainConfig.from_file(tmp_path / "missing.yaml")
 
 
+def test_an_old_config_with_dev_pairs_is_told_the_new_name(tmp_path):
+    (tmp_path / "old.yaml").write_text("recipe: cpu\ndev_pairs: 16\n")
+    with pytest.raises(ConfigError, match=r"old.yaml: .*'dev_pairs' was renamed to 'dev_groups'"):
+        TrainConfig.from_file(tmp_path / "old.yaml")
+    with pytest.raises(ConfigError, match="renamed to 'dev_groups'"):
+        TrainConfig().with_overrides(["dev-pairs=4"])
+    assert TrainConfig().with_overrides(["dev_groups=4", "save_steps=2"]).dev_groups == 4
+    assert RECIPES["paper"].dev_groups == 100 and RECIPES["cpu"].dev_groups == 64
+
+
+def test_chunk_sizes_have_one_meaning_each(tiny_model):
+    """``mini_batch_size`` is GradCache's mini-batch; the plain length-sorted loss chunks by ``embed_chunk_size``."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    plain = build_loss(model, TrainConfig(embed_chunk_size=3, mini_batch_size=5))
+    cached = build_loss(model, TrainConfig(cached_loss=True, embed_chunk_size=3, mini_batch_size=5))
+    assert isinstance(plain, LengthSortedMNRL) and plain.chunk_size == 3
+    assert isinstance(cached, LengthSortedCachedMNRL) and cached.mini_batch_size == 5
+
+
 # -------------------------------------------------------------------------------------------- losses
 def test_length_sorted_cached_loss_equals_plain_loss(tiny_model):
     from sentence_transformers import SentenceTransformer
@@ -175,7 +199,7 @@ def test_length_sorted_cached_loss_equals_plain_loss(tiny_model):
                             ("plain_sorted", {"length_sorted": True}),
                             ("cached", {"cached_loss": True, "length_sorted": False}),
                             ("sorted", {"cached_loss": True, "length_sorted": True})]:  # fmt: skip
-        config = TrainConfig(model="x", mini_batch_size=4, **overrides)
+        config = TrainConfig(model="x", mini_batch_size=4, embed_chunk_size=4, **overrides)
         loss_fn = build_loss(model, config)
         model.zero_grad()
         value = loss_fn([model.preprocess(c) for c in cols], None)
@@ -518,3 +542,20 @@ def test_a_torn_last_line_of_the_batch_log_does_not_stop_a_resume(tiny_model, pa
     train(small_config(tiny_model, pairs_file, run, max_steps=4, save_steps=2, resume=True))
     steps = [e["step"] for e in read_batch_log(log)]
     assert steps == sorted(steps) and steps[-1] == 4 and 3 in steps
+
+
+# ------------------------------------------------------------------------------------------ public API
+def test_the_training_package_exports_the_verb_and_stays_light_to_import():
+    import subprocess
+    import sys
+
+    import polyret.training
+    import polyret.training.trainer
+
+    assert polyret.training.train is polyret.training.trainer.train  # the verb, no module shadowing it
+    for name in polyret.training.__all__:
+        assert getattr(polyret.training, name) is not None, name
+    assert set(polyret.training.__all__) <= set(dir(polyret.training))
+    code = "import sys, polyret.training; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
