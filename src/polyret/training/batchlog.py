@@ -31,6 +31,11 @@ class BatchRecorder:
     so :func:`audit_batches` can check a finished run for false negatives, and, when ``sampler_factory``
     is set, how many groups the sampler deferred for a passage conflict while filling the batch
     (``deferred``, per global micro-batch).
+
+    Args:
+        index: the training pairs the dataset views.
+        sampler_factory: the trainer's ``SamplerFactory`` (its ``last`` sampler knows the deferred counts),
+            or None.
     """
 
     def __init__(self, index, sampler_factory=None) -> None:
@@ -73,6 +78,14 @@ class BatchRecorder:
 
 
 def batch_log_callback(recorder: BatchRecorder, path: Path, rank: int, world_size: int, accum: int):
+    """A trainer callback that appends each optimizer step's entries of ``recorder`` to ``path``.
+
+    Args:
+        recorder: the dataset transform's :class:`BatchRecorder`.
+        path: this rank's log (:func:`batch_log_path`).
+        rank, world_size: this process's rank and the number of processes, written into each entry.
+        accum: micro-batches per optimizer step.
+    """
     from transformers import TrainerCallback
 
     class BatchLogCallback(TrainerCallback):
@@ -109,7 +122,12 @@ def batch_log_callback(recorder: BatchRecorder, path: Path, rank: int, world_siz
 
 
 def truncate_log(path: Path, upto_step: int) -> None:
-    """Keep the entries of steps <= ``upto_step`` (a resumed run rewrites the steps after its checkpoint)."""
+    """Keep the entries of steps <= ``upto_step`` (a resumed run rewrites the steps after its checkpoint).
+
+    Args:
+        path: a batch log.
+        upto_step: the step the run resumes from (0: remove the log).
+    """
     if not path.exists():
         return
     if upto_step == 0:
@@ -127,17 +145,38 @@ def truncate_log(path: Path, upto_step: int) -> None:
 
 
 def batch_log_path(output_dir: str | os.PathLike, rank: int = 0) -> Path:
+    """Where rank ``rank`` logs its batches: ``batches.jsonl`` (rank 0) or ``batches.rank{r}.jsonl``.
+
+    Args:
+        output_dir: the training ``output_dir`` (or a final model folder, for rank 0).
+        rank: the process rank.
+    """
     name = "batches.jsonl" if rank == 0 else f"batches.rank{rank}.jsonl"
     return Path(output_dir) / name
 
 
 def read_batch_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The entries of a batch log, in order.
+
+    Args:
+        path: a ``batches.jsonl`` file (:func:`batch_log_path`).
+    """
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @dataclass
 class BatchAudit:
-    """What :func:`audit_batches` found: false negatives per global micro-batch of a training run."""
+    """What :func:`audit_batches` found: false negatives per global micro-batch of a training run.
+
+    Args:
+        files: the rank logs read.
+        world_size: the run's process count.
+        global_batches, examples: what was audited.
+        repeated_positives, negatives_are_positives, conflicting_batches: false negatives found.
+        deferred: groups the sampler deferred for a conflict (None: not logged).
+        missing_ranks: rank logs absent (their batches are not audited).
+        problems: the first few offending batches.
+    """
 
     files: list[str]
     world_size: int

@@ -25,6 +25,13 @@ MODEL_DIR = "model"
 
 
 def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
+    """polyret's section of the model card (markdown).
+
+    Args:
+        config: the run's config.
+        info: the run's numbers (languages, groups, steps, loss, best checkpoint...), as in
+            ``polyret_train.json``.
+    """
     langs = ", ".join(info["languages"])
     lines = [
         "## polyret training",
@@ -54,7 +61,15 @@ def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
 
 
 def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, Any], batch_log: Path) -> None:
-    """Save into a temporary sibling folder, then swap it in: a crash never leaves a half-written model."""
+    """Save into a temporary sibling folder, then swap it in: a crash never leaves a half-written model.
+
+    Args:
+        model: the trained sentence-transformers model.
+        target: the final model folder (``output_dir/model``).
+        config: the run's config (written to ``polyret_train.json`` and the card).
+        info: the run's numbers (see :func:`model_card`).
+        batch_log: rank 0's batch log, copied in when it exists.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     old = target.parent / f".{target.name}.old-{os.getpid()}"

@@ -62,7 +62,11 @@ def _legacy_checkpoint_ok(folder: Path) -> bool:
 def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
     """True iff ``folder`` is a finished trainer checkpoint: its completion marker lists every file with
     its size (polyret's checkpoints), or, without a marker and with no marked sibling (a folder of an
-    older polyret), it passes the legacy check above."""
+    older polyret), it passes the legacy check above.
+
+    Args:
+        folder: a ``checkpoint-<step>`` folder.
+    """
     folder = Path(folder)
     if (folder / COMPLETE_MARKER).exists():
         return is_complete(folder)
@@ -87,6 +91,9 @@ def last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     A checkpoint killed while being saved never has the name ``checkpoint-<step>`` (it is written as
     ``.tmp-checkpoint-<step>`` and renamed when its completion marker is in), and a folder with a marker
     whose files are missing or of another size is skipped, so resume never loads a half-written one.
+
+    Args:
+        output_dir: the training ``output_dir``.
     """
     for _, path in reversed(_checkpoints(Path(output_dir) / CHECKPOINT_DIR)):
         if checkpoint_is_complete(path):
@@ -95,7 +102,11 @@ def last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def checkpoint_step(folder: Path) -> int:
-    """The step number in a ``checkpoint-<step>`` folder's name."""
+    """The step number in a ``checkpoint-<step>`` folder's name.
+
+    Args:
+        folder: a ``checkpoint-<step>`` folder.
+    """
     return int(_CHECKPOINT_RE.match(folder.name).group(1))
 
 
@@ -113,7 +124,11 @@ def _remove_tree(path: Path) -> None:
 
 def clean_checkpoints(output_dir: str | os.PathLike) -> list[str]:
     """Remove what an interrupted run left under ``output_dir/checkpoints``: staging and half-deleted
-    folders, and ``checkpoint-<step>`` folders that are not complete. Returns the names removed."""
+    folders, and ``checkpoint-<step>`` folders that are not complete. Returns the names removed.
+
+    Args:
+        output_dir: the training ``output_dir``.
+    """
     folder = Path(output_dir) / CHECKPOINT_DIR
     if not folder.is_dir():
         return []
@@ -193,7 +208,11 @@ def _save_checkpoint_atomically(trainer, trial) -> None:
 
 
 def polyret_trainer_class():
-    """sentence-transformers' trainer with atomic checkpoints and a per-step finiteness check."""
+    """sentence-transformers' trainer with atomic checkpoints and a per-step finiteness check.
+
+    A function returning the class so that importing this module does not import sentence-transformers'
+    trainer; the class takes ``SentenceTransformerTrainer``'s arguments.
+    """
     from sentence_transformers import SentenceTransformerTrainer
 
     class PolyretTrainer(SentenceTransformerTrainer):
@@ -221,7 +240,11 @@ def polyret_trainer_class():
 
 def divergence_guard(config: TrainConfig):
     """Stops training with :class:`TrainingDiverged` at the first step whose loss or trained weights are
-    not finite; it runs before that step's checkpoint is saved, so no checkpoint holds such weights."""
+    not finite; it runs before that step's checkpoint is saved, so no checkpoint holds such weights.
+
+    Args:
+        config: the run's config (named in the message: lr, temperature, precision).
+    """
     from transformers import TrainerCallback
 
     class DivergenceGuard(TrainerCallback):

@@ -271,7 +271,11 @@ def _field_types() -> dict[str, Any]:
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """CLI-style ``key=value`` strings as field name -> unparsed value (``max-steps`` -> ``max_steps``)."""
+    """CLI-style ``key=value`` strings as field name -> unparsed value (``max-steps`` -> ``max_steps``).
+
+    Args:
+        pairs: strings such as ``"alpha=0.3"`` or ``"languages=de,en"``.
+    """
     overrides: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

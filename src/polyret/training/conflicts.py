@@ -30,6 +30,9 @@ class Conflicts:
     languages, as CSR arrays. Groups A and B conflict when ``P_A & P_B``, ``N_A & P_B`` or ``P_A & N_B`` is
     non-empty (two examples sharing a hard negative is harmless). A group none of whose codes can conflict
     with another group's is *clean* and is never checked; only the others ("dirty") go through the check.
+
+    Args:
+        index: the training pairs with their identity codes (``pair_positive`` / ``pair_negative``).
     """
 
     def __init__(self, index: PairIndex) -> None:
@@ -77,6 +80,12 @@ class SourcePool:
     A candidate group whose passages conflict with a group already in the batch is skipped and stays
     unused: the pointer stops at the first unused group, so deferred groups are the first candidates of
     the next batch (as in sentence-transformers' NoDuplicatesBatchSampler), never dropped within a pass.
+
+    Args:
+        groups: the source's global group numbers.
+        rng: the epoch's generator for this source (one permutation per pass).
+        conflicts: the index's :class:`Conflicts`.
+        name: the source's name (for error messages).
     """
 
     def __init__(self, groups: np.ndarray, rng: np.random.Generator, conflicts: Conflicts, name: str) -> None:

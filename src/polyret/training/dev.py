@@ -104,7 +104,11 @@ class CallableEvaluator(BaseEvaluator):
 
 
 def is_st_evaluator(evaluator) -> bool:
-    """Whether ``evaluator`` is a sentence-transformers evaluator (or a list of them)."""
+    """Whether ``evaluator`` is a sentence-transformers evaluator (or a list of them).
+
+    Args:
+        evaluator: anything passed as ``train(evaluator=...)``.
+    """
     return isinstance(evaluator, BaseEvaluator) or (
         isinstance(evaluator, list) and all(isinstance(e, BaseEvaluator) for e in evaluator)
     )

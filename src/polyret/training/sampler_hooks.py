@@ -34,7 +34,16 @@ from polyret.training.pairs_dataset import is_index_dataset
 
 
 class SamplerFactory:
-    """Builds the sampler when the ST trainer asks (train) and a sequential sampler for other datasets."""
+    """Builds the sampler when the ST trainer asks (train) and a sequential sampler for other datasets.
+
+    Made by :meth:`ParallelBatchSampler.factory`; ``last`` is the sampler it built last.
+
+    Args:
+        index: the training pairs.
+        strategy, alpha, grad_accum_steps, log_size: as for ``ParallelBatchSampler``.
+        seed: the sampler's seed (None: the trainer's ``args.seed``).
+        world_size: devices (None: accelerate's process count).
+    """
 
     def __init__(self, index, strategy, alpha, seed, world_size, grad_accum_steps, log_size) -> None:
         self.index = index
@@ -84,7 +93,10 @@ except ImportError:  # pragma: no cover
 
 
 class SamplerEpochCallback(TrainerCallback):
-    """Sets the sampler's epoch at each epoch start, also through the wrappers of a multi-process resume."""
+    """Sets the sampler's epoch at each epoch start, also through the wrappers of a multi-process resume.
+
+    Takes no arguments: pass ``SamplerEpochCallback()`` in the trainer's ``callbacks``.
+    """
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
         from polyret.training.samplers import ParallelBatchSampler

@@ -81,7 +81,15 @@ _RECENT = 4096  # yielded batches remembered for batch_info (prefetch depth is f
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """What the sampler decided for one batch it yielded."""
+    """What the sampler decided for one batch it yielded.
+
+    Args:
+        epoch, batch, step, micro_step, rank: where the batch sits (see the field comments).
+        source: the training source of the step.
+        kind: ``mono``, ``cross`` or ``mixed``.
+        language: the language of a mono batch (None otherwise).
+        deferred: groups deferred for a passage conflict while filling the micro-step's global batch.
+    """
 
     epoch: int
     batch: int  # position in the global stream of this epoch
@@ -96,7 +104,11 @@ class BatchInfo:
 
 @dataclass(frozen=True)
 class BatchView:
-    """A batch decoded from its dataset indices alone (works wherever the PairIndex is)."""
+    """A batch decoded from its dataset indices alone (works wherever the PairIndex is).
+
+    Args:
+        sources, groups, query_langs, passage_langs: per example, its source, group id and languages.
+    """
 
     sources: tuple[str, ...]
     groups: tuple[str, ...]
@@ -123,6 +135,20 @@ class ParallelBatchSampler(BatchSampler):
     drop it from the sources or train it with mono/hybrid; silently excluding it would change the data
     mix). Sources limited to monolingual batches are listed in ``mono_only_sources`` and logged as a
     warning; under ``hybrid`` their steps are mono whatever the coin says (recorded in ``log``).
+
+    The strategies are the batch types of Elmahdy, Lin, Ahmad 2024 (arXiv 2408.10536): ``hybrid`` draws
+    each optimizer step's type, mono with probability ``alpha``, else cross.
+
+    Args:
+        index: the training pairs (:class:`~polyret.training.pairs_dataset.PairIndex`).
+        batch_size: examples per batch, per device.
+        strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
+        alpha: probability of a monolingual step under ``hybrid``.
+        seed: the seed every decision derives from (non-negative).
+        world_size: devices sharing one global batch per micro-step.
+        grad_accum_steps: micro-steps per optimizer step (all of one type and source).
+        rank: yield only this rank's batches (None: the whole global stream, what the trainer needs).
+        log_size: decisions kept in ``log`` (:class:`BatchInfo` per yielded batch).
     """
 
     def __init__(
@@ -440,7 +466,12 @@ class ParallelBatchSampler(BatchSampler):
 
 
 def batch_sampler_cost(sampler: ParallelBatchSampler, epochs: int = 1) -> float:
-    """Seconds per batch to generate ``epochs`` epochs (for the <2%-of-a-step budget)."""
+    """Seconds per batch to generate ``epochs`` epochs (for the <2%-of-a-step budget).
+
+    Args:
+        sampler: the sampler to time (its own state is not changed).
+        epochs: epochs to generate.
+    """
     import time
 
     start, n = time.perf_counter(), 0

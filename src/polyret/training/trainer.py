@@ -113,7 +113,11 @@ def _load_model(config: TrainConfig):
 
 def num_negatives(config: TrainConfig) -> int:
     """Hard-negative columns per example (``config.num_negatives``): ``negatives``, else 1 with
-    ``hard_negatives``, else 0."""
+    ``hard_negatives``, else 0.
+
+    Args:
+        config: the run's config.
+    """
     return config.num_negatives
 
 
