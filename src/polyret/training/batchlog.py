@@ -283,5 +283,3 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
                 audit.problems.append({"step": step, "micro_batch": k, "repeated_positives": repeated,
                                        "negatives_are_positives": bad_neg})
     return audit
-
-

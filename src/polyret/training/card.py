@@ -103,5 +103,3 @@ def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, 
         for leftover in (tmp, old):
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
-
-

@@ -270,5 +270,3 @@ def divergence_guard(config: TrainConfig):
                 )
 
     return DivergenceGuard()
-
-

@@ -158,4 +158,3 @@ class SourcePool:
             f"count once, hard negatives must not be another example's positive); use a smaller batch_size x "
             f"world_size or more data"
         )
-

@@ -201,5 +201,3 @@ def best_metric_name(config: TrainConfig, evaluator, *, has_eval_loss: bool) -> 
             raise ConfigError(f"metric_for_best_model={wanted!r}: the dev evaluator reports no {metric!r}; "
                               f"known: {', '.join(known)}")
     return metric
-
-

@@ -105,4 +105,3 @@ class SamplerEpochCallback(TrainerCallback):
         if sampler is not None and state.epoch is not None:
             sampler.set_epoch(int(math.floor(state.epoch + 1e-9)))
         return control
-

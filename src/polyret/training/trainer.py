@@ -311,5 +311,3 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         write_final_model(trainer.model, target, config, info, batch_log_path(output_dir, 0))
     trainer.accelerator.wait_for_everyone()
     return target
-
-
