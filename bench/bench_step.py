@@ -3,7 +3,7 @@ training step much faster on CPU than the plain padded batch, with the same loss
 
     python bench/bench_step.py [--steps 4] [--configs 32:plain,32:sorted,16:sorted,32:sorted:unfrozen]
 
-Each configuration runs ``polyret.training.train.train`` from the ``cpu`` recipe (max length 128, frozen
+Each configuration runs ``polyret.training.train`` from the ``cpu`` recipe (max length 128, frozen
 word embeddings unless ``unfrozen``) for ``--steps`` steps in its own subprocess; reports seconds per
 step (trainer start-up included, amortised) and peak RSS.
 """
@@ -20,11 +20,11 @@ import tempfile
 
 def one(batch: int, loss: str, frozen: bool, steps: int) -> dict:
     from polyret.training.config import TrainConfig
-    from polyret.training.train import train
+    from polyret.training import train
 
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig.from_recipe("cpu", max_steps=steps, batch_size=batch, length_sorted=loss == "sorted",
-                                      mini_batch_size=8, save_steps=None, dev_pairs=0, warmup_ratio=0.0,
+                                      embed_chunk_size=8, save_steps=None, dev_groups=0, warmup_ratio=0.0,
                                       freeze_word_embeddings=frozen, output_dir=out)
         path = train(cfg)
         info = json.loads((path / "polyret_train.json").read_text())

@@ -85,7 +85,7 @@ def part_a(model_spec: str, steps: int, batch: int, max_len: int, source: str, l
     from polyret.data.pairs import load_pairs
     from polyret.training.pairs_dataset import build_pairs_dataset
     from polyret.training.samplers import ParallelBatchSampler, SamplerFactory
-    from polyret.training.train import freeze_word_embeddings
+    from polyret.training.trainer import freeze_word_embeddings
 
     pairs = load_pairs(source)
     model = models.load(model_spec, max_seq_length=max_len)
@@ -124,7 +124,7 @@ def part_a(model_spec: str, steps: int, batch: int, max_len: int, source: str, l
 def one_b(model_spec: str, frozen: bool, steps: int, batch: int, max_len: int, source: str) -> dict:
     """Runs in a subprocess: one polyret train() call; reports the step time and this process's peak RSS."""
     from polyret.training.config import TrainConfig
-    from polyret.training.train import train
+    from polyret.training import train
 
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:

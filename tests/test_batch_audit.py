@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from polyret.data.records import DataError, Pair, PairGroups
+from polyret.training import audit_batches
+from polyret.training.batchlog import BatchRecorder, batch_log_path
 from polyret.training.pairs_dataset import PairIndex
 from polyret.training.samplers import ParallelBatchSampler
-from polyret.training.train import _BatchRecorder, audit_batches, batch_log_path
 
 LANGS = ("de", "en", "fr")
 
@@ -40,7 +41,7 @@ def write_log(out: Path, index: PairIndex, sampler: ParallelBatchSampler, *, wit
     """What train() logs, without a trainer: each yielded batch goes through the recorder's transform."""
     out.mkdir(parents=True, exist_ok=True)
     w, accum = sampler.world_size, sampler.grad_accum_steps
-    recorders = [_BatchRecorder(index, _Factory(sampler) if with_factory else None) for _ in range(w)]
+    recorders = [BatchRecorder(index, _Factory(sampler) if with_factory else None) for _ in range(w)]
     for rec in recorders:
         rec.enabled = True
     n = index.num_pairs
@@ -110,8 +111,8 @@ def test_logs_that_cannot_be_audited_are_plain_errors(tmp_path):
 
 
 def test_a_training_run_logs_identities_and_audits_clean(tiny_model_dir, tmp_path):
+    from polyret.training import train
     from polyret.training.config import TrainConfig
-    from polyret.training.train import train
 
     # groups g and g+20 have the same positive text in every language (no ids: the exact-text fallback)
     rng = random.Random(0)
@@ -125,7 +126,7 @@ def test_a_training_run_logs_identities_and_audits_clean(tiny_model_dir, tmp_pat
                 fh.write(json.dumps(row) + "\n")
     config = TrainConfig(model=tiny_model_dir, train=[str(path)], output_dir=str(tmp_path / "run"), batch_size=8,
                          lr=5e-4, warmup_ratio=0.0, max_steps=4, logging_steps=2, precision="fp32", seed=3,
-                         dev_pairs=0)  # fmt: skip
+                         dev_groups=0)  # fmt: skip
     model = train(config)
     report = audit_batches(tmp_path / "run")
     assert report.clean and report.global_batches == 4 and report.examples == 32

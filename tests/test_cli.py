@@ -34,7 +34,7 @@ def test_train_command_trains_and_resumes(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--model", tiny_model_dir, "--train", "xquad-r:train", "--strategy", "hybrid",
             "--recipe", "cpu", "--max-steps", "2", "--batch-size", "8", "--output", str(out),
-            "--languages", "de,en", "--set", "max_groups=32", "--set", "save_steps=1", "--set", "save_total_limit=3", "--set", "dev_pairs=0"]
+            "--languages", "de,en", "--set", "max_groups=32", "--set", "save_steps=1", "--set", "save_total_limit=3", "--set", "dev_groups=0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "model" / "polyret_train.json").read_text())

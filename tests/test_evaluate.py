@@ -235,7 +235,7 @@ def test_trained_model_folder_is_group_and_other_readable_under_umask_022(tmp_pa
 
     from polyret.models import load
     from polyret.training.config import TrainConfig
-    from polyret.training.train import _write_final_model
+    from polyret.training.card import write_final_model as _write_final_model
 
     model = load(tiny_model_dir)
     old = os.umask(0o022)

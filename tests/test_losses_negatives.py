@@ -91,7 +91,7 @@ def test_polyret_losses_equal_st_mnrl_with_k_negatives(st_model, k):
     reference = run(MultipleNegativesRankingLoss(st_model, scale=20.0))
     for overrides in ({"length_sorted": True}, {"cached_loss": True, "length_sorted": False},
                       {"cached_loss": True, "length_sorted": True}):  # fmt: skip
-        config = TrainConfig(model="x", mini_batch_size=4, temperature=0.05, **overrides)
+        config = TrainConfig(model="x", mini_batch_size=4, embed_chunk_size=4, temperature=0.05, **overrides)
         value, grads = run(build_loss(st_model, config))
         assert value == pytest.approx(reference[0], abs=1e-5), overrides
         torch.testing.assert_close(grads, reference[1], atol=2e-5, rtol=1e-4)
@@ -119,7 +119,7 @@ def write_mined(path, groups: int, k: int, seed: int = 0):
 def test_two_step_training_with_three_negatives(tiny_model_dir, tmp_path):
     from transformers import TrainerCallback
 
-    from polyret.training.train import train
+    from polyret.training import train
 
     seen: list[int] = []
 

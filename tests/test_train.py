@@ -9,75 +9,46 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_WORDS, build_tiny_model  # pytest puts tests/ on sys.path
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from polyret.data.records import Benchmark, Candidate, DataError, Query
 from polyret.paths import COMPLETE_MARKER, is_complete
-from polyret.training.config import RECIPES, ConfigError, TrainConfig
-from polyret.training.losses import LengthSortedCachedMNRL, LengthSortedMNRL, build_loss
-from polyret.training.train import (
-    TrainingDiverged,
-    batch_log_path,
-    best_metric_name,
+from polyret.training import TrainingDiverged, train
+from polyret.training.__main__ import main
+from polyret.training.batchlog import batch_log_path, read_batch_log
+from polyret.training.checkpoints import (
     checkpoint_is_complete,
     clean_checkpoints,
-    freeze_word_embeddings,
     last_checkpoint,
-    main,
-    read_batch_log,
-    split_dev,
-    train,
 )
+from polyret.training.config import RECIPES, ConfigError, TrainConfig
+from polyret.training.dev import best_metric_name, split_dev
+from polyret.training.losses import LengthSortedCachedMNRL, LengthSortedMNRL, build_loss
+from polyret.training.trainer import freeze_word_embeddings
 
 LANGS = ("de", "en", "es")
-WORDS = "the capital city of river mountain country der die stadt fluss la ciudad rio".split()
+WORDS = "the capital city of river year country der die stadt fluss la ciudad río".split()
+# one word per (language, number): a group's topic marker and each query's language marker; all in the
+# tiny model's vocabulary, so each is one token
+MARKERS = [w for w in dict.fromkeys(TINY_WORDS) if w.isascii() and w.isalpha() and w not in WORDS
+           and w not in ("query", "passage")][:30]
+
+
+def marker(lang: str, i: int) -> str:
+    return MARKERS[LANGS.index(lang) * 10 + i]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-def build_tiny_model(path: Path, seed: int = 0) -> Path:
-    """A 2-layer, 32-dim random BERT (weights from ``seed``) with a fixed WordPiece vocabulary of WORDS;
-    me5-style prompts. The same folder contents in every process, whatever ran before."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    # A fixed vocabulary, not a trained one: tokenizers' WordPiece trainer breaks ties between equally
-    # frequent merges in hash order, so a trained vocabulary (and with it every token's random embedding)
-    # differed from one process to the next, and so did how much a few training steps lowered the loss.
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = sorted(set(WORDS + ["query", "passage", ":"] + [f"{lang}w{i}" for lang in LANGS for i in range(10)]))
-    chars = sorted({c for w in words for c in w})
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(specials + words + chars + [f"##{c}" for c in chars]))}
-    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
-    )  # fmt: skip
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)  # fmt: skip
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)  # fmt: skip
-    hf = path.parent / (path.name + "-hf")
-    BertModel(cfg).save_pretrained(hf)
-    fast.save_pretrained(hf)
-    modules = [Transformer(str(hf), max_seq_length=64), Pooling(32, "mean"), Normalize()]
-    SentenceTransformer(modules=modules, prompts={"query": "query: ", "passage": "passage: "}).save(str(path))
-    return path
-
-
 def write_pairs(path: Path, groups: int, seed: int = 0) -> Path:
     """Parallel pairs in 3 languages; a group's query and passage share a 3-word topic (learnable)."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as fh:
         for g in range(groups):
-            topic = [rng.choice(WORDS) for _ in range(3)] + [f"{LANGS[g % 3]}w{g % 10}"]
+            topic = [rng.choice(WORDS) for _ in range(3)] + [marker(LANGS[g % 3], g % 10)]
             for lang in LANGS:
-                query = " ".join(topic + [rng.choice(WORDS) for _ in range(rng.randint(1, 4))] + [f"{lang}w0"])
+                query = " ".join(topic + [rng.choice(WORDS) for _ in range(rng.randint(1, 4))] + [marker(lang, 0)])
                 positive = " ".join(topic + [rng.choice(WORDS) for _ in range(rng.randint(2, 30))])
                 negative = " ".join(rng.choice(WORDS) for _ in range(8))
                 row = {"id": f"g{g}", "lang": lang, "query": query, "positive": positive, "negative": negative}
@@ -104,7 +75,9 @@ def small_config(tiny_model: Path, pairs_file: Path, out: Path, **overrides) -> 
 
 def fixed_batch_loss(model_dir: Path, pairs_file: Path) -> float:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
 
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()[:48:3]]  # 16 groups, German
     model = SentenceTransformer(str(model_dir), device="cpu")
@@ -164,6 +137,9 @@ def test_recipes_and_overrides():
         ({"eval_steps": 7}, "multiple of eval_steps"),
         ({"nonsense": 1}, "unknown training config key"),
         ({"max_steps": "ten"}, "cannot parse 'ten'"),
+        ({"languages": "DE,en"}, "language code 'DE' is not canonical; write 'de'"),
+        ({"embed_chunk_size": 0}, "embed_chunk_size must be >= 1"),
+        ({"dev_pairs": 8}, "'dev_pairs' was renamed to 'dev_groups'"),
     ],
 )
 def test_bad_config_errors(overrides, message):
@@ -189,6 +165,27 @@ def test_config_files(tmp_path):
         TrainConfig.from_file(tmp_path / "missing.yaml")
 
 
+def test_an_old_config_with_dev_pairs_is_told_the_new_name(tmp_path):
+    (tmp_path / "old.yaml").write_text("recipe: cpu\ndev_pairs: 16\n")
+    with pytest.raises(ConfigError, match=r"old.yaml: .*'dev_pairs' was renamed to 'dev_groups'"):
+        TrainConfig.from_file(tmp_path / "old.yaml")
+    with pytest.raises(ConfigError, match="renamed to 'dev_groups'"):
+        TrainConfig().with_overrides(["dev-pairs=4"])
+    assert TrainConfig().with_overrides(["dev_groups=4", "save_steps=2"]).dev_groups == 4
+    assert RECIPES["paper"].dev_groups == 100 and RECIPES["cpu"].dev_groups == 64
+
+
+def test_chunk_sizes_have_one_meaning_each(tiny_model):
+    """``mini_batch_size`` is GradCache's mini-batch; the plain length-sorted loss chunks by ``embed_chunk_size``."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    plain = build_loss(model, TrainConfig(embed_chunk_size=3, mini_batch_size=5))
+    cached = build_loss(model, TrainConfig(cached_loss=True, embed_chunk_size=3, mini_batch_size=5))
+    assert isinstance(plain, LengthSortedMNRL) and plain.chunk_size == 3
+    assert isinstance(cached, LengthSortedCachedMNRL) and cached.mini_batch_size == 5
+
+
 # -------------------------------------------------------------------------------------------- losses
 def test_length_sorted_cached_loss_equals_plain_loss(tiny_model):
     from sentence_transformers import SentenceTransformer
@@ -202,7 +199,7 @@ def test_length_sorted_cached_loss_equals_plain_loss(tiny_model):
                             ("plain_sorted", {"length_sorted": True}),
                             ("cached", {"cached_loss": True, "length_sorted": False}),
                             ("sorted", {"cached_loss": True, "length_sorted": True})]:  # fmt: skip
-        config = TrainConfig(model="x", mini_batch_size=4, **overrides)
+        config = TrainConfig(model="x", mini_batch_size=4, embed_chunk_size=4, **overrides)
         loss_fn = build_loss(model, config)
         model.zero_grad()
         value = loss_fn([model.preprocess(c) for c in cols], None)
@@ -233,7 +230,7 @@ def test_split_dev_holds_out_whole_groups(pairs_file):
 # --------------------------------------------------------------------------------------------- train
 def test_train_lowers_loss_changes_weights_writes_card(tiny_model, pairs_file, tmp_path):
     spy = PromptSpy()
-    config = small_config(tiny_model, pairs_file, tmp_path / "run", max_steps=10, save_steps=5, dev_pairs=16)
+    config = small_config(tiny_model, pairs_file, tmp_path / "run", max_steps=10, save_steps=5, dev_groups=16)
     out = train(config, callbacks=[spy])
     assert out == tmp_path / "run" / "model"
     before, after = weights(tiny_model), weights(out)
@@ -325,11 +322,11 @@ def test_train_errors_are_clear(tiny_model, pairs_file, tmp_path):
     with pytest.raises(ConfigError, match="needs metric_for_best_model"):
         train(small_config(tiny_model, pairs_file, tmp_path / "c", dev="toy", save_steps=3), evaluator=lambda m: 1.0)
     with pytest.raises(ConfigError, match="too small"):
-        train(small_config(tiny_model, pairs_file, tmp_path / "b", dev_pairs=4, save_steps=3))
+        train(small_config(tiny_model, pairs_file, tmp_path / "b", dev_groups=4, save_steps=3))
 
 
 def test_training_lowers_the_loss_on_fixed_pairs(tiny_model, pairs_file, tmp_path):
-    """20 steps at lr 1e-3 cut the fixed batch's loss by ~21% (2.61 -> 2.06); 10% leaves 2x headroom.
+    """20 steps at lr 1e-3 cut the fixed batch's loss by ~23% (2.56 -> 1.98); 10% leaves 2x headroom.
 
     The model (fixed vocabulary, seeded weights), the pairs and train() are all seeded, so the numbers do
     not depend on what ran before; the final model is the last step (no dev set picking a checkpoint).
@@ -455,7 +452,7 @@ def test_best_metric_is_named_as_the_evaluator_reports_it():
         best_metric_name(config.replace(metric_for_best_model="mrr"), ev, has_eval_loss=False)
     with pytest.raises(ConfigError, match="needs held-out dev pairs"):
         best_metric_name(config.replace(metric_for_best_model="loss"), ev, has_eval_loss=False)
-    assert best_metric_name(TrainConfig(dev_pairs=4, save_steps=2), None, has_eval_loss=True) == "eval_loss"
+    assert best_metric_name(TrainConfig(dev_groups=4, save_steps=2), None, has_eval_loss=True) == "eval_loss"
 
 
 def test_train_builds_polyrets_dev_evaluator_and_keeps_the_best_by_its_map(tiny_model, pairs_file, tmp_path,
@@ -479,7 +476,7 @@ def test_train_builds_polyrets_dev_evaluator_and_keeps_the_best_by_its_map(tiny_
 
 
 def test_options_are_checked_before_the_model_loads(tiny_model, pairs_file, tmp_path, monkeypatch):
-    import polyret.training.train as train_mod
+    import polyret.training.trainer as train_mod
 
     def no_model(config):
         raise AssertionError("the model was loaded before the options were checked")
@@ -496,7 +493,7 @@ def test_options_are_checked_before_the_model_loads(tiny_model, pairs_file, tmp_
         train(small_config(tiny_model, pairs_file, tmp_path / "c", save_steps=2, dev="toy",
                            metric_for_best_model="loss"), evaluator=lambda m: 1.0)  # fmt: skip
     with pytest.raises(ConfigError, match="too small"):
-        train(small_config(tiny_model, pairs_file, tmp_path / "d", dev_pairs=4, save_steps=3))
+        train(small_config(tiny_model, pairs_file, tmp_path / "d", dev_groups=4, save_steps=3))
 
 
 # ------------------------------------------------------------------------------- command lines
@@ -545,3 +542,20 @@ def test_a_torn_last_line_of_the_batch_log_does_not_stop_a_resume(tiny_model, pa
     train(small_config(tiny_model, pairs_file, run, max_steps=4, save_steps=2, resume=True))
     steps = [e["step"] for e in read_batch_log(log)]
     assert steps == sorted(steps) and steps[-1] == 4 and 3 in steps
+
+
+# ------------------------------------------------------------------------------------------ public API
+def test_the_training_package_exports_the_verb_and_stays_light_to_import():
+    import subprocess
+    import sys
+
+    import polyret.training
+    import polyret.training.trainer
+
+    assert polyret.training.train is polyret.training.trainer.train  # the verb, no module shadowing it
+    for name in polyret.training.__all__:
+        assert getattr(polyret.training, name) is not None, name
+    assert set(polyret.training.__all__) <= set(dir(polyret.training))
+    code = "import sys, polyret.training; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

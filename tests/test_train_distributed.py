@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) under torchrun run ``python -m polyret.training.train`` unchanged.
+"""Two CPU processes (gloo) under torchrun run ``python -m polyret.training`` unchanged.
 
 Checks from the per-rank batch logs that both ranks trained on the same batch kind (and, for mono
 batches, the same language) at every step, and that the run completes with a model folder.
@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny_model  # pytest puts tests/ on sys.path
+from test_train import write_pairs
 
-from polyret.training.train import batch_log_path, read_batch_log
-from test_train import build_tiny_model, write_pairs  # pytest puts tests/ on sys.path
+from polyret.training.batchlog import batch_log_path, read_batch_log
 
 
 def test_two_process_training_agrees_on_batch_kinds(tmp_path):
@@ -31,7 +32,7 @@ def test_two_process_training_agrees_on_batch_kinds(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
                                           os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "polyret.training.train", "--config", str(config_file)]  # fmt: skip
+           "-m", "polyret.training", "--config", str(config_file)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=85)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

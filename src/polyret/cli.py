@@ -279,7 +279,7 @@ def train(
 ) -> None:
     """Train a bi-encoder with mono / cross / hybrid / mixed batches (hybrid batch training)."""
     from .training.config import ConfigError, TrainConfig, parse_overrides
-    from .training.train import train as run_train
+    from .training import train as run_train
 
     try:
         if config is not None:

@@ -228,7 +228,7 @@ def test_experiment_redoes_an_evaluation_without_marker(world, tmp_path, monkeyp
     """The experiment loop trusts the marker, not results.json: a folder without one is evaluated again."""
     import shutil
 
-    import polyret.training.train as train_mod
+    import polyret.training.trainer as train_mod
     from polyret.experiment import PRESETS, run_experiment
 
     def fake_train(cfg):  # training is not under test: the "trained" model is the tiny model

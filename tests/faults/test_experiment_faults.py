@@ -48,15 +48,16 @@ def after(owner, name, point):
 
 if where:
     import polyret.report.files
-    import polyret.training.train
+    import polyret.training.checkpoints
+    import polyret.training.trainer
 
     # inside an evaluation: texts encoded, none of its files written yet
     after(importlib.import_module("polyret.evaluation.evaluate"), "encode_benchmark", "encoded")
     # inside a training: a checkpoint saved (polyret's atomic save, which replaces the trainer's own),
     # the final model not yet
-    after(polyret.training.train, "_save_checkpoint_atomically", "checkpoint")
+    after(polyret.training.checkpoints, "_save_checkpoint_atomically", "checkpoint")
     # a training finished (final model written), its evaluation not begun
-    after(polyret.training.train, "train", "trained")
+    after(polyret.training.trainer, "train", "trained")
     # the report half written (report.json, not yet report.md)
     after(polyret.report.files, "atomic_write_text", "report_file")
 

@@ -50,7 +50,9 @@ torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
 import transformers  # noqa: F401  (everything imported once, before any fork)
 from transformers import TrainerCallback
-from polyret.training import train as train_mod
+from polyret.training import card as card_mod
+from polyret.training import checkpoints as checkpoints_mod
+from polyret.training import trainer as train_mod
 from polyret.training.config import TrainConfig
 # train() imports these lazily; import them here, once, so that every forked worker starts warm
 import accelerate, datasets  # noqa: F401,E401
@@ -127,15 +129,15 @@ def arm(fault):
             return orig(self, path)
         TrainerState.save_to_json = save_to_json
     elif kind == "marker":
-        orig = getattr(train_mod, "mark_complete", None)
+        orig = checkpoints_mod.mark_complete  # the same function in both modules (polyret.paths)
 
         def mark(folder, **info):
             out = orig(folder, **info)
             if hit(folder):
                 die()
             return out
-        if orig is not None:  # polyret without checkpoint markers: nothing to hook
-            train_mod.mark_complete = mark
+        checkpoints_mod.mark_complete = mark  # checkpoints
+        card_mod.mark_complete = mark  # the final model
     elif kind == "rmtree":
         orig = shutil.rmtree
 
@@ -148,13 +150,13 @@ def arm(fault):
             return orig(path, *a, **k)
         shutil.rmtree = rmtree
     elif kind == "final_card":
-        orig = train_mod._model_card
+        orig = card_mod.model_card
 
         def card(*a, **k):
             if hit():
                 die()
             return orig(*a, **k)
-        train_mod._model_card = card
+        card_mod.model_card = card
     else:
         raise ValueError(fault)
     return []

@@ -252,7 +252,7 @@ RESERVED_TRAIN_KEYS: dict[str, str] = {
     "languages": "languages are the experiment's (training and evaluation): use `languages` (--languages)",
     "data_dir": "data_dir is the experiment's: use `data_dir` (--data-dir)",
     "recipe": "recipe is the experiment's: use the experiment's `recipe` (config key)",
-    "dev": "dev needs an evaluator, which the experiment does not pass to training: use dev_pairs for a dev "
+    "dev": "dev needs an evaluator, which the experiment does not pass to training: use dev_groups for a dev "
            "loss; the experiment evaluates every trained model on its benchmarks",
 }
 

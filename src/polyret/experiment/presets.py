@@ -14,7 +14,7 @@ PRESETS: dict[str, ExperimentConfig] = {
     "cpu": ExperimentConfig(
         preset="cpu",
         recipe="cpu",
-        train_overrides={"max_steps": 20, "batch_size": 16, "lr": 5e-5, "save_steps": 10, "dev_pairs": 0},
+        train_overrides={"max_steps": 20, "batch_size": 16, "lr": 5e-5, "save_steps": 10, "dev_groups": 0},
         eval_max_seq_length=128,
         output="runs/experiment-cpu",
     ),
@@ -23,7 +23,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         preset="smoke",
         recipe="cpu",
         languages=("de", "en"),
-        train_overrides={"max_steps": 4, "batch_size": 8, "save_steps": 2, "save_total_limit": 2, "dev_pairs": 0,
+        train_overrides={"max_steps": 4, "batch_size": 8, "save_steps": 2, "save_total_limit": 2, "dev_groups": 0,
                          "max_groups": 64,
                          "logging_steps": 1, "warmup_ratio": 0.0, "lr": 1e-4},
         eval_max_seq_length=64,

@@ -50,7 +50,8 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
     from ..evaluation import evaluate
     from ..models import load
     from ..report import build_report, load_entries
-    from ..training.train import last_checkpoint, train
+    from ..training import train
+    from ..training.checkpoints import last_checkpoint
 
     # everything is checked before the folder or experiment.json is written: a typo fixed in the next
     # run is then not "a different configuration"

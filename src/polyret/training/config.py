@@ -17,17 +17,68 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("mono", "cross", "hybrid", "mixed")
+from polyret.vocabulary import STRATEGIES, check_languages
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Config keys that were renamed: old name -> new name (an old config file fails with the new name).
+RENAMED = {"dev_pairs": "dev_groups"}
 
 
 class ConfigError(ValueError):
     """A training configuration value is missing, unknown or out of range."""
 
 
+class TrainingDiverged(ConfigError):
+    """The loss or the weights became non-finite (NaN / inf) at some optimizer step; no model is written.
+
+    A ``ConfigError`` (the command lines exit 2): the usual fix is a config change (lower ``lr``, raise
+    ``temperature``, ``precision=fp32``).
+    """
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``temperature`` is InfoNCE's tau (the loss scale is ``1 / temperature``)."""
+    """One training run: what to train, on what, how, and where to write it.
+
+    ``temperature`` is InfoNCE's tau (the loss scale is ``1 / temperature``). The batch strategies
+    (``mono``, ``cross``, ``hybrid`` with ``alpha``, ``mixed``) are those of Elmahdy, Lin, Ahmad 2024,
+    "Synergistic Approach for Simultaneous Optimization of Monolingual, Cross-lingual, and Multilingual
+    Information Retrieval" (arXiv 2408.10536); the ``paper`` recipe holds its hyperparameters.
+
+    Args:
+        model: a model spec for :func:`polyret.models.load` (Hub id, folder, ``builtin:me5-small``).
+        train: training sources, registry ids (``xquad-r:train``) or JSONL paths.
+        output_dir: the run folder (config, batch log, checkpoints, final ``model/``).
+        languages: the languages to train on (None: every language the sources have).
+        data_dir: where registry datasets live (None: ``POLYRET_DATA_DIR`` or the default).
+        max_groups: per source, a seeded subsample of this many parallel groups (quick runs).
+        strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
+        alpha: probability of a monolingual batch under ``hybrid``.
+        batch_size: pairs per optimizer step, per device.
+        lr, weight_decay, warmup_ratio: AdamW and its linear schedule.
+        max_steps: optimizer steps; wins over ``epochs`` when set.
+        epochs: passes over the data when ``max_steps`` is None.
+        temperature: InfoNCE's tau.
+        hard_negatives: train with one hard negative per pair from the source.
+        negatives: hard negatives per pair, one loss column each (0: 1 if ``hard_negatives``).
+        cached_loss: GradCache (large batches in constant memory).
+        mini_batch_size: GradCache's mini-batch size (with ``cached_loss``).
+        length_sorted: embed each column in length-sorted, padding-trimmed chunks.
+        embed_chunk_size: rows per chunk of the plain length-sorted loss (without ``cached_loss``).
+        gather_across_devices: in-batch negatives from every device.
+        freeze_word_embeddings: freeze the token embedding matrix.
+        max_seq_length: truncate texts to this many tokens (None: the model's).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        seed: the one seed of the run (batches, weights init of heads, shuffles).
+        logging_steps, save_steps, save_total_limit: trainer logging and checkpointing.
+        eval_steps: evaluate every this many steps (None: at every save).
+        dev: a dev benchmark id scored by polyret's evaluator (or the one passed to ``train``).
+        dev_groups: parallel groups held out of the training data for a dev loss.
+        metric_for_best_model: which dev metric picks the best checkpoint (None: dev loss, else the
+            evaluator's primary metric).
+        resume: continue the run in ``output_dir`` from its last complete checkpoint.
+        recipe: the named recipe this config started from (for the model card).
+    """
 
     model: str = "builtin:me5-small"
     train: tuple[str, ...] = ("xquad-r:train",)  # training sources: registry ids or JSONL paths
@@ -47,8 +98,9 @@ class TrainConfig:
     hard_negatives: bool = False
     negatives: int = 0  # hard negatives per example, one loss column each (e.g. a `polyret mine` file); 0: 1 if hard_negatives
     cached_loss: bool = False  # GradCache: large batches in constant memory
-    mini_batch_size: int = 32
-    length_sorted: bool = True  # embed each column in length-sorted chunks of mini_batch_size (less padding)
+    mini_batch_size: int = 32  # GradCache's mini-batch (cached_loss=True): rows embedded per chunk
+    length_sorted: bool = True  # embed each column in length-sorted chunks (less padding)
+    embed_chunk_size: int = 32  # rows per forward pass of the plain length-sorted loss (cached_loss=False)
     gather_across_devices: bool = False
     freeze_word_embeddings: bool = False
     max_seq_length: int | None = None
@@ -59,7 +111,7 @@ class TrainConfig:
     save_total_limit: int | None = 2
     eval_steps: int | None = None  # None: save_steps (evaluate at every save when a dev set is given)
     dev: str | None = None  # dev benchmark id, scored by the evaluator passed to train()
-    dev_pairs: int = 0  # parallel groups held out of the training data for a dev loss
+    dev_groups: int = 0  # parallel groups (all their languages) held out of the training data for a dev loss
     metric_for_best_model: str | None = None  # None: eval loss, or the evaluator's primary metric
     resume: bool = False
     recipe: str | None = None  # the named recipe this config started from, for the model card
@@ -91,6 +143,9 @@ class TrainConfig:
         if self.languages is not None:
             need(len(self.languages) >= 1, "languages is empty (leave it unset for all languages)")
             need(len(set(self.languages)) == len(self.languages), f"languages has duplicates: {self.languages}")
+            # codes are canonical (lower case, no spaces); which ones the sources have is checked on loading
+            canonical = tuple(str(lang).strip().lower() for lang in self.languages)
+            check_languages(self.languages, canonical, where="invalid training config: languages", error=ConfigError)
             if self.strategy in ("cross", "hybrid", "mixed"):
                 need(len(self.languages) >= 2, f"strategy {self.strategy!r} needs at least 2 languages")
         need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
@@ -104,6 +159,7 @@ class TrainConfig:
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         need(self.negatives >= 0, f"negatives must be >= 0, got {self.negatives}")
         need(self.mini_batch_size >= 1, f"mini_batch_size must be >= 1, got {self.mini_batch_size}")
+        need(self.embed_chunk_size >= 1, f"embed_chunk_size must be >= 1, got {self.embed_chunk_size}")
         need(self.max_seq_length is None or self.max_seq_length >= 8,
              f"max_seq_length must be >= 8, got {self.max_seq_length}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
@@ -112,11 +168,11 @@ class TrainConfig:
         need(self.save_total_limit is None or self.save_total_limit >= 1,
              f"save_total_limit must be >= 1, got {self.save_total_limit}")
         need(self.eval_steps is None or self.eval_steps >= 1, f"eval_steps must be >= 1, got {self.eval_steps}")
-        need(self.dev_pairs >= 0, f"dev_pairs must be >= 0, got {self.dev_pairs}")
+        need(self.dev_groups >= 0, f"dev_groups must be >= 0, got {self.dev_groups}")
         need(self.max_groups is None or self.max_groups >= 1, f"max_groups must be >= 1, got {self.max_groups}")
         if self.has_dev:
             need(self.save_steps is not None,
-                 "a dev set (dev / dev_pairs) keeps the best checkpoint, so save_steps must be set")
+                 "a dev set (dev / dev_groups) keeps the best checkpoint, so save_steps must be set")
             need(self.save_steps % self.eval_every == 0,
                  f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_every}) so the "
                  "best checkpoint can be kept")
@@ -129,8 +185,13 @@ class TrainConfig:
         return 1.0 / self.temperature
 
     @property
+    def num_negatives(self) -> int:
+        """Hard-negative columns per example: ``negatives``, else 1 with ``hard_negatives``, else 0."""
+        return self.negatives or int(self.hard_negatives)
+
+    @property
     def has_dev(self) -> bool:
-        return self.dev is not None or self.dev_pairs > 0
+        return self.dev is not None or self.dev_groups > 0
 
     @property
     def eval_every(self) -> int:
@@ -140,6 +201,10 @@ class TrainConfig:
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with ``overrides`` applied (strings are parsed as for ``key=value``), validated."""
         names = {f.name for f in dataclasses.fields(self)}
+        renamed = sorted(set(overrides) & set(RENAMED))
+        if renamed:
+            raise ConfigError("; ".join(f"training config key {old!r} was renamed to {RENAMED[old]!r} (it counts "
+                                        f"parallel groups, not pairs): write {RENAMED[old]}=..." for old in renamed))
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ConfigError(f"unknown training config key(s) {unknown}; known: {sorted(names)}")
@@ -206,7 +271,11 @@ def _field_types() -> dict[str, Any]:
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """CLI-style ``key=value`` strings as field name -> unparsed value (``max-steps`` -> ``max_steps``)."""
+    """CLI-style ``key=value`` strings as field name -> unparsed value (``max-steps`` -> ``max_steps``).
+
+    Args:
+        pairs: strings such as ``"alpha=0.3"`` or ``"languages=de,en"``.
+    """
     overrides: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -275,7 +344,7 @@ RECIPES["paper"] = TrainConfig(
     warmup_ratio=0.1,
     epochs=1.0,
     save_steps=500,
-    dev_pairs=100,  # early stopping on dev loss, as in the paper (one dev batch of held-out groups)
+    dev_groups=100,  # early stopping on dev loss, as in the paper (one dev batch of held-out groups)
     save_total_limit=2,
 )
 RECIPES["cpu"] = TrainConfig(
@@ -292,7 +361,7 @@ RECIPES["cpu"] = TrainConfig(
     freeze_word_embeddings=True,
     logging_steps=5,
     save_steps=25,
-    dev_pairs=64,
+    dev_groups=64,
     save_total_limit=1,
 )
 for _name in list(RECIPES):

@@ -22,7 +22,13 @@ from polyret.training.config import TrainConfig
 
 
 class LengthSortedCachedMNRL(CachedMultipleNegativesRankingLoss):
-    """CachedMultipleNegativesRankingLoss whose mini-batches hold texts of similar length."""
+    """CachedMultipleNegativesRankingLoss whose mini-batches hold texts of similar length.
+
+    Args:
+        model: the sentence-transformers model.
+        **kwargs: as for ``CachedMultipleNegativesRankingLoss`` (``scale``, ``mini_batch_size``,
+            ``gather_across_devices``, ...).
+    """
 
     def __init__(self, model: SentenceTransformer, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
@@ -75,6 +81,11 @@ class LengthSortedMNRL(MultipleNegativesRankingLoss):
     Same loss and gradients as the plain loss (one backward over the whole batch, no GradCache
     re-forward); only the padding changes. On 2 CPU cores padding dominates a step: a batch of XQuAD-R
     sentences padded to its longest member costs about twice the sorted chunks (bench/RESULTS.md).
+
+    Args:
+        model: the sentence-transformers model.
+        chunk_size: rows embedded per forward pass (``TrainConfig.embed_chunk_size``).
+        **kwargs: as for ``MultipleNegativesRankingLoss`` (``scale``, ``gather_across_devices``, ...).
     """
 
     def __init__(self, model: SentenceTransformer, *, chunk_size: int = 8, **kwargs: Any) -> None:
@@ -142,11 +153,20 @@ def _take_rows(feature: dict[str, Any], order: Tensor) -> dict[str, Any]:
 
 
 def build_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
-    """InfoNCE over cosine similarity at ``1 / temperature``, plain or cached, as the config asks."""
+    """InfoNCE over cosine similarity at ``1 / temperature``, plain or cached, as the config asks.
+
+    The loss of Elmahdy, Lin, Ahmad 2024 (arXiv 2408.10536): in-batch negatives, so the batch sampler's
+    mono / cross choice decides what the negatives are.
+
+    Args:
+        model: the sentence-transformers model being trained.
+        config: ``temperature``, ``gather_across_devices``, ``cached_loss`` (with ``mini_batch_size``)
+            and ``length_sorted`` (with ``embed_chunk_size`` for the plain loss).
+    """
     common = dict(scale=config.scale, gather_across_devices=config.gather_across_devices)
     if not config.cached_loss:
         if config.length_sorted:
-            return LengthSortedMNRL(model, chunk_size=config.mini_batch_size, **common)
+            return LengthSortedMNRL(model, chunk_size=config.embed_chunk_size, **common)
         return MultipleNegativesRankingLoss(model, **common)
     cls = LengthSortedCachedMNRL if config.length_sorted else CachedMultipleNegativesRankingLoss
     return cls(model, mini_batch_size=config.mini_batch_size, **common)

@@ -36,6 +36,10 @@ with its own cache rather than polyret's. The loop here is the same selection wi
 
 :func:`mine` writes the result as JSONL that ``polyret train`` reads (``negative`` a list of k texts,
 ``negative_id`` the aligned identities), atomically, plus ``<output>.stats.json``.
+
+The module is a little over 400 lines because it is one procedure (candidates, exclusion, guard,
+selection, writing) whose rules are documented here once; splitting it would separate the rules from
+the code that applies them.
 """
 
 from __future__ import annotations
@@ -66,13 +70,25 @@ def passage_identity(lang: str, text: str, passage_id: str | None) -> tuple[str,
 
 
 def positive_identity(pair: Pair) -> tuple[str, ...]:
-    """:func:`passage_identity` of a pair's positive: ``pair.positive_id`` if set, else (lang, text)."""
+    """:func:`passage_identity` of a pair's positive: ``pair.positive_id`` if set, else (lang, text).
+
+    Args:
+        pair: a training pair.
+    """
     return passage_identity(pair.lang, pair.positive, pair.positive_id)
 
 
 @dataclass
 class MineStats:
-    """What :func:`mine_negatives` did; ``skipped`` counts candidates per exclusion rule."""
+    """What :func:`mine_negatives` did; ``skipped`` counts candidates per exclusion rule.
+
+    Args:
+        k: negatives asked for per pair.
+        pairs, written, short, dropped, negatives: counts (see the field comments).
+        candidates: distinct passage texts per language.
+        skipped: candidates skipped per rule (``identity`` and the guard rules).
+        mean_positive_score, mean_negative_score: mean scores of positives and of written negatives.
+    """
 
     k: int
     pairs: int = 0  # pairs mined for
@@ -323,7 +339,11 @@ def write_mined_jsonl(path: str | os.PathLike, pairs: PairGroups) -> int:
 
 
 def stats_path(output: str | os.PathLike) -> Path:
-    """Where :func:`mine` writes its statistics: ``<output>.stats.json``."""
+    """Where :func:`mine` writes its statistics: ``<output>.stats.json``.
+
+    Args:
+        output: the mined JSONL file.
+    """
     output = Path(output)
     return output.with_name(output.name + ".stats.json")
 

@@ -44,7 +44,11 @@ INDEX_COLUMNS = ("q", "s")
 
 
 def negative_columns(k: int) -> tuple[str, ...]:
-    """Column names of ``k`` hard negatives: ``()``, ``("negative",)``, ``("negative_1", .., "negative_k")``."""
+    """Column names of ``k`` hard negatives: ``()``, ``("negative",)``, ``("negative_1", .., "negative_k")``.
+
+    Args:
+        k: hard negatives per example.
+    """
     if k <= 0:
         return ()
     return ("negative",) if k == 1 else tuple(f"negative_{i}" for i in range(1, k + 1))
@@ -80,6 +84,10 @@ class PairIndex:
     the texts carry. ``None`` keeps as many as every pair has (0 if one has none); ``True`` is 1; an
     integer k demands at least k per pair (DataError naming the first pair with fewer) and takes each
     pair's first k; ``False`` / 0 drops them.
+
+    Args:
+        sources: the training sources (parallel groups of pairs), at least one.
+        negatives: hard-negative columns to carry, as above.
     """
 
     def __init__(self, sources: Sequence[PairGroups], *, negatives: bool | int | None = None) -> None:
@@ -286,13 +294,23 @@ class PairIndex:
 
 
 def build_pairs_dataset(sources: Sequence[PairGroups] | PairGroups, *, negatives: bool | int | None = None):
-    """(lazy ``datasets.Dataset``, its :class:`PairIndex`) for one or more sources."""
+    """(lazy ``datasets.Dataset``, its :class:`PairIndex`) for one or more sources.
+
+    Args:
+        sources: one source or several (:class:`~polyret.data.records.PairGroups`).
+        negatives: hard-negative columns, as for :class:`PairIndex`.
+    """
     index = PairIndex(sources if not isinstance(sources, PairGroups) else [sources], negatives=negatives)
     return index.to_dataset(), index
 
 
 def is_index_dataset(dataset, index: PairIndex) -> bool:
-    """Whether ``dataset`` is (a transform-carrying view of) ``index.to_dataset()``."""
+    """Whether ``dataset`` is (a transform-carrying view of) ``index.to_dataset()``.
+
+    Args:
+        dataset: any dataset the trainer holds (train or eval).
+        index: the index the sampler draws from.
+    """
     try:
         return list(dataset.column_names) == list(INDEX_COLUMNS) and len(dataset) == index.num_rows
     except (AttributeError, TypeError):

@@ -2,7 +2,9 @@
 
 In-batch negatives make the batch the experiment: a monolingual batch (all queries and passages in ONE
 language) teaches language-internal ranking, a cross-lingual batch (every query in a different language
-from its passage) teaches language-agnostic matching, and ``hybrid`` mixes the two per batch.
+from its passage) teaches language-agnostic matching, and ``hybrid`` mixes the two per batch: the
+hybrid batch sampling of Elmahdy, Lin, Ahmad 2024, "Synergistic Approach for Simultaneous Optimization
+of Monolingual, Cross-lingual, and Multilingual Information Retrieval" (arXiv 2408.10536).
 
 =========  ==========================================================================================
 strategy   every batch ...
@@ -19,15 +21,9 @@ Every batch holds each parallel group at most once (a translation of the positiv
 in-batch negative), and every optimizer step draws from ONE source, chosen in proportion to source size
 (blocks per epoch = eligible groups // groups per step; the block order is shuffled per epoch).
 
-**Passage identity.** Groups are not enough: two questions can share a gold passage (on XQuAD-R train 629
-questions have 413 distinct gold sentences), and InfoNCE would then treat the right answer, or its
-translation, as a negative. So no GLOBAL batch of one micro-step (all ranks together, since negatives are
-gathered across devices) holds two groups whose passage identities (``PairIndex.pair_positive`` /
-``pair_negative``, any language) overlap: no repeated positive, and no hard negative that is another
-example's positive. While filling a batch, a conflicting group is skipped and deferred: it stays first in
-line for the next batch (``BatchInfo.deferred`` counts them per batch). A source with fewer distinct
-passages than a batch's groups is a ValueError that says how many it has. Data with no shared identities
-gives exactly the batches of the group-only rule.
+**Passage identity.** No global batch of one micro-step holds two groups whose passages (or their
+translations, or a hard negative and another example's positive) are the same: see
+:mod:`polyret.training.conflicts`, which fills each batch and counts the groups it deferred.
 
 **Epoch.** Each source's eligible groups are consumed in a fresh random order, each about once per epoch;
 a source that runs short of groups fitting a batch's constraint (e.g. "has language L") starts a new
@@ -51,28 +47,12 @@ of that epoch then starts at the saved position (using both would skip twice). U
 resume inside epoch e > 0, accelerate/transformers do not forward ``set_epoch`` through the
 ``SkipBatchSampler(BatchSamplerShard(...))`` wrappers; add :class:`SamplerEpochCallback` to the trainer.
 
-Plugging into sentence-transformers 6.2 (its trainer calls ``args.batch_sampler(dataset, batch_size=,
-drop_last=, valid_label_columns=, generator=, seed=)`` for any callable that is not a BatchSamplers enum)::
+Plugging into sentence-transformers' trainer (``ParallelBatchSampler.factory`` and
+:class:`SamplerEpochCallback`): see :mod:`polyret.training.sampler_hooks`.
 
-    from polyret.training.pairs_dataset import build_pairs_dataset
-    from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
-
-    train_dataset, index = build_pairs_dataset([xquad_train, mmarco])
-    args = SentenceTransformerTrainingArguments(
-        output_dir="out", per_device_train_batch_size=64, gradient_accumulation_steps=1, seed=42,
-        batch_sampler=ParallelBatchSampler.factory(index, strategy="hybrid", alpha=0.5, grad_accum_steps=1),
-    )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset,
-                                         loss=MultipleNegativesRankingLoss(model),
-                                         callbacks=[SamplerEpochCallback()])
-    trainer.train()
-    sampler = ParallelBatchSampler.find(trainer.get_train_dataloader())  # or keep factory.last
-
-The per-device batch size is the trainer's; ``seed`` defaults to the trainer's ``args.seed``; the world
-size defaults to accelerate's ``PartialState().num_processes``; pass ``grad_accum_steps`` equal to
-``args.gradient_accumulation_steps``. ``drop_last`` and ``generator`` are ignored: every batch is full
-and the sampler owns its randomness. Datasets that are not the index view (an ``eval_dataset``) get a
-plain sequential batch sampler.
+This module is over 400 lines because it is one algorithm: the docstring above is the sampling
+specification, and :class:`ParallelBatchSampler`'s validation, plan, resume state and inspection share
+one set of per-source arrays (the passage-conflict logic and the trainer plumbing live next door).
 """
 
 from __future__ import annotations
@@ -80,26 +60,36 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from torch.utils.data import BatchSampler, SequentialSampler
+from torch.utils.data import BatchSampler
 
-from polyret.training.pairs_dataset import PairIndex, is_index_dataset
+from polyret.training.conflicts import Conflicts, SourcePool
+from polyret.training.pairs_dataset import PairIndex
+from polyret.training.sampler_hooks import SamplerEpochCallback, SamplerFactory
+from polyret.vocabulary import STRATEGIES
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("mono", "cross", "hybrid", "mixed")
 _STATE_VERSION = 1
 _RECENT = 4096  # yielded batches remembered for batch_info (prefetch depth is far smaller)
 
 
+
 @dataclass(frozen=True)
 class BatchInfo:
-    """What the sampler decided for one batch it yielded."""
+    """What the sampler decided for one batch it yielded.
+
+    Args:
+        epoch, batch, step, micro_step, rank: where the batch sits (see the field comments).
+        source: the training source of the step.
+        kind: ``mono``, ``cross`` or ``mixed``.
+        language: the language of a mono batch (None otherwise).
+        deferred: groups deferred for a passage conflict while filling the micro-step's global batch.
+    """
 
     epoch: int
     batch: int  # position in the global stream of this epoch
@@ -114,7 +104,11 @@ class BatchInfo:
 
 @dataclass(frozen=True)
 class BatchView:
-    """A batch decoded from its dataset indices alone (works wherever the PairIndex is)."""
+    """A batch decoded from its dataset indices alone (works wherever the PairIndex is).
+
+    Args:
+        sources, groups, query_langs, passage_langs: per example, its source, group id and languages.
+    """
 
     sources: tuple[str, ...]
     groups: tuple[str, ...]
@@ -130,133 +124,6 @@ class BatchView:
         return "cross" if not any(same) else "other"
 
 
-class _Conflicts:
-    """Which groups may not share a global batch: their passage identities overlap (see module doc).
-
-    Per group, the distinct identity codes of its positives (``P``) and hard negatives (``N``) over all its
-    languages, as CSR arrays. Groups A and B conflict when ``P_A & P_B``, ``N_A & P_B`` or ``P_A & N_B`` is
-    non-empty (two examples sharing a hard negative is harmless). A group none of whose codes can conflict
-    with another group's is *clean* and is never checked; only the others ("dirty") go through the check.
-    """
-
-    def __init__(self, index: PairIndex) -> None:
-        g = index.pair_group
-        n_codes = int(max(index.num_identities, index.pair_positive.max(initial=0) + 1,
-                          index.pair_negative.max(initial=0) + 1, 1))
-        n_groups = index.num_groups
-        pos = np.unique(g * n_codes + index.pair_positive.astype(np.int64))
-        neg_codes = index.pair_negative.reshape(len(g), -1)  # one column per hard negative
-        neg_group = np.repeat(g, neg_codes.shape[1])
-        neg_codes = neg_codes.ravel()
-        has_neg = neg_codes >= 0
-        neg = np.unique(neg_group[has_neg] * n_codes + neg_codes[has_neg].astype(np.int64))
-        self.pos_group, self.pos_codes = pos // n_codes, pos % n_codes
-        self.neg_group, self.neg_codes = neg // n_codes, neg % n_codes
-        self.pos_ptr = np.searchsorted(self.pos_group, np.arange(n_groups + 1))
-        self.neg_ptr = np.searchsorted(self.neg_group, np.arange(n_groups + 1))
-        as_pos = np.bincount(self.pos_codes, minlength=n_codes)  # groups having the code as a positive
-        as_neg = np.bincount(self.neg_codes, minlength=n_codes)
-        dirty = np.zeros(n_groups, dtype=bool)
-        dirty[self.pos_group[(as_pos + as_neg)[self.pos_codes] > 1]] = True
-        dirty[self.neg_group[as_pos[self.neg_codes] > 0]] = True
-        self.dirty = dirty
-        # one code per group standing for "its passage" when counting distinct passages
-        self.first_pos = self.pos_codes[self.pos_ptr[:-1].clip(max=max(len(self.pos_codes) - 1, 0))]
-
-    def distinct_passages(self, groups: np.ndarray) -> int:
-        """Distinct passages among ``groups`` (one identity per group; an upper bound for batch filling)."""
-        return int(len(np.unique(self.first_pos[groups]))) if len(groups) else 0
-
-    def fits(self, group: int, taken_pos: set, taken_neg: set) -> bool:
-        """Whether a dirty group fits beside the taken codes; if so its codes are added to them."""
-        p = self.pos_codes[self.pos_ptr[group] : self.pos_ptr[group + 1]].tolist()
-        n = self.neg_codes[self.neg_ptr[group] : self.neg_ptr[group + 1]].tolist()
-        if any(c in taken_pos or c in taken_neg for c in p) or any(c in taken_pos for c in n):
-            return False
-        taken_pos.update(p)
-        taken_neg.update(n)
-        return True
-
-
-class _SourcePool:
-    """One source's groups for one epoch: a random order consumed greedily under a per-batch predicate.
-
-    A candidate group whose passages conflict with a group already in the batch is skipped and stays
-    unused: the pointer stops at the first unused group, so deferred groups are the first candidates of
-    the next batch (as in sentence-transformers' NoDuplicatesBatchSampler), never dropped within a pass.
-    """
-
-    def __init__(self, groups: np.ndarray, rng: np.random.Generator, conflicts: _Conflicts, name: str) -> None:
-        self.groups = groups  # global group numbers
-        self.rng = rng
-        self.conflicts = conflicts
-        self.name = name
-        self.dirty = conflicts.dirty[groups]
-        self.deferred = 0  # groups deferred by the last take
-        self._new_pass()
-
-    def _new_pass(self) -> None:
-        self.perm = self.rng.permutation(len(self.groups))
-        self.used = np.zeros(len(self.groups), dtype=bool)
-        self.ptr = 0
-
-    def _fill(self, need: int, eligible: np.ndarray) -> tuple[np.ndarray, int, int] | None:
-        """(picked local groups, deferred count, scanned end) from the current pass, or None when it runs short."""
-        width, pos, n = max(2 * need, 64), self.ptr, len(self.perm)
-        picked: list[np.ndarray] = []
-        count = deferred = 0
-        taken_pos: set[int] = set()
-        taken_neg: set[int] = set()
-        while pos < n:
-            seg = self.perm[pos : pos + width]
-            at = np.flatnonzero(~self.used[seg] & eligible[seg])  # candidate positions within seg
-            ok = seg[at]
-            want = need - count
-            dirty = self.dirty[ok]
-            if len(ok) >= want and not dirty[:want].any():  # fast path: the next ``want`` candidates are clean
-                picked.append(ok[:want])
-                return np.concatenate(picked), deferred, pos + int(at[want - 1]) + 1
-            keep: list[int] = []
-            for j, (local, d) in enumerate(zip(ok.tolist(), dirty.tolist())):
-                # clean groups never share a conflicting code with anyone: only dirty ones are checked
-                if d and not self.conflicts.fits(int(self.groups[local]), taken_pos, taken_neg):
-                    deferred += 1
-                    continue
-                keep.append(local)
-                if len(keep) == want:
-                    picked.append(np.asarray(keep, dtype=np.int64))
-                    return np.concatenate(picked), deferred, pos + int(at[j]) + 1
-            picked.append(np.asarray(keep, dtype=np.int64))
-            count += len(keep)
-            pos += len(seg)
-            width *= 4
-        return None
-
-    def take(self, need: int, eligible: np.ndarray) -> np.ndarray:
-        """``need`` distinct unused, mutually non-conflicting local groups with ``eligible[local]``.
-
-        Restarts the pass when the current one runs short; ValueError when even a fresh pass cannot fill
-        the batch (too few distinct passages).
-        """
-        for _ in range(2):
-            got = self._fill(need, eligible)
-            if got is not None:
-                pick, self.deferred, end = got
-                self.used[pick] = True
-                span = self.perm[self.ptr : end]
-                free = np.flatnonzero(~self.used[span])
-                self.ptr += int(free[0]) if len(free) else len(span)
-                return self.groups[pick]
-            self._new_pass()
-        candidates = self.groups[eligible]
-        raise ValueError(
-            f"source {self.name!r} cannot fill a batch of {need} groups whose passages are all distinct: its "
-            f"{len(candidates)} groups eligible for this batch hold "
-            f"{self.conflicts.distinct_passages(candidates)} distinct passages (a passage and its translations "
-            f"count once, hard negatives must not be another example's positive); use a smaller batch_size x "
-            f"world_size or more data"
-        )
-
 
 class ParallelBatchSampler(BatchSampler):
     """Seeded, resumable, distributed-consistent batch sampler over a :class:`PairIndex` (see module doc).
@@ -268,6 +135,20 @@ class ParallelBatchSampler(BatchSampler):
     drop it from the sources or train it with mono/hybrid; silently excluding it would change the data
     mix). Sources limited to monolingual batches are listed in ``mono_only_sources`` and logged as a
     warning; under ``hybrid`` their steps are mono whatever the coin says (recorded in ``log``).
+
+    The strategies are the batch types of Elmahdy, Lin, Ahmad 2024 (arXiv 2408.10536): ``hybrid`` draws
+    each optimizer step's type, mono with probability ``alpha``, else cross.
+
+    Args:
+        index: the training pairs (:class:`~polyret.training.pairs_dataset.PairIndex`).
+        batch_size: examples per batch, per device.
+        strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
+        alpha: probability of a monolingual step under ``hybrid``.
+        seed: the seed every decision derives from (non-negative).
+        world_size: devices sharing one global batch per micro-step.
+        grad_accum_steps: micro-steps per optimizer step (all of one type and source).
+        rank: yield only this rank's batches (None: the whole global stream, what the trainer needs).
+        log_size: decisions kept in ``log`` (:class:`BatchInfo` per yielded batch).
     """
 
     def __init__(
@@ -314,7 +195,7 @@ class ParallelBatchSampler(BatchSampler):
     def _setup_sources(self) -> None:
         ix, need = self.index, self.batch_size * self.world_size
         step_groups = need * self.grad_accum_steps
-        self._conflicts = conflicts = _Conflicts(ix)
+        self._conflicts = conflicts = Conflicts(ix)
         batch_words = f"batch_size {self.batch_size} x world_size {self.world_size}"
         self._multi: list[np.ndarray] = []  # local eligibility for cross batches
         self._has_lang: list[np.ndarray] = []  # local groups x languages
@@ -423,12 +304,12 @@ class ParallelBatchSampler(BatchSampler):
         ix, bs, w, accum = self.index, self.batch_size, self.world_size, self.grad_accum_steps
         need = bs * w
         step_sources, step_mono = self.step_plan(epoch)
-        pools: dict[int, _SourcePool] = {}
+        pools: dict[int, SourcePool] = {}
         pick_rngs: dict[int, np.random.Generator] = {}
         batch_no = 0
         for step, (s, is_mono) in enumerate(zip(step_sources.tolist(), step_mono.tolist())):
             if s not in pools:
-                pools[s] = _SourcePool(ix.source_groups(s), self._rng(epoch, 3, s), self._conflicts, ix.sources[s])
+                pools[s] = SourcePool(ix.source_groups(s), self._rng(epoch, 3, s), self._conflicts, ix.sources[s])
                 pick_rngs[s] = self._rng(epoch, 4, s)
             pool, rng = pools[s], pick_rngs[s]
             kind = "mono" if is_mono else ("cross" if self.strategy in ("cross", "hybrid") else "mixed")
@@ -583,63 +464,14 @@ class ParallelBatchSampler(BatchSampler):
         return None
 
 
-class SamplerFactory:
-    """Builds the sampler when the ST trainer asks (train) and a sequential sampler for other datasets."""
-
-    def __init__(self, index, strategy, alpha, seed, world_size, grad_accum_steps, log_size) -> None:
-        self.index = index
-        self.kwargs = dict(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps, log_size=log_size)
-        self.seed = seed
-        self.world_size = world_size
-        self.last: ParallelBatchSampler | None = None
-        # Validate now, so a bad strategy/alpha fails when the arguments are built, not inside the trainer.
-        ParallelBatchSampler(index, 1, seed=0, **self.kwargs)
-
-    def __call__(
-        self,
-        dataset,
-        batch_size: int,
-        drop_last: bool = True,
-        valid_label_columns: list[str] | None = None,
-        generator=None,
-        seed: int | None = 0,
-    ) -> BatchSampler:
-        if not is_index_dataset(dataset, self.index):
-            return BatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last)
-        world_size = self.world_size
-        if world_size is None:
-            from accelerate.state import PartialState
-
-            world_size = PartialState().num_processes if PartialState._shared_state else 1
-        sampler = ParallelBatchSampler(
-            self.index,
-            batch_size,
-            seed=self.seed if self.seed is not None else int(seed or 0),
-            world_size=world_size,
-            **self.kwargs,
-        )
-        self.last = sampler
-        return sampler
-
-
-try:  # the callback is optional plumbing; transformers is a hard dependency of the trainer anyway
-    from transformers import TrainerCallback
-except ImportError:  # pragma: no cover
-    TrainerCallback = object  # type: ignore[assignment,misc]
-
-
-class SamplerEpochCallback(TrainerCallback):
-    """Sets the sampler's epoch at each epoch start, also through the wrappers of a multi-process resume."""
-
-    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        sampler = ParallelBatchSampler.find(train_dataloader)
-        if sampler is not None and state.epoch is not None:
-            sampler.set_epoch(int(math.floor(state.epoch + 1e-9)))
-        return control
-
 
 def batch_sampler_cost(sampler: ParallelBatchSampler, epochs: int = 1) -> float:
-    """Seconds per batch to generate ``epochs`` epochs (for the <2%-of-a-step budget)."""
+    """Seconds per batch to generate ``epochs`` epochs (for the <2%-of-a-step budget).
+
+    Args:
+        sampler: the sampler to time (its own state is not changed).
+        epochs: epochs to generate.
+    """
     import time
 
     start, n = time.perf_counter(), 0
@@ -647,6 +479,7 @@ def batch_sampler_cost(sampler: ParallelBatchSampler, epochs: int = 1) -> float:
         for _ in sampler._generate(e):
             n += 1
     return (time.perf_counter() - start) / max(n, 1)
+
 
 
 __all__ = [

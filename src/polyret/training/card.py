@@ -1,0 +1,105 @@
+"""The final model folder of a training run: saved whole (or not at all), with polyret's model card.
+
+``output_dir/model/`` is the sentence-transformers model plus ``README.md`` (sentence-transformers' card
+with polyret's section: strategy, data, languages, steps, loss, best checkpoint), ``polyret_train.json``
+(the config and the run's numbers), the rank-0 batch log and ``.complete.json``. It is written into a
+temporary sibling and swapped in, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from polyret.paths import mark_complete, share_mode
+from polyret.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+RUN_CONFIG = "polyret_train.json"
+MODEL_DIR = "model"
+
+
+def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
+    """polyret's section of the model card (markdown).
+
+    Args:
+        config: the run's config.
+        info: the run's numbers (languages, groups, steps, loss, best checkpoint...), as in
+            ``polyret_train.json``.
+    """
+    langs = ", ".join(info["languages"])
+    lines = [
+        "## polyret training",
+        "",
+        f"- strategy: **{config.strategy}**" + (f" (alpha = {config.alpha}: probability of a monolingual batch)"
+                                                if config.strategy == "hybrid" else ""),
+        f"- base model: `{config.model}`",
+        f"- training data: {', '.join(f'`{s}`' for s in config.train)}"
+        + (f" (max {config.max_groups} groups per source)" if config.max_groups else ""),
+        f"- languages: {langs}",
+        f"- parallel groups: {info['train_groups']} train, {info['dev_groups']} held out for dev loss",
+        f"- steps: {info['global_step']} optimizer steps of {config.batch_size} pairs per device"
+        f" x {info['world_size']} device(s)",
+        f"- recipe: {config.recipe or 'custom'}; lr {config.lr}, AdamW weight decay {config.weight_decay}, "
+        f"warmup ratio {config.warmup_ratio}, temperature {config.temperature}, precision {info['precision']}",
+        f"- loss: InfoNCE with in-batch negatives ({info['loss']})"
+        + (f", {config.num_negatives} hard negative(s) per pair" if config.num_negatives else ""),
+        f"- frozen word embeddings: {'yes' if config.freeze_word_embeddings else 'no'}",
+    ]
+    if config.dev:
+        lines.append(f"- dev benchmark: `{config.dev}`")
+    if info.get("best_checkpoint"):
+        lines.append(f"- best checkpoint: {info['best_checkpoint']} ({info['metric_for_best_model']} = "
+                     f"{info['best_metric']:.4f})")
+    lines += ["", "Full configuration: `polyret_train.json`; per-step batch kinds: `batches.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, Any], batch_log: Path) -> None:
+    """Save into a temporary sibling folder, then swap it in: a crash never leaves a half-written model.
+
+    Args:
+        model: the trained sentence-transformers model.
+        target: the final model folder (``output_dir/model``).
+        config: the run's config (written to ``polyret_train.json`` and the card).
+        info: the run's numbers (see :func:`model_card`).
+        batch_log: rank 0's batch log, copied in when it exists.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    for leftover in [tmp, old, *target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
+        if leftover.exists():  # also what a killed earlier run (another pid) left behind
+            shutil.rmtree(leftover)
+    try:
+        try:
+            model.save(str(tmp), create_model_card=True)
+        except Exception as error:  # the generated card is a nicety; never lose a trained model over it
+            logger.warning("sentence-transformers model card failed (%s); writing polyret's card only", error)
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save(str(tmp), create_model_card=False)
+        card = model_card(config, info)
+        readme = tmp / "README.md"
+        if readme.exists():
+            text = readme.read_text(encoding="utf-8")
+            head, sep, body = text.partition("\n---\n") if text.startswith("---") else ("", "", text)
+            readme.write_text(f"{head}{sep}\n{card}\n{body}", encoding="utf-8")
+        else:
+            readme.write_text(f"# polyret model\n\n{card}", encoding="utf-8")
+        (tmp / RUN_CONFIG).write_text(json.dumps({"config": config.to_dict(), **info}, indent=2), encoding="utf-8")
+        if batch_log.exists():
+            shutil.copyfile(batch_log, tmp / batch_log.name)
+        share_mode(tmp)
+        mark_complete(tmp, global_step=info.get("global_step"))  # last: the folder is whole
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)

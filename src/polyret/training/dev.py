@@ -1,0 +1,203 @@
+"""The dev set of a training run: held-out parallel groups (a dev loss) and a dev benchmark (an evaluator).
+
+:func:`split_dev` holds ``dev_groups`` parallel groups out of the training data; :func:`dev_dataset`
+turns them into the batches the strategy would form. :func:`build_dev_evaluator` is polyret's evaluator
+on ``config.dev``; :class:`CallableEvaluator` lets a plain ``fn(model) -> float | dict`` stand in for a
+sentence-transformers evaluator; :func:`best_metric_name` is the trainer's key for the best checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sentence_transformers.base.evaluation import BaseEvaluator
+
+from polyret.data.records import PairGroups
+from polyret.training.config import ConfigError, TrainConfig
+
+
+def split_dev(sources: Sequence[PairGroups], dev_groups: int, seed: int) -> tuple[list[PairGroups], list[PairGroups]]:
+    """Hold out ``dev_groups`` parallel groups (all their languages), drawn across sources in proportion.
+
+    Args:
+        sources: the training sources.
+        dev_groups: how many parallel groups to hold out (0: none).
+        seed: the run's seed (the draw is a function of it alone).
+
+    Returns:
+        (training sources without the held-out groups, dev sources holding them; a source none of whose
+        groups was drawn has no dev part).
+    """
+    if dev_groups <= 0:
+        return list(sources), []
+    total = sum(len(s) for s in sources)
+    if dev_groups >= total:
+        raise ConfigError(f"dev_groups={dev_groups} leaves no training data ({total} groups in all)")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    keys = [(i, g) for i, s in enumerate(sources) for g in s.groups]
+    held = {keys[j] for j in rng.choice(len(keys), size=dev_groups, replace=False).tolist()}
+    train, dev = [], []
+    for i, s in enumerate(sources):
+        t = {g: v for g, v in s.groups.items() if (i, g) not in held}
+        d = {g: v for g, v in s.groups.items() if (i, g) in held}
+        train.append(PairGroups(s.name, t))
+        if d:
+            dev.append(PairGroups(s.name, d))
+    return train, dev
+
+
+def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig):
+    """Dev pairs in the batches the strategy would form (fixed seed), materialised as text rows.
+
+    The dev loss is read in order, ``batch_size`` rows per batch, so each dev batch has the training
+    batches' composition (one group at most once, mono/cross as the strategy says).
+
+    Args:
+        dev_sources: the held-out groups (:func:`split_dev`).
+        config: the run's config (strategy, alpha, batch size, seed, negatives).
+    """
+    from datasets import Dataset
+
+    from polyret.training.pairs_dataset import PairIndex
+    from polyret.training.samplers import ParallelBatchSampler
+
+    index = PairIndex(dev_sources, negatives=config.num_negatives)
+    try:
+        sampler = ParallelBatchSampler(index, config.batch_size, strategy=config.strategy, alpha=config.alpha,
+                                       seed=config.seed + 1)  # fmt: skip
+    except ValueError as error:
+        raise ConfigError(f"dev_groups={config.dev_groups} is too small for batch_size {config.batch_size}: {error}") from None
+    rows = [i for batch in sampler for i in batch]
+    return Dataset.from_dict(index.texts(rows))
+
+
+class CallableEvaluator(BaseEvaluator):
+    """Adapts ``fn(model) -> float | dict`` to sentence-transformers' evaluator protocol.
+
+    A float result is reported as ``primary_metric`` (default ``"score"``); a dict's keys are the metrics,
+    its first key the primary one unless ``primary_metric`` names another. Metrics are prefixed with
+    ``name`` (``dev_map``), as sentence-transformers' own evaluators do.
+
+    Args:
+        fn: scores a model; returns a number or a mapping of metric name to number.
+        name: the evaluator's name (the metric prefix).
+        primary_metric: the metric that picks the best checkpoint (None: as above).
+    """
+
+    def __init__(self, fn: Callable, name: str = "dev", primary_metric: str | None = None) -> None:
+        super().__init__()
+        self.fn = fn
+        self.name = name
+        self.primary_metric = primary_metric
+
+    def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        result = self.fn(model)
+        if not isinstance(result, dict):
+            self.primary_metric = self.primary_metric or "score"
+            result = {self.primary_metric: float(result)}
+        if self.primary_metric is None:
+            self.primary_metric = next(iter(result))
+        metrics = self.prefix_name_to_metrics({k: float(v) for k, v in result.items()}, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+
+def is_st_evaluator(evaluator) -> bool:
+    """Whether ``evaluator`` is a sentence-transformers evaluator (or a list of them).
+
+    Args:
+        evaluator: anything passed as ``train(evaluator=...)``.
+    """
+    return isinstance(evaluator, BaseEvaluator) or (
+        isinstance(evaluator, list) and all(isinstance(e, BaseEvaluator) for e in evaluator)
+    )
+
+
+def as_st_evaluator(evaluator, config: TrainConfig, *, has_eval_loss: bool):
+    """``evaluator`` as the trainer takes it: a sentence-transformers evaluator as is, a function wrapped.
+
+    Args:
+        evaluator: None, a sentence-transformers evaluator, or ``fn(model) -> float | dict``.
+        config: the run's config (``metric_for_best_model`` names the wrapped function's primary metric).
+        has_eval_loss: whether held-out dev groups give a dev loss (which picks the best checkpoint when
+            ``metric_for_best_model`` is unset).
+    """
+    if evaluator is None or is_st_evaluator(evaluator):
+        return evaluator
+    if not callable(evaluator):
+        raise TypeError(f"evaluator must be a sentence-transformers evaluator or fn(model) -> float | dict, "
+                        f"got {type(evaluator).__name__}")
+    metric = config.metric_for_best_model
+    primary = None
+    if metric is not None and metric.removeprefix("eval_") != "loss":
+        primary = metric.removeprefix("eval_").removeprefix("dev_")
+    elif metric is None and not has_eval_loss:
+        raise ConfigError("a plain evaluator function needs metric_for_best_model (one of the keys it returns, "
+                          "e.g. 'map') to pick the best checkpoint")
+    return CallableEvaluator(evaluator, "dev", primary)
+
+
+def build_dev_evaluator(config: TrainConfig):
+    """polyret's dev evaluator (:class:`PolyretEvaluator`) for ``config.dev``, restricted to the training
+    languages the benchmark has; an unknown benchmark id or missing file is a ``DataError`` now.
+
+    Args:
+        config: the run's config (``dev``, ``languages``, ``data_dir``).
+    """
+    from polyret.data.registry import benchmark_info
+    from polyret.evaluation.evaluator import PolyretEvaluator
+
+    info = benchmark_info(config.dev)  # unknown id: fails before any file is read
+    languages = None
+    if config.languages:
+        languages = [lang for lang in config.languages if lang in info.languages]
+        if not languages:
+            raise ConfigError(f"dev benchmark {config.dev!r} has none of the training languages {list(config.languages)} "
+                              f"(it has {', '.join(info.languages)})")
+    return PolyretEvaluator(config.dev, languages=languages, data_dir=config.data_dir)
+
+
+def best_metric_name(config: TrainConfig, evaluator, *, has_eval_loss: bool) -> str | None:
+    """The key the trainer will find in its evaluation metrics for ``metric_for_best_model``.
+
+    Evaluator metrics reach the trainer as ``eval_<evaluator name>_<metric>`` (``eval_dev_map``); the dev
+    loss as ``eval_loss``. ``metric_for_best_model`` may be given in any of the forms ``map``,
+    ``dev_map`` or ``eval_dev_map``. An evaluator with ``metric_names()`` has the name checked here.
+
+    Args:
+        config: the run's config (``dev``, ``dev_groups``, ``metric_for_best_model``).
+        evaluator: the sentence-transformers evaluator scoring the dev set, or None.
+        has_eval_loss: whether held-out dev groups give an ``eval_loss``.
+    """
+    if not config.has_dev:
+        return None
+    name = getattr(evaluator, "name", "") or ""
+
+    def prefixed(key: str) -> str:
+        return key if not name or key.startswith(f"{name}_") else f"{name}_{key}"
+
+    wanted = config.metric_for_best_model
+    if wanted is None:
+        if has_eval_loss:
+            return "eval_loss"
+        primary = getattr(evaluator, "primary_metric", None)
+        if not primary:
+            raise ConfigError("the evaluator has no primary_metric; set metric_for_best_model")
+        return f"eval_{prefixed(primary)}"
+    key = wanted.removeprefix("eval_")
+    if key == "loss":
+        if not has_eval_loss:
+            raise ConfigError("metric_for_best_model=loss needs held-out dev pairs (dev_groups > 0)")
+        return "eval_loss"
+    if evaluator is None:
+        raise ConfigError(f"metric_for_best_model={wanted!r} needs a dev evaluator (set dev); with dev_groups only, "
+                          "the metric is the dev loss ('loss')")
+    metric = f"eval_{prefixed(key)}"
+    names = getattr(evaluator, "metric_names", None)
+    if callable(names):
+        known = sorted({f"eval_{n}" for n in names()} | ({"eval_loss"} if has_eval_loss else set()))
+        if metric not in known:
+            raise ConfigError(f"metric_for_best_model={wanted!r}: the dev evaluator reports no {metric!r}; "
+                              f"known: {', '.join(known)}")
+    return metric

@@ -1,0 +1,313 @@
+"""``train(config)``: hybrid-batch InfoNCE training on sentence-transformers' own trainer.
+
+The method is that of Elmahdy, Lin, Ahmad 2024 (arXiv 2408.10536): in-batch-negative InfoNCE where the
+batch sampler decides per batch whether it is monolingual or cross-lingual (``hybrid``, ``alpha``).
+The trainer is used as is (optimizer, schedule, checkpoints, resume, DDP, progress bars); polyret adds
+the batch sampler (:mod:`polyret.training.samplers`), the loss choice (:mod:`~polyret.training.losses`),
+a held-out dev set (:mod:`~polyret.training.dev`), a per-step log of the batches each process trained on
+(:mod:`~polyret.training.batchlog`), atomic checkpoints (:mod:`~polyret.training.checkpoints`) and a
+final model folder written atomically with a model card (:mod:`~polyret.training.card`).
+
+Layout of ``config.output_dir``::
+
+    polyret_train.json     the run's config (checked on resume)
+    batches.jsonl          per optimizer step: batch kind and language pairs (rank r > 0: batches.rank{r}.jsonl)
+    checkpoints/           trainer checkpoints (checkpoint-<step>/), resumable; each is written as
+                           .tmp-checkpoint-<step>/, gets its .complete.json marker last and is then renamed,
+                           so resume (last_checkpoint) and rotation only ever see complete ones
+    model/                 the final sentence-transformers model (README.md model card, polyret_train.json,
+                           .complete.json), swapped in whole from a temporary sibling
+
+A step whose loss or trained weights are NaN/inf stops the run with :class:`TrainingDiverged` (a
+``ConfigError``: the command lines exit 2) before that step is checkpointed; no final model is written.
+
+Distributed: ``torchrun --nproc_per_node N -m polyret.training --config run.yaml`` (or
+``accelerate launch``) runs unchanged; the sampler deals one global stream so that every rank trains on
+the same batch kind at every step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from polyret.data.records import PairGroups
+from polyret.paths import atomic_write_text, check_writable
+from polyret.training.batchlog import BatchRecorder, batch_log_callback, batch_log_path
+from polyret.training.card import MODEL_DIR, RUN_CONFIG, write_final_model
+from polyret.training.checkpoints import (
+    CHECKPOINT_DIR,
+    checkpoint_step,
+    clean_checkpoints,
+    divergence_guard,
+    last_checkpoint,
+    polyret_trainer_class,
+)
+from polyret.training.config import ConfigError, TrainConfig, TrainingDiverged
+from polyret.training.dev import (
+    as_st_evaluator,
+    best_metric_name,
+    build_dev_evaluator,
+    dev_dataset,
+    split_dev,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainingDiverged", "freeze_word_embeddings", "num_negatives", "resolve_precision", "train"]
+
+# Keys that decide which batches a run sees: a resumed run must agree on them.
+_RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "strategy", "alpha", "batch_size",
+                "seed", "hard_negatives", "negatives", "dev_groups")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def resolve_precision(precision: str) -> str:
+    """The precision to train in: "auto" is bf16 where the GPU has it, else fp16 on GPU, fp32 on CPU.
+
+    Args:
+        precision: ``TrainConfig.precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``).
+    """
+    if precision != "auto":
+        if precision == "fp16" and not torch.cuda.is_available():
+            raise ConfigError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def freeze_word_embeddings(model) -> int:
+    """Freeze the token embedding matrix (most of me5-small's 118M parameters); returns the count frozen.
+
+    Args:
+        model: a sentence-transformers model with at least one transformers backbone.
+    """
+    from transformers import PreTrainedModel
+
+    frozen = 0
+    seen: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and id(module) not in seen:
+            seen.add(id(module))
+            embeddings = module.get_input_embeddings()
+            for param in embeddings.parameters():
+                if param.requires_grad:
+                    param.requires_grad_(False)
+                    frozen += param.numel()
+    if not frozen and not seen:
+        raise ConfigError("freeze_word_embeddings: the model has no transformers backbone with input embeddings")
+    return frozen
+
+
+def _load_model(config: TrainConfig):
+    from polyret import models
+
+    return models.load(config.model, max_seq_length=config.max_seq_length)
+
+
+def num_negatives(config: TrainConfig) -> int:
+    """Hard-negative columns per example (``config.num_negatives``): ``negatives``, else 1 with
+    ``hard_negatives``, else 0.
+
+    Args:
+        config: the run's config.
+    """
+    return config.num_negatives
+
+
+def _column_prompts(model, negatives: int) -> dict[str, str] | None:
+    """The model's query prompt on the anchor column, its passage prompt on positive and negatives."""
+    from polyret.training.pairs_dataset import negative_columns
+
+    prompts = getattr(model, "prompts", None) or {}
+    query, passage = prompts.get("query", ""), prompts.get("passage", prompts.get("document", ""))
+    if not query and not passage:
+        return None
+    out = {"anchor": query, "positive": passage}
+    for column in negative_columns(negatives):
+        out[column] = passage
+    return out
+
+
+
+def _load_sources(config: TrainConfig) -> list[PairGroups]:
+    from polyret.data.pairs import load_pairs
+
+    sources = []
+    for spec in config.train:
+        pairs = load_pairs(spec, data_dir=config.data_dir, languages=config.languages, max_groups=config.max_groups,
+                           seed=config.seed, hard_negatives=config.num_negatives > 0)  # fmt: skip
+        if not len(pairs):
+            raise ConfigError(f"training source {spec!r} has no pairs (languages {config.languages})")
+        sources.append(pairs)
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"training sources repeat: {names}")
+    return sources
+
+
+def _check_resume(config: TrainConfig, output_dir: Path) -> None:
+    saved_path = output_dir / RUN_CONFIG
+    if not saved_path.exists():
+        return
+    saved = TrainConfig.from_file(saved_path)
+    differ = [k for k in _RESUME_KEYS if getattr(saved, k) != getattr(config, k)]
+    if differ:
+        detail = ", ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in differ)
+        raise ConfigError(f"cannot resume {output_dir}: the run was started with a different config ({detail})")
+
+
+
+
+# ------------------------------------------------------------------------------------------ train
+def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
+    """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
+
+    Everything ``config`` names is built here: the sources, the held-out dev groups, the batch sampler,
+    the loss and, when ``config.dev`` is set and no ``evaluator`` is given, polyret's ``PolyretEvaluator``
+    on that benchmark (so ``python -m polyret.training`` and the CLI train alike). A step whose loss or
+    weights are not finite raises :class:`TrainingDiverged` and writes no final model. With a dev set the
+    best checkpoint (by ``metric_for_best_model``, default: dev loss when ``dev_groups`` > 0, else the
+    evaluator's primary metric) becomes the final model.
+
+    Args:
+        config: the run (:class:`~polyret.training.config.TrainConfig`).
+        evaluator: a sentence-transformers evaluator, or any ``fn(model) -> float | dict`` scored on the
+            dev set (None: polyret's evaluator on ``config.dev`` if set).
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+
+    Raises:
+        ConfigError: a config value that cannot work (checked before the model loads where possible).
+        DataError: a training source or dev benchmark that cannot be read.
+        TrainingDiverged: the loss or the weights became NaN/inf.
+    """
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from transformers.trainer_utils import set_seed
+
+    from polyret.training.losses import build_loss
+    from polyret.training.pairs_dataset import PairIndex
+    from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
+
+    # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
+    output_dir = Path(config.output_dir)
+    if config.dev is not None and evaluator is None:
+        evaluator = build_dev_evaluator(config)
+    resume_from = None
+    if config.resume:
+        _check_resume(config, output_dir)
+        resume_from = last_checkpoint(output_dir)
+        if resume_from is None:
+            logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
+    elif (found := last_checkpoint(output_dir)) is not None:
+        # a fresh run would mix its checkpoints with the earlier run's (rotation by step keeps the old
+        # ones, and a later resume would load them)
+        raise ConfigError(f"{output_dir} holds checkpoints of an earlier run ({found.name}); pass --resume "
+                          "(resume=true) to continue it, or use a new output folder")
+    check_writable(output_dir, what="output_dir", error=ConfigError)
+    precision = resolve_precision(config.precision)
+
+    sources = _load_sources(config)
+    train_sources, dev_sources = split_dev(sources, config.dev_groups, config.seed)
+    index = PairIndex(train_sources, negatives=config.num_negatives)
+    train_dataset = index.to_dataset()
+    recorder = BatchRecorder(index)
+    train_dataset.set_transform(recorder.transform)
+    eval_dataset = dev_dataset(dev_sources, config) if dev_sources else None
+
+    st_evaluator = as_st_evaluator(evaluator, config, has_eval_loss=eval_dataset is not None)
+    metric = best_metric_name(config, st_evaluator, has_eval_loss=eval_dataset is not None)
+    greater = None if metric is None else not metric.endswith("loss")
+
+    set_seed(config.seed)
+    model = _load_model(config)
+    frozen = freeze_word_embeddings(model) if config.freeze_word_embeddings else 0
+
+    sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
+                                                  seed=config.seed, grad_accum_steps=1)  # fmt: skip
+    recorder.sampler_factory = sampler_factory  # the batch log records the sampler's deferred counts
+    eval_every = config.eval_every if config.has_dev else None
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir / CHECKPOINT_DIR),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        num_train_epochs=config.epochs,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every or None,
+        load_best_model_at_end=bool(eval_every and config.save_steps),
+        metric_for_best_model=metric,
+        greater_is_better=greater,
+        prompts=_column_prompts(model, index.num_negatives),
+        batch_sampler=sampler_factory,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # without a GPU, say so: accelerate then runs torchrun processes as multi-CPU DDP over gloo
+        use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),  # the batch log sits in the dataset transform, in this process
+        ddp_find_unused_parameters=True,  # e.g. BERT's pooler is unused by mean pooling
+        report_to="none",
+    )
+    rank, world_size = args.process_index, args.world_size
+    loss = build_loss(model, config)
+    log_path = batch_log_path(output_dir, rank)
+    trainer_callbacks = [SamplerEpochCallback(), batch_log_callback(recorder, log_path, rank, world_size, 1)]
+    guard = divergence_guard(config)
+    trainer_callbacks += [guard, *(callbacks or [])]
+    if args.process_index == 0:
+        for name in clean_checkpoints(output_dir):
+            logger.info("removed %s/%s left by an interrupted run", CHECKPOINT_DIR, name)
+    trainer = polyret_trainer_class()(model=model, args=args, train_dataset=train_dataset,
+                                         eval_dataset=eval_dataset, loss=loss, evaluator=st_evaluator,
+                                         callbacks=trainer_callbacks)  # fmt: skip
+    guard.trainer = trainer
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict()}, indent=2))
+    logger.info("training %s: %d groups, %d pairs, languages %s, strategy %s, %s, %d frozen parameters",
+                config.model, index.num_groups, index.num_pairs, ",".join(index.languages), config.strategy,
+                precision, frozen)  # fmt: skip
+
+    started = time.time()
+    resumed_step = checkpoint_step(resume_from) if resume_from else 0
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    state = trainer.state
+    target = output_dir / MODEL_DIR
+    if trainer.is_world_process_zero():
+        info = {
+            "global_step": state.global_step,
+            "world_size": world_size,
+            "precision": precision,
+            "languages": list(index.languages),
+            "train_groups": index.num_groups,
+            "train_pairs": index.num_pairs,
+            "dev_groups": sum(len(s) for s in dev_sources),
+            "loss": type(loss).__name__ + f"(scale={config.scale:g})",
+            "frozen_parameters": frozen,
+            "train_loss": float(result.training_loss) if state.global_step > resumed_step else None,
+            "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+            "best_metric": state.best_metric,
+            "metric_for_best_model": metric,
+            "train_seconds": round(time.time() - started, 2),
+            "resumed_from": resume_from.name if resume_from else None,
+        }
+        write_final_model(trainer.model, target, config, info, batch_log_path(output_dir, 0))
+    trainer.accelerator.wait_for_everyone()
+    return target
