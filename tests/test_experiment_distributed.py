@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.distributed
 def test_experiment_under_torchrun_trains_on_both_ranks_and_reports_once(tiny_model_dir, tmp_path):
     out = tmp_path / "exp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",

@@ -18,6 +18,7 @@ from polyret.training.train import batch_log_path, read_batch_log
 from test_train import build_tiny_model, write_pairs  # pytest puts tests/ on sys.path
 
 
+@pytest.mark.distributed
 def test_two_process_training_agrees_on_batch_kinds(tmp_path):
     model = build_tiny_model(tmp_path / "model")
     pairs = write_pairs(tmp_path / "pairs.jsonl", 60)
