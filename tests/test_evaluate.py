@@ -101,7 +101,10 @@ def test_evaluate_with_tiny_model_encodes_once_and_caches(tmp_path, tiny_model_d
     assert set(res.macro) == {"mono", "cross", "multi"}
     assert res.timing["encode_s"] > 0
     shards = list((tmp_path / "cache" / "embeddings").rglob("shard-*.npz"))
-    assert shards
+    stored = [np.load(s) for s in shards]
+    assert stored and all(len(z["keys"]) == len(z["emb"]) for z in stored)
+    # every distinct query text and candidate text is in the cache (with its prompt: at least this many keys)
+    assert sum(len(z["keys"]) for z in stored) >= len({q.text for q in small.queries}) + len({c.text for c in small.candidates})
     # second and third runs (a fresh load, then the same model object twice): all from the cache
     from polyret.models import load
 
