@@ -35,20 +35,23 @@ def main(argv=None) -> int:
     queries = rng.sample([q.text for q in bench.queries], args.n)
     model = load(args.model)
     encode(model, passages[:16], kind="passage")  # warm-up
-    print(f"| kind | batch | sentence-transformers encode texts/s | polyret encode texts/s | speed-up | max abs diff |")
+    print("| kind | batch | sentence-transformers encode texts/s | polyret encode texts/s | speed-up | max abs diff |")
     print("|---|---:|---:|---:|---:|---:|")
     for bs in (int(b) for b in args.batch_sizes.split(",")):
         for kind, texts in (("passage", passages), ("query", queries)):
             t = time.perf_counter()
-            st = model.encode(texts, prompt_name=kind, batch_size=bs, normalize_embeddings=True,
-                              convert_to_numpy=True, show_progress_bar=False)
+            st = model.encode(
+                texts, prompt_name=kind, batch_size=bs, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
             t_st = time.perf_counter() - t
             t = time.perf_counter()
             ours = encode(model, texts, kind=kind, batch_size=bs)
             t_ours = time.perf_counter() - t
             diff = float(np.abs(st - ours).max())
-            print(f"| {kind} | {bs} | {len(texts) / t_st:.1f} | {len(texts) / t_ours:.1f} | {t_st / t_ours:.2f} | {diff:.1e} |",
-                  flush=True)
+            print(
+                f"| {kind} | {bs} | {len(texts) / t_st:.1f} | {len(texts) / t_ours:.1f} | {t_st / t_ours:.2f} | {diff:.1e} |",
+                flush=True,
+            )
     return 0
 
 

@@ -34,8 +34,9 @@ def part_a(args) -> None:
     model.polyret_spec = args.model
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
-        res = evaluate(model, args.benchmark, cache_dir=cache, batch_size=args.batch_size, progress=not args.quiet,
-                       output=args.output)
+        res = evaluate(
+            model, args.benchmark, cache_dir=cache, batch_size=args.batch_size, progress=not args.quiet, output=args.output
+        )
         wall = time.perf_counter() - t0
         t1 = time.perf_counter()
         again = evaluate(model, args.benchmark, cache_dir=cache, batch_size=args.batch_size, progress=False)
@@ -44,20 +45,26 @@ def part_a(args) -> None:
     t = res.timing
     n_texts = res.extra["n_queries"] + res.extra["n_candidates"]
     print(f"\n## (a) full evaluation: {args.model} on {args.benchmark}\n")
-    print(f"| settings | queries | candidates | encode s | texts/s | search s | metrics+bias s | total s | "
-          f"total / encode | rerun from cache s | peak RSS GiB |")
+    print(
+        "| settings | queries | candidates | encode s | texts/s | search s | metrics+bias s | total s | "
+        "total / encode | rerun from cache s | peak RSS GiB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {res.extra['n_settings']} | {res.extra['n_queries']} | {res.extra['n_candidates']} | "
-          f"{t['encode_s']:.1f} | {n_texts / t['encode_s']:.1f} | {t['search_s']:.2f} | {t['metrics_s']:.2f} | "
-          f"{wall:.1f} | {(t['encode_s'] + t['search_s'] + t['metrics_s']) / t['encode_s']:.3f} | "
-          f"{cached_wall:.1f} | {peak_rss_gib():.2f} |")
+    print(
+        f"| {res.extra['n_settings']} | {res.extra['n_queries']} | {res.extra['n_candidates']} | "
+        f"{t['encode_s']:.1f} | {n_texts / t['encode_s']:.1f} | {t['search_s']:.2f} | {t['metrics_s']:.2f} | "
+        f"{wall:.1f} | {(t['encode_s'] + t['search_s'] + t['metrics_s']) / t['encode_s']:.3f} | "
+        f"{cached_wall:.1f} | {peak_rss_gib():.2f} |"
+    )
     print("\n| family | " + " | ".join(res.measures) + " |")
     print("|---|" + "---:|" * len(res.measures))
     for fam in res.families():
         print(f"| {fam} | " + " | ".join(f"{res.macro[fam][m]:.4f}" for m in res.measures) + " |")
     b = res.bias
-    print(f"\nmax rank distance {b['max_rank_distance']:.2f}; same-language rate {b['same_language_rate']:.3f} "
-          f"(chance {b['same_language_chance']:.3f})")
+    print(
+        f"\nmax rank distance {b['max_rank_distance']:.2f}; same-language rate {b['same_language_rate']:.3f} "
+        f"(chance {b['same_language_chance']:.3f})"
+    )
     print(json.dumps({"timing": t, "wall_s": wall, "cached_wall_s": cached_wall}, indent=1))
 
 
@@ -104,8 +111,9 @@ def part_b(args) -> None:
     print("| way | settings | texts encoded | seconds | ratio |")
     print("|---|---:|---:|---:|---:|")
     print(f"| polyret (encode once, all settings) | {len(per_pair)} | {n_once} | {polyret_s:.1f} | 1.00 |")
-    print(f"| per pair (re-encode per setting) | {len(per_pair)} | {n_encoded} | {per_pair_s:.1f} | "
-          f"{per_pair_s / polyret_s:.2f} |")
+    print(
+        f"| per pair (re-encode per setting) | {len(per_pair)} | {n_encoded} | {per_pair_s:.1f} | {per_pair_s / polyret_s:.2f} |"
+    )
     print(f"\nlargest mAP difference between the two ways over all settings: {worst:.2e}")
 
 

@@ -67,16 +67,20 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     index = PairIndex([synthetic(args.groups)])
-    print(f"synthetic index: {index.num_groups} groups, {index.num_pairs} pairs, {index.num_identities} identities "
-          f"({time.perf_counter() - t0:.1f} s to build)")
+    print(
+        f"synthetic index: {index.num_groups} groups, {index.num_pairs} pairs, {index.num_identities} identities "
+        f"({time.perf_counter() - t0:.1f} s to build)"
+    )
     for name, ix in (("identity check", index), ("group-only (old)", group_only(index))):
         t0 = time.perf_counter()
         sampler = ParallelBatchSampler(ix, 100, strategy="hybrid", seed=0, world_size=8)
         setup = time.perf_counter() - t0
         per_batch = batch_sampler_cost(sampler, epochs=1)
         deferred = sum(i.deferred for i in sampler.plan(0)) // 8
-        print(f"  {name:18s}: {per_batch * 1e3:.3f} ms per batch of 100 (world size 8), setup {setup:.2f} s, "
-              f"{deferred} groups deferred per epoch")
+        print(
+            f"  {name:18s}: {per_batch * 1e3:.3f} ms per batch of 100 (world size 8), setup {setup:.2f} s, "
+            f"{deferred} groups deferred per epoch"
+        )
 
     from polyret.data.pairs import load_pairs
 
@@ -86,8 +90,10 @@ def main(argv=None) -> int:
     pairs = load_pairs("xquad-r:train", data_dir=args.data_dir, download=False)
     ix = PairIndex([pairs])
     en = len({by["en"].positive for by in pairs.groups.values()})
-    print(f"xquad-r:train: {len(pairs)} questions, {en} distinct English gold sentences, "
-          f"{len(np.unique(ix.pair_positive))} passage identities (translations and shared golds in any language joined)")
+    print(
+        f"xquad-r:train: {len(pairs)} questions, {en} distinct English gold sentences, "
+        f"{len(np.unique(ix.pair_positive))} passage identities (translations and shared golds in any language joined)"
+    )
     en_code = np.unique([by["en"].positive for by in pairs.groups.values()], return_inverse=True)[1]
     for bs in (16, 32, 100):
         old_en = []

@@ -39,7 +39,7 @@ def load(synthetic: bool) -> Benchmark:
             from polyret.data.registry import load_benchmark
 
             return load_benchmark("xquad-r", download=False)
-        except Exception as err:  # no data here: fall back to the same shape
+        except Exception as err:  # noqa: BLE001 - no data here: fall back to the same shape
             print(f"(real XQuAD-R not available: {err}; using a synthetic benchmark)", file=sys.stderr)
     return synthetic_xquad_r()
 
@@ -73,8 +73,10 @@ def main() -> None:
     bench = load(args.synthetic)
     q, c = embeddings(bench, args.dim)
     settings = settings_for(bench)
-    print(f"benchmark {bench.id}: {len(bench.queries)} queries, {len(bench.candidates)} candidates, "
-          f"{len(settings)} settings, dim {args.dim}, k {args.k}")
+    print(
+        f"benchmark {bench.id}: {len(bench.queries)} queries, {len(bench.candidates)} candidates, "
+        f"{len(settings)} settings, dim {args.dim}, k {args.k}"
+    )
     for rep in range(args.repeat):
         t0 = time.perf_counter()
         run = build_run_table(bench, q, c, settings, k=args.k, chunk_size=args.chunk_size)
@@ -85,14 +87,18 @@ def main() -> None:
         t2 = time.perf_counter()
         b = bias.summary(run)
         t3 = time.perf_counter()
-        print(f"[{rep}] run table {t1 - t0:6.2f} s ({len(run):,} rows) | metrics {t2 - t1:5.2f} s "
-              f"({len(scores):,} query-settings) | bias {t3 - t2:5.2f} s | total {t3 - t0:6.2f} s")
+        print(
+            f"[{rep}] run table {t1 - t0:6.2f} s ({len(run):,} rows) | metrics {t2 - t1:5.2f} s "
+            f"({len(scores):,} query-settings) | bias {t3 - t2:5.2f} s | total {t3 - t0:6.2f} s"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:,.0f} MiB; {len(by_setting)} settings scored")
     for name, vals in fam.items():
         print(f"  {name:6s} " + "  ".join(f"{m} {v:.3f}" for m, v in vals.items()))
-    print(f"  max rank distance {b['max_rank_distance']['mean']:.1f}; same-language preference "
-          f"{b['same_language_preference']['rate']:.3f} (chance {b['same_language_preference']['chance']:.3f})")
+    print(
+        f"  max rank distance {b['max_rank_distance']['mean']:.1f}; same-language preference "
+        f"{b['same_language_preference']['rate']:.3f} (chance {b['same_language_preference']['chance']:.3f})"
+    )
 
 
 if __name__ == "__main__":

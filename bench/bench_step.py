@@ -19,17 +19,29 @@ import tempfile
 
 
 def one(batch: int, loss: str, frozen: bool, steps: int) -> dict:
-    from polyret.training.config import TrainConfig
     from polyret.training import train
+    from polyret.training.config import TrainConfig
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig.from_recipe("cpu", max_steps=steps, batch_size=batch, length_sorted=loss == "sorted",
-                                      embed_chunk_size=8, save_steps=None, dev_groups=0, warmup_ratio=0.0,
-                                      freeze_word_embeddings=frozen, output_dir=out)
+        cfg = TrainConfig.from_recipe(
+            "cpu",
+            max_steps=steps,
+            batch_size=batch,
+            length_sorted=loss == "sorted",
+            embed_chunk_size=8,
+            save_steps=None,
+            dev_groups=0,
+            warmup_ratio=0.0,
+            freeze_word_embeddings=frozen,
+            output_dir=out,
+        )
         path = train(cfg)
         info = json.loads((path / "polyret_train.json").read_text())
-    return {"s_per_step": info["train_seconds"] / steps, "loss": info["train_loss"],
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {
+        "s_per_step": info["train_seconds"] / steps,
+        "loss": info["train_loss"],
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
 
 def main(argv=None) -> int:
@@ -45,13 +57,17 @@ def main(argv=None) -> int:
     print("| batch | loss | word embeddings | s/step | peak RSS GiB |")
     print("|---:|---|---|---:|---:|")
     for conf in args.configs.split(","):
-        res = subprocess.run([sys.executable, __file__, "--one", conf, "--steps", str(args.steps)],
-                             capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [sys.executable, __file__, "--one", conf, "--steps", str(args.steps)], capture_output=True, text=True, check=True
+        )
         r = json.loads(res.stdout.strip().splitlines()[-1])
         batch, loss, *rest = conf.split(":")
         name = "LengthSortedMNRL (chunks of 8)" if loss == "sorted" else "MultipleNegativesRankingLoss"
-        print(f"| {batch} | {name} | {'trained' if 'unfrozen' in rest else 'frozen'} | {r['s_per_step']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} |", flush=True)
+        print(
+            f"| {batch} | {name} | {'trained' if 'unfrozen' in rest else 'frozen'} | {r['s_per_step']:.2f} | "
+            f"{r['peak_rss_gib']:.2f} |",
+            flush=True,
+        )
     return 0
 
 

@@ -123,8 +123,8 @@ def part_a(model_spec: str, steps: int, batch: int, max_len: int, source: str, l
 
 def one_b(model_spec: str, frozen: bool, steps: int, batch: int, max_len: int, source: str) -> dict:
     """Runs in a subprocess: one polyret train() call; reports the step time and this process's peak RSS."""
-    from polyret.training.config import TrainConfig
     from polyret.training import train
+    from polyret.training.config import TrainConfig
 
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:

@@ -42,8 +42,13 @@ def build_tiny_model(path: Path, *, seed: int = 0, hidden: int = 32, max_seq_len
     # differed from one process to the next (see tests/test_train.py::test_tiny_model_is_the_same_in_every_build).
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    words = sorted({piece for w in TINY_WORDS + ["query", "passage", *":?.,!;-'()"]
-                    for piece, _ in pre.pre_tokenize_str(normalizer.normalize_str(w))})  # as the tokenizer sees them
+    words = sorted(
+        {
+            piece
+            for w in TINY_WORDS + ["query", "passage", *":?.,!;-'()"]
+            for piece, _ in pre.pre_tokenize_str(normalizer.normalize_str(w))
+        }
+    )  # as the tokenizer sees them
     chars = sorted({c for w in words for c in w})
     vocab = {t: i for i, t in enumerate(dict.fromkeys(specials + words + chars + [f"##{c}" for c in chars]))}
     tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
@@ -53,17 +58,31 @@ def build_tiny_model(path: Path, *, seed: int = 0, hidden: int = 32, max_seq_len
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_seq_length)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_seq_length,
+    )
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=fast.vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=2 * hidden, max_position_embeddings=max(128, max_seq_length))
+    cfg = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max(128, max_seq_length),
+    )
     hf = path.parent / (path.name + "-hf")
     BertModel(cfg, add_pooling_layer=False).save_pretrained(hf)
     fast.save_pretrained(hf)
     modules = [Transformer(str(hf), max_seq_length=max_seq_length), Pooling(hidden, "mean")]
-    model = SentenceTransformer(modules=modules, prompts={"query": "query: ", "passage": "passage: "},
-                                similarity_fn_name="cosine", device="cpu")
+    model = SentenceTransformer(
+        modules=modules, prompts={"query": "query: ", "passage": "passage: "}, similarity_fn_name="cosine", device="cpu"
+    )
     model.save(str(path))
     return path
 

@@ -30,12 +30,14 @@ def hand_run(gold_ranks, k=100):
 
 
 def test_max_rank_distance_by_hand():
-    run = hand_run({
-        (0, "en"): {"en": 1, "de": 2, "fr": 10},  # 9
-        (1, "en"): {"en": 3, "de": 4, "fr": 5},  # 2
-        (0, "de"): {"en": 7, "de": 1, "fr": 2},  # 6
-        (0, "fr"): {"fr": 4},  # a single gold answer: no distance
-    })
+    run = hand_run(
+        {
+            (0, "en"): {"en": 1, "de": 2, "fr": 10},  # 9
+            (1, "en"): {"en": 3, "de": 4, "fr": 5},  # 2
+            (0, "de"): {"en": 7, "de": 1, "fr": 2},  # 6
+            (0, "fr"): {"fr": 4},  # a single gold answer: no distance
+        }
+    )
     d = bias.max_rank_distance(run)
     assert d.per_language == {"en": 5.5, "de": 6.0}
     assert d.mean == pytest.approx(5.75)
@@ -44,12 +46,14 @@ def test_max_rank_distance_by_hand():
 
 
 def test_same_language_preference_by_hand():
-    run = hand_run({
-        (0, "en"): {"en": 1, "de": 2, "fr": 10},  # own language first
-        (1, "en"): {"en": 3, "de": 4, "fr": 1},  # fr first
-        (0, "de"): {"en": 7, "de": 1, "fr": 2},  # own first
-        (1, "de"): {"en": 1, "fr": 2},  # no gold in own language: not counted
-    })
+    run = hand_run(
+        {
+            (0, "en"): {"en": 1, "de": 2, "fr": 10},  # own language first
+            (1, "en"): {"en": 3, "de": 4, "fr": 1},  # fr first
+            (0, "de"): {"en": 7, "de": 1, "fr": 2},  # own first
+            (1, "de"): {"en": 1, "fr": 2},  # no gold in own language: not counted
+        }
+    )
     p = bias.same_language_preference(run)
     assert p.per_language == {"en": 0.5, "de": 1.0}
     assert p.rate == pytest.approx(0.75)

@@ -13,8 +13,21 @@ runner = CliRunner()
 def test_evaluate_command_writes_results(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "out"
-    result = runner.invoke(app, ["evaluate", "--model", tiny_model_dir, "--benchmark", "xquad-r:test",
-                                 "--languages", "de,en", "--output", str(out), "--trec-run"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            tiny_model_dir,
+            "--benchmark",
+            "xquad-r:test",
+            "--languages",
+            "de,en",
+            "--output",
+            str(out),
+            "--trec-run",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "multi" in result.output and "max rank distance" in result.output
     data = json.loads((out / "results.json").read_text())
@@ -31,10 +44,33 @@ def test_evaluate_command_reports_bad_input_without_traceback(tmp_path):
 
 def test_train_command_trains_and_resumes(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--model", tiny_model_dir, "--train", "xquad-r:train", "--strategy", "hybrid",
-            "--recipe", "cpu", "--max-steps", "2", "--batch-size", "8", "--output", str(out),
-            "--languages", "de,en", "--set", "max_groups=32", "--set", "save_steps=1", "--set", "save_total_limit=3",
-            "--set", "dev_groups=0"]
+    args = [
+        "train",
+        "--model",
+        tiny_model_dir,
+        "--train",
+        "xquad-r:train",
+        "--strategy",
+        "hybrid",
+        "--recipe",
+        "cpu",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--output",
+        str(out),
+        "--languages",
+        "de,en",
+        "--set",
+        "max_groups=32",
+        "--set",
+        "save_steps=1",
+        "--set",
+        "save_total_limit=3",
+        "--set",
+        "dev_groups=0",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "model" / "polyret_train.json").read_text())
@@ -75,8 +111,21 @@ def test_benchmarks_command_lists_ids():
 def test_experiment_command_applies_training_overrides(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "exp"
-    args = ["experiment", "--preset", "smoke", "--model", tiny_model_dir, "--output", str(out),
-            "--strategies", "hybrid", "--set", "max_steps=3", "--set", "save_steps=3"]
+    args = [
+        "experiment",
+        "--preset",
+        "smoke",
+        "--model",
+        tiny_model_dir,
+        "--output",
+        str(out),
+        "--strategies",
+        "hybrid",
+        "--set",
+        "max_steps=3",
+        "--set",
+        "save_steps=3",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "models" / "hybrid" / "seed0" / "model" / "polyret_train.json").read_text())
@@ -86,8 +135,7 @@ def test_experiment_command_applies_training_overrides(tiny_model_dir, tmp_path,
 
 
 def test_experiment_command_rejects_unknown_training_key(tmp_path):
-    result = runner.invoke(app, ["experiment", "--preset", "smoke", "--output", str(tmp_path / "x"),
-                                 "--set", "max_stepz=3"])
+    result = runner.invoke(app, ["experiment", "--preset", "smoke", "--output", str(tmp_path / "x"), "--set", "max_stepz=3"])
     assert result.exit_code == 2
     assert "max_stepz" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
@@ -100,18 +148,23 @@ def _err(result) -> str:
     return result.stderr if result.stderr_bytes is not None else result.output
 
 
-@pytest.mark.parametrize("key, hint", [
-    ("alpha=0.9", "--alpha-sweep"),
-    ("seed=7", "first_seed"),
-    ("strategy=mono", "--strategies"),
-    ("output_dir=/tmp/elsewhere", "--output"),
-    ("resume=true", "resumes"),
-    ("languages=de", "--languages"),
-])
+@pytest.mark.parametrize(
+    "key, hint",
+    [
+        ("alpha=0.9", "--alpha-sweep"),
+        ("seed=7", "first_seed"),
+        ("strategy=mono", "--strategies"),
+        ("output_dir=/tmp/elsewhere", "--output"),
+        ("resume=true", "resumes"),
+        ("languages=de", "--languages"),
+    ],
+)
 def test_experiment_refuses_train_overrides_it_sets_per_run(tmp_path, key, hint):
     out = tmp_path / "x"
-    result = runner.invoke(app, ["experiment", "--preset", "smoke", "--strategies", "hybrid", "--output", str(out),
-                                 "--set", key, "--set", "max_steps=3"])
+    result = runner.invoke(
+        app,
+        ["experiment", "--preset", "smoke", "--strategies", "hybrid", "--output", str(out), "--set", key, "--set", "max_steps=3"],
+    )
     assert result.exit_code == 2, result.output
     assert key.split("=")[0] in _err(result) and hint in _err(result)
     assert "Traceback" not in result.output and not out.exists()
@@ -126,18 +179,21 @@ def test_experiment_config_file_refuses_reserved_train_override(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("args, named", [
-    (["--benchmark", "xquad-r:test", "--languages", "de,xx"], "xx"),
-    (["--benchmark", "xquad-r:test", "--languages", "DE"], "write 'de'"),
-    (["--benchmark", "xquad-r:test", "--languages", ","], "language list is empty"),
-    (["--benchmark", "miracl/de", "--families", "cross"], "cross"),
-    (["--benchmark", "xquad-r:test", "--families", "sideways"], "sideways"),
-    (["--k", "0"], "--k"),
-    (["--batch-size", "0"], "--batch-size"),
-    (["--backend", "annoy"], "annoy"),
-    (["--model", "./no/such/model"], "./no/such/model"),
-    (["--model", "builtin:nope"], "builtin:nope"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--benchmark", "xquad-r:test", "--languages", "de,xx"], "xx"),
+        (["--benchmark", "xquad-r:test", "--languages", "DE"], "write 'de'"),
+        (["--benchmark", "xquad-r:test", "--languages", ","], "language list is empty"),
+        (["--benchmark", "miracl/de", "--families", "cross"], "cross"),
+        (["--benchmark", "xquad-r:test", "--families", "sideways"], "sideways"),
+        (["--k", "0"], "--k"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--backend", "annoy"], "annoy"),
+        (["--model", "./no/such/model"], "./no/such/model"),
+        (["--model", "builtin:nope"], "builtin:nope"),
+    ],
+)
 def test_evaluate_checks_every_option_before_loading_anything(tmp_path, monkeypatch, args, named):
     import polyret.data
     import polyret.models
@@ -226,9 +282,14 @@ def test_results_table_shows_model_names_verbatim():
 
     from polyret.cli import results_table
 
-    res = SimpleNamespace(model="runs/[bold]odd[/] name", benchmark="xquad-r:test", measures=["map"],
-                          per_setting={"mono:de": {"map": 0.5}}, macro={"mono": {"map": 0.5}},
-                          families=lambda: ["mono"])
+    res = SimpleNamespace(
+        model="runs/[bold]odd[/] name",
+        benchmark="xquad-r:test",
+        measures=["map"],
+        per_setting={"mono:de": {"map": 0.5}},
+        macro={"mono": {"map": 0.5}},
+        families=lambda: ["mono"],
+    )
     console = Console(width=200, record=True)
     console.print(results_table(res))
     assert "runs/[bold]odd[/] name on xquad-r:test" in console.export_text()

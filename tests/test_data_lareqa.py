@@ -149,10 +149,7 @@ def _paragraph(sentences: list[str], qas: list[tuple[str, str, int]]) -> dict:
         "context": context,
         "sentences": sentences,
         "sentence_breaks": breaks,
-        "qas": [
-            {"id": qid, "question": q, "answers": [{"text": "x", "answer_start": breaks[si][0] + 1}]}
-            for qid, q, si in qas
-        ],
+        "qas": [{"id": qid, "question": q, "answers": [{"text": "x", "answer_start": breaks[si][0] + 1}]} for qid, q, si in qas],
     }
 
 
@@ -174,8 +171,13 @@ def mlqa_dir(tmp_path) -> Path:
         ("E3", [_paragraph(["Gamma one."], [("q4", "Gamma?", 0)]), _paragraph(["Gamma two.", "G3."], [("q5", "G?", 1)])]),
     ]
     _write(d / "en.json", en)
-    _write(d / "de.json", [("D-Beta", [_paragraph(["Beta eins.", "Beta zwei."], [("q3", "Beta de?", 1)])]),
-                           ("D-Alpha", [_paragraph(["Alpha eins."], [("q1", "Was eins?", 0)])])])
+    _write(
+        d / "de.json",
+        [
+            ("D-Beta", [_paragraph(["Beta eins.", "Beta zwei."], [("q3", "Beta de?", 1)])]),
+            ("D-Alpha", [_paragraph(["Alpha eins."], [("q1", "Was eins?", 0)])]),
+        ],
+    )
     _write(d / "es.json", [("S-Alpha", [_paragraph(["Alfa uno.", "Alfa dos."], [("q2", "Dos?", 1)])])])
     _write(d / "zh.json", [("Z-Gamma", [_paragraph(["伽马一。"], [("q4", "伽马？", 0), ("q5", "G zh?", 0)])])])
     _write(d / "ar.json", [("A-Beta", [_paragraph(["بيتا."], [("q3", "بيتا؟", 0)])])])
@@ -249,13 +251,22 @@ def test_malformed_json_names_file_line_and_column(tmp_path):
         (lambda d: d.pop("data"), r"missing field 'data'"),
         (lambda d: d["data"][0].pop("title"), r"article 0: missing field 'title'"),
         (lambda d: d["data"][0]["paragraphs"][0].pop("sentences"), r"article 0 \('T'\), paragraph 0: missing field 'sentences'"),
-        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].pop("answers"), r"paragraph 0, question 'q1': missing field 'answers'"),
-        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].pop("answer_start"), r"question 'q1', answer 0: missing field 'answer_start'"),
+        (
+            lambda d: d["data"][0]["paragraphs"][0]["qas"][0].pop("answers"),
+            r"paragraph 0, question 'q1': missing field 'answers'",
+        ),
+        (
+            lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].pop("answer_start"),
+            r"question 'q1', answer 0: missing field 'answer_start'",
+        ),
         (lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start="4"), r"'answer_start' must be int"),
         (lambda d: d["data"][0]["paragraphs"][0]["sentence_breaks"].pop(), r"2 sentences but 1 sentence_breaks"),
         (lambda d: d["data"][0]["paragraphs"][0]["sentence_breaks"].__setitem__(1, [5, 999]), r"sentence_breaks\[1\]"),
         (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].update(question="  "), r"question 'q1': empty question text"),
-        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start=4), r"article 0 \('T'\), paragraph 0, question 'q1': answer_start 4 lies in no sentence"),
+        (
+            lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start=4),
+            r"article 0 \('T'\), paragraph 0, question 'q1': answer_start 4 lies in no sentence",
+        ),
         (lambda d: d["data"].clear(), r"no questions"),
     ],
 )
@@ -271,7 +282,9 @@ def test_bad_records_name_file_and_record(tmp_path, mutate, pattern):
 def test_duplicate_question_id_within_a_language(tmp_path):
     doc = _good_doc()
     doc["data"].append({"title": "U", "paragraphs": [_paragraph(["Three."], [("q1", "Again?", 0)])]})
-    with pytest.raises(DataError, match=r"article 1 \('U'\), paragraph 0, question 'q1': duplicate question id \(first seen at .*article 0"):
+    with pytest.raises(
+        DataError, match=r"article 1 \('U'\), paragraph 0, question 'q1': duplicate question id \(first seen at .*article 0"
+    ):
         parse_lareqa_file(_bad(tmp_path, doc), "en")
 
 
@@ -311,7 +324,9 @@ def test_sentences_off_their_breaks_past_one_percent_are_an_error(tmp_path):
     doc = _long_doc(150)
     par = doc["data"][0]["paragraphs"][0]
     par["sentences"] = par["sentences"][1:] + par["sentences"][:1]  # shifted by one: every gold label wrong
-    with pytest.raises(DataError, match=r"en\.json: 150 of 150 sentences differ .* first at article 0 \('T'\), paragraph 0, sentence 0"):
+    with pytest.raises(
+        DataError, match=r"en\.json: 150 of 150 sentences differ .* first at article 0 \('T'\), paragraph 0, sentence 0"
+    ):
         parse_lareqa_file(_bad(tmp_path, doc), "en")
     doc = _long_doc(150)
     for i in (5, 9):  # 2 of 150 = 1.3%
@@ -334,8 +349,7 @@ def test_empty_sentences_are_skipped_and_counted(tmp_path, caplog):
     path = _bad(tmp_path, doc)
     with caplog.at_level("WARNING", logger="polyret.data.lareqa"):
         parsed = parse_lareqa_file(path, "en")
-    assert any("1 empty sentences are not candidates" in r.getMessage() and str(path) in r.getMessage()
-               for r in caplog.records)
+    assert any("1 empty sentences are not candidates" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
     bench = build_benchmark("xquad-r", {"en": parsed}, languages=["en"])
     assert [c.id for c in bench.candidates] == ["en:0:0:0", "en:0:0:2"]  # ids keep the sentence index
     assert bench.qrels["q1"] == {"en:0:0:2": 1}

@@ -112,9 +112,19 @@ def test_tiny_benchmark_drops_topics_without_relevant_docs(tmp_path):
         ("1\tq\n", "1 Q0 d1 yes\n", GOOD_CORPUS, r"qrels.*:1: relevance 'yes' is not an integer"),
         ("1\tq\n", "9 Q0 d1 1\n", GOOD_CORPUS, r"judgements for query ids absent"),
         ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "text": "a"}\n{"docid": "d2", "text": \n', r"sw\.jsonl:2:\d+: malformed JSON"),
-        ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "text": "a"}\n{"title": "t", "text": "b"}\n', r"sw\.jsonl:2: missing or empty 'docid'"),
+        (
+            "1\tq\n",
+            "1 Q0 d1 1\n",
+            '{"docid": "d1", "text": "a"}\n{"title": "t", "text": "b"}\n',
+            r"sw\.jsonl:2: missing or empty 'docid'",
+        ),
         ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "title": "t"}\n', r"sw\.jsonl:1 \(docid 'd1'\): missing 'text'"),
-        ("1\tq\n", "1 Q0 d1 1\n", '{"docid": "d1", "text": "a"}\n{"docid": "d1", "text": "b"}\n', r"sw\.jsonl:2: duplicate docid"),
+        (
+            "1\tq\n",
+            "1 Q0 d1 1\n",
+            '{"docid": "d1", "text": "a"}\n{"docid": "d1", "text": "b"}\n',
+            r"sw\.jsonl:2: duplicate docid",
+        ),
         ("1\tq\n", "1 Q0 d1 1\n", "\n", r"sw\.jsonl: no passages"),
     ],
 )
@@ -170,8 +180,15 @@ def test_absent_docids_count_as_misses_like_trec_eval(tmp_path, tiny_model_dir):
     from polyret.models import load
 
     data = _tiny(tmp_path, ABSENT_TOPICS, ABSENT_QRELS, ABSENT_CORPUS)
-    res = evaluate(tiny_model_dir, "miracl/sw", data_dir=str(data), output=tmp_path / "out", progress=False,
-                   cache=False, measures=["map", "recall@2", "ndcg@10", "mrr@10", "recall@100"])
+    res = evaluate(
+        tiny_model_dir,
+        "miracl/sw",
+        data_dir=str(data),
+        output=tmp_path / "out",
+        progress=False,
+        cache=False,
+        measures=["map", "recall@2", "ndcg@10", "mrr@10", "recall@100"],
+    )
     stored = json.loads((tmp_path / "out" / "results.json").read_text())
     assert stored["unretrievable_relevant"] == 2
     assert res.per_setting["mono:sw"]["n_queries"] == 3  # query 3 (only an absent doc) counts, with 0
@@ -180,8 +197,10 @@ def test_absent_docids_count_as_misses_like_trec_eval(tmp_path, tiny_model_dir):
     bench = load_miracl("sw", data_dir=data, download=False)
     q = encode(model, [x.text for x in bench.queries], kind="query")
     c = encode(model, [x.text for x in bench.candidates], kind="passage")
-    run = {query.id: {cand.id: float(q[i] @ c[j]) for j, cand in enumerate(bench.candidates)}
-           for i, query in enumerate(bench.queries)}
+    run = {
+        query.id: {cand.id: float(q[i] @ c[j]) for j, cand in enumerate(bench.candidates)}
+        for i, query in enumerate(bench.queries)
+    }
     qrels = {qid: dict(docs) for qid, docs in read_qrels(data / "miracl/qrels/qrels.miracl-v1.0-sw-dev.tsv").items()}
     ev = pytrec_eval.RelevanceEvaluator(qrels, {"map", "recall_2", "ndcg_cut_10", "recip_rank", "recall_100"}).evaluate(run)
     assert len(ev) == 3

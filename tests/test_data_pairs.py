@@ -59,7 +59,10 @@ def test_jsonl_groups_by_id(tmp_path):
         ({"id": "g9", "lang": "en", "query": "q"}, r"train\.jsonl:2 \(id 'g9'\): missing or empty 'positive'"),
         ({"id": "g9", "query": "q", "positive": "p"}, r"missing or empty 'lang'"),
         ({"id": "g9", "lang": "en", "query": "q", "positive": "p", "negative": 3}, r"'negative' must be"),
-        ({"id": "g1", "lang": "en", "query": "q", "positive": "p"}, r"train\.jsonl:2: duplicate \(id, lang\) = \('g1', 'en'\) \(first on line 1\)"),
+        (
+            {"id": "g1", "lang": "en", "query": "q", "positive": "p"},
+            r"train\.jsonl:2: duplicate \(id, lang\) = \('g1', 'en'\) \(first on line 1\)",
+        ),
     ],
 )
 def test_jsonl_bad_rows_name_file_and_line(tmp_path, bad, pattern):
@@ -138,8 +141,8 @@ def test_lareqa_language_absent_from_the_data_is_an_error(tmp_path):
 def _mmarco(tmp_path: Path, with_triples: bool = True) -> Path:
     root = tmp_path / "mmarco"
     texts = {
-        "en": ({"1": "what is a cat", "2": "what is a dog", "3": "why"}, {"10": "A cat is an animal.", "20": "A dog barks.", "30": "Because.", "99": "Noise."}),
-        "de": ({"1": "was ist eine Katze", "2": "was ist ein Hund"}, {"10": "Eine Katze ist ein Tier.", "20": "Ein Hund bellt.", "99": "Rauschen."}),
+        "en": ({"1": "what is a cat", "2": "what is a dog", "3": "why"}, {"10": "A cat is an animal.", "20": "A dog barks.", "30": "Because.", "99": "Noise."}),  # noqa: E501
+        "de": ({"1": "was ist eine Katze", "2": "was ist ein Hund"}, {"10": "Eine Katze ist ein Tier.", "20": "Ein Hund bellt.", "99": "Rauschen."}),  # noqa: E501
     }  # fmt: skip
     for lang, (queries, passages) in texts.items():
         (root / lang).mkdir(parents=True)

@@ -86,7 +86,10 @@ def test_failed_download_leaves_no_file(cache, empty_data):
         dest.write_text('{"data": [', encoding="utf-8")
         raise ConnectionResetError("connection dropped")
 
-    with pytest.raises(DownloadError, match=r"xquad-r/en\.json not found .*download from https://raw\.githubusercontent\.com/.*/xquad-r/en\.json failed \(ConnectionResetError: connection dropped\)"):
+    with pytest.raises(
+        DownloadError,
+        match=r"xquad-r/en\.json not found .*download from https://raw\.githubusercontent\.com/.*/xquad-r/en\.json failed \(ConnectionResetError: connection dropped\)",  # noqa: E501
+    ):
         load_benchmark("xquad-r", data_dir=empty_data, languages=["en"], fetch=half_then_fail)
     folder = cache / "data" / "xquad-r"
     assert not (folder / "en.json").exists()
@@ -143,7 +146,9 @@ def test_miracl_corpus_download_goes_through_the_hub_url(cache, tmp_path):
     assert urls == ["hf://datasets/miracl/miracl-corpus/miracl-corpus-v1.0-yo/"]
     assert [c.id for c in bench.candidates] == ["1#0"] and len(bench.queries) == 119
     assert (cache / "data" / "miracl" / "corpus" / "yo.jsonl.gz").is_file()
-    assert miracl_corpus_file("yo").web_url == "https://huggingface.co/datasets/miracl/miracl-corpus/tree/main/miracl-corpus-v1.0-yo"
+    assert (
+        miracl_corpus_file("yo").web_url == "https://huggingface.co/datasets/miracl/miracl-corpus/tree/main/miracl-corpus-v1.0-yo"
+    )
 
 
 # --------------------------------------------------------------------------------- checksums
@@ -166,8 +171,11 @@ def test_table_entries_carry_files_with_revisions():
     assert {f.revision for f in by_id["mlqa-r"].files} == {MLQA_R_COMMIT}
     assert all(f.sha256 is None and f.size is None for f in by_id["mlqa-r"].files)  # no copy to take them from
     de = by_id["miracl/de"].files
-    assert [f.relpath for f in de] == ["miracl/topics/topics.miracl-v1.0-de-dev.tsv",
-                                       "miracl/qrels/qrels.miracl-v1.0-de-dev.tsv", "miracl/corpus/de.jsonl.gz"]
+    assert [f.relpath for f in de] == [
+        "miracl/topics/topics.miracl-v1.0-de-dev.tsv",
+        "miracl/qrels/qrels.miracl-v1.0-de-dev.tsv",
+        "miracl/corpus/de.jsonl.gz",
+    ]
     assert de[0].size == CHECKSUMS[de[0].relpath][0] and len(de[0].sha256) == 64
     assert xquad_r_file("en") == remote_file("xquad-r/en.json") and xquad_r_file("en").revision == "master"
 

@@ -14,8 +14,13 @@ def test_me5_small_retrieves_well_on_a_slice_of_xquad_r(me5_small_dir, tmp_path,
     # every 6th question: ~190 queries per language against the full candidate pools
     keep = sorted({q.id for q in full.queries})[::6]
     keep_set = set(keep)
-    bench = Benchmark(full.id, full.languages, [q for q in full.queries if q.id in keep_set], full.candidates,
-                      {k: v for k, v in full.qrels.items() if k in keep_set})
+    bench = Benchmark(
+        full.id,
+        full.languages,
+        [q for q in full.queries if q.id in keep_set],
+        full.candidates,
+        {k: v for k, v in full.qrels.items() if k in keep_set},
+    )
     res = evaluate(me5_small_dir, bench, output=tmp_path / "out", progress=False, max_seq_length=128)
     # multilingual-e5-small is a strong retriever: far above chance (~0.005 mAP here) in every family,
     # monolingual above cross-lingual above multilingual, and a visible same-language preference.

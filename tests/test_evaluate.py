@@ -48,8 +48,7 @@ def test_score_matches_trec_eval_per_setting():
             if not gold:
                 continue
             qrels[query.id] = gold
-            runs[query.id] = {cand.id: float(q[qi] @ c[ci]) for ci, cand in enumerate(bench.candidates)
-                              if cand.lang in pool}
+            runs[query.id] = {cand.id: float(q[qi] @ c[ci]) for ci, cand in enumerate(bench.candidates) if cand.lang in pool}
         ev = pytrec_eval.RelevanceEvaluator(qrels, {"map", "ndcg_cut_10"}).evaluate(runs)
         assert vals["map"] == pytest.approx(np.mean([v["map"] for v in ev.values()]), abs=1e-6)
         assert vals["ndcg@10"] == pytest.approx(np.mean([v["ndcg_cut_10"] for v in ev.values()]), abs=1e-6)
@@ -95,8 +94,9 @@ def test_per_query_rank_distance_column_matches_bias_mean():
 def test_evaluate_with_tiny_model_encodes_once_and_caches(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
     bench = load_benchmark("xquad-r:test", languages=["de", "en"])
-    small = Benchmark(bench.id, bench.languages, [q for q in bench.queries if int(q.id, 16) % 8 == 0],
-                      bench.candidates, bench.qrels)
+    small = Benchmark(
+        bench.id, bench.languages, [q for q in bench.queries if int(q.id, 16) % 8 == 0], bench.candidates, bench.qrels
+    )
     res = evaluate(tiny_model_dir, small, output=tmp_path / "out", progress=False)
     assert set(res.macro) == {"mono", "cross", "multi"}
     assert res.timing["encode_s"] > 0
@@ -234,8 +234,8 @@ def test_trained_model_folder_is_group_and_other_readable_under_umask_022(tmp_pa
     import os
 
     from polyret.models import load
-    from polyret.training.config import TrainConfig
     from polyret.training.card import write_final_model as _write_final_model
+    from polyret.training.config import TrainConfig
 
     model = load(tiny_model_dir)
     old = os.umask(0o022)

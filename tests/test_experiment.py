@@ -97,21 +97,24 @@ def test_config_file_and_validation(tmp_path):
         PRESETS["smoke"].replace(steps=3)
 
 
-@pytest.mark.parametrize("text, named", [
-    ("preset: smokee\n", "smokee"),
-    ('preset: smoke\nseeds: "two"\n', "seeds must be an integer"),
-    ("preset: smoke\nalpha: high\n", "alpha must be a number"),
-    ("preset: smoke\nstrategies: 3\n", "strategies must be a list of str"),
-    ("preset: smoke\ntrain_overrides: [1, 2]\n", "train_overrides must be a mapping"),
-    ("preset: smoke\neval_batch_size: 0\n", "eval_batch_size must be >= 1"),
-    ("preset: smoke\nbenchmarks: [xquad-r:tset]\n", "xquad-r:tset"),
-    ("preset: smoke\nbenchmarks: [miracl/de]\n", "miracl/de has no language en"),
-    ("preset: smoke\neval_languages: {mlqa-r: [de]}\n", "mlqa-r"),
-    ("preset: smoke\ntrain_overrides: {lr: -1}\n", "lr must be > 0"),
-    ("preset: smoke\ntrain_overrides: {alpha: 0.9}\n", "--alpha-sweep"),
-    ("preset: smoke\nlanguages: [de]\nstrategies: [hybrid]\n", "needs at least 2 languages"),
-    ("preset: smoke\nsteps: 3\n", "unknown experiment config key"),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("preset: smokee\n", "smokee"),
+        ('preset: smoke\nseeds: "two"\n', "seeds must be an integer"),
+        ("preset: smoke\nalpha: high\n", "alpha must be a number"),
+        ("preset: smoke\nstrategies: 3\n", "strategies must be a list of str"),
+        ("preset: smoke\ntrain_overrides: [1, 2]\n", "train_overrides must be a mapping"),
+        ("preset: smoke\neval_batch_size: 0\n", "eval_batch_size must be >= 1"),
+        ("preset: smoke\nbenchmarks: [xquad-r:tset]\n", "xquad-r:tset"),
+        ("preset: smoke\nbenchmarks: [miracl/de]\n", "miracl/de has no language en"),
+        ("preset: smoke\neval_languages: {mlqa-r: [de]}\n", "mlqa-r"),
+        ("preset: smoke\ntrain_overrides: {lr: -1}\n", "lr must be > 0"),
+        ("preset: smoke\ntrain_overrides: {alpha: 0.9}\n", "--alpha-sweep"),
+        ("preset: smoke\nlanguages: [de]\nstrategies: [hybrid]\n", "needs at least 2 languages"),
+        ("preset: smoke\nsteps: 3\n", "unknown experiment config key"),
+    ],
+)
 def test_config_file_values_are_type_checked_with_the_key_named(tmp_path, text, named):
     f = tmp_path / "exp.yaml"
     f.write_text(text)
@@ -122,19 +125,24 @@ def test_config_file_values_are_type_checked_with_the_key_named(tmp_path, text, 
 
 def test_config_file_accepts_lists_commas_and_whole_numbers(tmp_path):
     f = tmp_path / "exp.yaml"
-    f.write_text("preset: smoke\nalpha: 1\nseeds: 2.0\nalpha_sweep: [0, 0.7]\neval_max_seq_length: null\n"
-                 "eval_languages: {xquad-r:test: de}\n")
+    f.write_text(
+        "preset: smoke\nalpha: 1\nseeds: 2.0\nalpha_sweep: [0, 0.7]\neval_max_seq_length: null\n"
+        "eval_languages: {xquad-r:test: de}\n"
+    )
     cfg = ExperimentConfig.from_file(f)
     assert cfg.alpha == 1.0 and cfg.seeds == 2 and cfg.alpha_sweep == (0.0, 0.7)
     assert cfg.eval_max_seq_length is None and cfg.eval_languages == {"xquad-r:test": ("de",)}
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"benchmarks": ("xquad-r:tset",)}, "xquad-r:tset"),
-    ({"model": "./no-such-model"}, "./no-such-model"),
-    ({"train": ("missing.jsonl",)}, "missing.jsonl"),
-    ({"train": ("xquad-r:valid",)}, "valid"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"benchmarks": ("xquad-r:tset",)}, "xquad-r:tset"),
+        ({"model": "./no-such-model"}, "./no-such-model"),
+        ({"train": ("missing.jsonl",)}, "missing.jsonl"),
+        ({"train": ("xquad-r:valid",)}, "valid"),
+    ],
+)
 def test_nothing_is_written_before_the_config_is_valid(tmp_path, change, named):
     import dataclasses
 
@@ -197,5 +205,8 @@ def test_layout_is_the_one_place_that_names_the_folders(tmp_path):
         layout.eval_dir(tmp_path, system, seed, bench).mkdir(parents=True)
     (tmp_path / "evals" / ".tmp-x").mkdir()  # a hidden folder is no system
     assert [(s, k, p.name) for s, k, p in layout.find_evals(tmp_path)] == [
-        ("base", None, "miracl_de"), ("mono", 0, "xquad-r_test"), ("mono", 1, "xquad-r_test")]
+        ("base", None, "miracl_de"),
+        ("mono", 0, "xquad-r_test"),
+        ("mono", 1, "xquad-r_test"),
+    ]
     assert layout.find_evals(tmp_path / "evals") == layout.find_evals(tmp_path)

@@ -10,9 +10,18 @@ from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.search import build_run_table
 from polyret.evaluation.settings import Setting
 
-TREC = {"map": "map", "map@10": "map_cut_10", "map@5": "map_cut_5", "ndcg@10": "ndcg_cut_10",
-        "ndcg@3": "ndcg_cut_3", "ndcg": "ndcg", "recall@100": "recall_100", "recall@10": "recall_10",
-        "p@5": "P_5", "mrr": "recip_rank"}
+TREC = {
+    "map": "map",
+    "map@10": "map_cut_10",
+    "map@5": "map_cut_5",
+    "ndcg@10": "ndcg_cut_10",
+    "ndcg@3": "ndcg_cut_3",
+    "ndcg": "ndcg",
+    "recall@100": "recall_100",
+    "recall@10": "recall_10",
+    "p@5": "P_5",
+    "mrr": "recip_rank",
+}
 
 
 def random_case(seed, n_queries=40, k=20):
@@ -52,9 +61,16 @@ def random_case(seed, n_queries=40, k=20):
             cols["score"].append(scores[j])
             cols["relevance"].append(gain_of.get(j, 0))
     perm = rng.permutation(len(cols["query"]))  # row order must not matter
-    run = RunTable(settings=settings, query_ids=[f"q{i}" for i in range(n_queries)],
-                   query_langs=["en"] * n_queries, doc_ids=doc_ids, doc_langs=doc_langs,
-                   k=k, exact_ranks=True, **{c: np.asarray(v)[perm] for c, v in cols.items()})
+    run = RunTable(
+        settings=settings,
+        query_ids=[f"q{i}" for i in range(n_queries)],
+        query_langs=["en"] * n_queries,
+        doc_ids=doc_ids,
+        doc_langs=doc_langs,
+        k=k,
+        exact_ranks=True,
+        **{c: np.asarray(v)[perm] for c, v in cols.items()},
+    )
     return run, qrels, full_run
 
 
@@ -64,8 +80,7 @@ def trec_values(qrels, full_run, measures, cutoff_run=None):
 
 
 def truncated(full_run, k):
-    return {q: dict(sorted(d.items(), key=lambda kv: (-kv[1], tuple(-ord(ch) for ch in kv[0])))[:k])
-            for q, d in full_run.items()}
+    return {q: dict(sorted(d.items(), key=lambda kv: (-kv[1], tuple(-ord(ch) for ch in kv[0])))[:k]) for q, d in full_run.items()}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -75,8 +90,7 @@ def test_against_pytrec_eval(seed):
     scores = per_query(run, measures)
     keys = scores.keys()
     assert len(keys) == len(qrels)
-    ref = trec_values(qrels, full_run, {"map", "map_cut.5,10", "ndcg_cut.3,10", "ndcg", "recall.10,100",
-                                        "P.5", "recip_rank"})
+    ref = trec_values(qrels, full_run, {"map", "map_cut.5,10", "ndcg_cut.3,10", "ndcg", "recall.10,100", "P.5", "recip_rank"})
     for ours, theirs in TREC.items():
         expect = np.array([ref[k][theirs] for k in keys])
         np.testing.assert_allclose(scores.values[ours], expect, atol=1e-6, err_msg=ours)
@@ -91,16 +105,22 @@ def test_end_to_end_search_against_pytrec_eval():
     langs = ("en", "de")
     queries = [Query(f"q{i}", lang, "") for lang in langs for i in range(15)]
     cands = [Candidate(f"{lang}{j:03d}", lang, "") for lang in langs for j in range(60)]
-    qrels = {f"q{i}": {f"{lang}{j:03d}": int(rng.integers(1, 3)) for lang in langs
-                       for j in rng.choice(60, size=rng.integers(1, 4), replace=False)} for i in range(15)}
+    qrels = {
+        f"q{i}": {
+            f"{lang}{j:03d}": int(rng.integers(1, 3))
+            for lang in langs
+            for j in rng.choice(60, size=rng.integers(1, 4), replace=False)
+        }
+        for i in range(15)
+    }
     bench = Benchmark("e2e", langs, queries, cands, qrels)
     q = rng.standard_normal((30, 8)).astype(np.float32)
     c = rng.standard_normal((120, 8)).astype(np.float32)
     run = build_run_table(bench, q, c, k=7)
     scores = per_query(run, ["map", "ndcg@10", "recall@20", "p@5"])
-    full = (q.astype(np.float64) @ c.T.astype(np.float64))
+    full = q.astype(np.float64) @ c.T.astype(np.float64)
     keys = scores.keys().tolist()
-    for code, s in enumerate(run.settings):
+    for _code, s in enumerate(run.settings):
         tq, tr = {}, {}
         for qi, query in enumerate(queries):
             if query.lang != s.query_lang:
@@ -135,8 +155,21 @@ def test_macro_weighs_settings_equally():
     # setting 0: one query with AP 1; setting 1: three queries with AP 0.5
     rows = [(0, 0, 0, 1, 1)] + [(1, q, q, 2, 1) for q in (1, 2, 3)]
     s, q, d, r, g = (np.array(x) for x in zip(*rows))
-    run = RunTable(settings, [f"q{i}" for i in range(4)], ["en"] * 4, [f"d{i}" for i in range(4)], ["de"] * 4,
-                   s, q, d, r, np.zeros(4), g, k=10, exact_ranks=True)
+    run = RunTable(
+        settings,
+        [f"q{i}" for i in range(4)],
+        ["en"] * 4,
+        [f"d{i}" for i in range(4)],
+        ["de"] * 4,
+        s,
+        q,
+        d,
+        r,
+        np.zeros(4),
+        g,
+        k=10,
+        exact_ranks=True,
+    )
     assert macro(per_query(run, ["map"]))["cross"]["map"] == pytest.approx(0.75)
 
 

@@ -97,8 +97,19 @@ def test_negatives_come_from_existing_negatives_too(model):
     assert set(mined.groups["a"]["en"].negatives) == {"the river", "the war"}
 
 
-def _reference(source: PairGroups, model, pair: Pair, k: int, *, relative_margin=None, absolute_margin=None,
-               max_score=None, min_score=None, range_min=0, range_max=100) -> list[str]:
+def _reference(
+    source: PairGroups,
+    model,
+    pair: Pair,
+    k: int,
+    *,
+    relative_margin=None,
+    absolute_margin=None,
+    max_score=None,
+    min_score=None,
+    range_min=0,
+    range_max=100,
+) -> list[str]:
     """Brute force of the documented rules for one pair (sentence-transformers' order of filters)."""
     pool = sorted({p.positive for by in source.groups.values() for p in by.values() if p.lang == pair.lang})
     pool = [t for t in pool if t not in gold_texts(source, pair)]
@@ -115,7 +126,7 @@ def _reference(source: PairGroups, model, pair: Pair, k: int, *, relative_margin
         if (max_score is not None and s > max_score) or (min_score is not None and s < min_score):
             continue
         keep.append((text, s))
-    return keep[range_min:range_min + k]
+    return keep[range_min : range_min + k]
 
 
 def assert_same_choice(got: Sequence[str], expected: list[tuple[str, float]], model, query: str) -> None:
@@ -190,8 +201,13 @@ def test_mined_jsonl_round_trips(model, tmp_path):
     for gid, by_lang in mined.groups.items():
         for lang, pair in by_lang.items():
             got = back.groups[gid][lang]
-            assert (got.query, got.positive, got.positive_id, got.negatives, got.negative_ids) == \
-                   (pair.query, pair.positive, pair.positive_id, pair.negatives, pair.negative_ids)
+            assert (got.query, got.positive, got.positive_id, got.negatives, got.negative_ids) == (
+                pair.query,
+                pair.positive,
+                pair.positive_id,
+                pair.negatives,
+                pair.negative_ids,
+            )
     row = json.loads(path.read_text().splitlines()[0])
     assert set(row) == {"id", "lang", "query", "positive", "positive_id", "negative", "negative_id"}
     assert isinstance(row["negative"], list) and len(row["negative"]) == len(row["negative_id"]) == 3

@@ -71,7 +71,7 @@ def make_entries(seeds=(1, 2), systems=SYSTEMS, bench=None) -> list[ReportEntry]
     bench = bench or tiny_benchmark()
     out = []
     for k, (name, (noise, offset)) in enumerate(systems.items()):
-        for sd in ([None] if name == "base" else seeds):
+        for sd in [None] if name == "base" else seeds:
             q, c = embeddings(bench, noise, offset, 7 if sd is None else 10 * sd + k)
             res, _ = score(bench, q, c, model_name=name, measures=("map", "ndcg@10"))
             out.append(ReportEntry(name, sd, bench.id, res))
@@ -192,8 +192,7 @@ def test_files_written(report):
     keys = set(files)
     for name in ("base", "mono", "cross", "hybrid"):
         assert f"tiny:test/heatmap:{name}" in keys
-    assert {"tiny:test/diff:hybrid-mono", "tiny:test/diff:hybrid-cross", "tiny:test/bars",
-            "tiny:test/rank_distance"} <= keys
+    assert {"tiny:test/diff:hybrid-mono", "tiny:test/diff:hybrid-cross", "tiny:test/bars", "tiny:test/rank_distance"} <= keys
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = files["markdown"].read_text()
@@ -303,12 +302,22 @@ def test_two_seed_note_uses_the_runs_own_seed_std(entries):
 
 def _hand_made_report() -> Report:
     cols = [Column("mono", "mono mAP", "high", 3, lambda r: float("nan"), "mono", "map")]
-    base = SystemSummary("base", [None], {"mono": ColumnStats(0.4, None, 1, {"none": 0.4})},
-                         ci={"mono": Interval(0.4, 0.35, 0.45)})
-    mono = SystemSummary("mono", [1, 2], {"mono": ColumnStats(0.5, 0.01, 2, {"1": 0.49, "2": 0.51}, 0.1)},
-                         ci={"mono": Interval(0.5, 0.46, 0.52)})
-    bench = BenchmarkSummary("hand:made", ["en", "de"], ["mono"], cols, [base, mono], float("nan"), n_questions=7,
-                             language_tables=[LanguageTable("mono", True, 3, {"base": [0.3, 0.5], "mono": [0.6, 0.4]})])
+    base = SystemSummary(
+        "base", [None], {"mono": ColumnStats(0.4, None, 1, {"none": 0.4})}, ci={"mono": Interval(0.4, 0.35, 0.45)}
+    )
+    mono = SystemSummary(
+        "mono", [1, 2], {"mono": ColumnStats(0.5, 0.01, 2, {"1": 0.49, "2": 0.51}, 0.1)}, ci={"mono": Interval(0.5, 0.46, 0.52)}
+    )
+    bench = BenchmarkSummary(
+        "hand:made",
+        ["en", "de"],
+        ["mono"],
+        cols,
+        [base, mono],
+        float("nan"),
+        n_questions=7,
+        language_tables=[LanguageTable("mono", True, 3, {"base": [0.3, 0.5], "mono": [0.6, 0.4]})],
+    )
     return Report("By hand", "map", "base", 10, 0, [bench])
 
 
@@ -324,8 +333,13 @@ def test_markdown_and_json_are_functions_of_the_report_object(tmp_path):
     assert "### Figures" not in md  # none drawn
     data = report.to_json()
     bench = data["benchmarks"]["hand:made"]
-    assert bench["systems"]["mono"]["columns"]["mono"] == {"mean": 0.5, "std": 0.01, "n_seeds": 2,
-                                                           "per_seed": {"1": 0.49, "2": 0.51}, "diff_to_base": 0.1}
+    assert bench["systems"]["mono"]["columns"]["mono"] == {
+        "mean": 0.5,
+        "std": 0.01,
+        "n_seeds": 2,
+        "per_seed": {"1": 0.49, "2": 0.51},
+        "diff_to_base": 0.1,
+    }
     assert bench["systems"]["base"]["ci_over_questions"] == {"mono": {"mean": 0.4, "low": 0.35, "high": 0.45}}
     assert bench["same_language_chance"] is None and bench["n_questions"] == 7 and bench["significance"] == []
     # a change to the object is a change to both renderings (nothing is recomputed from elsewhere)

@@ -102,7 +102,9 @@ def index(source) -> PairIndex:
 def test_index_codes_follow_ids_then_exact_text(source, index):
     assert index.pair_positive.dtype == np.int32 and index.pair_negative.dtype == np.int32
     assert index.pair_positive.shape == (index.num_pairs,) and index.pair_negative.shape == (index.num_pairs, 1)
-    assert index.num_identities == len(np.unique(np.concatenate([index.pair_positive, index.pair_negative[index.pair_negative >= 0]])))
+    assert index.num_identities == len(
+        np.unique(np.concatenate([index.pair_positive, index.pair_negative[index.pair_negative >= 0]]))
+    )
     rows = {}
     row = 0
     for src in ("c", "d"):
@@ -119,8 +121,13 @@ def test_index_codes_follow_ids_then_exact_text(source, index):
     assert code(("c", "c3", "de")) == code(("c", "c8", "de"))  # "dup-0", no ids
     assert code(("c", "c3", "en")) != code(("c", "c3", "de"))  # no id: translations are not caught
     # identities are namespaced per source: the same id in source d is another code
-    same_id_other_source = [k for k in rows if k[0] == "d" and k[2] == "en"
-                            and colliding_source("d", 120, seed=1).groups[k[1]]["en"].positive_id == g[a]["en"].positive_id]
+    same_id_other_source = [
+        k
+        for k in rows
+        if k[0] == "d"
+        and k[2] == "en"
+        and colliding_source("d", 120, seed=1).groups[k[1]]["en"].positive_id == g[a]["en"].positive_id
+    ]
     assert all(int(index.pair_positive[rows[k]]) != code(("c", a, "en")) for k in same_id_other_source)
     # a negative id that is some positive's id gets that positive's code
     for (src, gid, lang), r in rows.items():
@@ -324,9 +331,18 @@ def test_every_one_of_k_mined_negatives_is_kept_apart_from_the_batch_positives()
     groups = {}
     for i in range(120):
         others = rng.choice([j for j in range(120) if j != i], size=3, replace=False)
-        groups[f"g{i}"] = {lang: Pair(f"g{i}", lang, f"q{i} {lang}", f"p{i} {lang}", positive_id=f"P{i}",
-                                      negative=tuple(f"p{j} {lang}" for j in others),
-                                      negative_id=tuple(f"P{j}" for j in others)) for lang in ("de", "en")}
+        groups[f"g{i}"] = {
+            lang: Pair(
+                f"g{i}",
+                lang,
+                f"q{i} {lang}",
+                f"p{i} {lang}",
+                positive_id=f"P{i}",
+                negative=tuple(f"p{j} {lang}" for j in others),
+                negative_id=tuple(f"P{j}" for j in others),
+            )
+            for lang in ("de", "en")
+        }
     index = PairIndex([PairGroups("mined", groups)], negatives=3)
     assert index.pair_negative.shape == (index.num_pairs, 3)
     assert set(index.pair_negative.ravel().tolist()) <= set(index.pair_positive.tolist())

@@ -64,8 +64,11 @@ def test_exact_matches_brute_force(integer, k, chunk_size):
         for qi, query in enumerate(bench.queries):
             if query.lang != setting.query_lang:
                 continue
-            gold = {cid: r for cid, r in bench.qrels.get(query.id, {}).items()
-                    if bench.candidates[cand_id.index(cid)].lang in setting.pool_langs}
+            gold = {
+                cid: r
+                for cid, r in bench.qrels.get(query.id, {}).items()
+                if bench.candidates[cand_id.index(cid)].lang in setting.pool_langs
+            }
             rows = np.flatnonzero((run.setting == code) & (run.query == qi))
             if not gold:
                 assert len(rows) == 0, f"{setting.name} {query.id}: no gold in pool, so no rows"
@@ -107,7 +110,7 @@ def test_faiss_same_topk_as_exact():
     assert top_lists(exact) == top_lists(approx)
     deep = (exact.relevance > 0) & (exact.rank > 6)
     assert deep.any()
-    key = lambda r: {(s, q, d): v for s, q, d, v in zip(r.setting, r.query, r.doc, r.rank)}
+    key = lambda r: {(s, q, d): v for s, q, d, v in zip(r.setting, r.query, r.doc, r.rank)}  # noqa: E731
     approx_rank = key(approx)
     assert all(approx_rank[(s, q, d)] == 0 for s, q, d in zip(exact.setting[deep], exact.query[deep], exact.doc[deep]))
     assert len(approx) == len(exact)
@@ -177,7 +180,7 @@ def test_faiss_hnsw_runs_and_mostly_agrees():
     q_emb, c_emb = embeddings(bench, seed=4, dim=16)
     exact = build_run_table(bench, q_emb, c_emb, k=5)
     hnsw = build_run_table(bench, q_emb, c_emb, k=5, backend="faiss-hnsw", hnsw_m=8)
-    top = lambda r: set(zip(r.setting[r.retrieved], r.query[r.retrieved], r.doc[r.retrieved]))
+    top = lambda r: set(zip(r.setting[r.retrieved], r.query[r.retrieved], r.doc[r.retrieved]))  # noqa: E731
     assert len(top(exact) & top(hnsw)) >= 0.9 * len(top(exact))
     assert hnsw.meta["backend"] == "faiss-hnsw" and not hnsw.exact_ranks
 

@@ -52,10 +52,8 @@ def test_bad_input():
 
 
 def test_align_matches_by_names():
-    qa = PerQuery(["mono:en", "mono:en", "multi:en"], ["q0", "q1", "q2"], ["en"] * 3,
-                  values={"map": np.array([0.1, 0.2, 0.3])})
-    qb = PerQuery(["mono:en", "multi:en", "mono:en"], ["q1", "q2", "q0"], ["en"] * 3,
-                  values={"map": np.array([0.5, 0.6, 0.7])})
+    qa = PerQuery(["mono:en", "mono:en", "multi:en"], ["q0", "q1", "q2"], ["en"] * 3, values={"map": np.array([0.1, 0.2, 0.3])})
+    qb = PerQuery(["mono:en", "multi:en", "mono:en"], ["q1", "q2", "q0"], ["en"] * 3, values={"map": np.array([0.5, 0.6, 0.7])})
     va, vb, keys = align(qa, qb, "map")
     assert keys.tolist() == ["mono:en/q0@en", "mono:en/q1@en", "multi:en/q2@en"]
     assert va.tolist() == [0.1, 0.2, 0.3] and vb.tolist() == [0.7, 0.5, 0.6]

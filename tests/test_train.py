@@ -32,8 +32,9 @@ LANGS = ("de", "en", "es")
 WORDS = "the capital city of river year country der die stadt fluss la ciudad río".split()
 # one word per (language, number): a group's topic marker and each query's language marker; all in the
 # tiny model's vocabulary, so each is one token
-MARKERS = [w for w in dict.fromkeys(TINY_WORDS) if w.isascii() and w.isalpha() and w not in WORDS
-           and w not in ("query", "passage")][:30]
+MARKERS = [
+    w for w in dict.fromkeys(TINY_WORDS) if w.isascii() and w.isalpha() and w not in WORDS and w not in ("query", "passage")
+][:30]
 
 
 def marker(lang: str, i: int) -> str:

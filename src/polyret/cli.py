@@ -62,8 +62,7 @@ class PolyretGroup(TyperGroup):
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()
-            typer.echo("error: interrupted; run the same command again to continue (finished steps are kept)",
-                       err=True)
+            typer.echo("error: interrupted; run the same command again to continue (finished steps are kept)", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
             if debug:
@@ -73,15 +72,17 @@ class PolyretGroup(TyperGroup):
                 typer.echo(f"error: {message}", err=True)
                 raise typer.Exit(2) from None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            typer.echo(f"error: internal error {type(exc).__name__}" + (f": {first}" if first else "")
-                       + ("" if debug else " (a bug in polyret: rerun with polyret --debug ... for the traceback)"),
-                       err=True)
+            typer.echo(
+                f"error: internal error {type(exc).__name__}"
+                + (f": {first}" if first else "")
+                + ("" if debug else " (a bug in polyret: rerun with polyret --debug ... for the traceback)"),
+                err=True,
+            )
             raise typer.Exit(1) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                                standalone_mode=False, **extra)
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
             code = code if isinstance(code, int) else 0
         except cx.NoArgsIsHelpError as exc:
             typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
@@ -100,8 +101,13 @@ class PolyretGroup(TyperGroup):
         return code
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, cls=PolyretGroup, pretty_exceptions_enable=False,
-                  help="Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    cls=PolyretGroup,
+    pretty_exceptions_enable=False,
+    help="Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval).",
+)
 
 
 def _print_version(value: bool) -> None:
@@ -114,10 +120,12 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", envvar="POLYRET_DEBUG",
-                               help="Show the traceback of an error (also: POLYRET_DEBUG=1)."),
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print polyret's version and exit."),
+    debug: bool = typer.Option(
+        False, "--debug", envvar="POLYRET_DEBUG", help="Show the traceback of an error (also: POLYRET_DEBUG=1)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print polyret's version and exit."
+    ),
 ) -> None:
     """Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval)."""
 
@@ -161,8 +169,11 @@ def language_table(res, measure: str = "map") -> Table:
     for lang in res.languages:
         row = [Text(lang)]
         for f in fams:
-            vals = [v[measure] for name, v in res.per_setting.items()
-                    if name.startswith(f + ":") and name.split(":", 1)[1].split("-")[0] == lang and measure in v]
+            vals = [
+                v[measure]
+                for name, v in res.per_setting.items()
+                if name.startswith(f + ":") and name.split(":", 1)[1].split("-")[0] == lang and measure in v
+            ]
             row.append(f"{sum(vals) / len(vals):.4f}" if vals else "-")
         if "multi" in fams and res.bias.get("per_language"):
             v = res.bias["per_language"].get(lang, {}).get("max_rank_distance")
@@ -206,14 +217,34 @@ def evaluate(
     from .evaluation import evaluate as run_evaluate
 
     langs, fams = _split(languages), _split(families)
-    check_evaluate_options(model, benchmark, languages=langs, families=fams, k=k, batch_size=batch_size,
-                           backend=backend, max_seq_length=max_seq_length, output=output)
+    check_evaluate_options(
+        model,
+        benchmark,
+        languages=langs,
+        families=fams,
+        k=k,
+        batch_size=batch_size,
+        backend=backend,
+        max_seq_length=max_seq_length,
+        output=output,
+    )
     res = run_evaluate(
-        model, benchmark, output=output, keep_run=trec_run,
-        languages=langs, families=fams,
-        data_dir=str(data_dir) if data_dir else None, batch_size=batch_size, k=k, backend=backend,
-        with_context=with_context, max_seq_length=max_seq_length, query_prompt=query_prompt,
-        passage_prompt=passage_prompt, cache=not no_cache, device=device,
+        model,
+        benchmark,
+        output=output,
+        keep_run=trec_run,
+        languages=langs,
+        families=fams,
+        data_dir=str(data_dir) if data_dir else None,
+        batch_size=batch_size,
+        k=k,
+        backend=backend,
+        with_context=with_context,
+        max_seq_length=max_seq_length,
+        query_prompt=query_prompt,
+        passage_prompt=passage_prompt,
+        cache=not no_cache,
+        device=device,
     )
     print_results(res)
     if output is not None:
@@ -223,10 +254,18 @@ def evaluate(
         _say("results written to ", (str(output), "bold"))
 
 
-def check_evaluate_options(model: str, benchmark: str, *, languages: list[str] | None = None,
-                           families: list[str] | None = None, k: int = 100, batch_size: int = 32,
-                           backend: str = "exact", max_seq_length: int | None = None,
-                           output: Path | None = None) -> None:
+def check_evaluate_options(
+    model: str,
+    benchmark: str,
+    *,
+    languages: list[str] | None = None,
+    families: list[str] | None = None,
+    k: int = 100,
+    batch_size: int = 32,
+    backend: str = "exact",
+    max_seq_length: int | None = None,
+    output: Path | None = None,
+) -> None:
     """Check every ``evaluate`` option before a model loads or a text is encoded.
 
     Args:
@@ -253,8 +292,7 @@ def check_evaluate_options(model: str, benchmark: str, *, languages: list[str] |
             raise ValueError(f"--families: unknown {', '.join(bad) or '(empty list)'}; choose from {', '.join(FAMILIES)}")
         absent = [f for f in families if f not in info.families]
         if absent:
-            raise ValueError(f"--families: {benchmark} has no {', '.join(absent)} settings; it has "
-                             f"{', '.join(info.families)}")
+            raise ValueError(f"--families: {benchmark} has no {', '.join(absent)} settings; it has {', '.join(info.families)}")
     for name, value in (("--k", k), ("--batch-size", batch_size), ("--max-seq-length", max_seq_length)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -270,7 +308,8 @@ def train(
     ctx: typer.Context,
     model: str | None = typer.Option(None, help="Base model: builtin:me5-small, a folder, or a Hub id."),
     train_data: str | None = typer.Option(
-        None, "--train", help="Comma-separated sources: xquad-r:train, mlqa-r:train, file.jsonl, mmarco."),
+        None, "--train", help="Comma-separated sources: xquad-r:train, mlqa-r:train, file.jsonl, mmarco."
+    ),
     strategy: str | None = typer.Option(None, help="mono | cross | hybrid | mixed."),
     alpha: float | None = typer.Option(None, help="Probability of a monolingual batch (hybrid)."),
     languages: str | None = typer.Option(None, help="Comma-separated training languages."),
@@ -283,12 +322,13 @@ def train(
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --output."),
     dev: str | None = typer.Option(
-        None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."),
+        None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."
+    ),
     set_: list[str] | None = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
 ) -> None:
     """Train a bi-encoder with mono / cross / hybrid / mixed batches (hybrid batch training)."""
-    from .training.config import ConfigError, TrainConfig, parse_overrides
     from .training import train as run_train
+    from .training.config import ConfigError, TrainConfig, parse_overrides
 
     if config is not None:
         cfg = TrainConfig.from_file(config)
@@ -296,12 +336,23 @@ def train(
             raise ConfigError("give --config or --recipe, not both")
     else:
         cfg = TrainConfig.from_recipe(recipe) if recipe else TrainConfig()
-    overrides = {k: v for k, v in {
-        "model": model, "train": _split(train_data), "strategy": strategy, "alpha": alpha,
-        "languages": _split(languages), "output_dir": str(output) if output else None,
-        "max_steps": max_steps, "batch_size": batch_size, "seed": seed,
-        "data_dir": str(data_dir) if data_dir else None, "dev": dev,
-    }.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "model": model,
+            "train": _split(train_data),
+            "strategy": strategy,
+            "alpha": alpha,
+            "languages": _split(languages),
+            "output_dir": str(output) if output else None,
+            "max_steps": max_steps,
+            "batch_size": batch_size,
+            "seed": seed,
+            "data_dir": str(data_dir) if data_dir else None,
+            "dev": dev,
+        }.items()
+        if v is not None
+    }
     if resume:
         overrides["resume"] = True
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
@@ -336,8 +387,11 @@ def experiment(
     languages: str | None = typer.Option(None, help="Training and evaluation languages."),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
     set_: list[str] | None = typer.Option(
-        None, "--set", help="Training override for every strategy, a TrainConfig field as key=value "
-        "(repeatable), e.g. --set max_steps=150 --set batch_size=32."),
+        None,
+        "--set",
+        help="Training override for every strategy, a TrainConfig field as key=value "
+        "(repeatable), e.g. --set max_steps=150 --set batch_size=32.",
+    ),
 ) -> None:
     """Train each strategy, evaluate the base and every trained model, and write one report.
 
@@ -380,8 +434,10 @@ def experiment(
     if result.get("rank", 0) != 0:
         _say(f"rank {result['rank']}: trained {len(done['trained'])}; rank 0 evaluates and writes the report")
         return
-    _say(f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "
-         f"reused {len(done['reused'])} finished steps in {result['seconds']:.0f}s")
+    _say(
+        f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "
+        f"reused {len(done['reused'])} finished steps in {result['seconds']:.0f}s"
+    )
     _say("report: ", (str(result["report"].get("markdown", result["output"] / "report")), "bold"))
 
 
@@ -397,14 +453,15 @@ def list_benchmarks_cmd() -> None:
 @app.command()
 def mine(
     train_data: str = typer.Option(
-        ..., "--train", help="Training source, as for polyret train: xquad-r:train, file.jsonl, mmarco[:folder]."),
+        ..., "--train", help="Training source, as for polyret train: xquad-r:train, file.jsonl, mmarco[:folder]."
+    ),
     output: Path = typer.Option(..., help="The mined JSONL to write (train on it with --set negatives=K)."),
     model: str = typer.Option("builtin:me5-small", help="Model that scores candidates (default: the base model)."),
     k: int = typer.Option(3, "--k", help="Hard negatives per pair."),
     languages: str | None = typer.Option(None, help="Comma-separated subset of languages."),
     relative_margin: float = typer.Option(
-        0.05, help="False-negative guard: skip candidates scoring above pos - |pos| * margin "
-        "(sentence-transformers' semantics)."),
+        0.05, help="False-negative guard: skip candidates scoring above pos - |pos| * margin (sentence-transformers' semantics)."
+    ),
     no_relative_margin: bool = typer.Option(False, help="Turn the relative-margin guard off."),
     absolute_margin: float | None = typer.Option(None, help="Skip candidates with score + margin > pos."),
     max_score: float | None = typer.Option(None, help="Skip candidates scoring above this."),
@@ -433,12 +490,16 @@ def mine(
         device=device, max_seq_length=max_seq_length,
     )  # fmt: skip
     skipped = ", ".join(f"{name} {n}" for name, n in stats.skipped.items() if n) or "none"
-    _say(f"mined {stats.negatives} negatives for {stats.written} of {stats.pairs} pairs "
-         f"({stats.short} got fewer than {k}{', left out' if stats.dropped else ''}); skipped: {skipped}")
+    _say(
+        f"mined {stats.negatives} negatives for {stats.written} of {stats.pairs} pairs "
+        f"({stats.short} got fewer than {k}{', left out' if stats.dropped else ''}); skipped: {skipped}"
+    )
     _say("wrote ", (str(output), "bold"), f" and {stats_path(output)}")
     if stats.short and not stats.dropped:  # kept short pairs: training takes as many as every pair has
-        _say(f"train on it with: polyret train --train {output} (pairs have fewer than {k} negatives: "
-             "--set negatives=<the fewest any pair has>)")
+        _say(
+            f"train on it with: polyret train --train {output} (pairs have fewer than {k} negatives: "
+            "--set negatives=<the fewest any pair has>)"
+        )
     else:
         _say(f"train on it with: polyret train --train {output} --set negatives={k}")
 

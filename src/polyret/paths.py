@@ -42,8 +42,7 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def check_writable(folder: str | os.PathLike, *, what: str = "output folder",
-                   error: type[Exception] = ValueError) -> None:
+def check_writable(folder: str | os.PathLike, *, what: str = "output folder", error: type[Exception] = ValueError) -> None:
     """Make sure ``folder`` can be created (or is a folder) and written, before any work starts.
 
     Probes with a temporary file in the deepest existing ancestor, removed at once; creates nothing.
@@ -151,7 +150,7 @@ def is_complete(folder: str | os.PathLike) -> bool:
 
 def clear_complete(folder: str | os.PathLike) -> None:
     """Remove the marker first, before a step rewrites ``folder``: a crash mid-way then reads as unfinished."""
-    try:
+    try:  # noqa: SIM105
         (Path(folder) / COMPLETE_MARKER).unlink()
     except FileNotFoundError:
         pass

@@ -49,8 +49,9 @@ def check_languages(
     unknown = [lang for lang in chosen if lang not in known]
     for lang in unknown:  # "DE " is not a new language, nor silently "de": say how to write it
         if isinstance(lang, str) and lang.strip().lower() in known:
-            raise error(f"{where}: language code {lang!r} is not canonical; write {lang.strip().lower()!r} "
-                        "(lower case, no spaces)")
+            raise error(
+                f"{where}: language code {lang!r} is not canonical; write {lang.strip().lower()!r} (lower case, no spaces)"
+            )
     if unknown:
         raise error(f"{where} has no language {', '.join(map(str, unknown))}; it has {', '.join(available)}")
     if not chosen:

@@ -24,17 +24,21 @@ SRC = str(Path(polyret.__file__).resolve().parent.parent)
 def _polyret(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "POLYRET_DEBUG"}
     full_env.update({"PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1", "POLYRET_CACHE_DIR": str(cwd / "cache"), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "polyret.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=600)  # a hang guard, not a speed check
+    return subprocess.run(
+        [sys.executable, "-m", "polyret.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+    )  # a hang guard, not a speed check
 
 
-@pytest.mark.parametrize("name, text, expected", [
-    # a YAML error quoting a path with '[/' used to end in a rich MarkupError traceback
-    ("odd[/dir].yaml", "preset: smoke\nseeds: [1, 2\n", "odd[/dir].yaml: cannot parse experiment config"),
-    ("typo.yaml", "preset: smokee\n", "unknown preset 'smokee'"),  # was a KeyError traceback
-    ("seeds.yaml", 'preset: smoke\nseeds: "two"\n', "seeds must be an integer, got 'two'"),  # was '<' not supported
-    ("markup.yaml", "preset: smoke\nbenchmarks: ['[bold]xquad-r[/bold]']\n", "'[bold]xquad-r[/bold]'"),
-])
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        # a YAML error quoting a path with '[/' used to end in a rich MarkupError traceback
+        ("odd[/dir].yaml", "preset: smoke\nseeds: [1, 2\n", "odd[/dir].yaml: cannot parse experiment config"),
+        ("typo.yaml", "preset: smokee\n", "unknown preset 'smokee'"),  # was a KeyError traceback
+        ("seeds.yaml", 'preset: smoke\nseeds: "two"\n', "seeds must be an integer, got 'two'"),  # was '<' not supported
+        ("markup.yaml", "preset: smoke\nbenchmarks: ['[bold]xquad-r[/bold]']\n", "'[bold]xquad-r[/bold]'"),
+    ],
+)
 def test_config_errors_are_one_plain_line_in_a_real_process(tmp_path, name, text, expected):
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_text(text)
@@ -97,15 +101,31 @@ def test_full_disk_writing_results_is_a_plain_error_and_leaves_no_results(tmp_pa
 
     def random_embeddings(model, bench, **kwargs):  # the write is under test, not the encoder
         rng = np.random.default_rng(0)
-        return (rng.standard_normal((len(bench.queries), 8)).astype(np.float32),
-                rng.standard_normal((len(bench.candidates), 8)).astype(np.float32))
+        return (
+            rng.standard_normal((len(bench.queries), 8)).astype(np.float32),
+            rng.standard_normal((len(bench.candidates), 8)).astype(np.float32),
+        )
 
     monkeypatch.setattr(evaluate_module, "encode_benchmark", random_embeddings)
     monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
     _disk_full_on(monkeypatch, "results.json")
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", "--model", tiny_model_dir, "--benchmark", "xquad-r:test",
-                                 "--languages", "de,en", "--families", "mono", "--output", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            tiny_model_dir,
+            "--benchmark",
+            "xquad-r:test",
+            "--languages",
+            "de,en",
+            "--families",
+            "mono",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert f"{out / 'results.json'}: No space left on device" in result.stderr
     assert "Traceback" not in result.output

@@ -29,12 +29,30 @@ from polyret.evaluation.results import is_done
 from polyret.paths import COMPLETE_MARKER
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-DE = ["Die Stadt liegt am Fluss.", "Der König war alt.", "Die Schule hat Wasser.", "Das Land hat viele Menschen.",
-      "Die Kirche ist groß.", "Der Krieg war kurz.", "Die Musik ist neu.", "Die Hauptstadt ist klein.",
-      "Die Sprache ist alt.", "Das Jahr war gut."]
-EN = ["The city is on the river.", "The king was old.", "The school has water.", "The country has many people.",
-      "The church is large.", "The war was short.", "The music is new.", "The capital is small.",
-      "The language is old.", "The year was good."]
+DE = [
+    "Die Stadt liegt am Fluss.",
+    "Der König war alt.",
+    "Die Schule hat Wasser.",
+    "Das Land hat viele Menschen.",
+    "Die Kirche ist groß.",
+    "Der Krieg war kurz.",
+    "Die Musik ist neu.",
+    "Die Hauptstadt ist klein.",
+    "Die Sprache ist alt.",
+    "Das Jahr war gut.",
+]
+EN = [
+    "The city is on the river.",
+    "The king was old.",
+    "The school has water.",
+    "The country has many people.",
+    "The church is large.",
+    "The war was short.",
+    "The music is new.",
+    "The capital is small.",
+    "The language is old.",
+    "The year was good.",
+]
 
 
 def _paragraph(sentences: list[str], qid: str, question: str, gold: int) -> dict:
@@ -44,17 +62,22 @@ def _paragraph(sentences: list[str], qid: str, question: str, gold: int) -> dict
             context += " "
         breaks.append([len(context), len(context) + len(s)])
         context += s
-    return {"context": context, "sentences": sentences, "sentence_breaks": breaks,
-            "qas": [{"id": qid, "question": question, "answers": [{"text": "x", "answer_start": breaks[gold][0] + 1}]}]}
+    return {
+        "context": context,
+        "sentences": sentences,
+        "sentence_breaks": breaks,
+        "qas": [{"id": qid, "question": question, "answers": [{"text": "x", "answer_start": breaks[gold][0] + 1}]}],
+    }
 
 
 def write_tiny_xquad(root: Path) -> Path:
     """xquad-r/{de,en}.json: 10 parallel paragraphs of 3 sentences, one question each (80 texts)."""
     (root / "xquad-r").mkdir(parents=True, exist_ok=True)
     for lang, sents, q in (("de", DE, "Wer war wann wo {i}?"), ("en", EN, "Who was where when {i}?")):
-        paras = [_paragraph([sents[i], sents[(i + 3) % 10], sents[(i + 7) % 10]], f"q{i}", q.format(i=i), i % 3)
-                 for i in range(10)]
-        doc = {"data": [{"title": f"T{j}", "paragraphs": paras[5 * j:5 * j + 5]} for j in range(2)]}
+        paras = [
+            _paragraph([sents[i], sents[(i + 3) % 10], sents[(i + 7) % 10]], f"q{i}", q.format(i=i), i % 3) for i in range(10)
+        ]
+        doc = {"data": [{"title": f"T{j}", "paragraphs": paras[5 * j : 5 * j + 5]} for j in range(2)]}
         (root / "xquad-r" / f"{lang}.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     return root
 
@@ -84,19 +107,34 @@ def world(request, tmp_path_factory, tiny_model_dir):
     data = write_tiny_xquad(root / "data")
     base = root / "killed"
     base.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     driver = None
     if any("killed" in getattr(item, "fixturenames", ()) for item in request.session.items):
         driver = subprocess.Popen(
             [sys.executable, "-c", DRIVER, tiny_model_dir, str(data), str(base), json.dumps(EVAL_KW), *KILL_POINTS],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
     try:
         run_eval(tiny_model_dir, data, root / "reference", root / "reference-cache")
         assert is_done(root / "reference")
-        yield {"root": root, "data": data, "model": tiny_model_dir, "reference": snapshot(root / "reference"),
-               "driver": driver, "killed": base}
+        yield {
+            "root": root,
+            "data": data,
+            "model": tiny_model_dir,
+            "reference": snapshot(root / "reference"),
+            "driver": driver,
+            "killed": base,
+        }
     finally:
         if driver is not None:
             if driver.poll() is None:
@@ -106,7 +144,7 @@ def world(request, tmp_path_factory, tiny_model_dir):
 
 # ------------------------------------------------------------------------------------------- SIGKILL
 
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import json, os, signal, sys
     import numpy as np
     import torch
@@ -175,7 +213,7 @@ DRIVER = textwrap.dedent('''
         _, st = os.waitpid(pid, 0)
         status[point] = os.WTERMSIG(st) if os.WIFSIGNALED(st) else -os.WEXITSTATUS(st)
     print(json.dumps(status))
-''')
+""")
 
 KILL_POINTS = ["after-3-shards", "mid-shard-write", "writing-per-query", "renaming-per-query", "before-marker"]
 
@@ -237,8 +275,13 @@ def test_experiment_redoes_an_evaluation_without_marker(world, tmp_path, monkeyp
         (final / "polyret_train.json").write_text("{}")
 
     monkeypatch.setattr(train_mod, "train", fake_train)
-    cfg = PRESETS["smoke"].replace(model=world["model"], output=str(tmp_path / "exp"), strategies=("mono",),
-                                   benchmarks=("xquad-r",), data_dir=str(world["data"]))
+    cfg = PRESETS["smoke"].replace(
+        model=world["model"],
+        output=str(tmp_path / "exp"),
+        strategies=("mono",),
+        benchmarks=("xquad-r",),
+        data_dir=str(world["data"]),
+    )
     monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
     first = run_experiment(cfg, progress=False)
     assert sorted(first["done"]["evaluated"]) == ["base xquad-r", "mono seed 0 xquad-r"]
@@ -311,7 +354,6 @@ def test_damaged_cache_shard_is_detected_warned_set_aside_and_re_encoded(world, 
 @pytest.mark.parametrize("victim", ["shard-", "results.json", "per_query.csv.gz", "heatmap_map.png", COMPLETE_MARKER])
 def test_full_disk_is_a_clear_error_and_leaves_nothing_trusted(world, tmp_path, monkeypatch, victim):
     import shutil
-
     from contextlib import contextmanager
 
     import polyret.paths

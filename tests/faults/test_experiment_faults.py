@@ -87,16 +87,25 @@ def _write_tiny_xquad(root: Path) -> None:
         w = WORDS.get(lang, WORDS["en"])
         articles = []
         for a in range(24):
-            sents = [f"{w[(a + i) % 14].capitalize()} {w[(a * 3 + i) % 14]} {w[(a * 5 + 2 * i) % 14]} {a}."
-                     for i in range(3)]
+            sents = [f"{w[(a + i) % 14].capitalize()} {w[(a * 3 + i) % 14]} {w[(a * 5 + 2 * i) % 14]} {a}." for i in range(3)]
             breaks, pos = [], 0
             for s in sents:
                 breaks.append([pos, pos + len(s)])
                 pos += len(s) + 1
-            qas = [{"id": f"a{a}q{j}", "question": f"{w[(a + j) % 14]} {w[(a * 7 + j) % 14]} {a}?",
-                    "answers": [{"text": "x", "answer_start": breaks[j][0] + 1}]} for j in range(2)]
-            articles.append({"title": f"T{a}", "paragraphs": [
-                {"context": " ".join(sents), "sentences": sents, "sentence_breaks": breaks, "qas": qas}]})
+            qas = [
+                {
+                    "id": f"a{a}q{j}",
+                    "question": f"{w[(a + j) % 14]} {w[(a * 7 + j) % 14]} {a}?",
+                    "answers": [{"text": "x", "answer_start": breaks[j][0] + 1}],
+                }
+                for j in range(2)
+            ]
+            articles.append(
+                {
+                    "title": f"T{a}",
+                    "paragraphs": [{"context": " ".join(sents), "sentences": sents, "sentence_breaks": breaks, "qas": qas}],
+                }
+            )
         doc = {"version": 1.0, "data": articles}
         (folder / f"{lang}.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
 
@@ -123,19 +132,41 @@ def world(tmp_path_factory, tiny_model_dir):
 
 
 def _args(w: dict, out: Path) -> list[str]:
-    return ["experiment", "--preset", "smoke", "--model", w["model"], "--strategies", "hybrid",
-            "--data-dir", str(w["root"] / "data"), "--set", "max_steps=2", "--set", "save_steps=1",
-            "--output", str(out)]
+    return [
+        "experiment",
+        "--preset",
+        "smoke",
+        "--model",
+        w["model"],
+        "--strategies",
+        "hybrid",
+        "--data-dir",
+        str(w["root"] / "data"),
+        "--set",
+        "max_steps=2",
+        "--set",
+        "save_steps=1",
+        "--output",
+        str(out),
+    ]
 
 
 def _run(w: dict, out: Path, kill: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("POLYRET_TEST_KILL", "POLYRET_DEBUG")}
-    env.update({"PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                "POLYRET_CACHE_DIR": str(out.parent / f"{out.name}-cache"), "TOKENIZERS_PARALLELISM": "false"})
+    env.update(
+        {
+            "PYTHONPATH": SRC,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "POLYRET_CACHE_DIR": str(out.parent / f"{out.name}-cache"),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     if kill:
         env["POLYRET_TEST_KILL"] = kill
-    return subprocess.run([sys.executable, str(w["root"] / "child.py"), *_args(w, out)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(w["root"] / "child.py"), *_args(w, out)], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _steps(stdout: str) -> list[str]:
@@ -155,8 +186,7 @@ REPORT = "writing the report"
 
 CHAINS = {
     # killed after a training checkpoint, then while writing the report: resume, then only the report
-    "training-then-report": [("checkpoint:1", [BASE, TRAIN]), ("report_file:1", [RESUME, EVAL, REPORT]),
-                             (None, [REPORT])],
+    "training-then-report": [("checkpoint:1", [BASE, TRAIN]), ("report_file:1", [RESUME, EVAL, REPORT]), (None, [REPORT])],
     # killed inside the base evaluation, then between the training and its evaluation
     "base-eval-then-after-training": [("encoded:1", [BASE]), ("trained:1", [BASE, TRAIN]), (None, [EVAL, REPORT])],
     # killed inside the trained model's evaluation (the 2nd evaluation of the run)
@@ -164,11 +194,14 @@ CHAINS = {
 }
 
 
-@pytest.mark.parametrize("chain", [
-    "training-then-report",
-    pytest.param("base-eval-then-after-training", marks=pytest.mark.slow),
-    pytest.param("trained-model-eval", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "chain",
+    [
+        "training-then-report",
+        pytest.param("base-eval-then-after-training", marks=pytest.mark.slow),
+        pytest.param("trained-model-eval", marks=pytest.mark.slow),
+    ],
+)
 def test_killed_experiment_reruns_to_the_same_report_redoing_only_what_was_left(world, tmp_path, chain):
     assert world["steps"] == [BASE, TRAIN, EVAL, REPORT]
     out = tmp_path / "exp"

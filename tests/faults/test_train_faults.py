@@ -229,8 +229,12 @@ def write_pairs(path: Path, groups: int = 30, seed: int = 0) -> Path:
         for g in range(groups):
             topic = [rng.choice(WORDS) for _ in range(3)]
             for lang in LANGS:
-                row = {"id": f"g{g}", "lang": lang, "query": " ".join(topic + [rng.choice(WORDS), lang]),
-                       "positive": " ".join(topic + [rng.choice(WORDS) for _ in range(rng.randint(2, 12))])}
+                row = {
+                    "id": f"g{g}",
+                    "lang": lang,
+                    "query": " ".join(topic + [rng.choice(WORDS), lang]),
+                    "positive": " ".join(topic + [rng.choice(WORDS) for _ in range(rng.randint(2, 12))]),
+                }
                 fh.write(json.dumps(row) + "\n")
     return path
 
@@ -239,14 +243,25 @@ def write_pairs(path: Path, groups: int = 30, seed: int = 0) -> Path:
 def fault_runs(tiny_model_dir, tmp_path_factory):
     """Runs the driver once: the reference run, then kill + resume for every fault in FAULTS."""
     base = tmp_path_factory.mktemp("train-faults")
-    spec = {"model": tiny_model_dir, "pairs": str(write_pairs(base / "pairs.jsonl")), "base": str(base),
-            "faults": list(FAULTS), "results": str(base / "results.json")}
+    spec = {
+        "model": tiny_model_dir,
+        "pairs": str(write_pairs(base / "pairs.jsonl")),
+        "base": str(base),
+        "faults": list(FAULTS),
+        "results": str(base / "results.json"),
+    }
     (base / "spec.json").write_text(json.dumps(spec))
     (base / "driver.py").write_text(DRIVER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(base / "driver.py"), str(base / "spec.json")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(base / "driver.py"), str(base / "spec.json")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((base / "results.json").read_text())
     assert results["reference"]["rc"] == 0, proc.stderr[-4000:]

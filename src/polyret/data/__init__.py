@@ -12,9 +12,9 @@ from polyret.data.lareqa import (
 from polyret.data.miracl import MIRACL_LANGUAGES, load_miracl
 from polyret.data.mmarco import MMARCO_LANGUAGES
 from polyret.data.pairs import load_pairs, load_pairs_jsonl, pair_counts
-from polyret.data.trec import read_qrels, read_run, read_topics
 from polyret.data.records import Benchmark, Candidate, DataError, Pair, PairGroups, Query
 from polyret.data.registry import BENCHMARKS, BenchmarkInfo, benchmark_info, list_benchmarks, load_benchmark
+from polyret.data.trec import read_qrels, read_run, read_topics
 
 __all__ = [
     "BENCHMARKS",

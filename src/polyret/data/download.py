@@ -111,8 +111,7 @@ def ensure_file(
             if path.name == Path(remote.relpath).name:  # an alternative name (uncompressed) has no checksum
                 problem = verify(remote, path)
                 if problem:
-                    logger.warning("%s; using it anyway (a local copy), but its numbers are not the benchmark's",
-                                   problem)
+                    logger.warning("%s; using it anyway (a local copy), but its numbers are not the benchmark's", problem)
             return path
     where = ", ".join(str(p) for p in looked)
     if not download:
@@ -177,9 +176,7 @@ def _fetch_hf_shards(url: str, dest: Path) -> None:
         raise ValueError(f"expected hf://datasets/<owner>/<name>/<folder>/, got {url}")
     repo_id, folder = f"{parts[1]}/{parts[2]}", parts[3].rstrip("/") + "/"
     shards = sorted(
-        f
-        for f in HfApi().list_repo_files(repo_id, repo_type="dataset")
-        if f.startswith(folder) and f.endswith(".jsonl.gz")
+        f for f in HfApi().list_repo_files(repo_id, repo_type="dataset") if f.startswith(folder) and f.endswith(".jsonl.gz")
     )
     if not shards:
         raise FileNotFoundError(f"no .jsonl.gz shards under {folder} in dataset {repo_id}")

@@ -241,15 +241,17 @@ def parse_lareqa_file(path: str | os.PathLike, lang: str, *, dataset: str = "xqu
             f"{MAX_MISMATCH_FRACTION:.0%}: gold labels would be wrong); first at {bad[0]}"
         )
     if bad:
-        logger.warning("%s: %d of %d sentences differ from context[sentence_breaks] (first at %s); kept",
-                       path, len(bad), n, bad[0])
+        logger.warning(
+            "%s: %d of %d sentences differ from context[sentence_breaks] (first at %s); kept", path, len(bad), n, bad[0]
+        )
     if empty:
         logger.warning("%s: %d empty sentences are not candidates (first at %s)", path, len(empty), empty[0])
     return parsed
 
 
-def _parse_paragraph(par: object, where: str, seen: dict[str, str],
-                     checks: dict[str, list[str]] | None = None) -> LareqaParagraph:
+def _parse_paragraph(
+    par: object, where: str, seen: dict[str, str], checks: dict[str, list[str]] | None = None
+) -> LareqaParagraph:
     context = _field(par, "context", str, where)
     sentences = _field(par, "sentences", list, where)
     breaks = _field(par, "sentence_breaks", list, where)
@@ -266,14 +268,13 @@ def _parse_paragraph(par: object, where: str, seen: dict[str, str],
         )
         if not ok:
             raise DataError(
-                f"{where}: sentence_breaks[{si}] = {span!r} is not a [start, end] span inside the "
-                f"context ({len(context)} chars)"
+                f"{where}: sentence_breaks[{si}] = {span!r} is not a [start, end] span inside the context ({len(context)} chars)"
             )
         spans.append((span[0], span[1]))
         if checks is not None:
             if not sent.strip():
                 checks["empty"].append(f"{where}, sentence {si}")
-            elif context[span[0]:span[1]].strip() != sent.strip():
+            elif context[span[0] : span[1]].strip() != sent.strip():
                 checks["mismatch"].append(f"{where}, sentence {si}")
     questions: list[LareqaQuestion] = []
     for qi, qa in enumerate(_field(par, "qas", list, where)):
@@ -294,9 +295,7 @@ def _parse_paragraph(par: object, where: str, seen: dict[str, str],
         start = _field(answers[0], "answer_start", int, f"{where_q}, answer 0")
         gold = next((si for si, (s, e) in enumerate(spans) if s <= start < e), None)
         if gold is None:
-            raise DataError(
-                f"{where_q}: answer_start {start} lies in no sentence (sentence_breaks {spans})"
-            )
+            raise DataError(f"{where_q}: answer_start {start} lies in no sentence (sentence_breaks {spans})")
         if not sentences[gold].strip():
             raise DataError(f"{where_q}: the answer's sentence {gold} is empty")
         questions.append(LareqaQuestion(id=qid, text=text, answer_start=start, gold=gold))
@@ -365,9 +364,7 @@ def article_groups(files: Mapping[str, LareqaFile]) -> list[tuple[str, list[tupl
     return sorted(groups)
 
 
-def article_split(
-    files: Mapping[str, LareqaFile], config: SplitConfig = SplitConfig()
-) -> dict[tuple[str, int], str]:
+def article_split(files: Mapping[str, LareqaFile], config: SplitConfig = SplitConfig()) -> dict[tuple[str, int], str]:
     """``(lang, article index) -> "train" | "test"``: whole article groups go to one side.
 
     Groups are ordered by a seeded hash of their key and the first ``round(test_fraction * n)`` are
@@ -410,9 +407,7 @@ def build_benchmark(
         if absent:
             raise DataError(f"{dataset}:{split} is computed from every language; missing {', '.join(absent)}")
         side = article_split(files, config)
-        provenance += (
-            f"; split {split} by article groups (test_fraction={config.test_fraction}, seed={config.seed})"
-        )
+        provenance += f"; split {split} by article groups (test_fraction={config.test_fraction}, seed={config.seed})"
     queries: list[Query] = []
     candidates: list[Candidate] = []
     qrels: dict[str, dict[str, int]] = {}

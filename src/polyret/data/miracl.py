@@ -97,8 +97,9 @@ def load_miracl(
     missing = sum(1 for q in queries for d in qrels[q.id] if d not in doc_ids)
     kept = {q.id: qrels[q.id] for q in queries}
     if missing:
-        logger.warning("%s: %d relevant judgements name docids absent from %s; they count as misses",
-                       qrels_path, missing, corpus_path)
+        logger.warning(
+            "%s: %d relevant judgements name docids absent from %s; they count as misses", qrels_path, missing, corpus_path
+        )
     provenance = (
         f"MIRACL v1.0 dev {lang}: {topics_path}, {qrels_path}, {corpus_path}; "
         f"{len(topics) - len(queries)} topics without relevant judgements dropped; "

@@ -28,19 +28,36 @@ from pathlib import Path
 import numpy as np
 
 from polyret.data.download import Fetch
-from polyret.data.lareqa import LAREQA_LANGUAGES, SPLITS, SplitConfig, article_split, check_languages, load_lareqa_files
-from polyret.data.lareqa import LareqaFile, candidate_id
+from polyret.data.lareqa import (
+    LAREQA_LANGUAGES,
+    SPLITS,
+    LareqaFile,
+    SplitConfig,
+    article_split,
+    candidate_id,
+    check_languages,
+    load_lareqa_files,
+)
 from polyret.data.lines import jsonl_objects
 from polyret.data.mmarco import MMARCO_LANGUAGES, MmarcoFiles, mmarco_hub_files, mmarco_local_files, mmarco_pairs
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.vocabulary import check_languages as check_subset
 
 __all__ = [
-    "MMARCO_LANGUAGES", "MmarcoFiles", "iter_pairs", "lareqa_pairs", "lareqa_passage_identities", "load_pairs",
-    "load_pairs_jsonl", "mmarco_hub_files", "mmarco_local_files", "mmarco_pairs", "pair_counts",
-    "restrict_languages", "subsample",
+    "MMARCO_LANGUAGES",
+    "MmarcoFiles",
+    "iter_pairs",
+    "lareqa_pairs",
+    "lareqa_passage_identities",
+    "load_pairs",
+    "load_pairs_jsonl",
+    "mmarco_hub_files",
+    "mmarco_local_files",
+    "mmarco_pairs",
+    "pair_counts",
+    "restrict_languages",
+    "subsample",
 ]  # the mMARCO names are re-exported: they lived here before data/mmarco.py
-
 
 
 # ------------------------------------------------------------------------------------------ common
@@ -112,8 +129,9 @@ def _jsonl_negatives(row: dict, where: str) -> tuple[str | tuple[str, ...] | Non
             return tuple(negative) or None, None
         if not isinstance(negative_id, list) or len(negative_id) != len(negative):
             got = f"a list of {len(negative_id)}" if isinstance(negative_id, list) else type(negative_id).__name__
-            raise DataError(f"{where}: 'negative_id' must be a list of {len(negative)} ids (one per negative) "
-                            f"or absent, got {got}")
+            raise DataError(
+                f"{where}: 'negative_id' must be a list of {len(negative)} ids (one per negative) or absent, got {got}"
+            )
         ids = tuple(_jsonl_id(v, where, f"negative_id[{i}]") for i, v in enumerate(negative_id))
         return (tuple(negative), ids) if negative else (None, None)
     if negative is not None and (not isinstance(negative, str) or not negative.strip()):
@@ -232,8 +250,9 @@ def lareqa_pairs(
                     negative = negative_id = None
                     if hard_negatives:
                         # never the positive's passage: not its text, nor a sentence linked to it
-                        others = [si for si, s in enumerate(par.sentences)
-                                  if s != positive and ids[si] != positive_id and s.strip()]
+                        others = [
+                            si for si, s in enumerate(par.sentences) if s != positive and ids[si] != positive_id and s.strip()
+                        ]
                         pick = _pick(others, seed, q.id, lang)
                         if pick is not None:
                             negative, negative_id = par.sentences[pick], ids[pick]

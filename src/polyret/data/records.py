@@ -121,8 +121,9 @@ class Pair:
             if isinstance(negative_id, (list, tuple)):
                 negative_id = tuple(negative_id)
                 if len(negative_id) != len(negative):
-                    raise ValueError(f"Pair {self.group!r} ({self.lang}): {len(negative)} negatives but "
-                                     f"{len(negative_id)} negative ids")
+                    raise ValueError(
+                        f"Pair {self.group!r} ({self.lang}): {len(negative)} negatives but {len(negative_id)} negative ids"
+                    )
             elif negative_id is not None:
                 raise ValueError(f"Pair {self.group!r} ({self.lang}): several negatives need a list of negative ids")
             if len(negative) <= 1:
@@ -130,8 +131,10 @@ class Pair:
                 negative_id = negative_id[0] if negative_id else None
         elif isinstance(negative_id, (list, tuple)):
             if len(negative_id) != (negative is not None):
-                raise ValueError(f"Pair {self.group!r} ({self.lang}): {int(negative is not None)} negative(s) but "
-                                 f"{len(negative_id)} negative ids")
+                raise ValueError(
+                    f"Pair {self.group!r} ({self.lang}): {int(negative is not None)} negative(s) but "
+                    f"{len(negative_id)} negative ids"
+                )
             negative_id = negative_id[0] if negative_id else None
         object.__setattr__(self, "negative", negative)
         object.__setattr__(self, "negative_id", negative_id)

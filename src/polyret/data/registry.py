@@ -176,8 +176,12 @@ def miracl_qrels_file(lang: str, split: str = "dev") -> RemoteFile:
 
 
 def miracl_corpus_file(lang: str) -> RemoteFile:
-    return _file(f"miracl/corpus/{lang}.jsonl.gz", f"hf://datasets/{MIRACL_CORPUS_REPO}/miracl-corpus-v1.0-{lang}/",
-                 "main", alternatives=(f"miracl/corpus/{lang}.jsonl",))
+    return _file(
+        f"miracl/corpus/{lang}.jsonl.gz",
+        f"hf://datasets/{MIRACL_CORPUS_REPO}/miracl-corpus-v1.0-{lang}/",
+        "main",
+        alternatives=(f"miracl/corpus/{lang}.jsonl",),
+    )
 
 
 @dataclass(frozen=True)
@@ -207,8 +211,11 @@ def _table() -> tuple[BenchmarkInfo, ...]:
         files = tuple(make(lang) for lang in langs)
         infos.append(BenchmarkInfo(dataset, langs, FAMILIES, f"{names[dataset]}, all articles", files))
         for split in SPLITS:
-            infos.append(BenchmarkInfo(f"{dataset}:{split}", langs, FAMILIES,
-                                       f"{names[dataset]}, {split} side of the article split", files))
+            infos.append(
+                BenchmarkInfo(
+                    f"{dataset}:{split}", langs, FAMILIES, f"{names[dataset]}, {split} side of the article split", files
+                )
+            )
     for lang in MIRACL_LANGUAGES:
         files = (miracl_topics_file(lang), miracl_qrels_file(lang), miracl_corpus_file(lang))
         infos.append(BenchmarkInfo(f"miracl/{lang}", (lang,), ("mono",), f"MIRACL v1.0 dev, {lang}", files))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,8 +128,9 @@ def encode_benchmark(
                 todo = count_missing(model, texts, kind=kind, cache=cache)
                 task = bar.add_task(f"{name} ({len(texts) - todo if cache else 0} cached)", total=todo)
                 out.append(
-                    encode(model, texts, kind=kind, batch_size=batch_size, cache=cache,
-                           progress=lambda n, t=task: bar.advance(t, n))
+                    encode(
+                        model, texts, kind=kind, batch_size=batch_size, cache=cache, progress=lambda n, t=task: bar.advance(t, n)
+                    )
                 )
     else:
         for _, texts, kind in jobs:
@@ -183,9 +185,14 @@ def score(
         bias=bias,
         timing={"search_s": t1 - t0, "metrics_s": t2 - t1},
         per_query=per_query,
-        extra={"n_queries": len(benchmark.queries), "n_candidates": len(benchmark.candidates),
-               "n_settings": len(settings), "k": k, "backend": backend,
-               "unretrievable_relevant": sum(len(v) for v in absent.values())},
+        extra={
+            "n_queries": len(benchmark.queries),
+            "n_candidates": len(benchmark.candidates),
+            "n_settings": len(settings),
+            "k": k,
+            "backend": backend,
+            "unretrievable_relevant": sum(len(v) for v in absent.values()),
+        },
     )
     return res, run
 
@@ -220,9 +227,15 @@ def split_unretrievable(benchmark: Benchmark) -> tuple[Benchmark, dict[str, dict
             f"not among the benchmark's candidates ({sum(len(v) for v in absent.values())} such judgements)"
         )
     qrels = {qid: {d: r for d, r in rel.items() if d in cand_ids} for qid, rel in benchmark.qrels.items()}
-    present = Benchmark(id=benchmark.id, languages=benchmark.languages, queries=benchmark.queries,
-                        candidates=benchmark.candidates, qrels=qrels, families=benchmark.families,
-                        provenance=benchmark.provenance)
+    present = Benchmark(
+        id=benchmark.id,
+        languages=benchmark.languages,
+        queries=benchmark.queries,
+        candidates=benchmark.candidates,
+        qrels=qrels,
+        families=benchmark.families,
+        provenance=benchmark.provenance,
+    )
     return present, absent
 
 
@@ -242,17 +255,28 @@ def _add_unretrievable(run, benchmark: Benchmark, absent: dict[str, dict[str, in
                 rows["score"].append(-np.inf)
                 rows["relevance"].append(rel)
     cols = {c: np.concatenate([getattr(run, c), np.asarray(v, dtype=getattr(run, c).dtype)]) for c, v in rows.items()}
-    return RunTable(settings=list(run.settings), query_ids=run.query_ids, query_langs=run.query_langs,
-                    doc_ids=np.concatenate([run.doc_ids, np.asarray(names, dtype=str)]),
-                    doc_langs=np.concatenate([run.doc_langs, np.full(len(names), lang, dtype=str)]),
-                    k=run.k, exact_ranks=run.exact_ranks, benchmark_id=run.benchmark_id, meta=dict(run.meta),
-                    **cols)
+    return RunTable(
+        settings=list(run.settings),
+        query_ids=run.query_ids,
+        query_langs=run.query_langs,
+        doc_ids=np.concatenate([run.doc_ids, np.asarray(names, dtype=str)]),
+        doc_langs=np.concatenate([run.doc_langs, np.full(len(names), lang, dtype=str)]),
+        k=run.k,
+        exact_ranks=run.exact_ranks,
+        benchmark_id=run.benchmark_id,
+        meta=dict(run.meta),
+        **cols,
+    )
 
 
 def _per_query_table(qs: PerQuery, measures: list[str]) -> PerQuery:
     """The per-query values of ``measures`` (in that order), for results and their CSV."""
-    return PerQuery(setting=qs.setting, query_id=qs.query_id, query_lang=qs.query_lang,
-                    values={m: np.asarray(qs.values[m], dtype=np.float64) for m in measures})
+    return PerQuery(
+        setting=qs.setting,
+        query_id=qs.query_id,
+        query_lang=qs.query_lang,
+        values={m: np.asarray(qs.values[m], dtype=np.float64) for m in measures},
+    )
 
 
 def _add_rank_distance(per_query: PerQuery, run) -> None:
@@ -311,12 +335,21 @@ def evaluate(
     )
     _, absent = split_unretrievable(bench)  # bad qrels fail here, before any model runs
     if absent and not isinstance(benchmark, str):  # a loader by id has warned, naming its qrels file
-        logger.warning("%s: %d relevant judgements name docids absent from the corpus; they count as misses (%s)",
-                       bench.id, sum(len(v) for v in absent.values()), bench.provenance or "no provenance")
+        logger.warning(
+            "%s: %d relevant judgements name docids absent from the corpus; they count as misses (%s)",
+            bench.id,
+            sum(len(v) for v in absent.values()),
+            bench.provenance or "no provenance",
+        )
     if isinstance(model, str):
-        model = load(model, device=cfg.device, query_prompt=cfg.query_prompt,
-                     passage_prompt=cfg.passage_prompt, max_seq_length=cfg.max_seq_length,
-                     cache_dir=cfg.cache_dir)
+        model = load(
+            model,
+            device=cfg.device,
+            query_prompt=cfg.query_prompt,
+            passage_prompt=cfg.passage_prompt,
+            max_seq_length=cfg.max_seq_length,
+            cache_dir=cfg.cache_dir,
+        )
     t_loaded = time.perf_counter()
     fp = fingerprint(model)
     cache = None
@@ -328,8 +361,9 @@ def evaluate(
         model, bench, batch_size=cfg.batch_size, with_context=cfg.with_context, cache=cache, progress=progress
     )
     t_encoded = time.perf_counter()
-    res, run = score(bench, q_emb, c_emb, families=cfg.families, measures=cfg.measures, k=cfg.k,
-                     backend=cfg.backend, model_name=model_name)
+    res, run = score(
+        bench, q_emb, c_emb, families=cfg.families, measures=cfg.measures, k=cfg.k, backend=cfg.backend, model_name=model_name
+    )
     res.fingerprint = fp
     res.timing = {
         "load_s": t_loaded - t_start,

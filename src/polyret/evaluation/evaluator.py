@@ -6,7 +6,7 @@ with the same ``score()`` (and so the same metric definitions) as ``polyret eval
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 
@@ -28,9 +28,17 @@ class PolyretEvaluator(SentenceEvaluator):
         name: the prefix of every metric name.
     """
 
-    def __init__(self, benchmark: str | Benchmark, *, languages: Sequence[str] | None = None,
-                 families: Sequence[str] | None = None, measures: Sequence[str] = ("map", "ndcg@10"),
-                 data_dir: str | None = None, batch_size: int = 64, name: str = "dev"):
+    def __init__(
+        self,
+        benchmark: str | Benchmark,
+        *,
+        languages: Sequence[str] | None = None,
+        families: Sequence[str] | None = None,
+        measures: Sequence[str] = ("map", "ndcg@10"),
+        data_dir: str | None = None,
+        batch_size: int = 64,
+        name: str = "dev",
+    ):
         super().__init__()
         if isinstance(benchmark, str):
             from ..data import load_benchmark

@@ -17,8 +17,9 @@ from polyret.evaluation.settings import Setting
 __all__ = ["emit_faiss", "search_faiss"]
 
 
-def search_faiss(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int,
-                 chunk_size: int, out: _Rows, hnsw_m: int | None) -> None:
+def search_faiss(
+    prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int, chunk_size: int, out: _Rows, hnsw_m: int | None
+) -> None:
     """Add every setting's rows to ``out``: one faiss index per distinct pool, queries in chunks.
 
     Args:
@@ -41,7 +42,7 @@ def search_faiss(prep: _Prepared, benchmark: Benchmark, settings: list[Setting],
         if not pool:
             continue
         if pool not in indexes:
-            cols = np.concatenate([prep.perm[prep.start[li]:prep.start[li + 1]] for li in pool])
+            cols = np.concatenate([prep.perm[prep.start[li] : prep.start[li + 1]] for li in pool])
             if hnsw_m:
                 index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             else:
@@ -52,7 +53,7 @@ def search_faiss(prep: _Prepared, benchmark: Benchmark, settings: list[Setting],
         q_all = np.flatnonzero(q_lang == setting.query_lang)
         kk = min(k, len(cols))
         for lo in range(0, len(q_all), chunk_size):
-            q_idx = q_all[lo:lo + chunk_size]
+            q_idx = q_all[lo : lo + chunk_size]
             pr, pd, pg = _chunk_pairs(prep, q_idx)
             sel = np.isin(prep.cand_lang[pd], pool)
             pr, pd, pg = pr[sel], pd[sel], pg[sel]
@@ -84,6 +85,12 @@ def emit_faiss(out, code, q_idx, t_docs, t_scores, t_rank, t_valid, pr, pd, pg, 
     rows = np.repeat(np.arange(n), kk)
     docs = t_docs.ravel()
     keep = t_valid & has_gold[rows] & ~np.isin(rows.astype(np.int64) * n_cands + docs, pr.astype(np.int64) * n_cands + pd)
-    out.add(code, q_idx[rows[keep]], docs[keep], t_rank.ravel()[keep], t_scores.ravel()[keep],
-            np.zeros(int(keep.sum()), dtype=np.int16))
+    out.add(
+        code,
+        q_idx[rows[keep]],
+        docs[keep],
+        t_rank.ravel()[keep],
+        t_scores.ravel()[keep],
+        np.zeros(int(keep.sum()), dtype=np.int16),
+    )
     out.add(code, q_idx[pr], pd, rank, score, pg)

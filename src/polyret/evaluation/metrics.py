@@ -34,11 +34,18 @@ from polyret.vocabulary import DEFAULT_MEASURES
 __all__ = ["DEFAULT_MEASURES", "Measure", "PerQuery", "macro", "parse_measure", "per_query", "per_setting"]
 
 _ALIASES = {
-    "map": "map", "ap": "map", "map_cut": "map",
-    "ndcg": "ndcg", "ndcg_cut": "ndcg",
-    "recall": "recall", "r": "recall",
-    "p": "p", "precision": "p",
-    "mrr": "mrr", "rr": "mrr", "recip_rank": "mrr",
+    "map": "map",
+    "ap": "map",
+    "map_cut": "map",
+    "ndcg": "ndcg",
+    "ndcg_cut": "ndcg",
+    "recall": "recall",
+    "r": "recall",
+    "p": "p",
+    "precision": "p",
+    "mrr": "mrr",
+    "rr": "mrr",
+    "recip_rank": "mrr",
     "success": "success",
 }
 _NEEDS_CUTOFF = {"recall", "p", "success"}
@@ -174,7 +181,4 @@ def macro(scores: PerQuery) -> dict[str, dict[str, float]]:
     grouped: dict[str, list[dict[str, float]]] = {}
     for name, vals in by_setting.items():
         grouped.setdefault(split_setting(name)[0], []).append(vals)
-    return {
-        fam: {m: float(np.mean([v[m] for v in rows])) for m in scores.values}
-        for fam, rows in grouped.items()
-    }
+    return {fam: {m: float(np.mean([v[m] for v in rows])) for m in scores.values} for fam, rows in grouped.items()}

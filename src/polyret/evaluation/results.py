@@ -79,8 +79,7 @@ class PerQuery:
     def setting_codes(self) -> tuple[list[str], np.ndarray]:
         """(setting names in row order of first appearance, each row's index into them)."""
         order: dict[str, int] = {}
-        codes = np.fromiter((order.setdefault(s, len(order)) for s in self.setting), dtype=np.int64,
-                            count=len(self.setting))
+        codes = np.fromiter((order.setdefault(s, len(order)) for s in self.setting), dtype=np.int64, count=len(self.setting))
         return list(order), codes
 
     def counts(self) -> dict[str, int]:
@@ -90,18 +89,15 @@ class PerQuery:
 
     def to_csv(self, path: str | Path) -> None:
         measures = list(self.values)
-        with atomic_path(path) as tmp:
-            with gzip.open(tmp, "wt", encoding="utf-8", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["setting", "query_id", "query_lang", *measures])
-                cols = [self.values[m] for m in measures]
-                for i in range(len(self.setting)):
-                    w.writerow(
-                        [self.setting[i], self.query_id[i], self.query_lang[i], *(_fmt(c[i]) for c in cols)]
-                    )
+        with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["setting", "query_id", "query_lang", *measures])
+            cols = [self.values[m] for m in measures]
+            for i in range(len(self.setting)):
+                w.writerow([self.setting[i], self.query_id[i], self.query_lang[i], *(_fmt(c[i]) for c in cols)])
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> "PerQuery":
+    def from_csv(cls, path: str | Path) -> PerQuery:
         with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
             r = csv.reader(fh)
             header = next(r)
@@ -192,7 +188,7 @@ class Results:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Results":
+    def from_dict(cls, data: dict[str, Any]) -> Results:
         per_setting: dict[str, dict[str, float]] = {}
         macro: dict[str, dict[str, float]] = {}
         for family, block in data["settings"].items():
@@ -201,8 +197,18 @@ class Results:
             for key, vals in nested.items():
                 name = f"cross:{key}" if family == "cross" else f"{family}:{key}"
                 per_setting[name] = dict(vals)
-        known = {"schema", "model", "model_fingerprint", "benchmark", "languages", "measures",
-                 "primary_measure", "settings", "language_bias", "timing_s"}
+        known = {
+            "schema",
+            "model",
+            "model_fingerprint",
+            "benchmark",
+            "languages",
+            "measures",
+            "primary_measure",
+            "settings",
+            "language_bias",
+            "timing_s",
+        }
         return cls(
             model=data["model"],
             benchmark=data["benchmark"],
@@ -248,8 +254,7 @@ class Results:
         if run is not None:
             written["run"] = out / "run.npz"
             run.save(written["run"])
-        mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model,
-                      model_fingerprint=self.fingerprint)
+        mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model, model_fingerprint=self.fingerprint)
         return written
 
     def settings_csv(self) -> str:
@@ -262,7 +267,7 @@ class Results:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, output: str | Path) -> "Results":
+    def load(cls, output: str | Path) -> Results:
         out = Path(output)
         res = cls.from_dict(json.loads((out / "results.json").read_text(encoding="utf-8")))
         if (out / "per_query.csv.gz").exists():

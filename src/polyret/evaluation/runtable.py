@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -103,7 +103,7 @@ class RunTable:
         """Rows inside the retrieved top-k list (the rest are relevant candidates ranked deeper)."""
         return (self.rank >= 1) & (self.rank <= self.k)
 
-    def filter(self, settings: Iterable[str | Setting] | None = None) -> "RunTable":
+    def filter(self, settings: Iterable[str | Setting] | None = None) -> RunTable:
         """A table holding only ``settings`` (names or Setting objects), re-coded in the given order."""
         if settings is None:
             return self
@@ -117,14 +117,14 @@ class RunTable:
         out.setting = new_code[rows].astype(np.int16)
         return out
 
-    def sorted(self) -> "RunTable":
+    def sorted(self) -> RunTable:
         """Rows ordered by setting, query, rank (unretrieved rank-0 rows last in their query)."""
         rank_key = np.where(self.rank > 0, self.rank, np.iinfo(np.int32).max)
         order = np.lexsort((rank_key, self.query, self.setting))
         out = self._take(order)
         return out
 
-    def _take(self, index: np.ndarray) -> "RunTable":
+    def _take(self, index: np.ndarray) -> RunTable:
         return RunTable(
             settings=list(self.settings),
             query_ids=self.query_ids,
@@ -180,10 +180,9 @@ class RunTable:
         docids = self.doc_ids[self.doc[rows]].tolist()
         ranks = self.rank[rows].tolist()
         scores = self.score[rows].tolist()
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for qid, docid, rank, score in zip(qids, docids, ranks, scores):
-                    fh.write(f"{qid} Q0 {docid} {rank} {score:.7g} {tag}\n")
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for qid, docid, rank, score in zip(qids, docids, ranks, scores):
+                fh.write(f"{qid} Q0 {docid} {rank} {score:.7g} {tag}\n")
         return len(rows)
 
     def to_qrels_dict(self, setting: str | Setting | None = None) -> dict[str, dict[str, int]]:
@@ -225,21 +224,20 @@ class RunTable:
             "meta": self.meta,
         }
         arrays = {name: getattr(self, name) for name in _COLUMNS}
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    header=np.asarray(json.dumps(header)),
-                    query_ids=self.query_ids,
-                    query_langs=self.query_langs,
-                    doc_ids=self.doc_ids,
-                    doc_langs=self.doc_langs,
-                    **arrays,
-                )
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                header=np.asarray(json.dumps(header)),
+                query_ids=self.query_ids,
+                query_langs=self.query_langs,
+                doc_ids=self.doc_ids,
+                doc_langs=self.doc_langs,
+                **arrays,
+            )
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunTable":
+    def load(cls, path: str | Path) -> RunTable:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:

@@ -135,8 +135,9 @@ def _row_starts(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(counts)[:-1]))
 
 
-def _topk_exact(scores: np.ndarray, docs: np.ndarray, kk: int, tie_key: np.ndarray,
-                thresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _topk_exact(
+    scores: np.ndarray, docs: np.ndarray, kk: int, tie_key: np.ndarray, thresh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """General (slow) path: ties at the cutoff and inside the list resolved by tie key."""
     n = scores.shape[0]
     rows, cols = np.nonzero(scores >= thresh[:, None])
@@ -223,8 +224,14 @@ class _Rows:
         self.parts["relevance"].append(np.asarray(relevance, dtype=np.int16))
 
     def columns(self) -> dict[str, np.ndarray]:
-        dtypes = {"setting": np.int16, "query": np.int32, "doc": np.int32, "rank": np.int32,
-                  "score": np.float32, "relevance": np.int16}
+        dtypes = {
+            "setting": np.int16,
+            "query": np.int32,
+            "doc": np.int32,
+            "rank": np.int32,
+            "score": np.float32,
+            "relevance": np.int16,
+        }
         return {c: (np.concatenate(v) if v else np.empty(0, dtype=dtypes[c])) for c, v in self.parts.items()}
 
 
@@ -273,19 +280,19 @@ def _emit(
     t_docs = top_docs.ravel()
     keep = has_gold[t_rows] & ~_is_relevant(top_docs, rel_rows, rel_docs, n_cands).ravel()
     t_rows = t_rows[keep]
-    out.add(code, q_idx[t_rows], t_docs[keep], top_rank.ravel()[keep], top_scores.ravel()[keep],
-            np.zeros(len(t_rows), dtype=np.int16))
+    out.add(
+        code, q_idx[t_rows], t_docs[keep], top_rank.ravel()[keep], top_scores.ravel()[keep], np.zeros(len(t_rows), dtype=np.int16)
+    )
     out.add(code, q_idx[rel_rows], rel_docs, rel_rank, rel_score, rel_gain)
 
 
-def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int,
-                  chunk_size: int, out: _Rows) -> None:
+def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int, chunk_size: int, out: _Rows) -> None:
     lang_code = {lang: i for i, lang in enumerate(prep.langs)}
     q_lang = np.asarray([q.lang for q in benchmark.queries], dtype=str)
     pos_in_slice = np.empty(len(prep.perm), dtype=np.int64)
     for li in range(len(prep.langs)):
-        pos_in_slice[prep.perm[prep.start[li]:prep.start[li + 1]]] = np.arange(prep.start[li + 1] - prep.start[li])
-    all_slices = {li: prep.perm[prep.start[li]:prep.start[li + 1]] for li in range(len(prep.langs))}
+        pos_in_slice[prep.perm[prep.start[li] : prep.start[li + 1]]] = np.arange(prep.start[li + 1] - prep.start[li])
+    all_slices = {li: prep.perm[prep.start[li] : prep.start[li + 1]] for li in range(len(prep.langs))}
     all_mats: dict[int, np.ndarray] = {}  # per-language candidate matrices, built when a pool needs them
     every = {lang_code[y] for s in settings for y in s.pool_langs if y in lang_code}
     full_mat = np.ascontiguousarray(prep.cands[prep.perm].T) if len(every) == len(prep.langs) > 1 else None
@@ -300,8 +307,7 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
         slices = {li: all_slices[li] for li in needed}
         full = full_mat if len(needed) == len(prep.langs) else None
         if full is None:
-            all_mats.update({li: np.ascontiguousarray(prep.cands[all_slices[li]].T)
-                             for li in needed if li not in all_mats})
+            all_mats.update({li: np.ascontiguousarray(prep.cands[all_slices[li]].T) for li in needed if li not in all_mats})
         n_cols = int(sum(len(all_slices[li]) for li in needed))
         rows_cap = max(1, min(chunk_size, _MAX_BLOCK // max(1, n_cols)))  # bounds the score block's memory
         n_chunks = -(-len(q_all) // rows_cap)
@@ -316,7 +322,7 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
             before = np.zeros((len(pr), len(prep.langs)), dtype=np.int64)
             if full is not None:  # one GEMM against every candidate; languages are column slices
                 scores = qm @ full
-                blocks = {li: scores[:, prep.start[li]:prep.start[li + 1]] for li in needed}
+                blocks = {li: scores[:, prep.start[li] : prep.start[li + 1]] for li in needed}
             else:
                 blocks = {li: qm @ all_mats[li] for li in needed}  # (n, n_li) float32 each
             for li in needed:  # every pair's score first: ranks need them against every slice
@@ -344,8 +350,7 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
                 t_rank = np.broadcast_to(np.arange(1, t_docs.shape[1] + 1, dtype=np.int32), t_docs.shape)
                 sel = np.isin(p_lang, pool)
                 rank = 1 + before[sel][:, pool].sum(axis=1)
-                _emit(out, code, q_idx, t_docs, t_scores, t_rank, pr[sel], pd[sel], pg[sel], rank,
-                      p_score[sel], len(prep.perm))
+                _emit(out, code, q_idx, t_docs, t_scores, t_rank, pr[sel], pd[sel], pg[sel], rank, p_score[sel], len(prep.perm))
 
 
 def build_run_table(

@@ -8,8 +8,8 @@ setting carries languages, never candidates.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from polyret.data.records import Benchmark
 from polyret.vocabulary import FAMILIES, check_languages
@@ -109,8 +109,7 @@ def settings_for(
                 raise ValueError(f"unknown setting family {fam!r}; expected one of {FAMILIES}")
             if fam not in allowed:
                 raise ValueError(
-                    f"setting family {fam!r} is not evaluated on benchmark {benchmark.id!r} "
-                    f"(its families: {allowed})"
+                    f"setting family {fam!r} is not evaluated on benchmark {benchmark.id!r} (its families: {allowed})"
                 )
     langs = tuple(benchmark.languages)
     if languages is not None:

@@ -76,7 +76,7 @@ def paired_bootstrap(
     means = np.empty(n_resamples)
     for lo in range(0, n_resamples, _BATCH):
         m = min(_BATCH, n_resamples - lo)
-        means[lo:lo + m] = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
+        means[lo : lo + m] = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
     observed = float(d.mean())
     alpha = 1.0 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
@@ -102,9 +102,7 @@ def paired_randomization(a: np.ndarray, b: np.ndarray, n_resamples: int = 10000,
     return RandomizationResult(observed, float((extreme + 1) / (n_resamples + 1)))
 
 
-def align(
-    a: PerQuery, b: PerQuery, measure: str, settings: list[str] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def align(a: PerQuery, b: PerQuery, measure: str, settings: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values of ``measure`` for the (setting, query) pairs both systems scored, in the same order.
 
     Pairs are matched by setting name, query id and query language (not by codes), so two runs over
@@ -229,7 +227,7 @@ def paired_cluster_bootstrap(
         idx = rng.integers(0, q, size=(n, q))
         flat = (np.arange(n)[:, None] * q + idx).ravel()
         weights = np.bincount(flat, minlength=n * q).reshape(n, q).astype(np.float64)
-        stats[lo:lo + n] = _macro_of(weights, d, m)
+        stats[lo : lo + n] = _macro_of(weights, d, m)
     alpha = 1.0 - confidence
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     extreme = np.count_nonzero(np.abs(stats - observed) >= abs(observed) - 1e-15)
@@ -237,9 +235,7 @@ def paired_cluster_bootstrap(
     return BootstrapResult(observed, float(low), float(high), float(min(1.0, p)))
 
 
-def paired_cluster_randomization(
-    a: np.ndarray, b: np.ndarray, n_resamples: int = 10000, seed: int = 0
-) -> RandomizationResult:
+def paired_cluster_randomization(a: np.ndarray, b: np.ndarray, n_resamples: int = 10000, seed: int = 0) -> RandomizationResult:
     """Two-sided randomization test of a macro-mean difference: swap the systems for whole questions."""
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")

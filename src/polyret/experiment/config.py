@@ -135,8 +135,7 @@ class ExperimentConfig:
             raise ValueError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
         unknown = [b for b in self.eval_languages if b not in self.benchmarks]
         if unknown:
-            raise ValueError(f"eval_languages names {unknown}, which are not among the benchmarks "
-                             f"{list(self.benchmarks)}")
+            raise ValueError(f"eval_languages names {unknown}, which are not among the benchmarks {list(self.benchmarks)}")
         for bench in self.benchmarks:
             info = benchmark_info(bench)  # DataError naming the id and the known ones
             langs = self.eval_languages.get(bench) or self.languages
@@ -157,8 +156,13 @@ class ExperimentConfig:
 
         first = self.systems()[0]  # a strategy the experiment trains (the recipe's may not fit its languages)
         return TrainConfig.from_recipe(self.recipe).replace(
-            model=self.model, train=tuple(self.train), languages=self.languages, data_dir=self.data_dir,
-            strategy=first.strategy, alpha=first.alpha, **self.train_overrides,
+            model=self.model,
+            train=tuple(self.train),
+            languages=self.languages,
+            data_dir=self.data_dir,
+            strategy=first.strategy,
+            alpha=first.alpha,
+            **self.train_overrides,
         )
 
     def check_inputs(self) -> None:
@@ -231,7 +235,7 @@ class ExperimentConfig:
                 data = yaml.safe_load(text) or {}
             else:
                 data = json.loads(text)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise ValueError(f"{path}: cannot parse experiment config: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: an experiment config must be a mapping")
@@ -244,8 +248,7 @@ RESERVED_TRAIN_KEYS: dict[str, str] = {
     "alpha": "alpha is set per system: use the experiment's `alpha` (config key) or --alpha-sweep",
     "seed": "seed is set per run: use the experiment's `first_seed` (config key) and `seeds` (--seeds)",
     "strategy": "strategy is set per system: use the experiment's `strategies` (--strategies)",
-    "output_dir": "output_dir is set per run (<output>/models/<system>/seed<k>): use the experiment's "
-                  "`output` (--output)",
+    "output_dir": "output_dir is set per run (<output>/models/<system>/seed<k>): use the experiment's `output` (--output)",
     "resume": "resume is decided per run: the experiment resumes an unfinished training by itself",
     "model": "model is the experiment's base model: use the experiment's `model` (--model)",
     "train": "train is the experiment's: use the experiment's `train` (config key)",
@@ -253,7 +256,7 @@ RESERVED_TRAIN_KEYS: dict[str, str] = {
     "data_dir": "data_dir is the experiment's: use `data_dir` (--data-dir)",
     "recipe": "recipe is the experiment's: use the experiment's `recipe` (config key)",
     "dev": "dev needs an evaluator, which the experiment does not pass to training: use dev_groups for a dev "
-           "loss; the experiment evaluates every trained model on its benchmarks",
+    "loss; the experiment evaluates every trained model on its benchmarks",
 }
 
 
@@ -341,8 +344,7 @@ def _from_file_value(key: str, value: Any) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, list):
             item = typing.get_args(base)[0]
-            value = tuple(float(v) if item is float and isinstance(v, int) and not isinstance(v, bool) else v
-                          for v in value)
+            value = tuple(float(v) if item is float and isinstance(v, int) and not isinstance(v, bool) else v for v in value)
     elif base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     elif base is int and isinstance(value, float) and value.is_integer():
@@ -356,5 +358,6 @@ def _from_file_value(key: str, value: Any) -> Any:
 
 # Fields that may change between runs in one folder: they add (or leave out of the report) systems,
 # seeds and benchmarks without changing what an existing trained model or evaluation means.
-EXTENDABLE = frozenset({"seeds", "first_seed", "strategies", "alpha_sweep", "benchmarks", "output", "preset",
-                        "data_dir", "eval_batch_size"})
+EXTENDABLE = frozenset(
+    {"seeds", "first_seed", "strategies", "alpha_sweep", "benchmarks", "output", "preset", "data_dir", "eval_batch_size"}
+)

@@ -20,7 +20,7 @@ def check_model_spec(spec: str) -> None:
     """
     from ..models import BUILTIN, BUILTIN_PREFIX, resolve
 
-    if spec.startswith(BUILTIN_PREFIX) and spec[len(BUILTIN_PREFIX):] in BUILTIN:
+    if spec.startswith(BUILTIN_PREFIX) and spec[len(BUILTIN_PREFIX) :] in BUILTIN:
         return  # resolve() would build it
     resolve(spec)
 
@@ -51,13 +51,16 @@ def check_train_source(spec: str, languages: tuple[str, ...] | list[str] | None 
         if split:
             mmarco_local_files(split)
         elif languages is None:
-            raise DataError(f"training source {spec!r}: mmarco from the Hugging Face hub needs an explicit "
-                            "language list (set `languages`)")
+            raise DataError(
+                f"training source {spec!r}: mmarco from the Hugging Face hub needs an explicit language list (set `languages`)"
+            )
         return
     path = Path(spec).expanduser()
     if path.is_file():
         return
     if spec.endswith(".jsonl"):
         raise DataError(f"training source {spec!r}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
-    raise DataError(f"unknown training source {spec!r}; use xquad-r:train, mlqa-r:train (or :test / whole), "
-                    "a .jsonl file, mmarco (Hub) or mmarco:<local folder>")
+    raise DataError(
+        f"unknown training source {spec!r}; use xquad-r:train, mlqa-r:train (or :test / whole), "
+        "a .jsonl file, mmarco (Hub) or mmarco:<local folder>"
+    )

@@ -31,8 +31,9 @@ def _progress(msg: str, echo: Callable[[str], None] | None) -> None:
         echo(msg)
 
 
-def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+def run_experiment(
+    config: ExperimentConfig, *, echo: Callable[[str], None] | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Run (or continue) the experiment; returns paths of the report files and what was (re)done.
 
     Args:
@@ -65,11 +66,11 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
             if not isinstance(previous, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            raise ValueError(f"{saved}: unreadable experiment record ({exc}); delete it to start this folder "
-                             "afresh, or use another --output") from None
+            raise ValueError(
+                f"{saved}: unreadable experiment record ({exc}); delete it to start this folder afresh, or use another --output"
+            ) from None
         current = json.loads(json.dumps(config.to_dict()))
-        changed = sorted(k for k in set(previous) | set(current)
-                         if k not in EXTENDABLE and previous.get(k) != current.get(k))
+        changed = sorted(k for k in set(previous) | set(current) if k not in EXTENDABLE and previous.get(k) != current.get(k))
         if changed:
             raise ValueError(
                 f"{out} holds an experiment with a different configuration ({saved}: {', '.join(changed)} "
@@ -90,9 +91,16 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
             return
         _progress(f"evaluating {label} on {bench}", echo)
         langs = config.eval_languages.get(bench) or config.languages
-        evaluate(model_obj_or_path, bench, output=target, progress=progress, languages=list(langs) if langs else None,
-                 data_dir=config.data_dir, batch_size=config.eval_batch_size,
-                 max_seq_length=config.eval_max_seq_length)
+        evaluate(
+            model_obj_or_path,
+            bench,
+            output=target,
+            progress=progress,
+            languages=list(langs) if langs else None,
+            data_dir=config.data_dir,
+            batch_size=config.eval_batch_size,
+            max_seq_length=config.eval_max_seq_length,
+        )
         done["evaluated"].append(f"{label} {bench}")
 
     if rank != 0:
@@ -118,8 +126,9 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
         if not (final / "polyret_train.json").exists():
             resume = last_checkpoint(run_dir) is not None
             _progress(f"training {label}" + (" (resuming)" if resume else ""), echo)
-            tcfg = base_train.replace(strategy=system.strategy, alpha=system.alpha, seed=seed,
-                                      output_dir=str(run_dir), resume=resume)
+            tcfg = base_train.replace(
+                strategy=system.strategy, alpha=system.alpha, seed=seed, output_dir=str(run_dir), resume=resume
+            )
             train(tcfg)
             done["trained"].append(label)
         else:
@@ -143,8 +152,7 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
         # evaluations that may take longer than the process group's timeout
         finals = [train_one(system, seed) for system, seed in runs]
         if rank != 0:
-            return {"report": {}, "done": done, "seconds": time.perf_counter() - started, "output": out,
-                    "rank": rank}
+            return {"report": {}, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
         base_evals()
         for (system, seed), final in zip(runs, finals):
             system_evals(system, seed, final)
@@ -153,8 +161,9 @@ def run_experiment(config: ExperimentConfig, *, echo: Callable[[str], None] | No
     _progress("writing the report", echo)
     wanted = {(BASELINE, None)} | {(system.name, seed) for system, seed in runs}
     entries = [e for e in load_entries(out) if (e.system, e.seed) in wanted and e.benchmark in config.benchmarks]
-    files = build_report(entries, layout.report_dir(out),
-                         title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}")
+    files = build_report(
+        entries, layout.report_dir(out), title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}"
+    )
     return {"report": files, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
 
 

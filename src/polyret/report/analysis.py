@@ -58,13 +58,24 @@ def _columns(families: Sequence[str], measure: str, has_bias: bool) -> list[Colu
     name = measure_name(measure)
     cols = [
         Column(fam, f"{fam} {name}", "high", 3, lambda r, f=fam: _num(r.macro.get(f, {}).get(measure)), fam, measure)
-        for fam in FAMILIES if fam in families
+        for fam in FAMILIES
+        if fam in families
     ]
     if has_bias:
-        cols.append(Column("max_rank_distance", "max rank distance \u2193", "low", 1,
-                           lambda r: _num(r.bias.get("max_rank_distance")), "multi", "max_rank_distance"))
-        cols.append(Column("same_language_rate", "same-language rate", "chance", 3,
-                           lambda r: _num(r.bias.get("same_language_rate"))))
+        cols.append(
+            Column(
+                "max_rank_distance",
+                "max rank distance \u2193",
+                "low",
+                1,
+                lambda r: _num(r.bias.get("max_rank_distance")),
+                "multi",
+                "max_rank_distance",
+            )
+        )
+        cols.append(
+            Column("same_language_rate", "same-language rate", "chance", 3, lambda r: _num(r.bias.get("same_language_rate")))
+        )
     return cols
 
 
@@ -141,13 +152,16 @@ def analyse(
     by_bench: dict[str, list[ReportEntry]] = {}
     for e in entries:
         by_bench.setdefault(e.benchmark, []).append(e)
-    benches = [_analyse_benchmark(bid, es, measure=measure, baseline=baseline, n_resamples=n_resamples, seed=seed)
-               for bid, es in by_bench.items()]
+    benches = [
+        _analyse_benchmark(bid, es, measure=measure, baseline=baseline, n_resamples=n_resamples, seed=seed)
+        for bid, es in by_bench.items()
+    ]
     return Report(title or DEFAULT_TITLE, measure, baseline, n_resamples, seed, benches)
 
 
-def _analyse_benchmark(bench_id: str, entries: list[ReportEntry], *, measure: str, baseline: str,
-                       n_resamples: int, seed: int) -> BenchmarkSummary:
+def _analyse_benchmark(
+    bench_id: str, entries: list[ReportEntry], *, measure: str, baseline: str, n_resamples: int, seed: int
+) -> BenchmarkSummary:
     by_system: dict[str, list[ReportEntry]] = {}
     for e in entries:
         by_system.setdefault(e.system, []).append(e)
@@ -165,8 +179,7 @@ def _analyse_benchmark(bench_id: str, entries: list[ReportEntry], *, measure: st
             missing = [f for f in families if f in r.macro and measure not in r.macro[f]]
             if missing:
                 raise ValueError(
-                    f"report: {s.name} (seed {sd}) on {bench_id} has no measure {measure!r} in {missing} "
-                    f"(it has {r.measures})"
+                    f"report: {s.name} (seed {sd}) on {bench_id} has no measure {measure!r} in {missing} (it has {r.measures})"
                 )
     has_bias = any(math.isfinite(_num(r.bias.get("max_rank_distance"))) for r in all_results)
     columns = _columns(families, measure, has_bias)
@@ -180,7 +193,8 @@ def _analyse_benchmark(bench_id: str, entries: list[ReportEntry], *, measure: st
             per_seed = [col.get(r) for r in results[s.name]]
             mean, std = _mean_std(per_seed)
             s.stats[col.key] = ColumnStats(
-                mean, std, s.n, {("none" if sd is None else str(sd)): v for sd, v in zip(s.seeds, per_seed)})
+                mean, std, s.n, {("none" if sd is None else str(sd)): v for sd, v in zip(s.seeds, per_seed)}
+            )
     if base is not None:
         for s in systems:
             for col in columns:
@@ -194,16 +208,18 @@ def _analyse_benchmark(bench_id: str, entries: list[ReportEntry], *, measure: st
     for s in systems:
         if "cross" in families and len(languages) > 1:
             s.matrix_languages, s.matrix = _mean_matrix(results[s.name], measure)
-        vals = [r.per_query.values["max_rank_distance"] for r in results[s.name]
-                if r.per_query is not None and "max_rank_distance" in r.per_query.values]
+        vals = [
+            r.per_query.values["max_rank_distance"]
+            for r in results[s.name]
+            if r.per_query is not None and "max_rank_distance" in r.per_query.values
+        ]
         if vals:
             v = np.concatenate(vals)
             s.rank_distances = v[np.isfinite(v)]
     return bench
 
 
-def _per_query_matrices(bench: BenchmarkSummary,
-                        results: dict[str, list[Results]]) -> dict[str, dict[str, np.ndarray | None]]:
+def _per_query_matrices(bench: BenchmarkSummary, results: dict[str, list[Results]]) -> dict[str, dict[str, np.ndarray | None]]:
     """System -> column -> settings x questions matrix, averaged over seeds (None without per-query data)."""
     out: dict[str, dict[str, np.ndarray | None]] = {s.name: {} for s in bench.systems}
     families: dict[int, np.ndarray] = {}  # id(per-query table) -> family of each row, computed once
@@ -236,18 +252,20 @@ def _per_query_matrices(bench: BenchmarkSummary,
             if s.name not in rows:
                 out[s.name][col.key] = None
                 continue
-            mats = [cluster_matrix(a, b, v, setting_order=list(s_axis), cluster_order=list(c_axis))[2]
-                    for a, b, v in rows[s.name]]
+            mats = [
+                cluster_matrix(a, b, v, setting_order=list(s_axis), cluster_order=list(c_axis))[2] for a, b, v in rows[s.name]
+            ]
             out[s.name][col.key] = _nanmean_stack(mats)
     return out
 
 
-def _significance(bench: BenchmarkSummary, matrices: dict[str, dict[str, np.ndarray | None]], baseline: str,
-                  n_resamples: int, seed: int) -> None:
+def _significance(
+    bench: BenchmarkSummary, matrices: dict[str, dict[str, np.ndarray | None]], baseline: str, n_resamples: int, seed: int
+) -> None:
     trained = [s for s in bench.systems if s.name != baseline]
     base = bench.system(baseline)
     pairs = [(s, base) for s in trained] if base is not None else []
-    pairs += [(a, b) for i, a in enumerate(trained) for b in trained[i + 1:]]
+    pairs += [(a, b) for i, a in enumerate(trained) for b in trained[i + 1 :]]
     for col in bench.columns:
         if col.settings_family is None:
             continue
@@ -270,10 +288,25 @@ def _significance(bench: BenchmarkSummary, matrices: dict[str, dict[str, np.ndar
                 better = a.name if a_wins else b.name
             std_a, std_b = a.stats[col.key].std, b.stats[col.key].std
             seed_std = max((x for x in (std_a, std_b) if x is not None), default=None)
-            bench.significance.append(Comparison(
-                a.name, b.name, col.key, boot.diff, boot.low, boot.high, boot.p, perm.p, sig, better, std_a, std_b,
-                bool(seed_std is not None and abs(boot.diff) <= 2 * seed_std), a.n, b.n,
-            ))
+            bench.significance.append(
+                Comparison(
+                    a.name,
+                    b.name,
+                    col.key,
+                    boot.diff,
+                    boot.low,
+                    boot.high,
+                    boot.p,
+                    perm.p,
+                    sig,
+                    better,
+                    std_a,
+                    std_b,
+                    bool(seed_std is not None and abs(boot.diff) <= 2 * seed_std),
+                    a.n,
+                    b.n,
+                )
+            )
 
 
 def _seed_notes(bench: BenchmarkSummary, baseline: str) -> dict[str, str]:
@@ -292,30 +325,38 @@ def _seed_notes(bench: BenchmarkSummary, baseline: str) -> dict[str, str]:
         stds = [(s.name, s.stats[col.key].std) for s in trained if s.stats[col.key].std is not None]
         fmt = f"{{:.{col.digits + (1 if col.digits >= 3 else 0)}f}}".format
         if col.better == "high":
-            goodness = lambda v: v
+            goodness = lambda v: v  # noqa: E731
         elif col.better == "low":
-            goodness = lambda v: -v
+            goodness = lambda v: -v  # noqa: E731
         else:
-            goodness = lambda v: -abs(v - bench.chance)
+            goodness = lambda v: -abs(v - bench.chance)  # noqa: E731
         ranked = sorted(means, key=lambda t: -goodness(t[1]))
         (best, vb), (second, v2), (worst_sys, vw) = ranked[0], ranked[1], ranked[-1]
         spread, gap = abs(vb - vw), abs(vb - v2)
         if not stds:
-            notes[col.key] = (f"{col.label}: strategies differ by up to {fmt(spread)} ({best} vs {worst_sys}) on one "
-                              "seed each, so the seed-to-seed variation of this column is unknown.")
+            notes[col.key] = (
+                f"{col.label}: strategies differ by up to {fmt(spread)} ({best} vs {worst_sys}) on one "
+                "seed each, so the seed-to-seed variation of this column is unknown."
+            )
             continue
         noisiest, y = max(stds, key=lambda t: t[1])
         y_text = f"{fmt(y)} (largest std over seeds, {noisiest})"
         if spread <= 2 * y:
-            text = (f"{col.label}: differences between strategies of up to {fmt(spread)} ({best} vs {worst_sys}) are "
-                    f"within seed-to-seed variation of {y_text}; the ranking of strategies in this column is not reliable.")
+            text = (
+                f"{col.label}: differences between strategies of up to {fmt(spread)} ({best} vs {worst_sys}) are "
+                f"within seed-to-seed variation of {y_text}; the ranking of strategies in this column is not reliable."
+            )
         elif gap <= 2 * y:
-            text = (f"{col.label}: strategies span {fmt(spread)} ({best} vs {worst_sys}), more than the seed-to-seed "
-                    f"variation of {y_text}, but the best two ({best} vs {second}, {fmt(gap)} apart) are within "
-                    "seed-to-seed variation: their order may be seed noise.")
+            text = (
+                f"{col.label}: strategies span {fmt(spread)} ({best} vs {worst_sys}), more than the seed-to-seed "
+                f"variation of {y_text}, but the best two ({best} vs {second}, {fmt(gap)} apart) are within "
+                "seed-to-seed variation: their order may be seed noise."
+            )
         else:
-            text = (f"{col.label}: the best strategy ({best}) leads the next ({second}) by {fmt(gap)}, more than twice "
-                    f"the seed-to-seed variation of {y_text}.")
+            text = (
+                f"{col.label}: the best strategy ({best}) leads the next ({second}) by {fmt(gap)}, more than twice "
+                f"the seed-to-seed variation of {y_text}."
+            )
         if one_seed:
             text += f" One seed only for: {', '.join(one_seed)} (their seed spread is unknown)."
         notes[col.key] = text
@@ -324,8 +365,11 @@ def _seed_notes(bench: BenchmarkSummary, baseline: str) -> dict[str, str]:
 
 def _language_tables(bench: BenchmarkSummary, results: dict[str, list[Results]], measure: str) -> list[LanguageTable]:
     def cross(r: Results, q: str) -> float:
-        vals = [v[measure] for k, v in r.per_setting.items()
-                if split_setting(k)[0] == "cross" and split_setting(k)[1] == q and measure in v]
+        vals = [
+            v[measure]
+            for k, v in r.per_setting.items()
+            if split_setting(k)[0] == "cross" and split_setting(k)[1] == q and measure in v
+        ]
         return float(np.mean(vals)) if vals else float("nan")
 
     views = []
@@ -336,12 +380,18 @@ def _language_tables(bench: BenchmarkSummary, results: dict[str, list[Results]],
     if "multi" in bench.families:
         views.append(("multi", lambda r, q: _num(r.per_setting.get(f"multi:{q}", {}).get(measure)), True))
     if any(c.key == "max_rank_distance" for c in bench.columns):
-        views.append(("max_rank_distance",
-                      lambda r, q: _num(r.bias.get("per_language", {}).get(q, {}).get("max_rank_distance")), False))
-    return [LanguageTable(key, high, 3 if high else 1,
-                          {s.name: [_mean_std([get(r, q) for r in results[s.name]])[0] for q in bench.languages]
-                           for s in bench.systems})
-            for key, get, high in views]
+        views.append(
+            ("max_rank_distance", lambda r, q: _num(r.bias.get("per_language", {}).get(q, {}).get("max_rank_distance")), False)
+        )
+    return [
+        LanguageTable(
+            key,
+            high,
+            3 if high else 1,
+            {s.name: [_mean_std([get(r, q) for r in results[s.name]])[0] for q in bench.languages] for s in bench.systems},
+        )
+        for key, get, high in views
+    ]
 
 
 def _mean_matrix(results: list[Results], measure: str) -> tuple[list[str], np.ndarray]:

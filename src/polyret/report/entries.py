@@ -48,8 +48,11 @@ def load_entries(folder: str | Path) -> list[ReportEntry]:
     for system, seed, bench_dir in find_evals(folder):
         if not is_done(bench_dir):  # no valid completion marker: unfinished (or an older polyret's)
             if (bench_dir / "results.json").exists():
-                warnings.warn(f"{bench_dir}: evaluation not complete (no valid completion marker); "
-                              "left out of the report, run the experiment again to redo it", stacklevel=2)
+                warnings.warn(
+                    f"{bench_dir}: evaluation not complete (no valid completion marker); "
+                    "left out of the report, run the experiment again to redo it",
+                    stacklevel=2,
+                )
             continue
         try:
             res = Results.load(bench_dir)
@@ -57,6 +60,7 @@ def load_entries(folder: str | Path) -> list[ReportEntry]:
             raise DataError(f"{bench_dir / 'results.json'}: unreadable results ({err})") from err
         entries.append(ReportEntry(system, seed, res.benchmark, res))
     if not entries:
-        raise DataError(f"{evals}: no completed evaluation (results.json with its completion marker) under "
-                        "<system>/[seed<k>/]<benchmark>/")
+        raise DataError(
+            f"{evals}: no completed evaluation (results.json with its completion marker) under <system>/[seed<k>/]<benchmark>/"
+        )
     return entries

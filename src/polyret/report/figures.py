@@ -66,31 +66,57 @@ def draw_benchmark(bench: BenchmarkSummary, fig_dir: Path, measure: str, baselin
             langs, m = mats[s.name]
             seeds = f", mean of {s.n} seeds" if s.n > 1 else ""
             figs[f"heatmap:{s.name}"] = draw.heatmap(
-                m, langs, fig_dir / f"{slug}_{name}_{_slug(s.name)}.png",
-                title=f"{name}: {s.name}{seeds}\n{bench.id}; box = mono\ncolour scale shared by all systems", vmin=lo, vmax=hi)
+                m,
+                langs,
+                fig_dir / f"{slug}_{name}_{_slug(s.name)}.png",
+                title=f"{name}: {s.name}{seeds}\n{bench.id}; box = mono\ncolour scale shared by all systems",
+                vmin=lo,
+                vmax=hi,
+            )
         for a, b in (("hybrid", "mono"), ("hybrid", "cross")):
             if a in mats and b in mats:
                 langs, ma = mats[a]
                 _, mb = mats[b]
                 figs[f"diff:{a}-{b}"] = draw.heatmap(
-                    ma - mb, langs, fig_dir / f"{slug}_diff_{a}-{b}.png", diverging=True, fmt="{:+.3f}",
-                    title=f"{name}: {a} minus {b}\n{bench.id}, blue = {a} better")
+                    ma - mb,
+                    langs,
+                    fig_dir / f"{slug}_diff_{a}-{b}.png",
+                    diverging=True,
+                    fmt="{:+.3f}",
+                    title=f"{name}: {a} minus {b}\n{bench.id}, blue = {a} better",
+                )
     fam_cols = [c for c in bench.columns if c.key in FAMILIES]
     if fam_cols:
-        series = {s.name: ([s.stats[c.key].mean for c in fam_cols],
-                           [s.stats[c.key].std if s.stats[c.key].std is not None else float("nan") for c in fam_cols])
-                  for s in bench.systems}
+        series = {
+            s.name: (
+                [s.stats[c.key].mean for c in fam_cols],
+                [s.stats[c.key].std if s.stats[c.key].std is not None else float("nan") for c in fam_cols],
+            )
+            for s in bench.systems
+        }
         any_std = any(s.n > 1 for s in bench.systems)
         figs["bars"] = draw.grouped_bars(
-            [c.key for c in fam_cols], series, fig_dir / f"{slug}_bars.png", colors=colors,
+            [c.key for c in fam_cols],
+            series,
+            fig_dir / f"{slug}_bars.png",
+            colors=colors,
             ylabel=f"macro {name}",
-            title=f"{name} per setting family, {bench.id}" + (" (error bars: std over seeds)" if any_std else ""))
-    dist = {(s.name if s.n == 1 else f"{s.name} ({s.n} seeds)"): s.rank_distances for s in bench.systems
-            if s.rank_distances is not None and len(s.rank_distances)}
+            title=f"{name} per setting family, {bench.id}" + (" (error bars: std over seeds)" if any_std else ""),
+        )
+    dist = {
+        (s.name if s.n == 1 else f"{s.name} ({s.n} seeds)"): s.rank_distances
+        for s in bench.systems
+        if s.rank_distances is not None and len(s.rank_distances)
+    }
     if dist:
         cmap = {k: colors[k.split(" (")[0]] if k.split(" (")[0] in colors else colors.get(k) for k in dist}
         figs["rank_distance"] = draw.distributions(
-            dist, fig_dir / f"{slug}_rank_distance.png", colors=cmap, log=True,
-            xlabel="max rank distance", title=f"Per-query max rank distance of the gold answers in the multilingual "
-            f"pool, {bench.id}\n(all seeds pooled; lower = less language bias)")
+            dist,
+            fig_dir / f"{slug}_rank_distance.png",
+            colors=cmap,
+            log=True,
+            xlabel="max rank distance",
+            title=f"Per-query max rank distance of the gold answers in the multilingual "
+            f"pool, {bench.id}\n(all seeds pooled; lower = less language bias)",
+        )
     return figs

@@ -15,9 +15,15 @@ def render_json(report: Report) -> dict[str, Any]:
     Args:
         report: the analysed report (its benchmarks' ``figures`` are listed when present).
     """
-    out: dict[str, Any] = {"schema": SCHEMA, "title": report.title, "measure": report.measure,
-                           "baseline": report.baseline, "n_resamples": report.n_resamples, "seed": report.seed,
-                           "benchmarks": {}}
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "title": report.title,
+        "measure": report.measure,
+        "baseline": report.baseline,
+        "n_resamples": report.n_resamples,
+        "seed": report.seed,
+        "benchmarks": {},
+    }
     for b in report.benchmarks:
         systems = {}
         for s in b.systems:

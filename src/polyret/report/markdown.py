@@ -29,8 +29,7 @@ def _f(x: float | None, digits: int, sign: bool = False) -> str:
 
 
 def _best(bench: BenchmarkSummary, col: Column) -> set[str]:
-    vals = {s.name: round(s.stats[col.key].mean, col.digits) for s in bench.systems
-            if math.isfinite(s.stats[col.key].mean)}
+    vals = {s.name: round(s.stats[col.key].mean, col.digits) for s in bench.systems if math.isfinite(s.stats[col.key].mean)}
     if not vals:
         return set()
     if col.better == "high":
@@ -49,8 +48,7 @@ def _best(bench: BenchmarkSummary, col: Column) -> set[str]:
 def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
     align = align or ["l"] + ["r"] * (len(header) - 1)
     sep = ["---:" if a == "r" else ":---" for a in align]
-    return ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |",
-            *("| " + " | ".join(r) + " |" for r in rows)]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |", *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def _seeds_cell(s) -> str:
@@ -92,8 +90,10 @@ def _main_table(bench: BenchmarkSummary, baseline: str) -> list[str]:
     if multi_seed:
         legend.append("Values are means over training seeds \u00b1 sample std over seeds (column *seeds*).")
     if bench.system(baseline) is not None:
-        legend.append(f"In parentheses: difference to `{baseline}`; \u2020 = the 95% bootstrap CI over questions of that "
-                      "difference excludes 0 (see Significance).")
+        legend.append(
+            f"In parentheses: difference to `{baseline}`; \u2020 = the 95% bootstrap CI over questions of that "
+            "difference excludes 0 (see Significance)."
+        )
     return out + legend
 
 
@@ -104,8 +104,10 @@ def _per_language_tables(bench: BenchmarkSummary, measure: str) -> list[str]:
         digits, high = t.digits, t.higher_is_better
         rows = []
         for i, q in enumerate(bench.languages + ["mean"]):
-            vals = {n: (v[i] if i < len(bench.languages) else float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
-                    for n, v in t.values.items()}
+            vals = {
+                n: (v[i] if i < len(bench.languages) else float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
+                for n, v in t.values.items()
+            }
             finite = {n: round(v, digits) for n, v in vals.items() if math.isfinite(v)}
             target = (max if high else min)(finite.values()) if finite else None
             cells = [f"**{_f(v, digits)}**" if finite.get(n) == target else _f(v, digits) for n, v in vals.items()]
@@ -143,12 +145,14 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
     if not bench.significance:
         return ["No per-query values (per_query.csv.gz) for at least two systems: no significance tests."]
     out = [
-        (f"Paired tests over the {bench.n_questions} questions of the benchmark. The family score is a macro mean over "
-        "settings and each question appears in every setting and language, so the bootstrap resamples whole questions "
-        f"({n_resamples} resamples) and recomputes the macro mean; the randomization test swaps the two systems' values "
-        "per question. With several seeds each system's per-query values are averaged over its seeds first, so these "
-        "intervals cover query sampling only; the seed std columns show training randomness beside them. "
-        "**Bold** = the 95% CI excludes 0. Not corrected for multiple comparisons."),
+        (
+            f"Paired tests over the {bench.n_questions} questions of the benchmark. The family score is a macro mean over "
+            "settings and each question appears in every setting and language, so the bootstrap resamples whole questions "
+            f"({n_resamples} resamples) and recomputes the macro mean; the randomization test swaps the two systems' values "
+            "per question. With several seeds each system's per-query values are averaged over its seeds first, so these "
+            "intervals cover query sampling only; the seed std columns show training randomness beside them. "
+            "**Bold** = the 95% CI excludes 0. Not corrected for multiple comparisons."
+        ),
         "",
     ]
     for col in bench.columns:
@@ -158,9 +162,16 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
         d = col.digits + (1 if col.digits >= 3 else 0)
         rows = [_significance_row(r, d, baseline) for r in rows_c]
         direction = "lower is better" if col.better == "low" else "higher is better"
-        out += [f"#### {col.label} ({direction})", "",
-                *_table(["a \u2212 b", "diff", "95% CI (questions)", "p (bootstrap)", "p (randomization)",
-                         "seed std a / b", "verdict"], rows, ["l", "r", "r", "r", "r", "r", "l"]), ""]
+        out += [
+            f"#### {col.label} ({direction})",
+            "",
+            *_table(
+                ["a \u2212 b", "diff", "95% CI (questions)", "p (bootstrap)", "p (randomization)", "seed std a / b", "verdict"],
+                rows,
+                ["l", "r", "r", "r", "r", "r", "l"],
+            ),
+            "",
+        ]
     return out
 
 
@@ -171,10 +182,15 @@ def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
     out = ["### Seeds", ""]
     if all(s.n < 2 for s in trained):
         # no measured seed noise from elsewhere: with one seed this run cannot say how large it is
-        out += [("**Warning: every trained system was run with one seed.** The ranking of strategies on one seed may "
+        out += [
+            (
+                "**Warning: every trained system was run with one seed.** The ranking of strategies on one seed may "
                 "be noise: this run cannot measure how much the training seed moves a score. The confidence intervals "
                 "in this report cover query sampling only, not training randomness; run more seeds before drawing "
-                "conclusions."), ""]
+                "conclusions."
+            ),
+            "",
+        ]
     out += [f"- {text}" for text in bench.notes.values()]
     out.append("")
     cols = [c for c in bench.columns if c.settings_family is not None]
@@ -188,12 +204,20 @@ def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
             d = c.digits + (1 if c.digits >= 3 else 0)
             st = s.stats[c.key]
             ci = s.ci.get(c.key)
-            row += [_f(st.std, d) if st.std is not None else "\u2013",
-                    f"\u00b1{_f((ci.high - ci.low) / 2, d)}" if ci else "\u2013"]
+            row += [
+                _f(st.std, d) if st.std is not None else "\u2013",
+                f"\u00b1{_f((ci.high - ci.low) / 2, d)}" if ci else "\u2013",
+            ]
         rows.append(row)
-    out += [("Spread over training seeds next to the query-sampling uncertainty of each system's own score (half width "
-            "of its 95% bootstrap CI over questions, seed-averaged per-query values):"), "",
-            *_table(header, rows), ""]
+    out += [
+        (
+            "Spread over training seeds next to the query-sampling uncertainty of each system's own score (half width "
+            "of its 95% bootstrap CI over questions, seed-averaged per-query values):"
+        ),
+        "",
+        *_table(header, rows),
+        "",
+    ]
     if any(s.n > 1 for s in bench.systems):
         rows = []
         for s in bench.systems:
@@ -204,8 +228,12 @@ def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
                 d = c.digits + (1 if c.digits >= 3 else 0)
                 row.append(", ".join(f"{k}: {_f(v, d)}" for k, v in s.stats[c.key].per_seed.items()))
             rows.append(row)
-        out += ["Per-seed values (seed: value):", "", *_table(["system", *(c.label for c in cols)], rows,
-                                                                ["l"] * (1 + len(cols))), ""]
+        out += [
+            "Per-seed values (seed: value):",
+            "",
+            *_table(["system", *(c.label for c in cols)], rows, ["l"] * (1 + len(cols))),
+            "",
+        ]
     return out
 
 
@@ -221,20 +249,33 @@ def render_markdown(report: Report) -> str:
     """
     measure, baseline = report.measure, report.baseline
     name = measure_name(measure)
-    lines = [f"# {report.title}", "",
-             (f"Primary measure: **{name}**{' (mean average precision over the full ranking)' if measure == 'map' else ''}. "
-             "Families: *mono* = query and candidates in the same language, *cross* = candidates in one other "
-             "language, *multi* = one pool of all languages; a family's score is the macro mean over its settings. "
-             "*Max rank distance*: per query, rank of the worst-ranked gold translation minus the best-ranked one in the "
-             "multilingual pool (lower = less language bias). *Same-language rate*: share of queries whose best-ranked "
-             "gold answer is in the query language (a language-blind ranker scores the chance rate)."), ""]
+    lines = [
+        f"# {report.title}",
+        "",
+        (
+            f"Primary measure: **{name}**{' (mean average precision over the full ranking)' if measure == 'map' else ''}. "
+            "Families: *mono* = query and candidates in the same language, *cross* = candidates in one other "
+            "language, *multi* = one pool of all languages; a family's score is the macro mean over its settings. "
+            "*Max rank distance*: per query, rank of the worst-ranked gold translation minus the best-ranked one in the "
+            "multilingual pool (lower = less language bias). *Same-language rate*: share of queries whose best-ranked "
+            "gold answer is in the query language (a language-blind ranker scores the chance rate)."
+        ),
+        "",
+    ]
     lines += ["Benchmarks: " + ", ".join(f"[{b.id}](#{_anchor(b.id)})" for b in report.benchmarks), ""]
     for b in report.benchmarks:
-        lines += [f"## {b.id}", "",
-                  f"{len(b.languages)} languages ({', '.join(b.languages)}); systems: "
-                  + ", ".join(s.name if s.untrained else f"{s.name} ({s.n} seed{'s' if s.n != 1 else ''})"
-                              for s in b.systems) + ".", "",
-                  "### Main results", "", *_main_table(b, baseline), ""]
+        lines += [
+            f"## {b.id}",
+            "",
+            f"{len(b.languages)} languages ({', '.join(b.languages)}); systems: "
+            + ", ".join(s.name if s.untrained else f"{s.name} ({s.n} seed{'s' if s.n != 1 else ''})" for s in b.systems)
+            + ".",
+            "",
+            "### Main results",
+            "",
+            *_main_table(b, baseline),
+            "",
+        ]
         lines += _seed_section(b, baseline)
         if b.figures:
             lines += ["### Figures", ""]

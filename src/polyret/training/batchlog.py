@@ -194,9 +194,11 @@ class BatchAudit:
         return self.conflicting_batches == 0
 
     def summary(self) -> str:
-        text = (f"{self.global_batches} global batches ({self.examples} examples, world size {self.world_size}): "
-                f"{self.conflicting_batches} with false negatives ({self.repeated_positives} repeated positives, "
-                f"{self.negatives_are_positives} hard negatives that are another example's positive)")
+        text = (
+            f"{self.global_batches} global batches ({self.examples} examples, world size {self.world_size}): "
+            f"{self.conflicting_batches} with false negatives ({self.repeated_positives} repeated positives, "
+            f"{self.negatives_are_positives} hard negatives that are another example's positive)"
+        )
         if self.deferred is not None:
             text += f"; {self.deferred} groups deferred by the sampler"
         if self.missing_ranks:
@@ -249,8 +251,10 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
             if "pos" not in entry or "step" not in entry:
-                raise DataError(f"{path}:{lineno}: no passage identity codes ('pos'); this log was written before "
-                                f"polyret recorded them and cannot be audited")
+                raise DataError(
+                    f"{path}:{lineno}: no passage identity codes ('pos'); this log was written before "
+                    f"polyret recorded them and cannot be audited"
+                )
             world_size = max(world_size, int(entry.get("world_size", 1)))
             step = int(entry["step"])
             k = micro.get(step, 0)
@@ -264,10 +268,15 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
     for (step, k), parts in sorted(batches.items()):
         pos = np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in parts])
         # one row per example, one column per hard negative (a flat list: one negative each)
-        width = max((np.asarray(n).reshape(len(p), -1).shape[1] for p, n in parts if n is not None and len(p)),
-                    default=1)
-        neg = np.concatenate([np.asarray(n, dtype=np.int64).reshape(len(p), -1) if n is not None
-                              else np.full((len(p), width), -1, dtype=np.int64) for p, n in parts])
+        width = max((np.asarray(n).reshape(len(p), -1).shape[1] for p, n in parts if n is not None and len(p)), default=1)
+        neg = np.concatenate(
+            [
+                np.asarray(n, dtype=np.int64).reshape(len(p), -1)
+                if n is not None
+                else np.full((len(p), width), -1, dtype=np.int64)
+                for p, n in parts
+            ]
+        )
         repeated = len(pos) - len(np.unique(pos))
         # per example: does a positive in the batch, other than its own, equal one of its negatives
         order = np.sort(pos)
@@ -280,6 +289,7 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
         if repeated or bad_neg:
             audit.conflicting_batches += 1
             if len(audit.problems) < max_problems:
-                audit.problems.append({"step": step, "micro_batch": k, "repeated_positives": repeated,
-                                       "negatives_are_positives": bad_neg})
+                audit.problems.append(
+                    {"step": step, "micro_batch": k, "repeated_positives": repeated, "negatives_are_positives": bad_neg}
+                )
     return audit

@@ -36,8 +36,8 @@ def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
     lines = [
         "## polyret training",
         "",
-        f"- strategy: **{config.strategy}**" + (f" (alpha = {config.alpha}: probability of a monolingual batch)"
-                                                if config.strategy == "hybrid" else ""),
+        f"- strategy: **{config.strategy}**"
+        + (f" (alpha = {config.alpha}: probability of a monolingual batch)" if config.strategy == "hybrid" else ""),
         f"- base model: `{config.model}`",
         f"- training data: {', '.join(f'`{s}`' for s in config.train)}"
         + (f" (max {config.max_groups} groups per source)" if config.max_groups else ""),
@@ -54,8 +54,9 @@ def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
     if config.dev:
         lines.append(f"- dev benchmark: `{config.dev}`")
     if info.get("best_checkpoint"):
-        lines.append(f"- best checkpoint: {info['best_checkpoint']} ({info['metric_for_best_model']} = "
-                     f"{info['best_metric']:.4f})")
+        lines.append(
+            f"- best checkpoint: {info['best_checkpoint']} ({info['metric_for_best_model']} = {info['best_metric']:.4f})"
+        )
     lines += ["", "Full configuration: `polyret_train.json`; per-step batch kinds: `batches.jsonl`.", ""]
     return "\n".join(lines)
 
@@ -79,7 +80,7 @@ def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, 
     try:
         try:
             model.save(str(tmp), create_model_card=True)
-        except Exception as error:  # the generated card is a nicety; never lose a trained model over it
+        except Exception as error:  # noqa: BLE001 - the generated card is a nicety; never lose a trained model over it
             logger.warning("sentence-transformers model card failed (%s); writing polyret's card only", error)
             shutil.rmtree(tmp, ignore_errors=True)
             model.save(str(tmp), create_model_card=False)

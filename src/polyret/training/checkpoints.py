@@ -55,7 +55,7 @@ def _legacy_checkpoint_ok(folder: Path) -> bool:
             with safe_open(str(path), framework="pt") as fh:
                 fh.keys()
         return True
-    except Exception:  # missing file, truncated JSON or safetensors header: not a checkpoint to trust
+    except Exception:  # noqa: BLE001 - missing file, truncated JSON or safetensors header: not a checkpoint to trust
         return False
 
 

@@ -160,22 +160,24 @@ class TrainConfig:
         need(self.negatives >= 0, f"negatives must be >= 0, got {self.negatives}")
         need(self.mini_batch_size >= 1, f"mini_batch_size must be >= 1, got {self.mini_batch_size}")
         need(self.embed_chunk_size >= 1, f"embed_chunk_size must be >= 1, got {self.embed_chunk_size}")
-        need(self.max_seq_length is None or self.max_seq_length >= 8,
-             f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        need(self.max_seq_length is None or self.max_seq_length >= 8, f"max_seq_length must be >= 8, got {self.max_seq_length}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         need(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
         need(self.save_steps is None or self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
-        need(self.save_total_limit is None or self.save_total_limit >= 1,
-             f"save_total_limit must be >= 1, got {self.save_total_limit}")
+        need(
+            self.save_total_limit is None or self.save_total_limit >= 1,
+            f"save_total_limit must be >= 1, got {self.save_total_limit}",
+        )
         need(self.eval_steps is None or self.eval_steps >= 1, f"eval_steps must be >= 1, got {self.eval_steps}")
         need(self.dev_groups >= 0, f"dev_groups must be >= 0, got {self.dev_groups}")
         need(self.max_groups is None or self.max_groups >= 1, f"max_groups must be >= 1, got {self.max_groups}")
         if self.has_dev:
-            need(self.save_steps is not None,
-                 "a dev set (dev / dev_groups) keeps the best checkpoint, so save_steps must be set")
-            need(self.save_steps % self.eval_every == 0,
-                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_every}) so the "
-                 "best checkpoint can be kept")
+            need(self.save_steps is not None, "a dev set (dev / dev_groups) keeps the best checkpoint, so save_steps must be set")
+            need(
+                self.save_steps % self.eval_every == 0,
+                f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_every}) so the "
+                "best checkpoint can be kept",
+            )
         need(self.recipe is None or self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}")
 
     # ------------------------------------------------------------------ derived values
@@ -203,8 +205,13 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(self)}
         renamed = sorted(set(overrides) & set(RENAMED))
         if renamed:
-            raise ConfigError("; ".join(f"training config key {old!r} was renamed to {RENAMED[old]!r} (it counts "
-                                        f"parallel groups, not pairs): write {RENAMED[old]}=..." for old in renamed))
+            raise ConfigError(
+                "; ".join(
+                    f"training config key {old!r} was renamed to {RENAMED[old]!r} (it counts "
+                    f"parallel groups, not pairs): write {RENAMED[old]}=..."
+                    for old in renamed
+                )
+            )
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ConfigError(f"unknown training config key(s) {unknown}; known: {sorted(names)}")
@@ -251,7 +258,7 @@ class TrainConfig:
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-        except Exception as error:  # yaml.YAMLError / json.JSONDecodeError: report the file and position
+        except Exception as error:  # noqa: BLE001 - yaml.YAMLError / json.JSONDecodeError: report the file and position
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
         if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
             data = data["config"]

@@ -37,8 +37,9 @@ class Conflicts:
 
     def __init__(self, index: PairIndex) -> None:
         g = index.pair_group
-        n_codes = int(max(index.num_identities, index.pair_positive.max(initial=0) + 1,
-                          index.pair_negative.max(initial=0) + 1, 1))
+        n_codes = int(
+            max(index.num_identities, index.pair_positive.max(initial=0) + 1, index.pair_negative.max(initial=0) + 1, 1)
+        )
         n_groups = index.num_groups
         pos = np.unique(g * n_codes + index.pair_positive.astype(np.int64))
         neg_codes = index.pair_negative.reshape(len(g), -1)  # one column per hard negative

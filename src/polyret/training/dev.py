@@ -126,15 +126,18 @@ def as_st_evaluator(evaluator, config: TrainConfig, *, has_eval_loss: bool):
     if evaluator is None or is_st_evaluator(evaluator):
         return evaluator
     if not callable(evaluator):
-        raise TypeError(f"evaluator must be a sentence-transformers evaluator or fn(model) -> float | dict, "
-                        f"got {type(evaluator).__name__}")
+        raise TypeError(
+            f"evaluator must be a sentence-transformers evaluator or fn(model) -> float | dict, got {type(evaluator).__name__}"
+        )
     metric = config.metric_for_best_model
     primary = None
     if metric is not None and metric.removeprefix("eval_") != "loss":
         primary = metric.removeprefix("eval_").removeprefix("dev_")
     elif metric is None and not has_eval_loss:
-        raise ConfigError("a plain evaluator function needs metric_for_best_model (one of the keys it returns, "
-                          "e.g. 'map') to pick the best checkpoint")
+        raise ConfigError(
+            "a plain evaluator function needs metric_for_best_model (one of the keys it returns, "
+            "e.g. 'map') to pick the best checkpoint"
+        )
     return CallableEvaluator(evaluator, "dev", primary)
 
 
@@ -153,8 +156,10 @@ def build_dev_evaluator(config: TrainConfig):
     if config.languages:
         languages = [lang for lang in config.languages if lang in info.languages]
         if not languages:
-            raise ConfigError(f"dev benchmark {config.dev!r} has none of the training languages {list(config.languages)} "
-                              f"(it has {', '.join(info.languages)})")
+            raise ConfigError(
+                f"dev benchmark {config.dev!r} has none of the training languages {list(config.languages)} "
+                f"(it has {', '.join(info.languages)})"
+            )
     return PolyretEvaluator(config.dev, languages=languages, data_dir=config.data_dir)
 
 
@@ -191,13 +196,16 @@ def best_metric_name(config: TrainConfig, evaluator, *, has_eval_loss: bool) -> 
             raise ConfigError("metric_for_best_model=loss needs held-out dev pairs (dev_groups > 0)")
         return "eval_loss"
     if evaluator is None:
-        raise ConfigError(f"metric_for_best_model={wanted!r} needs a dev evaluator (set dev); with dev_groups only, "
-                          "the metric is the dev loss ('loss')")
+        raise ConfigError(
+            f"metric_for_best_model={wanted!r} needs a dev evaluator (set dev); with dev_groups only, "
+            "the metric is the dev loss ('loss')"
+        )
     metric = f"eval_{prefixed(key)}"
     names = getattr(evaluator, "metric_names", None)
     if callable(names):
         known = sorted({f"eval_{n}" for n in names()} | ({"eval_loss"} if has_eval_loss else set()))
         if metric not in known:
-            raise ConfigError(f"metric_for_best_model={wanted!r}: the dev evaluator reports no {metric!r}; "
-                              f"known: {', '.join(known)}")
+            raise ConfigError(
+                f"metric_for_best_model={wanted!r}: the dev evaluator reports no {metric!r}; known: {', '.join(known)}"
+            )
     return metric

@@ -8,7 +8,8 @@ embeddings are put back in the original order before the loss, so the loss is th
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer
@@ -51,9 +52,7 @@ class LengthSortedCachedMNRL(CachedMultipleNegativesRankingLoss):
         finally:
             self._orders = None
 
-    def calculate_loss(
-        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
-    ) -> Tensor:
+    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False) -> Tensor:
         orders = self._orders or [None] * len(reps)
         restored, leaves = [], []
         for column, order in zip(reps, orders):

@@ -126,8 +126,10 @@ def _check_ranges(k: int, range_min: int, range_max: int | None, guarded: bool) 
     if range_max <= range_min:
         raise ValueError(f"range_min ({range_min}) must be smaller than range_max ({range_max})")
     if k > range_max - range_min:
-        raise ValueError(f"cannot mine {k} negatives per pair: only {range_max - range_min} candidates remain after "
-                         f"skipping the first range_min={range_min} of range_max={range_max}")
+        raise ValueError(
+            f"cannot mine {k} negatives per pair: only {range_max - range_min} candidates remain after "
+            f"skipping the first range_min={range_min} of range_max={range_max}"
+        )
     return range_max
 
 
@@ -232,8 +234,8 @@ def mine_negatives(
         n_cand = len(p.texts)
         chunk = max(1, min(len(rows), chunk_elements // max(1, n_cand)))
         for start in range(0, len(rows), chunk):
-            part = rows[start:start + chunk]
-            scores = q_emb[start:start + len(part)] @ c_emb.T  # cosine: encode() L2-normalises
+            part = rows[start : start + chunk]
+            scores = q_emb[start : start + len(part)] @ c_emb.T  # cosine: encode() L2-normalises
             own = np.asarray([own_unit[i] for i in part])
             pos = scores[np.arange(len(part)), own].astype(np.float64)
             pos_scores[part] = pos
@@ -277,9 +279,19 @@ def mine_negatives(
     return PairGroups(name=pairs.name, groups=out), stats
 
 
-def _select(scores: np.ndarray, pos: np.ndarray, *, k: int, range_min: int, range_max: int,
-            absolute_margin: float | None, relative_margin: float | None, max_score: float | None,
-            min_score: float | None, skipped: dict[str, int]) -> tuple[list[list[int]], list[np.ndarray]]:
+def _select(
+    scores: np.ndarray,
+    pos: np.ndarray,
+    *,
+    k: int,
+    range_min: int,
+    range_max: int,
+    absolute_margin: float | None,
+    relative_margin: float | None,
+    max_score: float | None,
+    min_score: float | None,
+    skipped: dict[str, int],
+) -> tuple[list[list[int]], list[np.ndarray]]:
     """Per row of ``scores`` (excluded candidates already at -inf): the chosen candidates, best first."""
     n_rows, n_cand = scores.shape
     width = min(range_max, n_cand)
@@ -326,15 +338,14 @@ def write_mined_jsonl(path: str | os.PathLike, pairs: PairGroups) -> int:
     from polyret.paths import atomic_path
 
     n = 0
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for by_lang in pairs.groups.values():
-                for pair in by_lang.values():
-                    row = {"id": pair.group, "lang": pair.lang, "query": pair.query, "positive": pair.positive,
-                           "positive_id": pair.positive_id, "negative": list(pair.negatives),
-                           "negative_id": list(pair.negative_ids)}  # fmt: skip
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    n += 1
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for by_lang in pairs.groups.values():
+            for pair in by_lang.values():
+                row = {"id": pair.group, "lang": pair.lang, "query": pair.query, "positive": pair.positive,
+                       "positive_id": pair.positive_id, "negative": list(pair.negatives),
+                       "negative_id": list(pair.negative_ids)}  # fmt: skip
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
     return n
 
 
@@ -426,8 +437,9 @@ def mine(
     stats.settings.update(train=train, model=spec, languages=list(source.languages), max_groups=max_groups,
                           seed=seed, output=str(output))  # fmt: skip
     if not pairs.groups:
-        raise ValueError(f"{train}: no pair got {k} negatives (of {stats.pairs}); lower k, range_min or the "
-                         f"margins, or pass keep_short")
+        raise ValueError(
+            f"{train}: no pair got {k} negatives (of {stats.pairs}); lower k, range_min or the margins, or pass keep_short"
+        )
     # stats describe the JSONL beside them: drop stale ones first, so a crash leaves none rather than wrong ones
     stats_path(output).unlink(missing_ok=True)
     write_mined_jsonl(output, pairs)

@@ -130,15 +130,12 @@ class PairIndex:
                 for lang in sorted(by_lang):
                     pair = by_lang[lang]
                     if pair.lang != lang:
-                        raise DataError(
-                            f"source {src.name!r}: group {gid!r} stores a {pair.lang!r} pair under key {lang!r}"
-                        )
+                        raise DataError(f"source {src.name!r}: group {gid!r} stores a {pair.lang!r} pair under key {lang!r}")
                     queries.append(pair.query)
                     positives.append(pair.positive)
                     negs.append(pair.negative)
                     pair_lang.append(lang_code[lang])
-                    key = (s_num, "i", pair.positive_id) if pair.positive_id is not None else (
-                        s_num, "t", lang, pair.positive)
+                    key = (s_num, "i", pair.positive_id) if pair.positive_id is not None else (s_num, "t", lang, pair.positive)
                     pos_code.append(identity.setdefault(key, len(identity)))
                     codes = []
                     for text, nid in zip(pair.negatives, pair.negative_ids):

@@ -85,7 +85,6 @@ class SamplerFactory:
         return sampler
 
 
-
 try:  # the callback is optional plumbing; transformers is a hard dependency of the trainer anyway
     from transformers import TrainerCallback
 except ImportError:  # pragma: no cover

@@ -78,7 +78,6 @@ _STATE_VERSION = 1
 _RECENT = 4096  # yielded batches remembered for batch_info (prefetch depth is far smaller)
 
 
-
 @dataclass(frozen=True)
 class BatchInfo:
     """What the sampler decided for one batch it yielded.
@@ -122,7 +121,6 @@ class BatchView:
         if all(same):
             return "mono" if len(set(self.query_langs)) == 1 else "mixed"
         return "cross" if not any(same) else "other"
-
 
 
 class ParallelBatchSampler(BatchSampler):
@@ -464,7 +462,6 @@ class ParallelBatchSampler(BatchSampler):
         return None
 
 
-
 def batch_sampler_cost(sampler: ParallelBatchSampler, epochs: int = 1) -> float:
     """Seconds per batch to generate ``epochs`` epochs (for the <2%-of-a-step budget).
 
@@ -479,7 +476,6 @@ def batch_sampler_cost(sampler: ParallelBatchSampler, epochs: int = 1) -> float:
         for _ in sampler._generate(e):
             n += 1
     return (time.perf_counter() - start) / max(n, 1)
-
 
 
 __all__ = [

@@ -135,7 +135,6 @@ def _column_prompts(model, negatives: int) -> dict[str, str] | None:
     return out
 
 
-
 def _load_sources(config: TrainConfig) -> list[PairGroups]:
     from polyret.data.pairs import load_pairs
 
@@ -161,8 +160,6 @@ def _check_resume(config: TrainConfig, output_dir: Path) -> None:
     if differ:
         detail = ", ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in differ)
         raise ConfigError(f"cannot resume {output_dir}: the run was started with a different config ({detail})")
-
-
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -207,8 +204,10 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     elif (found := last_checkpoint(output_dir)) is not None:
         # a fresh run would mix its checkpoints with the earlier run's (rotation by step keeps the old
         # ones, and a later resume would load them)
-        raise ConfigError(f"{output_dir} holds checkpoints of an earlier run ({found.name}); pass --resume "
-                          "(resume=true) to continue it, or use a new output folder")
+        raise ConfigError(
+            f"{output_dir} holds checkpoints of an earlier run ({found.name}); pass --resume "
+            "(resume=true) to continue it, or use a new output folder"
+        )
     check_writable(output_dir, what="output_dir", error=ConfigError)
     precision = resolve_precision(config.precision)
 
@@ -261,7 +260,8 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         # without a GPU, say so: accelerate then runs torchrun processes as multi-CPU DDP over gloo
-        use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),  # the batch log sits in the dataset transform, in this process
+        use_cpu=not torch.cuda.is_available()
+        and not torch.backends.mps.is_available(),  # the batch log sits in the dataset transform, in this process
         ddp_find_unused_parameters=True,  # e.g. BERT's pooler is unused by mean pooling
         report_to="none",
     )
