@@ -35,7 +35,7 @@ lint: install
 # accelerate pyproject.toml allows) in its own .venv-floor, then the quick tests that exercise those libraries:
 # the sampler under the trainer, the losses, a tiny training run with checkpoints and resume, evaluation, the CLI.
 FLOOR_VENV ?= .venv-floor
-FLOOR_TESTS ?= tests/test_samplers.py tests/test_losses_negatives.py tests/test_train.py tests/test_evaluate.py \
+FLOOR_TESTS ?= tests/training/test_samplers.py tests/training/test_losses_negatives.py tests/training/test_train.py tests/evaluation/test_evaluate.py \
 	tests/test_cli.py
 test-floor:
 	$(PYTHON) -m venv $(FLOOR_VENV)

@@ -39,7 +39,7 @@ def build_tiny_model(path: Path, *, seed: int = 0, hidden: int = 32, max_seq_len
 
     # A fixed vocabulary, not a trained one: tokenizers' WordPiece trainer breaks ties between equally
     # frequent merges in hash order, so a trained vocabulary (and every token's random embedding with it)
-    # differed from one process to the next (see tests/test_train.py::test_tiny_model_is_the_same_in_every_build).
+    # differed from one process to the next (see tests/training/test_train.py::test_tiny_model_is_the_same_in_every_build).
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     words = sorted(

@@ -16,7 +16,7 @@ from polyret.training.pairs_dataset import PairIndex
 from polyret.training.samplers import STRATEGIES, ParallelBatchSampler
 
 LANGS = ("de", "en", "fr")
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_xquad = pytest.mark.skipif(not (SHARED / "xquad-r" / "en.json").is_file(), reason="shared XQuAD-R absent")
 
 

@@ -15,7 +15,7 @@ from polyret.data import BENCHMARKS, DataError, DownloadError, benchmark_info, l
 from polyret.data.download import default_fetch, ensure_file, miracl_corpus_file, sha256_of, xquad_r_file
 from polyret.data.registry import CHECKSUMS, MLQA_R_COMMIT, mlqa_r_file, remote_file
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_xquad = pytest.mark.skipif(not (SHARED / "xquad-r" / "en.json").is_file(), reason="shared XQuAD-R absent")
 
 

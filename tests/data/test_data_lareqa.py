@@ -20,7 +20,7 @@ from polyret.data.lareqa import (
 )
 from polyret.data.records import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 XQUAD = SHARED / "xquad-r"
 needs_xquad = pytest.mark.skipif(not (XQUAD / "en.json").is_file(), reason="shared XQuAD-R files absent")
 

@@ -16,7 +16,7 @@ def test_experiment_under_torchrun_trains_on_both_ranks_and_reports_once(tiny_mo
     out = tmp_path / "exp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "POLYRET_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
                                           os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "polyret.cli", "experiment", "--preset", "smoke", "--model", tiny_model_dir,

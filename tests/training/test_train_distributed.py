@@ -30,7 +30,7 @@ def test_two_process_training_agrees_on_batch_kinds(tmp_path):
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
                                           os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "polyret.training", "--config", str(config_file)]  # fmt: skip

@@ -12,7 +12,7 @@ from polyret.data.mmarco import mmarco_local_files, mmarco_pairs
 from polyret.data.pairs import load_pairs, load_pairs_jsonl, pair_counts
 from polyret.data.records import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_xquad = pytest.mark.skipif(not (SHARED / "xquad-r" / "en.json").is_file(), reason="shared XQuAD-R absent")
 
 

@@ -12,7 +12,7 @@ import pytest
 from polyret.data.miracl import MIRACL_LANGUAGES, load_miracl, read_corpus, read_qrels, read_topics
 from polyret.data.records import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 MIRACL = SHARED / "miracl"
 needs_miracl = pytest.mark.skipif(not (MIRACL / "topics").is_dir(), reason="shared MIRACL files absent")
 
