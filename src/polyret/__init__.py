@@ -52,6 +52,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ExperimentConfig": ("polyret.experiment", "ExperimentConfig"),
     "PRESETS": ("polyret.experiment", "PRESETS"),
     "build_report": ("polyret.report", "build_report"),
+    "load_entries": ("polyret.report", "load_entries"),
     "analyse": ("polyret.report", "analyse"),
     "read_report": ("polyret.report", "read_report"),
     "Report": ("polyret.report", "Report"),
@@ -83,6 +84,7 @@ __all__ = [
     "build_report",
     "evaluate",
     "list_benchmarks",
+    "load_entries",
     "load_benchmark",
     "load_model",
     "load_pairs",
@@ -99,7 +101,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from polyret.experiment import PRESETS, ExperimentConfig, run_experiment
     from polyret.models import ModelError
     from polyret.models import load as load_model
-    from polyret.report import Report, analyse, build_report, read_report
+    from polyret.report import Report, analyse, build_report, load_entries, read_report
     from polyret.training import (
         RECIPES,
         ConfigError,
