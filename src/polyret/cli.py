@@ -6,7 +6,7 @@ code 2, an interrupt into exit code 130, and anything else (a bug) into a one-li
 code 1. ``polyret --debug ...`` (or ``POLYRET_DEBUG=1``) adds the traceback. ``polyret --version``
 prints :data:`polyret.__version__`.
 
-One file on purpose (~450 lines): it is the whole thin layer, and most of its length is typer's option
+One file on purpose (~500 lines): it is the whole thin layer, and most of its length is typer's option
 declarations with their help texts; every command's options, checks and printing read side by side.
 """
 

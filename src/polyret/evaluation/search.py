@@ -12,6 +12,9 @@ HNSW), for corpora too big to score densely; relevant candidates outside the ret
 0 ("not retrieved"), so only cutoff metrics up to k are exact there.
 
 Ties are broken like trec_eval: score descending, then candidate id descending (string order).
+
+Size: ~400 lines because exact search, its tie rule and the run-table builder must agree line for
+line (full mAP is exact only if they do); the faiss backend lives in ``faiss_search``.
 """
 
 from __future__ import annotations
