@@ -21,9 +21,9 @@ from polyret.evaluation import bias
 from polyret.evaluation.metrics import macro, per_query, per_setting
 from polyret.evaluation.search import build_run_table
 from polyret.evaluation.settings import settings_for
+from polyret.vocabulary import DEFAULT_MEASURES as MEASURES
 
 LANGS = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
-MEASURES = ("map", "map@20", "ndcg@10", "recall@1", "recall@10", "recall@100", "mrr@10")
 
 
 def synthetic_xquad_r(n_questions: int = 1190, n_sentences: int = 1183) -> Benchmark:
@@ -96,8 +96,8 @@ def main() -> None:
     for name, vals in fam.items():
         print(f"  {name:6s} " + "  ".join(f"{m} {v:.3f}" for m, v in vals.items()))
     print(
-        f"  max rank distance {b['max_rank_distance']['mean']:.1f}; same-language preference "
-        f"{b['same_language_preference']['rate']:.3f} (chance {b['same_language_preference']['chance']:.3f})"
+        f"  max rank distance {b.max_rank_distance:.1f}; same-language rate "
+        f"{b.same_language_rate:.3f} (chance {b.same_language_chance:.3f})"
     )
 
 

@@ -86,6 +86,7 @@ def part_a(model_spec: str, steps: int, batch: int, max_len: int, source: str, l
     from polyret.training.pairs_dataset import build_pairs_dataset
     from polyret.training.samplers import ParallelBatchSampler, SamplerFactory
     from polyret.training.trainer import freeze_word_embeddings
+    from polyret.vocabulary import STRATEGIES
 
     pairs = load_pairs(source)
     model = models.load(model_spec, max_seq_length=max_len)
@@ -99,7 +100,7 @@ def part_a(model_spec: str, steps: int, batch: int, max_len: int, source: str, l
     text_ds = datasets.Dataset.from_dict({"anchor": [p.query for p in rows], "positive": [p.positive for p in rows]})
 
     runs = [(s, index_ds, ParallelBatchSampler.factory(index, strategy=s, alpha=0.5, seed=1)) for s in
-            ("mono", "cross", "hybrid", "mixed")]  # fmt: skip
+            STRATEGIES]  # fmt: skip
     runs.append(("ST NoDuplicatesBatchSampler", text_ds, BatchSamplers.NO_DUPLICATES))
     results = []
     for name, dataset, batch_sampler in runs:

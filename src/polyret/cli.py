@@ -166,14 +166,12 @@ def language_table(res, measure: str = "map") -> Table:
         table.add_column(Text(f if f != "cross" else "cross (mean over pools)"), justify="right")
     if "multi" in fams and res.bias.get("per_language"):
         table.add_column("max rank distance", justify="right")
+    from .evaluation.settings import split_setting
+
     for lang in res.languages:
         row = [Text(lang)]
         for f in fams:
-            vals = [
-                v[measure]
-                for name, v in res.per_setting.items()
-                if name.startswith(f + ":") and name.split(":", 1)[1].split("-")[0] == lang and measure in v
-            ]
+            vals = [v[measure] for name, v in res.per_setting.items() if split_setting(name)[:2] == (f, lang) and measure in v]
             row.append(f"{sum(vals) / len(vals):.4f}" if vals else "-")
         if "multi" in fams and res.bias.get("per_language"):
             v = res.bias["per_language"].get(lang, {}).get("max_rank_distance")

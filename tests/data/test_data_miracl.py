@@ -135,7 +135,7 @@ def test_bad_lines_name_file_and_line(tmp_path, topics, qrels, corpus, pattern):
 
 
 def test_unknown_language_and_missing_corpus(tmp_path):
-    with pytest.raises(DataError, match=r"MIRACL has no language 'xx'"):
+    with pytest.raises(DataError, match=r"MIRACL has no language xx; it has ar, bn"):
         load_miracl("xx", data_dir=tmp_path, download=False)
     data = _tiny(tmp_path, "1\tq\n", "1 Q0 d1 1\n", GOOD_CORPUS)
     (data / "miracl" / "corpus" / "sw.jsonl").unlink()

@@ -210,3 +210,19 @@ def test_layout_is_the_one_place_that_names_the_folders(tmp_path):
         ("mono", 1, "xquad-r_test"),
     ]
     assert layout.find_evals(tmp_path / "evals") == layout.find_evals(tmp_path)
+
+
+def test_a_folder_of_polyret_0_1_with_old_train_override_keys_is_continued(smoke, tmp_path):
+    cfg, first = smoke
+    out = tmp_path / "old"
+    shutil.copytree(first["output"], out)
+    record = json.loads((out / "experiment.json").read_text())
+    overrides = record["train_overrides"]
+    overrides["dev_pairs"] = overrides.pop("dev_groups")  # as polyret 0.1.0 wrote it
+    (out / "experiment.json").write_text(json.dumps(record))
+    for run in (out / "models").glob("*/seed0/model/polyret_train.json"):
+        saved = json.loads(run.read_text())
+        saved["config"]["dev_pairs"] = saved["config"].pop("dev_groups")
+        run.write_text(json.dumps(saved))
+    again = run_experiment(cfg.replace(output=str(out)), progress=False)
+    assert again["done"]["trained"] == [] and again["done"]["evaluated"] == []

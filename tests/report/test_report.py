@@ -418,3 +418,12 @@ def test_bad_input(entries, tmp_path):
         build_report([entries[1], entries[1]], tmp_path)
     with pytest.raises(ValueError, match="ndcg@20"):
         build_report(entries, tmp_path, measure="ndcg@20", figures=False)
+
+
+def test_a_language_row_without_any_value_has_no_bold_cell():
+    report = _hand_made_report()
+    report.benchmarks[0].language_tables[0].values["base"][1] = float("nan")
+    report.benchmarks[0].language_tables[0].values["mono"][1] = float("nan")
+    md = report.to_markdown()
+    assert "| de | \u2013 | \u2013 |" in md  # nothing to be best at: no **\u2013**
+    assert "| en | 0.300 | **0.600** |" in md

@@ -181,7 +181,7 @@ def test_chunk_sizes_have_one_meaning_each(tiny_model):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(tiny_model), device="cpu")
-    plain = build_loss(model, TrainConfig(embed_chunk_size=3, mini_batch_size=5))
+    plain = build_loss(model, TrainConfig(embed_chunk_size=3))
     cached = build_loss(model, TrainConfig(cached_loss=True, embed_chunk_size=3, mini_batch_size=5))
     assert isinstance(plain, LengthSortedMNRL) and plain.chunk_size == 3
     assert isinstance(cached, LengthSortedCachedMNRL) and cached.mini_batch_size == 5
@@ -560,3 +560,21 @@ def test_the_training_package_exports_the_verb_and_stays_light_to_import():
     code = "import sys, polyret.training; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_record_polyret_wrote_with_old_keys_is_upgraded_not_refused(tmp_path):
+    # polyret_train.json of polyret 0.1.0: dev_pairs, and mini_batch_size that also chunked the plain loss
+    old = {"config": {"recipe": "cpu", "dev_pairs": 16, "mini_batch_size": 8, "cached_loss": False}}
+    (tmp_path / "polyret_train.json").write_text(json.dumps(old))
+    cfg = TrainConfig.from_file(tmp_path)
+    assert (cfg.dev_groups, cfg.embed_chunk_size, cfg.mini_batch_size) == (16, 8, 32)
+    # a user's own config with the old key is still told the new name
+    (tmp_path / "mine.json").write_text(json.dumps(old["config"]))
+    with pytest.raises(ConfigError, match="renamed to 'dev_groups'"):
+        TrainConfig.from_file(tmp_path / "mine.json")
+
+
+def test_mini_batch_size_without_cached_loss_names_embed_chunk_size():
+    with pytest.raises(ConfigError, match="embed_chunk_size"):
+        TrainConfig(mini_batch_size=8)
+    assert TrainConfig(mini_batch_size=8, cached_loss=True).mini_batch_size == 8

@@ -32,6 +32,7 @@ from polyret.data.lines import jsonl_objects
 from polyret.data.records import Benchmark, Candidate, DataError, Query
 from polyret.data.registry import MIRACL_LANGUAGES
 from polyret.data.trec import read_qrels, read_topics
+from polyret.vocabulary import check_languages
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,7 @@ __all__ = ["MIRACL_LANGUAGES", "check_language", "load_miracl", "read_corpus", "
 
 def check_language(lang: str) -> str:
     """``lang`` if MIRACL has it, else a DataError listing its languages."""
-    if lang not in MIRACL_LANGUAGES:
-        raise DataError(f"MIRACL has no language {lang!r}; it has {', '.join(MIRACL_LANGUAGES)}")
-    return lang
+    return check_languages([lang], MIRACL_LANGUAGES, where="MIRACL", error=DataError)[0]
 
 
 def read_corpus(path: str | os.PathLike, lang: str) -> list[Candidate]:

@@ -226,16 +226,19 @@ class ExperimentConfig:
         Raises:
             ValueError naming the file (and the key).
         """
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
+        import yaml
 
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not a UTF-8 text file: {exc}") from None
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
                 data = yaml.safe_load(text) or {}
             else:
                 data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:  # the file and the position
             raise ValueError(f"{path}: cannot parse experiment config: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: an experiment config must be a mapping")

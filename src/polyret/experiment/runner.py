@@ -18,6 +18,7 @@ from typing import Any
 
 from ..evaluation.results import is_done as eval_done
 from ..paths import atomic_write_text
+from ..training.config import upgrade_keys
 from ..vocabulary import BASELINE
 from . import layout
 from .config import EXTENDABLE, ExperimentConfig, System
@@ -69,6 +70,8 @@ def run_experiment(
             raise ValueError(
                 f"{saved}: unreadable experiment record ({exc}); delete it to start this folder afresh, or use another --output"
             ) from None
+        if isinstance(previous.get("train_overrides"), dict):  # written by an older polyret: its keys renamed
+            previous["train_overrides"] = upgrade_keys(previous["train_overrides"])
         current = json.loads(json.dumps(config.to_dict()))
         changed = sorted(k for k in set(previous) | set(current) if k not in EXTENDABLE and previous.get(k) != current.get(k))
         if changed:

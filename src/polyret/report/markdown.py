@@ -110,7 +110,10 @@ def _per_language_tables(bench: BenchmarkSummary, measure: str) -> list[str]:
             }
             finite = {n: round(v, digits) for n, v in vals.items() if math.isfinite(v)}
             target = (max if high else min)(finite.values()) if finite else None
-            cells = [f"**{_f(v, digits)}**" if finite.get(n) == target else _f(v, digits) for n, v in vals.items()]
+            cells = [
+                f"**{_f(v, digits)}**" if target is not None and finite.get(n) == target else _f(v, digits)
+                for n, v in vals.items()
+            ]
             rows.append([q if q != "mean" else "*mean*", *cells])
         caption = _LANGUAGE_CAPTIONS[t.key].format(name=name)
         out += [f"#### {caption}", "", *_table(["query language", *t.values], rows), ""]

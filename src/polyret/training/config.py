@@ -24,6 +24,18 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 RENAMED = {"dev_pairs": "dev_groups"}
 
 
+def upgrade_keys(record: dict[str, Any]) -> dict[str, Any]:
+    """A config record that polyret itself wrote (``polyret_train.json``, an experiment's
+    ``train_overrides``) with keys of older versions renamed (``RENAMED``); user-written configs and
+    ``--set`` are refused the old keys instead, with the new name."""
+    out = {RENAMED.get(k, k): v for k, v in record.items()}
+    if not out.get("cached_loss") and "mini_batch_size" in out and "embed_chunk_size" not in out:
+        # before 0.2 mini_batch_size also set the plain loss's chunk: it moves to its own key
+        out["embed_chunk_size"] = out["mini_batch_size"]
+        out["mini_batch_size"] = 32
+    return out
+
+
 class ConfigError(ValueError):
     """A training configuration value is missing, unknown or out of range."""
 
@@ -160,6 +172,12 @@ class TrainConfig:
         need(self.negatives >= 0, f"negatives must be >= 0, got {self.negatives}")
         need(self.mini_batch_size >= 1, f"mini_batch_size must be >= 1, got {self.mini_batch_size}")
         need(self.embed_chunk_size >= 1, f"embed_chunk_size must be >= 1, got {self.embed_chunk_size}")
+        need(
+            # the old meaning (chunk the plain loss) is clear when embed_chunk_size is left at its default
+            self.cached_loss or self.mini_batch_size == 32 or self.embed_chunk_size != 32,
+            f"mini_batch_size={self.mini_batch_size} applies only with cached_loss=true (GradCache); the plain "
+            "loss's rows per forward pass are embed_chunk_size (mini_batch_size set both before polyret 0.2)",
+        )
         need(self.max_seq_length is None or self.max_seq_length >= 8, f"max_seq_length must be >= 8, got {self.max_seq_length}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         need(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
@@ -247,21 +265,22 @@ class TrainConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "polyret_train.json"
+        import yaml
+
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as error:
+        except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read training config {path}: {error}") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-        except Exception as error:  # noqa: BLE001 - yaml.YAMLError / json.JSONDecodeError: report the file and position
+        except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
         if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
-            data = data["config"]
+            # a record polyret wrote (an older version's keys are upgraded, not refused: the run resumes)
+            data = upgrade_keys(data["config"])
         return cls.from_dict(data or {}, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
