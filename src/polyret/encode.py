@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .models import encode_batch
 from .paths import atomic_path, cache_dir
 
 KEY_BYTES = 16
@@ -296,14 +297,7 @@ def encode(
     pending_rows: list[np.ndarray] = []
     for start, stop in token_budget_batches(sorted_lengths, batch_size, max_tokens):
         chunk = todo[start:stop]
-        emb = model.encode(
-            [texts[i] for i in chunk],
-            prompt_name=kind if prompt else None,
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        ).astype(np.float32)
+        emb = encode_batch(model, [texts[i] for i in chunk], kind=kind, batch_size=batch_size).astype(np.float32)
         bad = ~np.isfinite(emb).all(axis=1)
         if bad.any():  # never cached: the next run would set the shard aside and encode the texts again
             first = texts[chunk[int(np.flatnonzero(bad)[0])]]

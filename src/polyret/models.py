@@ -202,3 +202,28 @@ def fingerprint(model: SentenceTransformer) -> str:
         if flat.numel():
             h.update(memoryview(flat.view(torch.uint8).numpy()))
     return h.hexdigest()[:16]
+
+
+def encode_batch(model, texts, *, kind: str, batch_size: int):
+    """One batch through the model's entry point for ``kind`` ("query" or "passage"), L2-normalised.
+
+    The one place polyret calls a model's encode: the model's own prompt for ``kind`` applies.
+
+    Args:
+        model: a loaded SentenceTransformer (or anything with its ``encode``).
+        texts: the texts of one batch.
+        kind: "query" or "passage".
+        batch_size: handed to the model's encode.
+
+    Returns:
+        (len(texts), dim) numpy array.
+    """
+    prompt = (getattr(model, "prompts", None) or {}).get(kind, "")
+    return model.encode(
+        list(texts),
+        prompt_name=kind if prompt else None,
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+        show_progress_bar=False,
+    )
