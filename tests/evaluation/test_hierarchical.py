@@ -14,8 +14,7 @@ def simulate(rng, n_seeds, *, delta=0.02, seed_sd=0.01, noise=0.05, questions=80
 
     def system(mu):
         return [
-            mu + rng.normal(0, seed_sd) + q_effect[None, :] + rng.normal(0, noise, (settings, questions))
-            for _ in range(n_seeds)
+            mu + rng.normal(0, seed_sd) + q_effect[None, :] + rng.normal(0, noise, (settings, questions)) for _ in range(n_seeds)
         ]
 
     return system(0.5 + delta), system(0.5)

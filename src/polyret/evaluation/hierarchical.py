@@ -80,7 +80,9 @@ def _common(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> tuple[np.ndarra
     mats = [np.asarray(m, dtype=np.float64) for m in (*a, *b)]
     shape = mats[0].shape
     if len(shape) != 2 or any(m.shape != shape for m in mats):
-        raise ValueError(f"hierarchical_bootstrap needs settings x questions matrices of one shape, got {[m.shape for m in mats]}")
+        raise ValueError(
+            f"hierarchical_bootstrap needs settings x questions matrices of one shape, got {[m.shape for m in mats]}"
+        )
     mask = np.logical_and.reduce([np.isfinite(m) for m in mats])
     if not mask.any():
         raise ValueError("hierarchical_bootstrap: the seeds of the two systems share no (setting, question) value")
@@ -176,12 +178,13 @@ def hierarchical_bootstrap(
 
 
 def seeds_to_resolve(result: HierarchicalResult, boundary: float = 0.0, *, max_seeds: int = 1000) -> int | None:
-    """Seeds per system at which the observed difference's interval would exclude ``boundary``.
+    """Seeds per system (more than now) at which the observed difference's interval would exclude ``boundary``.
 
-    The variance of the difference is modelled as ``var_questions + var_seed_a / n + var_seed_b / n``
-    (question noise does not shrink with seeds; the questions are fixed by the benchmark); the interval
-    half-width is ``z * sqrt(var)``. The answer assumes the observed difference and variances stay as
-    measured, which is what "the observed variance says" means; it is a planning figure, not a promise.
+    The variance of the difference is modelled as ``var_questions + (var_seed_a + var_seed_b) / n``
+    (question noise does not shrink with seeds; the questions are fixed by the benchmark), and the
+    interval half-width as ``t_df * sqrt(var)`` with the Welch-Satterthwaite df of n seeds each. The answer
+    assumes the observed difference and variances stay as measured, which is what "the observed
+    variance says" means: a planning figure, not a promise.
 
     Args:
         result: a :class:`HierarchicalResult` with seed variances for both systems.
@@ -189,21 +192,21 @@ def seeds_to_resolve(result: HierarchicalResult, boundary: float = 0.0, *, max_s
         max_seeds: answers above this are reported as None.
 
     Returns:
-        The smallest n (>= 2) that resolves it, or None when seeds alone cannot (the question noise
-        alone already spans the boundary, the gap is 0, or the seed variances are unknown).
+        The smallest n above the current seed counts that resolves it, or None when seeds alone cannot
+        (the question noise alone already spans the boundary, the gap is 0, the seed variances are
+        unknown, or more than ``max_seeds`` would be needed).
     """
     if result.var_seed_a is None or result.var_seed_b is None:
         return None
     gap = abs(result.diff - boundary)
-    z = _z(result.confidence)
-    room = (gap / z) ** 2 - result.var_questions
-    if gap == 0 or room <= 0:
+    if gap == 0 or _z(result.confidence) ** 2 * result.var_questions >= gap**2:
         return None
-    seed_var = result.var_seed_a + result.var_seed_b
-    if seed_var <= 0:
-        return 2
-    n = max(2, math.ceil(seed_var / room))
-    return n if n <= max_seeds else None
+    for n in range(max(result.n_seeds_a, result.n_seeds_b) + 1, max_seeds + 1):
+        small = _small_sample_factor(result.var_seed_a, n, result.var_seed_b, n, result.confidence)
+        var = result.var_questions + (result.var_seed_a + result.var_seed_b) / n
+        if (small * _z(result.confidence)) ** 2 * var < gap**2:
+            return n
+    return None
 
 
 def _seed_variance(observed: np.ndarray, per_resample: np.ndarray) -> tuple[float | None, float | None]:
