@@ -81,3 +81,37 @@ def test_margin_moves_a_non_inferiority_verdict():
     assert judge(claim, a, b, margin=0.0, n_resamples=300, seed=0).verdict == CONTRADICTED
     with pytest.raises(ValueError, match="margin"):
         analyse(make_entries(seeds=(1,)), n_resamples=50, claim_margin=-1)
+
+
+def test_alpha_of_system_names_and_pareto_front():
+    from polyret.report.alpha import pareto_front, system_alpha
+
+    assert [system_alpha(n) for n in ("mono", "cross", "hybrid", "hybrid-a0.25", "hybrid-a1", "base", "x")] == [
+        1.0,
+        0.0,
+        0.5,
+        0.25,
+        1.0,
+        None,
+        None,
+    ]
+    pts = [(0.1, 0.9), (0.5, 0.8), (0.4, 0.7), (0.9, 0.2), (float("nan"), 1.0)]
+    assert pareto_front(pts) == [0, 1, 3]  # (0.4, 0.7) is beaten by (0.5, 0.8)
+
+
+def test_alpha_figures_are_drawn_for_a_sweep(tmp_path):
+    systems = {"base": (1.6, 1.2), "cross": (1.25, 0.6), "hybrid-a0.25": (1.1, 0.55), "hybrid": (1.05, 0.5), "mono": (1.2, 1.0)}
+    rep = analyse(make_entries(seeds=(1, 2), systems=systems), n_resamples=100)
+    written = rep.save(tmp_path)
+    bid = rep.benchmarks[0].id
+    for key in ("alpha_curves", "alpha_plane"):
+        path = written[f"{bid}/{key}"]
+        assert path.stat().st_size > 10_000
+    md = (tmp_path / "report.md").read_text()
+    assert "alpha_plane" in md and "alpha_curves" in md
+    # two alphas are not a sweep: no alpha figures
+    few = analyse(
+        make_entries(seeds=(1,), systems={"base": (1.6, 1.2), "mono": (1.2, 1.0), "hybrid": (1.05, 0.5)}), n_resamples=50
+    )
+    written = few.save(tmp_path / "few")
+    assert not any("alpha" in k for k in written)
