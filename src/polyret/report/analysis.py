@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.hierarchical import hierarchical_bootstrap, seeds_to_resolve
 from ..evaluation.results import Results
 from ..evaluation.settings import split_setting
 from ..evaluation.significance import (
@@ -33,6 +34,7 @@ from ..evaluation.significance import (
     paired_cluster_randomization,
 )
 from ..vocabulary import BASELINE, FAMILIES, SYSTEM_ORDER
+from .claims import DEFAULT_MARGIN, judge_claims
 from .entries import ReportEntry
 from .summary import (
     BenchmarkSummary,
@@ -46,6 +48,8 @@ from .summary import (
 )
 
 DEFAULT_TITLE = "Experiment report"
+
+SeedMatrices = dict[str, dict[str, list[np.ndarray] | None]]  # system -> column -> one matrix per seed
 
 
 def measure_name(measure: str) -> str:
@@ -137,6 +141,7 @@ def analyse(
     baseline: str = BASELINE,
     n_resamples: int = 1000,
     seed: int = 0,
+    claim_margin: float = DEFAULT_MARGIN,
 ) -> Report:
     """Analyse evaluations into a ``Report`` (render it with ``to_markdown`` / ``to_json`` / ``save``).
 
@@ -147,6 +152,8 @@ def analyse(
         baseline: the system the main table's differences refer to.
         n_resamples: resamples of the bootstrap and randomization tests.
         seed: their seed (the report is deterministic for a given seed).
+        claim_margin: the non-inferiority margin of the "at least as good as" claims (in the
+            measure's units; see ``polyret.report.claims``).
 
     Raises:
         ValueError: no entries, an entry given twice, or an entry without ``measure``.
@@ -156,14 +163,23 @@ def analyse(
     for e in entries:
         by_bench.setdefault(e.benchmark, []).append(e)
     benches = [
-        _analyse_benchmark(bid, es, measure=measure, baseline=baseline, n_resamples=n_resamples, seed=seed)
+        _analyse_benchmark(
+            bid, es, measure=measure, baseline=baseline, n_resamples=n_resamples, seed=seed, claim_margin=claim_margin
+        )
         for bid, es in by_bench.items()
     ]
-    return Report(title or DEFAULT_TITLE, measure, baseline, n_resamples, seed, benches)
+    return Report(title or DEFAULT_TITLE, measure, baseline, n_resamples, seed, benches, claim_margin)
 
 
 def _analyse_benchmark(
-    bench_id: str, entries: list[ReportEntry], *, measure: str, baseline: str, n_resamples: int, seed: int
+    bench_id: str,
+    entries: list[ReportEntry],
+    *,
+    measure: str,
+    baseline: str,
+    n_resamples: int,
+    seed: int,
+    claim_margin: float,
 ) -> BenchmarkSummary:
     by_system: dict[str, list[ReportEntry]] = {}
     for e in entries:
@@ -206,6 +222,7 @@ def _analyse_benchmark(
 
     matrices = _per_query_matrices(bench, results)
     _significance(bench, matrices, baseline, n_resamples, seed)
+    bench.claims = judge_claims(bench, matrices, margin=claim_margin, n_resamples=n_resamples, seed=seed)
     bench.notes = _seed_notes(bench, baseline)
     bench.language_tables = _language_tables(bench, results, measure)
     for s in systems:
@@ -222,9 +239,10 @@ def _analyse_benchmark(
     return bench
 
 
-def _per_query_matrices(bench: BenchmarkSummary, results: dict[str, list[Results]]) -> dict[str, dict[str, np.ndarray | None]]:
-    """System -> column -> settings x questions matrix, averaged over seeds (None without per-query data)."""
-    out: dict[str, dict[str, np.ndarray | None]] = {s.name: {} for s in bench.systems}
+def _per_query_matrices(bench: BenchmarkSummary, results: dict[str, list[Results]]) -> SeedMatrices:
+    """System -> column -> one settings x questions matrix per seed, on shared axes (None without
+    per-query data); :func:`_seed_mean` averages them."""
+    out: SeedMatrices = {s.name: {} for s in bench.systems}
     families: dict[int, np.ndarray] = {}  # id(per-query table) -> family of each row, computed once
     for s in bench.systems:
         for r in results[s.name]:
@@ -255,15 +273,22 @@ def _per_query_matrices(bench: BenchmarkSummary, results: dict[str, list[Results
             if s.name not in rows:
                 out[s.name][col.key] = None
                 continue
-            mats = [
+            out[s.name][col.key] = [
                 cluster_matrix(a, b, v, setting_order=list(s_axis), cluster_order=list(c_axis))[2] for a, b, v in rows[s.name]
             ]
-            out[s.name][col.key] = _nanmean_stack(mats)
     return out
 
 
+def _seed_mean(mats: list[np.ndarray] | None) -> np.ndarray | None:
+    return None if mats is None else _nanmean_stack(mats)
+
+
 def _significance(
-    bench: BenchmarkSummary, matrices: dict[str, dict[str, np.ndarray | None]], baseline: str, n_resamples: int, seed: int
+    bench: BenchmarkSummary,
+    matrices: SeedMatrices,
+    baseline: str,
+    n_resamples: int,
+    seed: int,
 ) -> None:
     trained = [s for s in bench.systems if s.name != baseline]
     base = bench.system(baseline)
@@ -273,17 +298,25 @@ def _significance(
         if col.settings_family is None:
             continue
         for s in bench.systems:
-            mat = matrices[s.name].get(col.key)
+            mat = _seed_mean(matrices[s.name].get(col.key))
             if mat is None or not np.isfinite(mat).any():
                 continue
             ci = paired_cluster_bootstrap(mat, np.where(np.isfinite(mat), 0.0, np.nan), n_resamples, seed)
             s.ci[col.key] = Interval(ci.diff, ci.low, ci.high)
+            if s.n > 1:  # the system's own score, over seeds and questions
+                h = hierarchical_bootstrap(matrices[s.name][col.key], [np.zeros_like(mat)], n_resamples=n_resamples, seed=seed)
+                s.ci_seeds[col.key] = Interval(h.diff, h.low, h.high)
         for a, b in pairs:
-            ma, mb = matrices[a.name].get(col.key), matrices[b.name].get(col.key)
+            seeds_a, seeds_b = matrices[a.name].get(col.key), matrices[b.name].get(col.key)
+            ma, mb = _seed_mean(seeds_a), _seed_mean(seeds_b)
             if ma is None or mb is None or not (np.isfinite(ma) & np.isfinite(mb)).any():
                 continue
             boot = paired_cluster_bootstrap(ma, mb, n_resamples=n_resamples, seed=seed)
             perm = paired_cluster_randomization(ma, mb, n_resamples=n_resamples, seed=seed)
+            try:
+                hier = hierarchical_bootstrap(seeds_a, seeds_b, n_resamples=n_resamples, seed=seed)
+            except ValueError:  # no cell every seed of both has: the seed-aware test is not possible
+                hier = None
             sig = boot.low > 0 or boot.high < 0
             better = None
             if sig:
@@ -308,6 +341,11 @@ def _significance(
                     bool(seed_std is not None and abs(boot.diff) <= 2 * seed_std),
                     a.n,
                     b.n,
+                    hier.low if hier else None,
+                    hier.high if hier else None,
+                    hier.p if hier else None,
+                    bool(hier and a.n > 1 and (b.n > 1 or b.untrained)),
+                    seeds_to_resolve(hier, 0.0) if hier and not (hier.low > 0 or hier.high < 0) else None,
                 )
             )
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import figures as draw
 from ..vocabulary import FAMILIES
+from .alpha import draw_alpha_figures
 from .analysis import measure_name
 from .summary import BenchmarkSummary
 
@@ -119,4 +120,5 @@ def draw_benchmark(bench: BenchmarkSummary, fig_dir: Path, measure: str, baselin
             title=f"Per-query max rank distance of the gold answers in the multilingual "
             f"pool, {bench.id}\n(all seeds pooled; lower = less language bias)",
         )
+    figs.update(draw_alpha_figures(bench, fig_dir, slug, name, baseline))
     return figs

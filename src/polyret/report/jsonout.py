@@ -22,6 +22,7 @@ def render_json(report: Report) -> dict[str, Any]:
         "baseline": report.baseline,
         "n_resamples": report.n_resamples,
         "seed": report.seed,
+        "claim_margin": report.claim_margin,
         "benchmarks": {},
     }
     for b in report.benchmarks:
@@ -32,6 +33,7 @@ def render_json(report: Report) -> dict[str, Any]:
                 "n_seeds": s.n,
                 "columns": {k: dataclasses.asdict(v) for k, v in s.stats.items()},
                 "ci_over_questions": {k: dataclasses.asdict(v) for k, v in s.ci.items()},
+                "ci_over_seeds_and_questions": {k: dataclasses.asdict(v) for k, v in s.ci_seeds.items()},
             }
         out["benchmarks"][b.id] = {
             "languages": b.languages,
@@ -41,6 +43,7 @@ def render_json(report: Report) -> dict[str, Any]:
             "n_questions": b.n_questions,
             "systems": systems,
             "significance": [dataclasses.asdict(c) for c in b.significance],
+            "claims": [dataclasses.asdict(v) for v in b.claims],
             "seed_notes": b.notes,
             "figures": dict(b.figures),
         }

@@ -141,7 +141,26 @@ def _significance_row(r: Comparison, d: int, baseline: str) -> list[str]:
             verdict += " (but within 2x seed std)"
     else:
         verdict = "no clear difference"
-    return [f"{r.a} \u2212 {r.b}", diff, ci, f"{r.p_bootstrap:.3f}", f"{r.p_randomization:.3f}", f"{sa} / {sb}", verdict]
+    if r.seeds_low is None or r.seeds_high is None:
+        ci_s = "\u2013"
+    else:
+        ci_s = f"[{_f(r.seeds_low, d, True)}, {_f(r.seeds_high, d, True)}]"
+        if not r.seed_noise_covered:
+            ci_s += " (1 seed)"
+        elif r.seeds_low > 0 or r.seeds_high < 0:
+            ci_s = f"**{ci_s}**"
+        elif r.seeds_needed is not None:
+            ci_s += f" (~{r.seeds_needed} seeds)"
+    return [
+        f"{r.a} \u2212 {r.b}",
+        diff,
+        ci,
+        ci_s,
+        f"{r.p_bootstrap:.3f}",
+        f"{r.p_randomization:.3f}",
+        f"{sa} / {sb}",
+        verdict,
+    ]
 
 
 def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: int) -> list[str]:
@@ -152,8 +171,11 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
             f"Paired tests over the {bench.n_questions} questions of the benchmark. The family score is a macro mean over "
             "settings and each question appears in every setting and language, so the bootstrap resamples whole questions "
             f"({n_resamples} resamples) and recomputes the macro mean; the randomization test swaps the two systems' values "
-            "per question. With several seeds each system's per-query values are averaged over its seeds first, so these "
-            "intervals cover query sampling only; the seed std columns show training randomness beside them. "
+            "per question. With several seeds each system's per-query values are averaged over its seeds first, so the "
+            "*questions* interval covers query sampling only. The *seeds + questions* interval also resamples each "
+            "system's training seeds (a hierarchical bootstrap, see `polyret.evaluation.hierarchical`), so it carries "
+            "both sources of noise; with one seed it cannot cover seed noise (marked), and where it spans 0 the "
+            "seeds per system that the observed variances say would resolve it are given. "
             "**Bold** = the 95% CI excludes 0. Not corrected for multiple comparisons."
         ),
         "",
@@ -169,12 +191,59 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
             f"#### {col.label} ({direction})",
             "",
             *_table(
-                ["a \u2212 b", "diff", "95% CI (questions)", "p (bootstrap)", "p (randomization)", "seed std a / b", "verdict"],
+                [
+                    "a \u2212 b",
+                    "diff",
+                    "95% CI (questions)",
+                    "95% CI (seeds + questions)",
+                    "p (bootstrap)",
+                    "p (randomization)",
+                    "seed std a / b",
+                    "verdict",
+                ],
                 rows,
-                ["l", "r", "r", "r", "r", "r", "l"],
+                ["l", "r", "r", "r", "r", "r", "r", "l"],
             ),
             "",
         ]
+    return out
+
+
+def _claims_section(bench: BenchmarkSummary, margin: float) -> list[str]:
+    if not bench.claims:
+        return []
+    out = [
+        "### The paper's claims",
+        "",
+        (
+            "Each claim is a statement about a difference a \u2212 b, judged with the 95% interval over training seeds "
+            'AND questions (hierarchical bootstrap). "At least as good as" is non-inferiority with a margin of '
+            f"{margin:g}: *supported* when the interval lies above \u2212{margin:g}, *contradicted* when below it; "
+            '"less bias" is *supported* when the interval lies below 0. Otherwise *not resolved* at this sample size.'
+        ),
+        "",
+    ]
+    rows = []
+    for v in bench.claims:
+        digits = 1 if v.claim.column == "max_rank_distance" else 4
+        rows.append(
+            [
+                v.claim.text,
+                f"{_f(v.diff, digits, True)}",
+                f"[{_f(v.low, digits, True)}, {_f(v.high, digits, True)}]",
+                f"{v.n_seeds_a} / {v.n_seeds_b}",
+                f"**{v.verdict}**" if v.verdict != "not resolved" else v.verdict,
+                v.note,
+            ]
+        )
+    out += [
+        *_table(
+            ["claim", "a \u2212 b", "95% CI (seeds + questions)", "seeds a / b", "verdict", "why"],
+            rows,
+            ["l", "r", "r", "r", "l", "l"],
+        ),
+        "",
+    ]
     return out
 
 
@@ -279,6 +348,7 @@ def render_markdown(report: Report) -> str:
             *_main_table(b, baseline),
             "",
         ]
+        lines += _claims_section(b, report.claim_margin)
         lines += _seed_section(b, baseline)
         if b.figures:
             lines += ["### Figures", ""]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.results import Results
+from .claims import ClaimVerdict
 
 SCHEMA = 1  # of report.json
 
@@ -97,6 +98,13 @@ class Comparison:
         within_seed_noise: ``|diff|`` is at most twice the larger of the two seed stds.
         n_seeds_a: ``a``'s number of seeds.
         n_seeds_b: ``b``'s number of seeds.
+        seeds_low: lower end of the 95% CI over seeds AND questions (hierarchical bootstrap,
+            ``polyret.evaluation.hierarchical``; None when it could not be computed).
+        seeds_high: its upper end.
+        p_seeds: its two-sided p value.
+        seed_noise_covered: that interval includes training-seed noise (every trained side has >= 2 seeds).
+        seeds_needed: when that interval includes 0, the seeds per system the observed variance says
+            would exclude it (None: resolved, or more seeds alone would not).
     """
 
     a: str
@@ -114,6 +122,11 @@ class Comparison:
     within_seed_noise: bool
     n_seeds_a: int
     n_seeds_b: int
+    seeds_low: float | None = None
+    seeds_high: float | None = None
+    p_seeds: float | None = None
+    seed_noise_covered: bool = False
+    seeds_needed: int | None = None
 
 
 @dataclass
@@ -126,6 +139,7 @@ class SystemSummary:
         seeds: its seeds in order (``[None]`` for an untrained model).
         stats: column key -> ``ColumnStats``.
         ci: column key -> ``Interval`` of its own score over questions (columns with per-query values).
+        ci_seeds: column key -> ``Interval`` of its own score over seeds and questions (2+ seeds).
         matrix_languages: the languages of ``matrix`` (None when the benchmark has no cross family).
         matrix: query x pool language matrix of the measure, mean over seeds.
         rank_distances: per-query max rank distances of all seeds pooled (finite; None without them).
@@ -135,6 +149,7 @@ class SystemSummary:
     seeds: list[int | None]
     stats: dict[str, ColumnStats] = field(default_factory=dict)
     ci: dict[str, Interval] = field(default_factory=dict)
+    ci_seeds: dict[str, Interval] = field(default_factory=dict)
     matrix_languages: list[str] | None = None
     matrix: np.ndarray | None = None
     rank_distances: np.ndarray | None = None
@@ -181,6 +196,7 @@ class BenchmarkSummary:
         chance: the same-language chance rate (NaN without bias results).
         n_questions: questions in the per-query significance matrices.
         significance: every pairwise test (trained vs baseline, then trained vs trained).
+        claims: the paper's claims, judged (``polyret.report.claims``).
         notes: column key -> plain-language seed note.
         language_tables: the per-language tables.
         figures: figure key -> path relative to the report folder (filled by ``Report.save``).
@@ -194,6 +210,7 @@ class BenchmarkSummary:
     chance: float
     n_questions: int = 0
     significance: list[Comparison] = field(default_factory=list)
+    claims: list[ClaimVerdict] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     language_tables: list[LanguageTable] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
@@ -220,6 +237,7 @@ class Report:
         n_resamples: bootstrap / randomization resamples.
         seed: the seed of those resamples.
         benchmarks: one summary per benchmark, in the order first seen.
+        claim_margin: the non-inferiority margin the claims were judged with.
     """
 
     title: str
@@ -228,6 +246,7 @@ class Report:
     n_resamples: int
     seed: int
     benchmarks: list[BenchmarkSummary]
+    claim_margin: float = 0.005
 
     def to_markdown(self) -> str:
         """report.md's text (figures appear once ``save`` has drawn them)."""

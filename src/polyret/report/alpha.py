@@ -1,0 +1,156 @@
+"""The alpha trade-off: how the share of monolingual batches moves each score, and the mono-vs-multi plane.
+
+Hybrid batch training draws a monolingual batch with probability alpha and a cross-lingual one
+otherwise (Elmahdy, Lin & Ahmad 2024, arXiv 2408.10536), so the ``mono`` strategy is alpha = 1 and
+``cross`` is alpha = 0; ``hybrid`` is alpha = 0.5 and ``hybrid-a<x>`` (an experiment's ``alpha_sweep``)
+alpha = x. With three or more of these in a report, two figures are drawn:
+
+* ``alpha_curves``: mono, cross and multi score and max rank distance against alpha, one panel each,
+  with each point's 95% interval over seeds and questions (over questions only for one seed, said in
+  the title), and the base model as a dashed line;
+* ``alpha_plane``: each alpha a point in the (multi score, mono score) plane, the base model and the
+  two pure strategies marked, and the Pareto front (points no other point beats on both) drawn.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .. import figures as draw
+from .summary import BenchmarkSummary, SystemSummary
+
+_HYBRID_ALPHA = re.compile(r"^hybrid-a(\d+(?:\.\d*)?|\.\d+)$")
+
+
+def system_alpha(name: str) -> float | None:
+    """alpha of a system name: mono 1, cross 0, hybrid 0.5, ``hybrid-a<x>`` x; None for other systems."""
+    if name == "mono":
+        return 1.0
+    if name == "cross":
+        return 0.0
+    if name == "hybrid":
+        return 0.5
+    m = _HYBRID_ALPHA.match(name)
+    return float(m.group(1)) if m else None
+
+
+def alpha_systems(bench: BenchmarkSummary) -> list[tuple[float, SystemSummary]]:
+    """The benchmark's systems with a known alpha, sorted by alpha."""
+    out = [(system_alpha(s.name), s) for s in bench.systems]
+    return sorted(((a, s) for a, s in out if a is not None), key=lambda t: t[0])
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both coordinates (higher is better), sorted by x.
+
+    Args:
+        points: (x, y) pairs; NaN points are never on the front.
+    """
+    idx = [i for i, (x, y) in enumerate(points) if np.isfinite(x) and np.isfinite(y)]
+    front = [
+        i
+        for i in idx
+        if not any(points[j][0] >= points[i][0] and points[j][1] >= points[i][1] and points[j] != points[i] for j in idx)
+    ]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _interval(s: SystemSummary, key: str) -> tuple[float, float, float, bool]:
+    """(mean, low, high, over_seeds) of a system's column; low/high NaN without an interval."""
+    mean = s.stats[key].mean
+    iv = s.ci_seeds.get(key)
+    if iv is not None:
+        return mean, iv.low, iv.high, True
+    iv = s.ci.get(key)
+    if iv is not None:
+        return mean, iv.low, iv.high, False
+    return mean, float("nan"), float("nan"), False
+
+
+def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: str, baseline: str) -> dict[str, Path]:
+    """Draw ``alpha_curves`` and ``alpha_plane`` when the benchmark has 3+ systems with a known alpha.
+
+    Args:
+        bench: the analysed benchmark.
+        fig_dir: the figures folder.
+        slug: the benchmark's file-name slug.
+        name: the measure's label (``"mAP"``).
+        baseline: the untrained reference system (dashed line / grey point).
+    """
+    points = alpha_systems(bench)
+    if len(points) < 3:
+        return {}
+    keys = [c.key for c in bench.columns if c.key in ("mono", "cross", "multi", "max_rank_distance")]
+    if not keys:
+        return {}
+    plt = draw._pyplot()
+    base = bench.system(baseline)
+    alphas = np.array([a for a, _ in points])
+    figs: dict[str, Path] = {}
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.4), squeeze=False)
+    any_q_only = False
+    for ax, key in zip(axes[0], keys):
+        vals = [_interval(s, key) for _, s in points]
+        mean = np.array([v[0] for v in vals])
+        low = np.array([v[1] for v in vals])
+        high = np.array([v[2] for v in vals])
+        any_q_only |= any(not v[3] for v in vals)
+        err = np.vstack([mean - low, high - mean])
+        err = np.where(np.isfinite(err), err, 0.0)
+        ax.errorbar(alphas, mean, yerr=err, marker="o", capsize=3, color="#1f77b4")
+        for a, m, (_, s) in zip(alphas, mean, points):
+            ax.annotate(s.name, (a, m), textcoords="offset points", xytext=(3, 4), fontsize=6)
+        if base is not None and np.isfinite(base.stats[key].mean):
+            ax.axhline(base.stats[key].mean, color="#9a9a9a", linestyle="--", label=baseline)
+            ax.legend(fontsize=7, loc="best")
+        label = "max rank distance (lower = less bias)" if key == "max_rank_distance" else f"{key} {name}"
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("alpha (share of monolingual batches)")
+        ax.set_xlim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    what = "95% CI over questions (one seed: seed noise not covered)" if any_q_only else "95% CI over seeds and questions"
+    fig.suptitle(f"{bench.id}: scores against alpha; error bars = {what}", fontsize=9)
+    fig.tight_layout()
+    figs["alpha_curves"] = draw.save(fig, fig_dir / f"{slug}_alpha_curves.png")
+
+    if "mono" in keys and "multi" in keys:
+        fig, ax = plt.subplots(figsize=(5.2, 4.4))
+        xy = [(s.stats["multi"].mean, s.stats["mono"].mean) for _, s in points]
+        front = pareto_front(xy)
+        for (a, s), (x, y) in zip(points, xy):
+            _, xl, xh, _ = _interval(s, "multi")
+            _, yl, yh, _ = _interval(s, "mono")
+            xerr = [[x - xl], [xh - x]] if np.isfinite(xl) else None
+            yerr = [[y - yl], [yh - y]] if np.isfinite(yl) else None
+            pure = s.name in ("mono", "cross")
+            ax.errorbar(
+                x, y, xerr=xerr, yerr=yerr, marker="s" if pure else "o", color="#d62728" if pure else "#1f77b4", capsize=2
+            )
+            ax.annotate(f"{s.name} (alpha {a:g})", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if len(front) > 1:
+            ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], color="#2ca02c", linewidth=1.5, label="Pareto front")
+        elif front:
+            ax.scatter([xy[front[0]][0]], [xy[front[0]][1]], s=160, facecolors="none", edgecolors="#2ca02c", label="Pareto front")
+        if base is not None and np.isfinite(base.stats["mono"].mean) and np.isfinite(base.stats["multi"].mean):
+            ax.scatter([base.stats["multi"].mean], [base.stats["mono"].mean], marker="x", s=60, color="#555555", label=baseline)
+            ax.annotate(
+                baseline,
+                (base.stats["multi"].mean, base.stats["mono"].mean),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+            )
+        ax.set_xlabel(f"multi {name} (one pool of all languages)")
+        ax.set_ylabel(f"mono {name}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        ax.set_title(
+            f"{bench.id}: mono vs multi trade-off over alpha\n(up and right is better; squares = pure strategies)", fontsize=9
+        )
+        fig.tight_layout()
+        figs["alpha_plane"] = draw.save(fig, fig_dir / f"{slug}_alpha_plane.png")
+    return figs
