@@ -73,9 +73,13 @@ def _subset(benchmark: Benchmark, languages: Sequence[str] | None) -> Benchmark:
         return benchmark
     langs = check_languages(languages, benchmark.languages, where=f"benchmark {benchmark.id!r}")
     keep = set(langs)
-    cands = [c for c in benchmark.candidates if c.lang in keep]
-    cand_ids = {c.id for c in cands}
-    dropped = {c.id for c in benchmark.candidates} - cand_ids
+    rows = benchmark.candidates.indices_in(keep)
+    cands = benchmark.candidates.take(rows)
+    judged = sorted({d for rel in benchmark.qrels.values() for d in rel})
+    where = benchmark.candidates.positions(judged)
+    kept_row = np.zeros(len(benchmark.candidates), dtype=bool)
+    kept_row[rows] = True
+    dropped = {d for d, w in zip(judged, where) if w >= 0 and not kept_row[w]}
     qrels = {}
     for qid, rel in benchmark.qrels.items():
         kept = {d: r for d, r in rel.items() if d not in dropped}  # absent docids stay: misses (score())
@@ -209,8 +213,9 @@ def split_unretrievable(benchmark: Benchmark) -> tuple[Benchmark, dict[str, dict
     """
     from ..data.records import DataError
 
-    cand_ids = {c.id for c in benchmark.candidates}
     query_ids = {q.id for q in benchmark.queries}
+    judged = sorted({d for rel in benchmark.qrels.values() for d in rel})
+    cand_ids = {d for d, w in zip(judged, benchmark.candidates.positions(judged)) if w >= 0}  # judged ones only
     absent: dict[str, dict[str, int]] = {}
     for qid, rel in benchmark.qrels.items():
         if qid not in query_ids:
