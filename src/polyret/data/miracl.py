@@ -54,9 +54,7 @@ CORPUS_CACHE_FORMAT = "polyret-corpus/1"
 _BATCH = 1 << 16  # passages converted to Arrow at a time while streaming
 
 
-def read_corpus(
-    path: str | os.PathLike, lang: str, *, cache: bool | str | os.PathLike = False
-) -> CandidateTable:
+def read_corpus(path: str | os.PathLike, lang: str, *, cache: bool | str | os.PathLike = False) -> CandidateTable:
     """Passages of a MIRACL corpus JSONL (``.gz`` ok) as a columnar table of candidates in ``lang``.
 
     Lines are streamed and turned into Arrow string arrays a batch at a time, so memory holds the
@@ -107,7 +105,7 @@ def read_corpus(
         raise DataError(f"{path}: no passages (empty corpus)")
     id_col = pa.chunked_array(ids_chunks).combine_chunks()
     text_col = pa.chunked_array(text_chunks).combine_chunks()
-    del ids_chunks, text_chunks
+    ids_chunks.clear(), text_chunks.clear()
     table = CandidateTable(id_col, np.zeros(len(id_col), dtype=np.int16), (lang,), text_col)
     dup = table.first_duplicate()
     if dup is not None:
@@ -138,9 +136,12 @@ def _write_cached(cache_file: Path, table: CandidateTable) -> None:
 
     batch = pa.record_batch([table.ids, table.texts], names=["docid", "text"])
     try:
-        with atomic_path(cache_file) as tmp, pa.OSFile(str(tmp), "wb") as sink:
-            with pa.ipc.new_file(sink, batch.schema, metadata={"format": CORPUS_CACHE_FORMAT}) as writer:
-                writer.write_batch(batch)
+        with (
+            atomic_path(cache_file) as tmp,
+            pa.OSFile(str(tmp), "wb") as sink,
+            pa.ipc.new_file(sink, batch.schema, metadata={"format": CORPUS_CACHE_FORMAT}) as writer,
+        ):
+            writer.write_batch(batch)
     except OSError as exc:  # a cache that cannot be written costs speed, not correctness
         logger.warning("%s: cannot write the corpus cache (%s); continuing without it", cache_file, exc)
 

@@ -159,6 +159,10 @@ class CandidateTable(Sequence[Candidate]):
         """The language of every candidate as a numpy str array (``lang_codes`` is the compact form)."""
         return np.asarray(self.lang_names or ("",), dtype=str)[self.lang_codes]
 
+    def id_array(self) -> np.ndarray:
+        """The ids as a numpy str array, built from Arrow's buffers (no Python str per id) when ASCII."""
+        return _str_array(self.ids)
+
     def id_list(self) -> list[str]:
         return self.ids.to_pylist()
 
@@ -210,6 +214,27 @@ class CandidateTable(Sequence[Candidate]):
         counts = pc.value_counts(self.ids)
         dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
         return dup[0].as_py()
+
+
+def _str_array(values) -> np.ndarray:
+    """An Arrow ``large_string`` array as a numpy ``<U`` array; the bytes are scattered into a
+    fixed-width buffer directly, so no Python object is made per row (non-ASCII: via a list)."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype="<U1")
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    lo, hi = offsets[:-1], offsets[1:]
+    lengths = hi - lo
+    width = max(1, int(lengths.max()))
+    if raw[lo[0] : hi[-1]].max(initial=0) >= 128 or width > 256:
+        return np.asarray(values.to_pylist(), dtype=str)
+    out = np.zeros((n, width), dtype=np.uint8)
+    row = np.repeat(np.arange(n), lengths)
+    col = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[row, col] = raw[lo[0] : hi[-1]]
+    return out.view(f"S{width}").ravel().astype(f"<U{width}")
 
 
 def _large_strings(values):
