@@ -160,6 +160,7 @@ def score(
     a relevant document never retrieved; ``extra["unretrievable_relevant"]`` says how many there are.
     """
     t0 = time.perf_counter()
+    measures, renamed = measures_for_backend(measures, backend, k)
     settings = settings_for(benchmark, families=families)
     if not settings:
         raise ValueError(f"benchmark {benchmark.id!r} has no setting to evaluate for families {families}")
@@ -196,9 +197,43 @@ def score(
             "k": k,
             "backend": backend,
             "unretrievable_relevant": sum(len(v) for v in absent.values()),
+            **({"renamed_measures": renamed} if renamed else {}),
         },
     )
     return res, run
+
+
+def measures_for_backend(measures: Sequence[str], backend: str, k: int) -> tuple[list[str], dict[str, str]]:
+    """``(measures to compute, {asked: computed})``: a no-cutoff measure becomes ``<measure>@k`` on a
+    backend that ranks only its top k (faiss), so a top-k number never carries the full-ranking name.
+
+    Args:
+        measures: the measure names asked for.
+        backend: the search backend.
+        k: candidates retrieved per query.
+    """
+    from .search import EXACT_RANK_BACKENDS
+
+    if backend in EXACT_RANK_BACKENDS:
+        return list(measures), {}
+    out: list[str] = []
+    renamed: dict[str, str] = {}
+    for name in measures:
+        m = metrics.parse_measure(name)
+        if m.cutoff is None:
+            renamed[name] = f"{m.kind}@{k}"
+            name = renamed[name]
+        if name not in out:
+            out.append(name)
+    if renamed:
+        logger.warning(
+            "backend %s ranks only the top %d candidates: %s reported as %s (no-cutoff values need --backend exact)",
+            backend,
+            k,
+            ", ".join(renamed),
+            ", ".join(renamed.values()),
+        )
+    return out, renamed
 
 
 def split_unretrievable(benchmark: Benchmark) -> tuple[Benchmark, dict[str, dict[str, int]]]:

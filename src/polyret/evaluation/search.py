@@ -34,7 +34,8 @@ from polyret.data.records import Benchmark, DataError
 from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.settings import Setting, settings_for
 
-BACKENDS = ("exact", "faiss", "faiss-hnsw")
+BACKENDS = ("exact", "faiss", "faiss-ivf", "faiss-hnsw")
+EXACT_RANK_BACKENDS = ("exact",)  # backends that give every relevant document its full rank
 _MAX_BLOCK = 1 << 24  # most float32 scores in one block (64 MiB), whatever the corpus size
 
 
@@ -396,15 +397,26 @@ def build_run_table(
     backend: str = "exact",
     chunk_size: int = 1024,
     hnsw_m: int = 32,
+    faiss_options=None,
 ) -> RunTable:
     """Retrieve the top-``k`` of every setting's pool for every query with gold in that pool.
 
     ``query_emb`` / ``cand_emb`` are aligned with ``benchmark.queries`` / ``benchmark.candidates``
-    and L2-normalised (scores are dot products). ``backend``: "exact" (dense, exact ranks for every
-    relevant doc), "faiss" (IndexFlatIP per pool) or "faiss-hnsw" (approximate, ``hnsw_m`` links).
-    ``chunk_size`` caps the queries scored at once; the score block is also capped at 2**26 floats
-    (256 MiB), so peak memory stays near 3x that whatever the corpus size. Exact search still scores
-    every candidate (MIRACL-size corpora: use "faiss" / "faiss-hnsw").
+    and L2-normalised (scores are dot products); ``cand_emb`` may be a read-only ``np.memmap`` (float32
+    or float16), read in blocks of rows only.
+
+    Args:
+        benchmark: the benchmark (its candidates a :class:`~polyret.data.records.CandidateTable`).
+        query_emb: (queries, dim) embeddings.
+        cand_emb: (candidates, dim) embeddings.
+        settings: the settings (default: every setting of the benchmark).
+        k: candidates kept per (setting, query).
+        backend: "exact" (blocked, exact full ranks for every relevant doc), "faiss" (IndexFlatIP per
+            pool), "faiss-ivf" or "faiss-hnsw" (approximate); see ``EXACT_RANK_BACKENDS``.
+        chunk_size: queries scored at once (each chunk streams the candidates once).
+        hnsw_m: links per node of an HNSW index.
+        faiss_options: a :class:`~polyret.evaluation.faiss_search.FaissOptions` (its kind is set by
+            ``backend``), for IVF lists / probes and GPU use.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown search backend {backend!r}; expected one of {BACKENDS}")
@@ -421,9 +433,13 @@ def build_run_table(
     if backend == "exact":
         _search_exact(prep, benchmark, list(settings), k, chunk_size, out)
     else:
-        from polyret.evaluation.faiss_search import search_faiss
+        from dataclasses import replace
 
-        search_faiss(prep, benchmark, list(settings), k, chunk_size, out, hnsw_m if backend == "faiss-hnsw" else None)
+        from polyret.evaluation.faiss_search import FaissOptions, search_faiss
+
+        kind = {"faiss": "flat", "faiss-ivf": "ivf", "faiss-hnsw": "hnsw"}[backend]
+        opts = replace(faiss_options or FaissOptions(hnsw_m=hnsw_m), kind=kind)
+        search_faiss(prep, benchmark, list(settings), k, chunk_size, out, opts)
     cols = out.columns()
     return RunTable(
         settings=list(settings),
@@ -432,7 +448,7 @@ def build_run_table(
         doc_ids=benchmark.candidates.id_array(),
         doc_langs=benchmark.candidates.langs,
         k=int(k),
-        exact_ranks=backend == "exact",
+        exact_ranks=backend in EXACT_RANK_BACKENDS,
         benchmark_id=benchmark.id,
         meta={"backend": backend},
         **cols,
