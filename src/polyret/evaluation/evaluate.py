@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import distributed
 from ..data.records import Benchmark
 from ..encode import EmbeddingCache, count_missing, encode
 from ..vocabulary import DEFAULT_MEASURES, check_languages
@@ -340,7 +341,7 @@ def evaluate(
     progress: bool = True,
     keep_run: bool = False,
     **overrides: Any,
-) -> Results:
+) -> Results | None:
     """Evaluate ``model`` (a spec such as ``builtin:me5-small``, a folder, a Hub id, or a loaded
     SentenceTransformer) on ``benchmark`` (an id or a ``Benchmark``) in every setting family.
 
@@ -354,6 +355,7 @@ def evaluate(
     from ..data import load_benchmark
     from ..models import fingerprint, load
 
+    distributed.init_from_env()  # under torchrun: one process group, so ranks share the work
     cfg = replace(config or EvalConfig(), **overrides)
     if not isinstance(model, str):
         model_name = getattr(model, "polyret_spec", None) or type(model).__name__
@@ -401,6 +403,17 @@ def evaluate(
         model, bench, batch_size=cfg.batch_size, with_context=cfg.with_context, cache=cache, progress=progress
     )
     t_encoded = time.perf_counter()
+    if distributed.world_size() > 1:
+        return _score_on_main(
+            lambda: _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded)),
+            output,
+        )
+    return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded))
+
+
+def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times):
+    """Search, score, and write ``output`` (when given): the part of ``evaluate`` one rank does."""
+    t_start, t_loaded, t_encoded = times
     res, run = score(
         bench, q_emb, c_emb, families=cfg.families, measures=cfg.measures, k=cfg.k, backend=cfg.backend, model_name=model_name
     )
@@ -416,3 +429,33 @@ def evaluate(
         res.write(output, run=run if keep_run else None)  # completion marker last
     res.run = run if keep_run else None
     return res
+
+
+def _score_on_main(work, output) -> Results | None:
+    """Run ``work`` on rank 0 while the other ranks wait; every rank leaves together.
+
+    Args:
+        work: rank 0's search-score-write step, returning its Results.
+        output: the results folder rank 0 writes (None: the other ranks return None).
+    """
+    import datetime
+
+    import torch.distributed as dist
+
+    from .results import is_done
+
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=7))  # collective: every rank
+    try:
+        if distributed.is_main():
+            try:
+                return work()
+            finally:
+                dist.barrier(group=group)  # also when rank 0 failed: the others must not wait forever
+        dist.barrier(group=group)
+        if output is None:
+            return None
+        if not is_done(output):
+            raise RuntimeError(f"rank 0 did not finish writing {output} (see its error); rank {distributed.rank()} wrote nothing")
+        return Results.load(output)
+    finally:
+        dist.destroy_process_group(group)
