@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import polyret.data.miracl as miracl
@@ -56,13 +57,17 @@ def test_duplicate_docid_names_the_line_across_batches(tmp_path, monkeypatch):
         read_corpus(path, "sw")
 
 
-def test_arrow_cache_is_reused_memory_mapped_and_invalidated_by_a_changed_file(tmp_path):
+def test_arrow_cache_is_reused_memory_mapped_and_invalidated_by_a_changed_file(tmp_path, monkeypatch):
     path = _write(tmp_path / "sw.jsonl.gz", _docs(9))
     cache = tmp_path / "corpora"
     first = read_corpus(path, "sw", cache=cache)
     files = list(cache.glob("*.arrow"))
     assert len(files) == 1 and not list(cache.glob(".*tmp"))  # written atomically
-    again = read_corpus(path, "sw", cache=cache)
+    with monkeypatch.context() as m:  # the second read comes from the cache: the JSONL is not parsed
+        m.setattr(miracl, "jsonl_objects", lambda *a: pytest.fail("parsed the corpus again"))
+        before = pa.total_allocated_bytes()
+        again = read_corpus(path, "sw", cache=cache)
+        assert pa.total_allocated_bytes() - before < first.texts.nbytes / 2  # memory-mapped, not copied
     assert again == first
     # a different corpus at the same path (new size and mtime): another key, never the old columns
     _write(path, _docs(5))

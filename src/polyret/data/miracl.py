@@ -135,11 +135,12 @@ def _write_cached(cache_file: Path, table: CandidateTable) -> None:
     from polyret.paths import atomic_path
 
     batch = pa.record_batch([table.ids, table.texts], names=["docid", "text"])
+    batch = batch.replace_schema_metadata({"format": CORPUS_CACHE_FORMAT})
     try:
         with (
             atomic_path(cache_file) as tmp,
             pa.OSFile(str(tmp), "wb") as sink,
-            pa.ipc.new_file(sink, batch.schema, metadata={"format": CORPUS_CACHE_FORMAT}) as writer,
+            pa.ipc.new_file(sink, batch.schema) as writer,
         ):
             writer.write_batch(batch)
     except OSError as exc:  # a cache that cannot be written costs speed, not correctness
