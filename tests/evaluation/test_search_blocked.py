@@ -100,3 +100,15 @@ def test_exact_and_faiss_agree_where_both_are_exact_and_faiss_never_reports_full
     assert ivf.meta["backend"] == "faiss-ivf" and not ivf.exact_ranks
     with pytest.raises(ValueError, match="full rank"):
         per_query(ivf, ["map"])
+
+
+def test_rows_gathers_unordered_and_repeated_indices(tmp_path):
+    bench, q, c = _big_mono(50, 4, 8)
+    prep = search._prepare(bench, q, np.load(_save(tmp_path, c), mmap_mode="r"))
+    for cols in ([4, 6, 5, 7], [5, 6, 5], [3, 4, 5], [9]):
+        np.testing.assert_array_equal(prep.rows(np.asarray(cols)), c[cols])
+
+
+def _save(tmp_path, c):
+    np.save(tmp_path / "c.npy", c)
+    return tmp_path / "c.npy"

@@ -55,7 +55,7 @@ class _Prepared:
     def rows(self, cols: np.ndarray) -> np.ndarray:
         """Candidate rows ``cols`` as a float32 matrix: a slice when they are contiguous (a memmap then
         reads only those pages), else a gather; NaN / inf rows are an error naming the first one."""
-        if len(cols) and cols[-1] - cols[0] == len(cols) - 1 and (len(cols) < 2 or cols[1] > cols[0]):
+        if len(cols) and cols[-1] - cols[0] == len(cols) - 1 and bool(np.all(np.diff(cols) == 1)):
             block = self.cands[cols[0] : cols[-1] + 1]
         else:
             block = self.cands[cols]
