@@ -38,7 +38,16 @@ LANG = "sw"
 
 
 def rss_mib() -> float:
+    """This process's peak RSS (VmHWM: reset by exec, unlike ru_maxrss, which keeps the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def make_data(root: Path, n: int, dim: int, seed: int = 0) -> Path:
@@ -107,6 +116,7 @@ def phase(args) -> dict:
         res = evaluate(args.model, bench, progress=False, device="cpu", batch_size=128)
         out.update(search_s=time.perf_counter() - t1, timing=res.timing)
     out["peak_rss_mib"] = rss_mib()
+    out["cpu_s"] = cpu_s()
     return out
 
 
@@ -152,16 +162,17 @@ def main() -> None:
             row["wall_s"] = time.perf_counter() - t1
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    head = "| N | phase | wall s | load s | search s | peak RSS MiB | emb matrix MiB | (RSS - base) / matrix | map | recall@100 |"
+    head = "| N | phase | wall s | cpu s | load s | search s | peak RSS MiB | emb matrix MiB | (RSS - base) / matrix | map |"
     print("\n" + head)
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         mat = r["n"] * args.dim * 4 / 2**20
         m = r.get("measures", {})
         print(
-            f"| {r['n']} | {r['phase']} | {r['wall_s']:.1f} | {r['load_s']:.1f} | {r.get('search_s', 0):.1f} | "
+            f"| {r['n']} | {r['phase']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['load_s']:.1f} | "
+            f"{r.get('search_s', 0):.1f} | "
             f"{r['peak_rss_mib']:.0f} | {mat:.0f} | {(r['peak_rss_mib'] - r['base_rss_mib']) / mat:.2f} | "
-            f"{m.get('map', m.get('map@100', float('nan'))):.4g} | {m.get('recall@100', float('nan')):.4g} |"
+            f"{m.get('map', m.get('map@100', float('nan'))):.4g} |"
         )
 
 
