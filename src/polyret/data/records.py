@@ -231,9 +231,9 @@ def _str_array(values) -> np.ndarray:
     if raw[lo[0] : hi[-1]].max(initial=0) >= 128 or width > 256:
         return np.asarray(values.to_pylist(), dtype=str)
     out = np.zeros((n, width), dtype=np.uint8)
-    row = np.repeat(np.arange(n), lengths)
-    col = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[row, col] = raw[lo[0] : hi[-1]]
+    for j in range(width):  # one byte column at a time: temporaries of n entries, not of every byte
+        has = np.flatnonzero(lengths > j)
+        out[has, j] = raw[lo[has] + j]
     return out.view(f"S{width}").ravel().astype(f"<U{width}")
 
 
