@@ -202,7 +202,11 @@ def evaluate(
     output: Path | None = typer.Option(None, help="Folder for results.json, settings.csv, per_query.csv.gz, heatmap."),
     batch_size: int = typer.Option(32, help="Encoding batch size (texts; batches of long texts are cut to 4096 padded tokens)."),
     k: int = typer.Option(100, help="Candidates kept per query in the run table (metrics stay exact)."),
-    backend: str = typer.Option("exact", help="exact (chunked matrix products) or faiss (big corpora)."),
+    backend: str = typer.Option(
+        "exact",
+        help="exact (blocked matrix products, exact full ranks), faiss (Flat), faiss-ivf or faiss-hnsw (approximate); "
+        "faiss ranks only the top k, so map is reported as map@k.",
+    ),
     with_context: bool = typer.Option(False, help="Encode each candidate sentence followed by its paragraph."),
     max_seq_length: int | None = typer.Option(None, help="Truncate texts to this many tokens."),
     query_prompt: str | None = typer.Option(None, help="Override the model's query prompt, e.g. 'query: '."),
@@ -212,8 +216,10 @@ def evaluate(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
+    from . import distributed
     from .evaluation import evaluate as run_evaluate
 
+    distributed.init_from_env()  # under torchrun: every rank encodes, rank 0 searches and writes
     langs, fams = _split(languages), _split(families)
     check_evaluate_options(
         model,
@@ -244,6 +250,8 @@ def evaluate(
         cache=not no_cache,
         device=device,
     )
+    if not distributed.is_main():
+        return  # rank 0 prints and writes the TREC run
     print_results(res)
     if output is not None:
         if trec_run and res.run is not None:
@@ -430,7 +438,7 @@ def experiment(
     result = run_experiment(cfg, echo=lambda m: _say((">> ", "bold cyan"), m))
     done = result["done"]
     if result.get("rank", 0) != 0:
-        _say(f"rank {result['rank']}: trained {len(done['trained'])}; rank 0 evaluates and writes the report")
+        _say(f"rank {result['rank']}: trained {len(done['trained'])}; rank 0 wrote the results and the report")
         return
     _say(
         f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "

@@ -178,7 +178,10 @@ def test_approximate_run_refuses_deep_cutoffs():
     run.exact_ranks = False
     with pytest.raises(ValueError, match="deeper"):
         per_query(run, ["recall@100"])
-    per_query(run, ["recall@20", "map"])
+    for full in ("map", "ndcg", "mrr"):  # a top-k run cannot give a no-cutoff value: refused, never a top-k number
+        with pytest.raises(ValueError, match=rf"\['{full}'\].*{full}@20"):
+            per_query(run, ["recall@20", full])
+    assert set(per_query(run, ["recall@20", "map@20"]).values) == {"recall@20", "map@20"}
 
 
 def test_parse_measure():

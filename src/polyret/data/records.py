@@ -8,7 +8,10 @@ the whole benchmark.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from polyret.vocabulary import FAMILIES
 
@@ -49,6 +52,204 @@ class Candidate:
     context: str = ""  # the paragraph a sentence came from, for encoders that use it
 
 
+class CandidateTable(Sequence[Candidate]):
+    """Every candidate of a benchmark as columns, not one Python object per passage.
+
+    ``ids``, ``texts`` (and ``contexts``, LAReQA's paragraphs) are Arrow ``large_string`` arrays (one
+    buffer of bytes plus offsets, possibly memory-mapped from an Arrow IPC file); languages are
+    int16 codes into :attr:`lang_names`. It behaves as a read-only sequence of :class:`Candidate`
+    (``len``, ``table[i]`` builds one lazily, iteration, slicing); code that needs every row should
+    read the columns instead.
+
+    Args:
+        ids: candidate ids (unique across the benchmark), an Arrow string array or a list of str.
+        lang_codes: (n,) integer codes into ``lang_names``.
+        lang_names: the language of each code.
+        texts: the texts encoded, aligned with ``ids``.
+        contexts: the paragraph each candidate came from (None: no contexts, every context is "").
+    """
+
+    def __init__(self, ids, lang_codes, lang_names: Sequence[str], texts, contexts=None) -> None:
+        import pyarrow as pa
+
+        self.ids = _large_strings(ids)
+        self.texts = _large_strings(texts)
+        self.contexts = None if contexts is None else _large_strings(contexts)
+        self.lang_codes = np.asarray(lang_codes, dtype=np.int16)
+        self.lang_names = tuple(lang_names)
+        n = len(self.ids)
+        for name, col in (("texts", self.texts), ("lang_codes", self.lang_codes), ("contexts", self.contexts)):
+            if col is not None and len(col) != n:
+                raise ValueError(f"candidate column {name!r} has {len(col)} rows, expected {n}")
+        if n and (self.lang_codes.min() < 0 or self.lang_codes.max() >= len(self.lang_names)):
+            raise ValueError("candidate language codes out of range of lang_names")
+        if self.ids.null_count or self.texts.null_count:
+            raise ValueError("candidate ids and texts must not be null")
+        assert isinstance(self.ids, pa.Array)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_records(cls, candidates: Iterable[Candidate]) -> CandidateTable:
+        """A table of ``Candidate`` objects (small benchmarks, tests); contexts kept when any is set."""
+        cands = list(candidates)
+        names = tuple(dict.fromkeys(c.lang for c in cands))
+        code = {lang: i for i, lang in enumerate(names)}
+        contexts = [c.context for c in cands] if any(c.context for c in cands) else None
+        return cls(
+            [c.id for c in cands],
+            np.fromiter((code[c.lang] for c in cands), dtype=np.int16, count=len(cands)),
+            names,
+            [c.text for c in cands],
+            contexts,
+        )
+
+    @classmethod
+    def empty(cls) -> CandidateTable:
+        return cls([], np.zeros(0, np.int16), (), [])
+
+    # ------------------------------------------------------------------ sequence
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return self.take(np.arange(len(self))[index])
+        i = int(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"candidate index {index} out of range for {len(self)} candidates")
+        return Candidate(
+            id=self.ids[i].as_py(),
+            lang=self.lang_names[self.lang_codes[i]],
+            text=self.texts[i].as_py(),
+            context=self.contexts[i].as_py() if self.contexts is not None else "",
+        )
+
+    def __iter__(self) -> Iterator[Candidate]:
+        for lo in range(0, len(self), 4096):  # converted a batch at a time
+            hi = min(lo + 4096, len(self))
+            ids = self.ids.slice(lo, hi - lo).to_pylist()
+            texts = self.texts.slice(lo, hi - lo).to_pylist()
+            ctx = self.contexts.slice(lo, hi - lo).to_pylist() if self.contexts is not None else [""] * (hi - lo)
+            for j, (cid, text, context) in enumerate(zip(ids, texts, ctx)):
+                yield Candidate(cid, self.lang_names[self.lang_codes[lo + j]], text, context)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CandidateTable):
+            return (
+                len(self) == len(other)
+                and self.ids.equals(other.ids)
+                and self.texts.equals(other.texts)
+                and bool(np.array_equal(self.langs, other.langs))
+                and self.context_list() == other.context_list()
+            )
+        if isinstance(other, (list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CandidateTable({len(self)} candidates, languages {', '.join(self.lang_names)})"
+
+    # ------------------------------------------------------------------ columns
+    @property
+    def langs(self) -> np.ndarray:
+        """The language of every candidate as a numpy str array (``lang_codes`` is the compact form)."""
+        return np.asarray(self.lang_names or ("",), dtype=str)[self.lang_codes]
+
+    def id_array(self) -> np.ndarray:
+        """The ids as a numpy str array, built from Arrow's buffers (no Python str per id) when ASCII."""
+        return _str_array(self.ids)
+
+    def id_list(self) -> list[str]:
+        return self.ids.to_pylist()
+
+    def text_list(self) -> list[str]:
+        return self.texts.to_pylist()
+
+    def context_list(self) -> list[str]:
+        return self.contexts.to_pylist() if self.contexts is not None else [""] * len(self)
+
+    def present_langs(self) -> set[str]:
+        """The languages that have at least one candidate."""
+        return {self.lang_names[c] for c in np.unique(self.lang_codes)}
+
+    def indices_in(self, langs: str | Iterable[str]) -> np.ndarray:
+        """Row indices (ascending) of the candidates in ``langs`` (one code or several)."""
+        wanted = {langs} if isinstance(langs, str) else set(langs)
+        codes = [i for i, lang in enumerate(self.lang_names) if lang in wanted]
+        return np.flatnonzero(np.isin(self.lang_codes, codes))
+
+    def take(self, indices: np.ndarray) -> CandidateTable:
+        """The rows at ``indices`` (int array) as a new table."""
+        import pyarrow as pa
+
+        idx = pa.array(np.asarray(indices, dtype=np.int64))
+        return CandidateTable(
+            self.ids.take(idx),
+            self.lang_codes[np.asarray(indices, dtype=np.int64)],
+            self.lang_names,
+            self.texts.take(idx),
+            None if self.contexts is None else self.contexts.take(idx),
+        )
+
+    def positions(self, ids: Sequence[str]) -> np.ndarray:
+        """The row of each of ``ids`` (-1 where absent), found by Arrow's hash lookup, not a dict."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not len(ids):
+            return np.zeros(0, dtype=np.int64)
+        found = pc.index_in(pa.array(list(ids), type=pa.large_string()), value_set=self.ids)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def first_duplicate(self) -> str | None:
+        """An id that occurs more than once, or None."""
+        import pyarrow.compute as pc
+
+        if len(pc.unique(self.ids)) == len(self.ids):
+            return None
+        counts = pc.value_counts(self.ids)
+        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+        return dup[0].as_py()
+
+
+def _str_array(values) -> np.ndarray:
+    """An Arrow ``large_string`` array as a numpy ``<U`` array; the bytes are scattered into a
+    fixed-width buffer directly, so no Python object is made per row (non-ASCII: via a list)."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype="<U1")
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    lo, hi = offsets[:-1], offsets[1:]
+    lengths = hi - lo
+    width = max(1, int(lengths.max()))
+    if raw[lo[0] : hi[-1]].max(initial=0) >= 128 or width > 256:
+        return np.asarray(values.to_pylist(), dtype=str)
+    out = np.zeros((n, width), dtype=np.uint8)
+    for j in range(width):  # one byte column at a time: temporaries of n entries, not of every byte
+        has = np.flatnonzero(lengths > j)
+        out[has, j] = raw[lo[has] + j]
+    return out.view(f"S{width}").ravel().astype(f"<U{width}")
+
+
+def _large_strings(values):
+    """``values`` (an Arrow array, chunked array, or a list of str) as one ``large_string`` Arrow array."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if not isinstance(values, pa.Array):
+        values = pa.array(list(values), type=pa.large_string())
+    if values.type != pa.large_string():
+        values = values.cast(pa.large_string())
+    return values
+
+
 @dataclass
 class Benchmark:
     """Queries, candidates and qrels of one benchmark, each tagged with a language.
@@ -57,7 +258,8 @@ class Benchmark:
         id: the stable id, e.g. ``"xquad-r:test"``, ``"mlqa-r"``, ``"miracl/de"``.
         languages: its languages, in canonical order.
         queries: every query; ``(id, lang)`` is unique.
-        candidates: every candidate.
+        candidates: every candidate, as a :class:`CandidateTable` (a list of ``Candidate`` is
+            converted into one, also when assigned later).
         qrels: query id -> {candidate id: relevance > 0}, in every language.
         families: the setting families that make sense here.
         provenance: where the data came from (files, counts dropped), for reports.
@@ -66,16 +268,22 @@ class Benchmark:
     id: str  # stable id, e.g. "xquad-r:test", "mlqa-r", "miracl/de"
     languages: tuple[str, ...]
     queries: list[Query]
-    candidates: list[Candidate]
+    candidates: CandidateTable
     qrels: dict[str, dict[str, int]]  # query id -> {candidate id: relevance > 0}
     families: tuple[str, ...] = FAMILIES  # setting families that make sense here
     provenance: str = ""
 
+    def __setattr__(self, name: str, value) -> None:
+        if name == "candidates" and not isinstance(value, CandidateTable):
+            value = CandidateTable.from_records(value)
+        object.__setattr__(self, name, value)
+
     def queries_in(self, lang: str) -> list[Query]:
         return [q for q in self.queries if q.lang == lang]
 
-    def candidates_in(self, lang: str) -> list[Candidate]:
-        return [c for c in self.candidates if c.lang == lang]
+    def candidates_in(self, lang: str) -> CandidateTable:
+        """The candidates in ``lang`` (a table of the rows, by index arrays)."""
+        return self.candidates.take(self.candidates.indices_in(lang))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import distributed
 from ..data.records import Benchmark
 from ..encode import EmbeddingCache, count_missing, encode
 from ..vocabulary import DEFAULT_MEASURES, check_languages
@@ -73,9 +74,13 @@ def _subset(benchmark: Benchmark, languages: Sequence[str] | None) -> Benchmark:
         return benchmark
     langs = check_languages(languages, benchmark.languages, where=f"benchmark {benchmark.id!r}")
     keep = set(langs)
-    cands = [c for c in benchmark.candidates if c.lang in keep]
-    cand_ids = {c.id for c in cands}
-    dropped = {c.id for c in benchmark.candidates} - cand_ids
+    rows = benchmark.candidates.indices_in(keep)
+    cands = benchmark.candidates.take(rows)
+    judged = sorted({d for rel in benchmark.qrels.values() for d in rel})
+    where = benchmark.candidates.positions(judged)
+    kept_row = np.zeros(len(benchmark.candidates), dtype=bool)
+    kept_row[rows] = True
+    dropped = {d for d, w in zip(judged, where) if w >= 0 and not kept_row[w]}
     qrels = {}
     for qid, rel in benchmark.qrels.items():
         kept = {d: r for d, r in rel.items() if d not in dropped}  # absent docids stay: misses (score())
@@ -156,6 +161,7 @@ def score(
     a relevant document never retrieved; ``extra["unretrievable_relevant"]`` says how many there are.
     """
     t0 = time.perf_counter()
+    measures, renamed = measures_for_backend(measures, backend, k)
     settings = settings_for(benchmark, families=families)
     if not settings:
         raise ValueError(f"benchmark {benchmark.id!r} has no setting to evaluate for families {families}")
@@ -192,9 +198,43 @@ def score(
             "k": k,
             "backend": backend,
             "unretrievable_relevant": sum(len(v) for v in absent.values()),
+            **({"renamed_measures": renamed} if renamed else {}),
         },
     )
     return res, run
+
+
+def measures_for_backend(measures: Sequence[str], backend: str, k: int) -> tuple[list[str], dict[str, str]]:
+    """``(measures to compute, {asked: computed})``: a no-cutoff measure becomes ``<measure>@k`` on a
+    backend that ranks only its top k (faiss), so a top-k number never carries the full-ranking name.
+
+    Args:
+        measures: the measure names asked for.
+        backend: the search backend.
+        k: candidates retrieved per query.
+    """
+    from .search import EXACT_RANK_BACKENDS
+
+    if backend in EXACT_RANK_BACKENDS:
+        return list(measures), {}
+    out: list[str] = []
+    renamed: dict[str, str] = {}
+    for name in measures:
+        m = metrics.parse_measure(name)
+        if m.cutoff is None:
+            renamed[name] = f"{m.kind}@{k}"
+            name = renamed[name]
+        if name not in out:
+            out.append(name)
+    if renamed:
+        logger.warning(
+            "backend %s ranks only the top %d candidates: %s reported as %s (no-cutoff values need --backend exact)",
+            backend,
+            k,
+            ", ".join(renamed),
+            ", ".join(renamed.values()),
+        )
+    return out, renamed
 
 
 def split_unretrievable(benchmark: Benchmark) -> tuple[Benchmark, dict[str, dict[str, int]]]:
@@ -209,8 +249,9 @@ def split_unretrievable(benchmark: Benchmark) -> tuple[Benchmark, dict[str, dict
     """
     from ..data.records import DataError
 
-    cand_ids = {c.id for c in benchmark.candidates}
     query_ids = {q.id for q in benchmark.queries}
+    judged = sorted({d for rel in benchmark.qrels.values() for d in rel})
+    cand_ids = {d for d, w in zip(judged, benchmark.candidates.positions(judged)) if w >= 0}  # judged ones only
     absent: dict[str, dict[str, int]] = {}
     for qid, rel in benchmark.qrels.items():
         if qid not in query_ids:
@@ -300,7 +341,7 @@ def evaluate(
     progress: bool = True,
     keep_run: bool = False,
     **overrides: Any,
-) -> Results:
+) -> Results | None:
     """Evaluate ``model`` (a spec such as ``builtin:me5-small``, a folder, a Hub id, or a loaded
     SentenceTransformer) on ``benchmark`` (an id or a ``Benchmark``) in every setting family.
 
@@ -314,6 +355,7 @@ def evaluate(
     from ..data import load_benchmark
     from ..models import fingerprint, load
 
+    distributed.init_from_env()  # under torchrun: one process group, so ranks share the work
     cfg = replace(config or EvalConfig(), **overrides)
     if not isinstance(model, str):
         model_name = getattr(model, "polyret_spec", None) or type(model).__name__
@@ -361,6 +403,17 @@ def evaluate(
         model, bench, batch_size=cfg.batch_size, with_context=cfg.with_context, cache=cache, progress=progress
     )
     t_encoded = time.perf_counter()
+    if distributed.world_size() > 1:
+        return _score_on_main(
+            lambda: _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded)),
+            output,
+        )
+    return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded))
+
+
+def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times):
+    """Search, score, and write ``output`` (when given): the part of ``evaluate`` one rank does."""
+    t_start, t_loaded, t_encoded = times
     res, run = score(
         bench, q_emb, c_emb, families=cfg.families, measures=cfg.measures, k=cfg.k, backend=cfg.backend, model_name=model_name
     )
@@ -376,3 +429,33 @@ def evaluate(
         res.write(output, run=run if keep_run else None)  # completion marker last
     res.run = run if keep_run else None
     return res
+
+
+def _score_on_main(work, output) -> Results | None:
+    """Run ``work`` on rank 0 while the other ranks wait; every rank leaves together.
+
+    Args:
+        work: rank 0's search-score-write step, returning its Results.
+        output: the results folder rank 0 writes (None: the other ranks return None).
+    """
+    import datetime
+
+    import torch.distributed as dist
+
+    from .results import is_done
+
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=7))  # collective: every rank
+    try:
+        if distributed.is_main():
+            try:
+                return work()
+            finally:
+                dist.barrier(group=group)  # also when rank 0 failed: the others must not wait forever
+        dist.barrier(group=group)
+        if output is None:
+            return None
+        if not is_done(output):
+            raise RuntimeError(f"rank 0 did not finish writing {output} (see its error); rank {distributed.rank()} wrote nothing")
+        return Results.load(output)
+    finally:
+        dist.destroy_process_group(group)

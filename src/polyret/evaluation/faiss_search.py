@@ -1,12 +1,23 @@
-"""The faiss backend of ``build_run_table``: one index per distinct pool, for corpora too big to score densely.
+"""The faiss backends of ``build_run_table``: one index per distinct pool, for corpora too big to score densely.
 
-``IndexFlatIP`` (exact scores, ranks only within the returned top-k) or ``IndexHNSWFlat``
-(approximate). A relevant candidate outside the returned top-k gets rank 0 ("not retrieved") and its
-exact dot-product score, so only cutoff metrics up to k are exact with this backend. Split from
-``search.py`` (which holds the exact backend and the shared preparation) to keep each under 400 lines.
+``flat`` (``IndexFlatIP``: exact scores, exact top-k), ``ivf`` (``IndexIVFFlat``: approximate,
+``nlist`` lists trained on a seeded sample, ``nprobe`` searched) or ``hnsw`` (``IndexHNSWFlat``:
+approximate). Candidates are added in blocks of rows, so a memory-mapped embedding matrix is never
+copied whole; the index holds the one copy faiss needs. With faiss-gpu installed (and GPUs visible)
+Flat and IVF indexes are moved to every GPU (``index_cpu_to_all_gpus``) before the rows are added;
+HNSW has no GPU version and stays on the CPU.
+
+A relevant candidate outside the returned top-k gets rank 0 ("not retrieved") and its exact
+dot-product score, so only measures with a cutoff up to k can be computed from such a run (a
+no-cutoff ``map`` is refused by ``metrics.per_query`` and renamed ``map@k`` by ``evaluate``).
+Split from ``search.py`` (which holds the exact backend and the shared preparation).
 """
 
 from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,11 +25,83 @@ from polyret.data.records import Benchmark
 from polyret.evaluation.search import _chunk_pairs, _Prepared, _Rows
 from polyret.evaluation.settings import Setting
 
-__all__ = ["emit_faiss", "search_faiss"]
+__all__ = ["FaissOptions", "emit_faiss", "search_faiss"]
+
+logger = logging.getLogger(__name__)
+_ADD_ROWS = 1 << 16  # candidate rows added to an index at a time
+
+
+@dataclass(frozen=True)
+class FaissOptions:
+    """How the faiss index of a pool is built.
+
+    Args:
+        kind: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"`` (approximate).
+        hnsw_m: links per node of an HNSW index.
+        ivf_nlist: inverted lists of an IVF index (None: ``4 * sqrt(pool size)``, at most pool / 39).
+        ivf_nprobe: lists searched per query.
+        gpu: move Flat / IVF indexes to the GPUs (None: when faiss-gpu sees one).
+        seed: the seed of the IVF training sample.
+    """
+
+    kind: str = "flat"
+    hnsw_m: int = 32
+    ivf_nlist: int | None = None
+    ivf_nprobe: int = 16
+    gpu: bool | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("flat", "ivf", "hnsw"):
+            raise ValueError(f"unknown faiss index kind {self.kind!r}; expected flat, ivf or hnsw")
+        for name in ("hnsw_m", "ivf_nprobe"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ivf_nlist is not None and self.ivf_nlist < 1:
+            raise ValueError(f"ivf_nlist must be >= 1, got {self.ivf_nlist}")
+
+
+def _use_gpu(faiss, opts: FaissOptions) -> bool:
+    n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if opts.gpu and n_gpus == 0:
+        raise ValueError("faiss on GPU was asked for, but this faiss has no GPU (install faiss-gpu) or sees none")
+    return bool(n_gpus) and opts.gpu is not False and opts.kind != "hnsw"
+
+
+def build_index(prep: _Prepared, cols: np.ndarray, opts: FaissOptions):
+    """A faiss inner-product index over candidate rows ``cols`` (added in blocks).
+
+    Args:
+        prep: the prepared candidates (``prep.rows`` reads blocks of the embedding matrix).
+        cols: the candidate rows of the pool, in the order the index numbers them.
+        opts: the index kind and its parameters.
+    """
+    import faiss  # optional heavy dependency, only for big corpora
+
+    dim = prep.queries.shape[1]
+    n = len(cols)
+    if opts.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, opts.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    elif opts.kind == "ivf":
+        nlist = opts.ivf_nlist or max(1, int(4 * math.sqrt(n)))
+        nlist = max(1, min(nlist, n // 39 or 1))  # faiss wants >= 39 training points per list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexFlatIP(dim)
+    if _use_gpu(faiss, opts):
+        index = faiss.index_cpu_to_all_gpus(index)
+    if opts.kind == "ivf":
+        rng = np.random.default_rng(opts.seed)
+        sample = np.sort(rng.choice(n, size=min(n, 256 * index.nlist), replace=False))
+        index.train(prep.rows(cols[sample]))
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", min(opts.ivf_nprobe, index.nlist))
+    for lo in range(0, n, _ADD_ROWS):
+        index.add(prep.rows(cols[lo : lo + _ADD_ROWS]))
+    return index
 
 
 def search_faiss(
-    prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int, chunk_size: int, out: _Rows, hnsw_m: int | None
+    prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int, chunk_size: int, out: _Rows, opts: FaissOptions
 ) -> None:
     """Add every setting's rows to ``out``: one faiss index per distinct pool, queries in chunks.
 
@@ -29,26 +112,21 @@ def search_faiss(
         k: candidates retrieved per query.
         chunk_size: queries searched at once.
         out: the run-table rows being built.
-        hnsw_m: links per node of an HNSW index (approximate), or None for an exact IndexFlatIP.
+        opts: the index kind (flat, ivf, hnsw) and its parameters.
     """
-    import faiss  # optional heavy dependency, only for big corpora
-
     lang_code = {lang: i for i, lang in enumerate(prep.langs)}
     q_lang = np.asarray([q.lang for q in benchmark.queries], dtype=str)
-    dim = prep.cands.shape[1]
     indexes: dict[tuple[int, ...], tuple[object, np.ndarray]] = {}
+    last_use = {}
+    for code, setting in enumerate(settings):
+        last_use[tuple(sorted(lang_code[y] for y in setting.pool_langs if y in lang_code))] = code
     for code, setting in enumerate(settings):
         pool = tuple(sorted(lang_code[y] for y in setting.pool_langs if y in lang_code))
         if not pool:
             continue
         if pool not in indexes:
             cols = np.concatenate([prep.perm[prep.start[li] : prep.start[li + 1]] for li in pool])
-            if hnsw_m:
-                index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            else:
-                index = faiss.IndexFlatIP(dim)
-            index.add(np.ascontiguousarray(prep.cands[cols]))
-            indexes[pool] = (index, cols)
+            indexes[pool] = (build_index(prep, cols, opts), cols)
         index, cols = indexes[pool]
         q_all = np.flatnonzero(q_lang == setting.query_lang)
         kk = min(k, len(cols))
@@ -72,10 +150,12 @@ def search_faiss(
             found = flat_keys[order][at] == probe
             hit = order[at]
             rank = np.where(found, hit % kk + 1, 0)
-            exact_score = np.einsum("ij,ij->i", prep.queries[q_idx][pr], prep.cands[pd])
+            exact_score = np.einsum("ij,ij->i", prep.queries[q_idx][pr], prep.rows(pd))
             score = np.where(found, scores.ravel()[hit], exact_score)
             t_valid = valid.ravel()
             emit_faiss(out, code, q_idx, t_docs, scores, t_rank, t_valid, pr, pd, pg, rank, score, len(prep.perm))
+        if last_use[pool] == code:  # no later setting searches this pool: free its index
+            del indexes[pool]
 
 
 def emit_faiss(out, code, q_idx, t_docs, t_scores, t_rank, t_valid, pr, pd, pg, rank, score, n_cands) -> None:

@@ -17,6 +17,10 @@ relevant candidate of the pool with its true rank (exact backend), so no-cutoff 
 Names parse like ir_measures (``AP``, ``AP@10``, ``nDCG@10``, ``R@100``, ``RR@10``, ``P@5``) and like
 trec_eval (``map_cut_10``, ``ndcg_cut_10``, ``recall_100``, ``P_5``, ``recip_rank``).
 A query with no relevant doc in a pool has no rows in that setting, so it is not averaged there.
+
+A run without full ranks (``run.exact_ranks`` False: a faiss backend, which ranks only its top k)
+cannot give a no-cutoff measure: ``per_query`` refuses ``map`` / ``ndcg`` / ``mrr`` there rather than
+return a top-k number under the full-ranking name (``evaluate`` asks for ``map@k`` instead, and says so).
 """
 
 from __future__ import annotations
@@ -110,6 +114,13 @@ def per_query(run: RunTable, measures: tuple[str, ...] | list[str] = DEFAULT_MEA
     """
     parsed = [parse_measure(m) for m in measures]
     if not run.exact_ranks:
+        full = [m.name for m in parsed if m.cutoff is None]
+        if full:
+            raise ValueError(
+                f"measures {full} need the full rank of every relevant document, but this run "
+                f"({run.meta.get('backend', 'top-k only')}) ranks only its top {run.k}; ask for "
+                f"{', '.join(f'{name}@{run.k}' for name in full)} or use the exact backend"
+            )
         too_deep = [m.name for m in parsed if m.cutoff is not None and m.cutoff > run.k]
         if too_deep:
             raise ValueError(

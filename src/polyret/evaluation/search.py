@@ -1,20 +1,27 @@
-"""Build the pooled run table from query and candidate embeddings.
+"""Build the pooled run table from query and candidate embeddings, in bounded memory.
 
-Exact backend: candidates are grouped by language into contiguous column slices of ONE matrix, so each
-query language's queries are scored against every needed language once (chunked float32 matrix
-products) and every mono / cross / multi setting is a union of those slices. Per language slice we
-sort each score row once; that gives the top-k (threshold + tie-break) and, by binary search, the
-exact number of pool candidates ranked above each relevant candidate. A multilingual top-k is the
-top-k of the union of the per-language top-k lists, so the whole pool is never partitioned.
+Exact backend: the candidate matrix (an ``np.ndarray``, or an ``np.memmap`` of an embedding store
+bigger than RAM) is streamed in blocks of rows; every block is scored against a chunk of queries
+(one float32 GEMM, multi-threaded BLAS), the block's top-k is taken by partial selection
+(``np.argpartition``) and merged into a running top-k per query, per candidate language. Nothing
+ever holds queries x corpus scores: peak memory is one score block (``_MAX_BLOCK`` floats) plus the
+running lists, whatever the corpus size.
 
-Faiss backend (``polyret.evaluation.faiss_search``): one index per distinct pool (IndexFlatIP, or
-HNSW), for corpora too big to score densely; relevant candidates outside the returned top-k get rank
-0 ("not retrieved"), so only cutoff metrics up to k are exact there.
+Full ranks stay exact: for every relevant (query, doc) pair each block counts the candidates that
+score above the doc. The doc's own score is only known when its block comes, so the count is taken
+against a float64 estimate with a band of width ``dim * 2**-23 * |q| |c|`` (twice the float32
+rounding bound of a dot product): candidates above the band are above, below it below, and the few
+inside it are kept and compared exactly with the doc's GEMM score at the end. A multilingual top-k
+is the top-k of the union of the per-language top-k lists; a multilingual rank is the sum of the
+per-language counts. So no-cutoff mAP is exact for every pool, LAReQA or MIRACL size.
+
+Faiss backend (``polyret.evaluation.faiss_search``): one index per distinct pool (Flat, IVF or
+HNSW; on GPU when faiss-gpu is installed); relevant candidates outside the returned top-k get rank 0
+("not retrieved"), so only measures with a cutoff up to k are computed from it (see
+``polyret.evaluation.metrics``: a no-cutoff measure is refused there, and ``evaluate`` names it
+``map@k``).
 
 Ties are broken like trec_eval: score descending, then candidate id descending (string order).
-
-Size: ~400 lines because exact search, its tie rule and the run-table builder must agree line for
-line (full mAP is exact only if they do); the faiss backend lives in ``faiss_search``.
 """
 
 from __future__ import annotations
@@ -27,14 +34,15 @@ from polyret.data.records import Benchmark, DataError
 from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.settings import Setting, settings_for
 
-BACKENDS = ("exact", "faiss", "faiss-hnsw")
-_MAX_BLOCK = 1 << 26  # most float32 scores held per query chunk (256 MiB), whatever chunk_size says
+BACKENDS = ("exact", "faiss", "faiss-ivf", "faiss-hnsw")
+EXACT_RANK_BACKENDS = ("exact",)  # backends that give every relevant document its full rank
+_MAX_BLOCK = 1 << 24  # most float32 scores in one block (64 MiB), whatever the corpus size
 
 
 @dataclass
 class _Prepared:
     queries: np.ndarray  # (nq, d) float32
-    cands: np.ndarray  # (nc, d) float32
+    cands: np.ndarray  # (nc, d) float32 or float16, possibly a read-only memmap: read in blocks only
     langs: list[str]  # candidate languages, benchmark order
     cand_lang: np.ndarray  # (nc,) int code into langs
     perm: np.ndarray  # candidates grouped by language: perm[start[l]:start[l+1]] are language l
@@ -43,6 +51,19 @@ class _Prepared:
     rel_ptr: np.ndarray  # (nq+1,) CSR over queries
     rel_doc: np.ndarray  # candidate indices of relevant docs
     rel_gain: np.ndarray  # their graded relevance (> 0)
+
+    def rows(self, cols: np.ndarray) -> np.ndarray:
+        """Candidate rows ``cols`` as a float32 matrix: a slice when they are contiguous (a memmap then
+        reads only those pages), else a gather; NaN / inf rows are an error naming the first one."""
+        if len(cols) and cols[-1] - cols[0] == len(cols) - 1 and bool(np.all(np.diff(cols) == 1)):
+            block = self.cands[cols[0] : cols[-1] + 1]
+        else:
+            block = self.cands[cols]
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if not np.isfinite(block).all():
+            bad = int(cols[np.flatnonzero(~np.isfinite(block).all(axis=1))[0]])
+            raise ValueError(f"cand_emb contains NaN or infinite values (row {bad})")
+        return block
 
 
 def _as_matrix(name: str, emb: np.ndarray, rows: int) -> np.ndarray:
@@ -55,26 +76,35 @@ def _as_matrix(name: str, emb: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _prepare(benchmark: Benchmark, query_emb: np.ndarray, cand_emb: np.ndarray) -> _Prepared:
+    import pyarrow.compute as pc
+
     q = _as_matrix("query_emb", query_emb, len(benchmark.queries))
-    c = _as_matrix("cand_emb", cand_emb, len(benchmark.candidates))
+    table = benchmark.candidates
+    n = len(table)
+    c = cand_emb if isinstance(cand_emb, np.ndarray) else np.asarray(cand_emb)
+    if c.ndim != 2 or c.shape[0] != n:
+        raise ValueError(f"cand_emb has shape {c.shape}; expected ({n}, dim) aligned with the benchmark")
+    if c.dtype not in (np.float32, np.float16):
+        c = np.ascontiguousarray(c, dtype=np.float32)
     if q.shape[1] != c.shape[1]:
         raise ValueError(f"query_emb dim {q.shape[1]} != cand_emb dim {c.shape[1]}")
-    cand_ids = [cand.id for cand in benchmark.candidates]
-    index = {cid: i for i, cid in enumerate(cand_ids)}
-    if len(index) != len(cand_ids):
-        dup = next(cid for i, cid in enumerate(cand_ids) if index[cid] != i)
+    dup = table.first_duplicate()
+    if dup is not None:
         raise DataError(f"benchmark {benchmark.id!r}: candidate id {dup!r} occurs more than once")
-    present = {cand.lang for cand in benchmark.candidates}
+    present = table.present_langs()
     langs = [lang for lang in benchmark.languages if lang in present]
     langs += sorted(present - set(langs))
-    code = {lang: i for i, lang in enumerate(langs)}
-    cand_lang = np.fromiter((code[cand.lang] for cand in benchmark.candidates), dtype=np.int32, count=len(cand_ids))
+    remap = np.asarray([langs.index(name) if name in present else -1 for name in table.lang_names] or [0], dtype=np.int32)
+    cand_lang = remap[table.lang_codes]
     perm = np.argsort(cand_lang, kind="stable").astype(np.int64)
     start = np.searchsorted(cand_lang[perm], np.arange(len(langs) + 1)).astype(np.int64)
-    by_id_desc = np.argsort(np.asarray(cand_ids, dtype=str), kind="stable")[::-1]
-    tie_key = np.empty(len(cand_ids), dtype=np.int64)
-    tie_key[by_id_desc] = np.arange(len(cand_ids))
+    by_id_desc = pc.sort_indices(table.ids, sort_keys=[("", "descending")]) if n else None
+    tie_key = np.empty(n, dtype=np.int64)
+    if n:
+        tie_key[by_id_desc.to_numpy()] = np.arange(n)
 
+    judged = sorted({d for q_ in benchmark.queries for d in benchmark.qrels.get(q_.id, {})})
+    where = dict(zip(judged, table.positions(judged).tolist()))
     ptr = [0]
     docs: list[int] = []
     gains: list[int] = []
@@ -83,13 +113,13 @@ def _prepare(benchmark: Benchmark, query_emb: np.ndarray, cand_emb: np.ndarray) 
         if query.id not in cache:
             d_list, g_list = [], []
             for cid, rel in sorted(benchmark.qrels.get(query.id, {}).items()):
-                if cid not in index:
+                if where[cid] < 0:
                     raise DataError(
                         f"benchmark {benchmark.id!r}: qrels of query {query.id!r} name candidate {cid!r}, "
                         "which is not among the benchmark's candidates"
                     )
                 if int(rel) > 0:
-                    d_list.append(index[cid])
+                    d_list.append(where[cid])
                     g_list.append(int(rel))
             cache[query.id] = (d_list, g_list)
         d_list, g_list = cache[query.id]
@@ -108,29 +138,6 @@ def _prepare(benchmark: Benchmark, query_emb: np.ndarray, cand_emb: np.ndarray) 
         rel_doc=np.asarray(docs, dtype=np.int64),
         rel_gain=np.asarray(gains, dtype=np.int64),
     )
-
-
-def _count_above(sorted_rows: np.ndarray, rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per probe: how many entries of ``sorted_rows[row]`` (ascending) are > value, and >= value.
-
-    A vectorised binary search over all probes at once (log2(m) gathers), exact float comparisons.
-    """
-    m = sorted_rows.shape[1]
-    out = []
-    for strict in (True, False):
-        lo = np.zeros(len(rows), dtype=np.int64)
-        hi = np.full(len(rows), m, dtype=np.int64)
-        while True:
-            active = lo < hi
-            if not active.any():
-                break
-            mid = (lo + hi) // 2
-            v = sorted_rows[rows, np.minimum(mid, m - 1)]
-            go_right = active & ((v <= values) if strict else (v < values))
-            lo = np.where(go_right, mid + 1, lo)
-            hi = np.where(active & ~go_right, mid, hi)
-        out.append(m - lo)
-    return out[0], out[1]
 
 
 def _row_starts(rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -189,26 +196,6 @@ def _topk(
         o = np.lexsort((tie_key[sel_docs[r]], -sel_scores[r]))
         sel_docs[r], sel_scores[r] = sel_docs[r][o], sel_scores[r][o]
     return sel_docs.astype(np.int64, copy=False), sel_scores
-
-
-def _ranks_before(
-    block: np.ndarray,
-    sorted_block: np.ndarray,
-    slice_docs: np.ndarray,
-    pair_row: np.ndarray,
-    pair_doc: np.ndarray,
-    pair_score: np.ndarray,
-    in_slice: np.ndarray,
-    tie_key: np.ndarray,
-) -> np.ndarray:
-    """For each (row, doc, score) pair: how many candidates of this slice rank above the doc."""
-    above, at_or_above = _count_above(sorted_block, pair_row, pair_score)
-    before = above.astype(np.int64)
-    extra = np.flatnonzero(at_or_above - above - in_slice > 0)
-    for p in extra:  # genuine ties with other candidates: rare, resolved exactly by tie key
-        eq = slice_docs[block[pair_row[p]] == pair_score[p]]
-        before[p] += int(np.count_nonzero(tie_key[eq] < tie_key[pair_doc[p]]))
-    return before
 
 
 class _Rows:
@@ -289,16 +276,69 @@ def _emit(
     out.add(code, q_idx[rel_rows], rel_docs, rel_rank, rel_score, rel_gain)
 
 
+class _PairCounts:
+    """Exact full ranks of a query chunk's relevant pairs, counted block by block (module docstring)."""
+
+    def __init__(self, prep: _Prepared, q_idx: np.ndarray, pr: np.ndarray, pd: np.ndarray, n_langs: int) -> None:
+        self.pr, self.pd = pr, pd
+        q = prep.queries[q_idx][pr].astype(np.float64)
+        c = prep.rows(pd).astype(np.float64) if len(pd) else np.zeros((0, prep.queries.shape[1]))
+        est = np.einsum("ij,ij->i", q, c)
+        tol = prep.queries.shape[1] * 2.0**-23 * np.linalg.norm(q, axis=1) * np.linalg.norm(c, axis=1) + 1e-30
+        self.lo, self.hi, self.est, self.tol = est - tol, est + tol, est, tol
+        self.above = np.zeros((len(pr), n_langs), dtype=np.int64)
+        self.own = np.full(len(pr), np.nan, dtype=np.float32)  # each doc's score from its own block
+        self.band: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (lang, pair, score, tie key)
+        self.tie_of_doc = prep.tie_key[pd]
+
+    def add_block(self, li: int, scores: np.ndarray, cols: np.ndarray, tie_key: np.ndarray) -> None:
+        """Count one block (``scores``: chunk rows x block columns) for every pair."""
+        if not len(self.pr):
+            return
+        sub = scores[self.pr]  # (pairs, block)
+        self.above[:, li] += np.count_nonzero(sub > self.hi[:, None], axis=1)
+        p, j = np.nonzero((sub >= self.lo[:, None]) & (sub <= self.hi[:, None]))
+        if len(p):
+            self.band.append((li, p, sub[p, j], tie_key[cols[j]]))
+        mine = np.flatnonzero(np.isin(self.pd, cols))
+        if len(mine):
+            at = np.searchsorted(cols, self.pd[mine]) if np.all(cols[1:] > cols[:-1]) else None
+            if at is None:
+                order = np.argsort(cols)
+                at = order[np.searchsorted(cols[order], self.pd[mine])]
+            self.own[mine] = scores[self.pr[mine], at]
+
+    def before(self) -> np.ndarray:
+        """(pairs, languages): candidates of each language ranked above each pair's doc."""
+        if np.isnan(self.own).any():  # pragma: no cover - every pair's doc is in a scanned slice
+            raise AssertionError("a relevant document was never scored")
+        drift = np.abs(self.own.astype(np.float64) - self.est)
+        if (drift > self.tol).any():  # pragma: no cover - the float32 rounding bound makes this impossible
+            raise AssertionError(f"a GEMM score differs from its float64 value by {drift.max():.3g}")
+        out = self.above.copy()
+        for li, p, score, tie in self.band:
+            own = self.own[p]
+            wins = (score > own) | ((score == own) & (tie < self.tie_of_doc[p]))
+            out[:, li] += np.bincount(p, weights=wins, minlength=len(self.pr)).astype(np.int64)
+        return out
+
+
+def _merge_top(
+    top: tuple[np.ndarray, np.ndarray] | None, scores: np.ndarray, cols: np.ndarray, kk: int, tie_key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The running top-``kk`` after one more block: the block's own top by partial selection, merged."""
+    kb = min(kk, scores.shape[1])
+    b_docs, b_scores = _topk(scores, cols, kb, tie_key)
+    if top is None:
+        return b_docs, b_scores
+    docs = np.concatenate([top[0], b_docs], axis=1)
+    vals = np.concatenate([top[1], b_scores], axis=1)
+    return _topk(vals, docs, min(kk, docs.shape[1]), tie_key)
+
+
 def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int, chunk_size: int, out: _Rows) -> None:
     lang_code = {lang: i for i, lang in enumerate(prep.langs)}
     q_lang = np.asarray([q.lang for q in benchmark.queries], dtype=str)
-    pos_in_slice = np.empty(len(prep.perm), dtype=np.int64)
-    for li in range(len(prep.langs)):
-        pos_in_slice[prep.perm[prep.start[li] : prep.start[li + 1]]] = np.arange(prep.start[li + 1] - prep.start[li])
-    all_slices = {li: prep.perm[prep.start[li] : prep.start[li + 1]] for li in range(len(prep.langs))}
-    all_mats: dict[int, np.ndarray] = {}  # per-language candidate matrices, built when a pool needs them
-    every = {lang_code[y] for s in settings for y in s.pool_langs if y in lang_code}
-    full_mat = np.ascontiguousarray(prep.cands[prep.perm].T) if len(every) == len(prep.langs) > 1 else None
     by_qlang: dict[str, list[int]] = {}
     for code, s in enumerate(settings):
         by_qlang.setdefault(s.query_lang, []).append(code)
@@ -307,38 +347,30 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
         needed = sorted({lang_code[y] for c in codes for y in settings[c].pool_langs if y in lang_code})
         if len(q_all) == 0 or not needed:
             continue
-        slices = {li: all_slices[li] for li in needed}
-        full = full_mat if len(needed) == len(prep.langs) else None
-        if full is None:
-            all_mats.update({li: np.ascontiguousarray(prep.cands[all_slices[li]].T) for li in needed if li not in all_mats})
-        n_cols = int(sum(len(all_slices[li]) for li in needed))
-        rows_cap = max(1, min(chunk_size, _MAX_BLOCK // max(1, n_cols)))  # bounds the score block's memory
-        n_chunks = -(-len(q_all) // rows_cap)
+        n_chunks = -(-len(q_all) // chunk_size)
         for q_idx in np.array_split(q_all, n_chunks):  # even chunks: no tiny remainder GEMM
             pr, pd, pg = _chunk_pairs(prep, q_idx)
             p_lang = prep.cand_lang[pd]
             keep = np.isin(p_lang, needed)
             pr, pd, pg, p_lang = pr[keep], pd[keep], pg[keep], p_lang[keep]
             qm = prep.queries[q_idx]
-            p_score = np.empty(len(pr), dtype=np.float32)
+            counts = _PairCounts(prep, q_idx, pr, pd, len(prep.langs))
+            # one score block (queries + pair rows) x columns stays under _MAX_BLOCK floats
+            cols_cap = max(1, _MAX_BLOCK // max(1, len(q_idx) + len(pr)))
             tops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-            before = np.zeros((len(pr), len(prep.langs)), dtype=np.int64)
-            if full is not None:  # one GEMM against every candidate; languages are column slices
-                scores = qm @ full
-                blocks = {li: scores[:, prep.start[li] : prep.start[li + 1]] for li in needed}
-            else:
-                blocks = {li: qm @ all_mats[li] for li in needed}  # (n, n_li) float32 each
-            for li in needed:  # every pair's score first: ranks need them against every slice
-                mine = p_lang == li
-                p_score[mine] = blocks[li][pr[mine], pos_in_slice[pd[mine]]]
             for li in needed:
-                block, cols = blocks.pop(li), slices[li]
-                srt = np.sort(block, axis=1)
-                kk = min(k, block.shape[1])
-                tops[li] = _topk(block, cols, kk, prep.tie_key, thresh=srt[:, block.shape[1] - kk])
-                if len(pr):
-                    before[:, li] = _ranks_before(block, srt, cols, pr, pd, p_score, p_lang == li, prep.tie_key)
-                del block, srt
+                cols_all = prep.perm[prep.start[li] : prep.start[li + 1]]
+                kk = min(k, len(cols_all))
+                top = None
+                for lo in range(0, len(cols_all), cols_cap):
+                    cols = cols_all[lo : lo + cols_cap]
+                    scores = qm @ prep.rows(cols).T  # (n, block) float32
+                    top = _merge_top(top, scores, cols, kk, prep.tie_key)
+                    counts.add_block(li, scores, cols, prep.tie_key)
+                    del scores
+                tops[li] = top
+            before = counts.before()
+            p_score = counts.own
             for code in codes:
                 pool = [lang_code[y] for y in settings[code].pool_langs if y in lang_code]
                 if not pool:
@@ -365,15 +397,26 @@ def build_run_table(
     backend: str = "exact",
     chunk_size: int = 1024,
     hnsw_m: int = 32,
+    faiss_options=None,
 ) -> RunTable:
     """Retrieve the top-``k`` of every setting's pool for every query with gold in that pool.
 
     ``query_emb`` / ``cand_emb`` are aligned with ``benchmark.queries`` / ``benchmark.candidates``
-    and L2-normalised (scores are dot products). ``backend``: "exact" (dense, exact ranks for every
-    relevant doc), "faiss" (IndexFlatIP per pool) or "faiss-hnsw" (approximate, ``hnsw_m`` links).
-    ``chunk_size`` caps the queries scored at once; the score block is also capped at 2**26 floats
-    (256 MiB), so peak memory stays near 3x that whatever the corpus size. Exact search still scores
-    every candidate (MIRACL-size corpora: use "faiss" / "faiss-hnsw").
+    and L2-normalised (scores are dot products); ``cand_emb`` may be a read-only ``np.memmap`` (float32
+    or float16), read in blocks of rows only.
+
+    Args:
+        benchmark: the benchmark (its candidates a :class:`~polyret.data.records.CandidateTable`).
+        query_emb: (queries, dim) embeddings.
+        cand_emb: (candidates, dim) embeddings.
+        settings: the settings (default: every setting of the benchmark).
+        k: candidates kept per (setting, query).
+        backend: "exact" (blocked, exact full ranks for every relevant doc), "faiss" (IndexFlatIP per
+            pool), "faiss-ivf" or "faiss-hnsw" (approximate); see ``EXACT_RANK_BACKENDS``.
+        chunk_size: queries scored at once (each chunk streams the candidates once).
+        hnsw_m: links per node of an HNSW index.
+        faiss_options: a :class:`~polyret.evaluation.faiss_search.FaissOptions` (its kind is set by
+            ``backend``), for IVF lists / probes and GPU use.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown search backend {backend!r}; expected one of {BACKENDS}")
@@ -390,18 +433,22 @@ def build_run_table(
     if backend == "exact":
         _search_exact(prep, benchmark, list(settings), k, chunk_size, out)
     else:
-        from polyret.evaluation.faiss_search import search_faiss
+        from dataclasses import replace
 
-        search_faiss(prep, benchmark, list(settings), k, chunk_size, out, hnsw_m if backend == "faiss-hnsw" else None)
+        from polyret.evaluation.faiss_search import FaissOptions, search_faiss
+
+        kind = {"faiss": "flat", "faiss-ivf": "ivf", "faiss-hnsw": "hnsw"}[backend]
+        opts = replace(faiss_options or FaissOptions(hnsw_m=hnsw_m), kind=kind)
+        search_faiss(prep, benchmark, list(settings), k, chunk_size, out, opts)
     cols = out.columns()
     return RunTable(
         settings=list(settings),
         query_ids=np.asarray([q.id for q in benchmark.queries], dtype=str),
         query_langs=np.asarray([q.lang for q in benchmark.queries], dtype=str),
-        doc_ids=np.asarray([c.id for c in benchmark.candidates], dtype=str),
-        doc_langs=np.asarray([c.lang for c in benchmark.candidates], dtype=str),
+        doc_ids=benchmark.candidates.id_array(),
+        doc_langs=benchmark.candidates.langs,
         k=int(k),
-        exact_ranks=backend == "exact",
+        exact_ranks=backend in EXACT_RANK_BACKENDS,
         benchmark_id=benchmark.id,
         meta={"backend": backend},
         **cols,

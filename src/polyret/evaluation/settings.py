@@ -116,7 +116,7 @@ def settings_for(
         langs = check_languages(languages, langs, where=f"benchmark {benchmark.id!r}")
 
     q_langs = {q.lang for q in benchmark.queries}
-    c_langs = {c.lang for c in benchmark.candidates}
+    c_langs = benchmark.candidates.present_langs()
     out: list[Setting] = []
     for fam in FAMILIES:
         if fam not in wanted:

@@ -89,7 +89,7 @@ def run_experiment(
     started = time.perf_counter()
 
     def eval_into(model_obj_or_path, target: Path, bench: str, label: str) -> None:
-        if eval_done(target):  # its completion marker, written last; a folder without one is redone
+        if _agreed(eval_done(target)):  # its completion marker, written last; a folder without one is redone
             done["reused"].append(f"eval {label} {bench}")
             return
         _progress(f"evaluating {label} on {bench}", echo)
@@ -112,7 +112,7 @@ def run_experiment(
     def base_evals() -> None:
         """The base model, loaded once for all benchmarks."""
         base_targets = {b: layout.eval_dir(out, BASELINE, None, b) for b in config.benchmarks}
-        if any(not eval_done(t) for t in base_targets.values()):
+        if _agreed(any(not eval_done(t) for t in base_targets.values())):
             base = load(config.model, max_seq_length=config.eval_max_seq_length)
             base.polyret_spec = config.model
             for bench, target in base_targets.items():
@@ -150,15 +150,18 @@ def run_experiment(
         for system, seed in runs:
             system_evals(system, seed, train_one(system, seed))
     else:
-        # under torchrun every process trains every system together (DDP); rank 0 alone then
-        # evaluates and reports while the others exit, so no process waits at a collective for
-        # evaluations that may take longer than the process group's timeout
+        # under torchrun every process trains every system together (DDP), then every process
+        # evaluates together: each rank encodes its shard, rank 0 searches and writes, the others
+        # wait at a barrier without the default group's timeout (``evaluate``); then rank 0 reports
+        from .. import distributed
+
         finals = [train_one(system, seed) for system, seed in runs]
-        if rank != 0:
-            return {"report": {}, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
+        distributed.init_from_env()  # a run that reused every model trained nothing: no group yet
         base_evals()
         for (system, seed), final in zip(runs, finals):
             system_evals(system, seed, final)
+        if rank != 0:
+            return {"report": {}, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
 
     # 3. the report
     _progress("writing the report", echo)
@@ -168,6 +171,20 @@ def run_experiment(
         entries, layout.report_dir(out), title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}"
     )
     return {"report": files, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
+
+
+def _agreed(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (a one-process run: ``flag``), so all ranks take the same branch
+    before a collective (an evaluation rank 0 just finished must not look done to a late rank only)."""
+    from .. import distributed
+
+    if distributed.world_size() == 1:
+        return flag
+    import torch.distributed as dist
+
+    box = [bool(flag)]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
 
 
 def _launch_rank() -> tuple[int, int]:

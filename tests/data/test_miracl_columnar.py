@@ -1,0 +1,106 @@
+"""MIRACL corpora stream into a columnar CandidateTable; the Arrow cache is keyed by the file and never trusted blindly."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import polyret.data.miracl as miracl
+from polyret.data.miracl import read_corpus
+from polyret.data.records import Benchmark, Candidate, CandidateTable, DataError, Query
+
+
+def _write(path: Path, docs: list[dict], gz: bool = True) -> Path:
+    text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _docs(n: int) -> list[dict]:
+    return [{"docid": f"{i // 3}#{i % 3}", "title": f"T{i}" if i % 2 else "", "text": f"passage {i} ü"} for i in range(n)]
+
+
+def test_corpus_is_columnar_and_streamed_in_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(miracl, "_BATCH", 4)  # several Arrow batches, concatenated
+    path = _write(tmp_path / "sw.jsonl.gz", _docs(11))
+    table = read_corpus(path, "sw")
+    assert isinstance(table, CandidateTable) and len(table) == 11
+    assert table.ids.type.equals(table.texts.type) and str(table.ids.type) == "large_string"
+    assert table.lang_codes.dtype == np.int16 and table.lang_names == ("sw",)
+    assert table.id_list() == [d["docid"] for d in _docs(11)]
+    assert table[1] == Candidate("0#1", "sw", "T1 passage 1 ü") and table[0].text == "passage 0 ü"
+    assert table[-1].id == "3#1" and [c.id for c in table[2:4]] == ["0#2", "1#0"]
+    assert table.id_array().tolist() == table.id_list()
+
+
+def test_duplicate_docid_names_the_line_across_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(miracl, "_BATCH", 2)
+    docs = _docs(7)
+    docs.insert(5, {"docid": "0#1", "text": "again"})  # written on line 6 (a blank line below shifts it)
+    path = _write(tmp_path / "c.jsonl", docs, gz=False)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n")
+    with pytest.raises(DataError, match=r"c\.jsonl:7: duplicate docid '0#1'"):
+        read_corpus(path, "sw")
+    _write(path, [{"docid": "a", "text": "x"}, {"docid": "b"}], gz=False)
+    with pytest.raises(DataError, match=r"c\.jsonl:2 \(docid 'b'\): missing 'text'"):
+        read_corpus(path, "sw")
+
+
+def test_arrow_cache_is_reused_memory_mapped_and_invalidated_by_a_changed_file(tmp_path, monkeypatch):
+    path = _write(tmp_path / "sw.jsonl.gz", _docs(9))
+    cache = tmp_path / "corpora"
+    first = read_corpus(path, "sw", cache=cache)
+    files = list(cache.glob("*.arrow"))
+    assert len(files) == 1 and not list(cache.glob(".*tmp"))  # written atomically
+    with monkeypatch.context() as m:  # the second read comes from the cache: the JSONL is not parsed
+        m.setattr(miracl, "jsonl_objects", lambda *a: pytest.fail("parsed the corpus again"))
+        before = pa.total_allocated_bytes()
+        again = read_corpus(path, "sw", cache=cache)
+        assert pa.total_allocated_bytes() - before < first.texts.nbytes / 2  # memory-mapped, not copied
+    assert again == first
+    # a different corpus at the same path (new size and mtime): another key, never the old columns
+    _write(path, _docs(5))
+    os.utime(path, ns=(1, 1))
+    changed = read_corpus(path, "sw", cache=cache)
+    assert len(changed) == 5 and len(list(cache.glob("*.arrow"))) == 2
+
+
+def test_damaged_cache_is_ignored_and_rebuilt(tmp_path, caplog):
+    path = _write(tmp_path / "sw.jsonl.gz", _docs(6))
+    cache = tmp_path / "corpora"
+    ref = read_corpus(path, "sw", cache=cache)
+    (arrow,) = cache.glob("*.arrow")
+    arrow.write_bytes(arrow.read_bytes()[:40])  # truncated
+    back = read_corpus(path, "sw", cache=cache)
+    assert back == ref
+    assert any("unreadable corpus cache" in r.getMessage() for r in caplog.records)
+    assert read_corpus(path, "sw", cache=cache) == ref  # rewritten, readable again
+
+
+def test_candidate_table_as_a_sequence_and_benchmark_field():
+    cands = [Candidate("a", "de", "x"), Candidate("b", "en", "y", "ctx"), Candidate("c", "de", "z")]
+    bench = Benchmark("t", ("de", "en"), [Query("q", "de", "?")], cands, {"q": {"a": 1}})
+    assert isinstance(bench.candidates, CandidateTable) and list(bench.candidates) == cands
+    assert bench.candidates == cands and bench.candidates.context_list() == ["", "ctx", ""]
+    assert [c.id for c in bench.candidates_in("de")] == ["a", "c"]
+    assert bench.candidates.langs.tolist() == ["de", "en", "de"]
+    assert bench.candidates.positions(["c", "zz", "a"]).tolist() == [2, -1, 0]
+    bench.candidates = [c for c in bench.candidates if c.lang == "en"]  # assignment converts too
+    assert isinstance(bench.candidates, CandidateTable) and bench.candidates[0].context == "ctx"
+    dup = CandidateTable.from_records([Candidate("a", "de", "x"), Candidate("a", "de", "y")])
+    assert dup.first_duplicate() == "a"
+    with pytest.raises(IndexError):
+        bench.candidates[5]
+    wide = CandidateTable.from_records([Candidate("ä-1", "de", ""), Candidate("b", "de", "")])
+    assert wide.id_array().tolist() == ["ä-1", "b"]  # non-ASCII ids: the list path

@@ -1,0 +1,68 @@
+"""``evaluate`` under torchrun (2 CPU processes, gloo): every rank encodes, rank 0 alone writes, same numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = r"""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, os.environ["TESTS_DIR"])
+from test_evaluate import tiny_benchmark  # the same tiny benchmark as the one-process tests
+import polyret.paths
+from polyret.evaluation import evaluate
+
+out = Path(sys.argv[2])
+writes = []
+real = polyret.paths.atomic_path  # every file polyret writes goes through it
+import contextlib
+import polyret.evaluation.results as results_mod
+spy = contextlib.contextmanager(lambda target: (yield from _spy(target)))
+def _spy(target):
+    writes.append(str(target))
+    with real(target) as tmp:
+        yield tmp
+polyret.paths.atomic_path = results_mod.atomic_path = spy
+res = evaluate(sys.argv[1], tiny_benchmark(), output=out, cache=False, progress=False, device="cpu")
+rank = int(os.environ.get("RANK", "0"))
+info = {"rank": rank, "returned": None if res is None else res.per_setting, "writes": writes}
+(out.parent / f"rank{rank}-{out.name}.json").write_text(json.dumps(info))
+"""
+
+
+@pytest.mark.distributed
+def test_evaluate_under_torchrun_scores_once_and_matches_one_process(tiny_model_dir, tmp_path):
+    script = tmp_path / "run_eval.py"
+    script.write_text(SCRIPT)
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "POLYRET_CACHE_DIR": str(tmp_path / "cache"), "TESTS_DIR": str(Path(__file__).resolve().parent),
+           "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    from test_evaluate import tiny_benchmark
+
+    from polyret.evaluation import evaluate
+
+    solo = evaluate(tiny_model_dir, tiny_benchmark(), output=tmp_path / "one", cache=False, progress=False, device="cpu")
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), tiny_model_dir, str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-4000:]
+
+    r0 = json.loads((tmp_path / "rank0-two.json").read_text())
+    r1 = json.loads((tmp_path / "rank1-two.json").read_text())
+    assert any(w.endswith("results.json") for w in r0["writes"])
+    assert r1["writes"] == []  # rank 1 wrote nothing: the results are written once, by rank 0
+    # identical numbers: one process, rank 0, and rank 1 (which returns what rank 0 wrote)
+    assert r0["returned"] == json.loads(json.dumps(solo.per_setting)) == r1["returned"]
+    a = json.loads((tmp_path / "one" / "results.json").read_text())
+    b = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert a["settings"] == b["settings"]
+    assert (tmp_path / "two" / ".complete.json").exists()
