@@ -359,10 +359,11 @@ def encode(
         first_pos.setdefault(keys[i], i)
     todo = list(first_pos.values())
     sharded = distributed and cache is not None and dist.world_size() > 1
-    mine = todo[dist.rank() :: dist.world_size()] if sharded else todo
+    shard = (dist.rank(), dist.world_size()) if sharded else None
 
     pending_keys: list[bytes] = []
     pending_rows: list[np.ndarray] = []
+    encoded: list[int] = []  # positions this process encoded
 
     def flush() -> None:
         if cache is not None and pending_keys:
@@ -370,10 +371,14 @@ def encode(
         pending_keys.clear()
         pending_rows.clear()
 
-    for start in range(0, len(mine), max(1, window)):
-        win = mine[start : start + max(1, window)]
+    step = max(1, window)
+    for start in range(0, len(todo), step):
+        win = todo[start : start + step]
+        local: list[np.ndarray] = []  # positions in the window encoded here
 
-        def on_batch(idx: np.ndarray, emb: np.ndarray, win=win) -> None:
+        def on_batch(idx: np.ndarray, emb: np.ndarray, win=win, local=local) -> None:
+            local.append(idx)
+            encoded.extend(win[j] for j in idx)
             pending_keys.extend(keys[win[j]] for j in idx)
             pending_rows.append(emb)
             if len(pending_keys) >= batch_size * chunk_batches:
@@ -390,17 +395,21 @@ def encode(
             precision=precision,
             pool=pool,
             on_batch=on_batch,
+            dim=dim,
+            shard=shard,
         )
         flush()
-        if out is None:
+        if out is None and rows.shape[1]:
             out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
-        out[win] = rows
+        if out is not None and local:
+            here = np.concatenate(local)
+            out[np.asarray(win)[here]] = rows[here]
 
     if sharded:
         dist.barrier()  # every rank's shards are on disk
         cache.refresh()
-        mine_set = set(mine)
-        others = [i for i in todo if i not in mine_set]
+        done = set(encoded)
+        others = [i for i in todo if i not in done]
         got, still = cache.get([keys[i] for i in others])
         if still:
             raise RuntimeError(

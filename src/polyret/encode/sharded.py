@@ -78,6 +78,7 @@ def encode_to_store(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     distributed: bool = False,
     devices: Sequence[str] | None = None,
+    pool: dict | None = None,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
@@ -100,6 +101,7 @@ def encode_to_store(
         chunk_rows: rows per chunk (also the tokenize / sort window).
         distributed: shard the chunks over the process group's ranks (every rank must call).
         devices: one worker process per device (sentence-transformers' pool); not with ``distributed``.
+        pool: a running pool (:func:`device_pool`) to use instead of starting one for ``devices``.
         progress: ``progress(n_done)`` after each batch.
         on_plan: ``on_plan(rows_to_encode, rows_total)`` once this process knows its share.
 
@@ -110,7 +112,7 @@ def encode_to_store(
     check_precision(precision)
     check_store_dtype(store_dtype)
     world, me = (dist.world_size(), dist.rank()) if distributed else (1, 0)
-    if devices and world > 1:
+    if (devices or pool is not None) and world > 1:
         raise EncodeError("devices: give either several devices or several ranks (torchrun), not both")
     dim = model_dim(model)
     if dim is None:  # a model that cannot say: one text tells
@@ -131,8 +133,9 @@ def encode_to_store(
     if on_plan is not None:
         on_plan(sum(store.chunk_range(i)[1] - store.chunk_range(i)[0] for i in todo), store.n)
     if todo:
-        pool_cm = device_pool(model, devices, precision) if devices else None
-        pool = pool_cm.__enter__() if pool_cm is not None else None
+        pool_cm = device_pool(model, devices, precision) if devices and pool is None else None
+        if pool_cm is not None:
+            pool = pool_cm.__enter__()
         try:
             for i in todo:
                 start, stop = store.chunk_range(i)

@@ -104,6 +104,7 @@ def encode_window(
     pool: dict | None = None,
     on_batch: BatchCallback | None = None,
     dim: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Float32 L2-normalised embeddings of one window of ``texts`` (rows in the order given).
 
@@ -118,6 +119,9 @@ def encode_window(
             the whole length-sorted window goes to the pool in one call, split into ``batch_size`` chunks.
         on_batch: ``on_batch(positions, rows)`` after each batch (positions index ``texts``).
         dim: the output dimension, for an empty window.
+        shard: ``(rank, world_size)``: encode only the batches ``b % world_size == rank`` (every rank cuts
+            the same batches, so each row comes out as one process would have made it); the rows of
+            other ranks' batches are left zero (``on_batch`` says which rows were encoded).
     """
     prompt = prompt_of(model, kind)
     texts = list(texts)
@@ -126,7 +130,7 @@ def encode_window(
     lengths = token_lengths(model, [prompt + t for t in texts])
     order = np.argsort(-lengths, kind="stable")
     out: np.ndarray | None = None
-    if pool is not None:
+    if pool is not None and shard is None:
         ordered = [texts[i] for i in order]
         chunk = max(1, min(batch_size, len(ordered)))
         emb = np.asarray(
@@ -139,19 +143,23 @@ def encode_window(
         if on_batch is not None:
             on_batch(order, emb)
         return out
-    for start, stop in token_budget_batches(lengths[order], batch_size, max_tokens):
+    for b, (start, stop) in enumerate(token_budget_batches(lengths[order], batch_size, max_tokens)):
+        if shard is not None and b % shard[1] != shard[0]:
+            continue
         idx = order[start:stop]
         batch = [texts[i] for i in idx]
         with inference_precision(model, precision):
-            emb = models.encode_batch(model, batch, kind=kind, batch_size=batch_size)
+            extra = {"pool": pool, "chunk_size": max(1, len(batch))} if pool is not None else {}
+            emb = models.encode_batch(model, batch, kind=kind, batch_size=batch_size, **extra)
         emb = np.asarray(emb, dtype=np.float32)
         _check_finite(emb, batch, kind)
         if out is None:
-            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+            out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
         out[idx] = emb
         if on_batch is not None:
             on_batch(idx, emb)
-    assert out is not None
+    if out is None:  # this rank had no batch in the window
+        out = np.zeros((len(texts), dim or 0), dtype=np.float32)
     return out
 
 
