@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+TOKENIZE_PIECE = 2048  # texts per tokenizer call when counting tokens
+
 
 class EncodeError(ValueError):
     """A bad encoding option (precision, store dtype, devices, sizes): the message names the option."""
@@ -97,13 +99,24 @@ def token_lengths(model, texts: Sequence[str]) -> np.ndarray:
         tokenizer = None
     max_len = _max_len(model)
     if tokenizer is None:
-        counts = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    elif _is_raw_tokenizer(tokenizer):
-        encodings = tokenizer.encode_batch(texts, add_special_tokens=False)  # tokenizers.Tokenizer (StaticEmbedding)
-        counts = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
-    else:
-        ids = tokenizer(texts, add_special_tokens=True, truncation=max_len is not None, max_length=max_len)["input_ids"]
-        counts = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(texts))
+        return np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    raw = _is_raw_tokenizer(tokenizer)
+    counts = np.empty(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), TOKENIZE_PIECE):  # only counts are kept: ids of one piece at a time
+        piece = texts[start : start + TOKENIZE_PIECE]
+        if raw:  # tokenizers.Tokenizer, as StaticEmbedding holds it (it adds no special tokens)
+            lengths = [len(e.ids) for e in tokenizer.encode_batch(piece, add_special_tokens=False)]
+        else:
+            ids = tokenizer(
+                piece,
+                add_special_tokens=True,
+                truncation=max_len is not None,
+                max_length=max_len,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            lengths = [len(x) for x in ids]
+        counts[start : start + len(piece)] = lengths
     if max_len is not None:
         np.minimum(counts, max_len, out=counts)
     return counts
