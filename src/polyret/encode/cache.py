@@ -371,42 +371,52 @@ def encode(
         pending_keys.clear()
         pending_rows.clear()
 
-    step = max(1, window)
-    for start in range(0, len(todo), step):
-        win = todo[start : start + step]
-        local: list[np.ndarray] = []  # positions in the window encoded here
+    failure: BaseException | None = None
+    try:
+        step = max(1, window)
+        for start in range(0, len(todo), step):
+            win = todo[start : start + step]
+            local: list[np.ndarray] = []  # positions in the window encoded here
 
-        def on_batch(idx: np.ndarray, emb: np.ndarray, win=win, local=local) -> None:
-            local.append(idx)
-            encoded.extend(win[j] for j in idx)
-            pending_keys.extend(keys[win[j]] for j in idx)
-            pending_rows.append(emb)
-            if len(pending_keys) >= batch_size * chunk_batches:
-                flush()
-            if progress is not None:
-                progress(len(idx))
+            def on_batch(idx: np.ndarray, emb: np.ndarray, win=win, local=local) -> None:
+                local.append(idx)
+                encoded.extend(win[j] for j in idx)
+                pending_keys.extend(keys[win[j]] for j in idx)
+                pending_rows.append(emb)
+                if len(pending_keys) >= batch_size * chunk_batches:
+                    flush()
+                if progress is not None:
+                    progress(len(idx))
 
-        rows = encode_window(
-            model,
-            [texts[i] for i in win],
-            kind=kind,
-            batch_size=batch_size,
-            max_tokens=max_tokens,
-            precision=precision,
-            pool=pool,
-            on_batch=on_batch,
-            dim=dim,
-            shard=shard,
-        )
-        flush()
-        if out is None and rows.shape[1]:
-            out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
-        if out is not None and local:
-            here = np.concatenate(local)
-            out[np.asarray(win)[here]] = rows[here]
+            rows = encode_window(
+                model,
+                [texts[i] for i in win],
+                kind=kind,
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                precision=precision,
+                pool=pool,
+                on_batch=on_batch,
+                dim=dim,
+                shard=shard,
+            )
+            flush()
+            if out is None and rows.shape[1]:
+                out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
+            if out is not None and local:
+                here = np.concatenate(local)
+                out[np.asarray(win)[here]] = rows[here]
+
+    except BaseException as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+        failure = err
+    if sharded and not dist.all_ok(failure is None):  # also the barrier: every rank's shards are on disk
+        if failure is not None:
+            raise failure
+        raise RuntimeError(f"{cache.root}: another rank failed while encoding its share")
+    if failure is not None:
+        raise failure
 
     if sharded:
-        dist.barrier()  # every rank's shards are on disk
         cache.refresh()
         done = set(encoded)
         others = [i for i in todo if i not in done]

@@ -127,38 +127,54 @@ def encode_to_store(
     )
     if me == 0:
         store.prepare()
-    dist.barrier() if world > 1 else None
+    if world > 1:
+        dist.barrier()
     mine = [i for i in range(store.n_chunks) if i % world == me]
     todo = [i for i in mine if not store.chunk_ok(i)]
     if on_plan is not None:
         on_plan(sum(store.chunk_range(i)[1] - store.chunk_range(i)[0] for i in todo), store.n)
-    if todo:
-        pool_cm = device_pool(model, devices, precision) if devices and pool is None else None
-        if pool_cm is not None:
-            pool = pool_cm.__enter__()
-        try:
-            for i in todo:
-                start, stop = store.chunk_range(i)
-                rows = encode_window(
-                    model,
-                    text_slice(texts, start, stop),
-                    kind=kind,
-                    batch_size=batch_size,
-                    max_tokens=max_tokens,
-                    precision=precision,
-                    pool=pool,
-                    on_batch=(lambda idx, emb: progress(len(idx))) if progress is not None else None,
-                    dim=dim,
-                )
-                store.write_chunk(i, rows)
-        finally:
-            if pool_cm is not None:
-                pool_cm.__exit__(None, None, None)
-    dist.barrier() if world > 1 else None
+    failure: BaseException | None = None
+    try:
+        if todo:
+            _encode_chunks(model, texts, store, todo, kind, batch_size, max_tokens, precision, devices, pool, progress, dim)
+    except BaseException as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+        failure = err
+    if world > 1 and not dist.all_ok(failure is None):
+        if failure is not None:
+            raise failure
+        raise StoreError(f"{store.root}: another rank failed while encoding its chunks")
+    if failure is not None:
+        raise failure
     if me == 0 and (todo or not store.is_complete() or world > 1):
         store.finalize()
-    dist.barrier() if world > 1 else None
+    if world > 1:
+        dist.barrier()
     out = store.open(verify=False)  # every chunk was verified (or written) by its rank in this call
     if out is None:
         raise StoreError(f"{store.root}: incomplete after encoding (another rank failed?)")
     return out
+
+
+def _encode_chunks(model, texts, store, todo, kind, batch_size, max_tokens, precision, devices, pool, progress, dim) -> None:
+    """Encode and write the chunks ``todo`` of ``store`` (each chunk is one tokenize / sort window)."""
+    pool_cm = device_pool(model, devices, precision) if devices and pool is None else None
+    if pool_cm is not None:
+        pool = pool_cm.__enter__()
+    try:
+        for i in todo:
+            start, stop = store.chunk_range(i)
+            rows = encode_window(
+                model,
+                text_slice(texts, start, stop),
+                kind=kind,
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                precision=precision,
+                pool=pool,
+                on_batch=(lambda idx, emb: progress(len(idx))) if progress is not None else None,
+                dim=dim,
+            )
+            store.write_chunk(i, rows)
+    finally:
+        if pool_cm is not None:
+            pool_cm.__exit__(None, None, None)
