@@ -69,3 +69,28 @@ def init_from_env(backend: str | None = None) -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
     return True
+
+
+def all_ok(ok: bool) -> bool:
+    """A barrier that also says whether every rank got there in good order.
+
+    Every rank calls it with its own ``ok``; all get True only when every rank passed True. A rank
+    whose work failed calls it with False before raising, so the others raise too instead of waiting
+    at the next barrier until the process group's timeout.
+
+    Args:
+        ok: this rank's verdict.
+
+    Returns:
+        ``ok`` without a process group; otherwise the AND over all ranks.
+    """
+    d = _dist()
+    if d is None:
+        return bool(ok)
+    import torch
+
+    flag = torch.tensor([0 if ok else 1], dtype=torch.int64)
+    if d.get_backend() == "nccl":
+        flag = flag.cuda()
+    d.all_reduce(flag, op=d.ReduceOp.SUM)
+    return int(flag.item()) == 0

@@ -204,7 +204,7 @@ def fingerprint(model: SentenceTransformer) -> str:
     return h.hexdigest()[:16]
 
 
-def encode_batch(model, texts, *, kind: str, batch_size: int):
+def encode_batch(model, texts, *, kind: str, batch_size: int, **encode_kwargs):
     """One batch through the model's entry point for ``kind`` ("query" or "passage"), L2-normalised.
 
     The one place polyret calls a model's encode: the model's own prompt for ``kind`` applies.
@@ -214,6 +214,8 @@ def encode_batch(model, texts, *, kind: str, batch_size: int):
         texts: the texts of one batch.
         kind: "query" or "passage".
         batch_size: handed to the model's encode.
+        encode_kwargs: further keywords for the model's encode (polyret passes ``pool`` and
+            ``chunk_size`` for multi-device encoding).
 
     Returns:
         (len(texts), dim) numpy array.
@@ -226,4 +228,5 @@ def encode_batch(model, texts, *, kind: str, batch_size: int):
         convert_to_numpy=True,
         normalize_embeddings=True,
         show_progress_bar=False,
+        **encode_kwargs,
     )

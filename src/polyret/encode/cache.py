@@ -1,4 +1,4 @@
-"""Encode every text once per model, with an on-disk embedding cache.
+"""The per-text embedding cache (small benchmarks) and :func:`encode`, the cached, de-duplicating encoder.
 
 Per-text caching (not per-list) lets a benchmark split, a language subset and the full benchmark share
 embeddings: a key is a hash of (prompt, text), and a cache folder belongs to one model fingerprint. New
@@ -18,14 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .models import encode_batch
-from .paths import atomic_path, cache_dir
+from .. import paths
+from ..paths import cache_dir
+from .stream import WINDOW, check_precision, encode_window
+from .tokens import model_dim, prompt_of
 
 KEY_BYTES = 16
 SHARD_FORMAT = "polyret-embeddings/2"
 NORM_TOLERANCE = 1e-3  # rows are written L2-normalised; float32 noise is far below this
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("polyret.encode")  # one logger for the package (warnings name files)
 
 
 def text_key(prompt: str, text: str) -> bytes:
@@ -78,6 +80,7 @@ class EmbeddingCache:
         self._shards: list[np.ndarray] = []
         self._paths: list[Path] = []
         self._valid: list[tuple[Path, np.ndarray, np.ndarray]] = []  # every shard that passed its own checks
+        self._variants: dict[str, EmbeddingCache] = {}
         if self.root.is_dir():
             legacy: list[Path] = []
             for shard in sorted(self.root.glob("shard-*.npz")):
@@ -194,6 +197,49 @@ class EmbeddingCache:
         for row, key in enumerate(keys):
             self._index[key.tobytes() if isinstance(key, np.ndarray) else key] = (shard_id, row)
 
+    def refresh(self) -> int:
+        """Read shards written since this cache was opened (by another process or rank); returns the
+        number of new rows. Shards that fail their checks are set aside as on open.
+        """
+        known = {path for path, _, _ in self._valid}
+        new = 0
+        if not self.root.is_dir():
+            return 0
+        for shard in sorted(self.root.glob("shard-*.npz")):
+            if shard in known:
+                continue
+            try:
+                keys, emb = self._read_shard(shard)
+            except LegacyShard as err:
+                self._set_aside(shard, str(err), suffix=".legacy")
+                continue
+            except CacheShardError as err:
+                self._set_aside(shard, str(err))
+                continue
+            if self._dim is None:
+                self._dim = emb.shape[1]
+            if emb.shape[1] != self._dim:
+                self._set_aside(shard, f"{shard}: dimension {emb.shape[1]}, but the model produces {self._dim}")
+                continue
+            self._valid.append((shard, keys, emb))
+            self._add(shard, keys, emb)
+            new += len(keys)
+        return new
+
+    def variant(self, precision: str) -> EmbeddingCache:
+        """The cache of the same model encoded at another inference ``precision``: a sibling folder
+        ``<fingerprint>@<precision>`` (its shards' checksums name it, so rows never mix); ``self`` for fp32.
+
+        Args:
+            precision: "fp32", "bf16" or "fp16".
+        """
+        if check_precision(precision) == "fp32":
+            return self
+        if precision not in self._variants:
+            root = self.root.with_name(f"{self.root.name}@{precision}")
+            self._variants[precision] = EmbeddingCache(root, dim=self._dim if self._dim_known else None)
+        return self._variants[precision]
+
     def require_dim(self, dim: int) -> None:
         """Use only shards of ``dim`` (the model's dimension); set every other one aside, with a warning.
 
@@ -242,7 +288,7 @@ class EmbeddingCache:
         target = self.root / f"shard-{uuid.uuid4().hex}.npz"
         checksum = shard_checksum(self.root.name, key_arr, emb)
         # atomic_path names the shard on an OSError (a full disk says only ENOSPC) and leaves nothing behind
-        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        with paths.atomic_path(target) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, keys=key_arr, emb=emb, checksum=np.asarray(checksum))
         if self._dim is None:
             self._dim = emb.shape[1]
@@ -263,110 +309,154 @@ def encode(
     progress: ProgressCallback | None = None,
     chunk_batches: int = 8,
     max_tokens: int = 4096,
+    precision: str = "fp32",
+    window: int = WINDOW,
+    distributed: bool = False,
+    pool: dict | None = None,
 ) -> np.ndarray:
     """L2-normalised float32 embeddings of ``texts`` with the model's ``kind`` prompt ("query"/"passage").
 
     Texts already in ``cache`` are not encoded again; duplicates within ``texts`` are encoded once.
-    Missing texts are encoded longest-first by TOKEN count, one batch at a time, and a batch holds at
-    most ``batch_size`` texts and ``max_tokens`` padded tokens (padding is the dominant cost: one
-    357-token outlier padded a 64-text batch to 16 s on 2 cores, against 1.5 s without it);
-    ``progress(n_done)`` drives a progress bar, and every few batches are cached as soon as they are
-    done, so an interrupted run keeps its work.
+    Missing texts are encoded ``window`` at a time: each window is tokenized (only to count tokens),
+    sorted longest-first by TOKEN count and cut into batches of at most ``batch_size`` texts and
+    ``max_tokens`` padded tokens (padding is the dominant cost: one 357-token outlier padded a 64-text
+    batch to 16 s on 2 cores, against 1.5 s without it). ``progress(n_done)`` drives a progress bar,
+    and every ``chunk_batches`` batches are cached as soon as they are done, so an interrupted run keeps
+    its work. This is the path for small benchmarks (one Python key per text); corpora go through
+    :func:`polyret.encode.sharded.encode_to_store`.
+
+    Args:
+        model: a loaded SentenceTransformer.
+        texts: the texts.
+        kind: "query" or "passage".
+        batch_size: most texts per batch.
+        cache: the model's :class:`EmbeddingCache` (None: no cache).
+        progress: called with the number of texts done after each batch.
+        chunk_batches: batches per cache shard.
+        max_tokens: most padded tokens per batch.
+        precision: "fp32", "bf16" or "fp16" inference; other than fp32 uses the cache's
+            :meth:`EmbeddingCache.variant` folder.
+        window: texts tokenized and length-sorted together.
+        distributed: under a process group with a cache, every rank encodes its share of the missing
+            texts into the cache, then all ranks wait for each other and read the others' rows
+            (every rank must call). Without a cache, every rank encodes everything.
+        pool: a sentence-transformers multi-process pool (:func:`polyret.encode.sharded.device_pool`).
     """
-    if kind not in ("query", "passage"):
-        raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
-    prompt = (getattr(model, "prompts", None) or {}).get(kind, "")
+    from .. import distributed as dist
+
+    prompt = prompt_of(model, kind)
+    check_precision(precision)
+    if cache is not None:
+        cache = cache.variant(precision)
     keys = [text_key(prompt, t) for t in texts]
-    model_dim = _model_dim(model)
-    if cache is not None and model_dim:
-        cache.require_dim(model_dim)  # cached rows of another dimension are not this model's
+    dim = model_dim(model)
+    if cache is not None and dim:
+        cache.require_dim(dim)  # cached rows of another dimension are not this model's
     out, missing = cache.get(keys) if cache is not None else (None, list(range(len(texts))))
 
-    # Encode each distinct missing text once.
     first_pos: dict[bytes, int] = {}
     for i in missing:
         first_pos.setdefault(keys[i], i)
     todo = list(first_pos.values())
-    lengths = token_lengths(model, [prompt + texts[i] for i in todo])
-    todo = [todo[j] for j in np.argsort(-lengths, kind="stable")]
-    new_rows: dict[bytes, np.ndarray] = {}
-    # One model.encode call per batch: sentence-transformers would re-sort a longer list by characters,
-    # which mixes scripts of very different token counts in one batch and pads them all to the longest.
-    sorted_lengths = np.sort(lengths)[::-1]
+    sharded = distributed and cache is not None and dist.world_size() > 1
+    shard = (dist.rank(), dist.world_size()) if sharded else None
+
     pending_keys: list[bytes] = []
     pending_rows: list[np.ndarray] = []
-    for start, stop in token_budget_batches(sorted_lengths, batch_size, max_tokens):
-        chunk = todo[start:stop]
-        emb = encode_batch(model, [texts[i] for i in chunk], kind=kind, batch_size=batch_size).astype(np.float32)
-        bad = ~np.isfinite(emb).all(axis=1)
-        if bad.any():  # never cached: the next run would set the shard aside and encode the texts again
-            first = texts[chunk[int(np.flatnonzero(bad)[0])]]
-            raise ValueError(
-                f"the model produced non-finite embeddings for {int(bad.sum())} of {len(chunk)} "
-                f"{kind} texts (e.g. {first[:80]!r}); check its weights and precision"
+    encoded: list[int] = []  # positions this process encoded
+
+    def flush() -> None:
+        if cache is not None and pending_keys:
+            cache.put(list(pending_keys), np.concatenate(pending_rows))  # a shard every few batches
+        pending_keys.clear()
+        pending_rows.clear()
+
+    failure: BaseException | None = None
+    try:
+        step = max(1, window)
+        for start in range(0, len(todo), step):
+            win = todo[start : start + step]
+            local: list[np.ndarray] = []  # positions in the window encoded here
+
+            def on_batch(idx: np.ndarray, emb: np.ndarray, win=win, local=local) -> None:
+                local.append(idx)
+                encoded.extend(win[j] for j in idx)
+                pending_keys.extend(keys[win[j]] for j in idx)
+                pending_rows.append(emb)
+                if len(pending_keys) >= batch_size * chunk_batches:
+                    flush()
+                if progress is not None:
+                    progress(len(idx))
+
+            rows = encode_window(
+                model,
+                [texts[i] for i in win],
+                kind=kind,
+                batch_size=batch_size,
+                max_tokens=max_tokens,
+                precision=precision,
+                pool=pool,
+                on_batch=on_batch,
+                dim=dim,
+                shard=shard,
             )
-        chunk_keys = [keys[i] for i in chunk]
-        for key, row in zip(chunk_keys, emb):
-            new_rows[key] = row
-        pending_keys += chunk_keys
-        pending_rows.append(emb)
-        last = stop >= len(todo)
-        if cache is not None and (len(pending_keys) >= batch_size * chunk_batches or last):
-            cache.put(pending_keys, np.concatenate(pending_rows))  # a shard every few batches
-            pending_keys, pending_rows = [], []
-        if progress is not None:
-            progress(len(chunk))
+            flush()
+            if out is None and rows.shape[1]:
+                out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
+            if out is not None and local:
+                here = np.concatenate(local)
+                out[np.asarray(win)[here]] = rows[here]
+
+    except BaseException as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+        failure = err
+    if sharded and not dist.all_ok(failure is None):  # also the barrier: every rank's shards are on disk
+        if failure is not None:
+            raise failure
+        raise RuntimeError(f"{cache.root}: another rank failed while encoding its share")
+    if failure is not None:
+        raise failure
+
+    if sharded:
+        cache.refresh()
+        done = set(encoded)
+        others = [i for i in todo if i not in done]
+        got, still = cache.get([keys[i] for i in others])
+        if still:
+            raise RuntimeError(
+                f"{cache.root}: {len(still)} of {len(others)} texts other ranks should have encoded are not in the cache"
+            )
+        if others:
+            if out is None:
+                out = np.zeros((len(texts), got.shape[1]), dtype=np.float32)
+            out[others] = got
 
     if not texts:
-        dim = model.get_sentence_embedding_dimension() or 0
-        return np.zeros((0, dim), dtype=np.float32)
-    if out is None:
-        dim = next(iter(new_rows.values())).shape[0]
-        out = np.zeros((len(texts), dim), dtype=np.float32)
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    if out is None:  # pragma: no cover - every text is cached or encoded above
+        raise RuntimeError("nothing encoded and nothing cached")
     for i in missing:
-        out[i] = new_rows[keys[i]]
+        src = first_pos[keys[i]]
+        if src != i:
+            out[i] = out[src]
     # Cached rows were normalised when written; renormalise anyway so foreign caches can't skew cosine.
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, np.maximum(norms, 1e-12), out=out)
     return out
 
 
-def _model_dim(model) -> int | None:
-    getter = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
-    try:
-        dim = getter() if callable(getter) else None
-    except Exception:  # noqa: BLE001 - a model that cannot say: nothing to check against
-        return None
-    return int(dim) if isinstance(dim, (int, np.integer)) and dim > 0 else None
+def count_missing(model, texts: Sequence[str], *, kind: str, cache: EmbeddingCache | None, precision: str = "fp32") -> int:
+    """How many distinct texts ``encode`` would have to run through the model (for progress totals).
 
-
-def token_budget_batches(lengths_desc: np.ndarray, batch_size: int, max_tokens: int) -> list[tuple[int, int]]:
-    """(start, stop) batches over lengths sorted longest-first: at most ``batch_size`` texts and at most
-    ``max_tokens`` padded tokens (= texts x longest) per batch, but always at least one text."""
-    out = []
-    start, n = 0, len(lengths_desc)
-    while start < n:
-        longest = max(int(lengths_desc[start]), 1)
-        size = max(1, min(batch_size, max_tokens // longest))
-        out.append((start, min(n, start + size)))
-        start += size
-    return out
-
-
-def token_lengths(model, texts: Sequence[str]) -> np.ndarray:
-    """Token counts (truncated like the model truncates), or character counts for models without a tokenizer."""
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None or not texts:
-        return np.array([len(t) for t in texts], dtype=np.int64)
-    max_len = getattr(model, "max_seq_length", None) or None
-    ids = tokenizer(list(texts), add_special_tokens=True, truncation=max_len is not None, max_length=max_len)["input_ids"]
-    return np.array([len(x) for x in ids], dtype=np.int64)
-
-
-def count_missing(model, texts: Sequence[str], *, kind: str, cache: EmbeddingCache | None) -> int:
-    """How many distinct texts ``encode`` would have to run through the model (for progress totals)."""
-    prompt = (getattr(model, "prompts", None) or {}).get(kind, "")
+    Args:
+        model: the model.
+        texts: the texts.
+        kind: "query" or "passage".
+        cache: the model's cache (None: every distinct text).
+        precision: the inference precision (selects the cache variant).
+    """
+    prompt = prompt_of(model, kind)
     keys = {text_key(prompt, t) for t in texts}
     if cache is None:
         return len(keys)
+    cache = cache.variant(precision)
     return sum(1 for k in keys if k not in cache)
