@@ -38,7 +38,7 @@ from .results import Results
 from .runtable import RunTable
 from .settings import Setting, settings_for, split_setting
 
-__all__ = ["run_table_from_trec", "score_run"]
+__all__ = ["run_table_from_trec", "score_run", "score_runs"]
 
 
 def _sha256(path: str | os.PathLike) -> str:
@@ -144,7 +144,9 @@ def _resolve_queries(
         if at and lang in benchmark.languages:
             pos, found = index._find(index.qkey_sorted, index.qkey_order, np.asarray([f"{qid}@{lang}"], dtype=str))
             if not found[0]:
-                raise DataError(f"{where}: unknown query {qid!r} in language {lang!r}: benchmark {benchmark.id!r} has no such query")
+                raise DataError(
+                    f"{where}: unknown query {qid!r} in language {lang!r}: benchmark {benchmark.id!r} has no such query"
+                )
             qi = int(pos[0])
         elif setting_name is not None:
             raise DataError(f"{where}: query id {str(trec.qids[code])!r} must be '<setting>/<qid>@<lang>'")
@@ -164,7 +166,9 @@ def _resolve_queries(
             if setting_name not in all_settings:
                 raise DataError(f"{where}: {setting_name!r} is not a setting of benchmark {benchmark.id!r}")
             if split_setting(setting_name)[1] != lang_of_query:
-                raise DataError(f"{where}: query {raw!r} is in language {lang_of_query!r}, not the query language of {setting_name!r}")
+                raise DataError(
+                    f"{where}: query {raw!r} is in language {lang_of_query!r}, not the query language of {setting_name!r}"
+                )
             if setting_name not in settings:  # a family or language left out on purpose
                 continue
             s_index[code] = names.index(setting_name)
@@ -185,7 +189,6 @@ def run_table_from_trec(
     *,
     families: Sequence[str] | None = None,
     languages: Sequence[str] | None = None,
-    k: int | None = None,
 ) -> RunTable:
     """The pooled run table of an external run over ``benchmark`` (see the module docstring).
 
@@ -194,7 +197,6 @@ def run_table_from_trec(
         benchmark: the benchmark it ranks.
         families: setting families to score (None: the benchmark's own).
         languages: restrict query and pool languages to these (None: all of the benchmark's).
-        k: the run's depth (None: the most lines any (setting, query) lists without a rank gap).
 
     Raises:
         DataError: naming file:line, for a query or candidate the benchmark lacks, a candidate outside
@@ -252,7 +254,10 @@ def run_table_from_trec(
     rank = np.concatenate(cols["rank"])
     score = np.concatenate(cols["score"])
     relevance = index.gains(query, docs)
-    depth = _depth(setting, query, rank) if k is None else int(k)
+    depth = _depth(setting, query, rank)
+    # The run is the system's whole answer: what it does not list is not retrieved at any depth, so every
+    # cutoff is final (trec_eval's reading of a run) and k covers every pool; meta keeps the listed depth.
+    k_final = max(len(index.cand_ids), int(rank.max()) if len(rank) else 0)
 
     # every relevant candidate of each setting's pool that the run does not list: not retrieved (rank 0)
     miss: dict[str, list[np.ndarray]] = {c: [] for c in ("setting", "query", "doc")}
@@ -278,10 +283,17 @@ def run_table_from_trec(
         rank=np.concatenate([rank, np.zeros(len(m_doc), dtype=np.int64)]),
         score=np.concatenate([score, np.full(len(m_doc), -np.inf)]),
         relevance=np.concatenate([relevance, index.gains(m_query, m_doc)]),
-        k=depth,
+        k=k_final,
         exact_ranks=len(m_doc) == 0,
         benchmark_id=benchmark.id,
-        meta={"backend": "run", "run": trec.path, "tag": trec.tag, "form": form, "not_retrieved_relevant": int(len(m_doc))},
+        meta={
+            "backend": "run",
+            "run": trec.path,
+            "tag": trec.tag,
+            "form": form,
+            "depth": depth,
+            "not_retrieved_relevant": int(len(m_doc)),
+        },
     )
     if absent:
         run = _add_unretrievable(run, benchmark, absent)
@@ -310,7 +322,6 @@ def score_run(
     families: Sequence[str] | None = None,
     languages: Sequence[str] | None = None,
     measures: Sequence[str] = DEFAULT_MEASURES,
-    k: int | None = None,
     name: str | None = None,
 ) -> tuple[Results, RunTable]:
     """Score an external TREC run in every setting of ``benchmark``, as ``evaluate()`` scores a model.
@@ -321,7 +332,6 @@ def score_run(
         families: setting families to score (None: the benchmark's own).
         languages: restrict query and pool languages (None: all).
         measures: measure names (``polyret.evaluation.metrics.parse_measure``).
-        k: the run's depth (None: measured from the run).
         name: the system's name in results and reports (None: the run's tag).
 
     Returns:
@@ -331,7 +341,7 @@ def score_run(
     trec = run if isinstance(run, TrecRun) else read_run_table(run)
     for m in measures:
         metrics.parse_measure(m)
-    table = run_table_from_trec(trec, benchmark, families=families, languages=languages, k=k)
+    table = run_table_from_trec(trec, benchmark, families=families, languages=languages)
     t1 = time.perf_counter()
     qs = metrics.per_query(table, measures=measures)
     per_setting = metrics.per_setting(qs)
@@ -361,10 +371,133 @@ def score_run(
             "run_tag": trec.tag,
             "n_run_lines": len(trec),
             "n_settings": len(table.settings),
-            "k": table.k,
+            "depth": int(table.meta["depth"]),
             "backend": "run",
             "not_retrieved_relevant": int(table.meta.get("not_retrieved_relevant", 0)),
             "unretrievable_relevant": int(np.count_nonzero(table.doc >= len(benchmark.candidates))),
         },
     )
     return res, table
+
+
+def _form(trec: TrecRun) -> str:
+    """How a run writes its query ids, from its first one: ``'<setting>/<qid>@<lang>'`` or ``'<qid>[@<lang>]'``."""
+    prefix, slash, _ = str(trec.qids[trec.query[np.argmin(trec.line)]]).partition("/")
+    if slash:
+        try:
+            split_setting(prefix)
+            return "'<setting>/<qid>@<lang>'"
+        except ValueError:
+            pass
+    return "'<qid>[@<lang>]'"
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    out, n = name, 2
+    while out in taken:
+        out, n = f"{name}-{n}", n + 1
+    taken.add(out)
+    return out
+
+
+def score_runs(
+    runs: Sequence[str | os.PathLike],
+    benchmark: str | Benchmark,
+    *,
+    output: str | os.PathLike | None = None,
+    fuse: str | None = None,
+    rrf_k: int = 60,
+    compare: Sequence[str | os.PathLike] = (),
+    baseline: str | None = None,
+    families: Sequence[str] | None = None,
+    languages: Sequence[str] | None = None,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    data_dir: str | os.PathLike | None = None,
+) -> dict[str, Results]:
+    """Score one or more runs (and their fusion) on a benchmark; with several systems, write a report.
+
+    Every run file is read and checked against the benchmark before anything is written. Output layout:
+    one system and nothing to compare: ``output`` is its results folder (results.json, settings.csv,
+    per_query.csv.gz, completion marker last). Several systems (runs, the fused run, ``compare``
+    folders of ``polyret evaluate``): ``output/<system>/`` per scored run and ``output/report/``
+    (report.md, report.json: the same significance tests over questions as an experiment's report).
+
+    Args:
+        runs: TREC run files; a system is named after its file's stem.
+        benchmark: a benchmark id or a loaded ``Benchmark``.
+        output: where to write (None: nothing is written).
+        fuse: ``"rrf"`` adds the reciprocal-rank fusion of the runs as system ``rrf``.
+        rrf_k: the RRF constant.
+        compare: finished results folders (``polyret evaluate --output``) on the same benchmark.
+        baseline: the report's reference system (default: the first compared folder, else the first run).
+        families, languages, measures: as for :func:`score_run`.
+        data_dir: the data root for a benchmark id.
+
+    Returns:
+        system name -> Results, in the order scored (compared folders last).
+
+    Raises:
+        DataError: a malformed run, a compared folder that is unfinished or on another benchmark, an
+            unknown fusion method or baseline.
+    """
+    from ..data import load_benchmark
+    from .fusion import fuse_rrf
+    from .results import is_done
+
+    if not runs:
+        raise DataError("no run to score: give at least one run file")
+    if fuse not in (None, "rrf"):
+        raise DataError(f"unknown fusion method {fuse!r}; known: rrf")
+    if fuse and len(runs) < 2:
+        raise DataError("--fuse rrf needs at least two runs")
+    bench = load_benchmark(benchmark, data_dir=data_dir) if isinstance(benchmark, str) else benchmark
+    taken: set[str] = set()
+    trecs = {_unique_name(Path(r).name.split(".")[0] or "run", taken): read_run_table(r) for r in runs}
+    scored: dict[str, tuple[Results, RunTable, TrecRun]] = {}
+    for name, trec in trecs.items():
+        res, table = score_run(trec, bench, families=families, languages=languages, measures=measures, name=name)
+        res.extra.update(run_file=trec.path, run_sha256=_sha256(trec.path))
+        scored[name] = (res, table, trec)
+    if fuse:
+        forms = {name: _form(t) for name, t in trecs.items()}
+        if len(set(forms.values())) > 1:
+            first = next(iter(forms))
+            other = next(n for n, f in forms.items() if f != forms[first])
+            a, fa, b, fb = trecs[first].path, forms[first], trecs[other].path, forms[other]
+            raise DataError(f"cannot fuse runs written differently: {a} writes query ids as {fa}, {b} as {fb}")
+        fused = fuse_rrf(list(trecs.values()), k=rrf_k)
+        name = _unique_name("rrf", taken)
+        res, table = score_run(fused, bench, families=families, languages=languages, measures=measures, name=name)
+        res.extra.update(fusion={"method": "rrf", "k": rrf_k, "runs": [t.path for t in trecs.values()]})
+        scored[name] = (res, table, fused)
+    compared: dict[str, Results] = {}
+    for folder in compare:
+        if not is_done(folder):
+            raise DataError(f"{folder}: not a finished evaluation (no results.json with its completion marker)")
+        res = Results.load(folder)
+        if res.benchmark != bench.id:
+            raise DataError(f"{folder}: evaluated on {res.benchmark!r}, not on {bench.id!r}")
+        compared[_unique_name(Path(folder).name or "model", taken)] = res
+    results = {name: r for name, (r, _, _) in scored.items()} | compared
+    if baseline is not None and baseline not in results:
+        raise DataError(f"--baseline: no system {baseline!r}; systems: {', '.join(results)}")
+    if output is None:
+        return results
+    from ..data.trec import write_run
+
+    out = Path(output)
+    if len(results) == 1:
+        ((res, table, _),) = scored.values()
+        res.write(out)
+        return results
+    for name, (res, _table, trec) in scored.items():
+        if fuse and name == "rrf":
+            write_run(trec, out / name / "run.trec")
+        res.write(out / name)
+    from ..report import ReportEntry, build_report
+
+    measure = "map" if "map" in measures else metrics.parse_measure(measures[0]).name
+    base = baseline or (next(iter(compared)) if compared else next(iter(scored)))
+    entries = [ReportEntry(name, None, bench.id, r) for name, r in results.items()]
+    build_report(entries, out / "report", title=f"Runs on {bench.id}", measure=measure, baseline=base)
+    return results
