@@ -549,6 +549,27 @@ def score_cmd(
         _say("results written to ", (str(where), "bold"))
 
 
+@app.command("card")
+def card_cmd(
+    model: Path = typer.Option(..., help="The model folder whose README.md gets the model-index block."),
+    results: list[Path] = typer.Option(..., help="A finished `polyret evaluate --output` folder of that model; repeatable."),
+    name: str | None = typer.Option(None, help="The model's name in model-index (default: the folder's name)."),
+) -> None:
+    """Write evaluation numbers into a model card as a `model-index` block (what the Hub indexes)."""
+    from .evaluation.results import Results, is_done
+    from .interop.model_card import add_evaluation
+
+    if not model.is_dir():
+        raise ValueError(f"--model: no model folder at {model}")
+    loaded = []
+    for folder in results:
+        if not is_done(folder):
+            raise ValueError(f"--results: {folder} is not a finished evaluation (results.json with its completion marker)")
+        loaded.append(Results.load(folder))
+    path = add_evaluation(model, loaded, model_name=name)
+    _say("model-index written to ", (str(path), "bold"))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="polyret")
 

@@ -97,6 +97,10 @@ def test_training_sends_each_column_down_its_route(router_dir, tmp_path):
                          seed=0, hard_negatives=True)  # fmt: skip
     out = train(config, callbacks=[spy])
     assert spy.mapping == {"anchor": "query", "positive": "document", "negative": "document"}
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")  # the trained model's card carries the hub metadata
+    assert card.data.language == ["de", "en"] and "strategy-hybrid" in card.data.tags
     before, after = _route_weights(router_dir), _route_weights(out)
     for route in ("query", "document"):  # both routes learned: the anchors went down the query route
         changed = [k for k in before[route] if not torch.equal(before[route][k], after[route][k])]
