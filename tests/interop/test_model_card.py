@@ -16,7 +16,9 @@ from polyret.interop.model_card import add_evaluation, training_metadata, write_
 from polyret.paths import is_complete, mark_complete
 from polyret.training.config import TrainConfig
 
-ST_README = "---\ntags:\n- sentence-transformers\n- feature-extraction\nlibrary_name: sentence-transformers\n---\n\n# Model\n\nbody text\n"
+ST_README = (
+    "---\ntags:\n- sentence-transformers\n- feature-extraction\nlibrary_name: sentence-transformers\n---\n\n# Model\n\nbody text\n"
+)
 
 
 def _results():
