@@ -17,7 +17,8 @@ from polyret.paths import is_complete, mark_complete
 from polyret.training.config import TrainConfig
 
 ST_README = (
-    "---\ntags:\n- sentence-transformers\n- feature-extraction\nlibrary_name: sentence-transformers\n---\n\n# Model\n\nbody text\n"
+    "---\ntags:\n- sentence-transformers\n- feature-extraction\nlibrary_name: sentence-transformers\n---\n"
+    "\n# Model\n\nbody text\n"
 )
 
 
