@@ -168,3 +168,47 @@ def test_score_command_end_to_end_reproduces_evaluate(tiny_model_dir, tmp_path, 
     bad.write_text((ev / "run.trec").read_text().replace(" Q0 ", " Q1 ", 1))
     r = runner.invoke(app, ["score", "--run", str(bad), *args])
     assert r.exit_code == 2 and "bad.trec:1: second column must be 'Q0'" in r.output
+
+
+def _tiny_miracl(tmp_path):
+    """A MIRACL-layout data dir (Swahili): 4 topics, a partial corpus (one relevant docid absent)."""
+    root = tmp_path / "data" / "miracl"
+    words = "mji mto nchi mwaka watu vita mfalme kanisa muziki shule maji lugha historia".split()
+    rng = np.random.default_rng(0)
+    docs = [{"docid": f"{i}#{j}", "title": "T", "text": " ".join(rng.choice(words, 6))} for i in range(4) for j in range(3)]
+    files = {
+        "topics/topics.miracl-v1.0-sw-dev.tsv": "".join(f"{i}\tswali {' '.join(rng.choice(words, 3))}\n" for i in range(4)),
+        "qrels/qrels.miracl-v1.0-sw-dev.tsv": "".join(f"{i} Q0 {i}#0 1\n{i} Q0 {i}#1 0\n" for i in range(4)) + "2 Q0 99#9 1\n",
+        "corpus/sw.jsonl": "".join(json.dumps(d) + "\n" for d in docs),
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return tmp_path / "data"
+
+
+def test_miracl_runs_polyret_oracle_and_a_plain_run_against_trec_eval(tiny_model_dir, tmp_path):
+    from polyret.data import load_benchmark
+    from polyret.evaluation import evaluate
+
+    data = _tiny_miracl(tmp_path)
+    res = evaluate(tiny_model_dir, "miracl/sw", data_dir=str(data), progress=False, cache=False, device="cpu",
+                   keep_run=True, k=2, measures=MEASURES)  # fmt: skip
+    assert res.extra["unretrievable_relevant"] == 1
+    res.run.to_trec_run(tmp_path / "run.trec", include_unretrieved=True)
+    got = score_runs([tmp_path / "run.trec"], "miracl/sw", data_dir=data, measures=MEASURES)["run"]
+    assert got.per_setting == res.per_setting and got.extra["unretrievable_relevant"] == 1
+
+    # a BM25-style run: plain query ids, one ranking per query; the absent relevant docid is a miss
+    bench = load_benchmark("miracl/sw", data_dir=data)
+    lines = [f"{q.id} Q0 {c.id} {r} {10 - r} bm25" for q in bench.queries for r, c in enumerate(bench.candidates[:5], 1)]
+    (tmp_path / "bm25.trec").write_text("\n".join(lines) + "\n")
+    plain = score_runs([tmp_path / "bm25.trec"], bench, measures=["map", "ndcg@10", "recall@5"])["bm25"]
+    qrels = {q: dict(d) for q, d in bench.qrels.items()}
+    runs: dict = {}
+    for line in lines:
+        qid, _, doc, _, s, _ = line.split()
+        runs.setdefault(qid, {})[doc] = float(s)
+    ev = pytrec_eval.RelevanceEvaluator(qrels, {"map", "ndcg_cut_10", "recall_5"}).evaluate(runs)
+    for ours, theirs in (("map", "map"), ("ndcg@10", "ndcg_cut_10"), ("recall@5", "recall_5")):
+        assert plain.per_setting["mono:sw"][ours] == pytest.approx(np.mean([v[theirs] for v in ev.values()]), abs=1e-9)
