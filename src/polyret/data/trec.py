@@ -129,6 +129,7 @@ class TrecRun:
         return f"{self.path}:{int(self.line[i])}"
 
 
+_CHUNK = 1 << 16  # lines parsed into Python lists before they become numpy columns
 _ZERO = ("Q0", "0")  # the second column: trec_eval ignores it; pyserini, Anserini and trec_eval's docs write Q0
 
 
@@ -150,13 +151,22 @@ def read_run_table(path: str | os.PathLike) -> TrecRun:
             ranks that contradict the scores (a later rank with a higher score); no lines at all.
     """
     path = Path(path)
-    qcode: dict[str, int] = {}
+    qcode: dict[str, int] = {}  # one entry per distinct query: small
+    chunks: list[tuple[np.ndarray, ...]] = []
     query: list[int] = []
     docs: list[str] = []
     ranks: list[int] = []
     scores: list[float] = []
     lines: list[int] = []
     tag: str | None = None
+
+    def flush() -> None:  # the lines parsed so far become numpy columns: no Python object per line is kept
+        if query:
+            chunks.append((np.asarray(query, dtype=np.int32), np.asarray(docs, dtype=str), np.asarray(ranks, dtype=np.int32),
+                           np.asarray(scores, dtype=np.float64), np.asarray(lines, dtype=np.int32)))  # fmt: skip
+            for column in (query, docs, ranks, scores, lines):
+                column.clear()
+
     for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
@@ -192,16 +202,20 @@ def read_run_table(path: str | os.PathLike) -> TrecRun:
         ranks.append(rank)
         scores.append(score)
         lines.append(lineno)
-    if not query:
+        if len(query) >= _CHUNK:
+            flush()
+    flush()
+    if not chunks:
         raise DataError(f"{path}: no run lines (empty file)")
+    cols = [np.concatenate([c[i] for c in chunks]) for i in range(5)]
     run = TrecRun(
         path=str(path),
         qids=np.asarray(list(qcode), dtype=str),
-        query=np.asarray(query, dtype=np.int32),
-        docid=np.asarray(docs, dtype=str),
-        rank=np.asarray(ranks, dtype=np.int32),
-        score=np.asarray(scores, dtype=np.float64),
-        line=np.asarray(lines, dtype=np.int32),
+        query=cols[0],
+        docid=cols[1],
+        rank=cols[2],
+        score=cols[3],
+        line=cols[4],
         tag=tag or "",
     )
     _check_groups(run)
