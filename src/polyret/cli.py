@@ -212,7 +212,9 @@ def evaluate(
     query_prompt: str | None = typer.Option(None, help="Override the model's query prompt, e.g. 'query: '."),
     passage_prompt: str | None = typer.Option(None, help="Override the model's passage prompt."),
     no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
-    trec_run: bool = typer.Option(False, help="Also write the run table as run.npz and a TREC run (run.trec)."),
+    trec_run: bool = typer.Option(
+        False, help="Also write run.npz and a TREC run (run.trec: top-k plus each deeper relevant candidate at its true rank)."
+    ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
@@ -255,7 +257,7 @@ def evaluate(
     print_results(res)
     if output is not None:
         if trec_run and res.run is not None:
-            n = res.run.to_trec_run(output / "run.trec")
+            n = res.run.to_trec_run(output / "run.trec", include_unretrieved=True)  # true ranks: `polyret score` reproduces
             _say((f"wrote {n} TREC run lines to {output / 'run.trec'}", "dim"))
         _say("results written to ", (str(output), "bold"))
 
@@ -508,6 +510,72 @@ def mine(
         )
     else:
         _say(f"train on it with: polyret train --train {output} --set negatives={k}")
+
+
+@app.command("score")
+def score_cmd(
+    run: list[Path] = typer.Option(..., "--run", help="A TREC run file (qid Q0 docid rank score tag); repeat for several."),
+    benchmark: str = typer.Option(..., help="Benchmark id the runs rank: xquad-r:test, mlqa-r, miracl/<lang>."),
+    fuse: str | None = typer.Option(None, help="rrf: also score the reciprocal-rank fusion of the runs."),
+    rrf_k: int = typer.Option(60, help="The RRF constant k (Cormack et al. 2009)."),
+    compare: list[Path] | None = typer.Option(None, help="A finished `polyret evaluate --output` folder to compare against."),
+    baseline: str | None = typer.Option(None, help="The report's reference system (default: first --compare, else first run)."),
+    languages: str | None = typer.Option(None, help="Comma-separated subset of languages."),
+    families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
+    measures: str | None = typer.Option(None, help="Comma-separated measures (default: polyret's, e.g. map,ndcg@10,recall@100)."),
+    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
+    output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
+) -> None:
+    """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
+    from .evaluation.score import score_runs
+    from .vocabulary import DEFAULT_MEASURES
+
+    langs, fams = _split(languages), _split(families)
+    from .data.registry import benchmark_info
+    from .paths import check_writable
+    from .vocabulary import check_languages
+
+    info = benchmark_info(benchmark)  # DataError: unknown benchmark, with the known ids
+    check_languages(langs, info.languages, where=f"--languages: {benchmark}")
+    bad = [f for f in fams or [] if f not in info.families]
+    if bad:
+        raise ValueError(f"--families: {benchmark} has no {', '.join(bad)} settings; it has {', '.join(info.families)}")
+    if output is not None:
+        check_writable(output)
+    results = score_runs(
+        [str(r) for r in run], benchmark, output=output, fuse=fuse, rrf_k=rrf_k, compare=[str(c) for c in compare or []],
+        baseline=baseline, families=fams, languages=langs, measures=_split(measures) or list(DEFAULT_MEASURES),
+        data_dir=str(data_dir) if data_dir else None,
+    )  # fmt: skip
+    for name, res in results.items():
+        console.print(results_table(res, title=f"{name} on {res.benchmark}"))
+        if res.bias:
+            parts = [f"{key} = {v:.4g}" for key, v in res.bias.items() if isinstance(v, (int, float))]
+            _say(("language bias (multilingual pool): ", "bold"), ", ".join(parts))
+    if output is not None:
+        where = output / "report" / "report.md" if len(results) > 1 else output
+        _say("results written to ", (str(where), "bold"))
+
+
+@app.command("card")
+def card_cmd(
+    model: Path = typer.Option(..., help="The model folder whose README.md gets the model-index block."),
+    results: list[Path] = typer.Option(..., help="A finished `polyret evaluate --output` folder of that model; repeatable."),
+    name: str | None = typer.Option(None, help="The model's name in model-index (default: the folder's name)."),
+) -> None:
+    """Write evaluation numbers into a model card as a `model-index` block (what the Hub indexes)."""
+    from .evaluation.results import Results, is_done
+    from .interop.model_card import add_evaluation
+
+    if not model.is_dir():
+        raise ValueError(f"--model: no model folder at {model}")
+    loaded = []
+    for folder in results:
+        if not is_done(folder):
+            raise ValueError(f"--results: {folder} is not a finished evaluation (results.json with its completion marker)")
+        loaded.append(Results.load(folder))
+    path = add_evaluation(model, loaded, model_name=name)
+    _say("model-index written to ", (str(path), "bold"))
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -207,7 +207,12 @@ def fingerprint(model: SentenceTransformer) -> str:
 def encode_batch(model, texts, *, kind: str, batch_size: int, **encode_kwargs):
     """One batch through the model's entry point for ``kind`` ("query" or "passage"), L2-normalised.
 
-    The one place polyret calls a model's encode: the model's own prompt for ``kind`` applies.
+    The one place polyret calls a model's encode. A SentenceTransformer is called through
+    ``encode_query`` / ``encode_document``, so a ``Router`` model sends queries and passages down their
+    own routes (task ``"query"`` / ``"document"``), and the model's own prompt for ``kind`` applies
+    (``model.prompts[kind]``, settled by :func:`load`; an empty prompt means none, never the model's
+    ``default_prompt_name``). Anything else with an ``encode`` gets ``prompt_name=kind`` when it
+    declares that prompt.
 
     Args:
         model: a loaded SentenceTransformer (or anything with its ``encode``).
@@ -220,13 +225,15 @@ def encode_batch(model, texts, *, kind: str, batch_size: int, **encode_kwargs):
     Returns:
         (len(texts), dim) numpy array.
     """
-    prompt = (getattr(model, "prompts", None) or {}).get(kind, "")
-    return model.encode(
-        list(texts),
-        prompt_name=kind if prompt else None,
-        batch_size=batch_size,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-        show_progress_bar=False,
-        **encode_kwargs,
+    if kind not in ("query", "passage"):
+        raise ValueError(f"encode kind must be 'query' or 'passage', got {kind!r}")
+    prompts = getattr(model, "prompts", None) or {}
+    prompt = prompts.get(kind, "")
+    options = dict(
+        batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False, **encode_kwargs
     )
+    entry = getattr(model, "encode_query" if kind == "query" else "encode_document", None)
+    if callable(entry):
+        named = {"prompt_name": kind} if prompt else {"prompt": ""}
+        return entry(list(texts), **named, **options)
+    return model.encode(list(texts), prompt_name=kind if prompt else None, **options)

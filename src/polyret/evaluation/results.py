@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..interop.mteb_results import MTEB_RESULTS_DIR, write_mteb_results
 from ..paths import atomic_path, atomic_write_text, clear_complete, is_complete, mark_complete
 from ..serialize import jsonable
 from ..vocabulary import FAMILIES
@@ -254,6 +255,7 @@ class Results:
         if run is not None:
             written["run"] = out / "run.npz"
             run.save(written["run"])
+        written.update(write_mteb_results(self, out / MTEB_RESULTS_DIR))  # mteb/results/<model>/<revision>/<Task>.json
         mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model, model_fingerprint=self.fingerprint)
         return written
 

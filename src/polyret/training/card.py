@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from polyret.interop.model_card import training_metadata, write_front_matter
 from polyret.paths import mark_complete, share_mode
 from polyret.training.config import TrainConfig
 
@@ -92,6 +93,7 @@ def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, 
             readme.write_text(f"{head}{sep}\n{card}\n{body}", encoding="utf-8")
         else:
             readme.write_text(f"# polyret model\n\n{card}", encoding="utf-8")
+        write_front_matter(tmp, training_metadata(config, info))  # hub metadata: ISO languages, strategy/alpha/data
         (tmp / RUN_CONFIG).write_text(json.dumps({"config": config.to_dict(), **info}, indent=2), encoding="utf-8")
         if batch_log.exists():
             shutil.copyfile(batch_log, tmp / batch_log.name)

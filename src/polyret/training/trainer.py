@@ -187,8 +187,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers.trainer_utils import set_seed
 
+    from polyret.interop.router import router_mapping
     from polyret.training.losses import build_loss
-    from polyret.training.pairs_dataset import PairIndex
+    from polyret.training.pairs_dataset import PairIndex, negative_columns
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
 
     # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
@@ -256,6 +257,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         metric_for_best_model=metric,
         greater_is_better=greater,
         prompts=_column_prompts(model, index.num_negatives),
+        router_mapping=router_mapping(model, negative_columns(index.num_negatives)),  # Router: query/document routes
         batch_sampler=sampler_factory,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),

@@ -1,0 +1,11 @@
+"""Interoperation with the tools retrieval researchers compare against.
+
+- ``router``: the router mapping that sends training columns down a ``Router`` model's query and
+  document routes (``encode_batch`` routes at encoding time).
+- ``mteb_results``: MTEB ``TaskResult`` files (``<model>/<revision>/<Task>.json`` + ``model_meta.json``)
+  from polyret's ``Results``.
+- ``model_index``: the ``model-index`` block of a model card (as sentence-transformers and
+  ``mteb create-meta`` write it) from polyret's ``Results``.
+
+External TREC runs are scored by :mod:`polyret.evaluation.score` (fusion: :mod:`polyret.evaluation.fusion`).
+"""

@@ -1,0 +1,96 @@
+"""MTEB result files round-trip through the ``mteb`` package itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from polyret.data.records import Benchmark, Candidate, Query
+from polyret.evaluation import score
+from polyret.interop.mteb_results import MTEB_LANGUAGES, mteb_measure_name, mteb_task_name, write_mteb_results
+
+mteb = pytest.importorskip("mteb")
+
+MEASURES = ["map", "map@20", "ndcg@10", "recall@1", "recall@10", "recall@100", "mrr@10", "p@5", "success@10"]
+
+
+def tiny_benchmark(n_q: int = 8, langs=("de", "en", "zh")) -> Benchmark:
+    queries, cands = [], []
+    for i in range(n_q):
+        for lang in langs:
+            queries.append(Query(f"q{i}", lang, f"question {i}"))
+            cands += [Candidate(f"{lang}:{i}", lang, f"answer {i}"), Candidate(f"{lang}:x{i}", lang, f"other {i}")]
+    return Benchmark("tiny", tuple(langs), queries, cands, {f"q{i}": {f"{x}:{i}": 1 for x in langs} for i in range(n_q)})
+
+
+@pytest.fixture(scope="module")
+def scored():
+    bench = tiny_benchmark()
+    rng = np.random.default_rng(4)
+    q = rng.normal(size=(len(bench.queries), 16)).astype(np.float32)
+    c = rng.normal(size=(len(bench.candidates), 16)).astype(np.float32)
+    res, _ = score(bench, q, c, measures=MEASURES, model_name="org/tiny-model")
+    res.fingerprint = "0123456789abcdef"
+    return res
+
+
+def test_measure_names_follow_mtebs_retrieval_evaluator():
+    assert [mteb_measure_name(m) for m in MEASURES] == [
+        "polyret_map", "map_at_20", "ndcg_at_10", "recall_at_1", "recall_at_10", "recall_at_100", "mrr_at_10",
+        "precision_at_5", "hit_rate_at_10",
+    ]  # fmt: skip
+    assert mteb_task_name("xquad-r:test") == "Polyret-xquad-r-test" and mteb_task_name("miracl/de") == "Polyret-miracl-de"
+
+
+def test_language_codes_are_valid_mteb_codes():
+    from mteb.languages import check_language_code
+
+    for code in MTEB_LANGUAGES.values():
+        check_language_code(code)  # raises on an unknown ISO 639-3 or script code
+
+
+def test_files_round_trip_through_mteb(scored, tmp_path):
+    written = write_mteb_results(scored, tmp_path)
+    folder = tmp_path / "results" / "org__tiny-model" / "0123456789abcdef"
+    assert written["mteb_task"] == folder / "Polyret-tiny.json" and written["mteb_model_meta"] == folder / "model_meta.json"
+
+    one = mteb.TaskResult.from_disk(written["mteb_task"])
+    assert one.task_name == "Polyret-tiny" and list(one.scores) == ["test"]
+    entries = {e["hf_subset"]: e for e in one.scores["test"]}
+    assert len(entries) == len(scored.per_setting) == 12  # one entry per setting
+    assert {"de-de", "de-en", "de-all"} <= set(entries)
+    assert entries["de-en"]["languages"] == ["deu-Latn", "eng-Latn"]
+    assert entries["de-all"]["languages"] == ["deu-Latn", "eng-Latn", "zho-Hans"]
+    for name, vals in scored.per_setting.items():
+        fam, _, rest = name.partition(":")
+        subset = {"mono": f"{rest}-{rest}", "cross": rest, "multi": f"{rest}-all"}[fam]
+        e = entries[subset]
+        assert e["main_score"] == pytest.approx(vals["ndcg@10"], abs=1e-6)  # MTEB rounds to 6 digits on disk
+        assert e["map_at_20"] == pytest.approx(vals["map@20"], abs=1e-6)
+        assert e["polyret_map"] == pytest.approx(vals["map"], abs=1e-6)
+        assert e["polyret_setting"] == name and e["polyret_n_queries"] == vals["n_queries"]
+    bias = scored.bias["per_language"]["de"]
+    assert entries["de-all"]["polyret_max_rank_distance"] == pytest.approx(bias["max_rank_distance"], abs=1e-6)
+    assert "polyret_max_rank_distance" not in entries["de-de"]
+
+    # MTEB's own result cache finds the model and its task, and reads the main score back
+    cache = mteb.ResultCache(tmp_path)
+    results = cache.load_results(include_remote=False, require_model_meta=True)
+    (model_result,) = list(results.model_results)
+    assert model_result.model_name == "org/tiny-model" and model_result.model_revision == "0123456789abcdef"
+    (task,) = model_result.task_results
+    mean_main = sum(v["ndcg@10"] for v in scored.per_setting.values()) / len(scored.per_setting)
+    assert task.get_score() == pytest.approx(mean_main, abs=1e-6)
+    assert json.loads(written["mteb_model_meta"].read_text())["languages"] == ["deu-Latn", "eng-Latn", "zho-Hans"]
+
+
+def test_results_write_puts_mteb_files_inside_the_completed_folder(scored, tmp_path):
+    from polyret.evaluation.results import is_done
+    from polyret.paths import COMPLETE_MARKER
+
+    scored.write(tmp_path / "out", heatmap=False)
+    assert is_done(tmp_path / "out")
+    listed = json.loads((tmp_path / "out" / COMPLETE_MARKER).read_text())["files"]
+    assert "mteb/results/org__tiny-model/0123456789abcdef/Polyret-tiny.json" in listed
