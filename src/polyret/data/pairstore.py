@@ -530,7 +530,7 @@ def load_pair_source(
                              max_triples_per_query=max_triples_per_query, cache_dir=cache_dir)  # fmt: skip
     if spec.endswith((".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz")) or (Path(spec).is_file() and dataset not in _lareqa()):
         store = pair_file_store(spec, cache_dir=cache_dir)
-        return store.view(str(spec), languages=languages, max_groups=max_groups, seed=seed)
+        return store.view(str(Path(spec)), languages=languages, max_groups=max_groups, seed=seed)
     from polyret.data.pairs import load_pairs
 
     return load_pairs(spec, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed,
