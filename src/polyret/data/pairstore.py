@@ -40,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,7 +418,8 @@ def open_or_build(
 
     ``build(writer)`` streams rows into the writer and returns the group order (or None: first seen). The
     build goes to a temporary sibling folder, gets its completion marker last and is renamed into place;
-    every rank waits at :func:`polyret.distributed.barrier` and then maps the same files. A concurrent
+    the other ranks of the node wait for that marker, then all meet at :func:`polyret.distributed.barrier`
+    (a no-op without a process group) and map the same files. A concurrent
     build of the same key by another process simply loses the rename race and uses the winner's folder.
 
     Args:
@@ -430,15 +432,29 @@ def open_or_build(
     key = {"version": STORE_VERSION, **key}
     fp = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = default_cache_dir(cache_dir) / STORE_DIR / f"{_slug(name)}-{fp}"
-    if _local_rank() == 0 and not is_complete(folder):
-        _build(folder, key, name, build, source)
+    if _local_rank() == 0:
+        if not is_complete(folder):
+            _build(folder, key, name, build, source)
+    elif not is_complete(folder):
+        _wait_for(folder, source)
     distributed.barrier()
-    if not is_complete(folder):
-        raise DataError(
-            f"{folder}: the pair store of {source} is missing after local rank 0 built it; every rank of a "
-            "node must see the same cache folder (POLYRET_CACHE_DIR)"
-        )
     return PairStore(folder)
+
+
+def _wait_for(folder: Path, source: str) -> None:
+    """Wait (polling the completion marker) for local rank 0 to finish building ``folder``.
+
+    Polling rather than a collective: a build of hundreds of millions of pairs outlasts a process
+    group's collective timeout, and the trainer's process group may not exist yet when sources load.
+    """
+    deadline = time.monotonic() + float(os.environ.get("POLYRET_STORE_WAIT_S", 24 * 3600))
+    while not is_complete(folder):
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"{folder}: the pair store of {source} did not appear while local rank 0 was building it; every "
+                "rank of a node must see the same cache folder (POLYRET_CACHE_DIR)"
+            )
+        time.sleep(0.5)
 
 
 def _build(folder: Path, key: dict, name: str, build, source: str) -> None:
