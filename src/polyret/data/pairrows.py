@@ -128,6 +128,49 @@ def jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, PairRow]]:
         yield lineno, parse_row(obj, f"{path}:{lineno}")
 
 
+def tsv_header(cells: list[str], where: str) -> tuple[list[str], list[int], list[int | None]]:
+    """The header of a TSV pair file: column names, positions of the negatives and of their ids.
+
+    Args:
+        cells: the header line split at tabs.
+        where: ``file:line`` for messages.
+    """
+    header = [c.strip() for c in cells]
+    missing = [c for c in TSV_REQUIRED if c not in header]
+    if missing:
+        raise DataError(
+            f"{where}: the header must name the columns {', '.join(TSV_REQUIRED)} "
+            f"(tab-separated; optional positive_id, negative, negative_id), missing {', '.join(missing)}"
+        )
+    negs, neg_ids = _negative_columns(header, where)
+    return header, negs, neg_ids
+
+
+def tsv_row(cells: list[str], header: tuple, where: str) -> PairRow:
+    """One TSV data line as a validated row.
+
+    Args:
+        cells: the line split at tabs.
+        header: what :func:`tsv_header` returned.
+        where: ``file:line`` for messages.
+    """
+    names, negs, neg_ids = header
+    if len(cells) != len(names):
+        raise DataError(f"{where}: {len(cells)} tab-separated cells, the header has {len(names)}")
+    values = dict(zip(names, cells))
+    obj: dict = {k: (values.get(k) or None) for k in ("id", "lang", "query", "positive", "positive_id")}
+    texts = [cells[i] for i in negs]
+    ids = [cells[i] if i is not None else "" for i in neg_ids]
+    if any(i for t, i in zip(texts, ids) if not t):
+        raise DataError(f"{where}: a negative id is given without its negative")
+    kept = [(t, i or None) for t, i in zip(texts, ids) if t]
+    if kept:
+        obj["negative"] = [t for t, _ in kept]
+        if any(i is not None for _, i in kept):
+            obj["negative_id"] = [i for _, i in kept]
+    return parse_row(obj, where)
+
+
 def tsv_rows(path: str | os.PathLike) -> Iterator[tuple[int, PairRow]]:
     """``(line number, row)`` for each non-blank data line of a TSV pair file with a header, streamed.
 
@@ -135,37 +178,14 @@ def tsv_rows(path: str | os.PathLike) -> Iterator[tuple[int, PairRow]]:
         path: the TSV file (gzip by suffix); its first non-blank line names the columns.
     """
     path = Path(path)
-    header: list[str] | None = None
-    negs: list[int] = []
-    neg_ids: list[int | None] = []
+    header: tuple | None = None
     for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
-        cells = line.split("\t")
         if header is None:
-            header = [c.strip() for c in cells]
-            missing = [c for c in TSV_REQUIRED if c not in header]
-            if missing:
-                raise DataError(
-                    f"{path}:{lineno}: the header must name the columns {', '.join(TSV_REQUIRED)} "
-                    f"(tab-separated; optional positive_id, negative, negative_id), missing {', '.join(missing)}"
-                )
-            negs, neg_ids = _negative_columns(header, f"{path}:{lineno}")
+            header = tsv_header(line.split("\t"), f"{path}:{lineno}")
             continue
-        if len(cells) != len(header):
-            raise DataError(f"{path}:{lineno}: {len(cells)} tab-separated cells, the header has {len(header)}")
-        values = dict(zip(header, cells))
-        obj: dict = {k: (values.get(k) or None) for k in ("id", "lang", "query", "positive", "positive_id")}
-        texts = [cells[i] for i in negs]
-        ids = [cells[i] if i is not None else "" for i in neg_ids]
-        kept = [(t, i or None) for t, i in zip(texts, ids) if t]
-        if any(i for t, i in zip(texts, ids) if not t):
-            raise DataError(f"{path}:{lineno}: a negative id is given without its negative")
-        if kept:
-            obj["negative"] = [t for t, _ in kept]
-            if any(i is not None for _, i in kept):
-                obj["negative_id"] = [i for _, i in kept]
-        yield lineno, parse_row(obj, f"{path}:{lineno}")
+        yield lineno, tsv_row(line.split("\t"), header, f"{path}:{lineno}")
     if header is None:
         raise DataError(f"{path}: no pairs (empty file)")
 

@@ -4,9 +4,10 @@ A *pair store* is a cache folder built once per source (a JSONL or TSV pair file
 then memory-mapped by every process that trains on it::
 
     <cache>/pairs/<name>-<fingerprint>/
-        texts.arrow        one row per pair (datasets' Arrow stream format, opened with Dataset.from_file):
-                           group, lang, query, positive, negatives (list), positive_id, negative_ids (list),
-                           positive_hash, negative_hashes (text fallbacks of missing ids), line
+        texts-00000.arrow  one row per pair (datasets' Arrow stream format, opened with Dataset.from_file;
+        texts-00001.arrow  one file per build worker, in row order): group, lang, query, positive,
+        ...                negatives (list), positive_id, negative_ids (list), positive_hash,
+                           negative_hashes (text fallbacks of missing ids), line
         groups.arrow       the group ids, in group-code order (first seen in the file; mMARCO: triples order)
         group.npy          int32/int64 group code per row
         lang.npy           int8 language code per row (``meta.json`` ``languages``, sorted)
@@ -19,7 +20,8 @@ then memory-mapped by every process that trains on it::
 
 The fingerprint hashes the source's path, size and mtime and the loader options, so an edited file or
 other options build a new store. The build streams (a chunk of rows at a time; no Python object per
-pair survives a chunk) into a temporary sibling folder that is renamed into place once complete; on a
+pair survives a chunk; a big uncompressed file is parsed by several processes, one byte range each)
+into a temporary sibling folder that is renamed into place once complete; on a
 multi-process run the local rank 0 builds and every rank waits at :func:`polyret.distributed.barrier`,
 then maps the same files (the OS page cache holds one copy per machine).
 
@@ -50,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polyret import distributed
-from polyret.data.pairrows import PairRow, jsonl_rows, tsv_rows
+from polyret.data.pairrows import PairRow, jsonl_rows, parse_row, tsv_header, tsv_row, tsv_rows
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.paths import cache_dir as default_cache_dir
 from polyret.paths import is_complete, mark_complete, share_mode
@@ -69,7 +71,7 @@ __all__ = [
 
 STORE_VERSION = 1
 STORE_DIR = "pairs"
-TEXTS = "texts.arrow"
+TEXTS = "texts-{:05d}.arrow"  # one Arrow file per build worker, in row order
 GROUPS = "groups.arrow"
 META = "meta.json"
 CHUNK = 50_000  # rows per written chunk: bounds the Python objects alive during a build
@@ -123,17 +125,34 @@ class StoreWriter:
     """
 
     def __init__(self, folder: Path, name: str, source: str) -> None:
-        from datasets.arrow_writer import ArrowWriter
-
         self.folder, self.name, self.source = Path(folder), name, source
-        self._writer = ArrowWriter(schema=SCHEMA, path=str(self.folder / TEXTS))
+        self.files: list[str] = []  # text files in row order
+        self._writer = None
         self.rows = 0
 
     def add_table(self, table: pa.Table) -> None:
         """Append rows already in :data:`SCHEMA` columns (e.g. an mMARCO join)."""
-        if table.num_rows:
-            self._writer.write_table(table.select(SCHEMA.names).cast(SCHEMA))
-            self.rows += table.num_rows
+        if not table.num_rows:
+            return
+        if self._writer is None:
+            from datasets.arrow_writer import ArrowWriter
+
+            self.files.append(TEXTS.format(len(self.files)))
+            self._writer = ArrowWriter(schema=SCHEMA, path=str(self.folder / self.files[-1]))
+        self._writer.write_table(table.select(SCHEMA.names).cast(SCHEMA))
+        self.rows += table.num_rows
+
+    def add_file(self, name: str, rows: int) -> None:
+        """Register a finished text file written by a build worker (:data:`SCHEMA`, in ``folder``), in order."""
+        self._close()
+        if rows:
+            self.files.append(name)
+            self.rows += rows
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.finalize()
+            self._writer = None
 
     def add_rows(self, rows: Iterable[tuple[int, PairRow]]) -> None:
         """Append validated rows ``(line, row)``, a chunk at a time."""
@@ -157,12 +176,10 @@ class StoreWriter:
         Raises:
             DataError: no rows, or a duplicate (group, language) naming both lines.
         """
-        from datasets import Dataset
-
-        self._writer.finalize()
+        self._close()
         if self.rows == 0:
             raise DataError(f"{self.source}: no pairs (empty file)")
-        table = Dataset.from_file(str(self.folder / TEXTS)).data.table
+        table = _open_texts(self.folder, self.files)[1]
         groups_col = table.column("group")
         order = pc.unique(groups_col) if group_order is None else group_order
         if isinstance(order, pa.ChunkedArray):
@@ -211,12 +228,22 @@ class StoreWriter:
             "source": self.source,
             "languages": languages,
             "num_rows": int(self.rows),
+            "text_files": self.files,
             "num_groups": len(order),
             "num_identities": int(m + len(hashes)),
             "max_negatives": int(nneg.max(initial=0)),
             "key": key or {},
         }
         (self.folder / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _open_texts(folder: Path, files: Sequence[str]):
+    """(``datasets.Dataset``, ``pyarrow.Table``) over the text files, memory-mapped, in row order."""
+    from datasets import Dataset, concatenate_datasets
+
+    parts = [Dataset.from_file(str(folder / name)) for name in files]
+    dataset = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    return dataset, pa.concat_tables([p.data.table for p in parts])
 
 
 def _rows_table(chunk: list[tuple[int, PairRow]]) -> pa.Table:
@@ -262,8 +289,6 @@ class PairStore:
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:
-        from datasets import Dataset
-
         self.folder = Path(folder)
         if not is_complete(self.folder):
             raise DataError(f"{self.folder}: not a complete pair store (interrupted build?)")
@@ -271,8 +296,7 @@ class PairStore:
         self.name: str = self.meta["name"]
         self.source: str = self.meta["source"]
         self.languages: tuple[str, ...] = tuple(self.meta["languages"])
-        self.texts = Dataset.from_file(str(self.folder / TEXTS))  # memory-mapped
-        self.table: pa.Table = self.texts.data.table
+        self.texts, self.table = _open_texts(self.folder, self.meta["text_files"])  # memory-mapped
         load = lambda name: np.load(self.folder / name, mmap_mode="r")  # noqa: E731
         self.group, self.lang, self.pos = load("group.npy"), load("lang.npy"), load("pos.npy")
         self.neg_ptr, self.neg, self.line = load("neg_ptr.npy"), load("neg.npy"), load("line.npy")
@@ -488,24 +512,150 @@ def _build(folder: Path, key: dict, name: str, build, source: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def pair_file_store(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> PairStore:
+PARALLEL_MIN_BYTES = 32 * 2**20  # smaller files are parsed by one process (start-up would dominate)
+
+
+def build_workers(workers: int | None = None) -> int:
+    """Processes that parse a big pair file: ``workers``, else ``POLYRET_BUILD_WORKERS``, else min(CPUs, 16).
+
+    Args:
+        workers: an explicit count (>= 1).
+    """
+    if workers is None:
+        env = os.environ.get("POLYRET_BUILD_WORKERS")
+        workers = (
+            int(env)
+            if env
+            else min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 16)
+        )
+    if workers < 1:
+        raise DataError(f"build workers must be >= 1, got {workers}")
+    return workers
+
+
+def pair_file_store(
+    path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, workers: int | None = None
+) -> PairStore:
     """The store of a JSONL (``.jsonl[.gz]``) or TSV (``.tsv[.gz]``, with a header) pair file, built once.
+
+    An uncompressed file of :data:`PARALLEL_MIN_BYTES` or more is split at line boundaries into
+    ``workers`` byte ranges parsed by as many processes, each writing its own Arrow file (row order and
+    line numbers as in the file; the first bad line in file order is the error reported); a gzip file
+    streams through one process.
 
     Args:
         path: the pair file (format: :mod:`polyret.data.pairrows`).
         cache_dir: the cache root.
+        workers: parsing processes (:func:`build_workers`).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     tsv = path.name.endswith((".tsv", ".tsv.gz"))
-    rows = tsv_rows if tsv else jsonl_rows
     key = {"kind": "tsv" if tsv else "jsonl", **file_key(path)}
+    n_workers = build_workers(workers)
 
     def build(writer: StoreWriter) -> None:
-        writer.add_rows(rows(path))
+        if n_workers > 1 and not path.name.endswith(".gz") and path.stat().st_size >= PARALLEL_MIN_BYTES:
+            _parallel_parse(path, tsv, n_workers, writer)
+        else:
+            writer.add_rows((tsv_rows if tsv else jsonl_rows)(path))
 
     return open_or_build(key, path.name, build, source=str(path), cache_dir=cache_dir)
+
+
+def _parallel_parse(path: Path, tsv: bool, workers: int, writer: StoreWriter) -> None:
+    """Parse byte ranges of ``path`` in ``workers`` processes, each into its own text file of ``writer``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = path.stat().st_size
+    header, start, first_line = None, 0, 0
+    with path.open("rb") as f:
+        if tsv:  # the header is the first non-blank line; ranges start after it
+            for raw in iter(f.readline, b""):
+                first_line += 1
+                if raw.strip():
+                    header = tsv_header(_decode(raw, path, first_line).split("\t"), f"{path}:{first_line}")
+                    break
+            if header is None:
+                raise DataError(f"{path}: no pairs (empty file)")
+            start = f.tell()
+        bounds = [start]
+        for i in range(1, workers):
+            f.seek(max(start + (size - start) * i // workers, bounds[-1]))
+            if f.tell() > start:
+                f.readline()  # to the start of the next line
+            bounds.append(max(f.tell(), bounds[-1]))
+        bounds.append(size)
+        lines = [first_line]  # line number before each range: count the newlines of the ranges before it
+        for lo, hi in zip(bounds[:-2], bounds[1:-1]):
+            f.seek(lo)
+            count, left = 0, hi - lo
+            while left:
+                block = f.read(min(left, 1 << 24))
+                count += block.count(b"\n")
+                left -= len(block)
+            lines.append(lines[-1] + count)
+    jobs = [(str(path), header, lo, hi, line, str(writer.folder / TEXTS.format(i)))
+            for i, (lo, hi, line) in enumerate(zip(bounds[:-1], bounds[1:], lines)) if hi > lo]  # fmt: skip
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=context) as pool:
+        results = list(pool.map(_parse_range, jobs))  # re-raises the first failed range's error, in file order
+    for (*_, out), rows in zip(jobs, results):
+        writer.add_file(Path(out).name, rows)
+
+
+def _decode(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: not UTF-8 ({exc})") from exc
+
+
+def _parse_range(job: tuple) -> int:
+    """Build-worker body: parse the lines in ``[lo, hi)`` of a pair file into one Arrow text file."""
+    from datasets.arrow_writer import ArrowWriter
+
+    path, header, lo, hi, lineno, out = job
+    path = Path(path)
+    writer = ArrowWriter(schema=SCHEMA, path=out)
+    rows = 0
+    chunk: list[tuple[int, PairRow]] = []
+    with path.open("rb") as f:
+        f.seek(lo)
+        pos = lo
+        while pos < hi:
+            raw = f.readline()
+            if not raw:
+                break
+            pos += len(raw)
+            lineno += 1
+            line = _decode(raw, path, lineno)
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            if header is not None:
+                row = tsv_row(line.split("\t"), header, where)
+            else:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{where}:{exc.colno}: malformed JSON: {exc.msg}") from exc
+                if not isinstance(obj, dict):
+                    raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+                row = parse_row(obj, where)
+            chunk.append((lineno, row))
+            if len(chunk) >= CHUNK:
+                writer.write_table(_rows_table(chunk))
+                rows += len(chunk)
+                chunk = []
+    if chunk:
+        writer.write_table(_rows_table(chunk))
+        rows += len(chunk)
+    writer.finalize()
+    return rows
 
 
 def load_pair_source(
@@ -518,6 +668,7 @@ def load_pair_source(
     hard_negatives: bool = False,
     max_triples_per_query: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
 ) -> PairGroups | PairSource:
     """A training source for the trainer: pair files and mMARCO as on-disk views, LAReQA sets in memory.
 
@@ -535,6 +686,7 @@ def load_pair_source(
         hard_negatives: LAReQA: add a hard negative per pair (files and mMARCO carry their own).
         max_triples_per_query: mMARCO: triples kept per query (None: all).
         cache_dir: the cache root for the stores.
+        workers: processes parsing a big pair file (:func:`build_workers`).
     """
     if languages is not None:
         languages = list(dict.fromkeys(languages))
@@ -545,7 +697,7 @@ def load_pair_source(
         return mmarco_source(spec, languages=languages, max_groups=max_groups, seed=seed,
                              max_triples_per_query=max_triples_per_query, cache_dir=cache_dir)  # fmt: skip
     if spec.endswith((".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz")) or (Path(spec).is_file() and dataset not in _lareqa()):
-        store = pair_file_store(spec, cache_dir=cache_dir)
+        store = pair_file_store(spec, cache_dir=cache_dir, workers=workers)
         return store.view(str(Path(spec)), languages=languages, max_groups=max_groups, seed=seed)
     from polyret.data.pairs import load_pairs
 
