@@ -47,6 +47,8 @@ def write_pairs(path: Path, n_pairs: int, seed: int = 0) -> dict:
             words = rng.integers(0, len(WORDS), size=(10_000, 10))
             lines = []
             for k, w in zip(sizes.tolist(), words.tolist()):
+                if rows >= n_pairs:
+                    break
                 g = groups
                 langs = LANGS[:k] if g % 2 else LANGS[-k:]
                 q, p = " ".join(WORDS[i] for i in w[:4]), " ".join(WORDS[i] for i in w[4:])

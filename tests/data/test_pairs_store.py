@@ -195,6 +195,12 @@ def test_a_parallel_build_equals_the_streamed_one(tmp_path, cache, monkeypatch):
         assert np.array_equal(getattr(one, name), getattr(many, name)), name
     assert one.table.to_pylist() == many.table.to_pylist()
     assert many.view(max_groups=7, seed=1).to_pair_groups() == one.view(max_groups=7, seed=1).to_pair_groups()
+    from polyret.training.pairs_dataset import PairIndex
+
+    a, b = PairIndex([one.view()]), PairIndex([many.view()])
+    assert many.table.column("query").num_chunks == 3  # texts fetched across the workers' files
+    everything = np.random.default_rng(0).permutation(a.num_rows)
+    assert a.texts(everything) == b.texts(everything)
     lines = path.read_text(encoding="utf-8").splitlines()
     lines[250] = lines[250].replace('"query"', '"querx"')  # two bad lines in different ranges: the first wins
     lines[40] = "{not json"
@@ -207,3 +213,13 @@ def test_a_parallel_build_equals_the_streamed_one(tmp_path, cache, monkeypatch):
         pair_file_store(tsv, workers=4)
     with pytest.raises(DataError, match="build workers must be >= 1"):
         pair_file_store(tsv, workers=0)
+
+
+def test_take_rows_reads_only_the_chunks_it_needs():
+    import pyarrow as pa
+
+    col = pa.chunked_array([pa.array([f"r{i}" for i in range(lo, lo + 7)]) for lo in range(0, 70, 7)])
+    rows = np.array([69, 0, 13, 13, 7, 6, 42])
+    assert pairstore.take_rows(col, rows).to_pylist() == [f"r{i}" for i in rows]
+    assert pairstore.take_rows(col, np.array([], dtype=np.int64)).to_pylist() == []
+    assert pairstore.take_rows(col.combine_chunks(), rows[:2]).to_pylist() == ["r69", "r0"]

@@ -26,7 +26,16 @@ import pyarrow.compute as pc
 
 from polyret.data.download import MMARCO_REPO, hub_dataset_file
 from polyret.data.lines import numbered_lines
-from polyret.data.pairstore import CHUNK, PairSource, PairStore, StoreWriter, file_key, open_or_build
+from polyret.data.pairstore import (
+    CHUNK,
+    PairSource,
+    PairStore,
+    StoreWriter,
+    chunk_offsets,
+    file_key,
+    open_or_build,
+    take_rows,
+)
 from polyret.data.records import DataError, PairGroups
 from polyret.vocabulary import check_languages
 
@@ -237,6 +246,8 @@ def mmarco_store(
             queries = _scratch_table(files.queries[lang], scratch / f"{lang}.queries.arrow", _parse_id_text, _ID_TEXT)
             passages = _scratch_table(files.collections[lang], scratch / f"{lang}.collection.arrow", _parse_id_text, _ID_TEXT)
             q_ids, p_ids = queries.column("id").combine_chunks(), passages.column("id").combine_chunks()
+            q_text, p_text = queries.column("text"), passages.column("text")
+            q_off, p_off = chunk_offsets(q_text), chunk_offsets(p_text)
             for lo in range(0, n, CHUNK):
                 sl = slice(lo, min(lo + CHUNK, n))
                 qrow = pc.index_in(qid[sl], value_set=q_ids)
@@ -254,7 +265,7 @@ def mmarco_store(
                     return pc.take(arr, sel)
 
                 if has_neg:
-                    neg_text = passages.column("text").take(take(nrow)).combine_chunks()
+                    neg_text = take_rows(p_text, _rows(take(nrow)), p_off)
                     offsets = pa.array(np.arange(k + 1, dtype=np.int32))
                     negatives = pa.ListArray.from_arrays(offsets, neg_text)
                     negative_ids = pa.ListArray.from_arrays(offsets, take(neg[sl]))
@@ -266,17 +277,25 @@ def mmarco_store(
                 writer.add_table(
                     pa.table({
                         "group": take(groups[sl]), "lang": pa.array([lang] * k, pa.string()),
-                        "query": queries.column("text").take(take(qrow)), "positive": passages.column("text").take(take(prow)),
+                        "query": take_rows(q_text, _rows(take(qrow)), q_off),
+                        "positive": take_rows(p_text, _rows(take(prow)), p_off),
                         "negatives": negatives, "positive_id": take(pos[sl]), "negative_ids": negative_ids,
                         "positive_hash": pa.nulls(k, pa.int64()), "negative_hashes": negative_hashes, "line": take(line[sl]),
                     })
                 )  # fmt: skip
-            del queries, passages, q_ids, p_ids
+            del queries, passages, q_ids, p_ids, q_text, p_text
         if writer.rows == 0:
             raise DataError(f"{files.origin or name}: no training pairs (no query and passage ids found in the texts)")
         return groups
 
     return open_or_build(key, name, build, source=files.origin or name, cache_dir=cache_dir)
+
+
+def _rows(indices) -> np.ndarray:
+    """Row numbers from an ``index_in`` result already filtered to valid entries."""
+    if isinstance(indices, pa.ChunkedArray):
+        indices = indices.combine_chunks()
+    return indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _files(spec: str, languages: Sequence[str] | None) -> MmarcoFiles:

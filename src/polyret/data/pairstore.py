@@ -67,6 +67,7 @@ __all__ = [
     "load_pair_source",
     "open_or_build",
     "pair_file_store",
+    "take_rows",
 ]
 
 STORE_VERSION = 1
@@ -138,7 +139,7 @@ class StoreWriter:
             from datasets.arrow_writer import ArrowWriter
 
             self.files.append(TEXTS.format(len(self.files)))
-            self._writer = ArrowWriter(schema=SCHEMA, path=str(self.folder / self.files[-1]))
+            self._writer = ArrowWriter(schema=SCHEMA, path=str(self.folder / self.files[-1]), writer_batch_size=CHUNK)
         self._writer.write_table(table.select(SCHEMA.names).cast(SCHEMA))
         self.rows += table.num_rows
 
@@ -235,6 +236,37 @@ class StoreWriter:
             "key": key or {},
         }
         (self.folder / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def take_rows(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, offsets: np.ndarray | None = None) -> pa.Array:
+    """``column[rows]`` touching only the chunks that hold them (``ChunkedArray.take`` concatenates chunks).
+
+    Args:
+        column: a (memory-mapped) column.
+        rows: row numbers, any order, repeats allowed.
+        offsets: the first row of each chunk (:func:`chunk_offsets`), to reuse across calls.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(column, pa.Array):
+        return column.take(pa.array(rows))
+    if column.num_chunks == 1:
+        return column.chunk(0).take(pa.array(rows))
+    if not len(rows):
+        return pa.array([], column.type)
+    offsets = chunk_offsets(column) if offsets is None else offsets
+    chunk = np.searchsorted(offsets, rows, side="right") - 1
+    order = np.argsort(chunk, kind="stable")
+    cuts = np.flatnonzero(np.diff(chunk[order])) + 1
+    pieces = [column.chunk(int(chunk[g[0]])).take(pa.array(rows[g] - offsets[chunk[g[0]]])) for g in np.split(order, cuts)]
+    back = np.empty(len(order), dtype=np.int64)
+    back[order] = np.arange(len(order))
+    return pa.concat_arrays(pieces).take(pa.array(back))
+
+
+def chunk_offsets(column: pa.ChunkedArray) -> np.ndarray:
+    """The first row of each chunk of ``column``."""
+    lengths = np.asarray([len(c) for c in column.chunks], dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
 
 def _open_texts(folder: Path, files: Sequence[str]):
@@ -620,7 +652,7 @@ def _parse_range(job: tuple) -> int:
 
     path, header, lo, hi, lineno, out = job
     path = Path(path)
-    writer = ArrowWriter(schema=SCHEMA, path=out)
+    writer = ArrowWriter(schema=SCHEMA, path=out, writer_batch_size=CHUNK)
     rows = 0
     chunk: list[tuple[int, PairRow]] = []
     with path.open("rb") as f:

@@ -97,12 +97,15 @@ class _StoreTexts:
     """Texts of a :class:`~polyret.data.pairstore.PairSource`: fetched per batch from the memory-mapped table."""
 
     def __init__(self, table, store_rows: np.ndarray) -> None:
+        from polyret.data.pairstore import chunk_offsets
+
         self._table, self._rows = table, store_rows
+        self._offsets = chunk_offsets(table.column("query"))  # every column has the table's chunking
 
     def _take(self, column: str, rows: np.ndarray):
-        import pyarrow as pa
+        from polyret.data.pairstore import take_rows
 
-        return self._table.column(column).take(pa.array(self._rows[rows]))
+        return take_rows(self._table.column(column), self._rows[rows], self._offsets)
 
     def queries(self, rows: np.ndarray) -> list[str]:
         return self._take("query", rows).to_pylist()
