@@ -157,7 +157,10 @@ def _mmarco(tmp_path: Path, with_triples: bool = True) -> Path:
 
 def test_mmarco_local_triples(tmp_path):
     root = _mmarco(tmp_path)
-    pairs = load_pairs(f"mmarco:{root}")
+    every = load_pairs(f"mmarco:{root}")  # every triple, as the paper trains: query 1 has two
+    assert list(every.groups) == ["1", "1#1", "2", "3"]
+    assert every.groups["1#1"]["de"].negative == "Ein Hund bellt." and every.groups["1#1"]["en"].positive_id == "10"
+    pairs = load_pairs(f"mmarco:{root}", max_triples_per_query=1)
     assert pairs.name == f"mmarco:{root}"
     assert list(pairs.groups) == ["1", "2", "3"]
     assert set(pairs.groups["1"]) == {"de", "en"} and set(pairs.groups["3"]) == {"en"}  # no de query 3
@@ -166,7 +169,7 @@ def test_mmarco_local_triples(tmp_path):
     assert pairs.groups["2"]["en"].query == "what is a dog"
     one = load_pairs(f"mmarco:{root}", max_groups=1, seed=0)
     assert len(one) == 1
-    de = load_pairs(f"mmarco:{root}", languages=["de"])
+    de = load_pairs(f"mmarco:{root}", languages=["de"], max_triples_per_query=1)
     assert set(de.groups) == {"1", "2"}
     with pytest.raises(DataError, match=r"\(mMARCO files\) has no language fr; it has de, en"):
         load_pairs(f"mmarco:{root}", languages=["de", "fr"])
@@ -176,7 +179,7 @@ def test_mmarco_pairs_carry_passage_ids_shared_by_translations(tmp_path):
     from polyret.training.pairs_dataset import PairIndex
 
     root = _mmarco(tmp_path)
-    pairs = load_pairs(f"mmarco:{root}")
+    pairs = load_pairs(f"mmarco:{root}", max_triples_per_query=1)
     g = pairs.groups
     assert (g["1"]["en"].positive_id, g["1"]["en"].negative_id) == ("10", "99")
     assert g["1"]["de"].positive_id == "10" and g["2"]["de"].negative_id == "99"

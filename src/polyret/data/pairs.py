@@ -38,8 +38,15 @@ from polyret.data.lareqa import (
     check_languages,
     load_lareqa_files,
 )
-from polyret.data.lines import jsonl_objects
-from polyret.data.mmarco import MMARCO_LANGUAGES, MmarcoFiles, mmarco_hub_files, mmarco_local_files, mmarco_pairs
+from polyret.data.mmarco import (
+    MMARCO_LANGUAGES,
+    MmarcoFiles,
+    mmarco_hub_files,
+    mmarco_local_files,
+    mmarco_pairs,
+    mmarco_source,
+)
+from polyret.data.pairrows import PairRow, jsonl_rows
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.vocabulary import check_languages as check_subset
 
@@ -107,40 +114,18 @@ def _finish(
 # ------------------------------------------------------------------------------------------- JSONL
 
 
-def _jsonl_id(value, where: str, key: str) -> str | None:
-    """An optional passage identity: a non-empty string or an integer (kept as its decimal string)."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value
-    raise DataError(f"{where}: {key!r} must be a non-empty string, an integer or null, got {value!r}")
+def row_pair(row: PairRow, source: str) -> Pair:
+    """The :class:`Pair` of one validated row.
 
-
-def _jsonl_negatives(row: dict, where: str) -> tuple[str | tuple[str, ...] | None, str | tuple | None]:
-    """``negative`` (a string or a list of strings) and its ``negative_id`` (a scalar or an aligned list)."""
-    negative, negative_id = row.get("negative"), row.get("negative_id")
-    if isinstance(negative, list):
-        for i, text in enumerate(negative):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{where}: 'negative'[{i}] must be a non-empty string, got {text!r}")
-        if negative_id is None:
-            return tuple(negative) or None, None
-        if not isinstance(negative_id, list) or len(negative_id) != len(negative):
-            got = f"a list of {len(negative_id)}" if isinstance(negative_id, list) else type(negative_id).__name__
-            raise DataError(
-                f"{where}: 'negative_id' must be a list of {len(negative)} ids (one per negative) or absent, got {got}"
-            )
-        ids = tuple(_jsonl_id(v, where, f"negative_id[{i}]") for i, v in enumerate(negative_id))
-        return (tuple(negative), ids) if negative else (None, None)
-    if negative is not None and (not isinstance(negative, str) or not negative.strip()):
-        raise DataError(f"{where}: 'negative' must be a non-empty string, a list of them, or absent")
-    if negative is None and negative_id is not None:
-        raise DataError(f"{where}: 'negative_id' given without a 'negative'")
-    if isinstance(negative_id, list):
-        raise DataError(f"{where}: 'negative' is one string, so 'negative_id' must be one id, got a list")
-    return negative, _jsonl_id(negative_id, where, "negative_id")
+    Args:
+        row: a validated row (:mod:`polyret.data.pairrows`).
+        source: the source name the pair records.
+    """
+    negative_id = row.negative_ids if any(i is not None for i in row.negative_ids) else None
+    return Pair(
+        group=row.group, lang=row.lang, query=row.query, positive=row.positive, negative=row.negatives or None,
+        source=source, positive_id=row.positive_id, negative_id=negative_id,
+    )  # fmt: skip
 
 
 def load_pairs_jsonl(
@@ -166,32 +151,12 @@ def load_pairs_jsonl(
     path = Path(path)
     groups: dict[str, dict[str, Pair]] = {}
     first_line: dict[tuple[str, str], int] = {}
-    for lineno, row in jsonl_objects(path):
-        where = f"{path}:{lineno}"
-        gid = row.get("id")
-        if isinstance(gid, int) and not isinstance(gid, bool):
-            gid = str(gid)
-        if not isinstance(gid, str) or not gid.strip():
-            raise DataError(f"{where}: missing or empty 'id' (string or integer)")
-        where = f"{where} (id {gid!r})"
-        fields = {}
-        for key in ("lang", "query", "positive"):
-            value = row.get(key)
-            if value is not None and not isinstance(value, str):
-                raise DataError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
-            if value is None or not value.strip():
-                raise DataError(f"{where}: missing or empty {key!r}")
-            fields[key] = value
-        positive_id = _jsonl_id(row.get("positive_id"), where, "positive_id")
-        negative, negative_id = _jsonl_negatives(row, where)
-        key = (gid, fields["lang"])
+    for lineno, row in jsonl_rows(path):
+        key = (row.group, row.lang)
         if key in first_line:
             raise DataError(f"{path}:{lineno}: duplicate (id, lang) = {key!r} (first on line {first_line[key]})")
         first_line[key] = lineno
-        groups.setdefault(gid, {})[fields["lang"]] = Pair(
-            group=gid, lang=fields["lang"], query=fields["query"], positive=fields["positive"],
-            negative=negative, source=str(path), positive_id=positive_id, negative_id=negative_id,
-        )  # fmt: skip
+        groups.setdefault(row.group, {})[row.lang] = row_pair(row, str(path))
     if not groups:
         raise DataError(f"{path}: no pairs (empty file)")
     return _finish(str(path), groups, languages, max_groups, seed)
@@ -334,8 +299,25 @@ def load_pairs(
     download: bool = True,
     split_config: SplitConfig = SplitConfig(),
     fetch: Fetch | None = None,
+    max_triples_per_query: int | None = None,
 ) -> PairGroups:
-    """Training pairs from ``spec``: ``xquad-r:train``, ``mlqa-r:train``, ``file.jsonl``, ``mmarco[:folder]``."""
+    """Training pairs from ``spec``: ``xquad-r:train``, ``mlqa-r:train``, ``file.jsonl``, ``file.tsv``, ``mmarco[:folder]``.
+
+    The small-data API (Pair objects). The trainer reads big sources through
+    :func:`polyret.data.pairstore.load_pair_source` instead (same groups, on disk).
+
+    Args:
+        spec: the source.
+        data_dir: the data root (LAReQA sets).
+        languages: keep only these languages (each must be present).
+        max_groups: a seeded subsample of this many groups.
+        seed: the subsample's seed.
+        hard_negatives: LAReQA: one hard negative per pair.
+        download: LAReQA: download missing files.
+        split_config: LAReQA: the article split.
+        fetch: LAReQA: the downloader.
+        max_triples_per_query: mMARCO: triples kept per query (None: all).
+    """
     if languages is not None:
         languages = list(dict.fromkeys(languages))
     dataset, _, split = spec.partition(":")
@@ -347,13 +329,13 @@ def load_pairs(
             hard_negatives=hard_negatives, download=download, config=split_config, fetch=fetch,
         )  # fmt: skip
     if dataset == "mmarco":
-        if split:
-            files = mmarco_local_files(split)
-        else:
-            if languages is None:
-                raise DataError("mmarco from the Hugging Face hub needs an explicit language list (collections are GBs each)")
-            files = mmarco_hub_files(languages)
-        return mmarco_pairs(files, languages=languages, max_groups=max_groups, seed=seed, name=spec)
+        return mmarco_source(spec, languages=languages, max_groups=max_groups, seed=seed,
+                             max_triples_per_query=max_triples_per_query).to_pair_groups()  # fmt: skip
+    if spec.endswith((".tsv", ".tsv.gz")):
+        from polyret.data.pairstore import pair_file_store
+
+        view = pair_file_store(spec).view(spec, languages=languages, max_groups=max_groups, seed=seed)
+        return view.to_pair_groups()
     if spec.endswith(".jsonl") or Path(spec).is_file():
         return load_pairs_jsonl(spec, languages=languages, max_groups=max_groups, seed=seed)
     raise DataError(

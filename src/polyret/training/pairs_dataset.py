@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from polyret.data.pairstore import PairSource
 from polyret.data.records import DataError, PairGroups
 
 INDEX_COLUMNS = ("q", "s")
@@ -76,78 +77,206 @@ class DecodedIndices:
     passage_lang: np.ndarray  # language code
 
 
-class PairIndex:
-    """Integer view of one or more :class:`PairGroups` sources; texts stay in the source objects.
+class _MemoryTexts:
+    """Texts of a :class:`PairGroups` source, in pair-row order (small data: Python lists)."""
 
-    Groups are numbered source by source in the sources' dict order; a group's pair rows are contiguous
-    and sorted by language code. ``negatives``: how many hard-negative columns (:func:`negative_columns`)
-    the texts carry. ``None`` keeps as many as every pair has (0 if one has none); ``True`` is 1; an
-    integer k demands at least k per pair (DataError naming the first pair with fewer) and takes each
-    pair's first k; ``False`` / 0 drops them.
+    def __init__(self, queries: list[str], positives: list[str], negatives: list) -> None:
+        self._queries, self._positives, self._negatives = queries, positives, negatives
+
+    def queries(self, rows: np.ndarray) -> list[str]:
+        return [self._queries[i] for i in rows.tolist()]
+
+    def passages(self, rows: np.ndarray, k: int) -> tuple[list[str], list[list[str]]]:
+        idx = rows.tolist()
+        stored = [self._negatives[i] for i in idx] if k else []
+        negs = [[n if isinstance(n, str) else n[j] for n in stored] for j in range(k)]
+        return [self._positives[i] for i in idx], negs
+
+
+class _StoreTexts:
+    """Texts of a :class:`~polyret.data.pairstore.PairSource`: fetched per batch from the memory-mapped table."""
+
+    def __init__(self, table, store_rows: np.ndarray) -> None:
+        from polyret.data.pairstore import chunk_offsets
+
+        self._table, self._rows = table, store_rows
+        self._offsets = chunk_offsets(table.column("query"))  # every column has the table's chunking
+
+    def _take(self, column: str, rows: np.ndarray):
+        from polyret.data.pairstore import take_rows
+
+        return take_rows(self._table.column(column), self._rows[rows], self._offsets)
+
+    def queries(self, rows: np.ndarray) -> list[str]:
+        return self._take("query", rows).to_pylist()
+
+    def passages(self, rows: np.ndarray, k: int) -> tuple[list[str], list[list[str]]]:
+        import pyarrow.compute as pc
+
+        negs = []
+        if k:
+            lists = self._take("negatives", rows)
+            negs = [pc.list_element(lists, j).to_pylist() for j in range(k)]
+        return self._take("positive", rows).to_pylist(), negs
+
+
+@dataclass
+class _Part:
+    """One source as integer arrays in pair-row order (groups contiguous, languages sorted) + its texts."""
+
+    name: str
+    languages: tuple[str, ...]  # pair_lang codes index this
+    group_ids: object  # pyarrow string array, one per group
+    group_nlang: np.ndarray
+    pair_lang: np.ndarray
+    pair_pos: np.ndarray  # identity codes, numbered by first occurrence (positive, then its negatives)
+    neg_ptr: np.ndarray  # CSR offsets into neg_code, one more than the pair rows
+    neg_code: np.ndarray
+    num_identities: int
+    texts: _MemoryTexts | _StoreTexts
+
+    def where(self, row: int) -> str:
+        group = int(np.searchsorted(np.cumsum(self.group_nlang), row, side="right"))
+        gid, lang = self.group_ids[group].as_py(), self.languages[int(self.pair_lang[row])]
+        return f"source {self.name!r}: group {gid!r}, language {lang!r}"
+
+
+def _memory_part(src: PairGroups) -> _Part:
+    import pyarrow as pa
+
+    languages = tuple(sorted(src.languages))
+    code = {lang: i for i, lang in enumerate(languages)}
+    identity: dict[tuple, int] = {}  # ("i", id) | ("t", lang, text) -> code; build-time only
+    queries: list[str] = []
+    positives: list[str] = []
+    negs: list = []  # pair.negative as stored: no tuple per pair
+    pair_lang: list[int] = []
+    pos_code: list[int] = []
+    neg_code: list[int] = []
+    neg_count: list[int] = []
+    nlang: list[int] = []
+    for gid, by_lang in src.groups.items():
+        if not by_lang:
+            raise DataError(f"source {src.name!r}: group {gid!r} has no pairs")
+        nlang.append(len(by_lang))
+        for lang in sorted(by_lang):
+            pair = by_lang[lang]
+            if pair.lang != lang:
+                raise DataError(f"source {src.name!r}: group {gid!r} stores a {pair.lang!r} pair under key {lang!r}")
+            queries.append(pair.query)
+            positives.append(pair.positive)
+            negs.append(pair.negative)
+            pair_lang.append(code[lang])
+            key = ("i", pair.positive_id) if pair.positive_id is not None else ("t", lang, pair.positive)
+            pos_code.append(identity.setdefault(key, len(identity)))
+            for text, nid in zip(pair.negatives, pair.negative_ids):
+                key = ("i", nid) if nid is not None else ("t", lang, text)
+                neg_code.append(identity.setdefault(key, len(identity)))
+            neg_count.append(len(pair.negatives))
+    ptr = np.zeros(len(queries) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(neg_count, dtype=np.int64), out=ptr[1:])
+    return _Part(
+        src.name, languages, pa.array(list(src.groups), pa.string()), np.asarray(nlang, dtype=np.int64),
+        np.asarray(pair_lang, dtype=np.int64), np.asarray(pos_code, dtype=np.int64), ptr,
+        np.asarray(neg_code, dtype=np.int64), len(identity), _MemoryTexts(queries, positives, negs),
+    )  # fmt: skip
+
+
+def _store_part(src: PairSource) -> _Part:
+    """The integer arrays of an on-disk view, with identity codes renumbered by first occurrence."""
+    import pyarrow as pa
+
+    st, rows = src.store, np.asarray(src.rows, dtype=np.int64)
+    kept = src.group_codes
+    group = np.searchsorted(kept, st.group[rows])
+    lang = np.asarray(st.lang[rows], dtype=np.int64)
+    order = np.lexsort((lang, group))
+    srows = rows[order]
+    group_nlang = np.bincount(group, minlength=len(kept)).astype(np.int64)
+    del group
+    count = np.asarray(st.neg_ptr[srows + 1] - st.neg_ptr[srows], dtype=np.int64)
+    n, total = len(srows), int(count.sum())
+    width = 1 + count
+    row_start = np.cumsum(width) - width  # each row's positive, then its negatives, in one sequence
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(count, out=ptr[1:])
+    owner = np.repeat(np.arange(n, dtype=np.int64), count)
+    within = np.arange(total, dtype=np.int64) - ptr[:-1][owner]
+    seq = np.empty(n + total, dtype=np.int64)
+    seq[row_start] = st.pos[srows]
+    neg_at = row_start[owner] + 1 + within
+    seq[neg_at] = st.neg[np.asarray(st.neg_ptr[srows], dtype=np.int64)[owner] + within]
+    del owner, within
+    uniq, first, inverse = np.unique(seq, return_index=True, return_inverse=True)
+    del seq
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq), dtype=np.int64)
+    codes = rank[inverse.ravel()]
+    return _Part(
+        src.name, st.languages, st.group_ids.take(pa.array(kept)), group_nlang,
+        lang[order], codes[row_start], ptr, codes[neg_at], len(uniq), _StoreTexts(st.table, srows),
+    )  # fmt: skip
+
+
+class GroupIds:
+    """Global group number -> the source's group id, held as Arrow strings (no Python object per group)."""
+
+    def __init__(self, arrays: Sequence) -> None:
+        import pyarrow as pa
+
+        self._ids = pa.chunked_array(list(arrays), pa.string())
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, i: int) -> str:
+        return self._ids[int(i)].as_py()
+
+    def __iter__(self):
+        for chunk in self._ids.chunks:
+            yield from chunk.to_pylist()
+
+
+class PairIndex:
+    """Integer view of one or more sources; texts stay in the sources (Python lists or the on-disk store).
+
+    A source is a :class:`PairGroups` (small data, Pair objects) or a
+    :class:`~polyret.data.pairstore.PairSource` (a view over a memory-mapped pair store: only integer
+    arrays are built here, texts are fetched per batch from the Arrow table). Both give the same arrays
+    for the same pairs. Groups are numbered source by source in the sources' order; a group's pair rows
+    are contiguous and sorted by language code. ``negatives``: how many hard-negative columns
+    (:func:`negative_columns`) the texts carry. ``None`` keeps as many as every pair has (0 if one has
+    none); ``True`` is 1; an integer k demands at least k per pair (DataError naming the first pair with
+    fewer) and takes each pair's first k; ``False`` / 0 drops them.
 
     Args:
-        sources: the training sources (parallel groups of pairs), at least one.
+        sources: the training sources, at least one.
         negatives: hard-negative columns to carry, as above.
     """
 
-    def __init__(self, sources: Sequence[PairGroups], *, negatives: bool | int | None = None) -> None:
-        if isinstance(sources, PairGroups):
+    def __init__(self, sources: Sequence[PairGroups | PairSource], *, negatives: bool | int | None = None) -> None:
+        if isinstance(sources, (PairGroups, PairSource)):
             sources = [sources]
         if not sources:
             raise ValueError("PairIndex needs at least one PairGroups source")
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ValueError(f"PairGroups source names must be unique, got {names}")
-        self.sources: tuple[str, ...] = tuple(names)
-        self.languages: tuple[str, ...] = tuple(sorted({lang for s in sources for lang in s.languages}))
-        lang_code = {lang: i for i, lang in enumerate(self.languages)}
-
         want = None if negatives is None else int(negatives)  # bool: True -> 1, False -> 0
         if want is not None and want < 0:
             raise ValueError(f"negatives must be >= 0, got {negatives}")
+        parts = [_store_part(s) if isinstance(s, PairSource) else _memory_part(s) for s in sources]
+        self.sources: tuple[str, ...] = tuple(names)
+        self.languages: tuple[str, ...] = tuple(sorted({lang for p in parts for lang in p.languages}))
+        lang_code = {lang: i for i, lang in enumerate(self.languages)}
+
         fewest: int | None = None  # the fewest negatives of any pair, and which pair that was
         fewest_at: str | None = None
-        identity: dict[tuple, int] = {}  # (source, "i", id) | (source, "t", lang, text) -> code; build-time only
-        pos_code: list[int] = []
-        neg_code: list[list[int]] = []  # per pair row, one code per hard negative
-        queries: list[str] = []
-        positives: list[str] = []
-        negs: list[str | tuple[str, ...] | None] = []  # pair.negative as stored: no tuple per pair
-        pair_lang: list[int] = []
-        group_start: list[int] = []
-        group_nlang: list[int] = []
-        group_source: list[int] = []
-        self.group_ids: list[str] = []  # global group number -> the source's group id
-        source_group_start = [0]
-        for s_num, src in enumerate(sources):
-            for gid, by_lang in src.groups.items():
-                if not by_lang:
-                    raise DataError(f"source {src.name!r}: group {gid!r} has no pairs")
-                group_start.append(len(queries))
-                group_nlang.append(len(by_lang))
-                group_source.append(s_num)
-                self.group_ids.append(gid)
-                for lang in sorted(by_lang):
-                    pair = by_lang[lang]
-                    if pair.lang != lang:
-                        raise DataError(f"source {src.name!r}: group {gid!r} stores a {pair.lang!r} pair under key {lang!r}")
-                    queries.append(pair.query)
-                    positives.append(pair.positive)
-                    negs.append(pair.negative)
-                    pair_lang.append(lang_code[lang])
-                    key = (s_num, "i", pair.positive_id) if pair.positive_id is not None else (s_num, "t", lang, pair.positive)
-                    pos_code.append(identity.setdefault(key, len(identity)))
-                    codes = []
-                    for text, nid in zip(pair.negatives, pair.negative_ids):
-                        key = (s_num, "i", nid) if nid is not None else (s_num, "t", lang, text)
-                        codes.append(identity.setdefault(key, len(identity)))
-                    neg_code.append(codes)
-                    count = 0 if pair.negative is None else 1 if isinstance(pair.negative, str) else len(pair.negative)
-                    if fewest is None or count < fewest:
-                        fewest = count
-                        fewest_at = f"source {src.name!r}: group {gid!r}, language {lang!r}"
-            source_group_start.append(len(group_start))
-
+        for p in parts:
+            counts = np.diff(p.neg_ptr)
+            if len(counts) and (fewest is None or int(counts.min()) < fewest):
+                fewest = int(counts.min())
+                fewest_at = p.where(int(np.argmin(counts)))
         fewest = fewest or 0
         if want is not None and fewest < want:
             has = "no hard negative" if fewest == 0 else f"only {fewest}"
@@ -155,28 +284,40 @@ class PairIndex:
         self.num_negatives: int = fewest if want is None else want
         self.negative_columns: tuple[str, ...] = negative_columns(self.num_negatives)
         self.has_negatives: bool = self.num_negatives > 0
-        self._queries = queries
-        self._positives = positives
-        self._negatives = negs if self.has_negatives else None
+        self._parts_texts = [p.texts for p in parts]
 
-        n_groups = len(group_start)
-        self.num_pairs: int = len(queries)
-        self.num_identities: int = len(identity)
-        del identity
+        self.num_pairs: int = sum(len(p.pair_lang) for p in parts)
+        self.num_identities: int = sum(p.num_identities for p in parts)
         code_dtype = np.int32 if self.num_identities < 2**31 - 1 else np.int64
-        self.pair_positive = np.asarray(pos_code, dtype=code_dtype)  # passage identity code per pair row
+        self.pair_positive = np.empty(self.num_pairs, dtype=code_dtype)  # passage identity code per pair row
         # hard negatives' identity codes: one column per negative the index uses (at least one column),
         # -1 where there is none or negatives are dropped
-        self.pair_negative = np.full((len(queries), max(self.num_negatives, 1)), -1, dtype=code_dtype)
-        if self.has_negatives:
-            for row, codes in enumerate(neg_code):
-                self.pair_negative[row, : min(len(codes), self.num_negatives)] = codes[: self.num_negatives]
-        del neg_code
-        self.group_start = np.asarray(group_start, dtype=np.int64)
-        self.group_nlang = np.asarray(group_nlang, dtype=np.int64)
-        self.group_source = np.asarray(group_source, dtype=np.int32)
-        self.source_group_start = np.asarray(source_group_start, dtype=np.int64)
-        self.pair_lang = np.asarray(pair_lang, dtype=np.int32)
+        self.pair_negative = np.full((self.num_pairs, max(self.num_negatives, 1)), -1, dtype=code_dtype)
+        self.pair_lang = np.empty(self.num_pairs, dtype=np.int32)
+        self._pair_start = np.zeros(len(parts) + 1, dtype=np.int64)  # first pair row of each source
+        row = id_offset = 0
+        for s, p in enumerate(parts):
+            n = len(p.pair_lang)
+            to_global = np.asarray([lang_code[lang] for lang in p.languages], dtype=np.int32)
+            self.pair_lang[row : row + n] = to_global[p.pair_lang] if n else []
+            self.pair_positive[row : row + n] = p.pair_pos + id_offset
+            counts = np.diff(p.neg_ptr)
+            for j in range(self.num_negatives):
+                has = np.flatnonzero(counts > j)
+                self.pair_negative[row + has, j] = p.neg_code[p.neg_ptr[has] + j] + id_offset
+            row += n
+            id_offset += p.num_identities
+            self._pair_start[s + 1] = row
+
+        self.group_ids = GroupIds([p.group_ids for p in parts])  # global group number -> the source's group id
+        self.group_nlang = np.concatenate([p.group_nlang for p in parts]).astype(np.int64)
+        n_groups = len(self.group_nlang)
+        self.group_start = np.zeros(n_groups, dtype=np.int64)
+        if n_groups:
+            np.cumsum(self.group_nlang[:-1], out=self.group_start[1:])
+        self.group_source = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p.group_nlang) for p in parts])
+        self.source_group_start = np.concatenate([[0], np.cumsum([len(p.group_nlang) for p in parts])]).astype(np.int64)
+        del parts
         self.pair_group = np.repeat(np.arange(n_groups, dtype=np.int64), self.group_nlang)
         self.num_slots: int = int(self.group_nlang.max()) if n_groups else 0
         # group x language -> slot of that language in the group (-1: absent); int8 keeps it G*L bytes.
@@ -259,12 +400,34 @@ class PairIndex:
         return self._texts(d.query_row, d.passage_row)
 
     def _texts(self, q: np.ndarray, p: np.ndarray) -> dict[str, list[str]]:
-        out = {"anchor": [self._queries[i] for i in q.tolist()], "positive": [self._positives[i] for i in p.tolist()]}
-        if self._negatives is not None:
-            rows = p.tolist()
-            stored = [self._negatives[i] for i in rows]
-            for j, column in enumerate(self.negative_columns):
-                out[column] = [n if isinstance(n, str) else n[j] for n in stored]
+        q, p = np.asarray(q, dtype=np.int64), np.asarray(p, dtype=np.int64)
+        k = self.num_negatives
+        src_q = self.group_source[self.pair_group[q]]
+        src_p = self.group_source[self.pair_group[p]]
+        if len(q) and (src_q == src_q[0]).all() and (src_p == src_q[0]).all():  # a step draws from one source
+            s = int(src_q[0])
+            texts, start = self._parts_texts[s], self._pair_start[s]
+            positives, negs = texts.passages(p - start, k)
+            out = {"anchor": texts.queries(q - start), "positive": positives}
+        else:
+            anchor: list = [None] * len(q)
+            positives = [None] * len(p)
+            negs = [[None] * len(p) for _ in range(k)]
+            for s in np.unique(np.concatenate([src_q, src_p])).tolist():
+                texts, start = self._parts_texts[s], self._pair_start[s]
+                at = np.flatnonzero(src_q == s)
+                for i, t in zip(at.tolist(), texts.queries(q[at] - start)):
+                    anchor[i] = t
+                at = np.flatnonzero(src_p == s)
+                pos, neg = texts.passages(p[at] - start, k)
+                for i, t in zip(at.tolist(), pos):
+                    positives[i] = t
+                for j in range(k):
+                    for i, t in zip(at.tolist(), neg[j]):
+                        negs[j][i] = t
+            out = {"anchor": anchor, "positive": positives}
+        for column, values in zip(self.negative_columns, negs):
+            out[column] = values
         return out
 
     def transform(self, batch: dict[str, list]) -> dict[str, list[str]]:
@@ -290,14 +453,17 @@ class PairIndex:
         return ds
 
 
-def build_pairs_dataset(sources: Sequence[PairGroups] | PairGroups, *, negatives: bool | int | None = None):
+def build_pairs_dataset(
+    sources: Sequence[PairGroups | PairSource] | PairGroups | PairSource, *, negatives: bool | int | None = None
+):
     """(lazy ``datasets.Dataset``, its :class:`PairIndex`) for one or more sources.
 
     Args:
-        sources: one source or several (:class:`~polyret.data.records.PairGroups`).
+        sources: one source or several (:class:`~polyret.data.records.PairGroups` or on-disk
+            :class:`~polyret.data.pairstore.PairSource` views).
         negatives: hard-negative columns, as for :class:`PairIndex`.
     """
-    index = PairIndex(sources if not isinstance(sources, PairGroups) else [sources], negatives=negatives)
+    index = PairIndex(sources if not isinstance(sources, (PairGroups, PairSource)) else [sources], negatives=negatives)
     return index.to_dataset(), index
 
 

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 
-from polyret.data.records import PairGroups
 from polyret.paths import atomic_write_text, check_writable
 from polyret.training.batchlog import BatchRecorder, batch_log_callback, batch_log_path
 from polyret.training.card import MODEL_DIR, RUN_CONFIG, write_final_model
@@ -54,7 +53,6 @@ from polyret.training.dev import (
     best_metric_name,
     build_dev_evaluator,
     dev_dataset,
-    split_dev,
 )
 
 logger = logging.getLogger(__name__)
@@ -135,20 +133,11 @@ def _column_prompts(model, negatives: int) -> dict[str, str] | None:
     return out
 
 
-def _load_sources(config: TrainConfig) -> list[PairGroups]:
-    from polyret.data.pairs import load_pairs
+def _load_sources(config: TrainConfig) -> list:
+    """The training sources: pair files and mMARCO as on-disk views (``training.pair_sources``)."""
+    from polyret.training.pair_sources import load_training_sources
 
-    sources = []
-    for spec in config.train:
-        pairs = load_pairs(spec, data_dir=config.data_dir, languages=config.languages, max_groups=config.max_groups,
-                           seed=config.seed, hard_negatives=config.num_negatives > 0)  # fmt: skip
-        if not len(pairs):
-            raise ConfigError(f"training source {spec!r} has no pairs (languages {config.languages})")
-        sources.append(pairs)
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"training sources repeat: {names}")
-    return sources
+    return load_training_sources(config)
 
 
 def _check_resume(config: TrainConfig, output_dir: Path) -> None:
@@ -189,6 +178,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     from polyret.interop.router import router_mapping
     from polyret.training.losses import build_loss
+    from polyret.training.pair_sources import split_dev_sources
     from polyret.training.pairs_dataset import PairIndex, negative_columns
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
 
@@ -213,7 +203,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     precision = resolve_precision(config.precision)
 
     sources = _load_sources(config)
-    train_sources, dev_sources = split_dev(sources, config.dev_groups, config.seed)
+    train_sources, dev_sources = split_dev_sources(sources, config.dev_groups, config.seed)
     index = PairIndex(train_sources, negatives=config.num_negatives)
     train_dataset = index.to_dataset()
     recorder = BatchRecorder(index)

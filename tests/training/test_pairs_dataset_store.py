@@ -1,0 +1,132 @@
+"""PairIndex over on-disk pair stores: the same integer arrays, texts and batches as over Pair objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from polyret.data.pairs import load_pairs_jsonl
+from polyret.data.pairstore import PairSource, load_pair_source
+from polyret.data.records import DataError
+from polyret.training.config import ConfigError
+from polyret.training.dev import split_dev
+from polyret.training.pair_sources import split_dev_sources
+from polyret.training.pairs_dataset import PairIndex, build_pairs_dataset
+from polyret.training.samplers import ParallelBatchSampler
+
+ARRAYS = ("pair_positive", "pair_negative", "pair_lang", "pair_group", "group_start", "group_nlang", "group_source",
+          "source_group_start", "lang_slot")  # fmt: skip
+
+
+def synthetic_rows(n_groups: int, langs=("de", "en", "fr"), seed: int = 0) -> list[dict]:
+    """Groups interleaved across the file, some languages missing, ids on some passages, 0-3 negatives."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        for lang in langs:
+            if rng.random() < 0.25:
+                continue
+            row = {"id": f"g{g}" if g % 3 else g, "lang": lang, "query": f"q {g} {lang}", "positive": f"p {g % 17} {lang}"}
+            if g % 2:
+                row["positive_id"] = f"P{g % 11}"  # shared by translations, and by a few groups
+            k = int(rng.integers(0, 4))
+            if k:
+                row["negative"] = [f"n {g + j} {lang}" for j in range(k)] if k > 1 else f"n {g} {lang}"
+                if g % 4 == 1 and k > 1:
+                    row["negative_id"] = [f"P{(g + j) % 13}" if j % 2 else None for j in range(k)]
+            rows.append(row)
+    order = rng.permutation(len(rows))  # translations far apart in the file
+    return [rows[i] for i in order]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _file(tmp_path: Path, name: str, rows: list[dict]) -> str:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def assert_same_index(a: PairIndex, b: PairIndex) -> None:
+    for name in ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    for name in ("sources", "languages", "num_pairs", "num_identities", "num_negatives", "negative_columns", "num_slots"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert list(a.group_ids) == list(b.group_ids)
+    everything = np.arange(a.num_rows)
+    assert a.texts(everything) == b.texts(everything)
+
+
+@pytest.mark.parametrize("negatives", [None, 0, 1])
+def test_store_index_equals_the_pair_object_index(tmp_path, negatives):
+    rows = [r | {"negative": r.get("negative") or f"fill {r['lang']}"} for r in synthetic_rows(120)]
+    path = _file(tmp_path, "a.jsonl", rows)
+    memory = PairIndex([load_pairs_jsonl(path, max_groups=90, seed=1)], negatives=negatives)
+    disk = PairIndex([load_pair_source(path, max_groups=90, seed=1)], negatives=negatives)
+    assert_same_index(memory, disk)
+    assert disk.ref(5) == memory.ref(5)
+
+
+def test_mixed_sources_and_the_sampler_sees_the_same_batches(tmp_path):
+    a = _file(tmp_path, "a.jsonl", synthetic_rows(150, seed=1))
+    b = _file(tmp_path, "b.jsonl", synthetic_rows(90, langs=("en", "es"), seed=2))
+    memory = PairIndex([load_pairs_jsonl(a), load_pairs_jsonl(b)])
+    mixed = PairIndex([load_pair_source(a), load_pairs_jsonl(b)])
+    disk = PairIndex([load_pair_source(a), load_pair_source(b)])
+    assert_same_index(memory, mixed)
+    assert_same_index(memory, disk)
+    for strategy in ("hybrid", "cross", "mixed"):
+        batches = [
+            list(ParallelBatchSampler(ix, 6, strategy=strategy, seed=4, world_size=2, grad_accum_steps=2))
+            for ix in (memory, disk)
+        ]
+        assert batches[0] == batches[1] and len(batches[0]) > 4
+        assert [memory.texts(x) for x in batches[0][:6]] == [disk.texts(x) for x in batches[1][:6]]
+    cross_source = [0, disk.num_pairs - 1, disk.num_pairs * 2 - 1]  # rows of both sources in one fetch
+    assert disk.texts(cross_source) == memory.texts(cross_source)
+
+
+def test_the_dataset_view_reads_texts_from_the_store(tmp_path):
+    rows = [{k: v for k, v in r.items() if k != "negative_id"} | {"negative": ["x " + r["lang"], "y " + r["lang"]]}
+            for r in synthetic_rows(30)]  # fmt: skip
+    src = load_pair_source(_file(tmp_path, "a.jsonl", rows))
+    dataset, index = build_pairs_dataset(src, negatives=2)
+    assert len(dataset) == index.num_rows
+    row = dataset[index.encode_langs([0], [index.lang_slot[0].argmax()], [index.lang_slot[0].argmax()])[0]]
+    assert set(row) == {"anchor", "positive", "negative_1", "negative_2"} and row["negative_2"].startswith("y ")
+    with pytest.raises(DataError, match=r"negatives=3 but a pair has only 2 \(source '.*a\.jsonl': group"):
+        PairIndex([src], negatives=3)
+
+
+def test_dev_split_over_store_views_draws_the_groups_of_split_dev(tmp_path):
+    a = _file(tmp_path, "a.jsonl", synthetic_rows(60, seed=5))
+    b = _file(tmp_path, "b.jsonl", synthetic_rows(40, seed=6))
+    memory = [load_pairs_jsonl(a), load_pairs_jsonl(b)]
+    disk = [load_pair_source(a), load_pair_source(b)]
+    want_train, want_dev = split_dev(memory, 17, seed=9)
+    got_train, got_dev = split_dev_sources(disk, 17, seed=9)
+    assert all(isinstance(s, PairSource) for s in got_train)
+    assert [(d.name, d.groups) for d in got_dev] == [(d.name, d.groups) for d in want_dev]
+    assert_same_index(PairIndex(want_train), PairIndex(got_train))
+    same_train, same_dev = split_dev_sources(memory, 17, seed=9)
+    assert [s.groups for s in same_train] == [s.groups for s in want_train] and same_dev == want_dev
+    assert split_dev_sources(disk, 0, seed=9) == (disk, [])
+    with pytest.raises(ConfigError, match="leaves no training data"):
+        split_dev_sources(disk, 100, seed=9)
+
+
+def test_per_pair_memory_is_integer_arrays(tmp_path):
+    src = load_pair_source(_file(tmp_path, "a.jsonl", synthetic_rows(400)))
+    index = PairIndex([src])
+    assert not hasattr(index, "_queries") and type(index.group_ids).__name__ == "GroupIds"
+    texts = index._parts_texts[0]
+    assert type(texts).__name__ == "_StoreTexts"  # texts stay in the memory-mapped Arrow table
+    held = sum(getattr(index, n).nbytes for n in ARRAYS)
+    assert held < 80 * index.num_pairs  # O(1) integers per pair
