@@ -47,27 +47,35 @@ def split_dev(sources: Sequence[PairGroups], dev_groups: int, seed: int) -> tupl
     return train, dev
 
 
-def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig):
+def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig, *, per_device: int | None = None, world_size: int = 1):
     """Dev pairs in the batches the strategy would form (fixed seed), materialised as text rows.
 
-    The dev loss is read in order, ``batch_size`` rows per batch, so each dev batch has the training
-    batches' composition (one group at most once, mono/cross as the strategy says).
+    The dev loss is read in order, ``per_device`` rows per batch, and under DDP batch ``i`` goes to rank
+    ``i % world_size``; the rows are one global stream of the strategy's sampler at that world size, so
+    the ``world_size`` consecutive batches of a dev micro-step share their kind (and, with gathered
+    negatives, hold each group once), as the training batches do.
 
     Args:
         dev_sources: the held-out groups (:func:`split_dev`).
         config: the run's config (strategy, alpha, batch size, seed, negatives).
+        per_device: rows per device per dev batch (None: ``config.batch_size``;
+            :func:`polyret.training.plan.dev_per_device`).
+        world_size: training processes.
     """
     from datasets import Dataset
 
     from polyret.training.pairs_dataset import PairIndex
     from polyret.training.samplers import ParallelBatchSampler
 
+    per_device = per_device or config.batch_size
     index = PairIndex(dev_sources, negatives=config.num_negatives)
     try:
-        sampler = ParallelBatchSampler(index, config.batch_size, strategy=config.strategy, alpha=config.alpha,
-                                       seed=config.seed + 1)  # fmt: skip
+        sampler = ParallelBatchSampler(index, per_device, strategy=config.strategy, alpha=config.alpha,
+                                       seed=config.seed + 1, world_size=world_size)  # fmt: skip
     except ValueError as error:
-        raise ConfigError(f"dev_groups={config.dev_groups} is too small for batch_size {config.batch_size}: {error}") from None
+        raise ConfigError(
+            f"dev_groups={config.dev_groups} is too small for dev batches of {per_device} x {world_size} device(s): {error}"
+        ) from None
     rows = [i for batch in sampler for i in batch]
     return Dataset.from_dict(index.texts(rows))
 
