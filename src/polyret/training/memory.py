@@ -13,8 +13,8 @@ The estimate, per device, in bytes:
   (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models": sbh(34 + 5as/h);
   twice that in fp32). With gradient checkpointing only each layer's input (``2*s*h``) is kept, plus one
   layer's full activations while it is recomputed. The sequences held at once are every text of the
-  device's micro-batch (anchor, positive, hard negatives), or GradCache's ``mini_batch_size`` of them
-  with ``cached_loss``. Every text counts at ``max_seq_length`` tokens: an upper bound.
+  device's micro-batch (anchor, positive, hard negatives), or one of GradCache's mini-batches (at most
+  ``mini_batch_size`` texts of one column) with ``cached_loss``. Every text counts at ``max_seq_length`` tokens: an upper bound.
 
 It is an estimate for planning (is batch 100 of XLM-R large on one 80 GB device plausible?), not a
 measurement; the allocator's fragmentation and CUDA's context (~0.5-1 GB) come on top.
@@ -22,6 +22,7 @@ measurement; the allocator's fragmentation and CUDA's context (~0.5-1 GB) come o
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -161,6 +162,7 @@ def _read_config(spec: str) -> tuple[dict[str, Any], str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=16)
 def model_shape(spec: str) -> ModelShape | None:
     """The shape of the model ``spec`` names, counted on the meta device; None when its config is unreachable.
 
@@ -235,7 +237,7 @@ def estimate_memory(
     """
     trainable = shape.parameters if trainable_parameters is None else int(trainable_parameters)
     texts = per_device_batch * columns
-    alive = min(texts, mini_batch_size) if cached_loss else texts
+    alive = min(per_device_batch, mini_batch_size) if cached_loss else texts  # GradCache chunks each column
     s, h, a = seq_length, max(shape.hidden, 1), shape.heads
     per_layer_16 = s * h * 34 + 5 * a * s * s  # bytes per sequence per layer, 16-bit activations
     factor = 1 if precision in ("bf16", "fp16") else 2

@@ -90,6 +90,11 @@ def resolve_batch(config: TrainConfig, world_size: int) -> BatchPlan:
     if config.batch_scope == "per_device":
         per_device, rounded = config.batch_size, False
     else:
+        if config.batch_size < shards and config.batch_rounding == "error":
+            raise ConfigError(
+                f"the global batch_size {config.batch_size} is smaller than world_size {world_size} x "
+                f"grad_accum_steps {accum}: raise batch_size to a multiple of {shards} or use fewer devices"
+            )
         per_device, rest = divmod(config.batch_size, shards)
         rounded = rest != 0
         if rounded:
@@ -104,11 +109,6 @@ def resolve_batch(config: TrainConfig, world_size: int) -> BatchPlan:
                 )
             per_device = high if (config.batch_size - low) >= (high - config.batch_size) or low == 0 else low
             per_device //= shards
-        if per_device < 1:
-            raise ConfigError(
-                f"the global batch_size {config.batch_size} is smaller than world_size {world_size} x "
-                f"grad_accum_steps {accum}: raise batch_size to at least {2 * shards} or use fewer devices"
-            )
     plan = BatchPlan(config.batch_size, config.batch_scope, world_size, accum, per_device,
                      per_device * shards, rounded, bool(gather))  # fmt: skip
     if plan.negatives_batch < 2:
@@ -345,7 +345,7 @@ def _source_pairs(index, s: int) -> int:
     return int(rows.stop - rows.start)
 
 
-def dry_run(config: TrainConfig, *, world_size: int | None = None) -> TrainPlan:
+def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list | None = None) -> TrainPlan:
     """Resolve the whole plan of ``config`` without training: the sources are read (sizes, languages,
     the dev split), the sampler is built at ``world_size`` and the memory is estimated; no model weights
     are loaded and nothing is written.
@@ -353,6 +353,7 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None) -> TrainPlan:
     Args:
         config: the run's config.
         world_size: devices to plan for (None: the launcher's, else 1); simulated, no processes start.
+        sources: the training sources already loaded for ``config`` (None: load them).
 
     Raises:
         ConfigError / DataError: what a real run would stop with at start-up.
@@ -367,9 +368,10 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None) -> TrainPlan:
         precision = resolve_precision(config.precision)
     except ConfigError:  # e.g. fp16 planned on a machine without CUDA: the plan is for the GPU machine
         precision = f"{config.precision} (needs a CUDA device)"
-    if config.precision == "auto" and world_size > 1 and precision == "fp32":
-        precision = "auto (bf16 on a GPU with bf16, else fp16; fp32 on CPU)"
-    sources = _load_sources(config)
+    if config.precision == "auto" and precision == "fp32":  # planned here, run on a GPU machine perhaps
+        precision = "auto: fp32 on this machine (no GPU); on a GPU bf16, or fp16 where it has no bf16"
+    if sources is None:
+        sources = _load_sources(config)
     train_sources, dev_sources = split_dev(sources, config.dev_groups, config.seed)
     index = PairIndex(train_sources, negatives=config.num_negatives)
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
