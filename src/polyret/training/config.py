@@ -90,8 +90,9 @@ class TrainConfig:
         embed_chunk_size: rows per chunk of the plain length-sorted loss (without ``cached_loss``).
         gather_across_devices: in-batch negatives from every device (None: on when world size > 1, so a
             step's negatives are its whole batch).
-        ddp_find_unused_parameters: DDP's ``find_unused_parameters`` (None: on only when a probe backward
-            finds trainable parameters without a gradient, e.g. a pooler mean pooling never uses).
+        ddp_find_unused_parameters: DDP's ``find_unused_parameters`` (None: off; under DDP a probe backward
+            finds the trainable parameters that get no gradient, e.g. a pooler mean pooling never reads, and
+            freezes them, which trains the same since AdamW skips a parameter without a gradient).
         dataloader_num_workers: DataLoader worker processes (0: in the main process; with workers the
             batch log ``batches.jsonl`` is not written, since it records fetches in the main process).
         gradient_checkpointing: recompute activations in backward (transformers' gradient checkpointing,
@@ -141,7 +142,7 @@ class TrainConfig:
     length_sorted: bool = True  # embed each column in length-sorted chunks (less padding)
     embed_chunk_size: int = 32  # rows per forward pass of the plain length-sorted loss (cached_loss=False)
     gather_across_devices: bool | None = None  # None: True when world size > 1
-    ddp_find_unused_parameters: bool | None = None  # None: True only when a parameter gets no gradient
+    ddp_find_unused_parameters: bool | None = None  # None: off, parameters a probe finds unused are frozen
     dataloader_num_workers: int = 0
     gradient_checkpointing: bool = False
     lora_r: int = 0  # 0: full fine-tuning

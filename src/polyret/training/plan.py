@@ -205,7 +205,8 @@ class TrainPlan:
         )
         dev = f", {self.dev_per_device} per device per dev batch" if self.dev_groups else ""
         out.append(f"dev: {self.dev_groups} held-out groups{dev}")
-        unused = {None: "decided by a probe backward at start", True: "on", False: "off"}[self.find_unused_parameters]
+        unused = {None: "off (a probe backward at start freezes parameters that get no gradient)", True: "on",
+                  False: "off"}[self.find_unused_parameters]  # fmt: skip
         out.append(f"precision: {self.precision}; DDP find_unused_parameters: {unused}")
         memory = self.memory.summary() if self.memory is not None else "unknown (the model's config is not reachable)"
         out.append(f"memory: {memory}")

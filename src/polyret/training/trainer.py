@@ -57,6 +57,7 @@ from polyret.training.dev import (
     dev_dataset,
     split_dev,
 )
+from polyret.training.lora import add_lora, merge_lora
 
 logger = logging.getLogger(__name__)
 
@@ -131,52 +132,6 @@ def freeze_word_embeddings(model) -> int:
     return frozen
 
 
-def add_lora(model, config: TrainConfig) -> int:
-    """Put a LoRA adapter on the model's transformers backbone (sentence-transformers' PEFT support);
-    every other weight is frozen. Returns the adapter's parameter count.
-
-    Args:
-        model: a sentence-transformers model with a ``Transformer`` module.
-        config: ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules``.
-    """
-    try:
-        from peft import LoraConfig, TaskType
-    except ImportError:
-        raise ConfigError("lora_r > 0 needs the peft package: pip install 'peft>=0.13'") from None
-    lora = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout,
-                      target_modules=list(config.lora_target_modules) if config.lora_target_modules else None)  # fmt: skip
-    try:
-        model.add_adapter(lora)
-    except ValueError as error:  # no Transformer module, or target modules the model does not have
-        raise ConfigError(f"LoRA cannot be added to {config.model}: {error}") from None
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def merge_lora(model) -> int:
-    """Merge every LoRA adapter into its base weights and drop the adapter, so the model saves as a plain
-    one (loadable without peft). Returns the number of layers merged.
-
-    Args:
-        model: a sentence-transformers model with LoRA adapters (:func:`add_lora`).
-    """
-    from peft.tuners.lora import LoraLayer
-
-    merged = 0
-    for backbone in {id(m): m for m in model.modules() if getattr(m, "_hf_peft_config_loaded", False)}.values():
-        for name, module in list(backbone.named_modules()):
-            if isinstance(module, LoraLayer):
-                module.merge()
-                parent_name, _, child = name.rpartition(".")
-                parent = backbone.get_submodule(parent_name) if parent_name else backbone
-                setattr(parent, child, module.get_base_layer())
-                merged += 1
-        backbone._hf_peft_config_loaded = False
-        if hasattr(backbone, "peft_config"):
-            del backbone.peft_config
-    return merged
-
-
 def find_unused_parameters(model) -> list[str]:
     """Trainable parameters that get no gradient from the sentence embedding (e.g. a pooler that mean
     pooling never reads): one forward and backward of two short texts, gradients cleared after.
@@ -184,7 +139,7 @@ def find_unused_parameters(model) -> list[str]:
     Args:
         model: the sentence-transformers model to be trained.
     """
-    features = model.tokenize(["query: a", "passage: b c"])
+    features = model.preprocess(["query: a", "passage: b c"])
     device = next(model.parameters()).device
     features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
     was_training = model.training
@@ -340,16 +295,19 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     model = _load_model(config)
     frozen = freeze_word_embeddings(model) if config.freeze_word_embeddings else 0
     adapter = add_lora(model, config) if config.lora_r else 0
-    unused_found: list[str] = []
+    unused_frozen = 0
     find_unused = config.ddp_find_unused_parameters
     if find_unused is None:
         find_unused = False
-        if world_size > 1:  # DDP waits for every parameter's gradient unless told some get none
-            unused_found = find_unused_parameters(model)
-            find_unused = bool(unused_found)
-            if unused_found:
-                logger.info("DDP find_unused_parameters on: %d parameters get no gradient (%s ...)",
-                            len(unused_found), unused_found[0])  # fmt: skip
+        if world_size > 1:
+            # DDP waits for every trainable parameter's gradient; one that never gets one (a pooler mean
+            # pooling does not read) is frozen instead: the same training (AdamW skips a parameter without a
+            # gradient, weight decay too) without find_unused_parameters' extra graph traversal every step
+            named = dict(model.named_parameters())
+            for name in find_unused_parameters(model):
+                named[name].requires_grad_(False)
+                unused_frozen += named[name].numel()
+                logger.info("frozen %s: it gets no gradient (DDP find_unused_parameters stays off)", name)
     plan = dataclasses.replace(plan, find_unused_parameters=find_unused)
 
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
@@ -437,6 +395,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
             "gather_across_devices": batch.gather,
             "in_batch_negatives": batch.negatives_batch - 1,
             "ddp_find_unused_parameters": find_unused,
+            "unused_parameters_frozen": unused_frozen,
             "eval_steps": plan.eval_steps,
             "save_steps": plan.save_steps,
             "gradient_checkpointing": config.gradient_checkpointing,
