@@ -341,6 +341,30 @@ def dev_per_device(config: TrainConfig, batch: BatchPlan, dev_groups: int) -> in
     return batch.per_device
 
 
+def split_sources(config: TrainConfig, sources: list, world_size: int) -> tuple[list, list]:
+    """The run's training and dev sources: ``dev_groups`` held out (:func:`~polyret.training.dev.split_dev`),
+    a source's dev part too small for one dev batch given back to training
+    (:func:`~polyret.training.dev.fit_dev`).
+
+    Args:
+        config: the run's config.
+        sources: the loaded training sources.
+        world_size: training processes (a dev batch spans them all).
+    """
+    from polyret.training.dev import fit_dev, split_dev
+
+    train_sources, dev_sources = split_dev(sources, config.dev_groups, config.seed)
+    if not dev_sources:
+        return train_sources, dev_sources
+    train_sources, dev_sources = fit_dev(train_sources, dev_sources, resolve_batch(config, world_size).micro_batch)
+    if not dev_sources:
+        raise ConfigError(
+            f"dev_groups={config.dev_groups} is too small for one dev batch of "
+            f"{resolve_batch(config, world_size).micro_batch} groups from any source: raise dev_groups or set dev_groups=0"
+        )
+    return train_sources, dev_sources
+
+
 def _source_pairs(index, s: int) -> int:
     rows = index.source_pair_rows(s)
     return int(rows.stop - rows.start)
@@ -359,7 +383,6 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     Raises:
         ConfigError / DataError: what a real run would stop with at start-up.
     """
-    from polyret.training.dev import split_dev
     from polyret.training.memory import estimate_memory, lora_parameters, model_shape
     from polyret.training.pairs_dataset import PairIndex
     from polyret.training.trainer import _load_sources, resolve_precision
@@ -373,7 +396,7 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
         precision = "auto: fp32 on this machine (no GPU); on a GPU bf16, or fp16 where it has no bf16"
     if sources is None:
         sources = _load_sources(config)
-    train_sources, dev_sources = split_dev(sources, config.dev_groups, config.seed)
+    train_sources, dev_sources = split_sources(config, sources, world_size)
     index = PairIndex(train_sources, negatives=config.num_negatives)
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
                         precision=precision, find_unused_parameters=config.ddp_find_unused_parameters)  # fmt: skip

@@ -55,7 +55,6 @@ from polyret.training.dev import (
     best_metric_name,
     build_dev_evaluator,
     dev_dataset,
-    split_dev,
 )
 from polyret.training.lora import add_lora, merge_lora
 
@@ -247,7 +246,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     from polyret.training.losses import build_loss
     from polyret.training.pairs_dataset import PairIndex
-    from polyret.training.plan import launch_world_size, resolve_plan
+    from polyret.training.plan import launch_world_size, resolve_plan, split_sources
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
 
     # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
@@ -272,7 +271,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     precision = resolve_precision(config.precision)
 
     sources = _load_sources(config)
-    train_sources, dev_sources = split_dev(sources, config.dev_groups, config.seed)
+    train_sources, dev_sources = split_sources(config, sources, world_size)
     index = PairIndex(train_sources, negatives=config.num_negatives)
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
                         precision=precision)  # fmt: skip
