@@ -325,7 +325,9 @@ def train(
     config: Path | None = typer.Option(None, help="YAML/JSON training config."),
     recipe: str | None = typer.Option(None, help="Named recipe to start from: paper, cpu."),
     max_steps: int | None = typer.Option(None, help="Optimizer steps (wins over epochs)."),
-    batch_size: int | None = typer.Option(None, help="Pairs per step per device."),
+    batch_size: int | None = typer.Option(
+        None, help="Pairs per optimizer step: all devices together (batch_scope=global, the default) or per device."
+    ),
     seed: int | None = typer.Option(None),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --output."),
@@ -333,6 +335,12 @@ def train(
         None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."
     ),
     set_: list[str] | None = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Resolve the plan (data sizes, steps, batch per step and device, memory) and stop."
+    ),
+    world_size: int | None = typer.Option(
+        None, "--world-size", help="With --dry-run: plan for this many processes (simulated; default: the launcher's)."
+    ),
 ) -> None:
     """Train a bi-encoder with mono / cross / hybrid / mixed batches (hybrid batch training)."""
     from .training import train as run_train
@@ -367,6 +375,17 @@ def train(
     # one set of overrides (options, then --set), validated once: `--dev X --set save_steps=1` is fine
     overrides.update(parse_overrides(list(set_ or [])))
     cfg = cfg.replace(**overrides)
+    if world_size is not None and not dry_run:
+        raise ConfigError("--world-size only plans (--dry-run); to train on N processes launch with torchrun --nproc_per_node N")
+    if world_size is not None and world_size < 1:
+        raise ConfigError(f"--world-size must be >= 1, got {world_size}")
+    if dry_run:
+        from .training.plan import dry_run as plan_run
+
+        for line in plan_run(cfg, world_size=world_size).lines():
+            _say(line)
+        _say("dry run: nothing trained or written")
+        return
     path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
     _say("trained model written to ", (str(path), "bold"))
     _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
@@ -399,6 +418,12 @@ def experiment(
         "--set",
         help="Training override for every strategy, a TrainConfig field as key=value "
         "(repeatable), e.g. --set max_steps=150 --set batch_size=32.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Resolve every training's plan (data, steps, batches, memory) and the evaluations; stop."
+    ),
+    world_size: int | None = typer.Option(
+        None, "--world-size", help="With --dry-run: plan for this many processes (simulated; default: the launcher's)."
     ),
 ) -> None:
     """Train each strategy, evaluate the base and every trained model, and write one report.
@@ -437,6 +462,17 @@ def experiment(
     if set_:
         overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
     cfg = cfg.replace(**overrides)
+    if world_size is not None and not dry_run:
+        raise ValueError("--world-size only plans (--dry-run); to train on N processes launch with torchrun --nproc_per_node N")
+    if world_size is not None and world_size < 1:
+        raise ValueError(f"--world-size must be >= 1, got {world_size}")
+    if dry_run:
+        from .experiment.plan import plan_experiment
+
+        for line in plan_experiment(cfg, world_size=world_size).lines():
+            _say(line)
+        _say("dry run: nothing trained, evaluated or written")
+        return
     result = run_experiment(cfg, echo=lambda m: _say((">> ", "bold cyan"), m))
     done = result["done"]
     if result.get("rank", 0) != 0:

@@ -134,7 +134,9 @@ def test_recipes_and_overrides():
         ({"temperature": 0}, "temperature must be > 0"),
         ({"precision": "fp8"}, "precision must be one of"),
         ({"languages": "de"}, "needs at least 2 languages"),
-        ({"save_steps": None}, "save_steps must be set"),
+        ({"batch_scope": "node"}, "batch_scope must be one of"),
+        ({"grad_accum_steps": 0}, "grad_accum_steps must be >= 1"),
+        ({"lora_r": 4, "freeze_word_embeddings": True}, "LoRA already trains only the adapter"),
         ({"eval_steps": 7}, "multiple of eval_steps"),
         ({"nonsense": 1}, "unknown training config key"),
         ({"max_steps": "ten"}, "cannot parse 'ten'"),
@@ -173,7 +175,7 @@ def test_an_old_config_with_dev_pairs_is_told_the_new_name(tmp_path):
     with pytest.raises(ConfigError, match="renamed to 'dev_groups'"):
         TrainConfig().with_overrides(["dev-pairs=4"])
     assert TrainConfig().with_overrides(["dev_groups=4", "save_steps=2"]).dev_groups == 4
-    assert RECIPES["paper"].dev_groups == 100 and RECIPES["cpu"].dev_groups == 64
+    assert RECIPES["paper"].dev_groups == 208 and RECIPES["cpu"].dev_groups == 64
 
 
 def test_chunk_sizes_have_one_meaning_each(tiny_model):

@@ -26,7 +26,8 @@ def test_two_process_training_agrees_on_batch_kinds(tmp_path):
     out = tmp_path / "run"
     config = {"model": str(model), "train": [str(pairs)], "output_dir": str(out), "batch_size": 6, "lr": 5e-4,
               "warmup_ratio": 0.0, "max_steps": 8, "logging_steps": 4, "precision": "fp32", "seed": 5,
-              "gather_across_devices": True, "strategy": "hybrid", "alpha": 0.5}  # fmt: skip
+              "gather_across_devices": True, "strategy": "hybrid", "alpha": 0.5,
+              "batch_scope": "per_device"}  # fmt: skip
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",

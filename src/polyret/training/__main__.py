@@ -28,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m polyret.training", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML/JSON training config")
     parser.add_argument("--recipe", help="start from a named recipe (paper, cpu)")
+    parser.add_argument("--dry-run", action="store_true", help="resolve the plan (data, steps, batches, memory) and stop")
+    parser.add_argument("--world-size", type=int, help="with --dry-run: plan for this many processes (simulated)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. alpha=0.3 languages=de,en")
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,6 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = TrainConfig()
         config = config.with_overrides(ns.overrides)
+        if ns.world_size is not None and not ns.dry_run:
+            raise ConfigError("--world-size only plans (--dry-run); launch with torchrun --nproc_per_node N to train")
+        if ns.dry_run:
+            from polyret.training.plan import dry_run
+
+            for line in dry_run(config, world_size=ns.world_size).lines():
+                print(line)
+            return 0
         from polyret.training.trainer import (
             train,  # torch and sentence-transformers load here
         )

@@ -226,6 +226,14 @@ def polyret_trainer_class():
         def _save_checkpoint(self, model, trial) -> None:
             _save_checkpoint_atomically(self, trial)
 
+        def _load_from_checkpoint(self, checkpoint_path, *args, **kwargs) -> None:
+            from polyret.training.lora import has_lora, load_lora_checkpoint
+
+            model = getattr(self.model, "_orig_mod", self.model)
+            if has_lora(model):  # a fresh load would build the plain architecture: load into this one
+                return load_lora_checkpoint(model, checkpoint_path)
+            return super()._load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
         def _run_epoch(self, *args, **kwargs):
             # transformers trains one step past max_steps when resumed from the last step's checkpoint (the
             # epoch loop checks the step count only after a step): a run killed after its final checkpoint,

@@ -20,6 +20,8 @@ from typing import Any
 from polyret.vocabulary import STRATEGIES, check_languages
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BATCH_SCOPES = ("global", "per_device")
+BATCH_ROUNDINGS = ("error", "nearest")
 # Config keys that were renamed: old name -> new name (an old config file fails with the new name).
 RENAMED = {"dev_pairs": "dev_groups"}
 
@@ -29,6 +31,8 @@ def upgrade_keys(record: dict[str, Any]) -> dict[str, Any]:
     ``train_overrides``) with keys of older versions renamed (``RENAMED``); user-written configs and
     ``--set`` are refused the old keys instead, with the new name."""
     out = {RENAMED.get(k, k): v for k, v in record.items()}
+    if "batch_scope" not in out:  # before 0.3 batch_size was always per device
+        out["batch_scope"] = "per_device"
     if not out.get("cached_loss") and "mini_batch_size" in out and "embed_chunk_size" not in out:
         # before 0.2 mini_batch_size also set the plain loss's chunk: it moves to its own key
         out["embed_chunk_size"] = out["mini_batch_size"]
@@ -66,7 +70,14 @@ class TrainConfig:
         max_groups: per source, a seeded subsample of this many parallel groups (quick runs).
         strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
         alpha: probability of a monolingual batch under ``hybrid``.
-        batch_size: pairs per optimizer step, per device.
+        batch_size: pairs per optimizer step: the whole step's (``batch_scope="global"``, the paper's 100
+            at any world size) or each device's (``batch_scope="per_device"``).
+        batch_scope: ``global`` (default) or ``per_device``: what ``batch_size`` counts.
+        batch_rounding: a global batch that does not divide by ``world_size x grad_accum_steps``: ``error``
+            (default: stop, naming the batch sizes and world sizes that work) or ``nearest`` (round to the
+            nearest multiple, ties up; the resolved batch is in the plan, ``polyret_train.json`` and the card).
+        grad_accum_steps: micro-steps per optimizer step (in-batch negatives are then each micro-batch's;
+            use ``cached_loss`` for a large batch in little memory with the whole batch as negatives).
         lr, weight_decay, warmup_ratio: AdamW and its linear schedule.
         max_steps: optimizer steps; wins over ``epochs`` when set.
         epochs: passes over the data when ``max_steps`` is None.
@@ -77,13 +88,27 @@ class TrainConfig:
         mini_batch_size: GradCache's mini-batch size (with ``cached_loss``).
         length_sorted: embed each column in length-sorted, padding-trimmed chunks.
         embed_chunk_size: rows per chunk of the plain length-sorted loss (without ``cached_loss``).
-        gather_across_devices: in-batch negatives from every device.
+        gather_across_devices: in-batch negatives from every device (None: on when world size > 1, so a
+            step's negatives are its whole batch).
+        ddp_find_unused_parameters: DDP's ``find_unused_parameters`` (None: off; under DDP a probe backward
+            finds the trainable parameters that get no gradient, e.g. a pooler mean pooling never reads, and
+            freezes them, which trains the same since AdamW skips a parameter without a gradient).
+        dataloader_num_workers: DataLoader worker processes (0: in the main process; with workers the
+            batch log ``batches.jsonl`` is not written, since it records fetches in the main process).
+        gradient_checkpointing: recompute activations in backward (transformers' gradient checkpointing,
+            non-reentrant): activation memory of one layer instead of all, about a third more compute.
+        lora_r: LoRA rank (0: train every weight); the adapter goes in through sentence-transformers'
+            PEFT support (``model.add_adapter``) and is merged into the weights of the final model.
+        lora_alpha, lora_dropout: LoRA's scaling numerator and dropout.
+        lora_target_modules: module names the adapter wraps (None: peft's default for the architecture).
         freeze_word_embeddings: freeze the token embedding matrix.
         max_seq_length: truncate texts to this many tokens (None: the model's).
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
         seed: the one seed of the run (batches, weights init of heads, shuffles).
         logging_steps, save_steps, save_total_limit: trainer logging and checkpointing.
-        eval_steps: evaluate every this many steps (None: at every save).
+        eval_steps: evaluate every this many steps (None: at every save; both None with a dev set: derived
+            from the run length, ``eval_points`` evaluations per run).
+        eval_points: evaluations (and checkpoints) per run when eval_steps and save_steps are derived.
         dev: a dev benchmark id scored by polyret's evaluator (or the one passed to ``train``).
         dev_groups: parallel groups held out of the training data for a dev loss.
         metric_for_best_model: which dev metric picks the best checkpoint (None: dev loss, else the
@@ -100,7 +125,10 @@ class TrainConfig:
     max_groups: int | None = None  # per source: a seeded subsample of parallel groups (quick runs)
     strategy: str = "hybrid"
     alpha: float = 0.5  # probability of a monolingual batch (hybrid)
-    batch_size: int = 100  # pairs per optimizer step, per device
+    batch_size: int = 100  # pairs per optimizer step: the whole step's (batch_scope=global) or each device's
+    batch_scope: str = "global"  # what batch_size counts: "global" (all devices together) or "per_device"
+    batch_rounding: str = "error"  # global batch not divisible by world_size x grad_accum_steps: "error" | "nearest"
+    grad_accum_steps: int = 1
     lr: float = 3e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -113,7 +141,14 @@ class TrainConfig:
     mini_batch_size: int = 32  # GradCache's mini-batch (cached_loss=True): rows embedded per chunk
     length_sorted: bool = True  # embed each column in length-sorted chunks (less padding)
     embed_chunk_size: int = 32  # rows per forward pass of the plain length-sorted loss (cached_loss=False)
-    gather_across_devices: bool = False
+    gather_across_devices: bool | None = None  # None: True when world size > 1
+    ddp_find_unused_parameters: bool | None = None  # None: off, parameters a probe finds unused are frozen
+    dataloader_num_workers: int = 0
+    gradient_checkpointing: bool = False
+    lora_r: int = 0  # 0: full fine-tuning
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] | None = None  # None: peft's default for the architecture
     freeze_word_embeddings: bool = False
     max_seq_length: int | None = None
     precision: str = "auto"
@@ -122,6 +157,7 @@ class TrainConfig:
     save_steps: int | None = None  # None: only the final model
     save_total_limit: int | None = 2
     eval_steps: int | None = None  # None: save_steps (evaluate at every save when a dev set is given)
+    eval_points: int = 10  # evaluations per run when eval_steps and save_steps are both None (derived)
     dev: str | None = None  # dev benchmark id, scored by the evaluator passed to train()
     dev_groups: int = 0  # parallel groups (all their languages) held out of the training data for a dev loss
     metric_for_best_model: str | None = None  # None: eval loss, or the evaluator's primary metric
@@ -129,7 +165,7 @@ class TrainConfig:
     recipe: str | None = None  # the named recipe this config started from, for the model card
 
     def __post_init__(self) -> None:
-        for name in ("train", "languages"):
+        for name in ("train", "languages", "lora_target_modules"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(part.strip() for part in value.split(",") if part.strip())
@@ -163,6 +199,28 @@ class TrainConfig:
         need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         need(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
         need(self.batch_size >= 2, f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        need(self.batch_scope in BATCH_SCOPES, f"batch_scope must be one of {BATCH_SCOPES}, got {self.batch_scope!r}")
+        need(
+            self.batch_rounding in BATCH_ROUNDINGS,
+            f"batch_rounding must be one of {BATCH_ROUNDINGS}, got {self.batch_rounding!r}",
+        )
+        need(self.grad_accum_steps >= 1, f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        need(
+            self.dataloader_num_workers >= 0,
+            f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}",
+        )
+        need(self.lora_r >= 0, f"lora_r must be >= 0 (0: no LoRA), got {self.lora_r}")
+        need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
+        need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        need(
+            self.lora_target_modules is None or len(self.lora_target_modules) >= 1,
+            "lora_target_modules is empty (leave it unset for peft's default)",
+        )
+        need(
+            not (self.lora_r and self.freeze_word_embeddings),
+            "lora_r and freeze_word_embeddings together: LoRA already trains only the adapter; drop freeze_word_embeddings",
+        )
+        need(self.eval_points >= 1, f"eval_points must be >= 1, got {self.eval_points}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
@@ -189,8 +247,7 @@ class TrainConfig:
         need(self.eval_steps is None or self.eval_steps >= 1, f"eval_steps must be >= 1, got {self.eval_steps}")
         need(self.dev_groups >= 0, f"dev_groups must be >= 0, got {self.dev_groups}")
         need(self.max_groups is None or self.max_groups >= 1, f"max_groups must be >= 1, got {self.max_groups}")
-        if self.has_dev:
-            need(self.save_steps is not None, "a dev set (dev / dev_groups) keeps the best checkpoint, so save_steps must be set")
+        if self.has_dev and self.save_steps is not None:  # unset: derived from the run length (plan)
             need(
                 self.save_steps % self.eval_every == 0,
                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_every}) so the "
@@ -285,7 +342,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for key in ("train", "languages"):
+        for key in ("train", "languages", "lora_target_modules"):
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
@@ -363,15 +420,20 @@ RECIPES["paper"] = TrainConfig(
     recipe=None,  # set below, once the name exists
     lr=3e-5,
     weight_decay=0.01,
-    batch_size=100,
+    batch_size=100,  # the paper's batch: the whole step's, whatever the number of devices
+    batch_scope="global",
+    batch_rounding="nearest",  # 8 GPUs: 104 (13 per device); 1, 2, 4, 5 GPUs: exactly 100
     alpha=0.5,
     strategy="hybrid",
     temperature=0.05,
     warmup_ratio=0.1,
     epochs=1.0,
-    save_steps=500,
-    dev_groups=100,  # early stopping on dev loss, as in the paper (one dev batch of held-out groups)
+    save_steps=None,  # derived: eval_points evaluations and checkpoints per run, whatever its length
+    eval_points=10,
+    # early stopping on dev loss, as in the paper: held-out groups for two dev batches of 100 (one of 104 on 8 GPUs)
+    dev_groups=208,
     save_total_limit=2,
+    cached_loss=True,  # GradCache (same loss and gradients): batch 100 of XLM-R large in one GPU's memory
 )
 RECIPES["cpu"] = TrainConfig(
     recipe=None,

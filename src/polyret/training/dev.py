@@ -8,6 +8,7 @@ sentence-transformers evaluator; :func:`best_metric_name` is the trainer's key f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -15,6 +16,8 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 
 from polyret.data.records import PairGroups
 from polyret.training.config import ConfigError, TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 def split_dev(sources: Sequence[PairGroups], dev_groups: int, seed: int) -> tuple[list[PairGroups], list[PairGroups]]:
@@ -47,27 +50,63 @@ def split_dev(sources: Sequence[PairGroups], dev_groups: int, seed: int) -> tupl
     return train, dev
 
 
-def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig):
+def fit_dev(train: list[PairGroups], dev: list[PairGroups], batch_groups: int) -> tuple[list[PairGroups], list[PairGroups]]:
+    """Give back to training the held-out groups of a source too small for one dev batch.
+
+    ``split_dev`` draws across sources in proportion to their size, so a small source next to a large one
+    (a translated QA file next to mMARCO) may get a few dev groups, fewer than one dev batch (a dev batch,
+    like a training step, draws from one source). Those groups train instead of being lost.
+
+    Args:
+        train, dev: :func:`split_dev`'s result.
+        batch_groups: groups of one dev micro-step over all devices.
+
+    Returns:
+        (training sources, dev sources that fill at least one batch).
+    """
+    small = {d.name: d for d in dev if len(d) < batch_groups}
+    if not small:
+        return train, dev
+    for name, d in small.items():
+        logger.warning("source %r: its %d dev groups cannot fill a dev batch of %d; they train instead",
+                       name, len(d), batch_groups)  # fmt: skip
+    # an on-disk source (training.pair_sources) cannot take groups back: they are left out instead
+    train = [
+        PairGroups(t.name, {**t.groups, **small[t.name].groups}) if t.name in small and isinstance(t, PairGroups) else t
+        for t in train
+    ]
+    return train, [d for d in dev if d.name not in small]
+
+
+def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig, *, per_device: int | None = None, world_size: int = 1):
     """Dev pairs in the batches the strategy would form (fixed seed), materialised as text rows.
 
-    The dev loss is read in order, ``batch_size`` rows per batch, so each dev batch has the training
-    batches' composition (one group at most once, mono/cross as the strategy says).
+    The dev loss is read in order, ``per_device`` rows per batch, and under DDP batch ``i`` goes to rank
+    ``i % world_size``; the rows are one global stream of the strategy's sampler at that world size, so
+    the ``world_size`` consecutive batches of a dev micro-step share their kind (and, with gathered
+    negatives, hold each group once), as the training batches do.
 
     Args:
         dev_sources: the held-out groups (:func:`split_dev`).
         config: the run's config (strategy, alpha, batch size, seed, negatives).
+        per_device: rows per device per dev batch (None: ``config.batch_size``;
+            :func:`polyret.training.plan.dev_per_device`).
+        world_size: training processes.
     """
     from datasets import Dataset
 
     from polyret.training.pairs_dataset import PairIndex
     from polyret.training.samplers import ParallelBatchSampler
 
+    per_device = per_device or config.batch_size
     index = PairIndex(dev_sources, negatives=config.num_negatives)
     try:
-        sampler = ParallelBatchSampler(index, config.batch_size, strategy=config.strategy, alpha=config.alpha,
-                                       seed=config.seed + 1)  # fmt: skip
+        sampler = ParallelBatchSampler(index, per_device, strategy=config.strategy, alpha=config.alpha,
+                                       seed=config.seed + 1, world_size=world_size)  # fmt: skip
     except ValueError as error:
-        raise ConfigError(f"dev_groups={config.dev_groups} is too small for batch_size {config.batch_size}: {error}") from None
+        raise ConfigError(
+            f"dev_groups={config.dev_groups} is too small for dev batches of {per_device} x {world_size} device(s): {error}"
+        ) from None
     rows = [i for batch in sampler for i in batch]
     return Dataset.from_dict(index.texts(rows))
 

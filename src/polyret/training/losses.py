@@ -151,7 +151,7 @@ def _take_rows(feature: dict[str, Any], order: Tensor) -> dict[str, Any]:
     return out
 
 
-def build_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
+def build_loss(model: SentenceTransformer, config: TrainConfig, *, gather: bool | None = None) -> nn.Module:
     """InfoNCE over cosine similarity at ``1 / temperature``, plain or cached, as the config asks.
 
     The loss of Elmahdy, Lin, Ahmad 2024 (arXiv 2408.10536): in-batch negatives, so the batch sampler's
@@ -161,8 +161,12 @@ def build_loss(model: SentenceTransformer, config: TrainConfig) -> nn.Module:
         model: the sentence-transformers model being trained.
         config: ``temperature``, ``gather_across_devices``, ``cached_loss`` (with ``mini_batch_size``)
             and ``length_sorted`` (with ``embed_chunk_size`` for the plain loss).
+        gather: the resolved ``gather_across_devices`` (:func:`polyret.training.plan.resolve_batch`; None:
+            the config's value, off when unset).
     """
-    common = dict(scale=config.scale, gather_across_devices=config.gather_across_devices)
+    if gather is None:
+        gather = bool(config.gather_across_devices)
+    common = dict(scale=config.scale, gather_across_devices=gather)
     if not config.cached_loss:
         if config.length_sorted:
             return LengthSortedMNRL(model, chunk_size=config.embed_chunk_size, **common)

@@ -28,6 +28,7 @@ the same batch kind at every step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -54,14 +55,25 @@ from polyret.training.dev import (
     build_dev_evaluator,
     dev_dataset,
 )
+from polyret.training.lora import add_lora, merge_lora
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingDiverged", "freeze_word_embeddings", "num_negatives", "resolve_precision", "train"]
+__all__ = [
+    "TrainingDiverged",
+    "add_lora",
+    "find_unused_parameters",
+    "freeze_word_embeddings",
+    "merge_lora",
+    "num_negatives",
+    "resolve_precision",
+    "train",
+]
 
 # Keys that decide which batches a run sees: a resumed run must agree on them.
 _RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "strategy", "alpha", "batch_size",
-                "seed", "hard_negatives", "negatives", "dev_groups")  # fmt: skip
+                "batch_scope", "batch_rounding", "grad_accum_steps", "seed", "hard_negatives", "negatives",
+                "dev_groups", "lora_r", "lora_target_modules")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -73,11 +85,26 @@ def resolve_precision(precision: str) -> str:
     """
     if precision != "auto":
         if precision == "fp16" and not torch.cuda.is_available():
-            raise ConfigError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+            raise ConfigError(
+                "precision fp16 needs a CUDA device (fp16 autocast with a gradient scaler); use fp32 or bf16 on CPU"
+            )
+        if precision == "bf16" and torch.cuda.is_available() and not _native_bf16():
+            raise ConfigError(
+                f"precision bf16: {torch.cuda.get_device_name()} has no native bf16 (it would be emulated, "
+                "many times slower); use fp16 or auto"
+            )
         return precision
     if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if _native_bf16() else "fp16"
     return "fp32"
+
+
+def _native_bf16() -> bool:
+    """bf16 in hardware (Ampere and later); torch's plain check also counts emulation on older GPUs."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # pragma: no cover - torch before the keyword
+        return bool(torch.cuda.is_bf16_supported())
 
 
 def freeze_word_embeddings(model) -> int:
@@ -101,6 +128,27 @@ def freeze_word_embeddings(model) -> int:
     if not frozen and not seen:
         raise ConfigError("freeze_word_embeddings: the model has no transformers backbone with input embeddings")
     return frozen
+
+
+def find_unused_parameters(model) -> list[str]:
+    """Trainable parameters that get no gradient from the sentence embedding (e.g. a pooler that mean
+    pooling never reads): one forward and backward of two short texts, gradients cleared after.
+
+    Args:
+        model: the sentence-transformers model to be trained.
+    """
+    features = model.preprocess(["query: a", "passage: b c"])
+    device = next(model.parameters()).device
+    features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+    was_training = model.training
+    model.train()
+    try:
+        model(features)["sentence_embedding"].float().sum().backward()
+        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return unused
 
 
 def _load_model(config: TrainConfig):
@@ -140,7 +188,7 @@ def _load_sources(config: TrainConfig) -> list:
     return load_training_sources(config)
 
 
-def _check_resume(config: TrainConfig, output_dir: Path) -> None:
+def _check_resume(config: TrainConfig, output_dir: Path, world_size: int) -> None:
     saved_path = output_dir / RUN_CONFIG
     if not saved_path.exists():
         return
@@ -149,6 +197,16 @@ def _check_resume(config: TrainConfig, output_dir: Path) -> None:
     if differ:
         detail = ", ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in differ)
         raise ConfigError(f"cannot resume {output_dir}: the run was started with a different config ({detail})")
+    try:
+        started = json.loads(saved_path.read_text(encoding="utf-8")).get("plan", {}).get("batch", {}).get("world_size")
+    except (OSError, ValueError, AttributeError):
+        started = None
+    if started is not None and started != world_size:
+        # the batch stream (which batch goes to which rank, where an epoch restarts) depends on it
+        raise ConfigError(
+            f"cannot resume {output_dir}: the run was started on {started} process(es), this is {world_size}; "
+            f"resume with --nproc_per_node {started}"
+        )
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -178,17 +236,18 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     from polyret.interop.router import router_mapping
     from polyret.training.losses import build_loss
-    from polyret.training.pair_sources import split_dev_sources
     from polyret.training.pairs_dataset import PairIndex, negative_columns
+    from polyret.training.plan import launch_world_size, resolve_plan, split_sources
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
 
     # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
     output_dir = Path(config.output_dir)
+    world_size = launch_world_size()
     if config.dev is not None and evaluator is None:
         evaluator = build_dev_evaluator(config)
     resume_from = None
     if config.resume:
-        _check_resume(config, output_dir)
+        _check_resume(config, output_dir, world_size)
         resume_from = last_checkpoint(output_dir)
         if resume_from is None:
             logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
@@ -203,12 +262,20 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     precision = resolve_precision(config.precision)
 
     sources = _load_sources(config)
-    train_sources, dev_sources = split_dev_sources(sources, config.dev_groups, config.seed)
+    train_sources, dev_sources = split_sources(config, sources, world_size)
     index = PairIndex(train_sources, negatives=config.num_negatives)
+    plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
+                        precision=precision)  # fmt: skip
+    for warning in plan.warnings:
+        logger.warning("%s", warning)
+    batch = plan.batch
     train_dataset = index.to_dataset()
     recorder = BatchRecorder(index)
-    train_dataset.set_transform(recorder.transform)
-    eval_dataset = dev_dataset(dev_sources, config) if dev_sources else None
+    # the batch log records fetches in this process: with DataLoader workers it cannot see them
+    train_dataset.set_transform(recorder.transform if config.dataloader_num_workers == 0 else index.transform)
+    eval_dataset = None
+    if dev_sources:
+        eval_dataset = dev_dataset(dev_sources, config, per_device=plan.dev_per_device, world_size=world_size)
 
     st_evaluator = as_st_evaluator(evaluator, config, has_eval_loss=eval_dataset is not None)
     metric = best_metric_name(config, st_evaluator, has_eval_loss=eval_dataset is not None)
@@ -217,50 +284,70 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     set_seed(config.seed)
     model = _load_model(config)
     frozen = freeze_word_embeddings(model) if config.freeze_word_embeddings else 0
+    adapter = add_lora(model, config) if config.lora_r else 0
+    unused_frozen = 0
+    find_unused = config.ddp_find_unused_parameters
+    if find_unused is None:
+        find_unused = False
+        if world_size > 1:
+            # DDP waits for every trainable parameter's gradient; one that never gets one (a pooler mean
+            # pooling does not read) is frozen instead: the same training (AdamW skips a parameter without a
+            # gradient, weight decay too) without find_unused_parameters' extra graph traversal every step
+            named = dict(model.named_parameters())
+            for name in find_unused_parameters(model):
+                named[name].requires_grad_(False)
+                unused_frozen += named[name].numel()
+                logger.info("frozen %s: it gets no gradient (DDP find_unused_parameters stays off)", name)
+    plan = dataclasses.replace(plan, find_unused_parameters=find_unused)
 
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
-                                                  seed=config.seed, grad_accum_steps=1)  # fmt: skip
+                                                  seed=config.seed, world_size=world_size,
+                                                  grad_accum_steps=batch.grad_accum_steps)  # fmt: skip
     recorder.sampler_factory = sampler_factory  # the batch log records the sampler's deferred counts
-    eval_every = config.eval_every if config.has_dev else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir / CHECKPOINT_DIR),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=1,
+        per_device_train_batch_size=batch.per_device,
+        per_device_eval_batch_size=plan.dev_per_device or batch.per_device,
+        gradient_accumulation_steps=batch.grad_accum_steps,
         learning_rate=config.lr,
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
         lr_scheduler_type="linear",
         optim="adamw_torch",
-        max_steps=config.max_steps if config.max_steps is not None else -1,
-        num_train_epochs=config.epochs,
+        max_steps=plan.total_steps,  # the plan's count (epochs x the sampler's steps, or max_steps)
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         seed=config.seed,
         logging_steps=config.logging_steps,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
+        save_strategy="steps" if plan.save_steps else "no",
+        save_steps=plan.save_steps or 500,
         save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if eval_every else "no",
-        eval_steps=eval_every or None,
-        load_best_model_at_end=bool(eval_every and config.save_steps),
+        eval_strategy="steps" if plan.eval_steps else "no",
+        eval_steps=plan.eval_steps,
+        load_best_model_at_end=bool(plan.eval_steps and plan.save_steps),
         metric_for_best_model=metric,
         greater_is_better=greater,
         prompts=_column_prompts(model, index.num_negatives),
         router_mapping=router_mapping(model, negative_columns(index.num_negatives)),  # Router: query/document routes
         batch_sampler=sampler_factory,
-        dataloader_num_workers=0,
+        dataloader_num_workers=config.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        activation_checkpointing=config.gradient_checkpointing,
+        # non-reentrant: works with DDP, find_unused_parameters and frozen inputs (LoRA)
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         # without a GPU, say so: accelerate then runs torchrun processes as multi-CPU DDP over gloo
-        use_cpu=not torch.cuda.is_available()
-        and not torch.backends.mps.is_available(),  # the batch log sits in the dataset transform, in this process
-        ddp_find_unused_parameters=True,  # e.g. BERT's pooler is unused by mean pooling
+        use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
+        ddp_find_unused_parameters=find_unused,
         report_to="none",
     )
-    rank, world_size = args.process_index, args.world_size
-    loss = build_loss(model, config)
+    rank = args.process_index
+    if args.world_size != world_size:
+        raise ConfigError(f"the launcher's WORLD_SIZE is {world_size} but the trainer sees {args.world_size} processes")
+    loss = build_loss(model, config, gather=batch.gather)
     log_path = batch_log_path(output_dir, rank)
-    trainer_callbacks = [SamplerEpochCallback(), batch_log_callback(recorder, log_path, rank, world_size, 1)]
+    trainer_callbacks = [SamplerEpochCallback()]
+    if config.dataloader_num_workers == 0:
+        trainer_callbacks.append(batch_log_callback(recorder, log_path, rank, world_size, batch.grad_accum_steps))
     guard = divergence_guard(config)
     trainer_callbacks += [guard, *(callbacks or [])]
     if args.process_index == 0:
@@ -272,10 +359,13 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     guard.trainer = trainer
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict()}, indent=2))
+        atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict(), "plan": plan.to_dict()},
+                                                             indent=2))  # fmt: skip
     logger.info("training %s: %d groups, %d pairs, languages %s, strategy %s, %s, %d frozen parameters",
                 config.model, index.num_groups, index.num_pairs, ",".join(index.languages), config.strategy,
                 precision, frozen)  # fmt: skip
+    for line in plan.lines():
+        logger.info("plan: %s", line)
 
     started = time.time()
     resumed_step = checkpoint_step(resume_from) if resume_from else 0
@@ -283,10 +373,24 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     state = trainer.state
     target = output_dir / MODEL_DIR
     if trainer.is_world_process_zero():
+        if config.lora_r:
+            merge_lora(trainer.model)  # the final model is plain weights: loadable without peft
         info = {
             "global_step": state.global_step,
             "world_size": world_size,
             "precision": precision,
+            "batch_scope": config.batch_scope,
+            "global_batch": batch.global_batch,
+            "per_device_batch": batch.per_device,
+            "grad_accum_steps": batch.grad_accum_steps,
+            "gather_across_devices": batch.gather,
+            "in_batch_negatives": batch.negatives_batch - 1,
+            "ddp_find_unused_parameters": find_unused,
+            "unused_parameters_frozen": unused_frozen,
+            "eval_steps": plan.eval_steps,
+            "save_steps": plan.save_steps,
+            "gradient_checkpointing": config.gradient_checkpointing,
+            "lora_parameters": adapter,
             "languages": list(index.languages),
             "train_groups": index.num_groups,
             "train_pairs": index.num_pairs,
