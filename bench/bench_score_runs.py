@@ -22,7 +22,7 @@ import numpy as np
 
 from polyret.data.records import Benchmark, Candidate, Query
 from polyret.data.trec import read_run_table
-from polyret.evaluation.score import score_run
+from polyret.evaluation.external_runs import score_run
 
 
 def synthetic(n: int) -> Benchmark:

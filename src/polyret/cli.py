@@ -563,7 +563,7 @@ def score_cmd(
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
 ) -> None:
     """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
-    from .evaluation.score import score_runs
+    from .evaluation.external_runs import score_runs
     from .vocabulary import DEFAULT_MEASURES
 
     langs, fams = _split(languages), _split(families)

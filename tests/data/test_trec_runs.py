@@ -13,7 +13,7 @@ import pytest
 
 from polyret.data.records import Benchmark, Candidate, DataError, Query
 from polyret.data.trec import read_run, read_run_table, write_run
-from polyret.evaluation.score import score_run
+from polyret.evaluation.external_runs import score_run
 
 
 def _write(path: Path, text: str) -> Path:

@@ -14,8 +14,8 @@ from polyret.cli import app
 from polyret.data.records import DataError
 from polyret.data.trec import read_run_table, write_run
 from polyret.evaluation import score
+from polyret.evaluation.external_runs import score_run, score_runs
 from polyret.evaluation.fusion import fuse_rrf
-from polyret.evaluation.score import score_run, score_runs
 
 MEASURES = ["map", "map@20", "ndcg@10", "recall@1", "recall@10", "mrr@10", "p@5"]
 

@@ -102,18 +102,21 @@ def _groups(run: RunTable):
     return rel, starts, gid
 
 
-def per_query(run: RunTable, measures: tuple[str, ...] | list[str] = DEFAULT_MEASURES) -> PerQuery:
+def per_query(run: RunTable, measures: tuple[str, ...] | list[str] = DEFAULT_MEASURES, *, as_trec_eval: bool = False) -> PerQuery:
     """Every measure for every (setting, query) that has a relevant doc in its pool.
 
     Args:
         run: the pooled run table.
         measures: measure names (see :func:`parse_measure`); values are keyed by the canonical name.
+        as_trec_eval: score a run that ranks only its top k the way trec_eval scores a run file
+            (relevant documents it does not retrieve count as never found), which is what an external
+            run's ``map`` means; without it such a run refuses measures that need full ranks.
 
     Returns:
         A :class:`PerQuery`, rows grouped by setting in the run table's order.
     """
     parsed = [parse_measure(m) for m in measures]
-    if not run.exact_ranks:
+    if not run.exact_ranks and not as_trec_eval:
         full = [m.name for m in parsed if m.cutoff is None]
         if full:
             raise ValueError(

@@ -71,7 +71,7 @@ def run_experiment(
                 f"{saved}: unreadable experiment record ({exc}); delete it to start this folder afresh, or use another --output"
             ) from None
         if isinstance(previous.get("train_overrides"), dict):  # written by an older polyret: its keys renamed
-            previous["train_overrides"] = upgrade_keys(previous["train_overrides"])
+            previous["train_overrides"] = upgrade_keys(previous["train_overrides"], complete=False)
         current = json.loads(json.dumps(config.to_dict()))
         changed = sorted(k for k in set(previous) | set(current) if k not in EXTENDABLE and previous.get(k) != current.get(k))
         if changed:

@@ -7,5 +7,5 @@
 - ``model_index``: the ``model-index`` block of a model card (as sentence-transformers and
   ``mteb create-meta`` write it) from polyret's ``Results``.
 
-External TREC runs are scored by :mod:`polyret.evaluation.score` (fusion: :mod:`polyret.evaluation.fusion`).
+External TREC runs are scored by :mod:`polyret.evaluation.external_runs` (fusion: :mod:`polyret.evaluation.fusion`).
 """

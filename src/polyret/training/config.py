@@ -26,12 +26,14 @@ BATCH_ROUNDINGS = ("error", "nearest")
 RENAMED = {"dev_pairs": "dev_groups"}
 
 
-def upgrade_keys(record: dict[str, Any]) -> dict[str, Any]:
+def upgrade_keys(record: dict[str, Any], *, complete: bool = True) -> dict[str, Any]:
     """A config record that polyret itself wrote (``polyret_train.json``, an experiment's
     ``train_overrides``) with keys of older versions renamed (``RENAMED``); user-written configs and
-    ``--set`` are refused the old keys instead, with the new name."""
+    ``--set`` are refused the old keys instead, with the new name. ``complete``: the record holds every
+    key of a run (a ``polyret_train.json``), so a missing ``batch_scope`` means an older run's
+    per-device batch; overrides (``complete=False``) only get renamed keys."""
     out = {RENAMED.get(k, k): v for k, v in record.items()}
-    if "batch_scope" not in out:  # before 0.3 batch_size was always per device
+    if complete and "batch_scope" not in out:  # before 0.3 batch_size was always per device
         out["batch_scope"] = "per_device"
     if not out.get("cached_loss") and "mini_batch_size" in out and "embed_chunk_size" not in out:
         # before 0.2 mini_batch_size also set the plain loss's chunk: it moves to its own key

@@ -22,6 +22,7 @@ simulate a node) agree by construction:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from typing import Any
 from polyret.training.config import ConfigError, TrainConfig
 
 __all__ = ["BatchPlan", "TrainPlan", "dry_run", "launch_world_size", "resolve_batch", "resolve_plan"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -351,13 +354,20 @@ def split_sources(config: TrainConfig, sources: list, world_size: int) -> tuple[
         sources: the loaded training sources.
         world_size: training processes (a dev batch spans them all).
     """
-    from polyret.training.dev import fit_dev
     from polyret.training.pair_sources import split_dev_sources
 
     train_sources, dev_sources = split_dev_sources(sources, config.dev_groups, config.seed)
     if not dev_sources:
         return train_sources, dev_sources
-    train_sources, dev_sources = fit_dev(train_sources, dev_sources, resolve_batch(config, world_size).micro_batch)
+    batch_groups = resolve_batch(config, world_size).micro_batch
+    small = {d.name: len(d) for d in dev_sources if len(d) < batch_groups}
+    if small:  # their held-out groups cannot fill a dev batch: the whole source trains instead
+        for name, n in small.items():
+            logger.warning(
+                "source %r: its %d dev groups cannot fill a dev batch of %d; they train instead", name, n, batch_groups
+            )
+        train_sources = [orig if orig.name in small else t for t, orig in zip(train_sources, sources)]
+        dev_sources = [d for d in dev_sources if d.name not in small]
     if not dev_sources:
         raise ConfigError(
             f"dev_groups={config.dev_groups} is too small for one dev batch of "

@@ -343,7 +343,7 @@ def score_run(
         metrics.parse_measure(m)
     table = run_table_from_trec(trec, benchmark, families=families, languages=languages)
     t1 = time.perf_counter()
-    qs = metrics.per_query(table, measures=measures)
+    qs = metrics.per_query(table, measures=measures, as_trec_eval=True)
     per_setting = metrics.per_setting(qs)
     for setting_name, n in qs.counts().items():
         per_setting[setting_name]["n_queries"] = n
