@@ -118,3 +118,16 @@ def _route_weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
                 found.update({f"{name}/{k}": v for k, v in load_file(str(f)).items()})
         out[route] = found
     return out
+
+
+def test_cache_keeps_a_router_models_query_and_passage_rows_apart(router_dir, tmp_path):
+    from polyret.encode import EmbeddingCache, encode
+
+    model = models.load(str(router_dir), device="cpu")
+    model.prompts = {"query": "", "passage": ""}  # same text, same (empty) prompt, two routes
+    texts = ["der fluss", "la ciudad"]
+    cache = EmbeddingCache(tmp_path / "cache")
+    q = encode(model, texts, kind="query", cache=cache)
+    p = encode(model, texts, kind="passage", cache=cache)
+    assert not np.allclose(q, p, atol=1e-3)
+    np.testing.assert_allclose(p, encode(model, texts, kind="passage", cache=None), atol=1e-5)

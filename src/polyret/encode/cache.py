@@ -348,7 +348,7 @@ def encode(
     check_precision(precision)
     if cache is not None:
         cache = cache.variant(precision)
-    keys = [text_key(prompt, t) for t in texts]
+    keys = [text_key(key_prompt(model, kind, prompt), t) for t in texts]
     dim = model_dim(model)
     if cache is not None and dim:
         cache.require_dim(dim)  # cached rows of another dimension are not this model's
@@ -455,8 +455,17 @@ def count_missing(model, texts: Sequence[str], *, kind: str, cache: EmbeddingCac
         precision: the inference precision (selects the cache variant).
     """
     prompt = prompt_of(model, kind)
-    keys = {text_key(prompt, t) for t in texts}
+    keys = {text_key(key_prompt(model, kind, prompt), t) for t in texts}
     if cache is None:
         return len(keys)
     cache = cache.variant(precision)
     return sum(1 for k in keys if k not in cache)
+
+
+def key_prompt(model, kind: str, prompt: str) -> str:
+    """What a cache key is made of besides the text: the prompt, and for a model that routes queries and
+    passages differently (a sentence-transformers ``Router``) also the kind, so a passage never gets a
+    cached query row of the same text and prompt."""
+    from ..interop.router import has_router
+
+    return f"route={kind}\x00{prompt}" if has_router(model) else prompt
