@@ -8,16 +8,12 @@ sentence-transformers evaluator; :func:`best_metric_name` is the trainer's key f
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
-import numpy as np
 from sentence_transformers.base.evaluation import BaseEvaluator
 
 from polyret.data.records import PairGroups
 from polyret.training.config import ConfigError, TrainConfig
-
-logger = logging.getLogger(__name__)
 
 
 def split_dev(sources: Sequence[PairGroups], dev_groups: int, seed: int) -> tuple[list[PairGroups], list[PairGroups]]:
@@ -32,50 +28,9 @@ def split_dev(sources: Sequence[PairGroups], dev_groups: int, seed: int) -> tupl
         (training sources without the held-out groups, dev sources holding them; a source none of whose
         groups was drawn has no dev part).
     """
-    if dev_groups <= 0:
-        return list(sources), []
-    total = sum(len(s) for s in sources)
-    if dev_groups >= total:
-        raise ConfigError(f"dev_groups={dev_groups} leaves no training data ({total} groups in all)")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-    keys = [(i, g) for i, s in enumerate(sources) for g in s.groups]
-    held = {keys[j] for j in rng.choice(len(keys), size=dev_groups, replace=False).tolist()}
-    train, dev = [], []
-    for i, s in enumerate(sources):
-        t = {g: v for g, v in s.groups.items() if (i, g) not in held}
-        d = {g: v for g, v in s.groups.items() if (i, g) in held}
-        train.append(PairGroups(s.name, t))
-        if d:
-            dev.append(PairGroups(s.name, d))
-    return train, dev
+    from polyret.training.pair_sources import split_dev_sources  # the one draw, for in-memory and on-disk sources
 
-
-def fit_dev(train: list[PairGroups], dev: list[PairGroups], batch_groups: int) -> tuple[list[PairGroups], list[PairGroups]]:
-    """Give back to training the held-out groups of a source too small for one dev batch.
-
-    ``split_dev`` draws across sources in proportion to their size, so a small source next to a large one
-    (a translated QA file next to mMARCO) may get a few dev groups, fewer than one dev batch (a dev batch,
-    like a training step, draws from one source). Those groups train instead of being lost.
-
-    Args:
-        train, dev: :func:`split_dev`'s result.
-        batch_groups: groups of one dev micro-step over all devices.
-
-    Returns:
-        (training sources, dev sources that fill at least one batch).
-    """
-    small = {d.name: d for d in dev if len(d) < batch_groups}
-    if not small:
-        return train, dev
-    for name, d in small.items():
-        logger.warning("source %r: its %d dev groups cannot fill a dev batch of %d; they train instead",
-                       name, len(d), batch_groups)  # fmt: skip
-    # an on-disk source (training.pair_sources) cannot take groups back: they are left out instead
-    train = [
-        PairGroups(t.name, {**t.groups, **small[t.name].groups}) if t.name in small and isinstance(t, PairGroups) else t
-        for t in train
-    ]
-    return train, [d for d in dev if d.name not in small]
+    return split_dev_sources(sources, dev_groups, seed)
 
 
 def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig, *, per_device: int | None = None, world_size: int = 1):

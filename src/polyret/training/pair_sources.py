@@ -4,7 +4,7 @@
 TSV file or an mMARCO copy becomes a :class:`~polyret.data.pairstore.PairSource` (a view of integer rows
 over a memory-mapped store, built once by local rank 0, mapped by every rank), an XQuAD-R / MLQA-R set
 stays a :class:`~polyret.data.records.PairGroups`. :func:`split_dev_sources` holds out dev groups from
-either kind with exactly the draws of :func:`polyret.training.dev.split_dev`; the held-out groups (a few
+either kind (:func:`polyret.training.dev.split_dev` is this draw for in-memory sources); the held-out groups (a few
 hundred) come back as PairGroups, so ``dev_dataset`` is unchanged.
 """
 
