@@ -154,3 +154,21 @@ def clear_complete(folder: str | os.PathLike) -> None:
         (Path(folder) / COMPLETE_MARKER).unlink()
     except FileNotFoundError:
         pass
+
+
+def set_aside(path: str | os.PathLike, suffix: str = ".corrupt") -> str | None:
+    """Rename ``path`` to ``<path><suffix>`` so no later run reads it again.
+
+    Args:
+        path: the file that failed its checks.
+        suffix: appended to its name.
+
+    Returns:
+        None when it was moved, else why it could not be (the caller must then say so loudly).
+    """
+    path = Path(path)
+    try:
+        os.replace(path, path.with_name(path.name + suffix))
+    except OSError as err:
+        return f"could not be moved aside ({err})"
+    return None

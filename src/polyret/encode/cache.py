@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..paths import cache_dir
+from ..paths import cache_dir, set_aside
 from .stream import WINDOW, check_precision, encode_window
 from .tokens import model_dim, prompt_of
 
@@ -180,14 +180,9 @@ class EmbeddingCache:
 
     def _set_aside(self, path: Path, reason: str, *, suffix: str = ".corrupt", quiet: bool = False) -> None:
         """Warn (naming the shard) and rename it ``*.corrupt`` so no later run reads it again."""
-        target = path.with_name(path.name + suffix)
-        try:
-            os.replace(path, target)
-            where = f"moved to {target.name}"
-        except OSError as err:
-            where = f"could not be moved aside ({err})"
-            quiet = False
-        if not quiet:
+        failed = set_aside(path, suffix)
+        where = failed or f"moved to {path.name + suffix}"
+        if not quiet or failed:
             logger.warning("embedding cache shard ignored, its texts will be encoded again: %s; %s", reason, where)
 
     def _add(self, path: Path, keys: np.ndarray, emb: np.ndarray) -> None:

@@ -173,14 +173,9 @@ class EmbeddingStore:
         return data
 
     def _set_aside(self, path: Path, reason: str, *, suffix: str = ".corrupt", quiet: bool = False) -> None:
-        target = path.with_name(path.name + suffix)
-        try:
-            os.replace(path, target)
-            where = f"moved to {target.name}"
-        except OSError as err:
-            where = f"could not be moved aside ({err})"
-            quiet = False
-        if not quiet:
+        failed = paths.set_aside(path, suffix)
+        where = failed or f"moved to {path.name + suffix}"
+        if not quiet or failed:
             logger.warning("embedding store: %s; %s, its rows will be encoded again", reason, where)
 
     def _read_json(self, path: Path) -> dict:
