@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from test_data_miracl import _corpus
 
 import polyret.data.miracl as miracl
 from polyret.data.miracl import read_corpus
 from polyret.data.records import Benchmark, Candidate, CandidateTable, DataError, Query
-
-
-def _write(path: Path, docs: list[dict], gz: bool = True) -> Path:
-    text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _docs(n: int) -> list[dict]:
@@ -32,7 +20,7 @@ def _docs(n: int) -> list[dict]:
 
 def test_corpus_is_columnar_and_streamed_in_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(miracl, "_BATCH", 4)  # several Arrow batches, concatenated
-    path = _write(tmp_path / "sw.jsonl.gz", _docs(11))
+    path = _corpus(tmp_path / "sw.jsonl.gz", _docs(11), gz=True)
     table = read_corpus(path, "sw")
     assert isinstance(table, CandidateTable) and len(table) == 11
     assert table.ids.type.equals(table.texts.type) and str(table.ids.type) == "large_string"
@@ -47,18 +35,18 @@ def test_duplicate_docid_names_the_line_across_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(miracl, "_BATCH", 2)
     docs = _docs(7)
     docs.insert(5, {"docid": "0#1", "text": "again"})  # written on line 6 (a blank line below shifts it)
-    path = _write(tmp_path / "c.jsonl", docs, gz=False)
+    path = _corpus(tmp_path / "c.jsonl", docs)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n")
     with pytest.raises(DataError, match=r"c\.jsonl:7: duplicate docid '0#1'"):
         read_corpus(path, "sw")
-    _write(path, [{"docid": "a", "text": "x"}, {"docid": "b"}], gz=False)
+    _corpus(path, [{"docid": "a", "text": "x"}, {"docid": "b"}])
     with pytest.raises(DataError, match=r"c\.jsonl:2 \(docid 'b'\): missing 'text'"):
         read_corpus(path, "sw")
 
 
 def test_arrow_cache_is_reused_memory_mapped_and_invalidated_by_a_changed_file(tmp_path, monkeypatch):
-    path = _write(tmp_path / "sw.jsonl.gz", _docs(9))
+    path = _corpus(tmp_path / "sw.jsonl.gz", _docs(9), gz=True)
     cache = tmp_path / "corpora"
     first = read_corpus(path, "sw", cache=cache)
     files = list(cache.glob("*.arrow"))
@@ -70,14 +58,14 @@ def test_arrow_cache_is_reused_memory_mapped_and_invalidated_by_a_changed_file(t
         assert pa.total_allocated_bytes() - before < first.texts.nbytes / 2  # memory-mapped, not copied
     assert again == first
     # a different corpus at the same path (new size and mtime): another key, never the old columns
-    _write(path, _docs(5))
+    _corpus(path, _docs(5), gz=True)
     os.utime(path, ns=(1, 1))
     changed = read_corpus(path, "sw", cache=cache)
     assert len(changed) == 5 and len(list(cache.glob("*.arrow"))) == 2
 
 
 def test_damaged_cache_is_ignored_and_rebuilt(tmp_path, caplog):
-    path = _write(tmp_path / "sw.jsonl.gz", _docs(6))
+    path = _corpus(tmp_path / "sw.jsonl.gz", _docs(6), gz=True)
     cache = tmp_path / "corpora"
     ref = read_corpus(path, "sw", cache=cache)
     (arrow,) = cache.glob("*.arrow")
