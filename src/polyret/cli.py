@@ -192,6 +192,14 @@ def print_results(res) -> None:
         _say(("time: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in t.items()), "dim"))
 
 
+def _check_plan_world_size(world_size: int | None, dry_run: bool, error: type[Exception]) -> None:
+    """``--world-size`` is only for ``--dry-run`` plans, and at least 1."""
+    if world_size is not None and not dry_run:
+        raise error("--world-size only plans (--dry-run); to train on N processes launch with torchrun --nproc_per_node N")
+    if world_size is not None and world_size < 1:
+        raise error(f"--world-size must be >= 1, got {world_size}")
+
+
 @app.command()
 def evaluate(
     model: str = typer.Option("builtin:me5-small", help="builtin:me5-small, a local model folder, or a Hub id."),
@@ -375,10 +383,7 @@ def train(
     # one set of overrides (options, then --set), validated once: `--dev X --set save_steps=1` is fine
     overrides.update(parse_overrides(list(set_ or [])))
     cfg = cfg.replace(**overrides)
-    if world_size is not None and not dry_run:
-        raise ConfigError("--world-size only plans (--dry-run); to train on N processes launch with torchrun --nproc_per_node N")
-    if world_size is not None and world_size < 1:
-        raise ConfigError(f"--world-size must be >= 1, got {world_size}")
+    _check_plan_world_size(world_size, dry_run, ConfigError)
     if dry_run:
         from .training.plan import dry_run as plan_run
 
@@ -462,10 +467,7 @@ def experiment(
     if set_:
         overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
     cfg = cfg.replace(**overrides)
-    if world_size is not None and not dry_run:
-        raise ValueError("--world-size only plans (--dry-run); to train on N processes launch with torchrun --nproc_per_node N")
-    if world_size is not None and world_size < 1:
-        raise ValueError(f"--world-size must be >= 1, got {world_size}")
+    _check_plan_world_size(world_size, dry_run, ValueError)
     if dry_run:
         from .experiment.plan import plan_experiment
 
