@@ -410,7 +410,7 @@ def _train_overrides(recipe: str, pairs: list[str]) -> dict:
 @app.command()
 def experiment(
     config: Path | None = typer.Option(None, help="YAML/JSON experiment config (may name a preset)."),
-    preset: str | None = typer.Option(None, help="cpu (default), smoke, paper."),
+    preset: str | None = typer.Option(None, help="cpu (default), cpu-sweep, smoke, paper."),
     output: Path | None = typer.Option(None, help="Experiment folder (default: runs/experiment-<preset>)."),
     model: str | None = typer.Option(None, help="Override the base model."),
     seeds: int | None = typer.Option(None, help="Train every strategy this many times."),

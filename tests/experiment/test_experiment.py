@@ -33,6 +33,12 @@ def test_smoke_preset_trains_evaluates_and_reports(smoke):
     data = json.loads((out / "report" / "report.json").read_text())
     assert set(data["benchmarks"]["xquad-r:test"]["systems"]) == {"base", "mono", "cross", "hybrid"}
     assert list((out / "report").rglob("*.png"))
+    # mono, cross and hybrid are alpha 1, 0 and .5: the paper's claims are judged and both alpha figures drawn
+    assert "### The paper's claims" in report and "hybrid has less language bias than mono" in report
+    assert len(data["benchmarks"]["xquad-r:test"]["claims"]) == 6
+    for fig in ("alpha_curves", "alpha_plane"):
+        assert fig in report
+        assert list((out / "report" / "figures").glob(f"*{fig}*.png")), fig
 
 
 def test_rerun_reuses_everything(smoke):
@@ -226,3 +232,15 @@ def test_a_folder_of_polyret_0_1_with_old_train_override_keys_is_continued(smoke
         run.write_text(json.dumps(saved))
     again = run_experiment(cfg.replace(output=str(out)), progress=False)
     assert again["done"]["trained"] == [] and again["done"]["evaluated"] == []
+
+
+def test_cpu_sweep_preset_is_the_alpha_grid_with_seeds():
+    """The cpu-sweep preset trains the paper's alpha grid (0 = cross, 1 = mono) with 3 seeds each."""
+    from polyret.report.alpha import system_alpha
+
+    cfg = PRESETS["cpu-sweep"]
+    cfg.validate()
+    names = [s.name for s in cfg.systems()]
+    assert sorted(system_alpha(n) for n in names) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert cfg.seed_values() == [0, 1, 2]
+    assert cfg.languages == ("de", "en", "th", "zh")
