@@ -118,19 +118,30 @@ def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: 
     figs["alpha_curves"] = draw.save(fig, fig_dir / f"{slug}_alpha_curves.png")
 
     if "mono" in keys and "multi" in keys:
-        fig, ax = plt.subplots(figsize=(5.2, 4.4))
+        fig, ax = plt.subplots(figsize=(5.6, 4.8))
         xy = [(s.stats["multi"].mean, s.stats["mono"].mean) for _, s in points]
         front = pareto_front(xy)
-        for (a, s), (x, y) in zip(points, xy):
+        # neighbours along x get their labels above and below in turn, so close points stay readable
+        label_order = {i: k for k, i in enumerate(sorted(range(len(xy)), key=lambda i: xy[i]))}
+        for i, ((a, s), (x, y)) in enumerate(zip(points, xy)):
             _, xl, xh, _ = _interval(s, "multi")
             _, yl, yh, _ = _interval(s, "mono")
             xerr = [[x - xl], [xh - x]] if np.isfinite(xl) else None
             yerr = [[y - yl], [yh - y]] if np.isfinite(yl) else None
             pure = s.name in ("mono", "cross")
-            ax.errorbar(
-                x, y, xerr=xerr, yerr=yerr, marker="s" if pure else "o", color="#d62728" if pure else "#1f77b4", capsize=2
+            color = "#d62728" if pure else "#1f77b4"
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.35, capsize=2, linewidth=1)
+            ax.plot([x], [y], marker="s" if pure else "o", color=color, markersize=7, linestyle="none")
+            label = f"{s.name} (α {a:g})" if not s.name.startswith("hybrid-a") else f"α {a:g}"
+            up = label_order[i] % 2 == 0  # above and to the right, or below and to the left
+            ax.annotate(
+                label,
+                (x, y),
+                textcoords="offset points",
+                xytext=(5, 7) if up else (-5, -13),
+                ha="left" if up else "right",
+                fontsize=7,
             )
-            ax.annotate(f"{s.name} (alpha {a:g})", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if len(front) > 1:
             ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], color="#2ca02c", linewidth=1.5, label="Pareto front")
         elif front:
@@ -149,7 +160,9 @@ def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         ax.set_title(
-            f"{bench.id}: mono vs multi trade-off over alpha\n(up and right is better; squares = pure strategies)", fontsize=9
+            f"{bench.id}: mono vs multi trade-off over alpha\n(up and right is better; squares = pure strategies;\n"
+            "faint bars: each score's own 95% CI; paired differences: the claims table)",
+            fontsize=8,
         )
         fig.tight_layout()
         figs["alpha_plane"] = draw.save(fig, fig_dir / f"{slug}_alpha_plane.png")
