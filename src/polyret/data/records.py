@@ -56,13 +56,15 @@ class CandidateTable(Sequence[Candidate]):
     """Every candidate of a benchmark as columns, not one Python object per passage.
 
     ``ids``, ``texts`` (and ``contexts``, LAReQA's paragraphs) are Arrow ``large_string`` arrays (one
-    buffer of bytes plus offsets, possibly memory-mapped from an Arrow IPC file); languages are
+    buffer of bytes plus offsets), or chunked arrays of them (kept chunked, not concatenated: e.g. the
+    record batches of a memory-mapped Arrow IPC file); languages are
     int16 codes into :attr:`lang_names`. It behaves as a read-only sequence of :class:`Candidate`
     (``len``, ``table[i]`` builds one lazily, iteration, slicing); code that needs every row should
     read the columns instead.
 
     Args:
-        ids: candidate ids (unique across the benchmark), an Arrow string array or a list of str.
+        ids: candidate ids (unique across the benchmark), an Arrow string array (or chunked array) or a
+            list of str.
         lang_codes: (n,) integer codes into ``lang_names``.
         lang_names: the language of each code.
         texts: the texts encoded, aligned with ``ids``.
@@ -85,7 +87,7 @@ class CandidateTable(Sequence[Candidate]):
             raise ValueError("candidate language codes out of range of lang_names")
         if self.ids.null_count or self.texts.null_count:
             raise ValueError("candidate ids and texts must not be null")
-        assert isinstance(self.ids, pa.Array)
+        assert isinstance(self.ids, (pa.Array, pa.ChunkedArray))
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -139,8 +141,8 @@ class CandidateTable(Sequence[Candidate]):
         if isinstance(other, CandidateTable):
             return (
                 len(self) == len(other)
-                and self.ids.equals(other.ids)
-                and self.texts.equals(other.texts)
+                and _chunked(self.ids).equals(_chunked(other.ids))
+                and _chunked(self.texts).equals(_chunked(other.texts))
                 and bool(np.array_equal(self.langs, other.langs))
                 and self.context_list() == other.context_list()
             )
@@ -216,9 +218,21 @@ class CandidateTable(Sequence[Candidate]):
         return dup[0].as_py()
 
 
+def _chunked(values):
+    """``values`` as a ChunkedArray (its chunking does not matter to ``equals``)."""
+    import pyarrow as pa
+
+    return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
+
+
 def _str_array(values) -> np.ndarray:
-    """An Arrow ``large_string`` array as a numpy ``<U`` array; the bytes are scattered into a
-    fixed-width buffer directly, so no Python object is made per row (non-ASCII: via a list)."""
+    """An Arrow ``large_string`` array (or chunked array) as a numpy ``<U`` array; the bytes are
+    scattered into a fixed-width buffer directly, so no Python object is made per row (non-ASCII: via a list)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        parts = [_str_array(c) for c in values.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype="<U1")
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype="<U1")
@@ -238,11 +252,17 @@ def _str_array(values) -> np.ndarray:
 
 
 def _large_strings(values):
-    """``values`` (an Arrow array, chunked array, or a list of str) as one ``large_string`` Arrow array."""
+    """``values`` as ``large_string`` Arrow data: an Arrow array stays one array, a chunked array stays
+    chunked (one chunk: that array), so memory-mapped batches are never copied; a list of str becomes an array."""
     import pyarrow as pa
 
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        if values.num_chunks == 1:
+            values = values.chunk(0)
+        elif values.num_chunks == 0:
+            values = pa.array([], type=pa.large_string())
+        else:
+            return values if values.type == pa.large_string() else values.cast(pa.large_string())
     if not isinstance(values, pa.Array):
         values = pa.array(list(values), type=pa.large_string())
     if values.type != pa.large_string():
