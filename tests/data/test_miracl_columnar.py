@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -158,3 +159,26 @@ def test_duplicate_docid_leaves_no_cache(tmp_path):
     with pytest.raises(DataError, match=r"sw\.jsonl:3: duplicate docid 'a'"):
         read_corpus(path, "sw", cache=cache)
     assert not list(cache.glob("*.arrow")) and not list(cache.glob(".*"))
+
+
+def _rss_file_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_release_pages_drops_the_mapped_texts_from_rss_and_they_stay_readable(tmp_path):
+    docs = [{"docid": f"d{i}", "title": "", "text": f"{i} " + "x" * 400} for i in range(20_000)]  # ~8 MB of text
+    path = _corpus(tmp_path / "sw.jsonl", docs)
+    table = read_corpus(path, "sw", cache=tmp_path / "corpora")
+    assert sum(len(t) for t in table.texts.to_pylist()) > 8_000_000  # every text page touched
+    before = _rss_file_kib()
+    table.release_pages()
+    dropped = before - _rss_file_kib()
+    assert dropped * 1024 > table.texts.nbytes / 2, (before, dropped)
+    assert table[19_999].text == docs[-1]["text"] and table == _expected(docs)  # read back from the file
+    in_memory = _expected(docs[:3])
+    in_memory.release_pages()  # not mapped: nothing happens
+    assert in_memory[2].text == docs[2]["text"]

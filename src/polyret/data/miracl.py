@@ -147,8 +147,19 @@ def _write_columns(path: Path, target: Path) -> int:
 
 
 def _open_columns(file: Path, lang: str) -> CandidateTable:
-    """The columns of a corpus IPC file, memory-mapped (chunked: one chunk per record batch)."""
-    reader = pa.ipc.open_file(pa.memory_map(str(file), "r"))
+    """The columns of a corpus IPC file, memory-mapped (chunked: one chunk per record batch).
+
+    The file is mapped with Python's ``mmap`` (read-only) and handed to Arrow zero-copy, so the table
+    can later drop the pages it touched from the process's RSS (:meth:`CandidateTable.release_pages`).
+    """
+    import mmap
+
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    reader = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapping)))
     meta = reader.schema.metadata or {}
     if meta.get(b"format") != CORPUS_CACHE_FORMAT.encode() or not reader.schema.equals(SCHEMA, check_metadata=False):
         raise ValueError(f"not a {CORPUS_CACHE_FORMAT} file")
@@ -157,7 +168,20 @@ def _open_columns(file: Path, lang: str) -> CandidateTable:
         raise ValueError("no passages")
     ids = pa.chunked_array([b.column(0) for b in batches], type=pa.large_string())
     texts = pa.chunked_array([b.column(1) for b in batches], type=pa.large_string())
-    return CandidateTable(ids, np.zeros(len(ids), dtype=np.int16), (lang,), texts)
+    table = CandidateTable(ids, np.zeros(len(ids), dtype=np.int16), (lang,), texts)
+    table.mapping = mapping
+    return table
+
+
+def _read_cached(cache_file: Path, lang: str) -> CandidateTable | None:
+    """The cached columns, memory-mapped; None (and the file removed) when unreadable. A cache file is
+    renamed into place only after its docids were found unique, so the table is marked unique."""
+    try:
+        return _open_columns(cache_file, lang).mark_unique()
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        logger.warning("%s: unreadable corpus cache (%s); reading the corpus again", cache_file, exc)
+        cache_file.unlink(missing_ok=True)
+        return None
 
 
 def _check_unique(table: CandidateTable, path: Path) -> None:
@@ -185,16 +209,6 @@ def _corpus_cache_file(path: Path, lang: str, cache: bool | str | os.PathLike) -
     key = f"{CORPUS_CACHE_FORMAT}\x00{lang}\x00{path.resolve()}\x00{st.st_size}\x00{st.st_mtime_ns}"
     root = cache_dir() / "corpora" if cache is True else Path(cache)
     return root / f"{path.name.split('.')[0]}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.arrow"
-
-
-def _read_cached(cache_file: Path, lang: str) -> CandidateTable | None:
-    """The cached columns, memory-mapped; None (and the file removed) when unreadable."""
-    try:
-        return _open_columns(cache_file, lang)
-    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
-        logger.warning("%s: unreadable corpus cache (%s); reading the corpus again", cache_file, exc)
-        cache_file.unlink(missing_ok=True)
-        return None
 
 
 def load_miracl(

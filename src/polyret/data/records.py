@@ -79,6 +79,7 @@ class CandidateTable(Sequence[Candidate]):
         self.contexts = None if contexts is None else _large_strings(contexts)
         self.lang_codes = np.asarray(lang_codes, dtype=np.int16)
         self.lang_names = tuple(lang_names)
+        self.mapping = None  # the read-only mmap the columns live in, when a loader mapped a file
         n = len(self.ids)
         for name, col in (("texts", self.texts), ("lang_codes", self.lang_codes), ("contexts", self.contexts)):
             if col is not None and len(col) != n:
@@ -198,24 +199,71 @@ class CandidateTable(Sequence[Candidate]):
         )
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
-        """The row of each of ``ids`` (-1 where absent), found by Arrow's hash lookup, not a dict."""
+        """The row of each of ``ids`` (-1 where absent; the first row when an id repeats).
+
+        The candidate ids are scanned against a hash set of ``ids`` (Arrow's ``index_in``), not the
+        other way round: memory is that small set plus one int32 per candidate for the scan, never a
+        hash table of the whole corpus (which Arrow's allocator would keep as resident memory).
+        """
         import pyarrow as pa
         import pyarrow.compute as pc
 
         if not len(ids):
             return np.zeros(0, dtype=np.int64)
-        found = pc.index_in(pa.array(list(ids), type=pa.large_string()), value_set=self.ids)
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        wanted = pa.array(list(ids), type=pa.large_string())
+        keys = pc.unique(wanted)
+        hit = pc.index_in(self.ids, value_set=keys)  # per candidate: its key's index, or null
+        valid = pc.is_valid(hit)
+        rows = np.flatnonzero(valid.to_numpy(zero_copy_only=False))
+        which = pc.filter(hit, valid).to_numpy(zero_copy_only=False).astype(np.int64)
+        del hit, valid
+        first = np.full(len(keys), -1, dtype=np.int64)
+        if len(rows):
+            key, at = np.unique(which, return_index=True)  # rows ascend: the first row of each key
+            first[key] = rows[at]
+        release_arrow_memory()
+        return first[pc.index_in(wanted, value_set=keys).to_numpy(zero_copy_only=False).astype(np.int64)]
+
+    def release_pages(self) -> None:
+        """Drop the pages of a memory-mapped table (``mapping``: the loader's read-only ``mmap`` of its
+        file) from this process's resident memory; they stay in the page cache and a later read faults
+        them back in. Call it when a pass over the texts (encoding) is done, so they do not count in
+        the search's RSS. A no-op for a table held in memory."""
+        import mmap
+
+        mapping = getattr(self, "mapping", None)
+        if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)  # a read-only file mapping: nothing is lost
+
+    def mark_unique(self) -> CandidateTable:
+        """Record that the ids are known to be unique (checked by the loader), so
+        :meth:`first_duplicate` does not hash every id again; returns the table."""
+        self._unique = True
+        return self
 
     def first_duplicate(self) -> str | None:
-        """An id that occurs more than once, or None."""
+        """An id that occurs more than once, or None (remembered once no id repeats)."""
         import pyarrow.compute as pc
 
-        if len(pc.unique(self.ids)) == len(self.ids):
+        if getattr(self, "_unique", False):
             return None
-        counts = pc.value_counts(self.ids)
-        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-        return dup[0].as_py()
+        try:
+            if len(pc.unique(self.ids)) == len(self.ids):
+                self._unique = True
+                return None
+            counts = pc.value_counts(self.ids)
+            dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+            return dup[0].as_py()
+        finally:  # the hash table of every id is gone: give its pages back, not keep them resident
+            release_arrow_memory()
+
+
+def release_arrow_memory() -> None:
+    """Return the Arrow allocator's unused pages to the OS (after a corpus-wide hash or sort: jemalloc /
+    mimalloc keep freed pages resident otherwise, and they would count in every later phase's RSS)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _chunked(values):

@@ -564,6 +564,7 @@ def evaluate(
         store_threshold=cfg.store_threshold,
         devices=cfg.devices,
     )
+    bench.candidates.release_pages()  # the texts' mapped pages are done with: not resident during the search
     t_encoded = time.perf_counter()
     if distributed.world_size() > 1:
         return _score_on_main(
