@@ -4,6 +4,7 @@ peak RSS below 1.5x the embedding matrix plus a constant, cold and warm, in time
 
     nice -n 19 python bench/bench_miracl_e2e.py --sizes 100000,300000,1000000 [--work DIR] [--lang sw]
         [--hidden 64] [--words 4,12] [--max-seq-length 32] [-- extra polyret evaluate options]
+    python bench/bench_miracl_e2e.py --from-json run-a.out run-b.out   # the tables of saved runs
 
 Data: the real MIRACL dev topics and qrels of ``--lang`` (sw: 482 queries with judgements) from
 POLYRET_DATA_DIR, and a synthetic ``corpus/<lang>.jsonl.gz`` of N passages whose first ones carry every
@@ -148,6 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-seq-length", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--runs", default="cold,warm")
+    p.add_argument("--from-json", nargs="+", metavar="FILE", help="print the tables from saved stdout JSON lines; run nothing")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default="", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
@@ -155,6 +157,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.child:
         return child(args, extra)
+    if args.from_json:
+        saved = [json.loads(line) for f in args.from_json for line in Path(f).read_text().splitlines() if line.startswith("{")]
+        report(sorted(saved, key=lambda r: (r["n"], r["run"] != "cold")), args.hidden)
+        return 0
     sys.path.insert(0, str(HERE))
     from bench_corpus_scale import make_data
     from bench_encode_scale import WORDS, build_model
@@ -210,21 +216,30 @@ def report(rows: list[dict], dim: int) -> None:
                 f"| {r['n']} | {r['run']} | {ph['phase']} | {ph['wall_s']:.1f} | {ph['cpu_s']:.1f} | {ph['peak_mib']:.0f} | "
                 f"{ph['end_rss_mib']:.0f} ({ph['end_anon_mib']:.0f} + {ph['end_file_mib']:.0f}) |"
             )
+    import numpy as np
+
     for run in sorted({r["run"] for r in rows}):
         sel = sorted((r for r in rows if r["run"] == run), key=lambda r: r["n"])
         if len(sel) < 2:
             continue
-        a, b = sel[0], sel[-1]
-        slope = (b["peak_mib"] - a["peak_mib"]) * MIB / (b["n"] - a["n"])
-        const = a["peak_mib"] * MIB - slope * a["n"]
+        n = np.asarray([r["n"] for r in sel], dtype=float)
+        peak = np.asarray([r["peak_mib"] * MIB for r in sel])
+        cpu = np.asarray([r["cpu_s"] for r in sel])
+        slope, const = np.polyfit(n, peak, 1)  # least squares over every size
+        c_slope, c_const = np.polyfit(n, cpu, 1)
+        worst = np.max(np.abs(peak - (const + slope * n))) / MIB
+        c_worst = np.max(np.abs(cpu - (c_const + c_slope * n)))
         other = slope - row_b
-        cpu = b["cpu_s"] / a["cpu_s"]
         print(
-            f"\n{run}: peak RSS = {const / MIB:.0f} MiB + {slope:.0f} B/passage (row {row_b} B: {slope / row_b:.2f}x the "
-            f"matrix; {other:.0f} B/passage beyond the row); CPU {cpu:.2f}x for {b['n'] / a['n']:.1f}x passages"
+            f"\n{run}: peak RSS = {const / MIB:.0f} MiB + {slope:.0f} B/passage (fit over {len(sel)} sizes, worst residual "
+            f"{worst:.0f} MiB); the row is {row_b} B, so {slope / row_b:.2f}x the matrix ({other:.0f} B/passage beyond it)"
         )
+        print(f"  CPU = {c_const:.0f} s + {1e6 * c_slope:.0f} us/passage (worst residual {c_worst:.1f} s)")
         big = 4 * 1024
-        print(f"  dim 1024 float32 ({big} B rows), peak = {const / MIB:.0f} MiB + N x ({big} + {other:.0f}) B:")
+        print(
+            f"  dim 1024 float32 ({big} B rows): peak ~ {const / MIB:.0f} MiB + N x ({big} + {other:.0f}) B = "
+            f"{(big + other) / big:.3f}x the matrix + constant:"
+        )
         by_size = sorted(MIRACL_PASSAGES.items(), key=lambda kv: kv[1])
         print("  " + ", ".join(f"{k} {(const + v * (big + other)) / 2**30:.1f} GiB" for k, v in by_size))
 
