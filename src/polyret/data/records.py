@@ -162,9 +162,26 @@ class CandidateTable(Sequence[Candidate]):
         """The language of every candidate as a numpy str array (``lang_codes`` is the compact form)."""
         return np.asarray(self.lang_names or ("",), dtype=str)[self.lang_codes]
 
-    def id_array(self) -> np.ndarray:
-        """The ids as a numpy str array, built from Arrow's buffers (no Python str per id) when ASCII."""
-        return _str_array(self.ids)
+    def id_array(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The ids (of ``rows`` only, when given) as a numpy str array, built from Arrow's buffers (no
+        Python str per id) when ASCII. Only the ids column is read: never the texts' pages.
+
+        Args:
+            rows: candidate row indices (None: every candidate).
+        """
+        import pyarrow as pa
+
+        if rows is None:
+            return _str_array(self.ids)
+        return _str_array(self.ids.take(pa.array(np.asarray(rows, dtype=np.int64))))
+
+    def lang_array(self, rows: np.ndarray) -> np.ndarray:
+        """The languages of ``rows`` as a numpy str array (``langs`` for a subset, without one entry per candidate).
+
+        Args:
+            rows: candidate row indices.
+        """
+        return np.asarray(self.lang_names or ("",), dtype=str)[self.lang_codes[np.asarray(rows, dtype=np.int64)]]
 
     def id_list(self) -> list[str]:
         return self.ids.to_pylist()

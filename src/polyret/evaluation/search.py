@@ -449,13 +449,12 @@ def build_run_table(
     cols = out.columns()
     # the table names only the candidates its rows hold (retrieved or relevant), not the whole corpus
     named, cols["doc"] = np.unique(cols["doc"], return_inverse=True)
-    kept = benchmark.candidates.take(named)
     return RunTable(
         settings=list(settings),
         query_ids=np.asarray([q.id for q in benchmark.queries], dtype=str),
         query_langs=np.asarray([q.lang for q in benchmark.queries], dtype=str),
-        doc_ids=kept.id_array(),
-        doc_langs=kept.langs,
+        doc_ids=benchmark.candidates.id_array(named),  # the ids column only: the texts' pages stay untouched
+        doc_langs=benchmark.candidates.lang_array(named),
         k=int(k),
         exact_ranks=backend in EXACT_RANK_BACKENDS,
         benchmark_id=benchmark.id,
