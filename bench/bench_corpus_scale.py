@@ -50,21 +50,35 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def make_data(root: Path, n: int, dim: int, seed: int = 0) -> Path:
-    """``root/data/miracl/{topics,qrels,corpus}`` and ``root/emb-<dim>.npy``; skipped when present."""
+def make_data(
+    root: Path, n: int, dim: int | None, seed: int = 0, *, words: tuple[int, int] = (40, 40), vocab=None, lang: str = LANG
+) -> Path:
+    """``root/data/miracl/{topics,qrels,corpus}`` and ``root/emb-<dim>.npy``; skipped when present.
+
+    Args:
+        root: the folder to write under.
+        n: passages in the synthetic corpus (the first ones carry every judged docid of ``lang``).
+        dim: the dimension of the seeded unit-vector embeddings written beside it (None: none).
+        seed: the corpus and embedding seed.
+        words: (fewest, most) words per passage text.
+        vocab: the words drawn from (None: the words of ``lang``'s real topics).
+        lang: the MIRACL language whose real topics and qrels are copied.
+    """
     from polyret.data.trec import read_qrels
 
     shared = Path(os.environ.get("POLYRET_DATA_DIR", "/work/shared/data")) / "miracl"
     data = root / "data" / "miracl"
-    corpus = data / "corpus" / f"{LANG}.jsonl.gz"
+    corpus = data / "corpus" / f"{lang}.jsonl.gz"
     if not corpus.exists():
         for kind in ("topics", "qrels"):
             (data / kind).mkdir(parents=True, exist_ok=True)
-            name = f"{kind}.miracl-v1.0-{LANG}-dev.tsv"
+            name = f"{kind}.miracl-v1.0-{lang}-dev.tsv"
             shutil.copy(shared / kind / name, data / kind / name)
-        judged = sorted({d for rel in read_qrels(data / "qrels" / f"qrels.miracl-v1.0-{LANG}-dev.tsv").values() for d in rel})
-        words = (shared / "topics" / f"topics.miracl-v1.0-{LANG}-dev.tsv").read_text(encoding="utf-8").split()
-        vocab = np.asarray(sorted({w for w in words if not w.isdigit()}), dtype=object)
+        judged = sorted({d for rel in read_qrels(data / "qrels" / f"qrels.miracl-v1.0-{lang}-dev.tsv").values() for d in rel})
+        if vocab is None:
+            topic_words = (shared / "topics" / f"topics.miracl-v1.0-{lang}-dev.tsv").read_text(encoding="utf-8").split()
+            vocab = sorted({w for w in topic_words if not w.isdigit()})
+        vocab = np.asarray(list(vocab), dtype=object)
         rng = np.random.default_rng(seed)
         corpus.parent.mkdir(parents=True, exist_ok=True)
         tmp = corpus.with_suffix(".tmp")
@@ -73,11 +87,12 @@ def make_data(root: Path, n: int, dim: int, seed: int = 0) -> Path:
             filler = (f"{i}#{j}" for i in range(10**9) for j in range(5))
             for i in range(n):
                 docid = judged[i] if i < len(judged) else next(d for d in filler if d not in judged_set)
-                text = " ".join(vocab[rng.integers(0, len(vocab), 40)])
+                size = words[0] if words[0] == words[1] else int(rng.integers(words[0], words[1] + 1))
+                text = " ".join(vocab[rng.integers(0, len(vocab), size)])
                 fh.write(json.dumps({"docid": docid, "title": f"Kichwa {i % 997}", "text": text}, ensure_ascii=False) + "\n")
         tmp.rename(corpus)
     emb = root / f"emb-{dim}.npy"
-    if not emb.exists():
+    if dim is not None and not emb.exists():
         rng = np.random.default_rng(seed + 1)
         out = np.lib.format.open_memmap(emb.with_suffix(".tmp"), mode="w+", dtype=np.float32, shape=(n, dim))
         for lo in range(0, n, 1 << 16):

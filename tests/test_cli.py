@@ -192,6 +192,13 @@ def test_experiment_config_file_refuses_reserved_train_override(tmp_path):
         (["--backend", "annoy"], "annoy"),
         (["--model", "./no/such/model"], "./no/such/model"),
         (["--model", "builtin:nope"], "builtin:nope"),
+        (["--precision", "fp8"], "--precision: unknown 'fp8'"),
+        (["--store-dtype", "int8"], "--store-dtype: unknown 'int8'"),
+        (["--store-threshold", "-1"], "--store-threshold must be an integer >= 0"),
+        (["--max-tokens", "0"], "--max-tokens must be an integer >= 1"),
+        (["--devices", "cuda:0,gpu 1"], "--devices: 'gpu 1' is not a device name"),
+        (["--benchmark", "miracl/sw", "--corpus", "no/such/corpus.jsonl"], "--corpus: no corpus file at no/such/corpus.jsonl"),
+        (["--benchmark", "xquad-r:test", "--corpus", __file__], "--corpus is for MIRACL-format benchmarks"),
     ],
 )
 def test_evaluate_checks_every_option_before_loading_anything(tmp_path, monkeypatch, args, named):

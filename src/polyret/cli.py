@@ -224,13 +224,34 @@ def evaluate(
         False, help="Also write run.npz and a TREC run (run.trec: top-k plus each deeper relevant candidate at its true rank)."
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
+    devices: str | None = typer.Option(
+        None, help="Encode with one worker process per device, e.g. cuda:0,cuda:1 (one machine; under torchrun use ranks)."
+    ),
+    precision: str = typer.Option("fp32", help="Inference precision: fp32, bf16 or fp16 (autocast; cached apart from fp32)."),
+    store_dtype: str = typer.Option("float32", help="Rows of a corpus's embedding store: float32 or float16 (half the RAM)."),
+    store_threshold: int = typer.Option(
+        100_000, help="Candidates from which a corpus goes to the memory-mapped embedding store (not the per-text cache)."
+    ),
+    max_tokens: int = typer.Option(4096, help="Most padded tokens per encoding batch (texts x longest text)."),
+    corpus: Path | None = typer.Option(
+        None,
+        help="With --benchmark miracl/<lang>: evaluate this MIRACL-format corpus JSONL(.gz) ({docid, title, text} lines) "
+        "against that language's topics and qrels, instead of the data dir's corpus.",
+    ),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
     from . import distributed
     from .evaluation import evaluate as run_evaluate
 
     distributed.init_from_env()  # under torchrun: every rank encodes, rank 0 searches and writes
-    langs, fams = _split(languages), _split(families)
+    langs, fams, device_list = _split(languages), _split(families), _split(devices)
+    encode_options = {
+        "precision": precision,
+        "store_dtype": store_dtype,
+        "store_threshold": store_threshold,
+        "devices": device_list,
+        "max_tokens": max_tokens,
+    }
     check_evaluate_options(
         model,
         benchmark,
@@ -241,6 +262,8 @@ def evaluate(
         backend=backend,
         max_seq_length=max_seq_length,
         output=output,
+        encode_options=encode_options,
+        corpus=corpus,
     )
     res = run_evaluate(
         model,
@@ -259,6 +282,8 @@ def evaluate(
         passage_prompt=passage_prompt,
         cache=not no_cache,
         device=device,
+        corpus=str(corpus) if corpus is not None else None,
+        **encode_options,
     )
     if not distributed.is_main():
         return  # rank 0 prints and writes the TREC run
@@ -281,6 +306,8 @@ def check_evaluate_options(
     backend: str = "exact",
     max_seq_length: int | None = None,
     output: Path | None = None,
+    encode_options: dict | None = None,
+    corpus: Path | None = None,
 ) -> None:
     """Check every ``evaluate`` option before a model loads or a text is encoded.
 
@@ -290,6 +317,9 @@ def check_evaluate_options(
         k, batch_size, max_seq_length: >= 1.
         backend: one of the search backends.
         output: a folder that can be created and written (or None).
+        encode_options: precision, store_dtype, store_threshold, devices, max_tokens
+            (:func:`polyret.evaluation.evaluate.check_encode_options`; None: the defaults).
+        corpus: a corpus file for a ``miracl/<lang>`` benchmark (must exist).
 
     Raises:
         ValueError (DataError, ModelError) naming the option and the value.
@@ -314,6 +344,15 @@ def check_evaluate_options(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if backend not in BACKENDS:
         raise ValueError(f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if encode_options is not None:
+        from .evaluation.evaluate import check_encode_options
+
+        check_encode_options(**encode_options, option=lambda key: "--" + key.replace("_", "-"))
+    if corpus is not None:
+        if not benchmark.startswith("miracl/"):
+            raise ValueError(f"--corpus is for MIRACL-format benchmarks (miracl/<lang>), not {benchmark}")
+        if not corpus.is_file():
+            raise ValueError(f"--corpus: no corpus file at {corpus}")
     check_model_spec(model)
     if output is not None:
         check_writable(output)

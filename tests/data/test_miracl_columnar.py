@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -67,7 +68,7 @@ def test_arrow_cache_is_reused_memory_mapped_and_invalidated_by_a_changed_file(t
 def test_damaged_cache_is_ignored_and_rebuilt(tmp_path, caplog):
     path = _corpus(tmp_path / "sw.jsonl.gz", _docs(6), gz=True)
     cache = tmp_path / "corpora"
-    ref = read_corpus(path, "sw", cache=cache)
+    ref = CandidateTable.from_records(read_corpus(path, "sw", cache=cache))  # a copy: the file is damaged in place below
     (arrow,) = cache.glob("*.arrow")
     arrow.write_bytes(arrow.read_bytes()[:40])  # truncated
     back = read_corpus(path, "sw", cache=cache)
@@ -92,3 +93,92 @@ def test_candidate_table_as_a_sequence_and_benchmark_field():
         bench.candidates[5]
     wide = CandidateTable.from_records([Candidate("ä-1", "de", ""), Candidate("b", "de", "")])
     assert wide.id_array().tolist() == ["ä-1", "b"]  # non-ASCII ids: the list path
+
+
+def _expected(docs: list[dict]) -> CandidateTable:
+    """The table the in-memory path built (one Candidate per passage), to compare the streamed one with."""
+    return CandidateTable.from_records(
+        Candidate(d["docid"], "sw", f"{d['title']} {d['text']}".strip() if d.get("title") else d["text"]) for d in docs
+    )
+
+
+def test_cold_read_streams_batches_into_the_cache_file_and_maps_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(miracl, "_BATCH", 4)
+    docs = _docs(11)
+    path = _corpus(tmp_path / "sw.jsonl.gz", docs, gz=True)
+    cache = tmp_path / "corpora"
+    before = pa.total_allocated_bytes()
+    cold = read_corpus(path, "sw", cache=cache)
+    assert pa.total_allocated_bytes() - before < cold.texts.nbytes / 2  # the cold read maps the file, holds no copy
+    assert cold == _expected(docs)  # the same content as the in-memory path
+    (arrow,) = cache.glob("*.arrow")
+    reader = pa.ipc.open_file(str(arrow))
+    assert reader.num_record_batches == 3 and reader.read_all().num_rows == 11  # one batch per 4 passages
+    assert isinstance(cold.texts, pa.ChunkedArray) and cold.texts.num_chunks == 3
+    assert cold.id_array().tolist() == [d["docid"] for d in docs]
+    assert cold.positions(["3#1", "0#0", "zz"]).tolist() == [10, 0, -1]
+    assert cold.take(np.asarray([10, 1])).id_list() == ["3#1", "0#1"]
+    warm = read_corpus(path, "sw", cache=cache)
+    assert warm == cold and warm == _expected(docs)
+    assert read_corpus(path, "sw") == _expected(docs)  # no cache: a temp file, mapped, the same content
+
+
+def test_interrupted_cold_read_leaves_no_trusted_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(miracl, "_BATCH", 2)
+    docs = _docs(9)
+    path = _corpus(tmp_path / "sw.jsonl", docs)
+    cache = tmp_path / "corpora"
+    real = miracl.jsonl_objects
+
+    def interrupted(p):
+        for i, item in enumerate(real(p)):
+            if i == 5:  # two batches are already in the file
+                raise KeyboardInterrupt
+            yield item
+
+    with monkeypatch.context() as m:
+        m.setattr(miracl, "jsonl_objects", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            read_corpus(path, "sw", cache=cache)
+    assert not list(cache.glob("*.arrow")) and not list(cache.glob(".*"))  # nothing kept, not even the temp file
+    # a process killed mid-write leaves a temp file beside the cache name (with a footer, even): never read
+    key = miracl._corpus_cache_file(path, "sw", cache)
+    half = cache / f".{key.name}.abc123.tmp"
+    miracl._write_columns(_corpus(tmp_path / "half.jsonl", docs[:3]), half)
+    parsed = []
+    with monkeypatch.context() as m:
+        m.setattr(miracl, "jsonl_objects", lambda p: (parsed.append(p), real(p))[1])
+        table = read_corpus(path, "sw", cache=cache)
+    assert parsed == [path] and table == _expected(docs)  # parsed again, whole
+    assert [f.name for f in cache.glob("*.arrow")] == [key.name]
+
+
+def test_duplicate_docid_leaves_no_cache(tmp_path):
+    path = _corpus(tmp_path / "sw.jsonl", [{"docid": "a", "text": "x"}, {"docid": "b", "text": "y"}, {"docid": "a", "text": "z"}])
+    cache = tmp_path / "corpora"
+    with pytest.raises(DataError, match=r"sw\.jsonl:3: duplicate docid 'a'"):
+        read_corpus(path, "sw", cache=cache)
+    assert not list(cache.glob("*.arrow")) and not list(cache.glob(".*"))
+
+
+def _rss_file_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_release_pages_drops_the_mapped_texts_from_rss_and_they_stay_readable(tmp_path):
+    docs = [{"docid": f"d{i}", "title": "", "text": f"{i} " + "x" * 400} for i in range(20_000)]  # ~8 MB of text
+    path = _corpus(tmp_path / "sw.jsonl", docs)
+    table = read_corpus(path, "sw", cache=tmp_path / "corpora")
+    assert sum(len(t) for t in table.texts.to_pylist()) > 8_000_000  # every text page touched
+    before = _rss_file_kib()
+    table.release_pages()
+    dropped = before - _rss_file_kib()
+    assert dropped * 1024 > table.texts.nbytes / 2, (before, dropped)
+    assert table[19_999].text == docs[-1]["text"] and table == _expected(docs)  # read back from the file
+    in_memory = _expected(docs[:3])
+    in_memory.release_pages()  # not mapped: nothing happens
+    assert in_memory[2].text == docs[2]["text"]

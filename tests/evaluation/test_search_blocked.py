@@ -74,7 +74,9 @@ def test_peak_memory_never_holds_queries_by_corpus_scores(tmp_path, monkeypatch)
     # the ranks are still the full ranks: against a dense reference
     s = q @ c.T
     rel = run.relevance > 0
-    for qi, d, r in zip(run.query[rel][:50], run.doc[rel][:50], run.rank[rel][:50]):
+    row = bench.candidates.positions(run.doc_ids)  # the run names only what it holds: back to corpus rows by id
+    assert len(run.doc_ids) < len(bench.candidates) // 2  # not one entry per candidate of the corpus
+    for qi, d, r in zip(run.query[rel][:50], row[run.doc[rel][:50]], run.rank[rel][:50]):
         assert r == 1 + int(np.count_nonzero(s[qi] > s[qi, d])), (qi, d)
 
 
@@ -112,3 +114,26 @@ def test_rows_gathers_unordered_and_repeated_indices(tmp_path):
 def _save(tmp_path, c):
     np.save(tmp_path / "c.npy", c)
     return tmp_path / "c.npy"
+
+
+def test_run_table_names_held_candidates_without_reading_a_text():
+    """The search reads ids (tie keys, the run table's names) and embeddings, never a candidate text:
+    a memory-mapped corpus's text pages stay out of the search's RSS."""
+
+    class Untouchable:
+        def __init__(self, real):
+            self.real = real
+
+        def __len__(self):
+            return len(self.real)
+
+        null_count = 0
+
+        def __getattr__(self, name):
+            raise AssertionError(f"the search read the texts ({name})")
+
+    bench, q, c = _big_mono(500, 20, 8)
+    bench.candidates.texts = Untouchable(bench.candidates.texts)
+    run = build_run_table(bench, q, c, k=5)
+    assert len(run.doc_ids) < 500 and set(run.doc_ids[run.doc]) <= set(bench.candidates.id_list())
+    assert (run.doc_langs == "sw").all()

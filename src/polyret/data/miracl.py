@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from polyret.data.download import (
     Fetch,
@@ -57,9 +56,16 @@ _BATCH = 1 << 16  # passages converted to Arrow at a time while streaming
 def read_corpus(path: str | os.PathLike, lang: str, *, cache: bool | str | os.PathLike = False) -> CandidateTable:
     """Passages of a MIRACL corpus JSONL (``.gz`` ok) as a columnar table of candidates in ``lang``.
 
-    Lines are streamed and turned into Arrow string arrays a batch at a time, so memory holds the
-    texts' bytes and offsets, never one Python object per passage. Errors name ``file:line``
-    (missing docid or text, a non-string title, a duplicate docid).
+    Lines are streamed, turned into Arrow string arrays a batch (``_BATCH`` passages) at a time, and
+    each batch is written to an Arrow IPC file as soon as it is full; the finished file is then
+    memory-mapped. So memory holds one batch of Python strings plus the mapped file's pages, never one
+    Python object per passage nor a second copy of the texts. The columns are chunked (one chunk per
+    batch). Errors name ``file:line`` (missing docid or text, a non-string title, a duplicate docid).
+
+    With a cache the IPC file is written under a temp name beside the cache file and renamed into place
+    only after the last batch, the footer and the duplicate check: an interrupted or failed read leaves
+    no cache file (at most a temp file, which no later read looks at). Without a cache it is a temp file
+    in the system temp dir, unlinked once mapped (the mapping keeps it until the table is freed).
 
     Args:
         path: the corpus file.
@@ -67,54 +73,129 @@ def read_corpus(path: str | os.PathLike, lang: str, *, cache: bool | str | os.Pa
         cache: False, True (the polyret cache dir) or a folder: keep the parsed columns as an Arrow IPC
             file keyed by the corpus file's path, size and mtime, memory-mapped when read again.
     """
+    import tempfile
+
+    from polyret.paths import atomic_path
+
     path = Path(path)
     cache_file = _corpus_cache_file(path, lang, cache) if cache else None
     if cache_file is not None and cache_file.is_file():
         table = _read_cached(cache_file, lang)
         if table is not None:
             return table
-    ids_chunks, text_chunks, line_chunks = [], [], []
+    if cache_file is None:
+        fd, tmp = tempfile.mkstemp(prefix="polyret-corpus-", suffix=".arrow")
+        os.close(fd)
+        try:
+            _write_columns(path, Path(tmp))
+            table = _open_columns(Path(tmp), lang)
+            _check_unique(table, path)
+            return table
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # the mapping keeps the pages readable
+    try:
+        with atomic_path(cache_file) as tmp:
+            _write_columns(path, tmp)
+            table = _open_columns(tmp, lang)
+            _check_unique(table, path)  # a corpus with a duplicate docid is never cached
+    except OSError as exc:
+        if not path.is_file():
+            raise
+        # a cache that cannot be written costs speed, not correctness: parse into a temp file instead
+        logger.warning("%s: cannot write the corpus cache (%s); continuing without it", cache_file, exc)
+        return read_corpus(path, lang, cache=False)
+    return table
+
+
+SCHEMA = pa.schema([("docid", pa.large_string()), ("text", pa.large_string())], metadata={"format": CORPUS_CACHE_FORMAT})
+
+
+def _write_columns(path: Path, target: Path) -> int:
+    """Parse the corpus at ``path`` into the Arrow IPC file ``target``, one record batch per ``_BATCH``
+    passages; returns the passage count. ``target`` is complete (footer written) only on success."""
     ids: list[str] = []
     texts: list[str] = []
-    lines: list[int] = []
+    n = 0
+    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
 
-    def flush() -> None:
-        ids_chunks.append(pa.array(ids, type=pa.large_string()))
-        text_chunks.append(pa.array(texts, type=pa.large_string()))
-        line_chunks.append(np.asarray(lines, dtype=np.int64))
-        ids.clear(), texts.clear(), lines.clear()
+        def flush() -> None:
+            writer.write_batch(
+                pa.record_batch([pa.array(ids, type=pa.large_string()), pa.array(texts, type=pa.large_string())], schema=SCHEMA)
+            )
+            ids.clear(), texts.clear()
 
-    for lineno, doc in jsonl_objects(path):
-        docid, title, text = doc.get("docid"), doc.get("title", ""), doc.get("text")
-        if not isinstance(docid, str) or not docid:
-            raise DataError(f"{path}:{lineno}: missing or empty 'docid'")
-        if not isinstance(text, str):
-            raise DataError(f"{path}:{lineno} (docid {docid!r}): missing 'text'")
-        if title is None:
-            title = ""
-        if not isinstance(title, str):
-            raise DataError(f"{path}:{lineno} (docid {docid!r}): 'title' must be a string")
-        ids.append(docid)
-        texts.append(f"{title} {text}".strip() if title else text)
-        lines.append(lineno)
-        if len(ids) >= _BATCH:
+        for lineno, doc in jsonl_objects(path):
+            docid, title, text = doc.get("docid"), doc.get("title", ""), doc.get("text")
+            if not isinstance(docid, str) or not docid:
+                raise DataError(f"{path}:{lineno}: missing or empty 'docid'")
+            if not isinstance(text, str):
+                raise DataError(f"{path}:{lineno} (docid {docid!r}): missing 'text'")
+            if title is None:
+                title = ""
+            if not isinstance(title, str):
+                raise DataError(f"{path}:{lineno} (docid {docid!r}): 'title' must be a string")
+            ids.append(docid)
+            texts.append(f"{title} {text}".strip() if title else text)
+            n += 1
+            if len(ids) >= _BATCH:
+                flush()
+        if ids:
             flush()
-    if ids:
-        flush()
-    if not ids_chunks:
+    if not n:
         raise DataError(f"{path}: no passages (empty corpus)")
-    id_col = pa.chunked_array(ids_chunks).combine_chunks()
-    text_col = pa.chunked_array(text_chunks).combine_chunks()
-    ids_chunks.clear(), text_chunks.clear()
-    table = CandidateTable(id_col, np.zeros(len(id_col), dtype=np.int16), (lang,), text_col)
-    dup = table.first_duplicate()
-    if dup is not None:
-        rows = np.flatnonzero(pc.equal(table.ids, dup).to_numpy(zero_copy_only=False))
-        line = int(np.concatenate(line_chunks)[rows[1]])
-        raise DataError(f"{path}:{line}: duplicate docid {dup!r}")
-    if cache_file is not None:
-        _write_cached(cache_file, table)
+    return n
+
+
+def _open_columns(file: Path, lang: str) -> CandidateTable:
+    """The columns of a corpus IPC file, memory-mapped (chunked: one chunk per record batch).
+
+    The file is mapped with Python's ``mmap`` (read-only) and handed to Arrow zero-copy, so the table
+    can later drop the pages it touched from the process's RSS (:meth:`CandidateTable.release_pages`).
+    """
+    import mmap
+
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    reader = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapping)))
+    meta = reader.schema.metadata or {}
+    if meta.get(b"format") != CORPUS_CACHE_FORMAT.encode() or not reader.schema.equals(SCHEMA, check_metadata=False):
+        raise ValueError(f"not a {CORPUS_CACHE_FORMAT} file")
+    batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+    if not batches or not sum(len(b) for b in batches):
+        raise ValueError("no passages")
+    ids = pa.chunked_array([b.column(0) for b in batches], type=pa.large_string())
+    texts = pa.chunked_array([b.column(1) for b in batches], type=pa.large_string())
+    table = CandidateTable(ids, np.zeros(len(ids), dtype=np.int16), (lang,), texts)
+    table.mapping = mapping
     return table
+
+
+def _read_cached(cache_file: Path, lang: str) -> CandidateTable | None:
+    """The cached columns, memory-mapped; None (and the file removed) when unreadable. A cache file is
+    renamed into place only after its docids were found unique, so the table is marked unique."""
+    try:
+        return _open_columns(cache_file, lang).mark_unique()
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        logger.warning("%s: unreadable corpus cache (%s); reading the corpus again", cache_file, exc)
+        cache_file.unlink(missing_ok=True)
+        return None
+
+
+def _check_unique(table: CandidateTable, path: Path) -> None:
+    """A DataError naming the line of the first repeat of a duplicated docid (found by a second pass)."""
+    dup = table.first_duplicate()
+    if dup is None:
+        return
+    seen = 0
+    for lineno, doc in jsonl_objects(path):
+        if doc.get("docid") == dup:
+            seen += 1
+            if seen == 2:
+                raise DataError(f"{path}:{lineno}: duplicate docid {dup!r}")
+    raise DataError(f"{path}: duplicate docid {dup!r}")  # pragma: no cover - the second pass finds it
 
 
 def _corpus_cache_file(path: Path, lang: str, cache: bool | str | os.PathLike) -> Path | None:
@@ -128,39 +209,6 @@ def _corpus_cache_file(path: Path, lang: str, cache: bool | str | os.PathLike) -
     key = f"{CORPUS_CACHE_FORMAT}\x00{lang}\x00{path.resolve()}\x00{st.st_size}\x00{st.st_mtime_ns}"
     root = cache_dir() / "corpora" if cache is True else Path(cache)
     return root / f"{path.name.split('.')[0]}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.arrow"
-
-
-def _write_cached(cache_file: Path, table: CandidateTable) -> None:
-    """The columns as one Arrow IPC record batch (one chunk, so re-reading is zero-copy), atomically."""
-    from polyret.paths import atomic_path
-
-    batch = pa.record_batch([table.ids, table.texts], names=["docid", "text"])
-    batch = batch.replace_schema_metadata({"format": CORPUS_CACHE_FORMAT})
-    try:
-        with (
-            atomic_path(cache_file) as tmp,
-            pa.OSFile(str(tmp), "wb") as sink,
-            pa.ipc.new_file(sink, batch.schema) as writer,
-        ):
-            writer.write_batch(batch)
-    except OSError as exc:  # a cache that cannot be written costs speed, not correctness
-        logger.warning("%s: cannot write the corpus cache (%s); continuing without it", cache_file, exc)
-
-
-def _read_cached(cache_file: Path, lang: str) -> CandidateTable | None:
-    """The cached columns, memory-mapped; None (and the file removed) when unreadable."""
-    try:
-        reader = pa.ipc.open_file(pa.memory_map(str(cache_file), "r"))
-        meta = reader.schema.metadata or {}
-        if meta.get(b"format") != CORPUS_CACHE_FORMAT.encode() or reader.num_record_batches != 1:
-            raise ValueError(f"not a {CORPUS_CACHE_FORMAT} file")
-        batch = reader.get_batch(0)
-        ids, texts = batch.column("docid"), batch.column("text")
-        return CandidateTable(ids, np.zeros(len(ids), dtype=np.int16), (lang,), texts)
-    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
-        logger.warning("%s: unreadable corpus cache (%s); reading the corpus again", cache_file, exc)
-        cache_file.unlink(missing_ok=True)
-        return None
 
 
 def load_miracl(

@@ -56,13 +56,15 @@ class CandidateTable(Sequence[Candidate]):
     """Every candidate of a benchmark as columns, not one Python object per passage.
 
     ``ids``, ``texts`` (and ``contexts``, LAReQA's paragraphs) are Arrow ``large_string`` arrays (one
-    buffer of bytes plus offsets, possibly memory-mapped from an Arrow IPC file); languages are
+    buffer of bytes plus offsets), or chunked arrays of them (kept chunked, not concatenated: e.g. the
+    record batches of a memory-mapped Arrow IPC file); languages are
     int16 codes into :attr:`lang_names`. It behaves as a read-only sequence of :class:`Candidate`
     (``len``, ``table[i]`` builds one lazily, iteration, slicing); code that needs every row should
     read the columns instead.
 
     Args:
-        ids: candidate ids (unique across the benchmark), an Arrow string array or a list of str.
+        ids: candidate ids (unique across the benchmark), an Arrow string array (or chunked array) or a
+            list of str.
         lang_codes: (n,) integer codes into ``lang_names``.
         lang_names: the language of each code.
         texts: the texts encoded, aligned with ``ids``.
@@ -77,6 +79,7 @@ class CandidateTable(Sequence[Candidate]):
         self.contexts = None if contexts is None else _large_strings(contexts)
         self.lang_codes = np.asarray(lang_codes, dtype=np.int16)
         self.lang_names = tuple(lang_names)
+        self.mapping = None  # the read-only mmap the columns live in, when a loader mapped a file
         n = len(self.ids)
         for name, col in (("texts", self.texts), ("lang_codes", self.lang_codes), ("contexts", self.contexts)):
             if col is not None and len(col) != n:
@@ -85,7 +88,7 @@ class CandidateTable(Sequence[Candidate]):
             raise ValueError("candidate language codes out of range of lang_names")
         if self.ids.null_count or self.texts.null_count:
             raise ValueError("candidate ids and texts must not be null")
-        assert isinstance(self.ids, pa.Array)
+        assert isinstance(self.ids, (pa.Array, pa.ChunkedArray))
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -139,8 +142,8 @@ class CandidateTable(Sequence[Candidate]):
         if isinstance(other, CandidateTable):
             return (
                 len(self) == len(other)
-                and self.ids.equals(other.ids)
-                and self.texts.equals(other.texts)
+                and _chunked(self.ids).equals(_chunked(other.ids))
+                and _chunked(self.texts).equals(_chunked(other.texts))
                 and bool(np.array_equal(self.langs, other.langs))
                 and self.context_list() == other.context_list()
             )
@@ -159,9 +162,26 @@ class CandidateTable(Sequence[Candidate]):
         """The language of every candidate as a numpy str array (``lang_codes`` is the compact form)."""
         return np.asarray(self.lang_names or ("",), dtype=str)[self.lang_codes]
 
-    def id_array(self) -> np.ndarray:
-        """The ids as a numpy str array, built from Arrow's buffers (no Python str per id) when ASCII."""
-        return _str_array(self.ids)
+    def id_array(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The ids (of ``rows`` only, when given) as a numpy str array, built from Arrow's buffers (no
+        Python str per id) when ASCII. Only the ids column is read: never the texts' pages.
+
+        Args:
+            rows: candidate row indices (None: every candidate).
+        """
+        import pyarrow as pa
+
+        if rows is None:
+            return _str_array(self.ids)
+        return _str_array(self.ids.take(pa.array(np.asarray(rows, dtype=np.int64))))
+
+    def lang_array(self, rows: np.ndarray) -> np.ndarray:
+        """The languages of ``rows`` as a numpy str array (``langs`` for a subset, without one entry per candidate).
+
+        Args:
+            rows: candidate row indices.
+        """
+        return np.asarray(self.lang_names or ("",), dtype=str)[self.lang_codes[np.asarray(rows, dtype=np.int64)]]
 
     def id_list(self) -> list[str]:
         return self.ids.to_pylist()
@@ -196,29 +216,88 @@ class CandidateTable(Sequence[Candidate]):
         )
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
-        """The row of each of ``ids`` (-1 where absent), found by Arrow's hash lookup, not a dict."""
+        """The row of each of ``ids`` (-1 where absent; the first row when an id repeats).
+
+        The candidate ids are scanned against a hash set of ``ids`` (Arrow's ``index_in``), not the
+        other way round: memory is that small set plus one int32 per candidate for the scan, never a
+        hash table of the whole corpus (which Arrow's allocator would keep as resident memory).
+        """
         import pyarrow as pa
         import pyarrow.compute as pc
 
         if not len(ids):
             return np.zeros(0, dtype=np.int64)
-        found = pc.index_in(pa.array(list(ids), type=pa.large_string()), value_set=self.ids)
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        wanted = pa.array(list(ids), type=pa.large_string())
+        keys = pc.unique(wanted)
+        hit = pc.index_in(self.ids, value_set=keys)  # per candidate: its key's index, or null
+        valid = pc.is_valid(hit)
+        rows = np.flatnonzero(valid.to_numpy(zero_copy_only=False))
+        which = pc.filter(hit, valid).to_numpy(zero_copy_only=False).astype(np.int64)
+        del hit, valid
+        first = np.full(len(keys), -1, dtype=np.int64)
+        if len(rows):
+            key, at = np.unique(which, return_index=True)  # rows ascend: the first row of each key
+            first[key] = rows[at]
+        release_arrow_memory()
+        return first[pc.index_in(wanted, value_set=keys).to_numpy(zero_copy_only=False).astype(np.int64)]
+
+    def release_pages(self) -> None:
+        """Drop the pages of a memory-mapped table (``mapping``: the loader's read-only ``mmap`` of its
+        file) from this process's resident memory; they stay in the page cache and a later read faults
+        them back in. Call it when a pass over the texts (encoding) is done, so they do not count in
+        the search's RSS. A no-op for a table held in memory."""
+        import mmap
+
+        mapping = getattr(self, "mapping", None)
+        if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)  # a read-only file mapping: nothing is lost
+
+    def mark_unique(self) -> CandidateTable:
+        """Record that the ids are known to be unique (checked by the loader), so
+        :meth:`first_duplicate` does not hash every id again; returns the table."""
+        self._unique = True
+        return self
 
     def first_duplicate(self) -> str | None:
-        """An id that occurs more than once, or None."""
+        """An id that occurs more than once, or None (remembered once no id repeats)."""
         import pyarrow.compute as pc
 
-        if len(pc.unique(self.ids)) == len(self.ids):
+        if getattr(self, "_unique", False):
             return None
-        counts = pc.value_counts(self.ids)
-        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-        return dup[0].as_py()
+        try:
+            if len(pc.unique(self.ids)) == len(self.ids):
+                self._unique = True
+                return None
+            counts = pc.value_counts(self.ids)
+            dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+            return dup[0].as_py()
+        finally:  # the hash table of every id is gone: give its pages back, not keep them resident
+            release_arrow_memory()
+
+
+def release_arrow_memory() -> None:
+    """Return the Arrow allocator's unused pages to the OS (after a corpus-wide hash or sort: jemalloc /
+    mimalloc keep freed pages resident otherwise, and they would count in every later phase's RSS)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
+def _chunked(values):
+    """``values`` as a ChunkedArray (its chunking does not matter to ``equals``)."""
+    import pyarrow as pa
+
+    return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
 
 
 def _str_array(values) -> np.ndarray:
-    """An Arrow ``large_string`` array as a numpy ``<U`` array; the bytes are scattered into a
-    fixed-width buffer directly, so no Python object is made per row (non-ASCII: via a list)."""
+    """An Arrow ``large_string`` array (or chunked array) as a numpy ``<U`` array; the bytes are
+    scattered into a fixed-width buffer directly, so no Python object is made per row (non-ASCII: via a list)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        parts = [_str_array(c) for c in values.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype="<U1")
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype="<U1")
@@ -238,11 +317,17 @@ def _str_array(values) -> np.ndarray:
 
 
 def _large_strings(values):
-    """``values`` (an Arrow array, chunked array, or a list of str) as one ``large_string`` Arrow array."""
+    """``values`` as ``large_string`` Arrow data: an Arrow array stays one array, a chunked array stays
+    chunked (one chunk: that array), so memory-mapped batches are never copied; a list of str becomes an array."""
     import pyarrow as pa
 
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        if values.num_chunks == 1:
+            values = values.chunk(0)
+        elif values.num_chunks == 0:
+            values = pa.array([], type=pa.large_string())
+        else:
+            return values if values.type == pa.large_string() else values.cast(pa.large_string())
     if not isinstance(values, pa.Array):
         values = pa.array(list(values), type=pa.large_string())
     if values.type != pa.large_string():

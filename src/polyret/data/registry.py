@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from polyret.data.records import Benchmark, DataError
@@ -260,6 +261,7 @@ def load_benchmark(
     download: bool = True,
     split_config: SplitConfig | None = None,
     fetch: Fetch | None = None,
+    corpus: str | os.PathLike | None = None,
 ) -> Benchmark:
     """Load a benchmark by id (``list_benchmarks()``), optionally restricted to some languages.
 
@@ -270,6 +272,8 @@ def load_benchmark(
         download: fetch missing files into the cache (verified against the table).
         split_config: the LAReQA article split (default ``SplitConfig()``).
         fetch: a replacement for the network fetch (tests).
+        corpus: a ``miracl/<lang>`` benchmark only: read this MIRACL-format corpus JSONL(.gz) instead of
+            the data root's ``miracl/corpus/<lang>.jsonl[.gz]`` (the topics and qrels stay the language's).
 
     Raises:
         DataError: an unknown id or language; a missing or malformed file (``DownloadError`` when a
@@ -282,7 +286,11 @@ def load_benchmark(
     if languages is not None:
         languages = list(check_languages(languages, info.languages, where=benchmark_id, error=DataError))
     if benchmark_id.startswith("miracl/"):
-        return load_miracl(info.languages[0], data_dir=data_dir, download=download, fetch=fetch)
+        if corpus is not None and not Path(corpus).is_file():
+            raise DataError(f"corpus: no corpus file at {corpus}")
+        return load_miracl(info.languages[0], data_dir=data_dir, download=download, fetch=fetch, corpus_path=corpus)
+    if corpus is not None:
+        raise DataError(f"corpus: only a MIRACL-format benchmark (miracl/<lang>) reads a corpus file, not {benchmark_id!r}")
     dataset, _, split = benchmark_id.partition(":")
     return load_lareqa(
         dataset,

@@ -180,10 +180,13 @@ def text_slice(texts: Sequence[str], start: int, stop: int) -> list[str]:
     """``texts[start:stop]`` as a list of str, for lists and columnar text columns alike.
 
     Args:
-        texts: any sequence of texts supporting ``len`` and slicing (or indexing).
+        texts: any sequence of texts supporting ``len`` and slicing (or indexing), or an Arrow string
+            array or chunked array (only the rows asked for are decoded).
         start: first position.
         stop: one past the last.
     """
+    if hasattr(texts, "to_pylist") and hasattr(texts, "slice"):  # Arrow: decode just this slice
+        return texts.slice(start, max(0, stop - start)).to_pylist()
     try:
         part = texts[start:stop]
     except TypeError:  # a sequence without slices

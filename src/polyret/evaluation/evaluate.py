@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -28,7 +29,8 @@ from ..encode import (
     encode_stream,
     encode_to_store,
 )
-from ..encode.stream import check_precision, check_store_dtype
+from ..encode.stream import PRECISIONS, STORE_DTYPES, check_precision, check_store_dtype
+from ..training.config import ConfigError
 from ..vocabulary import DEFAULT_MEASURES, check_languages
 from . import bias as bias_measures
 from . import metrics
@@ -38,6 +40,8 @@ from .search import build_run_table
 from .settings import settings_for
 
 logger = logging.getLogger(__name__)
+
+STORE_THRESHOLD = 100_000  # candidates from which they go to an EmbeddingStore instead of the per-text cache
 
 
 @dataclass
@@ -60,6 +64,19 @@ class EvalConfig:
         cache: keep embeddings in the on-disk cache.
         cache_dir: the cache root (None: ``POLYRET_CACHE_DIR`` or the user cache dir).
         device: the torch device (None: the best available).
+        precision: inference precision, "fp32", "bf16" or "fp16" (autocast; its embeddings are cached apart).
+        store_dtype: "float32" or "float16" rows in a corpus's embedding store (half the disk and RAM).
+        store_threshold: candidates from which they go to the memory-mapped embedding store instead
+            of the per-text cache.
+        devices: encode with one worker process per device, e.g. ``["cuda:0", "cuda:1"]``
+            (sentence-transformers' pool; None: the one ``device``).
+        max_tokens: most padded tokens per encoding batch (texts x longest text).
+        corpus: with a ``miracl/<lang>`` benchmark id, a MIRACL-format corpus JSONL(.gz) of one's own,
+            evaluated against that language's topics and qrels (None: the data dir's corpus).
+
+    Raises:
+        ConfigError: a value of ``precision``, ``store_dtype``, ``store_threshold``, ``devices`` or
+            ``max_tokens`` is out of range; the message names the key.
     """
 
     model: str = "builtin:me5-small"
@@ -78,6 +95,54 @@ class EvalConfig:
     cache: bool = True
     cache_dir: str | None = None
     device: str | None = None
+    precision: str = "fp32"
+    store_dtype: str = "float32"
+    store_threshold: int = STORE_THRESHOLD
+    devices: list[str] | None = None
+    max_tokens: int = 4096
+    corpus: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.devices, str):  # "cuda:0,cuda:1", as on the command line
+            self.devices = [d.strip() for d in self.devices.split(",")]
+        check_encode_options(
+            precision=self.precision,
+            store_dtype=self.store_dtype,
+            store_threshold=self.store_threshold,
+            devices=self.devices,
+            max_tokens=self.max_tokens,
+        )
+
+
+_DEVICE = re.compile(r"^[a-z][a-z0-9_]*(:[0-9]+)?$")
+
+
+def check_encode_options(*, precision, store_dtype, store_threshold, devices, max_tokens, option=None) -> None:
+    """Check the encoding options of an evaluation before anything loads; ``ConfigError`` names the key.
+
+    Args:
+        precision: one of :data:`polyret.encode.PRECISIONS`.
+        store_dtype: one of :data:`polyret.encode.STORE_DTYPES`.
+        store_threshold: an int >= 0.
+        devices: None or a non-empty list of torch device names (``cpu``, ``cuda:1``, ``mps`` ...).
+        max_tokens: an int >= 1.
+        option: ``option(key)`` is the name the message gives a key (default: the EvalConfig field,
+            as ``invalid evaluation config: <key>``; the command line gives its ``--option``).
+    """
+    name = option or (lambda key: f"invalid evaluation config: {key}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{name('precision')}: unknown {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if str(store_dtype) not in STORE_DTYPES:
+        raise ConfigError(f"{name('store_dtype')}: unknown {store_dtype!r}; choose from {', '.join(STORE_DTYPES)}")
+    for key, value, low in (("store_threshold", store_threshold, 0), ("max_tokens", max_tokens, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name(key)} must be an integer >= {low}, got {value!r}")
+    if devices is not None:
+        if isinstance(devices, str) or not isinstance(devices, (list, tuple)) or not devices:
+            raise ConfigError(f"{name('devices')} must be a non-empty list of devices such as cuda:0,cuda:1, got {devices!r}")
+        bad = [d for d in devices if not isinstance(d, str) or not _DEVICE.match(d)]
+        if bad:
+            raise ConfigError(f"{name('devices')}: {bad[0]!r} is not a device name (cpu, cuda, cuda:1, mps ...)")
 
 
 def _subset(benchmark: Benchmark, languages: Sequence[str] | None) -> Benchmark:
@@ -118,9 +183,6 @@ def candidate_texts(benchmark: Benchmark, with_context: bool = False) -> list[st
     if not with_context:
         return [c.text for c in benchmark.candidates]
     return [f"{c.text} {c.context}".strip() if c.context and c.context != c.text else c.text for c in benchmark.candidates]
-
-
-STORE_THRESHOLD = 100_000  # candidates from which they go to an EmbeddingStore instead of the per-text cache
 
 
 def encode_benchmark(
@@ -169,8 +231,10 @@ def encode_benchmark(
     if store_threshold < 0:
         raise EncodeError(f"store_threshold must be >= 0, got {store_threshold}")
     q_texts = [q.text for q in benchmark.queries]
-    c_texts = candidate_texts(benchmark, with_context)
-    big = len(c_texts) >= store_threshold and len(c_texts) > 0
+    n_cand = len(benchmark.candidates)
+    big = n_cand >= store_threshold and n_cand > 0
+    # a corpus for the store stays columnar (Arrow, decoded a window at a time), never a list of str
+    c_texts = benchmark.candidates.texts if big and not with_context else candidate_texts(benchmark, with_context)
     common = {"batch_size": batch_size, "max_tokens": max_tokens, "precision": precision}
 
     def run(bar=None) -> tuple[np.ndarray, np.ndarray]:
@@ -449,8 +513,9 @@ def evaluate(
     else:
         model_name = model
     cfg = replace(cfg, model=model_name)
-    if isinstance(benchmark, str):
-        cfg = replace(cfg, benchmark=benchmark)
+    cfg = replace(cfg, benchmark=benchmark if isinstance(benchmark, str) else benchmark.id)
+    if cfg.corpus is not None and not isinstance(benchmark, str):
+        raise ConfigError("corpus: give a benchmark id (miracl/<lang>) with a corpus file, not a loaded Benchmark")
 
     if output is not None:  # an unusable output is found now, before any model loads, not after encoding
         from ..paths import check_writable
@@ -458,7 +523,7 @@ def evaluate(
         check_writable(output)
     t_start = time.perf_counter()
     bench = (
-        load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages)
+        load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus)
         if isinstance(benchmark, str)
         else _subset(benchmark, cfg.languages)
     )
@@ -487,8 +552,19 @@ def evaluate(
 
         cache = EmbeddingCache.for_model(fp, root=cache_dir(cfg.cache_dir) / "embeddings")
     q_emb, c_emb = encode_benchmark(
-        model, bench, batch_size=cfg.batch_size, with_context=cfg.with_context, cache=cache, progress=progress
+        model,
+        bench,
+        batch_size=cfg.batch_size,
+        with_context=cfg.with_context,
+        cache=cache,
+        progress=progress,
+        max_tokens=cfg.max_tokens,
+        precision=cfg.precision,
+        store_dtype=cfg.store_dtype,
+        store_threshold=cfg.store_threshold,
+        devices=cfg.devices,
     )
+    bench.candidates.release_pages()  # the texts' mapped pages are done with: not resident during the search
     t_encoded = time.perf_counter()
     if distributed.world_size() > 1:
         return _score_on_main(

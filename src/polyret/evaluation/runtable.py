@@ -7,8 +7,9 @@ Every metric of ``metrics`` and ``bias`` only needs the relevant rows, so full (
 Recall@k, MRR@k and rank distances are exact pure functions of this table, whatever k was.
 
 Columns are int codes (``setting`` into ``settings``, ``query`` into ``query_ids/query_langs`` which
-are aligned with ``benchmark.queries``, ``doc`` into ``doc_ids/doc_langs`` aligned with
-``benchmark.candidates``), never Python objects per row.
+are aligned with ``benchmark.queries``, ``doc`` into ``doc_ids/doc_langs``: the candidates the rows
+name, in benchmark order, so a corpus of millions costs the table only what it retrieved), never Python
+objects per row.
 
 Ties: candidates with equal scores are ordered like trec_eval orders them (score descending, then
 candidate id descending as a string), so ranks here agree with trec_eval on an exported full ranking.
@@ -38,7 +39,8 @@ class RunTable:
     Args:
         settings: the settings; ``setting`` holds codes into this list.
         query_ids, query_langs: one entry per benchmark query.
-        doc_ids, doc_langs: one entry per benchmark candidate.
+        doc_ids, doc_langs: the candidates the rows name (from a search: those retrieved or relevant, in
+            benchmark order; not every candidate of a corpus).
         setting: per row, int16 code into ``settings``.
         query: per row, int32 index into ``query_ids``.
         doc: per row, int32 index into ``doc_ids``.
@@ -54,7 +56,7 @@ class RunTable:
     settings: list[Setting]
     query_ids: np.ndarray  # str, one per benchmark query
     query_langs: np.ndarray
-    doc_ids: np.ndarray  # str, one per benchmark candidate
+    doc_ids: np.ndarray  # str, one per candidate the rows name
     doc_langs: np.ndarray
     setting: np.ndarray  # int16 code into settings
     query: np.ndarray  # int32 index into query_ids

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyret.data.records import Benchmark, DataError
+from polyret.data.records import Benchmark, DataError, release_arrow_memory
 from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.settings import Setting, settings_for
 
@@ -94,14 +94,20 @@ def _prepare(benchmark: Benchmark, query_emb: np.ndarray, cand_emb: np.ndarray) 
     present = table.present_langs()
     langs = [lang for lang in benchmark.languages if lang in present]
     langs += sorted(present - set(langs))
-    remap = np.asarray([langs.index(name) if name in present else -1 for name in table.lang_names] or [0], dtype=np.int32)
+    remap = np.asarray([langs.index(name) if name in present else -1 for name in table.lang_names] or [0], dtype=np.int16)
     cand_lang = remap[table.lang_codes]
-    perm = np.argsort(cand_lang, kind="stable").astype(np.int64)
+    index = np.int32 if n < 2**31 else np.int64  # per-candidate arrays: 4 bytes each, not 8
+    if len(present) <= 1:
+        perm = np.arange(n, dtype=index)
+    else:
+        perm = np.argsort(cand_lang, kind="stable").astype(index)
     start = np.searchsorted(cand_lang[perm], np.arange(len(langs) + 1)).astype(np.int64)
-    by_id_desc = pc.sort_indices(table.ids, sort_keys=[("", "descending")]) if n else None
-    tie_key = np.empty(n, dtype=np.int64)
+    tie_key = np.empty(n, dtype=index)
     if n:
-        tie_key[by_id_desc.to_numpy()] = np.arange(n)
+        by_id_desc = pc.sort_indices(table.ids, sort_keys=[("", "descending")])
+        tie_key[by_id_desc.to_numpy()] = np.arange(n, dtype=index)
+        del by_id_desc
+        release_arrow_memory()
 
     judged = sorted({d for q_ in benchmark.queries for d in benchmark.qrels.get(q_.id, {})})
     where = dict(zip(judged, table.positions(judged).tolist()))
@@ -441,12 +447,14 @@ def build_run_table(
         opts = replace(faiss_options or FaissOptions(hnsw_m=hnsw_m), kind=kind)
         search_faiss(prep, benchmark, list(settings), k, chunk_size, out, opts)
     cols = out.columns()
+    # the table names only the candidates its rows hold (retrieved or relevant), not the whole corpus
+    named, cols["doc"] = np.unique(cols["doc"], return_inverse=True)
     return RunTable(
         settings=list(settings),
         query_ids=np.asarray([q.id for q in benchmark.queries], dtype=str),
         query_langs=np.asarray([q.lang for q in benchmark.queries], dtype=str),
-        doc_ids=benchmark.candidates.id_array(),
-        doc_langs=benchmark.candidates.langs,
+        doc_ids=benchmark.candidates.id_array(named),  # the ids column only: the texts' pages stay untouched
+        doc_langs=benchmark.candidates.lang_array(named),
         k=int(k),
         exact_ranks=backend in EXACT_RANK_BACKENDS,
         benchmark_id=benchmark.id,

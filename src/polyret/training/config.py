@@ -43,7 +43,7 @@ def upgrade_keys(record: dict[str, Any], *, complete: bool = True) -> dict[str, 
 
 
 class ConfigError(ValueError):
-    """A training configuration value is missing, unknown or out of range."""
+    """A configuration value (training, experiment or evaluation) is missing, unknown or out of range."""
 
 
 class TrainingDiverged(ConfigError):
