@@ -29,9 +29,17 @@ def _spy(target):
     with real(target) as tmp:
         yield tmp
 polyret.paths.atomic_path = results_mod.atomic_path = spy
-res = evaluate(sys.argv[1], tiny_benchmark(), output=out, cache=False, progress=False, device="cpu")
+import polyret.models
+encoded = []  # texts this rank sent through the model
+real_batch = polyret.models.encode_batch
+def counting(model, texts, **kw):
+    encoded.extend(texts)
+    return real_batch(model, texts, **kw)
+polyret.models.encode_batch = counting
+use_cache = sys.argv[3] == "cache"
+res = evaluate(sys.argv[1], tiny_benchmark(), output=out, cache=use_cache, progress=False, device="cpu")
 rank = int(os.environ.get("RANK", "0"))
-info = {"rank": rank, "returned": None if res is None else res.per_setting, "writes": writes}
+info = {"rank": rank, "returned": None if res is None else res.per_setting, "writes": writes, "encoded": encoded}
 (out.parent / f"rank{rank}-{out.name}.json").write_text(json.dumps(info))
 """
 
@@ -51,10 +59,20 @@ def test_evaluate_under_torchrun_scores_once_and_matches_one_process(tiny_model_
     from polyret.evaluation import evaluate
 
     solo = evaluate(tiny_model_dir, tiny_benchmark(), output=tmp_path / "one", cache=False, progress=False, device="cpu")
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), tiny_model_dir, str(tmp_path / "two")], env=env,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-4000:]
+    for name, cache in (("two", "nocache"), ("shared", "cache")):
+        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              str(script), tiny_model_dir, str(tmp_path / name), cache], env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-4000:]
+
+    # with the shared cache the ranks split the texts: each encodes a share, together every text once
+    s0 = json.loads((tmp_path / "rank0-shared.json").read_text())
+    s1 = json.loads((tmp_path / "rank1-shared.json").read_text())
+    bench = tiny_benchmark()
+    n_texts = len({q.text for q in bench.queries}) + len({c.text for c in bench.candidates})
+    assert s0["encoded"] and s1["encoded"]
+    assert len(s0["encoded"]) + len(s1["encoded"]) == n_texts
+    assert s0["returned"] == json.loads(json.dumps(solo.per_setting)) == s1["returned"]
 
     r0 = json.loads((tmp_path / "rank0-two.json").read_text())
     r1 = json.loads((tmp_path / "rank1-two.json").read_text())

@@ -347,6 +347,13 @@ def encode(
     dim = model_dim(model)
     if cache is not None and dim:
         cache.require_dim(dim)  # cached rows of another dimension are not this model's
+    if distributed and cache is not None and dist.world_size() > 1:
+        # the ranks split the MISSING texts, so they must agree on which are missing: each rank opened
+        # the cache at its own time (a fast rank may already have written shards a slow rank then read).
+        # Between the two barriers nobody writes, so every rank's refresh sees the same shards.
+        dist.barrier()
+        cache.refresh()
+        dist.barrier()
     out, missing = cache.get(keys) if cache is not None else (None, list(range(len(texts))))
 
     first_pos: dict[bytes, int] = {}
