@@ -110,3 +110,28 @@ def test_per_pair_memory_is_integer_arrays(tmp_path):
     assert type(texts).__name__ == "_StoreTexts"  # texts stay in the memory-mapped Arrow table
     held = sum(getattr(index, n).nbytes for n in ARRAYS)
     assert held < 80 * index.num_pairs  # O(1) integers per pair
+
+
+def test_the_dataset_view_is_fingerprinted_without_pickling_the_index(tmp_path, monkeypatch):
+    """datasets hashes a transform by pickling it: for the index that was ~600 B per pair of transient memory."""
+    from polyret.training.conflicts import Conflicts
+
+    path = _file(tmp_path, "a.jsonl", synthetic_rows(60))
+    index = PairIndex([load_pair_source(path)])
+    pickled = []
+
+    def refuse(self, protocol):
+        pickled.append(protocol)
+        raise AssertionError("the PairIndex was pickled")
+
+    monkeypatch.setattr(PairIndex, "__reduce_ex__", refuse)
+    dataset = index.to_dataset()
+    assert not pickled
+    assert dataset[0].keys() >= {"anchor", "positive"} and dataset[0]["anchor"] == index.texts([0])["anchor"][0]
+    other = PairIndex([load_pair_source(path, max_groups=30, seed=1)])
+    assert other.fingerprint() != index.fingerprint() and other.fingerprint() == PairIndex(
+        [load_pair_source(path, max_groups=30, seed=1)]).fingerprint()  # fmt: skip
+    # every sampler over one index shares one Conflicts (the plan's, the trainer's)
+    a = ParallelBatchSampler(index, 4, strategy="hybrid", seed=0)
+    b = ParallelBatchSampler(index, 2, strategy="mono", seed=1)
+    assert a._conflicts is b._conflicts is Conflicts.of(index)

@@ -95,8 +95,8 @@ class TrainConfig:
         ddp_find_unused_parameters: DDP's ``find_unused_parameters`` (None: off; under DDP a probe backward
             finds the trainable parameters that get no gradient, e.g. a pooler mean pooling never reads, and
             freezes them, which trains the same since AdamW skips a parameter without a gradient).
-        dataloader_num_workers: DataLoader worker processes (0: in the main process; with workers the
-            batch log ``batches.jsonl`` is not written, since it records fetches in the main process).
+        dataloader_num_workers: DataLoader worker processes fetching the texts (0: in the main process); the
+            batch log ``batches.jsonl`` comes from the sampler in the main process either way.
         gradient_checkpointing: recompute activations in backward (transformers' gradient checkpointing,
             non-reentrant): activation memory of one layer instead of all, about a third more compute.
         lora_r: LoRA rank (0: train every weight); the adapter goes in through sentence-transformers'

@@ -59,6 +59,39 @@ class Conflicts:
         self.dirty = dirty
         # one code per group standing for "its passage" when counting distinct passages
         self.first_pos = self.pos_codes[self.pos_ptr[:-1].clip(max=max(len(self.pos_codes) - 1, 0))]
+        self._source_passages: dict[int, tuple[np.ndarray, int]] = {}
+
+    @classmethod
+    def of(cls, index: PairIndex) -> Conflicts:
+        """The index's Conflicts, built once and kept on the index: every sampler over one index (the
+        plan's, the trainer's) shares its arrays instead of building its own copy.
+
+        Args:
+            index: the training pairs (not changed after construction, so the arrays stay valid).
+        """
+        found = index.__dict__.get("_conflicts")
+        if found is None:
+            found = index.__dict__["_conflicts"] = cls(index)
+        return found
+
+    def source_passages(self, source: int, groups: np.ndarray, has_lang: np.ndarray, multi: np.ndarray):
+        """(distinct passages per language, distinct passages of the groups with 2+ languages) of one source,
+        computed once per source (the sort behind them is seconds at millions of groups).
+
+        Args:
+            source: the source number (the cache key).
+            groups: its global group numbers.
+            has_lang: groups x languages, whether the group has the language.
+            multi: per group, whether it has 2+ languages.
+        """
+        cached = self._source_passages.get(source)
+        if cached is None:
+            per_lang = np.asarray(
+                [self.distinct_passages(groups[has_lang[:, lang]]) for lang in range(has_lang.shape[1])],
+                dtype=np.int64,
+            )
+            cached = self._source_passages[source] = (per_lang, self.distinct_passages(groups[multi]))
+        return cached
 
     def distinct_passages(self, groups: np.ndarray) -> int:
         """Distinct passages among ``groups`` (one identity per group; an upper bound for batch filling)."""

@@ -33,6 +33,8 @@ are caught, translations are NOT (e.g. a JSONL file without ids). Only the integ
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -435,6 +437,13 @@ class PairIndex:
         q, p = self._rows(np.asarray(batch["q"]), np.asarray(batch["s"]))
         return self._texts(q, p)
 
+    def fingerprint(self) -> str:
+        """A short hash of the index's shape (sources, pairs, slots, identities, negatives): the view's
+        ``datasets`` fingerprint, computed without reading the arrays."""
+        shape = [list(self.sources), self.num_pairs, self.num_slots, self.num_identities, self.num_negatives,
+                 list(self.languages), self.num_groups]  # fmt: skip
+        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
+
     def to_dataset(self):
         """The lazy ``datasets.Dataset`` view (``num_rows`` rows, texts looked up per fetched batch)."""
         import datasets
@@ -448,9 +457,48 @@ class PairIndex:
         q_col = pa.chunked_array([base.slice(0, n)] * k)
         s_col = pa.chunked_array([base.slice(slot, n) for slot in range(k)])
         table = pa.Table.from_arrays([q_col, s_col], names=list(INDEX_COLUMNS))
-        ds = datasets.Dataset(InMemoryTable(table))
-        ds.set_transform(self.transform)
+        # A fingerprint of our own: without one, datasets hashes the whole table (pickles every slice).
+        ds = datasets.Dataset(InMemoryTable(table), fingerprint=self.fingerprint())
+        _register_transform_hash()
+        ds.set_transform(IndexTransform(self.transform, self.fingerprint()))
         return ds
+
+
+class IndexTransform:
+    """A dataset transform over a :class:`PairIndex` that ``datasets`` fingerprints by the index's
+    :meth:`~PairIndex.fingerprint` instead of pickling it.
+
+    ``Dataset.set_transform`` hashes its transform to update the dataset's fingerprint; hashing a bound method
+    of the index pickles the index: every integer array and the memory-mapped texts of the store, a transient
+    of ~600 bytes per pair (about 6 GB per rank at 10M pairs) for a hash nothing uses (the index view is
+    never mapped or cached). Ordinary pickling (DataLoader workers under spawn) is unchanged.
+
+    Args:
+        fn: the transform, index columns -> text columns (``PairIndex.transform``).
+        fingerprint: the index's fingerprint.
+    """
+
+    def __init__(self, fn, fingerprint: str) -> None:
+        self.fn = fn
+        self.fingerprint = fingerprint
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list[str]]:
+        return self.fn(batch)
+
+
+def _register_transform_hash() -> None:
+    """Teach datasets' fingerprint pickler (used for hashing only) to hash an IndexTransform by its fingerprint."""
+    try:
+        from datasets.utils._dill import Pickler, pklregister
+    except ImportError:  # pragma: no cover - another datasets layout: hashing falls back to pickling the index
+        return
+    if IndexTransform in Pickler.dispatch:
+        return
+
+    @pklregister(IndexTransform)
+    def _save(pickler, obj):  # the hash stands for the index's shape and the transform's kind
+        kind = getattr(obj.fn, "__qualname__", type(obj.fn).__qualname__)
+        pickler.save_reduce(str, (f"polyret.IndexTransform:{obj.fingerprint}:{kind}",), obj=obj)
 
 
 def build_pairs_dataset(

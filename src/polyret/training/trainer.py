@@ -270,9 +270,6 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         logger.warning("%s", warning)
     batch = plan.batch
     train_dataset = index.to_dataset()
-    recorder = BatchRecorder(index)
-    # the batch log records fetches in this process: with DataLoader workers it cannot see them
-    train_dataset.set_transform(recorder.transform if config.dataloader_num_workers == 0 else index.transform)
     eval_dataset = None
     if dev_sources:
         eval_dataset = dev_dataset(dev_sources, config, per_device=plan.dev_per_device, world_size=world_size)
@@ -303,7 +300,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
                                                   seed=config.seed, world_size=world_size,
                                                   grad_accum_steps=batch.grad_accum_steps)  # fmt: skip
-    recorder.sampler_factory = sampler_factory  # the batch log records the sampler's deferred counts
+    recorder = BatchRecorder(index, sampler_factory)  # the batch log: what the trainer's sampler yielded per step
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir / CHECKPOINT_DIR),
         per_device_train_batch_size=batch.per_device,
@@ -345,9 +342,8 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         raise ConfigError(f"the launcher's WORLD_SIZE is {world_size} but the trainer sees {args.world_size} processes")
     loss = build_loss(model, config, gather=batch.gather)
     log_path = batch_log_path(output_dir, rank)
-    trainer_callbacks = [SamplerEpochCallback()]
-    if config.dataloader_num_workers == 0:
-        trainer_callbacks.append(batch_log_callback(recorder, log_path, rank, world_size, batch.grad_accum_steps))
+    trainer_callbacks = [SamplerEpochCallback(),
+                         batch_log_callback(recorder, log_path, rank, world_size, batch.grad_accum_steps)]  # fmt: skip
     guard = divergence_guard(config)
     trainer_callbacks += [guard, *(callbacks or [])]
     if args.process_index == 0:
