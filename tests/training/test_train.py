@@ -592,6 +592,6 @@ def test_the_card_states_the_batch_as_batch_scope_counts_it():
     assert "pairs per device" not in card  # the global batch is not a per-device count
     one = model_card(TrainConfig(batch_size=100), info | {"world_size": 1, "global_batch": 100, "per_device_batch": 100})
     assert "each of 100 pairs in all\n" in one
-    per_device = model_card(TrainConfig(batch_size=16, batch_scope="per_device"),
-                            info | {"world_size": 2, "global_batch": 64, "per_device_batch": 16, "grad_accum_steps": 2})  # fmt: skip
+    two = {"world_size": 2, "global_batch": 64, "per_device_batch": 16, "grad_accum_steps": 2}
+    per_device = model_card(TrainConfig(batch_size=16, batch_scope="per_device"), info | two)
     assert "each of 16 pairs per device x 2 device(s) x 2 accumulation steps" in per_device

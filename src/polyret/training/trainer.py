@@ -71,8 +71,8 @@ __all__ = [
 ]
 
 # Keys that decide which batches a run sees: a resumed run must agree on them.
-_RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "max_triples_per_query", "strategy", "alpha", "batch_size",
-                "batch_scope", "batch_rounding", "grad_accum_steps", "seed", "hard_negatives", "negatives",
+_RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "max_triples_per_query", "strategy", "alpha",
+                "batch_size", "batch_scope", "batch_rounding", "grad_accum_steps", "seed", "hard_negatives", "negatives",
                 "dev_groups", "lora_r", "lora_target_modules")  # fmt: skip
 
 
