@@ -61,6 +61,27 @@ class Conflicts:
         self.first_pos = self.pos_codes[self.pos_ptr[:-1].clip(max=max(len(self.pos_codes) - 1, 0))]
         self._source_passages: dict[int, tuple[np.ndarray, int]] = {}
 
+    ARRAYS = ("pos_group", "pos_codes", "neg_group", "neg_codes", "pos_ptr", "neg_ptr", "dirty", "first_pos")
+
+    def saved_state(self) -> dict[str, np.ndarray]:
+        """The arrays :meth:`restore` rebuilds this object from (``polyret.training.index_cache`` saves them)."""
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
+    @classmethod
+    def restore(cls, index: PairIndex, arrays: dict[str, np.ndarray]) -> Conflicts:
+        """The index's Conflicts from saved (memory-mapped) arrays; :meth:`of` then returns it.
+
+        Args:
+            index: the index they were computed for.
+            arrays: what :meth:`saved_state` returned.
+        """
+        self = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(self, name, arrays[name])
+        self._source_passages = {}
+        index.__dict__["_conflicts"] = self
+        return self
+
     @classmethod
     def of(cls, index: PairIndex) -> Conflicts:
         """The index's Conflicts, built once and kept on the index: every sampler over one index (the

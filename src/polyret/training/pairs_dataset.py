@@ -128,7 +128,7 @@ class _Part:
 
     name: str
     languages: tuple[str, ...]  # pair_lang codes index this
-    group_ids: object  # pyarrow string array, one per group
+    group_ids: tuple  # (pyarrow string array, codes into it or None): one id per group
     group_nlang: np.ndarray
     pair_lang: np.ndarray
     pair_pos: np.ndarray  # identity codes, numbered by first occurrence (positive, then its negatives)
@@ -139,7 +139,9 @@ class _Part:
 
     def where(self, row: int) -> str:
         group = int(np.searchsorted(np.cumsum(self.group_nlang), row, side="right"))
-        gid, lang = self.group_ids[group].as_py(), self.languages[int(self.pair_lang[row])]
+        ids, codes = self.group_ids
+        gid = ids[group if codes is None else int(codes[group])].as_py()
+        lang = self.languages[int(self.pair_lang[row])]
         return f"source {self.name!r}: group {gid!r}, language {lang!r}"
 
 
@@ -178,7 +180,7 @@ def _memory_part(src: PairGroups) -> _Part:
     ptr = np.zeros(len(queries) + 1, dtype=np.int64)
     np.cumsum(np.asarray(neg_count, dtype=np.int64), out=ptr[1:])
     return _Part(
-        src.name, languages, pa.array(list(src.groups), pa.string()), np.asarray(nlang, dtype=np.int64),
+        src.name, languages, (pa.array(list(src.groups), pa.string()), None), np.asarray(nlang, dtype=np.int64),
         np.asarray(pair_lang, dtype=np.int64), np.asarray(pos_code, dtype=np.int64), ptr,
         np.asarray(neg_code, dtype=np.int64), len(identity), _MemoryTexts(queries, positives, negs),
     )  # fmt: skip
@@ -186,7 +188,6 @@ def _memory_part(src: PairGroups) -> _Part:
 
 def _store_part(src: PairSource) -> _Part:
     """The integer arrays of an on-disk view, with identity codes renumbered by first occurrence."""
-    import pyarrow as pa
 
     st, rows = src.store, np.asarray(src.rows, dtype=np.int64)
     kept = src.group_codes
@@ -215,28 +216,45 @@ def _store_part(src: PairSource) -> _Part:
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniq), dtype=np.int64)
     codes = rank[inverse.ravel()]
     return _Part(
-        src.name, st.languages, st.group_ids.take(pa.array(kept)), group_nlang,
+        src.name, st.languages, (st.group_ids, np.asarray(kept, dtype=np.int64)), group_nlang,
         lang[order], codes[row_start], ptr, codes[neg_at], len(uniq), _StoreTexts(st.table, srows),
     )  # fmt: skip
 
 
 class GroupIds:
-    """Global group number -> the source's group id, held as Arrow strings (no Python object per group)."""
+    """Global group number -> the source's group id, read from Arrow strings (no Python object, no copy per group).
 
-    def __init__(self, arrays: Sequence) -> None:
-        import pyarrow as pa
+    Args:
+        parts: per source, (its group ids as a pyarrow string array, the positions of its groups in that
+            array or None for all of them in order): an on-disk view points into its store's id column.
+    """
 
-        self._ids = pa.chunked_array(list(arrays), pa.string())
+    def __init__(self, parts: Sequence[tuple]) -> None:
+        self._parts = [(ids, None if codes is None else np.asarray(codes)) for ids, codes in parts]
+        sizes = [len(ids) if codes is None else len(codes) for ids, codes in self._parts]
+        self._start = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return int(self._start[-1])
 
     def __getitem__(self, i: int) -> str:
-        return self._ids[int(i)].as_py()
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(f"group {i} out of range [0, {len(self)})")
+        part = int(np.searchsorted(self._start, i, side="right")) - 1
+        ids, codes = self._parts[part]
+        j = i - int(self._start[part])
+        return ids[j if codes is None else int(codes[j])].as_py()
 
     def __iter__(self):
-        for chunk in self._ids.chunks:
-            yield from chunk.to_pylist()
+        import pyarrow as pa
+
+        for ids, codes in self._parts:
+            if codes is None:
+                yield from ids.to_pylist()
+                continue
+            for at in range(0, len(codes), 65536):  # a slice at a time: never all the ids as Python strings
+                yield from ids.take(pa.array(codes[at : at + 65536])).to_pylist()
 
 
 class PairIndex:
@@ -327,6 +345,47 @@ class PairIndex:
         self.lang_slot = np.full((n_groups, len(self.languages)), -1, dtype=slot_dtype)
         slots_in_group = np.arange(self.num_pairs, dtype=np.int64) - self.group_start[self.pair_group]
         self.lang_slot[self.pair_group, self.pair_lang] = slots_in_group
+
+    # ------------------------------------------------------- saved arrays
+    ARRAYS = ("pair_positive", "pair_negative", "pair_lang", "pair_group", "group_start", "group_nlang",
+              "group_source", "source_group_start", "lang_slot", "_pair_start")  # fmt: skip
+
+    def saved_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, scalars) from which :meth:`restore` rebuilds this index over the same on-disk sources
+        (``polyret.training.index_cache`` writes them next to the stores). Only for store-backed sources."""
+        arrays = {name: getattr(self, name) for name in self.ARRAYS}
+        for i, (texts, (_, codes)) in enumerate(zip(self._parts_texts, self.group_ids._parts)):
+            if not isinstance(texts, _StoreTexts) or codes is None:
+                raise TypeError(f"source {self.sources[i]!r} is not an on-disk view: its index cannot be saved")
+            arrays[f"part{i}_rows"] = texts._rows
+            arrays[f"part{i}_groups"] = codes
+        scalars = {"sources": list(self.sources), "languages": list(self.languages), "num_pairs": self.num_pairs,
+                   "num_identities": self.num_identities, "num_negatives": self.num_negatives,
+                   "num_slots": self.num_slots}  # fmt: skip
+        return arrays, scalars
+
+    @classmethod
+    def restore(cls, sources: Sequence[PairSource], arrays: dict[str, np.ndarray], scalars: dict) -> PairIndex:
+        """The index :meth:`saved_state` described, over ``sources`` (the same views), from (memory-mapped) arrays.
+
+        Args:
+            sources: the on-disk views the index was built from, in the same order.
+            arrays, scalars: what :meth:`saved_state` returned (arrays may be read-only memory maps).
+        """
+        if [s.name for s in sources] != scalars["sources"]:
+            raise ValueError(f"saved index is of sources {scalars['sources']}, not {[s.name for s in sources]}")
+        self = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(self, name, arrays[name])
+        self.sources = tuple(scalars["sources"])
+        self.languages = tuple(scalars["languages"])
+        self.num_pairs, self.num_identities = int(scalars["num_pairs"]), int(scalars["num_identities"])
+        self.num_negatives, self.num_slots = int(scalars["num_negatives"]), int(scalars["num_slots"])
+        self.negative_columns = negative_columns(self.num_negatives)
+        self.has_negatives = self.num_negatives > 0
+        self._parts_texts = [_StoreTexts(s.store.table, arrays[f"part{i}_rows"]) for i, s in enumerate(sources)]
+        self.group_ids = GroupIds([(s.store.group_ids, arrays[f"part{i}_groups"]) for i, s in enumerate(sources)])
+        return self
 
     # ----------------------------------------------------------------- sizes
     @property

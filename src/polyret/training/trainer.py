@@ -235,8 +235,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     from transformers.trainer_utils import set_seed
 
     from polyret.interop.router import router_mapping
+    from polyret.training.index_cache import cached_pair_index
     from polyret.training.losses import build_loss
-    from polyret.training.pairs_dataset import PairIndex, negative_columns
+    from polyret.training.pairs_dataset import negative_columns
     from polyret.training.plan import launch_world_size, resolve_plan, split_sources
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
 
@@ -261,9 +262,10 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     check_writable(output_dir, what="output_dir", error=ConfigError)
     precision = resolve_precision(config.precision)
 
-    sources = _load_sources(config)
-    train_sources, dev_sources = split_sources(config, sources, world_size)
-    index = PairIndex(train_sources, negatives=config.num_negatives)
+    train_sources, dev_sources = split_sources(config, _load_sources(config), world_size)
+    # on-disk sources: the integer index is built once (local rank 0) and memory-mapped by every rank
+    index = cached_pair_index(train_sources, negatives=config.num_negatives)
+    del train_sources  # the views' row arrays: the index holds what it needs
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
                         precision=precision)  # fmt: skip
     for warning in plan.warnings:
