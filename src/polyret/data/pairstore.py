@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polyret import distributed
+from polyret.arrays import distinct
 from polyret.data.pairrows import PairRow, jsonl_rows, parse_row, tsv_header, tsv_row, tsv_rows
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.paths import cache_dir as default_cache_dir
@@ -363,7 +364,7 @@ class PairStore:
             keep = np.zeros(len(self.languages), dtype=bool)
             keep[[self.languages.index(lang) for lang in wanted]] = True
             rows = rows[keep[self.lang]]
-        groups = np.unique(self.group[rows])
+        groups = distinct(self.group[rows])
         if max_groups is not None and max_groups < len(groups):
             if max_groups < 1:
                 raise ValueError(f"max_groups must be >= 1, got {max_groups}")
@@ -399,7 +400,7 @@ class PairSource:
     def group_codes(self) -> np.ndarray:
         """The store group codes of this view's groups, ascending (= the source's group order)."""
         if self._groups is None:
-            self._groups = np.unique(self.store.group[self.rows])
+            self._groups = distinct(self.store.group[self.rows])
         return self._groups
 
     def __len__(self) -> int:
@@ -412,7 +413,7 @@ class PairSource:
 
     @property
     def languages(self) -> tuple[str, ...]:
-        present = np.unique(self.store.lang[self.rows])
+        present = np.flatnonzero(np.bincount(self.store.lang[self.rows], minlength=len(self.store.languages)))
         return tuple(self.store.languages[int(i)] for i in present)
 
     def select_groups(self, keep: np.ndarray, name: str | None = None) -> PairSource:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from polyret.arrays import count_distinct
 from polyret.training.pairs_dataset import PairIndex
 
 
@@ -116,7 +117,7 @@ class Conflicts:
 
     def distinct_passages(self, groups: np.ndarray) -> int:
         """Distinct passages among ``groups`` (one identity per group; an upper bound for batch filling)."""
-        return int(len(np.unique(self.first_pos[groups]))) if len(groups) else 0
+        return count_distinct(self.first_pos[groups])
 
     def fits(self, group: int, taken_pos: set, taken_neg: set) -> bool:
         """Whether a dirty group fits beside the taken codes; if so its codes are added to them."""

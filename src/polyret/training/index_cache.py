@@ -36,7 +36,7 @@ from polyret.training.conflicts import Conflicts
 from polyret.training.pairs_dataset import PairIndex
 
 INDEX_DIR = "pairindex"
-INDEX_VERSION = 1
+INDEX_VERSION = 1  # bump when what PairIndex or Conflicts arrays hold changes: old folders are then not read
 META = "meta.json"
 
 __all__ = ["cached_pair_index", "index_folder"]
