@@ -13,7 +13,7 @@ the same group, of the pair that supplies the positive (and hard negatives). ``n
 number of languages of any group; slots past a group's size are padding that no sampler emits (read
 anyway, they alias to ``slot % group size`` so that ST's model-card code scanning the first rows never fails).
 
-:meth:`PairIndex.to_dataset` builds a ``datasets.Dataset`` of ``num_pairs * num_slots`` rows whose two int64
+:meth:`PairIndex.to_dataset` builds a ``datasets.Dataset`` of ``num_pairs * num_slots`` rows whose two integer
 columns (``q`` = query row, ``s`` = query row + passage slot) are zero-copy slices of ONE arrow array of
 ``num_pairs + num_slots`` integers, so the index costs O(num_pairs) memory whatever the language count. A
 ``set_transform`` turns rows into ``anchor``/``positive`` texts (plus ``negative``, or ``negative_1`` ..
@@ -512,7 +512,8 @@ class PairIndex:
         n, k = self.num_pairs, self.num_slots
         if n == 0:
             raise ValueError("PairIndex has no pairs: nothing to train on")
-        base = pa.array(np.arange(n + k, dtype=np.int64))
+        # one column of n + k integers for both index columns: 4 bytes per pair below 2**31 rows
+        base = pa.array(np.arange(n + k, dtype=np.int32 if n + k < 2**31 else np.int64))
         q_col = pa.chunked_array([base.slice(0, n)] * k)
         s_col = pa.chunked_array([base.slice(slot, n) for slot in range(k)])
         table = pa.Table.from_arrays([q_col, s_col], names=list(INDEX_COLUMNS))
