@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polyret.arrays import count_distinct
+from polyret.arrays import count_distinct, distinct
 from polyret.training.pairs_dataset import PairIndex
 
 
@@ -42,12 +42,12 @@ class Conflicts:
             max(index.num_identities, index.pair_positive.max(initial=0) + 1, index.pair_negative.max(initial=0) + 1, 1)
         )
         n_groups = index.num_groups
-        pos = np.unique(g * n_codes + index.pair_positive.astype(np.int64))
+        pos = distinct(g * n_codes + index.pair_positive.astype(np.int64))
         neg_codes = index.pair_negative.reshape(len(g), -1)  # one column per hard negative
         neg_group = np.repeat(g, neg_codes.shape[1])
         neg_codes = neg_codes.ravel()
         has_neg = neg_codes >= 0
-        neg = np.unique(neg_group[has_neg] * n_codes + neg_codes[has_neg].astype(np.int64))
+        neg = distinct(neg_group[has_neg] * n_codes + neg_codes[has_neg].astype(np.int64))
         self.pos_group, self.pos_codes = pos // n_codes, pos % n_codes
         self.neg_group, self.neg_codes = neg // n_codes, neg % n_codes
         self.pos_ptr = np.searchsorted(self.pos_group, np.arange(n_groups + 1))
