@@ -5,7 +5,10 @@ Each measured phase runs in a FRESH process (so its peak memory is its own) over
 * ``build``: ``pair_file_store(path)``: stream, validate, write Arrow, compute the integer arrays.
 * ``open``: what every rank does at start-up: map the finished store, take the trainer's view, build the
   PairIndex and the batch sampler (world size 8, batch 100), then fetch the texts of 50 batches.
-* ``train``: ``polyret.train`` with ``max_steps`` 3 on the store (a tiny random BERT; CPU).
+* ``train``: ``polyret.train`` with ``max_steps`` 3 on the store (a tiny random BERT; CPU), run twice: the
+  first run builds the training index into the cache (``polyret.training.index_cache``), the second maps it
+  (what every rank of a multi-GPU run and every later run does). Each run also reports, per phase of
+  ``train()``, the private memory when the phase ends and its peak during the phase (``phases``).
 * ``memory`` (optional, ``--memory-path-max``): the old path for comparison, ``load_pairs_jsonl`` +
   ``PairIndex`` over Pair objects, only for sizes up to that bound.
 
@@ -75,6 +78,7 @@ class Peak:
 
     def __init__(self) -> None:
         self.anon = self.file = 0
+        self.phase = 0  # the peak since PhaseLog last reset it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -93,6 +97,7 @@ class Peak:
         while not self._stop.is_set():
             s = self._read()
             self.anon, self.file = max(self.anon, s["RssAnon"]), max(self.file, s["RssFile"])
+            self.phase = max(self.phase, s["RssAnon"])
             time.sleep(0.02)
 
     def result(self) -> dict[str, float]:
@@ -150,12 +155,49 @@ def phase_memory(path: Path) -> dict:
     return {"pairs": index.num_pairs, "s_load_pairs": round(t_load, 2), "s_index": round(time.perf_counter() - t0 - t_load, 2)}
 
 
-def phase_train(path: Path, work: Path) -> dict:
+class PhaseLog:
+    """Private memory (RssAnon) per phase of ``train()``: wraps the functions it calls, one after the other."""
+
+    def __init__(self, peak: Peak) -> None:
+        self.peak = peak
+        self.rows: list[dict] = []
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            start = time.perf_counter()
+            self.peak.phase = Peak._read()["RssAnon"]  # the peak of this phase alone
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                now = Peak._read()["RssAnon"]
+                self.rows.append({"phase": label, "s": round(time.perf_counter() - start, 2),
+                                  "anon_end_mb": round(now / 1024, 1),
+                                  "anon_peak_mb": round(max(self.peak.phase, now) / 1024, 1)})  # fmt: skip
+
+        setattr(owner, name, wrapped)
+
+
+def phase_train(path: Path, work: Path, peak: Peak) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from conftest import build_tiny_model
+    from sentence_transformers import SentenceTransformerTrainer
 
     import polyret
+    from polyret.training import index_cache, plan, trainer
     from polyret.training.config import TrainConfig
+    from polyret.training.pairs_dataset import PairIndex
+
+    log = PhaseLog(peak)
+    log.wrap(trainer, "_load_sources", "sources (map the store, take the view)")
+    log.wrap(plan, "split_sources", "dev split")
+    log.wrap(index_cache, "cached_pair_index", "index (build + save, or map)")
+    log.wrap(plan, "resolve_plan", "plan (sampler, Conflicts)")
+    log.wrap(PairIndex, "to_dataset", "dataset view")
+    log.wrap(trainer, "_load_model", "model")
+    log.wrap(SentenceTransformerTrainer, "__init__", "trainer construction")
+    log.wrap(SentenceTransformerTrainer, "train", "trainer.train (sampler, 3 steps)")
 
     model = work / "tiny-model"
     if not model.exists():
@@ -167,7 +209,7 @@ def phase_train(path: Path, work: Path) -> dict:
     final = polyret.train(config)
     info = json.loads((final / "polyret_train.json").read_text())
     return {"s_train": round(time.perf_counter() - t0, 2), "global_step": info.get("global_step"),
-            "train_pairs": info.get("train_pairs"), "train_loss": info.get("train_loss")}  # fmt: skip
+            "train_pairs": info.get("train_pairs"), "train_loss": info.get("train_loss"), "phases": log.rows}  # fmt: skip
 
 
 def _folder_mb(folder: Path) -> float:
@@ -193,7 +235,7 @@ def run_phase(phase: str, path: Path, work: Path) -> dict:
     elif phase == "memory":
         out = phase_memory(path)
     else:
-        out = phase_train(path, work)
+        out = phase_train(path, work, peak)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out.update(peak.result())
     out["anon_base_mb"] = round(base["RssAnon"] / 1024, 1)  # after the imports, before the work
@@ -215,6 +257,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--memory-path-max", type=int, default=0, help="also time the Pair-object path up to this size")
     ap.add_argument("--train-min", type=int, default=0, help="run the train phase for sizes >= this (0: never)")
+    ap.add_argument("--skip-build", action="store_true", help="the stores exist: no build / re-open / open phases")
     ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -230,13 +273,15 @@ def main() -> None:
         t0 = time.perf_counter()
         data = write_pairs(path, n) if not path.exists() else {"pairs": n, "bytes": path.stat().st_size}
         row = {"n": n, "data": data, "s_write_jsonl": round(time.perf_counter() - t0, 2)}
-        row["build"] = child("build", path, args.work, env)
-        row["reopen"] = child("build", path, args.work, env)  # the store exists: open only
-        row["open"] = child("open", path, args.work, env)
+        if not args.skip_build:
+            row["build"] = child("build", path, args.work, env)
+            row["reopen"] = child("build", path, args.work, env)  # the store exists: open only
+            row["open"] = child("open", path, args.work, env)
         if n <= args.memory_path_max:
             row["memory_path"] = child("memory", path, args.work, env)
         if args.train_min and n >= args.train_min:
-            row["train"] = child("train", path, args.work, env)
+            row["train"] = child("train", path, args.work, env)  # builds the training index into the cache
+            row["train_mapped"] = child("train", path, args.work, env)  # maps it
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.json:

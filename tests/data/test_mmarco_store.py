@@ -129,3 +129,20 @@ def test_the_hub_path_reads_the_hub_file_names(tmp_path, monkeypatch):
     assert sorted(view.to_pair_groups().groups) == sorted(reference(copy, ["de", "en"], 1))
     with pytest.raises(DataError, match="needs an explicit language list"):
         load_pair_source("mmarco")
+
+
+def test_the_config_field_chooses_every_triple_or_k_per_query(tmp_path):
+    from polyret.training.config import ConfigError, TrainConfig
+    from polyret.training.pair_sources import load_training_sources
+
+    copy = build_copy(tmp_path / "mm")
+    spec = f"mmarco:{tmp_path / 'mm'}"
+    for k in (None, 1, 2):
+        config = TrainConfig.from_dict({"train": [spec], "languages": ["de", "en"], "max_triples_per_query": k})
+        (view,) = load_training_sources(config)
+        assert len(view) == len(reference(copy, ["de", "en"], k))
+    assert TrainConfig().with_overrides([f"train={spec}", "max_triples_per_query=2"]).max_triples_per_query == 2
+    with pytest.raises(ConfigError, match="max_triples_per_query must be >= 1"):
+        TrainConfig(train=(spec,), max_triples_per_query=0)
+    with pytest.raises(ConfigError, match="applies to mmarco sources only"):
+        load_training_sources(TrainConfig(train=("pairs.jsonl",), max_triples_per_query=1))

@@ -32,26 +32,18 @@ def shared_source(n_groups: int = 120) -> PairGroups:
     return PairGroups("s", groups)
 
 
-class _Factory:
-    def __init__(self, sampler) -> None:
-        self.last = sampler
-
-
 def write_log(out: Path, index: PairIndex, sampler: ParallelBatchSampler, *, with_factory: bool = True) -> None:
-    """What train() logs, without a trainer: each yielded batch goes through the recorder's transform."""
+    """What train() logs, without a trainer: each yielded batch becomes an entry of its rank's log."""
     out.mkdir(parents=True, exist_ok=True)
     w, accum = sampler.world_size, sampler.grad_accum_steps
-    recorders = [BatchRecorder(index, _Factory(sampler) if with_factory else None) for _ in range(w)]
-    for rec in recorders:
-        rec.enabled = True
-    n = index.num_pairs
+    recorder = BatchRecorder(index)
+    lines: list[list[str]] = [[] for _ in range(w)]
     for b, batch in enumerate(sampler):
-        rows = np.asarray(batch)
-        q = rows % n
-        recorders[b % w].transform({"q": q.tolist(), "s": (q + rows // n).tolist()})
-    for rank, rec in enumerate(recorders):
-        lines = [json.dumps({"step": i // accum + 1, "rank": rank, "world_size": w, **e}) for i, e in enumerate(rec.fetched)]
-        batch_log_path(out, rank).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        entry = recorder.entry(batch, sampler.batch_info(batch) if with_factory else None)
+        step = b // (w * accum) + 1
+        lines[b % w].append(json.dumps({"step": step, "rank": b % w, "world_size": w, **entry}))
+    for rank in range(w):
+        batch_log_path(out, rank).write_text("".join(line + "\n" for line in lines[rank]), encoding="utf-8")
 
 
 def group_only(index: PairIndex) -> PairIndex:

@@ -110,3 +110,61 @@ def test_per_pair_memory_is_integer_arrays(tmp_path):
     assert type(texts).__name__ == "_StoreTexts"  # texts stay in the memory-mapped Arrow table
     held = sum(getattr(index, n).nbytes for n in ARRAYS)
     assert held < 80 * index.num_pairs  # O(1) integers per pair
+
+
+def test_the_dataset_view_is_fingerprinted_without_pickling_the_index(tmp_path, monkeypatch):
+    """datasets hashes a transform by pickling it: for the index that was ~600 B per pair of transient memory."""
+    from polyret.training.conflicts import Conflicts
+
+    path = _file(tmp_path, "a.jsonl", synthetic_rows(60))
+    index = PairIndex([load_pair_source(path)])
+    pickled = []
+
+    def refuse(self, protocol):
+        pickled.append(protocol)
+        raise AssertionError("the PairIndex was pickled")
+
+    monkeypatch.setattr(PairIndex, "__reduce_ex__", refuse)
+    dataset = index.to_dataset()
+    assert not pickled
+    assert dataset[0].keys() >= {"anchor", "positive"} and dataset[0]["anchor"] == index.texts([0])["anchor"][0]
+    other = PairIndex([load_pair_source(path, max_groups=30, seed=1)])
+    assert other.fingerprint() != index.fingerprint() and other.fingerprint() == PairIndex(
+        [load_pair_source(path, max_groups=30, seed=1)]).fingerprint()  # fmt: skip
+    # every sampler over one index shares one Conflicts (the plan's, the trainer's)
+    a = ParallelBatchSampler(index, 4, strategy="hybrid", seed=0)
+    b = ParallelBatchSampler(index, 2, strategy="mono", seed=1)
+    assert a._conflicts is b._conflicts is Conflicts.of(index)
+
+
+def test_the_index_is_built_once_and_memory_mapped(tmp_path, monkeypatch):
+    from polyret.paths import COMPLETE_MARKER
+    from polyret.training.conflicts import Conflicts
+    from polyret.training.index_cache import cached_pair_index, index_folder
+
+    a = _file(tmp_path, "a.jsonl", synthetic_rows(150, seed=1))
+    b = _file(tmp_path, "b.jsonl", synthetic_rows(90, langs=("en", "es"), seed=2))
+    views = [load_pair_source(a, max_groups=100, seed=3), load_pair_source(b)]
+    built = PairIndex(views, negatives=0)
+    cached = cached_pair_index(views, negatives=0)
+    assert_same_index(built, cached)
+    assert all(not getattr(cached, name).flags.writeable for name in ARRAYS)  # read-only maps of the files
+    for name in Conflicts.ARRAYS:
+        assert np.array_equal(getattr(Conflicts(built), name), getattr(Conflicts.of(cached), name)), name
+    one = [list(x) for x in ParallelBatchSampler(built, 8, strategy="hybrid", seed=4, world_size=2)]
+    assert one == [list(x) for x in ParallelBatchSampler(cached, 8, strategy="hybrid", seed=4, world_size=2)]
+    assert cached.ref(7) == built.ref(7) and cached.to_dataset()[3] == built.to_dataset()[3]
+
+    folder = index_folder(views, 0)
+    assert (folder / COMPLETE_MARKER).is_file()
+    with monkeypatch.context() as patch:
+        patch.setattr(PairIndex, "__init__", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rebuilt")))
+        assert_same_index(built, cached_pair_index(views, negatives=0))  # the second run maps the files
+    other = [load_pair_source(a, max_groups=100, seed=4), load_pair_source(b)]  # another view: another folder
+    assert index_folder(other, 0) != folder and index_folder(views, None) != folder
+    (folder / COMPLETE_MARKER).unlink()  # an interrupted build is never read: it is built again
+    assert_same_index(built, cached_pair_index(views, negatives=0))
+    assert (folder / COMPLETE_MARKER).is_file()
+    memory = load_pairs_jsonl(a)  # a source in memory: no cache, the plain index
+    before = sorted((tmp_path / "cache" / "pairindex").iterdir())
+    assert type(cached_pair_index([memory])) is PairIndex and sorted((tmp_path / "cache" / "pairindex").iterdir()) == before

@@ -580,3 +580,18 @@ def test_mini_batch_size_without_cached_loss_names_embed_chunk_size():
     with pytest.raises(ConfigError, match="embed_chunk_size"):
         TrainConfig(mini_batch_size=8)
     assert TrainConfig(mini_batch_size=8, cached_loss=True).mini_batch_size == 8
+
+
+def test_the_card_states_the_batch_as_batch_scope_counts_it():
+    from polyret.training.card import model_card
+
+    info = {"languages": ["de", "en"], "train_groups": 10, "dev_groups": 0, "global_step": 5, "precision": "fp32",
+            "loss": "MNRL", "world_size": 8, "global_batch": 104, "per_device_batch": 13, "grad_accum_steps": 1}  # fmt: skip
+    card = model_card(TrainConfig(batch_size=100, batch_rounding="nearest"), info)
+    assert "5 optimizer steps, each of 104 pairs in all (13 per device x 8 device(s))" in card
+    assert "pairs per device" not in card  # the global batch is not a per-device count
+    one = model_card(TrainConfig(batch_size=100), info | {"world_size": 1, "global_batch": 100, "per_device_batch": 100})
+    assert "each of 100 pairs in all\n" in one
+    two = {"world_size": 2, "global_batch": 64, "per_device_batch": 16, "grad_accum_steps": 2}
+    per_device = model_card(TrainConfig(batch_size=16, batch_scope="per_device"), info | two)
+    assert "each of 16 pairs per device x 2 device(s) x 2 accumulation steps" in per_device

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 
 from polyret import models
 from polyret.training import train
-from polyret.training.batchlog import batch_log_path
+from polyret.training.batchlog import batch_log_path, read_batch_log
 from polyret.training.config import ConfigError, TrainConfig
 from polyret.training.lora import add_lora, merge_lora
 from polyret.training.losses import build_loss
@@ -133,7 +133,13 @@ def test_the_probe_finds_the_pooler_mean_pooling_never_reads(tiny_model):
     assert find_unused_parameters(model) == []
 
 
-def test_dataloader_workers_train_without_the_batch_log(tiny_model, pairs_file, tmp_path):
-    out = train(small_config(tiny_model, pairs_file, tmp_path / "workers", max_steps=2, dataloader_num_workers=1))
-    assert json.loads((out / "polyret_train.json").read_text())["global_step"] == 2
-    assert not batch_log_path(tmp_path / "workers").exists()
+def test_dataloader_workers_write_the_same_batch_log(tiny_model, pairs_file, tmp_path):
+    """The log comes from the sampler in the main process: a worker fetching the texts changes nothing."""
+    logs = {}
+    for workers in (0, 1):
+        run = tmp_path / f"workers-{workers}"
+        out = train(small_config(tiny_model, pairs_file, run, max_steps=3, dataloader_num_workers=workers))
+        assert json.loads((out / "polyret_train.json").read_text())["global_step"] == 3
+        logs[workers] = read_batch_log(batch_log_path(run))
+    assert [e["step"] for e in logs[1]] == [1, 2, 3] and logs[1] == logs[0]
+    assert {e["kind"] for e in logs[1]} <= {"mono", "cross"} and all(len(e["pos"]) == e["size"] for e in logs[1])

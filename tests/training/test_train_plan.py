@@ -173,6 +173,9 @@ def test_cli_dry_runs(tmp_path, tiny_model, pairs_file):
     assert result.exit_code == 0, result.output
     assert "batch: 104 pairs per optimizer step = 13 per device x 8 device(s)" in result.output
     assert "rounded" in result.output and "memory:" in result.output and "nothing trained" in result.output
+    one = runner.invoke(app, ["experiment", "--config", str(paper_config_file(tmp_path / "k")), "--dry-run", "--world-size",
+                              "8", "--set", "max_triples_per_query=1"])  # fmt: skip
+    assert one.exit_code == 0, one.output  # the README's way to keep one mMARCO triple per query
     base = ["train", "--model", str(tiny_model), "--train", str(pairs_file), "--output", str(tmp_path / "run")]
     result = runner.invoke(app, base + ["--batch-size", "8", "--dry-run", "--world-size", "2", "--set", "max_steps=5"])
     assert result.exit_code == 0, result.output

@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polyret import distributed
+from polyret.arrays import distinct
 from polyret.data.pairrows import PairRow, jsonl_rows, parse_row, tsv_header, tsv_row, tsv_rows
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.paths import cache_dir as default_cache_dir
@@ -63,6 +64,7 @@ __all__ = [
     "PairSource",
     "PairStore",
     "StoreWriter",
+    "build_once",
     "file_key",
     "load_pair_source",
     "open_or_build",
@@ -362,7 +364,7 @@ class PairStore:
             keep = np.zeros(len(self.languages), dtype=bool)
             keep[[self.languages.index(lang) for lang in wanted]] = True
             rows = rows[keep[self.lang]]
-        groups = np.unique(self.group[rows])
+        groups = distinct(self.group[rows])
         if max_groups is not None and max_groups < len(groups):
             if max_groups < 1:
                 raise ValueError(f"max_groups must be >= 1, got {max_groups}")
@@ -398,7 +400,7 @@ class PairSource:
     def group_codes(self) -> np.ndarray:
         """The store group codes of this view's groups, ascending (= the source's group order)."""
         if self._groups is None:
-            self._groups = np.unique(self.store.group[self.rows])
+            self._groups = distinct(self.store.group[self.rows])
         return self._groups
 
     def __len__(self) -> int:
@@ -411,7 +413,7 @@ class PairSource:
 
     @property
     def languages(self) -> tuple[str, ...]:
-        present = np.unique(self.store.lang[self.rows])
+        present = np.flatnonzero(np.bincount(self.store.lang[self.rows], minlength=len(self.store.languages)))
         return tuple(self.store.languages[int(i)] for i in present)
 
     def select_groups(self, keep: np.ndarray, name: str | None = None) -> PairSource:
@@ -488,13 +490,38 @@ def open_or_build(
     key = {"version": STORE_VERSION, **key}
     fp = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = default_cache_dir(cache_dir) / STORE_DIR / f"{_slug(name)}-{fp}"
+
+    def fill(tmp: Path) -> None:
+        writer = StoreWriter(tmp, name, source)
+        writer.finish(build(writer), key)
+        scratch = tmp / "scratch"
+        if scratch.exists():
+            shutil.rmtree(scratch)
+
+    build_once(folder, fill, name=name, source=source)
+    return PairStore(folder)
+
+
+def build_once(folder: Path, fill: Callable[[Path], None], *, name: str, source: str) -> None:
+    """Make sure the complete cache folder ``folder`` exists: local rank 0 builds it if missing, the other
+    ranks of the node wait for its completion marker, then all meet at :func:`polyret.distributed.barrier`.
+
+    ``fill(tmp)`` writes the content into a temporary sibling folder, which gets its completion marker last
+    and is renamed into place (a concurrent build of the same folder loses the rename race and uses the
+    winner's; a folder without its marker is never read).
+
+    Args:
+        folder: the cache folder (its name is the content's fingerprint).
+        fill: writes the content into the folder it is given.
+        name: the display name (in the completion marker).
+        source: where the content comes from, for messages.
+    """
     if _local_rank() == 0:
         if not is_complete(folder):
-            _build(folder, key, name, build, source)
+            _build(folder, fill, name)
     elif not is_complete(folder):
         _wait_for(folder, source)
     distributed.barrier()
-    return PairStore(folder)
 
 
 def _wait_for(folder: Path, source: str) -> None:
@@ -507,13 +534,13 @@ def _wait_for(folder: Path, source: str) -> None:
     while not is_complete(folder):
         if time.monotonic() > deadline:
             raise DataError(
-                f"{folder}: the pair store of {source} did not appear while local rank 0 was building it; every "
+                f"{folder}: the cache folder of {source} did not appear while local rank 0 was building it; every "
                 "rank of a node must see the same cache folder (POLYRET_CACHE_DIR)"
             )
         time.sleep(0.5)
 
 
-def _build(folder: Path, key: dict, name: str, build, source: str) -> None:
+def _build(folder: Path, fill: Callable[[Path], None], name: str) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in folder.parent.glob(f".tmp-{folder.name}-*"):  # left by a killed build
         pid = stale.name.rsplit("-", 1)[-1]
@@ -523,12 +550,7 @@ def _build(folder: Path, key: dict, name: str, build, source: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        writer = StoreWriter(tmp, name, source)
-        order = build(writer)
-        writer.finish(order, key)
-        scratch = tmp / "scratch"
-        if scratch.exists():
-            shutil.rmtree(scratch)
+        fill(tmp)
         share_mode(tmp)
         mark_complete(tmp, name=name)
         if folder.exists():

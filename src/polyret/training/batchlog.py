@@ -2,14 +2,16 @@
 
 ``batches.jsonl`` (rank r > 0: ``batches.rank{r}.jsonl``) in a run's ``output_dir`` holds one JSON line
 per micro-batch: the step, the batch kind (mono / cross / mixed), its language pairs, sources, distinct
-groups, and the passage identity codes of its examples. :class:`BatchRecorder` fills it from the
-dataset transform (what the DataLoader really fetched, not a plan); :func:`batch_log_callback` writes the
-entries of each step as it ends; :func:`audit_batches` checks a finished run for false negatives.
+groups, and the passage identity codes of its examples. :class:`BatchRecorder` builds the entries from
+the batches the sampler yielded for each step (in the main process, so DataLoader workers change nothing);
+:func:`batch_log_callback` writes the entries of each step as it ends; :func:`audit_batches` checks a
+finished run for false negatives.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,68 +22,94 @@ import numpy as np
 
 from polyret.paths import atomic_write_text
 
+logger = logging.getLogger(__name__)
+
 
 class BatchRecorder:
-    """Records the language pairs of every training batch this process fetched, in fetch order.
+    """Builds the batch log's entries: the batches this process trained on, per optimizer step.
 
-    It sits in the dataset's transform, which the DataLoader calls once per batch it fetches (workers
-    are off; the trainer's own reads of the dataset happen before ``enabled``), so the log shows what
-    this rank actually trained on, not what a plan said. Each entry also holds the passage identity codes
-    of its examples (``pos``, and ``neg`` with hard negatives; ``PairIndex.pair_positive/pair_negative``)
-    so :func:`audit_batches` can check a finished run for false negatives, and, when ``sampler_factory``
-    is set, how many groups the sampler deferred for a passage conflict while filling the batch
-    (``deferred``, per global micro-batch).
+    The entries come from the batch sampler in the main process: it remembers the batches it yielded by
+    their position in the global stream (:meth:`ParallelBatchSampler.yielded`), and optimizer step ``t`` of
+    rank ``r`` trained on micro-batches ``(t * accum + m) * world_size + r`` of that stream (how accelerate
+    deals batches to ranks; a resume skips whole batches at the start). So the log is the same with
+    DataLoader workers (which fetch the texts in other processes) as without, and it holds what was
+    yielded for the step, not a replanned guess. Each entry holds the language pairs, sources and groups
+    of its examples, their passage identity codes (``pos``, and ``neg`` with hard negatives;
+    ``PairIndex.pair_positive/pair_negative``) so :func:`audit_batches` can check a finished run for false
+    negatives, and how many groups the sampler deferred for a passage conflict while filling the global
+    micro-batch (``deferred``).
 
     Args:
         index: the training pairs the dataset views.
-        sampler_factory: the trainer's ``SamplerFactory`` (its ``last`` sampler knows the deferred counts),
-            or None.
+        sampler_factory: the trainer's ``SamplerFactory`` (its ``last`` sampler is the trainer's), or None.
     """
 
     def __init__(self, index, sampler_factory=None) -> None:
         self.index = index
         self.sampler_factory = sampler_factory
-        self.enabled = False
-        self.fetched: list[dict[str, Any]] = []
+        self._warned = False
 
-    def transform(self, batch: dict[str, list]) -> dict[str, list[str]]:
-        if self.enabled:
-            q = np.asarray(batch["q"], dtype=np.int64)
-            s = np.asarray(batch["s"], dtype=np.int64)
-            qrow, prow = self.index._rows(q, s)
-            langs = self.index.languages
-            qlang = [langs[i] for i in self.index.pair_lang[qrow].tolist()]
-            plang = [langs[i] for i in self.index.pair_lang[prow].tolist()]
-            groups = self.index.pair_group[qrow]
-            sources = sorted({self.index.sources[i] for i in self.index.group_source[groups].tolist()})
-            same = [a == b for a, b in zip(qlang, plang)]
-            if all(same):
-                kind = "mono" if len(set(qlang)) == 1 else "mixed"
-            else:
-                kind = "cross" if not any(same) else "other"
-            pairs = Counter(f"{a}-{b}" for a, b in zip(qlang, plang))
-            entry = {
-                "kind": kind, "size": len(qlang), "sources": sources,
-                "query_langs": sorted(set(qlang)), "passage_langs": sorted(set(plang)),
-                "pairs": dict(sorted(pairs.items())), "distinct_groups": int(len(np.unique(groups))),
-                "pos": self.index.pair_positive[prow].tolist(),
-            }  # fmt: skip
-            if self.index.has_negatives:
-                neg = self.index.pair_negative[prow]  # one list per example with k > 1 negatives
-                entry["neg"] = (neg[:, 0] if neg.shape[1] == 1 else neg).tolist()
-            sampler = getattr(self.sampler_factory, "last", None)
-            info = sampler.batch_info((s - q) * self.index.num_pairs + q) if sampler is not None else None
-            if info is not None:
-                entry["deferred"] = info.deferred
-            self.fetched.append(entry)
-        return self.index.transform(batch)
+    def entry(self, indices, info=None) -> dict[str, Any]:
+        """The log entry of one micro-batch given by its dataset indices (and the sampler's decision).
+
+        Args:
+            indices: the batch's dataset indices, as the sampler yielded them.
+            info: the sampler's :class:`~polyret.training.samplers.BatchInfo` of the batch (for ``deferred``).
+        """
+        ix = self.index
+        d = ix.decode(indices)
+        langs = ix.languages
+        qlang = [langs[i] for i in d.query_lang.tolist()]
+        plang = [langs[i] for i in d.passage_lang.tolist()]
+        same = [a == b for a, b in zip(qlang, plang)]
+        if all(same):
+            kind = "mono" if len(set(qlang)) == 1 else "mixed"
+        else:
+            kind = "cross" if not any(same) else "other"
+        pairs = Counter(f"{a}-{b}" for a, b in zip(qlang, plang))
+        entry = {
+            "kind": kind, "size": len(qlang), "sources": sorted({ix.sources[i] for i in d.source.tolist()}),
+            "query_langs": sorted(set(qlang)), "passage_langs": sorted(set(plang)),
+            "pairs": dict(sorted(pairs.items())), "distinct_groups": int(len(np.unique(d.group))),
+            "pos": ix.pair_positive[d.passage_row].tolist(),
+        }  # fmt: skip
+        if ix.has_negatives:
+            neg = ix.pair_negative[d.passage_row]  # one list per example with k > 1 negatives
+            entry["neg"] = (neg[:, 0] if neg.shape[1] == 1 else neg).tolist()
+        if info is not None:
+            entry["deferred"] = info.deferred
+        return entry
+
+    def step_entries(self, step: int, rank: int, world_size: int, accum: int) -> list[dict[str, Any]]:
+        """The entries of optimizer step ``step`` (1-based, as the trainer counts) on rank ``rank``.
+
+        Args:
+            step: the trainer's ``global_step`` after the step.
+            rank, world_size: this process and the number of processes.
+            accum: micro-batches per optimizer step.
+        """
+        sampler = getattr(self.sampler_factory, "last", None)
+        if sampler is None:
+            return []
+        epoch, within = divmod(step - 1, sampler.steps_per_epoch)
+        out = []
+        for micro in range(accum):
+            got = sampler.yielded(epoch, (within * accum + micro) * world_size + rank)
+            if got is None:  # not yielded or no longer remembered: never guessed
+                if not self._warned:
+                    logger.warning("batch log: the sampler no longer holds the batches of step %d; not logged", step)
+                    self._warned = True
+                return []
+            info, batch = got
+            out.append(self.entry(batch, info))
+        return out
 
 
 def batch_log_callback(recorder: BatchRecorder, path: Path, rank: int, world_size: int, accum: int):
-    """A trainer callback that appends each optimizer step's entries of ``recorder`` to ``path``.
+    """A trainer callback that appends each optimizer step's entries (:meth:`BatchRecorder.step_entries`) to ``path``.
 
     Args:
-        recorder: the dataset transform's :class:`BatchRecorder`.
+        recorder: the run's :class:`BatchRecorder`.
         path: this rank's log (:func:`batch_log_path`).
         rank, world_size: this process's rank and the number of processes, written into each entry.
         accum: micro-batches per optimizer step.
@@ -91,32 +119,16 @@ def batch_log_callback(recorder: BatchRecorder, path: Path, rank: int, world_siz
     class BatchLogCallback(TrainerCallback):
         """Writes the batches of each optimizer step to a JSONL file as the step ends."""
 
-        def __init__(self) -> None:
-            self.start_step = 0
-            self.written = 0
-
         def on_train_begin(self, args, state, control, **kwargs):
-            self.start_step = state.global_step
-            recorder.fetched.clear()
-            self.written = 0
-            truncate_log(path, self.start_step)
-            recorder.enabled = True
+            truncate_log(path, state.global_step)  # a resumed run rewrites the steps after its checkpoint
 
         def on_step_end(self, args, state, control, **kwargs):
-            lines = []
-            while self.written < len(recorder.fetched):
-                step = self.start_step + self.written // accum + 1
-                if step > state.global_step:
-                    break  # prefetched for a later step
-                entry = {"step": step, "rank": rank, "world_size": world_size, **recorder.fetched[self.written]}
-                lines.append(json.dumps(entry, ensure_ascii=False))
-                self.written += 1
+            entries = recorder.step_entries(state.global_step, rank, world_size, accum)
+            lines = [json.dumps({"step": state.global_step, "rank": rank, "world_size": world_size, **e},
+                                ensure_ascii=False) for e in entries]  # fmt: skip
             if lines:
                 with open(path, "a", encoding="utf-8") as fh:
                     fh.write("\n".join(lines) + "\n")
-
-        def on_train_end(self, args, state, control, **kwargs):
-            recorder.enabled = False
 
     return BatchLogCallback()
 

@@ -25,6 +25,23 @@ RUN_CONFIG = "polyret_train.json"
 MODEL_DIR = "model"
 
 
+def _batch_words(config: TrainConfig, info: dict[str, Any]) -> str:
+    """A step's batch as ``batch_scope`` counts it: the global batch (and its split over the devices) or per device.
+
+    Args:
+        config: the run's config (``batch_scope``, ``batch_size``).
+        info: the run's numbers (``global_batch``, ``per_device_batch``, ``world_size``, ``grad_accum_steps``).
+    """
+    world, accum = info["world_size"], info.get("grad_accum_steps", 1)
+    per_device = info.get("per_device_batch", config.batch_size if config.batch_scope == "per_device" else None)
+    steps = f" x {accum} accumulation steps" if accum > 1 else ""
+    if config.batch_scope == "global":
+        total = info.get("global_batch", config.batch_size)
+        split = f" ({per_device} per device x {world} device(s){steps})" if per_device and (world > 1 or accum > 1) else ""
+        return f"each of {total} pairs in all{split}"
+    return f"each of {per_device} pairs per device x {world} device(s){steps}"
+
+
 def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
     """polyret's section of the model card (markdown).
 
@@ -41,11 +58,11 @@ def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
         + (f" (alpha = {config.alpha}: probability of a monolingual batch)" if config.strategy == "hybrid" else ""),
         f"- base model: `{config.model}`",
         f"- training data: {', '.join(f'`{s}`' for s in config.train)}"
-        + (f" (max {config.max_groups} groups per source)" if config.max_groups else ""),
+        + (f" (max {config.max_groups} groups per source)" if config.max_groups else "")
+        + (f" (mMARCO: first {config.max_triples_per_query} triples per query)" if config.max_triples_per_query else ""),
         f"- languages: {langs}",
         f"- parallel groups: {info['train_groups']} train, {info['dev_groups']} held out for dev loss",
-        f"- steps: {info['global_step']} optimizer steps of {config.batch_size} pairs per device"
-        f" x {info['world_size']} device(s)",
+        f"- steps: {info['global_step']} optimizer steps, {_batch_words(config, info)}",
         f"- recipe: {config.recipe or 'custom'}; lr {config.lr}, AdamW weight decay {config.weight_decay}, "
         f"warmup ratio {config.warmup_ratio}, temperature {config.temperature}, precision {info['precision']}",
         f"- loss: InfoNCE with in-batch negatives ({info['loss']})"

@@ -70,6 +70,8 @@ class TrainConfig:
         languages: the languages to train on (None: every language the sources have).
         data_dir: where registry datasets live (None: ``POLYRET_DATA_DIR`` or the default).
         max_groups: per source, a seeded subsample of this many parallel groups (quick runs).
+        max_triples_per_query: mMARCO sources: the first this many training triples of each query (None:
+            every triple, as the paper trains); only valid with an ``mmarco`` source.
         strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
         alpha: probability of a monolingual batch under ``hybrid``.
         batch_size: pairs per optimizer step: the whole step's (``batch_scope="global"``, the paper's 100
@@ -95,8 +97,8 @@ class TrainConfig:
         ddp_find_unused_parameters: DDP's ``find_unused_parameters`` (None: off; under DDP a probe backward
             finds the trainable parameters that get no gradient, e.g. a pooler mean pooling never reads, and
             freezes them, which trains the same since AdamW skips a parameter without a gradient).
-        dataloader_num_workers: DataLoader worker processes (0: in the main process; with workers the
-            batch log ``batches.jsonl`` is not written, since it records fetches in the main process).
+        dataloader_num_workers: DataLoader worker processes fetching the texts (0: in the main process); the
+            batch log ``batches.jsonl`` comes from the sampler in the main process either way.
         gradient_checkpointing: recompute activations in backward (transformers' gradient checkpointing,
             non-reentrant): activation memory of one layer instead of all, about a third more compute.
         lora_r: LoRA rank (0: train every weight); the adapter goes in through sentence-transformers'
@@ -125,6 +127,7 @@ class TrainConfig:
     languages: tuple[str, ...] | None = None  # None: every language the sources have
     data_dir: str | None = None
     max_groups: int | None = None  # per source: a seeded subsample of parallel groups (quick runs)
+    max_triples_per_query: int | None = None  # mMARCO: triples kept per query (None: all)
     strategy: str = "hybrid"
     alpha: float = 0.5  # probability of a monolingual batch (hybrid)
     batch_size: int = 100  # pairs per optimizer step: the whole step's (batch_scope=global) or each device's
@@ -249,6 +252,10 @@ class TrainConfig:
         need(self.eval_steps is None or self.eval_steps >= 1, f"eval_steps must be >= 1, got {self.eval_steps}")
         need(self.dev_groups >= 0, f"dev_groups must be >= 0, got {self.dev_groups}")
         need(self.max_groups is None or self.max_groups >= 1, f"max_groups must be >= 1, got {self.max_groups}")
+        need(
+            self.max_triples_per_query is None or self.max_triples_per_query >= 1,
+            f"max_triples_per_query must be >= 1 (unset: every triple), got {self.max_triples_per_query}",
+        )
         if self.has_dev and self.save_steps is not None:  # unset: derived from the run length (plan)
             need(
                 self.save_steps % self.eval_every == 0,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from polyret.arrays import count_distinct, distinct
 from polyret.training.pairs_dataset import PairIndex
 
 
@@ -41,12 +42,12 @@ class Conflicts:
             max(index.num_identities, index.pair_positive.max(initial=0) + 1, index.pair_negative.max(initial=0) + 1, 1)
         )
         n_groups = index.num_groups
-        pos = np.unique(g * n_codes + index.pair_positive.astype(np.int64))
+        pos = distinct(g * n_codes + index.pair_positive.astype(np.int64))
         neg_codes = index.pair_negative.reshape(len(g), -1)  # one column per hard negative
         neg_group = np.repeat(g, neg_codes.shape[1])
         neg_codes = neg_codes.ravel()
         has_neg = neg_codes >= 0
-        neg = np.unique(neg_group[has_neg] * n_codes + neg_codes[has_neg].astype(np.int64))
+        neg = distinct(neg_group[has_neg] * n_codes + neg_codes[has_neg].astype(np.int64))
         self.pos_group, self.pos_codes = pos // n_codes, pos % n_codes
         self.neg_group, self.neg_codes = neg // n_codes, neg % n_codes
         self.pos_ptr = np.searchsorted(self.pos_group, np.arange(n_groups + 1))
@@ -59,10 +60,64 @@ class Conflicts:
         self.dirty = dirty
         # one code per group standing for "its passage" when counting distinct passages
         self.first_pos = self.pos_codes[self.pos_ptr[:-1].clip(max=max(len(self.pos_codes) - 1, 0))]
+        self._source_passages: dict[int, tuple[np.ndarray, int]] = {}
+
+    ARRAYS = ("pos_group", "pos_codes", "neg_group", "neg_codes", "pos_ptr", "neg_ptr", "dirty", "first_pos")
+
+    def saved_state(self) -> dict[str, np.ndarray]:
+        """The arrays :meth:`restore` rebuilds this object from (``polyret.training.index_cache`` saves them)."""
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
+    @classmethod
+    def restore(cls, index: PairIndex, arrays: dict[str, np.ndarray]) -> Conflicts:
+        """The index's Conflicts from saved (memory-mapped) arrays; :meth:`of` then returns it.
+
+        Args:
+            index: the index they were computed for.
+            arrays: what :meth:`saved_state` returned.
+        """
+        self = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(self, name, arrays[name])
+        self._source_passages = {}
+        index.__dict__["_conflicts"] = self
+        return self
+
+    @classmethod
+    def of(cls, index: PairIndex) -> Conflicts:
+        """The index's Conflicts, built once and kept on the index: every sampler over one index (the
+        plan's, the trainer's) shares its arrays instead of building its own copy.
+
+        Args:
+            index: the training pairs (not changed after construction, so the arrays stay valid).
+        """
+        found = index.__dict__.get("_conflicts")
+        if found is None:
+            found = index.__dict__["_conflicts"] = cls(index)
+        return found
+
+    def source_passages(self, source: int, groups: np.ndarray, has_lang: np.ndarray, multi: np.ndarray):
+        """(distinct passages per language, distinct passages of the groups with 2+ languages) of one source,
+        computed once per source (the sort behind them is seconds at millions of groups).
+
+        Args:
+            source: the source number (the cache key).
+            groups: its global group numbers.
+            has_lang: groups x languages, whether the group has the language.
+            multi: per group, whether it has 2+ languages.
+        """
+        cached = self._source_passages.get(source)
+        if cached is None:
+            per_lang = np.asarray(
+                [self.distinct_passages(groups[has_lang[:, lang]]) for lang in range(has_lang.shape[1])],
+                dtype=np.int64,
+            )
+            cached = self._source_passages[source] = (per_lang, self.distinct_passages(groups[multi]))
+        return cached
 
     def distinct_passages(self, groups: np.ndarray) -> int:
         """Distinct passages among ``groups`` (one identity per group; an upper bound for batch filling)."""
-        return int(len(np.unique(self.first_pos[groups]))) if len(groups) else 0
+        return count_distinct(self.first_pos[groups])
 
     def fits(self, group: int, taken_pos: set, taken_neg: set) -> bool:
         """Whether a dirty group fits beside the taken codes; if so its codes are added to them."""

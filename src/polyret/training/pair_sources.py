@@ -27,21 +27,23 @@ Source = PairGroups | PairSource
 def load_training_sources(config: TrainConfig, *, cache_dir: str | os.PathLike | None = None) -> list[Source]:
     """Every source of ``config.train``, big ones as on-disk views (see the module docstring).
 
-    ``max_triples_per_query`` is read from the config when it has that field (mMARCO; default: all).
+    ``config.max_triples_per_query`` limits mMARCO's triples per query (None: all).
 
     Args:
         config: the run's config (``train``, ``data_dir``, ``languages``, ``max_groups``, ``seed``, negatives).
         cache_dir: where pair stores are built (default ``polyret.paths.cache_dir()``).
 
     Raises:
-        ConfigError: a source with no pairs, or the same source twice.
+        ConfigError: a source with no pairs, the same source twice, or ``max_triples_per_query`` without mMARCO.
     """
+    if config.max_triples_per_query is not None and not any(s.partition(":")[0] == "mmarco" for s in config.train):
+        raise ConfigError(f"max_triples_per_query applies to mmarco sources only; train is {list(config.train)}")
     sources: list[Source] = []
     for spec in config.train:
         pairs = load_pair_source(
             spec, data_dir=config.data_dir, languages=config.languages, max_groups=config.max_groups,
             seed=config.seed, hard_negatives=config.num_negatives > 0,
-            max_triples_per_query=getattr(config, "max_triples_per_query", None), cache_dir=cache_dir,
+            max_triples_per_query=config.max_triples_per_query, cache_dir=cache_dir,
         )  # fmt: skip
         if not len(pairs):
             raise ConfigError(f"training source {spec!r} has no pairs (languages {config.languages})")

@@ -13,7 +13,7 @@ the same group, of the pair that supplies the positive (and hard negatives). ``n
 number of languages of any group; slots past a group's size are padding that no sampler emits (read
 anyway, they alias to ``slot % group size`` so that ST's model-card code scanning the first rows never fails).
 
-:meth:`PairIndex.to_dataset` builds a ``datasets.Dataset`` of ``num_pairs * num_slots`` rows whose two int64
+:meth:`PairIndex.to_dataset` builds a ``datasets.Dataset`` of ``num_pairs * num_slots`` rows whose two integer
 columns (``q`` = query row, ``s`` = query row + passage slot) are zero-copy slices of ONE arrow array of
 ``num_pairs + num_slots`` integers, so the index costs O(num_pairs) memory whatever the language count. A
 ``set_transform`` turns rows into ``anchor``/``positive`` texts (plus ``negative``, or ``negative_1`` ..
@@ -33,6 +33,8 @@ are caught, translations are NOT (e.g. a JSONL file without ids). Only the integ
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,7 +128,7 @@ class _Part:
 
     name: str
     languages: tuple[str, ...]  # pair_lang codes index this
-    group_ids: object  # pyarrow string array, one per group
+    group_ids: tuple  # (pyarrow string array, codes into it or None): one id per group
     group_nlang: np.ndarray
     pair_lang: np.ndarray
     pair_pos: np.ndarray  # identity codes, numbered by first occurrence (positive, then its negatives)
@@ -137,7 +139,9 @@ class _Part:
 
     def where(self, row: int) -> str:
         group = int(np.searchsorted(np.cumsum(self.group_nlang), row, side="right"))
-        gid, lang = self.group_ids[group].as_py(), self.languages[int(self.pair_lang[row])]
+        ids, codes = self.group_ids
+        gid = ids[group if codes is None else int(codes[group])].as_py()
+        lang = self.languages[int(self.pair_lang[row])]
         return f"source {self.name!r}: group {gid!r}, language {lang!r}"
 
 
@@ -176,7 +180,7 @@ def _memory_part(src: PairGroups) -> _Part:
     ptr = np.zeros(len(queries) + 1, dtype=np.int64)
     np.cumsum(np.asarray(neg_count, dtype=np.int64), out=ptr[1:])
     return _Part(
-        src.name, languages, pa.array(list(src.groups), pa.string()), np.asarray(nlang, dtype=np.int64),
+        src.name, languages, (pa.array(list(src.groups), pa.string()), None), np.asarray(nlang, dtype=np.int64),
         np.asarray(pair_lang, dtype=np.int64), np.asarray(pos_code, dtype=np.int64), ptr,
         np.asarray(neg_code, dtype=np.int64), len(identity), _MemoryTexts(queries, positives, negs),
     )  # fmt: skip
@@ -184,7 +188,6 @@ def _memory_part(src: PairGroups) -> _Part:
 
 def _store_part(src: PairSource) -> _Part:
     """The integer arrays of an on-disk view, with identity codes renumbered by first occurrence."""
-    import pyarrow as pa
 
     st, rows = src.store, np.asarray(src.rows, dtype=np.int64)
     kept = src.group_codes
@@ -213,28 +216,45 @@ def _store_part(src: PairSource) -> _Part:
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniq), dtype=np.int64)
     codes = rank[inverse.ravel()]
     return _Part(
-        src.name, st.languages, st.group_ids.take(pa.array(kept)), group_nlang,
+        src.name, st.languages, (st.group_ids, np.asarray(kept, dtype=np.int64)), group_nlang,
         lang[order], codes[row_start], ptr, codes[neg_at], len(uniq), _StoreTexts(st.table, srows),
     )  # fmt: skip
 
 
 class GroupIds:
-    """Global group number -> the source's group id, held as Arrow strings (no Python object per group)."""
+    """Global group number -> the source's group id, read from Arrow strings (no Python object, no copy per group).
 
-    def __init__(self, arrays: Sequence) -> None:
-        import pyarrow as pa
+    Args:
+        parts: per source, (its group ids as a pyarrow string array, the positions of its groups in that
+            array or None for all of them in order): an on-disk view points into its store's id column.
+    """
 
-        self._ids = pa.chunked_array(list(arrays), pa.string())
+    def __init__(self, parts: Sequence[tuple]) -> None:
+        self._parts = [(ids, None if codes is None else np.asarray(codes)) for ids, codes in parts]
+        sizes = [len(ids) if codes is None else len(codes) for ids, codes in self._parts]
+        self._start = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return int(self._start[-1])
 
     def __getitem__(self, i: int) -> str:
-        return self._ids[int(i)].as_py()
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(f"group {i} out of range [0, {len(self)})")
+        part = int(np.searchsorted(self._start, i, side="right")) - 1
+        ids, codes = self._parts[part]
+        j = i - int(self._start[part])
+        return ids[j if codes is None else int(codes[j])].as_py()
 
     def __iter__(self):
-        for chunk in self._ids.chunks:
-            yield from chunk.to_pylist()
+        import pyarrow as pa
+
+        for ids, codes in self._parts:
+            if codes is None:
+                yield from ids.to_pylist()
+                continue
+            for at in range(0, len(codes), 65536):  # a slice at a time: never all the ids as Python strings
+                yield from ids.take(pa.array(codes[at : at + 65536])).to_pylist()
 
 
 class PairIndex:
@@ -325,6 +345,47 @@ class PairIndex:
         self.lang_slot = np.full((n_groups, len(self.languages)), -1, dtype=slot_dtype)
         slots_in_group = np.arange(self.num_pairs, dtype=np.int64) - self.group_start[self.pair_group]
         self.lang_slot[self.pair_group, self.pair_lang] = slots_in_group
+
+    # ------------------------------------------------------- saved arrays
+    ARRAYS = ("pair_positive", "pair_negative", "pair_lang", "pair_group", "group_start", "group_nlang",
+              "group_source", "source_group_start", "lang_slot", "_pair_start")  # fmt: skip
+
+    def saved_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, scalars) from which :meth:`restore` rebuilds this index over the same on-disk sources
+        (``polyret.training.index_cache`` writes them next to the stores). Only for store-backed sources."""
+        arrays = {name: getattr(self, name) for name in self.ARRAYS}
+        for i, (texts, (_, codes)) in enumerate(zip(self._parts_texts, self.group_ids._parts)):
+            if not isinstance(texts, _StoreTexts) or codes is None:
+                raise TypeError(f"source {self.sources[i]!r} is not an on-disk view: its index cannot be saved")
+            arrays[f"part{i}_rows"] = texts._rows
+            arrays[f"part{i}_groups"] = codes
+        scalars = {"sources": list(self.sources), "languages": list(self.languages), "num_pairs": self.num_pairs,
+                   "num_identities": self.num_identities, "num_negatives": self.num_negatives,
+                   "num_slots": self.num_slots}  # fmt: skip
+        return arrays, scalars
+
+    @classmethod
+    def restore(cls, sources: Sequence[PairSource], arrays: dict[str, np.ndarray], scalars: dict) -> PairIndex:
+        """The index :meth:`saved_state` described, over ``sources`` (the same views), from (memory-mapped) arrays.
+
+        Args:
+            sources: the on-disk views the index was built from, in the same order.
+            arrays, scalars: what :meth:`saved_state` returned (arrays may be read-only memory maps).
+        """
+        if [s.name for s in sources] != scalars["sources"]:
+            raise ValueError(f"saved index is of sources {scalars['sources']}, not {[s.name for s in sources]}")
+        self = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(self, name, arrays[name])
+        self.sources = tuple(scalars["sources"])
+        self.languages = tuple(scalars["languages"])
+        self.num_pairs, self.num_identities = int(scalars["num_pairs"]), int(scalars["num_identities"])
+        self.num_negatives, self.num_slots = int(scalars["num_negatives"]), int(scalars["num_slots"])
+        self.negative_columns = negative_columns(self.num_negatives)
+        self.has_negatives = self.num_negatives > 0
+        self._parts_texts = [_StoreTexts(s.store.table, arrays[f"part{i}_rows"]) for i, s in enumerate(sources)]
+        self.group_ids = GroupIds([(s.store.group_ids, arrays[f"part{i}_groups"]) for i, s in enumerate(sources)])
+        return self
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -435,6 +496,13 @@ class PairIndex:
         q, p = self._rows(np.asarray(batch["q"]), np.asarray(batch["s"]))
         return self._texts(q, p)
 
+    def fingerprint(self) -> str:
+        """A short hash of the index's shape (sources, pairs, slots, identities, negatives): the view's
+        ``datasets`` fingerprint, computed without reading the arrays."""
+        shape = [list(self.sources), self.num_pairs, self.num_slots, self.num_identities, self.num_negatives,
+                 list(self.languages), self.num_groups]  # fmt: skip
+        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
+
     def to_dataset(self):
         """The lazy ``datasets.Dataset`` view (``num_rows`` rows, texts looked up per fetched batch)."""
         import datasets
@@ -444,13 +512,53 @@ class PairIndex:
         n, k = self.num_pairs, self.num_slots
         if n == 0:
             raise ValueError("PairIndex has no pairs: nothing to train on")
-        base = pa.array(np.arange(n + k, dtype=np.int64))
+        # one column of n + k integers for both index columns: 4 bytes per pair below 2**31 rows
+        base = pa.array(np.arange(n + k, dtype=np.int32 if n + k < 2**31 else np.int64))
         q_col = pa.chunked_array([base.slice(0, n)] * k)
         s_col = pa.chunked_array([base.slice(slot, n) for slot in range(k)])
         table = pa.Table.from_arrays([q_col, s_col], names=list(INDEX_COLUMNS))
-        ds = datasets.Dataset(InMemoryTable(table))
-        ds.set_transform(self.transform)
+        # A fingerprint of our own: without one, datasets hashes the whole table (pickles every slice).
+        ds = datasets.Dataset(InMemoryTable(table), fingerprint=self.fingerprint())
+        _register_transform_hash()
+        ds.set_transform(IndexTransform(self.transform, self.fingerprint()))
         return ds
+
+
+class IndexTransform:
+    """A dataset transform over a :class:`PairIndex` that ``datasets`` fingerprints by the index's
+    :meth:`~PairIndex.fingerprint` instead of pickling it.
+
+    ``Dataset.set_transform`` hashes its transform to update the dataset's fingerprint; hashing a bound method
+    of the index pickles the index: every integer array and the memory-mapped texts of the store, a transient
+    of ~600 bytes per pair (about 6 GB per rank at 10M pairs) for a hash nothing uses (the index view is
+    never mapped or cached). Ordinary pickling (DataLoader workers under spawn) is unchanged.
+
+    Args:
+        fn: the transform, index columns -> text columns (``PairIndex.transform``).
+        fingerprint: the index's fingerprint.
+    """
+
+    def __init__(self, fn, fingerprint: str) -> None:
+        self.fn = fn
+        self.fingerprint = fingerprint
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list[str]]:
+        return self.fn(batch)
+
+
+def _register_transform_hash() -> None:
+    """Teach datasets' fingerprint pickler (used for hashing only) to hash an IndexTransform by its fingerprint."""
+    try:
+        from datasets.utils._dill import Pickler, pklregister
+    except ImportError:  # pragma: no cover - another datasets layout: hashing falls back to pickling the index
+        return
+    if IndexTransform in Pickler.dispatch:
+        return
+
+    @pklregister(IndexTransform)
+    def _save(pickler, obj):  # the hash stands for the index's shape and the transform's kind
+        kind = getattr(obj.fn, "__qualname__", type(obj.fn).__qualname__)
+        pickler.save_reduce(str, (f"polyret.IndexTransform:{obj.fingerprint}:{kind}",), obj=obj)
 
 
 def build_pairs_dataset(

@@ -305,8 +305,6 @@ def resolve_plan(
             f"global batch rounded from {config.batch_size} to {batch.global_batch} "
             f"({batch.per_device} per device x {world_size} x {batch.grad_accum_steps})"
         )
-    if config.dataloader_num_workers > 0:
-        warnings.append("dataloader_num_workers > 0: the batch log (batches.jsonl) is not written")
     return TrainPlan(
         batch=batch,
         sources=sources,

@@ -53,8 +53,9 @@ class SamplerFactory:
         self.last = None  # the ParallelBatchSampler built last
         from polyret.training.samplers import ParallelBatchSampler
 
-        # Validate now, so a bad strategy/alpha fails when the arguments are built, not inside the trainer.
-        ParallelBatchSampler(index, 1, seed=0, **self.kwargs)
+        # Validate now, so a bad strategy/alpha fails when the arguments are built, not inside the trainer
+        # (the argument checks only: building a sampler here would sort the index's arrays once more).
+        ParallelBatchSampler.check_arguments(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps)
 
     def __call__(
         self,

@@ -75,7 +75,7 @@ from polyret.vocabulary import STRATEGIES
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
-_RECENT = 4096  # yielded batches remembered for batch_info (prefetch depth is far smaller)
+_RECENT = 4096  # yielded batches remembered for yielded() / batch_info() (prefetch depth is far smaller)
 
 
 @dataclass(frozen=True)
@@ -162,18 +162,8 @@ class ParallelBatchSampler(BatchSampler):
         rank: int | None = None,
         log_size: int = 100_000,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
-        if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) <= 1.0):
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-        sizes = (("batch_size", batch_size), ("world_size", world_size), ("grad_accum_steps", grad_accum_steps))
-        for name, value in sizes:
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if rank is not None and not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.check_arguments(strategy=strategy, alpha=alpha, batch_size=batch_size, world_size=world_size,
+                             grad_accum_steps=grad_accum_steps, rank=rank, seed=seed)  # fmt: skip
         super().__init__(range(0), batch_size=int(batch_size), drop_last=True)
         self.index = index
         self.strategy = strategy
@@ -186,14 +176,44 @@ class ParallelBatchSampler(BatchSampler):
         self.log: deque[BatchInfo] = deque(maxlen=log_size)
         self._position = 0  # batches of this sampler's own stream consumed in the current epoch
         self._resume: tuple[int, int] | None = None
-        self._recent: OrderedDict[bytes, BatchInfo] = OrderedDict()  # last yielded batches, for batch_info()
+        # the last yielded batches by (epoch, position in the global stream), for yielded() and batch_info()
+        self._recent: OrderedDict[tuple[int, int], tuple[BatchInfo, np.ndarray]] = OrderedDict()
         self._setup_sources()
 
     # ------------------------------------------------------------ validation
+    @staticmethod
+    def check_arguments(
+        *,
+        strategy: str,
+        alpha: float,
+        batch_size: int = 1,
+        world_size: int = 1,
+        grad_accum_steps: int = 1,
+        rank: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        """ValueError for an argument no data can make work (the checks that read no arrays).
+
+        Args:
+            strategy, alpha, batch_size, world_size, grad_accum_steps, rank, seed: as for the sampler.
+        """
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) <= 1.0):
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        sizes = (("batch_size", batch_size), ("world_size", world_size), ("grad_accum_steps", grad_accum_steps))
+        for name, value in sizes:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if rank is not None and not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
     def _setup_sources(self) -> None:
         ix, need = self.index, self.batch_size * self.world_size
         step_groups = need * self.grad_accum_steps
-        self._conflicts = conflicts = Conflicts(ix)
+        self._conflicts = conflicts = Conflicts.of(ix)  # shared by every sampler over this index
         batch_words = f"batch_size {self.batch_size} x world_size {self.world_size}"
         self._multi: list[np.ndarray] = []  # local eligibility for cross batches
         self._has_lang: list[np.ndarray] = []  # local groups x languages
@@ -208,12 +228,8 @@ class ParallelBatchSampler(BatchSampler):
             has_lang = ix.lang_slot[groups] >= 0
             multi = nlang >= 2
             # a language (or the cross pool) needs ``need`` groups AND ``need`` distinct passages
-            lang_passages = np.asarray(
-                [conflicts.distinct_passages(groups[has_lang[:, lang]]) for lang in range(has_lang.shape[1])],
-                dtype=np.int64,
-            )
+            lang_passages, cross_passages = conflicts.source_passages(s, groups, has_lang, multi)
             mono_langs = np.flatnonzero((has_lang.sum(axis=0) >= need) & (lang_passages >= need))
-            cross_passages = conflicts.distinct_passages(groups[multi])
             can_cross = int(multi.sum()) >= need and cross_passages >= need
             self._multi.append(multi)
             self._has_lang.append(has_lang)
@@ -360,7 +376,7 @@ class ParallelBatchSampler(BatchSampler):
                 continue
             self._position = own
             self.log.append(info)
-            self._recent[np.asarray(batch, dtype=np.int64).tobytes()] = info
+            self._recent[(epoch, info.batch)] = (info, np.asarray(batch, dtype=np.int64))
             while len(self._recent) > _RECENT:
                 self._recent.popitem(last=False)
             yield batch
@@ -412,9 +428,23 @@ class ParallelBatchSampler(BatchSampler):
         self._resume = (self.epoch, self._position)
 
     # -------------------------------------------------------------- inspect
+    def yielded(self, epoch: int, batch: int) -> tuple[BatchInfo, np.ndarray] | None:
+        """(decision, dataset indices) of the batch at position ``batch`` of ``epoch``'s global stream, if this
+        sampler yielded it recently (the last few thousand), else None.
+
+        Args:
+            epoch: the epoch.
+            batch: the position in that epoch's global stream (:attr:`BatchInfo.batch`).
+        """
+        return self._recent.get((int(epoch), int(batch)))
+
     def batch_info(self, batch: Sequence[int] | np.ndarray) -> BatchInfo | None:
         """The decision behind a batch this sampler yielded recently (the last few thousand), else None."""
-        return self._recent.get(np.asarray(batch, dtype=np.int64).tobytes())
+        want = np.asarray(batch, dtype=np.int64)
+        for info, indices in reversed(self._recent.values()):
+            if np.array_equal(indices, want):
+                return info
+        return None
 
     def describe(self, batch: Sequence[int]) -> BatchView:
         d = self.index.decode(batch)

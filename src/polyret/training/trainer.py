@@ -71,8 +71,8 @@ __all__ = [
 ]
 
 # Keys that decide which batches a run sees: a resumed run must agree on them.
-_RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "strategy", "alpha", "batch_size",
-                "batch_scope", "batch_rounding", "grad_accum_steps", "seed", "hard_negatives", "negatives",
+_RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "max_triples_per_query", "strategy", "alpha",
+                "batch_size", "batch_scope", "batch_rounding", "grad_accum_steps", "seed", "hard_negatives", "negatives",
                 "dev_groups", "lora_r", "lora_target_modules")  # fmt: skip
 
 
@@ -235,8 +235,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     from transformers.trainer_utils import set_seed
 
     from polyret.interop.router import router_mapping
+    from polyret.training.index_cache import cached_pair_index
     from polyret.training.losses import build_loss
-    from polyret.training.pairs_dataset import PairIndex, negative_columns
+    from polyret.training.pairs_dataset import negative_columns
     from polyret.training.plan import launch_world_size, resolve_plan, split_sources
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
 
@@ -261,18 +262,16 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     check_writable(output_dir, what="output_dir", error=ConfigError)
     precision = resolve_precision(config.precision)
 
-    sources = _load_sources(config)
-    train_sources, dev_sources = split_sources(config, sources, world_size)
-    index = PairIndex(train_sources, negatives=config.num_negatives)
+    train_sources, dev_sources = split_sources(config, _load_sources(config), world_size)
+    # on-disk sources: the integer index is built once (local rank 0) and memory-mapped by every rank
+    index = cached_pair_index(train_sources, negatives=config.num_negatives)
+    del train_sources  # the views' row arrays: the index holds what it needs
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
                         precision=precision)  # fmt: skip
     for warning in plan.warnings:
         logger.warning("%s", warning)
     batch = plan.batch
     train_dataset = index.to_dataset()
-    recorder = BatchRecorder(index)
-    # the batch log records fetches in this process: with DataLoader workers it cannot see them
-    train_dataset.set_transform(recorder.transform if config.dataloader_num_workers == 0 else index.transform)
     eval_dataset = None
     if dev_sources:
         eval_dataset = dev_dataset(dev_sources, config, per_device=plan.dev_per_device, world_size=world_size)
@@ -303,7 +302,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
                                                   seed=config.seed, world_size=world_size,
                                                   grad_accum_steps=batch.grad_accum_steps)  # fmt: skip
-    recorder.sampler_factory = sampler_factory  # the batch log records the sampler's deferred counts
+    recorder = BatchRecorder(index, sampler_factory)  # the batch log: what the trainer's sampler yielded per step
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir / CHECKPOINT_DIR),
         per_device_train_batch_size=batch.per_device,
@@ -345,9 +344,8 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         raise ConfigError(f"the launcher's WORLD_SIZE is {world_size} but the trainer sees {args.world_size} processes")
     loss = build_loss(model, config, gather=batch.gather)
     log_path = batch_log_path(output_dir, rank)
-    trainer_callbacks = [SamplerEpochCallback()]
-    if config.dataloader_num_workers == 0:
-        trainer_callbacks.append(batch_log_callback(recorder, log_path, rank, world_size, batch.grad_accum_steps))
+    trainer_callbacks = [SamplerEpochCallback(),
+                         batch_log_callback(recorder, log_path, rank, world_size, batch.grad_accum_steps)]  # fmt: skip
     guard = divergence_guard(config)
     trainer_callbacks += [guard, *(callbacks or [])]
     if args.process_index == 0:

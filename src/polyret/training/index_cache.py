@@ -1,0 +1,110 @@
+"""The trainer's integer index on disk: built once per set of on-disk views, memory-mapped by every rank.
+
+A :class:`~polyret.training.pairs_dataset.PairIndex` over pair stores is integer arrays (about 40 bytes per
+pair) and its :class:`~polyret.training.conflicts.Conflicts` another ~20; building them needs ~125 bytes
+per pair of temporaries (sorts, identity renumbering). Done in every rank, that is private memory times
+the number of ranks (8 x 280M pairs x 150 B: ~340 GB on one node). :func:`cached_pair_index` builds them
+once (local rank 0; the other ranks wait for its completion marker) into::
+
+    <cache>/pairindex/<first source>-<fingerprint>/
+        <array>.npy         the PairIndex arrays (PairIndex.ARRAYS), per source its store rows and group codes
+        conflicts-<a>.npy   the Conflicts arrays (Conflicts.ARRAYS)
+        meta.json           the index's scalars and the key
+        .complete.json      written last: a folder without it is never read
+
+and every rank maps the files read-only: the pages are shared through the page cache (RssFile, not private
+memory) and a later run of the same views opens them in milliseconds. The fingerprint hashes, per source,
+its name, its store folder (itself a fingerprint of the source file and options) and a digest of its
+selected rows (languages, ``max_groups``, the dev hold-out), plus the ``negatives`` setting: any other
+view builds another folder. Sources held in memory (XQuAD-R, MLQA-R: thousands of pairs) are not cached;
+an index with one of them is built in memory as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from polyret.data.pairstore import PairSource, build_once
+from polyret.paths import cache_dir as default_cache_dir
+from polyret.training.conflicts import Conflicts
+from polyret.training.pairs_dataset import PairIndex
+
+INDEX_DIR = "pairindex"
+INDEX_VERSION = 1  # bump when what PairIndex or Conflicts arrays hold changes: old folders are then not read
+META = "meta.json"
+
+__all__ = ["cached_pair_index", "index_folder"]
+
+
+def _digest(rows: np.ndarray) -> str:
+    """blake2b of the rows' bytes, read in place (no copy of the array)."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return hashlib.blake2b(memoryview(rows).cast("B"), digest_size=16).hexdigest()
+
+
+def index_folder(sources: Sequence[PairSource], negatives, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the index of ``sources`` with ``negatives`` is kept (see the module docstring).
+
+    Args:
+        sources: on-disk views, in the trainer's order.
+        negatives: the ``PairIndex`` ``negatives`` argument.
+        cache_dir: the cache root (default ``polyret.paths.cache_dir()``).
+    """
+    key = {
+        "version": INDEX_VERSION,
+        "negatives": negatives if negatives is None else int(negatives),
+        "sources": [
+            {"name": s.name, "store": s.store.folder.name, "rows": _digest(s.rows), "pairs": len(s.rows)} for s in sources
+        ],  # fmt: skip
+    }
+    fp = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(sources[0].name).name)[:40] or "index"
+    return default_cache_dir(cache_dir) / INDEX_DIR / f"{slug}-{fp}"
+
+
+def _write(index: PairIndex, folder: Path) -> None:
+    arrays, scalars = index.saved_state()
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(array))
+    for name, array in Conflicts.of(index).saved_state().items():
+        np.save(folder / f"conflicts-{name}.npy", np.ascontiguousarray(array))
+    (folder / META).write_text(json.dumps({"version": INDEX_VERSION, **scalars}), encoding="utf-8")
+
+
+def _read(folder: Path, sources: Sequence[PairSource]) -> PairIndex:
+    meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    load = lambda name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r"))  # noqa: E731
+    names = [*PairIndex.ARRAYS, *(f"part{i}_{k}" for i in range(len(sources)) for k in ("rows", "groups"))]
+    index = PairIndex.restore(sources, {name: load(name) for name in names}, meta)
+    Conflicts.restore(index, {name: load(f"conflicts-{name}") for name in Conflicts.ARRAYS})
+    return index
+
+
+def cached_pair_index(
+    sources: Sequence, *, negatives: bool | int | None = None, cache_dir: str | os.PathLike | None = None
+) -> PairIndex:
+    """``PairIndex(sources, negatives=negatives)``, its arrays (and its Conflicts) built once and memory-mapped.
+
+    Every source must be an on-disk :class:`~polyret.data.pairstore.PairSource` for the cache to be used;
+    otherwise the index is built in memory (small data). Errors of the build (e.g. too few hard negatives)
+    are the same ``DataError`` / ``ValueError`` as ``PairIndex`` raises.
+
+    Args:
+        sources: the training sources.
+        negatives: hard-negative columns (as for :class:`PairIndex`).
+        cache_dir: the cache root (default ``polyret.paths.cache_dir()``).
+    """
+    sources = list(sources)
+    if not sources or not all(isinstance(s, PairSource) for s in sources):
+        return PairIndex(sources, negatives=negatives)
+    folder = index_folder(sources, negatives, cache_dir)
+    names = ", ".join(s.name for s in sources)
+    build_once(folder, lambda tmp: _write(PairIndex(sources, negatives=negatives), tmp), name=folder.name,
+               source=f"the training index of {names}")  # fmt: skip
+    return _read(folder, sources)
