@@ -223,3 +223,43 @@ def test_take_rows_reads_only_the_chunks_it_needs():
     assert pairstore.take_rows(col, rows).to_pylist() == [f"r{i}" for i in rows]
     assert pairstore.take_rows(col, np.array([], dtype=np.int64)).to_pylist() == []
     assert pairstore.take_rows(col.combine_chunks(), rows[:2]).to_pylist() == ["r69", "r0"]
+
+
+def test_a_temporary_folder_of_another_host_is_left_alone(tmp_path, cache):
+    """A cache shared by several nodes: another host's pid says nothing about its builder here."""
+    path = _write(tmp_path / "pairs.jsonl", synthetic_rows(5))
+    store = pair_file_store(path)
+    other = store.folder.parent / f".tmp-{store.folder.name}-some_other_node@999999999"
+    mine = store.folder.parent / f".tmp-{store.folder.name}-{pairstore._host()}@999999999"
+    other.mkdir()
+    mine.mkdir()
+    (store.folder / COMPLETE_MARKER).unlink()
+    pair_file_store(path)
+    assert other.exists() and not mine.exists()
+
+
+def test_a_failed_build_stops_the_waiting_ranks_with_its_message(tmp_path, monkeypatch):
+    folder = tmp_path / "cache" / "thing-abc"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run-1")
+
+    def broken(tmp):
+        raise DataError("pairs.jsonl:3: no positive")
+
+    monkeypatch.setenv("LOCAL_RANK", "0")  # the builder fails, and says so
+    with pytest.raises(DataError, match="no positive"):
+        pairstore.build_once(folder, broken, name="thing", source="pairs.jsonl")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a waiting rank of the same launch stops at once, with the reason
+    monkeypatch.setenv("POLYRET_STORE_WAIT_S", "30")
+    with pytest.raises(DataError, match=r"local rank 0 failed .*pairs.jsonl:3: no positive"):
+        pairstore.build_once(folder, broken, name="thing", source="pairs.jsonl")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run-2")  # a later launch does not trust run-1's failure
+    monkeypatch.setenv("POLYRET_STORE_WAIT_S", "0.2")
+    with pytest.raises(DataError, match="did not appear while local rank 0 was building it"):
+        pairstore.build_once(folder, broken, name="thing", source="pairs.jsonl")
+    monkeypatch.setenv("LOCAL_RANK", "0")  # the next build of rank 0 clears the old failure
+
+    def fine(tmp):
+        (tmp / "x.txt").write_text("ok")
+
+    pairstore.build_once(folder, fine, name="thing", source="pairs.jsonl")
+    assert (folder / "x.txt").read_text() == "ok" and pairstore._read_failure(folder) is None

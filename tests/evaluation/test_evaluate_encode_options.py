@@ -156,6 +156,18 @@ def test_bad_encode_option_is_a_config_error_naming_the_key_before_anything_load
         evaluate("builtin:me5-small", "miracl/sw", progress=False, **{key: value})
 
 
+def test_devices_under_a_launcher_is_refused_before_anything_loads(monkeypatch):
+    import polyret.data
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun / accelerate launch set it
+    monkeypatch.setattr(polyret.models, "load", lambda *a, **k: pytest.fail("model loaded before the check"))
+    monkeypatch.setattr(polyret.data, "load_benchmark", lambda *a, **k: pytest.fail("data loaded before the check"))
+    with pytest.raises(ConfigError, match="devices: a device pool is for one process without a launcher"):
+        EvalConfig(devices=["cuda:0", "cuda:1"])
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert EvalConfig(devices=["cuda:0", "cuda:1"]).devices == ["cuda:0", "cuda:1"]
+
+
 def test_devices_string_is_split_and_corpus_needs_a_miracl_id(miracl_data, tmp_path):
     from polyret.data import DataError, load_benchmark
 

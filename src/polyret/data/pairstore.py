@@ -42,6 +42,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -518,10 +519,51 @@ def build_once(folder: Path, fill: Callable[[Path], None], *, name: str, source:
     """
     if _local_rank() == 0:
         if not is_complete(folder):
-            _build(folder, fill, name)
+            try:
+                _build(folder, fill, name)
+            except BaseException as err:  # the waiting ranks read why, instead of waiting for a marker
+                _write_failure(folder, err)
+                raise
     elif not is_complete(folder):
         _wait_for(folder, source)
     distributed.barrier()
+
+
+def _run_id() -> str:
+    """What identifies this launch on every rank of it: torchrun's (and accelerate's) run id, else the
+    rendezvous address; "" without a launcher."""
+    run = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run:
+        return run
+    addr, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
+    return f"{addr}:{port}" if addr or port else ""
+
+
+def _failure_file(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.failed.json"
+
+
+def _write_failure(folder: Path, err: BaseException) -> None:
+    """Tell this launch's waiting ranks that the build failed, and why (best effort; never hides ``err``)."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        target = _failure_file(folder)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"run": _run_id(), "error": f"{type(err).__name__}: {err}"}), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        pass
+
+
+def _read_failure(folder: Path) -> str | None:
+    """The error message local rank 0 left for THIS launch (a marker of an earlier launch is ignored)."""
+    try:
+        info = json.loads(_failure_file(folder).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not _run_id() or info.get("run") != _run_id():
+        return None
+    return str(info.get("error", "unknown error"))
 
 
 def _wait_for(folder: Path, source: str) -> None:
@@ -532,6 +574,9 @@ def _wait_for(folder: Path, source: str) -> None:
     """
     deadline = time.monotonic() + float(os.environ.get("POLYRET_STORE_WAIT_S", 24 * 3600))
     while not is_complete(folder):
+        failure = _read_failure(folder)
+        if failure is not None:
+            raise DataError(f"{folder}: local rank 0 failed to build the cache folder of {source}: {failure}")
         if time.monotonic() > deadline:
             raise DataError(
                 f"{folder}: the cache folder of {source} did not appear while local rank 0 was building it; every "
@@ -540,13 +585,20 @@ def _wait_for(folder: Path, source: str) -> None:
         time.sleep(0.5)
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
 def _build(folder: Path, fill: Callable[[Path], None], name: str) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f".tmp-{folder.name}-*"):  # left by a killed build
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+    _failure_file(folder).unlink(missing_ok=True)  # this launch's outcome replaces an earlier one's
+    prefix = f".tmp-{folder.name}-"
+    for stale in folder.parent.glob(f"{prefix}*"):  # left by a killed build ON THIS HOST
+        host, _, pid = stale.name[len(prefix) :].rpartition("@")  # a cache shared by nodes: another
+        if pid.isdigit() and host in ("", _host()) and not _pid_alive(int(pid)):  # host's pid says nothing here
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
+    # host and pid: two nodes' builders sharing one cache folder never write into the same temp folder
+    tmp = folder.parent / f"{prefix}{_host()}@{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

@@ -143,6 +143,11 @@ def check_encode_options(*, precision, store_dtype, store_threshold, devices, ma
         bad = [d for d in devices if not isinstance(d, str) or not _DEVICE.match(d)]
         if bad:
             raise ConfigError(f"{name('devices')}: {bad[0]!r} is not a device name (cpu, cuda, cuda:1, mps ...)")
+        if distributed.launched():  # every rank would start a pool over every device
+            raise ConfigError(
+                f"{name('devices')}: a device pool is for one process without a launcher; under torchrun or "
+                "accelerate launch every rank already encodes its share on its own device: drop it"
+            )
 
 
 def _subset(benchmark: Benchmark, languages: Sequence[str] | None) -> Benchmark:

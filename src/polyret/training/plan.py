@@ -394,8 +394,8 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     Raises:
         ConfigError / DataError: what a real run would stop with at start-up.
     """
+    from polyret.training.index_cache import cached_pair_index
     from polyret.training.memory import estimate_memory, lora_parameters, model_shape
-    from polyret.training.pairs_dataset import PairIndex
     from polyret.training.trainer import _load_sources, resolve_precision
 
     world_size = world_size or launch_world_size()
@@ -408,7 +408,9 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     if sources is None:
         sources = _load_sources(config)
     train_sources, dev_sources = split_sources(config, sources, world_size)
-    index = PairIndex(train_sources, negatives=config.num_negatives)
+    # as the run builds it: on-disk sources get their index built once into the cache and mapped (at
+    # mMARCO size a PairIndex in memory is ~150 B per pair; the run then maps what the dry run left)
+    index = cached_pair_index(train_sources, negatives=config.num_negatives)
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
                         precision=precision, find_unused_parameters=config.ddp_find_unused_parameters)  # fmt: skip
     shape = model_shape(config.model)
