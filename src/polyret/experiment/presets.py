@@ -56,7 +56,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         eval_max_seq_length=64,
         output="runs/experiment-smoke",
     ),
-    # The published setup as a GPU job (one GPU, or a node under torchrun; docs/paper-run.md): train on
+    # The published setup as a GPU job (one GPU, or a node under torchrun: the README's "On several GPUs"): train on
     # mMARCO in MLQA's seven languages (add local translated QA files in the JSONL format to `train` in a
     # config file naming `preset: paper`), evaluate zero-shot on XQuAD-R, MLQA-R and MIRACL. The training
     # recipe is `paper`: global batch 100 (104 on 8 GPUs), gathered negatives, GradCache, early stopping on
