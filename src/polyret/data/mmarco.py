@@ -36,7 +36,7 @@ from polyret.data.pairstore import (
     open_or_build,
     take_rows,
 )
-from polyret.data.records import DataError, PairGroups
+from polyret.data.records import DataError, PairGroups, arrow_to_numpy
 from polyret.vocabulary import check_languages
 
 __all__ = [
@@ -293,9 +293,7 @@ def mmarco_store(
 
 def _rows(indices) -> np.ndarray:
     """Row numbers from an ``index_in`` result already filtered to valid entries."""
-    if isinstance(indices, pa.ChunkedArray):
-        indices = indices.combine_chunks()
-    return indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return arrow_to_numpy(indices).astype(np.int64)
 
 
 def _files(spec: str, languages: Sequence[str] | None) -> MmarcoFiles:

@@ -52,7 +52,7 @@ class Candidate:
     context: str = ""  # the paragraph a sentence came from, for encoders that use it
 
 
-def _to_numpy(arr) -> np.ndarray:
+def arrow_to_numpy(arr) -> np.ndarray:
     """A numpy copy of an Arrow Array or ChunkedArray without nulls (a ChunkedArray's ``to_numpy`` takes
     ``zero_copy_only`` only from pyarrow 13; the floor is 12)."""
     import pyarrow as pa
@@ -241,15 +241,15 @@ class CandidateTable(Sequence[Candidate]):
         keys = pc.unique(wanted)
         hit = pc.index_in(self.ids, value_set=keys)  # per candidate: its key's index, or null
         valid = pc.is_valid(hit)
-        rows = np.flatnonzero(_to_numpy(valid))
-        which = _to_numpy(pc.filter(hit, valid)).astype(np.int64)
+        rows = np.flatnonzero(arrow_to_numpy(valid))
+        which = arrow_to_numpy(pc.filter(hit, valid)).astype(np.int64)
         del hit, valid
         first = np.full(len(keys), -1, dtype=np.int64)
         if len(rows):
             key, at = np.unique(which, return_index=True)  # rows ascend: the first row of each key
             first[key] = rows[at]
         release_arrow_memory()
-        return first[_to_numpy(pc.index_in(wanted, value_set=keys)).astype(np.int64)]
+        return first[arrow_to_numpy(pc.index_in(wanted, value_set=keys)).astype(np.int64)]
 
     def release_pages(self) -> None:
         """Drop the pages of a memory-mapped table (``mapping``: the loader's read-only ``mmap`` of its

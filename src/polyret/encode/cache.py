@@ -347,7 +347,8 @@ def encode(
     dim = model_dim(model)
     if cache is not None and dim:
         cache.require_dim(dim)  # cached rows of another dimension are not this model's
-    if distributed and cache is not None and dist.world_size() > 1:
+    sharded = distributed and cache is not None and dist.world_size() > 1
+    if sharded:
         # the ranks split the MISSING texts, so they must agree on which are missing: each rank opened
         # the cache at its own time (a fast rank may already have written shards a slow rank then read).
         # Between the two barriers nobody writes, so every rank's refresh sees the same shards.
@@ -360,7 +361,6 @@ def encode(
     for i in missing:
         first_pos.setdefault(keys[i], i)
     todo = list(first_pos.values())
-    sharded = distributed and cache is not None and dist.world_size() > 1
     shard = (dist.rank(), dist.world_size()) if sharded else None
 
     pending_keys: list[bytes] = []

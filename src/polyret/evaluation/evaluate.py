@@ -568,8 +568,8 @@ def evaluate(
         store_dtype=cfg.store_dtype,
         store_threshold=cfg.store_threshold,
         devices=cfg.devices,
-        # under torchrun with a cache, every rank encodes its share of the texts and reads the others'
-        distributed=cache is not None and distributed.world_size() > 1,
+        # under torchrun (with a cache) every rank encodes its share of the texts and reads the others'
+        distributed=distributed.world_size() > 1,
     )
     bench.candidates.release_pages()  # the texts' mapped pages are done with: not resident during the search
     t_encoded = time.perf_counter()
