@@ -11,6 +11,8 @@ import pytest
 
 from polyret.data.miracl import MIRACL_LANGUAGES, load_miracl, read_corpus, read_qrels, read_topics
 from polyret.data.records import DataError
+from tests.helpers.miracl import write_corpus as _corpus
+from tests.helpers.miracl import write_miracl_dir as _tiny
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 MIRACL = SHARED / "miracl"
@@ -20,17 +22,6 @@ needs_miracl = pytest.mark.skipif(not (MIRACL / "topics").is_dir(), reason="shar
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _corpus(path: Path, docs: list[dict], gz: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _data_dir(tmp_path: Path, lang: str) -> Path:
@@ -77,18 +68,6 @@ def test_benchmark_from_real_qrels_and_a_small_corpus(tmp_path, gz):
     assert f"{n_rel - 1} relevant judgements point to docids absent" in bench.provenance
     # judged-irrelevant lines are not relevant
     assert "220710#0" not in bench.qrels[qid]
-
-
-def _tiny(tmp_path: Path, topics: str, qrels: str, corpus: str) -> Path:
-    root = tmp_path / "data" / "miracl"
-    for sub, name, text in (
-        ("topics", "topics.miracl-v1.0-sw-dev.tsv", topics),
-        ("qrels", "qrels.miracl-v1.0-sw-dev.tsv", qrels),
-        ("corpus", "sw.jsonl", corpus),
-    ):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        (root / sub / name).write_text(text, encoding="utf-8")
-    return tmp_path / "data"
 
 
 GOOD_CORPUS = '{"docid": "d1", "title": "T", "text": "a"}\n{"docid": "d2", "title": "T", "text": "b"}\n'

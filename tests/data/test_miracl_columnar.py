@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_data_miracl import _corpus
 
 import polyret.data.miracl as miracl
 from polyret.data.miracl import read_corpus
 from polyret.data.records import Benchmark, Candidate, CandidateTable, DataError, Query
+from tests.helpers.miracl import write_corpus as _corpus
 
 
 def _docs(n: int) -> list[dict]:

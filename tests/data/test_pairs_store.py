@@ -14,32 +14,12 @@ from polyret.data.pairs import load_pairs, load_pairs_jsonl
 from polyret.data.pairstore import PairSource, load_pair_source, pair_file_store
 from polyret.data.records import DataError
 from polyret.paths import COMPLETE_MARKER
+from tests.helpers.pairs import synthetic_rows
 
 
 def _write(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
     return path
-
-
-def synthetic_rows(n_groups: int, langs=("de", "en", "fr"), seed: int = 0) -> list[dict]:
-    """Groups interleaved across the file, some languages missing, ids on some passages, 0-3 negatives."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for g in range(n_groups):
-        for lang in langs:
-            if rng.random() < 0.25:
-                continue
-            row = {"id": f"g{g}" if g % 3 else g, "lang": lang, "query": f"q {g} {lang}", "positive": f"p {g % 17} {lang}"}
-            if g % 2:
-                row["positive_id"] = f"P{g % 11}"  # shared by translations, and by a few groups
-            k = int(rng.integers(0, 4))
-            if k:
-                row["negative"] = [f"n {g + j} {lang}" for j in range(k)] if k > 1 else f"n {g} {lang}"
-                if g % 4 == 1 and k > 1:
-                    row["negative_id"] = [f"P{(g + j) % 13}" if j % 2 else None for j in range(k)]
-            rows.append(row)
-    order = rng.permutation(len(rows))  # translations far apart in the file
-    return [rows[i] for i in order]
 
 
 @pytest.fixture()

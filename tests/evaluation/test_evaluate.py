@@ -7,27 +7,9 @@ import pytest
 import pytrec_eval
 
 from polyret.data import load_benchmark
-from polyret.data.records import Benchmark, Candidate, Query
+from polyret.data.records import Benchmark
 from polyret.evaluation import Results, evaluate, score
-
-
-def tiny_benchmark(n_q=12, langs=("de", "en", "zh"), seed=0) -> Benchmark:
-    rng = np.random.default_rng(seed)
-    queries, cands, qrels = [], [], {}
-    for i in range(n_q):
-        for lang in langs:
-            queries.append(Query(f"q{i}", lang, f"question {i} {lang}"))
-            cands.append(Candidate(f"{lang}:{i}", lang, f"answer {i} {lang}"))
-            cands.append(Candidate(f"{lang}:x{i}", lang, f"distractor {i} {lang} {rng.integers(1000)}"))
-        qrels[f"q{i}"] = {f"{lang}:{i}": 1 for lang in langs}
-    return Benchmark("tiny", tuple(langs), queries, cands, qrels)
-
-
-def random_embeddings(bench, dim=16, seed=1):
-    rng = np.random.default_rng(seed)
-    q = rng.normal(size=(len(bench.queries), dim)).astype(np.float32)
-    c = rng.normal(size=(len(bench.candidates), dim)).astype(np.float32)
-    return q / np.linalg.norm(q, axis=1, keepdims=True), c / np.linalg.norm(c, axis=1, keepdims=True)
+from tests.helpers.benchmarks import random_embeddings, tiny_benchmark
 
 
 def test_score_matches_trec_eval_per_setting():

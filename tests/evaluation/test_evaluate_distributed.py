@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.benchmarks import tiny_benchmark
+
 SCRIPT = r"""
 import json, os, sys
 from pathlib import Path
-sys.path.insert(0, os.environ["TESTS_DIR"])
-from test_evaluate import tiny_benchmark  # the same tiny benchmark as the one-process tests
+sys.path.insert(0, os.environ["REPO_DIR"])
+from tests.helpers.benchmarks import tiny_benchmark  # the same tiny benchmark as the one-process tests
 import polyret.paths
 from polyret.evaluation import evaluate
 
@@ -50,12 +52,10 @@ def test_evaluate_under_torchrun_scores_once_and_matches_one_process(tiny_model_
     script.write_text(SCRIPT)
     src = Path(__file__).resolve().parents[2] / "src"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "POLYRET_CACHE_DIR": str(tmp_path / "cache"), "TESTS_DIR": str(Path(__file__).resolve().parent),
+           "POLYRET_CACHE_DIR": str(tmp_path / "cache"), "REPO_DIR": str(Path(__file__).resolve().parents[2]),
            "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    from test_evaluate import tiny_benchmark
-
     from polyret.evaluation import evaluate
 
     solo = evaluate(tiny_model_dir, tiny_benchmark(), output=tmp_path / "one", cache=False, progress=False, device="cpu")

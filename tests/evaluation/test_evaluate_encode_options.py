@@ -4,20 +4,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from test_data_miracl import _corpus, _tiny  # the one MIRACL-format writer of the tests
-
 import polyret.models
 from polyret.cli import app
 from polyret.evaluation import EvalConfig, evaluate
 from polyret.training.config import ConfigError
+from tests.helpers.miracl import write_corpus as _corpus
+from tests.helpers.miracl import write_miracl_dir as _tiny
 
 WORDS = "city river capital country year people war king church music school water language history".split()
 

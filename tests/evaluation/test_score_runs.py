@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import pytrec_eval
-from test_evaluate import random_embeddings, tiny_benchmark
 from typer.testing import CliRunner
 
 from polyret.cli import app
@@ -16,6 +15,7 @@ from polyret.data.trec import read_run_table, write_run
 from polyret.evaluation import score
 from polyret.evaluation.external_runs import score_run, score_runs
 from polyret.evaluation.fusion import fuse_rrf
+from tests.helpers.benchmarks import random_embeddings, tiny_benchmark
 
 MEASURES = ["map", "map@20", "ndcg@10", "recall@1", "recall@10", "mrr@10", "p@5"]
 

@@ -3,43 +3,15 @@
 import numpy as np
 import pytest
 
-from polyret.data.records import Benchmark, Candidate, DataError, Query
+from polyret.data.records import DataError
 from polyret.data.trec import read_run
 from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.search import build_run_table
 from polyret.evaluation.settings import settings_for
+from tests.helpers.benchmarks import SEARCH_LANGS, make_bench
+from tests.helpers.benchmarks import search_embeddings as embeddings
 
-LANGS = ("en", "de", "fr")
-SIZES = {"en": 40, "de": 25, "fr": 7}
-
-
-def make_bench(seed=0, n_questions=12):
-    rng = np.random.default_rng(seed)
-    queries = [Query(f"q{i}", lang, f"{lang} question {i}") for lang in LANGS for i in range(n_questions)]
-    cands = [Candidate(f"{lang}-{rng.integers(10**6)}-{j}", lang, "") for lang in LANGS for j in range(SIZES[lang])]
-    order = rng.permutation(len(cands))  # candidate id order unrelated to index order
-    cands = [cands[i] for i in order]
-    by_lang = {lang: [c.id for c in cands if c.lang == lang] for lang in LANGS}
-    qrels = {}
-    for i in range(n_questions - 1):  # the last question has no gold at all
-        rel = {}
-        for lang in LANGS:
-            if rng.random() < 0.75:
-                for cid in rng.choice(by_lang[lang], size=rng.integers(1, 3), replace=False):
-                    rel[str(cid)] = int(rng.integers(1, 4))
-        if rel:
-            qrels[f"q{i}"] = rel
-    return Benchmark("toy", LANGS, queries, cands, qrels)
-
-
-def embeddings(bench, seed=0, integer=False, dim=6):
-    rng = np.random.default_rng(seed + 1)
-    shape_q, shape_c = (len(bench.queries), dim), (len(bench.candidates), dim)
-    if integer:  # small integers: exact float32 dot products and plenty of ties
-        return (rng.integers(-1, 2, shape_q).astype(np.float32), rng.integers(-1, 2, shape_c).astype(np.float32))
-    q = rng.standard_normal(shape_q).astype(np.float32)
-    c = rng.standard_normal(shape_c).astype(np.float32)
-    return q / np.linalg.norm(q, axis=1, keepdims=True), c / np.linalg.norm(c, axis=1, keepdims=True)
+LANGS = SEARCH_LANGS
 
 
 def brute_ranking(bench, q_emb, c_emb, qi, pool_langs):

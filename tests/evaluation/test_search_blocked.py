@@ -6,13 +6,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from test_search import embeddings, make_bench
 
 import polyret.evaluation.search as search
 from polyret.data.records import Benchmark, Candidate, Query
 from polyret.evaluation import score
 from polyret.evaluation.metrics import per_query
 from polyret.evaluation.search import build_run_table
+from tests.helpers.benchmarks import make_bench
+from tests.helpers.benchmarks import search_embeddings as embeddings
 
 COLS = ("setting", "query", "doc", "rank", "score", "relevance")
 

@@ -223,7 +223,8 @@ Path(spec["results"]).write_text(json.dumps(results, indent=2))
 '''
 
 
-def write_pairs(path: Path, groups: int = 30, seed: int = 0) -> Path:
+def write_short_pairs(path: Path, groups: int = 30, seed: int = 0) -> Path:
+    """Parallel pairs without negatives, short texts: a fast driver for the kill-and-resume runs."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as fh:
         for g in range(groups):
@@ -245,7 +246,7 @@ def fault_runs(tiny_model_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("train-faults")
     spec = {
         "model": tiny_model_dir,
-        "pairs": str(write_pairs(base / "pairs.jsonl")),
+        "pairs": str(write_short_pairs(base / "pairs.jsonl")),
         "base": str(base),
         "faults": list(FAULTS),
         "results": str(base / "results.json"),

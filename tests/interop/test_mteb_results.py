@@ -7,27 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from polyret.data.records import Benchmark, Candidate, Query
 from polyret.evaluation import score
 from polyret.interop.mteb_results import MTEB_LANGUAGES, mteb_measure_name, mteb_task_name, write_mteb_results
+from tests.helpers.benchmarks import tiny_benchmark
 
 mteb = pytest.importorskip("mteb")
 
 MEASURES = ["map", "map@20", "ndcg@10", "recall@1", "recall@10", "recall@100", "mrr@10", "p@5", "success@10"]
 
 
-def tiny_benchmark(n_q: int = 8, langs=("de", "en", "zh")) -> Benchmark:
-    queries, cands = [], []
-    for i in range(n_q):
-        for lang in langs:
-            queries.append(Query(f"q{i}", lang, f"question {i}"))
-            cands += [Candidate(f"{lang}:{i}", lang, f"answer {i}"), Candidate(f"{lang}:x{i}", lang, f"other {i}")]
-    return Benchmark("tiny", tuple(langs), queries, cands, {f"q{i}": {f"{x}:{i}": 1 for x in langs} for i in range(n_q)})
-
-
 @pytest.fixture(scope="module")
 def scored():
-    bench = tiny_benchmark()
+    bench = tiny_benchmark(n_q=8)
     rng = np.random.default_rng(4)
     q = rng.normal(size=(len(bench.queries), 16)).astype(np.float32)
     c = rng.normal(size=(len(bench.candidates), 16)).astype(np.float32)

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_model
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from polyret import models
 from polyret.interop.router import has_router, router_mapping
+from tests.helpers.models import build_tiny_model
 
 
 def build_router_model(path: Path) -> Path:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_report import make_entries
 
 from polyret.report import analyse
 from polyret.report.claims import CONTRADICTED, SUPPORTED, UNRESOLVED, Claim, judge
+from tests.helpers.report import make_entries
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from polyret.data.records import Benchmark, Candidate, DataError, Query
+from polyret.data.records import DataError
 from polyret.evaluation import score
 from polyret.evaluation.significance import (
     cluster_matrix,
@@ -31,51 +31,7 @@ from polyret.report import (
     load_entries,
     read_report,
 )
-
-LANGS = ("en", "de", "fr")
-N_Q, N_DISTRACT, DIM = 24, 12, 16
-# system -> (noise, language offset): lower noise = better retrieval, lower offset = less language bias
-SYSTEMS = {"base": (1.6, 1.2), "mono": (1.2, 1.0), "cross": (1.25, 0.6), "hybrid": (1.05, 0.5)}
-
-
-def tiny_benchmark(bench_id: str = "tiny:test", langs: tuple[str, ...] = LANGS, families=("mono", "cross", "multi")):
-    queries, cands, qrels = [], [], {}
-    for i in range(N_Q):
-        qid = f"q{i}"
-        for lang in langs:
-            queries.append(Query(qid, lang, f"{qid} {lang}"))
-            cands.append(Candidate(f"{qid}-{lang}", lang, "answer"))
-        qrels[qid] = {f"{qid}-{lang}": 1 for lang in langs}
-    for j in range(N_DISTRACT):
-        for lang in langs:
-            cands.append(Candidate(f"d{j}-{lang}", lang, "distractor"))
-    return Benchmark(bench_id, langs, queries, cands, qrels, families=families)
-
-
-def embeddings(bench: Benchmark, noise: float, offset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each question and its answers share a topic vector; languages add an offset; the seed adds noise."""
-    topics = np.random.default_rng(100).normal(size=(N_Q + N_DISTRACT, DIM))
-    lang_vec = np.random.default_rng(101).normal(size=(len(LANGS), DIM))
-    rng = np.random.default_rng(seed)
-
-    def topic(item_id: str) -> int:
-        head = item_id.split("-")[0]
-        return int(head[1:]) + (N_Q if head[0] == "d" else 0)
-
-    q = np.stack([topics[topic(x.id)] + offset * lang_vec[LANGS.index(x.lang)] for x in bench.queries])
-    c = np.stack([topics[topic(x.id)] + offset * lang_vec[LANGS.index(x.lang)] for x in bench.candidates])
-    return q + noise * rng.normal(size=q.shape), c + noise * rng.normal(size=c.shape)
-
-
-def make_entries(seeds=(1, 2), systems=SYSTEMS, bench=None) -> list[ReportEntry]:
-    bench = bench or tiny_benchmark()
-    out = []
-    for k, (name, (noise, offset)) in enumerate(systems.items()):
-        for sd in [None] if name == "base" else seeds:
-            q, c = embeddings(bench, noise, offset, 7 if sd is None else 10 * sd + k)
-            res, _ = score(bench, q, c, model_name=name, measures=("map", "ndcg@10"))
-            out.append(ReportEntry(name, sd, bench.id, res))
-    return out
+from tests.helpers.report import LANGS, SYSTEMS, make_entries, report_benchmark, report_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -361,10 +317,10 @@ def test_build_report_is_analyse_then_save(entries, tmp_path):
 
 def test_seed_note_when_strategies_are_within_seed_noise(tmp_path):
     """Two strategies that are the same model under different seed labels differ by less than the seed spread."""
-    bench = tiny_benchmark()
+    bench = report_benchmark()
     runs = {}
     for sd in (1, 2, 3):
-        q, c = embeddings(bench, 1.3, 0.8, 50 + sd)
+        q, c = report_embeddings(bench, 1.3, 0.8, 50 + sd)
         runs[sd] = score(bench, q, c, model_name="x", measures=("map",))[0]
     entries = [ReportEntry("mono", sd, bench.id, runs[sd]) for sd in (1, 2, 3)]
     entries += [ReportEntry("cross", sd, bench.id, runs[perm]) for sd, perm in zip((1, 2, 3), (2, 3, 1))]
@@ -375,7 +331,7 @@ def test_seed_note_when_strategies_are_within_seed_noise(tmp_path):
 
 
 def test_two_benchmarks_with_mono_only(entries, tmp_path):
-    mono_bench = tiny_benchmark("miracl/de", langs=("de",), families=("mono",))
+    mono_bench = report_benchmark("miracl/de", langs=("de",), families=("mono",))
     extra = make_entries(seeds=(1,), systems={"base": SYSTEMS["base"], "hybrid": SYSTEMS["hybrid"]}, bench=mono_bench)
     files = build_report(entries + extra, tmp_path, n_resamples=100)
     md = files["markdown"].read_text()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_pairs_store import synthetic_rows
 
 from polyret.data.pairs import load_pairs_jsonl
 from polyret.data.pairstore import PairSource, load_pair_source
@@ -17,6 +16,7 @@ from polyret.training.dev import split_dev
 from polyret.training.pair_sources import split_dev_sources
 from polyret.training.pairs_dataset import PairIndex, build_pairs_dataset
 from polyret.training.samplers import ParallelBatchSampler
+from tests.helpers.pairs import synthetic_rows
 
 ARRAYS = ("pair_positive", "pair_negative", "pair_lang", "pair_group", "group_start", "group_nlang", "group_source",
           "source_group_start", "lang_slot")  # fmt: skip

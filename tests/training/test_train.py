@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_WORDS, build_tiny_model  # pytest puts tests/ on sys.path
-from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from polyret.data.records import Benchmark, Candidate, DataError, Query
@@ -27,34 +25,11 @@ from polyret.training.config import RECIPES, ConfigError, TrainConfig
 from polyret.training.dev import best_metric_name, split_dev
 from polyret.training.losses import LengthSortedCachedMNRL, LengthSortedMNRL, build_loss
 from polyret.training.trainer import freeze_word_embeddings
-
-LANGS = ("de", "en", "es")
-WORDS = "the capital city of river year country der die stadt fluss la ciudad río".split()
-# one word per (language, number): a group's topic marker and each query's language marker; all in the
-# tiny model's vocabulary, so each is one token
-MARKERS = [
-    w for w in dict.fromkeys(TINY_WORDS) if w.isascii() and w.isalpha() and w not in WORDS and w not in ("query", "passage")
-][:30]
-
-
-def marker(lang: str, i: int) -> str:
-    return MARKERS[LANGS.index(lang) * 10 + i]
-
-
-# ------------------------------------------------------------------------------------------ fixtures
-def write_pairs(path: Path, groups: int, seed: int = 0) -> Path:
-    """Parallel pairs in 3 languages; a group's query and passage share a 3-word topic (learnable)."""
-    rng = random.Random(seed)
-    with open(path, "w", encoding="utf-8") as fh:
-        for g in range(groups):
-            topic = [rng.choice(WORDS) for _ in range(3)] + [marker(LANGS[g % 3], g % 10)]
-            for lang in LANGS:
-                query = " ".join(topic + [rng.choice(WORDS) for _ in range(rng.randint(1, 4))] + [marker(lang, 0)])
-                positive = " ".join(topic + [rng.choice(WORDS) for _ in range(rng.randint(2, 30))])
-                negative = " ".join(rng.choice(WORDS) for _ in range(8))
-                row = {"id": f"g{g}", "lang": lang, "query": query, "positive": positive, "negative": negative}
-                fh.write(json.dumps(row) + "\n")
-    return path
+from tests.helpers.models import build_tiny_model
+from tests.helpers.pairs import PAIR_LANGS as LANGS
+from tests.helpers.pairs import PAIR_WORDS as WORDS
+from tests.helpers.pairs import write_pairs
+from tests.helpers.training import StopAt, small_config, weights
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +40,6 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory) -> Path:
     return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", 60)
-
-
-def small_config(tiny_model: Path, pairs_file: Path, out: Path, **overrides) -> TrainConfig:
-    base = dict(model=str(tiny_model), train=[str(pairs_file)], output_dir=str(out), batch_size=8, lr=5e-4,
-                warmup_ratio=0.0, max_steps=6, logging_steps=2, precision="fp32", seed=3)  # fmt: skip
-    base.update(overrides)
-    return TrainConfig(**base)
 
 
 def fixed_batch_loss(model_dir: Path, pairs_file: Path) -> float:
@@ -90,28 +58,12 @@ def fixed_batch_loss(model_dir: Path, pairs_file: Path) -> float:
         return float(loss(feats, None))
 
 
-def weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(model_dir / "model.safetensors"))
-
-
 class PromptSpy(TrainerCallback):
     def __init__(self) -> None:
         self.prompts = None
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.prompts = dict(train_dataloader.collate_fn.prompts)
-
-
-class StopAt(TrainerCallback):
-    """Simulates a crash right after the checkpoint at ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
-        return control
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -429,7 +381,7 @@ def test_checkpoints_get_a_marker_and_only_complete_ones_count(tiny_model, pairs
 
 
 # --------------------------------------------------------------------------- dev evaluator, metric names
-def tiny_benchmark(langs=LANGS, n=6) -> Benchmark:
+def learnable_benchmark(langs=LANGS, n=6) -> Benchmark:
     queries, cands, qrels = [], [], {}
     for i in range(n):
         topic = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(3))
@@ -443,7 +395,7 @@ def tiny_benchmark(langs=LANGS, n=6) -> Benchmark:
 def test_best_metric_is_named_as_the_evaluator_reports_it():
     from polyret.evaluation.evaluator import PolyretEvaluator
 
-    ev = PolyretEvaluator(tiny_benchmark())
+    ev = PolyretEvaluator(learnable_benchmark())
     assert ev.primary_metric == "dev_map" and "dev_map" in ev.metric_names() and "dev_multi_map" in ev.metric_names()
     config = TrainConfig(dev="xquad-r:test", save_steps=2)
     assert best_metric_name(config, ev, has_eval_loss=False) == "eval_dev_map"
@@ -466,7 +418,7 @@ def test_train_builds_polyrets_dev_evaluator_and_keeps_the_best_by_its_map(tiny_
 
     def fake_load(benchmark_id, *, data_dir=None, languages=None, **kwargs):
         loaded.append((benchmark_id, languages))
-        return tiny_benchmark(tuple(languages or LANGS))
+        return learnable_benchmark(tuple(languages or LANGS))
 
     monkeypatch.setattr(polyret.data, "load_benchmark", fake_load)
     config = small_config(tiny_model, pairs_file, tmp_path / "run", max_steps=4, save_steps=2, dev="xquad-r:test",

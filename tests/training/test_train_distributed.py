@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_model  # pytest puts tests/ on sys.path
-from test_train import write_pairs
 
 from polyret.training.batchlog import batch_log_path, read_batch_log
+from tests.helpers.models import build_tiny_model
+from tests.helpers.pairs import write_pairs
 
 
 @pytest.mark.distributed

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_model  # pytest puts tests/ on sys.path
 from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
-from test_train import StopAt, small_config, weights, write_pairs
 from transformers import TrainerCallback
 
 from polyret import models
@@ -21,6 +19,9 @@ from polyret.training.config import ConfigError, TrainConfig
 from polyret.training.lora import add_lora, merge_lora
 from polyret.training.losses import build_loss
 from polyret.training.trainer import find_unused_parameters, resolve_precision
+from tests.helpers.models import build_tiny_model
+from tests.helpers.pairs import write_pairs
+from tests.helpers.training import StopAt, small_config, weights
 
 
 @pytest.fixture(scope="module")

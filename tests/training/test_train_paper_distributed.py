@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_model  # pytest puts tests/ on sys.path
-from test_train import weights, write_pairs
-from test_train_plan import write_mmarco
 
 from polyret.training.batchlog import batch_log_path, read_batch_log
+from tests.helpers.models import build_tiny_model
+from tests.helpers.pairs import write_mmarco, write_pairs
+from tests.helpers.training import weights
 
 LANGS = ("de", "en", "es")
 

@@ -8,34 +8,15 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_model  # pytest puts tests/ on sys.path
-from test_train import write_pairs
 from typer.testing import CliRunner
 
 from polyret.cli import app
 from polyret.training.config import RECIPES, ConfigError, TrainConfig
 from polyret.training.memory import KNOWN_CONFIGS, estimate_memory, model_shape
 from polyret.training.plan import dry_run, resolve_batch
-
-PAPER_LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
-WORDS = "the capital city of river year country people war king church music school water language history".split()
-
-
-def write_mmarco(folder: Path, queries: int, languages=PAPER_LANGS, seed: int = 0) -> Path:
-    """A tiny local mMARCO copy: ``<lang>/queries.tsv``, ``<lang>/collection.tsv`` and ``triples.tsv``
-    (one positive and one negative passage per query, ids shared across languages)."""
-    rng = random.Random(seed)
-    topics = [" ".join(rng.choice(WORDS) for _ in range(4)) for _ in range(2 * queries)]
-    for lang in languages:
-        sub = folder / lang
-        sub.mkdir(parents=True, exist_ok=True)
-        (sub / "queries.tsv").write_text("".join(f"q{i}\t{topics[i]} {lang}\n" for i in range(queries)), encoding="utf-8")
-        (sub / "collection.tsv").write_text(
-            "".join(f"p{i}\t{topics[i]} {' '.join(rng.choice(WORDS) for _ in range(6))}\n" for i in range(2 * queries)),
-            encoding="utf-8",
-        )
-    (folder / "triples.tsv").write_text("".join(f"q{i}\tp{i}\tp{queries + i}\n" for i in range(queries)))
-    return folder
+from tests.helpers.models import build_tiny_model
+from tests.helpers.pairs import MMARCO_WORDS as WORDS
+from tests.helpers.pairs import PAPER_LANGS, write_mmarco, write_pairs
 
 
 # ------------------------------------------------------------------------------------------ batch

@@ -1,0 +1,80 @@
+"""Training-pair inputs: parallel JSONL files, synthetic pair-store rows and a tiny local mMARCO copy."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from tests.helpers.models import TINY_WORDS
+
+PAIR_LANGS = ("de", "en", "es")
+PAIR_WORDS = "the capital city of river year country der die stadt fluss la ciudad río".split()
+# one word per (language, number): a group's topic marker and each query's language marker; all in the
+# tiny model's vocabulary, so each is one token
+MARKERS = [
+    w for w in dict.fromkeys(TINY_WORDS) if w.isascii() and w.isalpha() and w not in PAIR_WORDS and w not in ("query", "passage")
+][:30]
+
+
+def marker(lang: str, i: int) -> str:
+    return MARKERS[PAIR_LANGS.index(lang) * 10 + i]
+
+
+def write_pairs(path: Path, groups: int, seed: int = 0) -> Path:
+    """Parallel pairs in 3 languages; a group's query and passage share a 3-word topic (learnable)."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        for g in range(groups):
+            topic = [rng.choice(PAIR_WORDS) for _ in range(3)] + [marker(PAIR_LANGS[g % 3], g % 10)]
+            for lang in PAIR_LANGS:
+                query = " ".join(topic + [rng.choice(PAIR_WORDS) for _ in range(rng.randint(1, 4))] + [marker(lang, 0)])
+                positive = " ".join(topic + [rng.choice(PAIR_WORDS) for _ in range(rng.randint(2, 30))])
+                negative = " ".join(rng.choice(PAIR_WORDS) for _ in range(8))
+                row = {"id": f"g{g}", "lang": lang, "query": query, "positive": positive, "negative": negative}
+                fh.write(json.dumps(row) + "\n")
+    return path
+
+
+def synthetic_rows(n_groups: int, langs=("de", "en", "fr"), seed: int = 0) -> list[dict]:
+    """Groups interleaved across the file, some languages missing, ids on some passages, 0-3 negatives."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        for lang in langs:
+            if rng.random() < 0.25:
+                continue
+            row = {"id": f"g{g}" if g % 3 else g, "lang": lang, "query": f"q {g} {lang}", "positive": f"p {g % 17} {lang}"}
+            if g % 2:
+                row["positive_id"] = f"P{g % 11}"  # shared by translations, and by a few groups
+            k = int(rng.integers(0, 4))
+            if k:
+                row["negative"] = [f"n {g + j} {lang}" for j in range(k)] if k > 1 else f"n {g} {lang}"
+                if g % 4 == 1 and k > 1:
+                    row["negative_id"] = [f"P{(g + j) % 13}" if j % 2 else None for j in range(k)]
+            rows.append(row)
+    order = rng.permutation(len(rows))  # translations far apart in the file
+    return [rows[i] for i in order]
+
+
+PAPER_LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
+MMARCO_WORDS = "the capital city of river year country people war king church music school water language history".split()
+
+
+def write_mmarco(folder: Path, queries: int, languages=PAPER_LANGS, seed: int = 0) -> Path:
+    """A tiny local mMARCO copy: ``<lang>/queries.tsv``, ``<lang>/collection.tsv`` and ``triples.tsv``
+    (one positive and one negative passage per query, ids shared across languages)."""
+    rng = random.Random(seed)
+    topics = [" ".join(rng.choice(MMARCO_WORDS) for _ in range(4)) for _ in range(2 * queries)]
+    for lang in languages:
+        sub = folder / lang
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / "queries.tsv").write_text("".join(f"q{i}\t{topics[i]} {lang}\n" for i in range(queries)), encoding="utf-8")
+        (sub / "collection.tsv").write_text(
+            "".join(f"p{i}\t{topics[i]} {' '.join(rng.choice(MMARCO_WORDS) for _ in range(6))}\n" for i in range(2 * queries)),
+            encoding="utf-8",
+        )
+    (folder / "triples.tsv").write_text("".join(f"q{i}\tp{i}\tp{queries + i}\n" for i in range(queries)))
+    return folder
