@@ -22,16 +22,18 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute) that defines it, imported on first access
 _LAZY: dict[str, tuple[str, str]] = {
+    # errors (one family: PolyretError, a ValueError)
+    "PolyretError": ("polyret.errors", "PolyretError"),
     # data
     "load_benchmark": ("polyret.data", "load_benchmark"),
     "list_benchmarks": ("polyret.data", "list_benchmarks"),
     "load_pairs": ("polyret.data", "load_pairs"),
     "Benchmark": ("polyret.data", "Benchmark"),
     "Pair": ("polyret.data", "Pair"),
-    "DataError": ("polyret.data", "DataError"),
+    "DataError": ("polyret.errors", "DataError"),
     # models
     "load_model": ("polyret.models", "load"),
-    "ModelError": ("polyret.models", "ModelError"),
+    "ModelError": ("polyret.errors", "ModelError"),
     # evaluation
     "evaluate": ("polyret.evaluation", "evaluate"),
     "EvalConfig": ("polyret.evaluation", "EvalConfig"),
@@ -40,8 +42,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     # training
     "train": ("polyret.training", "train"),
     "TrainConfig": ("polyret.training", "TrainConfig"),
-    "ConfigError": ("polyret.training", "ConfigError"),
-    "TrainingDiverged": ("polyret.training", "TrainingDiverged"),
+    "ConfigError": ("polyret.errors", "ConfigError"),
+    "TrainingDiverged": ("polyret.errors", "TrainingDiverged"),
     "RECIPES": ("polyret.training", "RECIPES"),
     "ParallelBatchSampler": ("polyret.training", "ParallelBatchSampler"),
     "SamplerFactory": ("polyret.training", "SamplerFactory"),
@@ -71,6 +73,7 @@ __all__ = [
     "Pair",
     "ParallelBatchSampler",
     "PerQuery",
+    "PolyretError",
     "RECIPES",
     "Report",
     "Results",

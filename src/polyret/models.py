@@ -18,15 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from polyret import me5_convert
+from polyret.errors import ModelError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 BUILTIN_PREFIX = "builtin:"
-
-
-class ModelError(ValueError):
-    """A model spec that cannot be resolved: unknown builtin, missing folder, unreachable hub id."""
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from polyret.errors import DataError  # noqa: F401  (re-exported: defined once, in polyret.errors)
 from polyret.vocabulary import FAMILIES
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file and the record."""
 
 
 @dataclass(frozen=True)

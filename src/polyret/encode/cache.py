@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from polyret.errors import CacheShardError, LegacyShard
+
 from .. import paths
 from ..paths import cache_dir, set_aside
 from .stream import WINDOW, check_precision, encode_window
@@ -48,14 +50,6 @@ def shard_checksum(owner: str, keys: np.ndarray, emb: np.ndarray) -> str:
     h.update(np.ascontiguousarray(keys, dtype=np.uint8).tobytes())
     h.update(np.ascontiguousarray(emb, dtype="<f4").tobytes())
     return h.hexdigest()
-
-
-class CacheShardError(ValueError):
-    """A cache shard failed its integrity checks (the message names the file and the reason)."""
-
-
-class LegacyShard(CacheShardError):
-    """A shard of a polyret before checksums: not damaged, but it cannot be verified."""
 
 
 class EmbeddingCache:

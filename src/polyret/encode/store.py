@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from polyret.errors import StoreError
+
 from .. import paths
-from .cache import CacheShardError
 from .stream import check_store_dtype, text_slice, windows
 
 STORE_FORMAT = "polyret-store/1"
@@ -41,10 +42,6 @@ DATA_FILE = "embeddings.bin"
 MANIFEST = "manifest.json"
 
 logger = logging.getLogger("polyret.encode")
-
-
-class StoreError(CacheShardError):
-    """An embedding store (or one of its chunks) failed its checks; the message names the file."""
 
 
 def corpus_fingerprint(texts: Sequence[str], prompt: str = "", *, kind: str = "passage", window: int = 65536) -> str:

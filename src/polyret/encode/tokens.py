@@ -7,11 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from polyret.errors import EncodeError  # noqa: F401  (re-exported: defined once, in polyret.errors)
+
 TOKENIZE_PIECE = 2048  # texts per tokenizer call when counting tokens
-
-
-class EncodeError(ValueError):
-    """A bad encoding option (precision, store dtype, devices, sizes): the message names the option."""
 
 
 def prompt_of(model, kind: str) -> str:

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from polyret.data.records import DataError
+from polyret.errors import PolyretError
 from polyret.training.config import ConfigError, TrainConfig
 
 
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
         path = train(config)
-    except (ConfigError, DataError, OSError) as error:  # user errors (TrainingDiverged, a full disk too): exit 2
+    except (PolyretError, OSError) as error:  # user errors (TrainingDiverged, a full disk too): exit 2
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(path)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polyret.errors import ConfigError, TrainingDiverged  # noqa: F401  (re-exported: defined once, in polyret.errors)
 from polyret.vocabulary import STRATEGIES, check_languages
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -40,18 +41,6 @@ def upgrade_keys(record: dict[str, Any], *, complete: bool = True) -> dict[str, 
         out["embed_chunk_size"] = out["mini_batch_size"]
         out["mini_batch_size"] = 32
     return out
-
-
-class ConfigError(ValueError):
-    """A configuration value (training, experiment or evaluation) is missing, unknown or out of range."""
-
-
-class TrainingDiverged(ConfigError):
-    """The loss or the weights became non-finite (NaN / inf) at some optimizer step; no model is written.
-
-    A ``ConfigError`` (the command lines exit 2): the usual fix is a config change (lower ``lr``, raise
-    ``temperature``, ``precision=fp32``).
-    """
 
 
 @dataclass(frozen=True)
