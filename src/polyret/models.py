@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from polyret import me5_convert
 from polyret.errors import ModelError
@@ -199,6 +199,20 @@ def fingerprint(model: SentenceTransformer) -> str:
         if flat.numel():
             h.update(memoryview(flat.view(torch.uint8).numpy()))
     return h.hexdigest()[:16]
+
+
+def has_router(model: Any) -> bool:
+    """True when ``model`` (a SentenceTransformer) holds a ``Router`` module.
+
+    Args:
+        model: a loaded model (anything iterable over modules; others count as no router).
+    """
+    from sentence_transformers.base.modules import Router
+
+    try:
+        return any(isinstance(module, Router) for module in model)
+    except TypeError:
+        return False
 
 
 def encode_batch(model, texts, *, kind: str, batch_size: int, **encode_kwargs):

@@ -462,6 +462,6 @@ def key_prompt(model, kind: str, prompt: str) -> str:
     """What a cache key is made of besides the text: the prompt, and for a model that routes queries and
     passages differently (a sentence-transformers ``Router``) also the kind, so a passage never gets a
     cached query row of the same text and prompt."""
-    from ..interop.router import has_router
+    from ..models import has_router
 
     return f"route={kind}\x00{prompt}" if has_router(model) else prompt

@@ -30,7 +30,7 @@ from ..encode import (
     encode_to_store,
 )
 from ..encode.stream import PRECISIONS, STORE_DTYPES, check_precision, check_store_dtype
-from ..training.config import ConfigError
+from ..errors import ConfigError
 from ..vocabulary import DEFAULT_MEASURES, check_languages
 from . import bias as bias_measures
 from . import metrics

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyret.evaluation.results import PerQuery
+from polyret.evaluation.perquery import PerQuery
 from polyret.evaluation.runtable import RunTable
 from polyret.evaluation.settings import split_setting
 from polyret.vocabulary import DEFAULT_MEASURES

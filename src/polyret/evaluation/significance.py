@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from polyret.evaluation.results import PerQuery
+from polyret.evaluation.perquery import PerQuery
 
 _BATCH = 256  # resamples drawn at once: bounds memory at _BATCH x n_queries
 

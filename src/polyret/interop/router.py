@@ -10,22 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from polyret.models import has_router
+
 QUERY_ROUTE = "query"
 DOCUMENT_ROUTE = "document"
-
-
-def has_router(model: Any) -> bool:
-    """True when ``model`` (a SentenceTransformer) holds a ``Router`` module.
-
-    Args:
-        model: a loaded model (anything iterable over modules; others count as no router).
-    """
-    from sentence_transformers.base.modules import Router
-
-    try:
-        return any(isinstance(module, Router) for module in model)
-    except TypeError:
-        return False
 
 
 def router_mapping(model: Any, negative_columns: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
