@@ -1,19 +1,33 @@
 """Build the pooled run table from query and candidate embeddings, in bounded memory.
 
 Exact backend: the candidate matrix (an ``np.ndarray``, or an ``np.memmap`` of an embedding store
-bigger than RAM) is streamed in blocks of rows; every block is scored against a chunk of queries
-(one float32 GEMM, multi-threaded BLAS), the block's top-k is taken by partial selection
-(``np.argpartition``) and merged into a running top-k per query, per candidate language. Nothing
-ever holds queries x corpus scores: peak memory is one score block (``_MAX_BLOCK`` floats) plus the
-running lists, whatever the corpus size.
+bigger than RAM) is read in blocks of rows; every block is scored against a chunk of queries (one
+float32 GEMM, multi-threaded BLAS), the block's rows are sorted (the top-k cutoff is read off, the
+top-k taken by one comparison) and merged into a running top-k per query, per candidate language.
+Nothing ever holds queries x corpus scores: peak memory is one score block (``_MAX_BLOCK`` floats) and
+its sorted copy plus the running lists, whatever the corpus size.
 
-Full ranks stay exact: for every relevant (query, doc) pair each block counts the candidates that
-score above the doc. The doc's own score is only known when its block comes, so the count is taken
-against a float64 estimate with a band of width ``dim * 2**-23 * |q| |c|`` (twice the float32
-rounding bound of a dot product): candidates above the band are above, below it below, and the few
-inside it are kept and compared exactly with the doc's GEMM score at the end. A multilingual top-k
-is the top-k of the union of the per-language top-k lists; a multilingual rank is the sum of the
-per-language counts. So no-cutoff mAP is exact for every pool, LAReQA or MIRACL size.
+Full ranks stay exact: every relevant (query, doc) pair gets the number of pool candidates ranked above
+its doc (score greater, or equal with a smaller tie key), counted against the doc's own GEMM score.
+Two paths, the same numbers (tested against each other and against brute force):
+
+* Held (LAReQA-size pools: a query chunk's scores against the whole pool fit ``_MAX_BLOCK`` floats):
+  one GEMM for the chunk, so every doc's own score is known at once; per language, in threads (numpy's
+  sort and BLAS release the GIL), the rows are sorted, the top-k is read off the cutoff and every pair
+  is counted by binary search in its sorted row. Per query, over a pool of N candidates of dim d with r
+  relevant docs: O(N d) for the scores, O(N log N) for the sort, O(r log N) for the ranks.
+* Streamed (corpora of millions, possibly memory-mapped): blocks of B candidate rows; the doc's own
+  score is only known when its block comes, so every other block is counted against a float64 estimate
+  with a band of width ``dim * 2**-23 * |q| |c|`` (twice the float32 rounding bound of a dot product):
+  binary search in the block's sorted rows gives the candidates above the band, the few inside it are
+  kept and compared exactly with the doc's GEMM score at the end; in the doc's own block it is counted
+  exactly at once. Per query: O(N d) + O(N log B) + O(r (N / B) log B), plus the band's candidates.
+
+A multilingual top-k is the top-k of the union of the per-language top-k lists; a multilingual rank is
+the sum of the per-language counts. So no-cutoff mAP is exact for every pool, LAReQA or MIRACL size.
+Scores are BLAS float32 dot products; a score does not depend on the block shape it was computed in as
+long as the block has at least two rows and two columns (a single row or column is BLAS's matrix-vector
+path, which may sum in another order: a last-bit difference).
 
 Faiss backend (``polyret.evaluation.faiss_search``): one index per distinct pool (Flat, IVF or
 HNSW; on GPU when faiss-gpu is installed); relevant candidates outside the returned top-k get rank 0
@@ -26,6 +40,9 @@ Ties are broken like trec_eval: score descending, then candidate id descending (
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -282,6 +299,90 @@ def _emit(
     out.add(code, q_idx[rel_rows], rel_docs, rel_rank, rel_score, rel_gain)
 
 
+def _count_at_least(srt: np.ndarray, rows: np.ndarray, values: np.ndarray, strict: bool) -> np.ndarray:
+    """Per probe ``i``: how many entries of the ascending row ``srt[rows[i]]`` are > ``values[i]``
+    (``strict``) or >= it; a branch-free binary search over all probes at once (``log2`` of the row
+    length numpy passes over the probes, never over the rows), exact float comparisons."""
+    m = srt.shape[1]
+    flat = srt.reshape(-1)
+    base = rows.astype(np.int64) * m - 1
+    pos = np.zeros(len(rows), dtype=np.int64)  # entries known to be <= (strict) or < the value
+    step = 1 << max(0, m.bit_length() - 1)
+    while step:
+        nxt = pos + step
+        ok = nxt <= m
+        v = flat[base + np.minimum(nxt, m)]
+        ok &= (v <= values) if strict else (v < values)
+        pos += step * ok
+        step >>= 1
+    return m - pos
+
+
+def _count_ties(
+    above: np.ndarray,
+    seg: np.ndarray,
+    docs: np.ndarray | None,
+    tie_key: np.ndarray,
+    tied: np.ndarray,
+    rows: np.ndarray,
+    own: np.ndarray,
+    tie_of_doc: np.ndarray,
+) -> None:
+    """Add to ``above[tied]`` the entries of ``seg[rows[tied]]`` equal to ``own`` with a smaller tie key
+    (``docs``: the entries' candidates, (n, m), or None when ``tie_key`` is per column already)."""
+    if not len(tied):
+        return
+    sub = seg[rows[tied]]
+    keys = tie_key[None, :] if docs is None else tie_key[docs[rows[tied]]]
+    wins = (sub == own[tied, None]) & (keys < tie_of_doc[tied, None])
+    above[tied] += np.count_nonzero(wins, axis=1)
+
+
+def _held_ranks(
+    prep: _Prepared, qm: np.ndarray, needed: list[int], pr: np.ndarray, pd: np.ndarray, k: int
+) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    """Top-k per language and exact full ranks for a chunk whose pool's scores fit in memory.
+
+    One GEMM gives the chunk's scores against the whole pool, so every relevant doc's own score is known
+    at once. Per language (in threads: numpy's sort, compare and take release the GIL): the rows sorted;
+    the top-k from its cutoff; every pair's candidates above by binary search in the sorted row (ties
+    with the doc's exact score, rare, by tie key on that row).
+
+    Returns:
+        ``tops`` per language, ``before`` (pairs, languages) and the pairs' own scores.
+    """
+    slices = [prep.perm[prep.start[li] : prep.start[li + 1]] for li in needed]
+    ends = np.cumsum([0] + [len(x) for x in slices])
+    whole = qm @ prep.rows(np.concatenate(slices)).T  # (n, pool) float32, one BLAS call
+    lang_of_pair = prep.cand_lang[pd]
+    slot = {li: i for i, li in enumerate(needed)}
+    col = np.empty(len(pd), dtype=np.int64)  # each pair's doc's column in ``whole``
+    for li in set(lang_of_pair.tolist()):
+        sel = np.flatnonzero(lang_of_pair == li)
+        i = slot[li]
+        order = np.argsort(slices[i])
+        col[sel] = ends[i] + order[np.searchsorted(slices[i], pd[sel], sorter=order)]
+    own = whole[pr, col]
+    tie_of_doc = prep.tie_key[pd]
+    before = np.zeros((len(pr), len(prep.langs)), dtype=np.int64)
+
+    def lang(i: int) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
+        li, cols = needed[i], slices[i]
+        seg = whole[:, ends[i] : ends[i + 1]]
+        srt = np.sort(seg, axis=1)
+        kk = min(k, len(cols))
+        top = _topk(seg, cols, kk, prep.tie_key, thresh=srt[:, len(cols) - kk])
+        if len(pr):
+            gt = _count_at_least(srt, pr, own, strict=True)
+            eq = _count_at_least(srt, pr, own, strict=False) - gt - (lang_of_pair == li)  # ties, not the doc
+            _count_ties(gt, seg, None, prep.tie_key[cols], np.flatnonzero(eq > 0), pr, own, tie_of_doc)
+            before[:, li] = gt
+        return li, top
+
+    tops = dict(_pool().map(lang, range(len(needed))))
+    return tops, before, own
+
+
 class _PairCounts:
     """Exact full ranks of a query chunk's relevant pairs, counted block by block (module docstring)."""
 
@@ -297,22 +398,42 @@ class _PairCounts:
         self.band: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (lang, pair, score, tie key)
         self.tie_of_doc = prep.tie_key[pd]
 
-    def add_block(self, li: int, scores: np.ndarray, cols: np.ndarray, tie_key: np.ndarray) -> None:
-        """Count one block (``scores``: chunk rows x block columns) for every pair."""
+    def add_block(self, li: int, scores: np.ndarray, srt: np.ndarray, cols: np.ndarray, tie_key: np.ndarray) -> None:
+        """Count one block for every pair: ``scores`` (chunk rows x block columns), ``srt`` its rows sorted.
+
+        A pair whose doc is in the block is counted exactly at once against its own GEMM score (binary
+        search in its sorted row; equal scores resolved by tie key). Any other pair gets the candidates
+        above its band by binary search and keeps the few inside the band (read from its row) for ``before``.
+        """
         if not len(self.pr):
             return
-        sub = scores[self.pr]  # (pairs, block)
-        self.above[:, li] += np.count_nonzero(sub > self.hi[:, None], axis=1)
-        p, j = np.nonzero((sub >= self.lo[:, None]) & (sub <= self.hi[:, None]))
-        if len(p):
-            self.band.append((li, p, sub[p, j], tie_key[cols[j]]))
-        mine = np.flatnonzero(np.isin(self.pd, cols))
+        tie = tie_key[cols]
+        is_mine = np.isin(self.pd, cols)
+        other = np.flatnonzero(~is_mine)
+        if len(other):
+            rows = self.pr[other]
+            above = _count_at_least(srt, rows, self.hi[other], strict=True)
+            in_band = _count_at_least(srt, rows, self.lo[other], strict=False) - above
+            self.above[other, li] += above
+            banded = other[in_band > 0]
+            if len(banded):
+                sub = scores[self.pr[banded]]
+                p, j = np.nonzero((sub >= self.lo[banded, None]) & (sub <= self.hi[banded, None]))
+                self.band.append((li, banded[p], sub[p, j], tie[j]))
+        mine = np.flatnonzero(is_mine)
         if len(mine):
             at = np.searchsorted(cols, self.pd[mine]) if np.all(cols[1:] > cols[:-1]) else None
             if at is None:
                 order = np.argsort(cols)
                 at = order[np.searchsorted(cols[order], self.pd[mine])]
-            self.own[mine] = scores[self.pr[mine], at]
+            rows = self.pr[mine]
+            own = scores[rows, at]
+            self.own[mine] = own
+            gt = _count_at_least(srt, rows, own, strict=True)
+            eq = _count_at_least(srt, rows, own, strict=False) - gt - 1  # exact ties, not the doc itself
+            above = gt
+            _count_ties(above, scores, None, tie, np.flatnonzero(eq > 0), rows, own, self.tie_of_doc[mine])
+            self.above[mine, li] += above
 
     def before(self) -> np.ndarray:
         """(pairs, languages): candidates of each language ranked above each pair's doc."""
@@ -329,12 +450,24 @@ class _PairCounts:
         return out
 
 
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for held chunks: one per usable core (numpy and BLAS release the GIL)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return ThreadPoolExecutor(max_workers=max(1, min(8, cores)), thread_name_prefix="polyret-search")
+
+
 def _merge_top(
-    top: tuple[np.ndarray, np.ndarray] | None, scores: np.ndarray, cols: np.ndarray, kk: int, tie_key: np.ndarray
+    top: tuple[np.ndarray, np.ndarray] | None,
+    scores: np.ndarray,
+    srt: np.ndarray,
+    cols: np.ndarray,
+    kk: int,
+    tie_key: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The running top-``kk`` after one more block: the block's own top by partial selection, merged."""
+    """The running top-``kk`` after one more block (``srt``: its rows sorted, so the cutoff is read off)."""
     kb = min(kk, scores.shape[1])
-    b_docs, b_scores = _topk(scores, cols, kb, tie_key)
+    b_docs, b_scores = _topk(scores, cols, kb, tie_key, thresh=srt[:, scores.shape[1] - kb])
     if top is None:
         return b_docs, b_scores
     docs = np.concatenate([top[0], b_docs], axis=1)
@@ -360,23 +493,28 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
             keep = np.isin(p_lang, needed)
             pr, pd, pg, p_lang = pr[keep], pd[keep], pg[keep], p_lang[keep]
             qm = prep.queries[q_idx]
-            counts = _PairCounts(prep, q_idx, pr, pd, len(prep.langs))
-            # one score block (queries + pair rows) x columns stays under _MAX_BLOCK floats
-            cols_cap = max(1, _MAX_BLOCK // max(1, len(q_idx) + len(pr)))
-            tops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-            for li in needed:
-                cols_all = prep.perm[prep.start[li] : prep.start[li + 1]]
-                kk = min(k, len(cols_all))
-                top = None
-                for lo in range(0, len(cols_all), cols_cap):
-                    cols = cols_all[lo : lo + cols_cap]
-                    scores = qm @ prep.rows(cols).T  # (n, block) float32
-                    top = _merge_top(top, scores, cols, kk, prep.tie_key)
-                    counts.add_block(li, scores, cols, prep.tie_key)
-                    del scores
-                tops[li] = top
-            before = counts.before()
-            p_score = counts.own
+            n_cols = int(sum(prep.start[li + 1] - prep.start[li] for li in needed))
+            # held: the chunk's scores against the whole pool fit one block's bound, and so do the candidate
+            # rows of that one GEMM; else streamed, one block (queries + pair rows) x columns at a time
+            if len(q_idx) * n_cols <= _MAX_BLOCK and n_cols * prep.queries.shape[1] <= _MAX_BLOCK:
+                tops, before, p_score = _held_ranks(prep, qm, needed, pr, pd, k)
+            else:
+                counts = _PairCounts(prep, q_idx, pr, pd, len(prep.langs))
+                cols_cap = max(1, _MAX_BLOCK // max(1, len(q_idx) + len(pr)))
+                tops = {}
+                for li in needed:
+                    cols_all = prep.perm[prep.start[li] : prep.start[li + 1]]
+                    kk = min(k, len(cols_all))
+                    top = None
+                    for lo in range(0, len(cols_all), cols_cap):
+                        cols = cols_all[lo : lo + cols_cap]
+                        scores = qm @ prep.rows(cols).T  # (n, block) float32
+                        srt = np.sort(scores, axis=1)
+                        top = _merge_top(top, scores, srt, cols, kk, prep.tie_key)
+                        counts.add_block(li, scores, srt, cols, prep.tie_key)
+                        del scores, srt
+                    tops[li] = top
+                before, p_score = counts.before(), counts.own
             for code in codes:
                 pool = [lang_code[y] for y in settings[code].pool_langs if y in lang_code]
                 if not pool:
@@ -392,6 +530,16 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
                 sel = np.isin(p_lang, pool)
                 rank = 1 + before[sel][:, pool].sum(axis=1)
                 _emit(out, code, q_idx, t_docs, t_scores, t_rank, pr[sel], pd[sel], pg[sel], rank, p_score[sel], len(prep.perm))
+
+
+def _distinct(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for integers in ``[0, n)``: a presence mask and its
+    running count (linear; no sort of the run table's rows)."""
+    held = np.zeros(n, dtype=bool)
+    held[values] = True
+    named = np.flatnonzero(held)
+    code = np.cumsum(held, dtype=np.int32 if n < 2**31 else np.int64) - 1
+    return named, code[values]
 
 
 def build_run_table(
@@ -448,7 +596,7 @@ def build_run_table(
         search_faiss(prep, benchmark, list(settings), k, chunk_size, out, opts)
     cols = out.columns()
     # the table names only the candidates its rows hold (retrieved or relevant), not the whole corpus
-    named, cols["doc"] = np.unique(cols["doc"], return_inverse=True)
+    named, cols["doc"] = _distinct(cols["doc"], len(prep.perm))
     return RunTable(
         settings=list(settings),
         query_ids=np.asarray([q.id for q in benchmark.queries], dtype=str),
