@@ -91,10 +91,14 @@ def run_experiment(
         current = json.loads(json.dumps(record))
         changed = sorted(k for k in set(previous) | set(current) if k not in EXTENDABLE and previous.get(k) != current.get(k))
         if changed:
+            hint = ""
+            if "precision" in changed:
+                hint = (f" Its results are {previous['precision']}, this run's would be {precision.describe()}: "
+                        f"--set precision={previous['precision']} continues it in {previous['precision']}.")  # fmt: skip
             raise ValueError(
                 f"{out} holds an experiment with a different configuration ({saved}: {', '.join(changed)} "
                 "differ); use another --output or delete that folder. More seeds, strategies, alphas or "
-                "benchmarks may be added to it."
+                "benchmarks may be added to it." + hint
             )
     rank, world_size = _launch_rank()
     out.mkdir(parents=True, exist_ok=True)
