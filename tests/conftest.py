@@ -33,6 +33,18 @@ def _offline_hub():
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_without_bf16():
+    """Every test sees a CPU without native bf16, so precision ``auto`` means fp32 in this process on any
+    machine (numbers and cache folders do not depend on where the suite runs); tests of ``auto`` itself
+    (tests/test_precision.py) patch the capabilities they need."""
+    from polyret import precision
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(precision, "_cpu_capabilities", lambda: {})
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """Path (str) of a tiny random sentence-transformers model: hidden 32, 2 layers, vocab ~600."""

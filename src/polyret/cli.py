@@ -128,6 +128,26 @@ def _root(
     ),
 ) -> None:
     """Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval)."""
+    _one_line_warnings()
+
+
+def _one_line_warnings() -> None:
+    """polyret's own warnings (an emulated precision) as one ``warning: ...`` line on stderr."""
+    import warnings
+
+    from .precision import EmulatedPrecisionWarning
+
+    default = warnings.formatwarning
+    if getattr(default, "polyret", False):
+        return
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if issubclass(category, EmulatedPrecisionWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    formatwarning.polyret = True  # type: ignore[attr-defined]
+    warnings.formatwarning = formatwarning
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -192,6 +212,19 @@ def print_results(res) -> None:
         _say(("time: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in t.items()), "dim"))
 
 
+def _say_precision(requested: str, device: str | None = None, *, training: bool = False) -> None:
+    """Print which precision will run and why (``precision: bf16 (auto: CPU has AMX)``).
+
+    Args:
+        requested: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        device: the device the model runs on (None: polyret's default, CUDA when available).
+        training: resolve as training does (fp16 needs CUDA).
+    """
+    from .precision import resolve
+
+    _say(("precision: ", "dim"), (resolve(requested, device, training=training).describe(), "dim"))
+
+
 def _check_plan_world_size(world_size: int | None, dry_run: bool, error: type[Exception]) -> None:
     """``--world-size`` is only for ``--dry-run`` plans, and at least 1."""
     if world_size is not None and not dry_run:
@@ -227,7 +260,11 @@ def evaluate(
     devices: str | None = typer.Option(
         None, help="Encode with one worker process per device, e.g. cuda:0,cuda:1 (one machine; under torchrun use ranks)."
     ),
-    precision: str = typer.Option("fp32", help="Inference precision: fp32, bf16 or fp16 (autocast; cached apart from fp32)."),
+    precision: str = typer.Option(
+        "auto",
+        help="Inference precision: auto (bf16 on a GPU or a CPU with native bf16 (AMX, AVX512-BF16), else fp16 on "
+        "GPU / fp32), fp32 (the reference), bf16 or fp16; autocast, each cached apart; results.json records the resolved one.",
+    ),
     store_dtype: str = typer.Option("float32", help="Rows of a corpus's embedding store: float32 or float16 (half the RAM)."),
     store_threshold: int = typer.Option(
         100_000, help="Candidates from which a corpus goes to the memory-mapped embedding store (not the per-text cache)."
@@ -265,6 +302,7 @@ def evaluate(
         encode_options=encode_options,
         corpus=corpus,
     )
+    _say_precision(precision, device_list[0] if device_list else device)
     res = run_evaluate(
         model,
         benchmark,
@@ -430,6 +468,7 @@ def train(
             _say(line)
         _say("dry run: nothing trained or written")
         return
+    _say_precision(cfg.precision, training=True)
     path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
     _say("trained model written to ", (str(path), "bold"))
     _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
@@ -561,18 +600,23 @@ def mine(
     max_seq_length: int | None = typer.Option(None, help="Truncate texts to this many tokens."),
     no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
     device: str | None = typer.Option(None, help="cpu, cuda, mps ... (default: best available)."),
+    precision: str = typer.Option(
+        "auto",
+        help="Encoding precision: auto (bf16 where the GPU or CPU has it natively, else fp16 on GPU / fp32), fp32, bf16, fp16.",
+    ),
 ) -> None:
     """Mine k language-aware hard negatives per training pair (never the positive's passage or another gold)."""
     from .training.mining import mine as run_mine
     from .training.mining import stats_path
 
+    _say_precision(precision, device)
     stats = run_mine(
         train_data, output, model=model, k=k, languages=_split(languages),
         data_dir=str(data_dir) if data_dir else None, max_groups=max_groups, seed=seed,
         relative_margin=None if no_relative_margin else relative_margin,
         absolute_margin=absolute_margin, max_score=max_score, min_score=min_score, range_min=range_min,
         range_max=range_max, keep_short=keep_short, batch_size=batch_size, cache=not no_cache,
-        device=device, max_seq_length=max_seq_length,
+        device=device, max_seq_length=max_seq_length, precision=precision,
     )  # fmt: skip
     skipped = ", ".join(f"{name} {n}" for name, n in stats.skipped.items() if n) or "none"
     _say(

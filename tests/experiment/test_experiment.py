@@ -39,6 +39,12 @@ def test_smoke_preset_trains_evaluates_and_reports(smoke):
     for fig in ("alpha_curves", "alpha_plane"):
         assert fig in report
         assert list((out / "report" / "figures").glob(f"*{fig}*.png")), fig
+    # the resolved precision (conftest: a CPU without native bf16, so auto is fp32) wherever results are
+    assert json.loads((out / "experiment.json").read_text())["precision"] == "fp32"
+    assert json.loads((out / "models" / "hybrid" / "seed0" / "model" / "polyret_train.json").read_text())["precision"] == "fp32"
+    assert "precision fp32" in (out / "models" / "hybrid" / "seed0" / "model" / "README.md").read_text()
+    assert json.loads((out / "evals" / "base" / "xquad-r_test" / "results.json").read_text())["precision"] == "fp32"
+    assert data["precision"] == "fp32" and "Inference precision of the evaluations: fp32." in report
 
 
 def test_rerun_reuses_everything(smoke):
@@ -66,8 +72,14 @@ def test_interrupted_training_resumes_from_checkpoint(smoke, tmp_path):
     assert info["global_step"] == cfg.train_overrides["max_steps"]
 
 
-def test_changed_config_in_same_folder_is_refused(smoke):
+def test_changed_config_in_same_folder_is_refused(smoke, monkeypatch):
     cfg, first = smoke
+    from polyret import precision
+
+    with monkeypatch.context() as mp:  # the same config on a machine where auto is bf16: fp32 results are not mixed in
+        mp.setattr(precision, "_cpu_capabilities", lambda: {"amx_bf16": True})
+        with pytest.raises(ValueError, match=r"different configuration \(.*: precision differ"):
+            run_experiment(cfg, progress=False)
     with pytest.raises(ValueError, match="different configuration.*train_overrides"):
         run_experiment(cfg.replace(train_overrides={**cfg.train_overrides, "lr": 1e-3}), progress=False)
     with pytest.raises(ValueError, match="different configuration.*alpha"):

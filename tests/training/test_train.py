@@ -209,6 +209,20 @@ def test_train_lowers_loss_changes_weights_writes_card(tiny_model, pairs_file, t
     assert not list((tmp_path / "run").glob(".model*"))  # no temp folders left behind
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU answer")
+def test_auto_trains_in_bf16_where_the_cpu_has_it_and_records_it(tiny_model, pairs_file, tmp_path, monkeypatch):
+    from polyret import precision
+
+    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"amx_bf16": True})
+    out = train(small_config(tiny_model, pairs_file, tmp_path / "run", max_steps=2, precision="auto"))
+    saved = json.loads((out / "polyret_train.json").read_text())
+    assert (saved["precision"], saved["precision_reason"]) == ("bf16", "auto: CPU has AMX")
+    assert saved["config"]["precision"] == "auto"  # the request stays in the config, the resolved one beside it
+    assert "precision bf16" in (out / "README.md").read_text()
+    plan = json.loads((tmp_path / "run" / "polyret_train.json").read_text())["plan"]  # the run folder's record
+    assert plan["precision"] == "bf16"
+
+
 def test_frozen_word_embeddings_stay_unchanged(tiny_model, pairs_file, tmp_path):
     config = small_config(tiny_model, pairs_file, tmp_path / "run", max_steps=4, freeze_word_embeddings=True,
                           strategy="mono", hard_negatives=True, cached_loss=True, mini_batch_size=4)  # fmt: skip

@@ -13,6 +13,7 @@ from sentence_transformers.sentence_transformer.losses import CachedMultipleNega
 from transformers import TrainerCallback
 
 from polyret import models
+from polyret.precision import EmulatedPrecisionWarning
 from polyret.training import train
 from polyret.training.batchlog import batch_log_path, read_batch_log
 from polyret.training.config import ConfigError, TrainConfig
@@ -120,7 +121,10 @@ def test_lora_errors_are_config_errors(tiny_model, pairs_file, tmp_path):
 def test_precision_is_honest_on_cpu():
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16")
-    assert resolve_precision("auto") == "fp32" and resolve_precision("bf16") == "bf16"  # CPU autocast has bf16
+    # conftest: a CPU without native bf16, where auto is fp32 and an explicit bf16 runs emulated, with a warning
+    assert resolve_precision("auto") == "fp32"
+    with pytest.warns(EmulatedPrecisionWarning, match="emulated"):
+        assert resolve_precision("bf16") == "bf16"
 
 
 def test_the_probe_finds_the_pooler_mean_pooling_never_reads(tiny_model):

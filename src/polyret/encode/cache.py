@@ -22,7 +22,7 @@ from polyret.errors import CacheShardError, LegacyShard
 
 from .. import paths
 from ..paths import cache_dir, set_aside
-from .stream import WINDOW, check_precision, encode_window
+from .stream import WINDOW, check_precision, encode_window, resolve_for
 from .tokens import model_dim, prompt_of
 
 KEY_BYTES = 16
@@ -298,7 +298,7 @@ def encode(
     progress: ProgressCallback | None = None,
     chunk_batches: int = 8,
     max_tokens: int = 4096,
-    precision: str = "fp32",
+    precision: str = "auto",
     window: int = WINDOW,
     distributed: bool = False,
     pool: dict | None = None,
@@ -323,8 +323,9 @@ def encode(
         progress: called with the number of texts done after each batch.
         chunk_batches: batches per cache shard.
         max_tokens: most padded tokens per batch.
-        precision: "fp32", "bf16" or "fp16" inference; other than fp32 uses the cache's
-            :meth:`EmbeddingCache.variant` folder.
+        precision: "auto" (bf16 on a GPU or a CPU with native bf16, else fp16 on GPU / fp32:
+            :func:`polyret.precision.resolve`), "fp32", "bf16" or "fp16" inference; a resolved precision
+            other than fp32 uses the cache's :meth:`EmbeddingCache.variant` folder.
         window: texts tokenized and length-sorted together.
         distributed: under a process group with a cache, every rank encodes its share of the missing
             texts into the cache, then all ranks wait for each other and read the others' rows
@@ -334,7 +335,7 @@ def encode(
     from .. import distributed as dist
 
     prompt = prompt_of(model, kind)
-    check_precision(precision)
+    precision = resolve_for(model, precision)  # "auto" -> what this model's device runs: it keys the cache
     if cache is not None:
         cache = cache.variant(precision)
     keys = [text_key(key_prompt(model, kind, prompt), t) for t in texts]
@@ -440,7 +441,7 @@ def encode(
     return out
 
 
-def count_missing(model, texts: Sequence[str], *, kind: str, cache: EmbeddingCache | None, precision: str = "fp32") -> int:
+def count_missing(model, texts: Sequence[str], *, kind: str, cache: EmbeddingCache | None, precision: str = "auto") -> int:
     """How many distinct texts ``encode`` would have to run through the model (for progress totals).
 
     Args:
@@ -448,13 +449,13 @@ def count_missing(model, texts: Sequence[str], *, kind: str, cache: EmbeddingCac
         texts: the texts.
         kind: "query" or "passage".
         cache: the model's cache (None: every distinct text).
-        precision: the inference precision (selects the cache variant).
+        precision: the inference precision (selects the cache variant; "auto" resolved as ``encode`` does).
     """
     prompt = prompt_of(model, kind)
     keys = {text_key(key_prompt(model, kind, prompt), t) for t in texts}
     if cache is None:
         return len(keys)
-    cache = cache.variant(precision)
+    cache = cache.variant(resolve_for(model, precision))
     return sum(1 for k in keys if k not in cache)
 
 

@@ -20,12 +20,12 @@ import numpy as np
 
 from .. import distributed as dist
 from .store import DEFAULT_CHUNK_ROWS, EmbeddingStore, StoreError, corpus_fingerprint
-from .stream import check_precision, check_store_dtype, encode_window, text_slice, torch_dtype
+from .stream import check_precision, check_store_dtype, encode_window, resolve_for, text_slice, torch_dtype
 from .tokens import EncodeError, model_dim, prompt_of
 
 
 @contextmanager
-def device_pool(model, devices: Sequence[str], precision: str = "fp32"):
+def device_pool(model, devices: Sequence[str], precision: str = "auto"):
     """A sentence-transformers multi-process pool with one worker per device, stopped on exit.
 
     sentence-transformers moves the model to the CPU to share it with the workers; it is moved back
@@ -35,12 +35,12 @@ def device_pool(model, devices: Sequence[str], precision: str = "fp32"):
     Args:
         model: a loaded SentenceTransformer.
         devices: e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``.
-        precision: "fp32", "bf16" or "fp16".
+        precision: "auto" (resolved for the first device), "fp32", "bf16" or "fp16".
     """
     devices = [str(d) for d in devices]
     if not devices:
         raise EncodeError("devices: give at least one device (e.g. cuda:0,cuda:1)")
-    dtype = torch_dtype(precision)
+    dtype = torch_dtype(resolve_for(model, precision, device=devices[0]))
     target = copy.deepcopy(model).to(dtype) if dtype is not None else model
     device = getattr(model, "device", None)
     pool = target.start_multi_process_pool(devices)
@@ -73,7 +73,7 @@ def encode_to_store(
     kind: str = "passage",
     batch_size: int = 64,
     max_tokens: int = 4096,
-    precision: str = "fp32",
+    precision: str = "auto",
     store_dtype: str = "float32",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     distributed: bool = False,
@@ -96,7 +96,8 @@ def encode_to_store(
         kind: "query" or "passage".
         batch_size: most texts per batch.
         max_tokens: most padded tokens per batch.
-        precision: "fp32", "bf16" or "fp16" inference.
+        precision: "auto" (:func:`~polyret.encode.stream.resolve_for`), "fp32", "bf16" or "fp16" inference;
+            the store lives under the resolved precision's cache folder.
         store_dtype: "float32" or "float16" rows on disk.
         chunk_rows: rows per chunk (also the tokenize / sort window).
         distributed: shard the chunks over the process group's ranks (every rank must call).
@@ -109,7 +110,7 @@ def encode_to_store(
         A read-only (N, dim) ``np.memmap`` of ``store_dtype`` rows (L2-normalised when written).
     """
     prompt = prompt_of(model, kind)
-    check_precision(precision)
+    precision = resolve_for(model, precision, device=devices[0] if devices else None)
     check_store_dtype(store_dtype)
     world, me = (dist.world_size(), dist.rank()) if distributed else (1, 0)
     if (devices or pool is not None) and world > 1:

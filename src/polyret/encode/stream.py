@@ -15,10 +15,11 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from .. import models
+from .. import precision as precisions
+from ..precision import PRECISIONS
 from .tokens import EncodeError, prompt_of, token_budget_batches, token_lengths
 
 WINDOW = 16384  # texts tokenized and length-sorted together
-PRECISIONS = ("fp32", "bf16", "fp16")
 STORE_DTYPES = ("float32", "float16")
 
 BatchCallback = Callable[[np.ndarray, np.ndarray], None]
@@ -33,6 +34,21 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise EncodeError(f"precision: unknown {precision!r}; choose from {', '.join(PRECISIONS)}")
     return precision
+
+
+def resolve_for(model, precision: str, device=None) -> str:
+    """The precision ``model`` encodes in: ``auto`` resolved for its device (:func:`polyret.precision.resolve`:
+    bf16 on a GPU or a CPU with native bf16, else fp16 on GPU / fp32), any other name checked and kept
+    (an explicit bf16 on a CPU without bf16 instructions warns that it is emulated).
+
+    Args:
+        model: the model about to encode (its ``device`` decides).
+        precision: "auto", "fp32", "bf16" or "fp16".
+        device: the device to resolve for instead of the model's (e.g. a worker pool's first device).
+    """
+    if precision not in precisions.CHOICES:
+        raise EncodeError(f"precision: unknown {precision!r}; choose from {', '.join(precisions.CHOICES)}")
+    return precisions.resolve(precision, device if device is not None else model_device_type(model)).precision
 
 
 def check_store_dtype(dtype: str) -> str:
@@ -57,7 +73,7 @@ def torch_dtype(precision: str):
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[check_precision(precision)]
 
 
-def _device_type(model) -> str:
+def model_device_type(model) -> str:
     device = getattr(model, "device", None)
     return getattr(device, "type", None) or "cpu"
 
@@ -79,7 +95,7 @@ def inference_precision(model, precision: str = "fp32"):
         return
     import torch
 
-    with torch.autocast(device_type=_device_type(model), dtype=dtype):
+    with torch.autocast(device_type=model_device_type(model), dtype=dtype):
         yield
 
 
@@ -100,7 +116,7 @@ def encode_window(
     kind: str,
     batch_size: int = 64,
     max_tokens: int = 4096,
-    precision: str = "fp32",
+    precision: str = "auto",
     pool: dict | None = None,
     on_batch: BatchCallback | None = None,
     dim: int | None = None,
@@ -114,7 +130,7 @@ def encode_window(
         kind: "query" or "passage" (the model's prompt for it applies).
         batch_size: most texts per batch.
         max_tokens: most padded tokens per batch (texts x longest).
-        precision: "fp32", "bf16" or "fp16" inference (autocast).
+        precision: "auto" (:func:`resolve_for`), "fp32", "bf16" or "fp16" inference (autocast).
         pool: a sentence-transformers multi-process pool (:func:`polyret.encode.sharded.device_pool`):
             the whole length-sorted window goes to the pool in one call, split into ``batch_size`` chunks.
         on_batch: ``on_batch(positions, rows)`` after each batch (positions index ``texts``).
@@ -124,6 +140,7 @@ def encode_window(
             other ranks' batches are left zero (``on_batch`` says which rows were encoded).
     """
     prompt = prompt_of(model, kind)
+    precision = resolve_for(model, precision)
     texts = list(texts)
     if not texts:
         return np.zeros((0, dim or 0), dtype=np.float32)
@@ -201,7 +218,7 @@ def encode_stream(
     kind: str,
     batch_size: int = 64,
     max_tokens: int = 4096,
-    precision: str = "fp32",
+    precision: str = "auto",
     pool: dict | None = None,
     window: int = WINDOW,
     progress: Callable[[int], None] | None = None,
@@ -215,7 +232,7 @@ def encode_stream(
         kind: "query" or "passage".
         batch_size: most texts per batch.
         max_tokens: most padded tokens per batch.
-        precision: inference precision.
+        precision: inference precision ("auto": :func:`resolve_for`).
         pool: a multi-process pool (see :func:`encode_window`).
         window: texts tokenized and sorted together.
         progress: ``progress(n_done)`` after each batch.
@@ -225,6 +242,7 @@ def encode_stream(
 
     n = len(texts)
     dim = model_dim(model)
+    precision = resolve_for(model, precision)
     for start, stop in windows(n, window):
         rows = encode_window(
             model,

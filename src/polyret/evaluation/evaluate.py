@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import distributed
+from .. import precision as precisions
 from ..data.records import Benchmark
 from ..encode import (
     DEFAULT_CHUNK_ROWS,
@@ -29,8 +30,9 @@ from ..encode import (
     encode_stream,
     encode_to_store,
 )
-from ..encode.stream import PRECISIONS, STORE_DTYPES, check_precision, check_store_dtype
+from ..encode.stream import STORE_DTYPES, check_store_dtype, model_device_type, resolve_for
 from ..errors import ConfigError
+from ..precision import CHOICES as PRECISION_CHOICES
 from ..vocabulary import DEFAULT_MEASURES, check_languages
 from . import bias as bias_measures
 from . import metrics
@@ -64,7 +66,9 @@ class EvalConfig:
         cache: keep embeddings in the on-disk cache.
         cache_dir: the cache root (None: ``POLYRET_CACHE_DIR`` or the user cache dir).
         device: the torch device (None: the best available).
-        precision: inference precision, "fp32", "bf16" or "fp16" (autocast; its embeddings are cached apart).
+        precision: inference precision: "auto" (bf16 on a GPU or a CPU with native bf16, else fp16 on GPU /
+            fp32: :func:`polyret.precision.resolve`), "fp32", "bf16" or "fp16" (autocast; each resolved
+            precision's embeddings are cached apart). ``evaluate`` records the resolved one.
         store_dtype: "float32" or "float16" rows in a corpus's embedding store (half the disk and RAM).
         store_threshold: candidates from which they go to the memory-mapped embedding store instead
             of the per-text cache.
@@ -95,7 +99,7 @@ class EvalConfig:
     cache: bool = True
     cache_dir: str | None = None
     device: str | None = None
-    precision: str = "fp32"
+    precision: str = "auto"
     store_dtype: str = "float32"
     store_threshold: int = STORE_THRESHOLD
     devices: list[str] | None = None
@@ -121,7 +125,7 @@ def check_encode_options(*, precision, store_dtype, store_threshold, devices, ma
     """Check the encoding options of an evaluation before anything loads; ``ConfigError`` names the key.
 
     Args:
-        precision: one of :data:`polyret.encode.PRECISIONS`.
+        precision: one of :data:`polyret.precision.CHOICES` (``auto`` or a precision).
         store_dtype: one of :data:`polyret.encode.STORE_DTYPES`.
         store_threshold: an int >= 0.
         devices: None or a non-empty list of torch device names (``cpu``, ``cuda:1``, ``mps`` ...).
@@ -130,8 +134,8 @@ def check_encode_options(*, precision, store_dtype, store_threshold, devices, ma
             as ``invalid evaluation config: <key>``; the command line gives its ``--option``).
     """
     name = option or (lambda key: f"invalid evaluation config: {key}")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"{name('precision')}: unknown {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision not in PRECISION_CHOICES:
+        raise ConfigError(f"{name('precision')}: unknown {precision!r}; choose from {', '.join(PRECISION_CHOICES)}")
     if str(store_dtype) not in STORE_DTYPES:
         raise ConfigError(f"{name('store_dtype')}: unknown {store_dtype!r}; choose from {', '.join(STORE_DTYPES)}")
     for key, value, low in (("store_threshold", store_threshold, 0), ("max_tokens", max_tokens, 1)):
@@ -199,7 +203,7 @@ def encode_benchmark(
     cache: EmbeddingCache | None = None,
     progress: bool = True,
     max_tokens: int = 4096,
-    precision: str = "fp32",
+    precision: str = "auto",
     store_dtype: str = "float32",
     store_threshold: int = STORE_THRESHOLD,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -223,7 +227,8 @@ def encode_benchmark(
         cache: the model's per-text cache (None: nothing on disk).
         progress: show progress bars.
         max_tokens: most padded tokens per batch.
-        precision: "fp32", "bf16" or "fp16" inference.
+        precision: "auto" (resolved for the model's device, or the first of ``devices``), "fp32", "bf16"
+            or "fp16" inference.
         store_dtype: "float32" or "float16" rows in a store (the per-text cache keeps float32).
         store_threshold: candidates from which the store is used.
         chunk_rows: rows per store chunk (the unit written, verified and resumed).
@@ -231,7 +236,7 @@ def encode_benchmark(
         distributed: under torchrun every rank encodes its share and reads the others' (every rank
             must call; needs ``cache``, else every rank encodes everything).
     """
-    check_precision(precision)
+    precision = resolve_for(model, precision, device=devices[0] if devices else None)
     check_store_dtype(store_dtype)
     if store_threshold < 0:
         raise EncodeError(f"store_threshold must be >= 0, got {store_threshold}")
@@ -550,6 +555,9 @@ def evaluate(
             cache_dir=cfg.cache_dir,
         )
     t_loaded = time.perf_counter()
+    # "auto" -> the precision this model's device runs; recorded (results.json) and keying the cache
+    resolved = precisions.resolve(cfg.precision, cfg.devices[0] if cfg.devices else model_device_type(model))
+    cfg = replace(cfg, precision=resolved.precision)
     fp = fingerprint(model)
     cache = None
     if cfg.cache:
@@ -575,13 +583,18 @@ def evaluate(
     t_encoded = time.perf_counter()
     if distributed.world_size() > 1:
         return _score_on_main(
-            lambda: _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded)),
+            lambda: _score_and_write(
+                cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), resolved.reason
+            ),
             output,
         )
-    return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded))
+    return _score_and_write(
+        cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), resolved.reason
+    )
 
 
-def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times):
+def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times,
+                     precision_reason: str = ""):  # fmt: skip
     """Search, score, and write ``output`` (when given): the part of ``evaluate`` one rank does."""
     t_start, t_loaded, t_encoded = times
     res, run = score(
@@ -595,6 +608,8 @@ def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name
         "total_s": time.perf_counter() - t_start,
     }
     res.extra["config"] = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "data_dir")}
+    res.extra["precision"] = cfg.precision  # resolved: never "auto"
+    res.extra["precision_reason"] = precision_reason
     if output is not None:
         res.write(output, run=run if keep_run else None)  # completion marker last
     res.run = run if keep_run else None

@@ -26,6 +26,8 @@ class PolyretEvaluator(SentenceEvaluator):
         data_dir: where benchmark files are looked for (with an id).
         batch_size: texts per encoding batch.
         name: the prefix of every metric name.
+        precision: encoding precision, ``auto`` (:func:`polyret.precision.resolve` for the model's device
+            at each call), ``fp32``, ``bf16`` or ``fp16``.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class PolyretEvaluator(SentenceEvaluator):
         data_dir: str | None = None,
         batch_size: int = 64,
         name: str = "dev",
+        precision: str = "auto",
     ):
         super().__init__()
         if isinstance(benchmark, str):
@@ -49,6 +52,7 @@ class PolyretEvaluator(SentenceEvaluator):
         self.measures = tuple(measures)
         self.batch_size = batch_size
         self.name = name
+        self.precision = precision
         # already prefixed, as __call__ reports it, so the best-checkpoint metric a trainer derives from it
         # before the first evaluation is the key that evaluation returns
         self.primary_metric = f"{name}_map" if name else "map"
@@ -65,7 +69,9 @@ class PolyretEvaluator(SentenceEvaluator):
         return [f"{self.name}_{n}" if self.name else n for n in names]
 
     def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        q, c = encode_benchmark(model, self.benchmark, batch_size=self.batch_size, cache=None, progress=False)
+        q, c = encode_benchmark(
+            model, self.benchmark, batch_size=self.batch_size, cache=None, progress=False, precision=self.precision
+        )
         res, _ = score(self.benchmark, q, c, families=self.families, measures=self.measures)
         metrics: dict[str, float] = {}
         for family, vals in res.macro.items():

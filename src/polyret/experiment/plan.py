@@ -24,11 +24,13 @@ class ExperimentPlan:
         world_size: the training processes planned for.
         runs: per system, its name, its seeds and its training plan (first seed).
         benchmarks: per benchmark, the languages it is evaluated in (None: all).
+        precision: the evaluations' precision and why (``bf16 (auto: CPU has AMX)``), the trainings' too.
     """
 
     world_size: int
     runs: tuple[tuple[str, tuple[int, ...], Any], ...]
     benchmarks: tuple[tuple[str, tuple[str, ...] | None], ...]
+    precision: str = ""
 
     @property
     def trainings(self) -> int:
@@ -45,6 +47,7 @@ class ExperimentPlan:
             "benchmarks": [{"id": b, "languages": list(langs) if langs else None} for b, langs in self.benchmarks],
             "trainings": self.trainings,
             "evaluations": self.evaluations,
+            "precision": self.precision,
         }
 
     def lines(self) -> list[str]:
@@ -55,6 +58,8 @@ class ExperimentPlan:
             out += [f"  {line}" for line in plan.lines()]
         for bench, langs in self.benchmarks:
             out.append(f"evaluate on {bench}" + (f" ({','.join(langs)})" if langs else " (all its languages)"))
+        if self.precision:
+            out.append(f"evaluation precision: {self.precision}")
         return out
 
 
@@ -85,4 +90,6 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
         tcfg = base.replace(strategy=system.strategy, alpha=system.alpha, seed=seeds[0])
         runs.append((system.name, seeds, dry_run(tcfg, world_size=world_size, sources=sources)))
     benchmarks = tuple((b, tuple(config.eval_languages.get(b) or config.languages or ()) or None) for b in config.benchmarks)
-    return ExperimentPlan(world_size, tuple(runs), benchmarks)
+    from .runner import experiment_precision
+
+    return ExperimentPlan(world_size, tuple(runs), benchmarks, experiment_precision(config).describe())

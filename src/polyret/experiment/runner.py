@@ -32,6 +32,19 @@ def _progress(msg: str, echo: Callable[[str], None] | None) -> None:
         echo(msg)
 
 
+def experiment_precision(config: ExperimentConfig):
+    """The precision the experiment's evaluations run in: its trainings' (``train_overrides`` ``precision``,
+    ``auto`` by default, so ``--set precision=fp32`` makes the whole experiment fp32), resolved for this
+    machine (:func:`polyret.precision.resolve`: the one meaning of ``auto``).
+
+    Args:
+        config: the experiment.
+    """
+    from ..precision import resolve
+
+    return resolve(config.base_train_config().precision)
+
+
 def run_experiment(
     config: ExperimentConfig, *, echo: Callable[[str], None] | None = None, progress: bool = True
 ) -> dict[str, Any]:
@@ -59,6 +72,8 @@ def run_experiment(
     # run is then not "a different configuration"
     config.validate()
     config.check_inputs()
+    precision = experiment_precision(config)  # resolved (never "auto"): recorded in experiment.json
+    record = {**config.to_dict(), "precision": precision.precision}
     out = Path(config.output)
     saved = layout.config_path(out)
     if saved.exists():
@@ -72,18 +87,24 @@ def run_experiment(
             ) from None
         if isinstance(previous.get("train_overrides"), dict):  # written by an older polyret: its keys renamed
             previous["train_overrides"] = upgrade_keys(previous["train_overrides"], complete=False)
-        current = json.loads(json.dumps(config.to_dict()))
+        previous.setdefault("precision", "fp32")  # an older polyret evaluated in fp32 whatever the machine
+        current = json.loads(json.dumps(record))
         changed = sorted(k for k in set(previous) | set(current) if k not in EXTENDABLE and previous.get(k) != current.get(k))
         if changed:
+            hint = ""
+            if "precision" in changed:
+                hint = (f" Its results are {previous['precision']}, this run's would be {precision.describe()}: "
+                        f"--set precision={previous['precision']} continues it in {previous['precision']}.")  # fmt: skip
             raise ValueError(
                 f"{out} holds an experiment with a different configuration ({saved}: {', '.join(changed)} "
                 "differ); use another --output or delete that folder. More seeds, strategies, alphas or "
-                "benchmarks may be added to it."
+                "benchmarks may be added to it." + hint
             )
     rank, world_size = _launch_rank()
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        atomic_write_text(saved, json.dumps(config.to_dict(), indent=2))
+        atomic_write_text(saved, json.dumps(record, indent=2))
+    _progress(f"precision: {precision.describe()}", echo if rank == 0 else None)
 
     done: dict[str, list[str]] = {"trained": [], "evaluated": [], "reused": []}
     started = time.perf_counter()
@@ -103,6 +124,7 @@ def run_experiment(
             data_dir=config.data_dir,
             batch_size=config.eval_batch_size,
             max_seq_length=config.eval_max_seq_length,
+            precision=precision.precision,
         )
         done["evaluated"].append(f"{label} {bench}")
 

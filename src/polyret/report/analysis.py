@@ -168,7 +168,17 @@ def analyse(
         )
         for bid, es in by_bench.items()
     ]
-    return Report(title or DEFAULT_TITLE, measure, baseline, n_resamples, seed, benches, claim_margin)
+    return Report(title or DEFAULT_TITLE, measure, baseline, n_resamples, seed, benches, claim_margin, _precision(entries))
+
+
+def _precision(entries: Sequence[ReportEntry]) -> str | None:
+    """The resolved inference precision the entries' results.json record (comma-separated when they
+    differ, ``unrecorded`` for entries of an older polyret among recorded ones; None when none records one)."""
+    found = {e.results.extra.get("precision") for e in entries}
+    named = sorted(str(p) for p in found if p)
+    if not named:
+        return None
+    return ", ".join(named + (["unrecorded"] if None in found or "" in found else []))
 
 
 def _analyse_benchmark(

@@ -23,6 +23,7 @@ def render_json(report: Report) -> dict[str, Any]:
         "n_resamples": report.n_resamples,
         "seed": report.seed,
         "claim_margin": report.claim_margin,
+        "precision": report.precision,  # the evaluations' resolved inference precision (results.json)
         "benchmarks": {},
     }
     for b in report.benchmarks:

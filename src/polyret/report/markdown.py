@@ -334,6 +334,8 @@ def render_markdown(report: Report) -> str:
         ),
         "",
     ]
+    if report.precision:
+        lines += [f"Inference precision of the evaluations: {report.precision}.", ""]
     lines += ["Benchmarks: " + ", ".join(f"[{b.id}](#{_anchor(b.id)})" for b in report.benchmarks), ""]
     for b in report.benchmarks:
         lines += [

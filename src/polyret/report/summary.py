@@ -238,6 +238,8 @@ class Report:
         seed: the seed of those resamples.
         benchmarks: one summary per benchmark, in the order first seen.
         claim_margin: the non-inferiority margin the claims were judged with.
+        precision: the evaluations' inference precision as their results.json record it (``"bf16"``;
+            several comma-separated when they differ; None when none records it: an older polyret's).
     """
 
     title: str
@@ -247,6 +249,7 @@ class Report:
     seed: int
     benchmarks: list[BenchmarkSummary]
     claim_margin: float = 0.005
+    precision: str | None = None
 
     def to_markdown(self) -> str:
         """report.md's text (figures appear once ``save`` has drawn them)."""

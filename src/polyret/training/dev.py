@@ -154,7 +154,8 @@ def build_dev_evaluator(config: TrainConfig):
                 f"dev benchmark {config.dev!r} has none of the training languages {list(config.languages)} "
                 f"(it has {', '.join(info.languages)})"
             )
-    return PolyretEvaluator(config.dev, languages=languages, data_dir=config.data_dir)
+    # the training's precision: "auto" means the same for the dev encoding (polyret.precision.resolve)
+    return PolyretEvaluator(config.dev, languages=languages, data_dir=config.data_dir, precision=config.precision)
 
 
 def best_metric_name(config: TrainConfig, evaluator, *, has_eval_loss: bool) -> str | None:

@@ -148,6 +148,7 @@ def mine_negatives(
     batch_size: int = 64,
     cache=None,
     chunk_elements: int = 1 << 24,
+    precision: str = "auto",
 ) -> tuple[PairGroups, MineStats]:
     """Mine ``k`` hard negatives for every pair of ``pairs`` (see the module docstring for the rules).
 
@@ -165,6 +166,7 @@ def mine_negatives(
         batch_size: encoding batch size.
         cache: an :class:`~polyret.encode.EmbeddingCache` of this model, or ``None``.
         chunk_elements: scores held at once (query rows x candidates) in the search.
+        precision: encoding precision (``auto``: :func:`polyret.precision.resolve` for the model's device).
 
     Returns:
         (a new :class:`PairGroups` whose pairs carry the mined negatives, the :class:`MineStats`).
@@ -229,8 +231,9 @@ def mine_negatives(
     for lang in sorted(pool):
         p = pool[lang]
         rows = [i for i, pair in enumerate(flat) if pair.lang == lang]
-        q_emb = encode(model, [flat[i].query for i in rows], kind="query", batch_size=batch_size, cache=cache)
-        c_emb = encode(model, p.texts, kind="passage", batch_size=batch_size, cache=cache)
+        q_emb = encode(model, [flat[i].query for i in rows], kind="query", batch_size=batch_size, cache=cache,
+                       precision=precision)  # fmt: skip
+        c_emb = encode(model, p.texts, kind="passage", batch_size=batch_size, cache=cache, precision=precision)
         n_cand = len(p.texts)
         chunk = max(1, min(len(rows), chunk_elements // max(1, n_cand)))
         for start in range(0, len(rows), chunk):
@@ -381,6 +384,7 @@ def mine(
     cache_dir: str | os.PathLike | None = None,
     device: str | None = None,
     max_seq_length: int | None = None,
+    precision: str = "auto",
 ) -> MineStats:
     """Load a training source, mine ``k`` negatives per pair with ``model``, write JSONL + stats.
 
@@ -405,6 +409,8 @@ def mine(
         cache_dir: cache root (default: the user cache).
         device: torch device for the model.
         max_seq_length: truncate texts to this many tokens.
+        precision: encoding precision: ``auto`` (:func:`polyret.precision.resolve` for the model's device),
+            ``fp32``, ``bf16`` or ``fp16``; the stats record the resolved one.
 
     Returns:
         The :class:`MineStats` (also written to :func:`stats_path`).
@@ -412,9 +418,13 @@ def mine(
     from polyret import models
     from polyret.data.pairs import load_pairs
     from polyret.encode import EmbeddingCache
+    from polyret.encode.stream import resolve_for
     from polyret.paths import atomic_write_text, check_writable
     from polyret.paths import cache_dir as resolve_cache_dir
+    from polyret.precision import CHOICES
 
+    if precision not in CHOICES:
+        raise ValueError(f"precision: unknown {precision!r}; choose from {', '.join(CHOICES)}")
     guarded = any(v is not None for v in (relative_margin, absolute_margin, max_score, min_score))
     _check_ranges(k, range_min, range_max, guarded)  # before the model and data are loaded
     target = Path(output).expanduser()
@@ -425,6 +435,7 @@ def mine(
     spec = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
         model = models.load(model, device=device, max_seq_length=max_seq_length, cache_dir=cache_dir)
+    precision = resolve_for(model, precision)  # recorded resolved, never "auto"
     emb_cache = None
     if cache:
         emb_cache = EmbeddingCache.for_model(models.fingerprint(model),
@@ -432,10 +443,10 @@ def mine(
     pairs, stats = mine_negatives(
         source, model, k=k, relative_margin=relative_margin, absolute_margin=absolute_margin, max_score=max_score,
         min_score=min_score, range_min=range_min, range_max=range_max, keep_short=keep_short,
-        batch_size=batch_size, cache=emb_cache,
+        batch_size=batch_size, cache=emb_cache, precision=precision,
     )  # fmt: skip
     stats.settings.update(train=train, model=spec, languages=list(source.languages), max_groups=max_groups,
-                          seed=seed, output=str(output))  # fmt: skip
+                          seed=seed, output=str(output), precision=precision)  # fmt: skip
     if not pairs.groups:
         raise ValueError(
             f"{train}: no pair got {k} negatives (of {stats.pairs}); lower k, range_min or the margins, or pass keep_short"

@@ -153,10 +153,12 @@ class TrainPlan:
         total_steps: optimizer steps of the run.
         warmup_steps: linear warmup steps (``ceil(warmup_ratio x total_steps)``).
         eval_steps, save_steps: evaluation / checkpoint interval (None: never).
-        precision: the precision the run trains in (or what it asks for, when simulated).
+        precision: the precision the run trains in (resolved: never "auto"; what it asks for when planned
+            for a GPU on a machine without one).
         find_unused_parameters: DDP's ``find_unused_parameters`` (None: decided by a probe at training time).
         memory: the per-device memory estimate, or None when the model's shape is unreachable.
         warnings: things that will run but may not be what was meant.
+        precision_reason: why that precision (``"auto: CPU has AMX"``).
     """
 
     batch: BatchPlan
@@ -172,6 +174,7 @@ class TrainPlan:
     find_unused_parameters: bool | None = None
     memory: Any = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    precision_reason: str = ""
 
     @property
     def train_groups(self) -> int:
@@ -210,7 +213,8 @@ class TrainPlan:
         out.append(f"dev: {self.dev_groups} held-out groups{dev}")
         unused = {None: "off (a probe backward at start freezes parameters that get no gradient)", True: "on",
                   False: "off"}[self.find_unused_parameters]  # fmt: skip
-        out.append(f"precision: {self.precision}; DDP find_unused_parameters: {unused}")
+        why = f" ({self.precision_reason})" if self.precision_reason else ""
+        out.append(f"precision: {self.precision}{why}; DDP find_unused_parameters: {unused}")
         memory = self.memory.summary() if self.memory is not None else "unknown (the model's config is not reachable)"
         out.append(f"memory: {memory}")
         out += [f"warning: {w}" for w in self.warnings]
@@ -251,6 +255,7 @@ def resolve_plan(
     precision: str | None = None,
     memory: Any = None,
     find_unused_parameters: bool | None = None,
+    precision_reason: str = "",
 ) -> TrainPlan:
     """The plan of ``config`` over the training pairs ``index`` on ``world_size`` devices.
 
@@ -265,6 +270,7 @@ def resolve_plan(
         precision: the resolved precision (None: ``config.precision``).
         memory: a :class:`~polyret.training.memory.MemoryEstimate`, if known.
         find_unused_parameters: DDP's setting if already decided.
+        precision_reason: why that precision (the plan's line says it).
 
     Raises:
         ConfigError: a batch that cannot be formed at this world size.
@@ -319,6 +325,7 @@ def resolve_plan(
         find_unused_parameters=find_unused_parameters,
         memory=memory,
         warnings=tuple(warnings),
+        precision_reason=precision_reason,
     )
 
 
@@ -394,17 +401,21 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     Raises:
         ConfigError / DataError: what a real run would stop with at start-up.
     """
+    import torch
+
     from polyret.training.index_cache import cached_pair_index
     from polyret.training.memory import estimate_memory, lora_parameters, model_shape
-    from polyret.training.trainer import _load_sources, resolve_precision
+    from polyret.training.trainer import _load_sources, resolve_training_precision
 
     world_size = world_size or launch_world_size()
     try:
-        precision = resolve_precision(config.precision)
+        resolved = resolve_training_precision(config.precision)
+        precision = resolved.precision
+        reason = ("auto: " if config.precision == "auto" else "") + resolved.reason
     except ConfigError:  # e.g. fp16 planned on a machine without CUDA: the plan is for the GPU machine
-        precision = f"{config.precision} (needs a CUDA device)"
-    if config.precision == "auto" and precision == "fp32":  # planned here, run on a GPU machine perhaps
-        precision = "auto: fp32 on this machine (no GPU); on a GPU bf16, or fp16 where it has no bf16"
+        precision, reason = config.precision, "needs a CUDA device: not this machine"
+    if config.precision == "auto" and not torch.cuda.is_available():  # planned here, run on a GPU machine perhaps
+        reason += "; on a GPU: bf16, or fp16 where it has no bf16"
     if sources is None:
         sources = _load_sources(config)
     train_sources, dev_sources = split_sources(config, sources, world_size)
@@ -412,7 +423,8 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     # mMARCO size a PairIndex in memory is ~150 B per pair; the run then maps what the dry run left)
     index = cached_pair_index(train_sources, negatives=config.num_negatives)
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
-                        precision=precision, find_unused_parameters=config.ddp_find_unused_parameters)  # fmt: skip
+                        precision=precision, find_unused_parameters=config.ddp_find_unused_parameters,
+                        precision_reason=reason)  # fmt: skip
     shape = model_shape(config.model)
     if shape is None:
         return plan
@@ -427,7 +439,7 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
         per_device_batch=plan.batch.per_device,
         columns=2 + index.num_negatives,
         seq_length=seq,
-        precision="bf16" if "bf16" in precision or precision.startswith("auto") else precision.split()[0],
+        precision="bf16" if config.precision == "auto" else precision,  # auto: as on a GPU with bf16
         cached_loss=config.cached_loss,
         mini_batch_size=config.mini_batch_size,
         gradient_checkpointing=config.gradient_checkpointing,

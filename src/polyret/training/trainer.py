@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from polyret.paths import atomic_write_text, check_writable
+from polyret.precision import Resolved, resolve
 from polyret.training.batchlog import BatchRecorder, batch_log_callback, batch_log_path
 from polyret.training.card import MODEL_DIR, RUN_CONFIG, write_final_model
 from polyret.training.checkpoints import (
@@ -67,6 +68,7 @@ __all__ = [
     "merge_lora",
     "num_negatives",
     "resolve_precision",
+    "resolve_training_precision",
     "train",
 ]
 
@@ -78,33 +80,29 @@ _RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "max_tr
 
 # ---------------------------------------------------------------------------------------- helpers
 def resolve_precision(precision: str) -> str:
-    """The precision to train in: "auto" is bf16 where the GPU has it, else fp16 on GPU, fp32 on CPU.
+    """The precision to train in (:func:`polyret.precision.resolve`, the one meaning of "auto" for training
+    and inference): "auto" is bf16 on a GPU that has it, else fp16; on CPU bf16 where the CPU has native
+    bf16 (AMX, AVX512-BF16), else fp32.
 
     Args:
         precision: ``TrainConfig.precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``).
+
+    Raises:
+        ConfigError: fp16 without CUDA, bf16 on a GPU without native bf16.
     """
-    if precision != "auto":
-        if precision == "fp16" and not torch.cuda.is_available():
-            raise ConfigError(
-                "precision fp16 needs a CUDA device (fp16 autocast with a gradient scaler); use fp32 or bf16 on CPU"
-            )
-        if precision == "bf16" and torch.cuda.is_available() and not _native_bf16():
-            raise ConfigError(
-                f"precision bf16: {torch.cuda.get_device_name()} has no native bf16 (it would be emulated, "
-                "many times slower); use fp16 or auto"
-            )
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if _native_bf16() else "fp16"
-    return "fp32"
+    return resolve_training_precision(precision).precision
 
 
-def _native_bf16() -> bool:
-    """bf16 in hardware (Ampere and later); torch's plain check also counts emulation on older GPUs."""
+def resolve_training_precision(precision: str) -> Resolved:
+    """:func:`resolve_precision` with its reason (``"CPU has AMX"``), for the plan's line.
+
+    Args:
+        precision: ``TrainConfig.precision``.
+    """
     try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # pragma: no cover - torch before the keyword
-        return bool(torch.cuda.is_bf16_supported())
+        return resolve(precision, training=True)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def freeze_word_embeddings(model) -> int:
@@ -260,14 +258,16 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
             "(resume=true) to continue it, or use a new output folder"
         )
     check_writable(output_dir, what="output_dir", error=ConfigError)
-    precision = resolve_precision(config.precision)
+    resolved = resolve_training_precision(config.precision)
+    precision = resolved.precision  # never "auto": what polyret_train.json and the card record
 
     train_sources, dev_sources = split_sources(config, _load_sources(config), world_size)
     # on-disk sources: the integer index is built once (local rank 0) and memory-mapped by every rank
     index = cached_pair_index(train_sources, negatives=config.num_negatives)
     del train_sources  # the views' row arrays: the index holds what it needs
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
-                        precision=precision)  # fmt: skip
+                        precision=precision,
+                        precision_reason=("auto: " if config.precision == "auto" else "") + resolved.reason)  # fmt: skip
     for warning in plan.warnings:
         logger.warning("%s", warning)
     batch = plan.batch
@@ -377,6 +377,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
             "global_step": state.global_step,
             "world_size": world_size,
             "precision": precision,
+            "precision_reason": plan.precision_reason,
             "batch_scope": config.batch_scope,
             "global_batch": batch.global_batch,
             "per_device_batch": batch.per_device,
