@@ -338,9 +338,8 @@ def score_run(
         ``(Results, RunTable)``; ``Results.extra`` names the run file and its SHA-256.
     """
     t0 = time.perf_counter()
+    measures = metrics.canonical_measures(measures)  # nDCG@10, ndcg_cut_10 -> ndcg@10: stable keys
     trec = run if isinstance(run, TrecRun) else read_run_table(run)
-    for m in measures:
-        metrics.parse_measure(m)
     table = run_table_from_trec(trec, benchmark, families=families, languages=languages)
     t1 = time.perf_counter()
     qs = metrics.per_query(table, measures=measures, as_trec_eval=True)
