@@ -221,7 +221,9 @@ def evaluate(
     passage_prompt: str | None = typer.Option(None, help="Override the model's passage prompt."),
     no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
     trec_run: bool = typer.Option(
-        False, help="Also write run.npz and a TREC run (run.trec: top-k plus each deeper relevant candidate at its true rank)."
+        False,
+        help="Also write run.npz, run.trec (the top k of each setting and query) and qrels.trec (same query ids): "
+        "trec_eval, ranx and ir_measures reproduce map@k, ndcg@10 ... from them; full map needs --k >= the largest pool.",
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
     devices: str | None = typer.Option(
@@ -289,9 +291,8 @@ def evaluate(
         return  # rank 0 prints and writes the TREC run
     print_results(res)
     if output is not None:
-        if trec_run and res.run is not None:
-            n = res.run.to_trec_run(output / "run.trec", include_unretrieved=True)  # true ranks: `polyret score` reproduces
-            _say((f"wrote {n} TREC run lines to {output / 'run.trec'}", "dim"))
+        if trec_run and res.run is not None:  # written with results.json, before the completion marker
+            _say((f"wrote {output / 'run.trec'} (top {res.run.k} per setting and query) and {output / 'qrels.trec'}", "dim"))
         _say("results written to ", (str(output), "bold"))
 
 

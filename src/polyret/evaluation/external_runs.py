@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..data.records import Benchmark, DataError
-from ..data.trec import TrecRun, read_run_table
+from ..data.trec import TrecRun, read_run_table, trec_token
 from ..vocabulary import DEFAULT_MEASURES
 from . import bias as bias_measures
 from . import metrics
@@ -57,6 +57,14 @@ class _Index:
         self.cand_langs = np.asarray([c.lang for c in benchmark.candidates], dtype=str)
         self.cand_order = np.argsort(self.cand_ids, kind="stable")
         self.cand_sorted = self.cand_ids[self.cand_order]
+        # a run names a candidate by its TREC token (ids with whitespace percent-encoded, as polyret writes them)
+        tokens = [trec_token(c) for c in self.cand_ids.tolist()]
+        if tokens != self.cand_ids.tolist():
+            tok = np.asarray(tokens, dtype=str)
+            self.token_order = np.argsort(tok, kind="stable")
+            self.token_sorted = tok[self.token_order]
+        else:
+            self.token_order, self.token_sorted = self.cand_order, self.cand_sorted
         self.query_ids = np.asarray([q.id for q in benchmark.queries], dtype=str)
         self.query_langs = np.asarray([q.lang for q in benchmark.queries], dtype=str)
         keys = np.char.add(np.char.add(self.query_ids, "@"), self.query_langs)
@@ -96,6 +104,10 @@ class _Index:
 
     def lookup_docs(self, docids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._find(self.cand_sorted, self.cand_order, docids)
+
+    def lookup_tokens(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates named by a run's docid column (:func:`polyret.data.trec.trec_token` of their ids)."""
+        return self._find(self.token_sorted, self.token_order, tokens)
 
     def gains(self, query: np.ndarray, doc: np.ndarray) -> np.ndarray:
         key = query.astype(np.int64) * max(self.n_cands, 1) + doc.astype(np.int64)
@@ -209,7 +221,7 @@ def run_table_from_trec(
     if not settings:
         raise DataError(f"benchmark {benchmark.id!r} has no setting to score for families {families}")
     form, q_index, s_index = _resolve_queries(trec, present, index, settings, all_settings)
-    doc, found = index.lookup_docs(trec.docid)
+    doc, found = index.lookup_tokens(trec.docid)
     if not found.all():
         i = int(np.flatnonzero(~found)[np.argmin(trec.line[~found])])
         raise DataError(f"{trec.where(i)}: unknown docid {str(trec.docid[i])!r}: not a candidate of benchmark {benchmark.id!r}")
