@@ -71,6 +71,7 @@ def test_a_full_ranking_reproduces_full_map(tmp_path):
             assert res.per_setting[setting][ours] == pytest.approx(value, abs=1e-12), (ours, setting)
 
 
+@pytest.mark.slow  # ranx compiles its metrics with numba on first use: a minute or two on 2 cores
 def test_ranx_loads_the_files_unchanged_and_agrees(tmp_path):
     ranx = pytest.importorskip("ranx")
     bench = tiny_benchmark(n_q=10)

@@ -38,7 +38,7 @@ from .results import Results
 from .runtable import RunTable
 from .settings import Setting, settings_for, split_setting
 
-__all__ = ["run_table_from_trec", "score_run", "score_runs"]
+__all__ = ["check_system_name", "run_table_from_trec", "score_run", "score_runs"]
 
 
 def _sha256(path: str | os.PathLike) -> str:
@@ -415,9 +415,11 @@ def score_runs(
     runs: Sequence[str | os.PathLike],
     benchmark: str | Benchmark,
     *,
+    names: Sequence[str | None] | None = None,
     output: str | os.PathLike | None = None,
     fuse: str | None = None,
     rrf_k: int = 60,
+    latex: bool = False,
     compare: Sequence[str | os.PathLike] = (),
     baseline: str | None = None,
     families: Sequence[str] | None = None,
@@ -434,11 +436,14 @@ def score_runs(
     (report.md, report.json: the same significance tests over questions as an experiment's report).
 
     Args:
-        runs: TREC run files; a system is named after its file's stem.
+        runs: TREC run files; a system is named after its file's stem unless ``names`` names it.
         benchmark: a benchmark id or a loaded ``Benchmark``.
+        names: one system name per run (None entries: the file's stem); names must be unique.
         output: where to write (None: nothing is written).
-        fuse: ``"rrf"`` adds the reciprocal-rank fusion of the runs as system ``rrf``.
+        fuse: ``"rrf"``, ``"combsum"`` or ``"combmnz"`` (``polyret.evaluation.fusion``) adds the fusion of
+            the runs as a system named after the method; its parameters go into its results.json.
         rrf_k: the RRF constant.
+        latex: also write the report's tables as LaTeX (``report/report.tex``).
         compare: finished results folders (``polyret evaluate --output``) on the same benchmark.
         baseline: the report's reference system (default: the first compared folder, else the first run).
         families, languages, measures: as for :func:`score_run`.
@@ -452,18 +457,33 @@ def score_runs(
             unknown fusion method or baseline.
     """
     from ..data import load_benchmark
-    from .fusion import fuse_rrf
+    from .fusion import FUSION_METHODS
+    from .fusion import fuse as fuse_runs
     from .results import is_done
 
     if not runs:
         raise DataError("no run to score: give at least one run file")
-    if fuse not in (None, "rrf"):
-        raise DataError(f"unknown fusion method {fuse!r}; known: rrf")
+    if fuse not in (None, *FUSION_METHODS):
+        raise DataError(f"unknown fusion method {fuse!r}; known: {', '.join(FUSION_METHODS)}")
     if fuse and len(runs) < 2:
-        raise DataError("--fuse rrf needs at least two runs")
+        raise DataError(f"--fuse {fuse} needs at least two runs")
+    if latex and len(runs) + bool(fuse) + len(compare) < 2:
+        raise DataError("--latex writes the comparison report's tables: give at least two systems (runs, --fuse, --compare)")
+    names = list(names) if names is not None else [None] * len(runs)
+    if len(names) != len(runs):
+        raise DataError(f"{len(names)} names for {len(runs)} runs")
+    given = [n for n in names if n]
+    for n in given:
+        check_system_name(n)
+    if len(set(given)) != len(given):
+        twice = next(n for n in given if given.count(n) > 1)
+        raise DataError(f"--run: the name {twice!r} is given to two runs")
+    measures = metrics.canonical_measures(measures)
     bench = load_benchmark(benchmark, data_dir=data_dir) if isinstance(benchmark, str) else benchmark
-    taken: set[str] = set()
-    trecs = {_unique_name(Path(r).name.split(".")[0] or "run", taken): read_run_table(r) for r in runs}
+    taken: set[str] = set(given)
+    trecs = {
+        (n or _unique_name(Path(r).name.split(".")[0] or "run", taken)): read_run_table(r) for n, r in zip(names, runs)
+    }
     scored: dict[str, tuple[Results, RunTable, TrecRun]] = {}
     for name, trec in trecs.items():
         res, table = score_run(trec, bench, families=families, languages=languages, measures=measures, name=name)
@@ -476,10 +496,10 @@ def score_runs(
             other = next(n for n, f in forms.items() if f != forms[first])
             a, fa, b, fb = trecs[first].path, forms[first], trecs[other].path, forms[other]
             raise DataError(f"cannot fuse runs written differently: {a} writes query ids as {fa}, {b} as {fb}")
-        fused = fuse_rrf(list(trecs.values()), k=rrf_k)
-        name = _unique_name("rrf", taken)
+        fused, params = fuse_runs(list(trecs.values()), fuse, rrf_k=rrf_k)
+        name = _unique_name(fuse, taken)
         res, table = score_run(fused, bench, families=families, languages=languages, measures=measures, name=name)
-        res.extra.update(fusion={"method": "rrf", "k": rrf_k, "runs": [t.path for t in trecs.values()]})
+        res.extra.update(fusion={**params, "runs": [t.path for t in trecs.values()], "systems": list(trecs)})
         scored[name] = (res, table, fused)
     compared: dict[str, Results] = {}
     for folder in compare:
@@ -502,7 +522,7 @@ def score_runs(
         res.write(out)
         return results
     for name, (res, _table, trec) in scored.items():
-        if fuse and name == "rrf":
+        if fuse and "fusion" in res.extra:
             write_run(trec, out / name / "run.trec")
         res.write(out / name)
     from ..report import ReportEntry, build_report
@@ -510,5 +530,21 @@ def score_runs(
     measure = "map" if "map" in measures else metrics.parse_measure(measures[0]).name
     base = baseline or (next(iter(compared)) if compared else next(iter(scored)))
     entries = [ReportEntry(name, None, bench.id, r) for name, r in results.items()]
-    build_report(entries, out / "report", title=f"Runs on {bench.id}", measure=measure, baseline=base)
+    build_report(entries, out / "report", title=f"Runs on {bench.id}", measure=measure, baseline=base, latex=latex)
     return results
+
+
+def check_system_name(name: str) -> str:
+    """A system name given on the command line (``--run NAME=path``): a folder name in the output.
+
+    Args:
+        name: the name.
+
+    Raises:
+        DataError: an empty name, ``.``/``..``, or one with a path separator or whitespace.
+    """
+    if not name or name in (".", "..") or any(ch in name for ch in "/\\") or any(ch.isspace() for ch in name):
+        raise DataError(f"--run: {name!r} is not a usable system name (no '/', '\\', whitespace, '.' or '..')")
+    if name == "report":
+        raise DataError("--run: 'report' is the report's folder, not a system name")
+    return name

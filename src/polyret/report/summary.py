@@ -265,14 +265,15 @@ class Report:
 
         return render_json(self)
 
-    def save(self, folder: str | Path, *, figures: bool = True) -> dict[str, Path]:
+    def save(self, folder: str | Path, *, figures: bool = True, latex: bool = False) -> dict[str, Path]:
         """Write figures/*.png (when ``figures``), report.json, then report.md into ``folder``, each
         atomically; returns name -> path of every file (``"markdown"``, ``"json"``, ``"<bench>/<figure>"``).
 
         Args:
             folder: the report folder (created).
             figures: draw the PNG figures (and link them from the markdown).
+            latex: also write report.tex, the tables as LaTeX (``"latex"``).
         """
         from .files import save_report
 
-        return save_report(self, folder, figures=figures)
+        return save_report(self, folder, figures=figures, latex=latex)
