@@ -696,6 +696,7 @@ def card_cmd(
     """Write evaluation numbers into a model card as a `model-index` block (what the Hub indexes)."""
     from .evaluation.results import Results, is_done
     from .interop.model_card import add_evaluation
+    from .models import fingerprint, load
 
     if not model.is_dir():
         raise ValueError(f"--model: no model folder at {model}")
@@ -704,7 +705,8 @@ def card_cmd(
         if not is_done(folder):
             raise ValueError(f"--results: {folder} is not a finished evaluation (results.json with its completion marker)")
         loaded.append(Results.load(folder))
-    path = add_evaluation(model, loaded, model_name=name)
+    fp = fingerprint(load(str(model), device="cpu"))  # the numbers must be this model's: same weights, same prompts
+    path = add_evaluation(model, loaded, model_name=name, fingerprint=fp, sources=[f"--results {r}" for r in results])
     _say("model-index written to ", (str(path), "bold"))
 
 

@@ -112,7 +112,9 @@ class EvalConfig:
         except ValueError as err:
             raise ConfigError(f"invalid evaluation config: measures: {err}") from None
         deep = [m for m in self.measures if metrics.parse_measure(m).kind == "ir" and (metrics.parse_measure(m).cutoff or 0) < 1]
-        deep += [m for m in self.measures if metrics.parse_measure(m).kind == "ir" and (metrics.parse_measure(m).cutoff or 0) > self.k]
+        deep += [
+            m for m in self.measures if metrics.parse_measure(m).kind == "ir" and (metrics.parse_measure(m).cutoff or 0) > self.k
+        ]
         if deep:
             raise ConfigError(
                 f"invalid evaluation config: measures: {deep[0]} is computed by ir_measures on the top k={self.k} "

@@ -481,9 +481,7 @@ def score_runs(
     measures = metrics.canonical_measures(measures)
     bench = load_benchmark(benchmark, data_dir=data_dir) if isinstance(benchmark, str) else benchmark
     taken: set[str] = set(given)
-    trecs = {
-        (n or _unique_name(Path(r).name.split(".")[0] or "run", taken)): read_run_table(r) for n, r in zip(names, runs)
-    }
+    trecs = {(n or _unique_name(Path(r).name.split(".")[0] or "run", taken)): read_run_table(r) for n, r in zip(names, runs)}
     scored: dict[str, tuple[Results, RunTable, TrecRun]] = {}
     for name, trec in trecs.items():
         res, table = score_run(trec, bench, families=families, languages=languages, measures=measures, name=name)

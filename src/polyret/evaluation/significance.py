@@ -63,7 +63,9 @@ def holm(p_values) -> list[float]:
     return out.tolist()
 
 
-def verdict(diff: float, low: float, high: float, p: float | None, *, alpha: float = ALPHA, tolerance: float = TIE_TOLERANCE) -> bool:
+def verdict(
+    diff: float, low: float, high: float, p: float | None, *, alpha: float = ALPHA, tolerance: float = TIE_TOLERANCE
+) -> bool:
     """True when a difference is a real one: its interval excludes 0, it is larger than a tie, and its
     (adjusted) p-value is below ``alpha``. A mean difference of 0 or an interval of [0, 0] never is.
 
