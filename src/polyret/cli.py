@@ -638,7 +638,7 @@ def score_cmd(
     families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
     measures: str | None = typer.Option(
         None,
-        help="Comma-separated measures, ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10,ndcg_cut_10 ...).",
+        help="Comma-separated measures, ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10,ndcg_cut_10).",
     ),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),

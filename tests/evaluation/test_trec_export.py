@@ -80,7 +80,7 @@ def test_ranx_loads_the_files_unchanged_and_agrees(tmp_path):
     res.write(tmp_path, heatmap=False, run=run)
     qrels = ranx.Qrels.from_file(str(tmp_path / "qrels.trec"), kind="trec")
     rx_run = ranx.Run.from_file(str(tmp_path / "run.trec"), kind="trec")
-    assert set(qrels.keys()) == set(rx_run.keys()) == {k for k in res.per_query.keys()}
+    assert set(qrels.keys()) == set(rx_run.keys()) == set(res.per_query.keys().tolist())
     for ours in ("map@5",):  # one measure: ranx compiles each with numba on first use (slow on a fresh machine)
         per_q = ranx.evaluate(qrels, rx_run, ours, return_mean=False, make_comparable=True)
         by_key = dict(zip(qrels.keys(), per_q))

@@ -84,13 +84,11 @@ def _agree(scores: dict, mono: dict) -> None:
 
 def test_a_polyret_model_folder_runs_in_mteb_unchanged_and_agrees_with_polyret(tiny_model_dir, polyret_numbers, tmp_path):
     import json
+    import warnings
 
     from sentence_transformers import SentenceTransformer
 
     from polyret import models
-
-    import warnings
-
     from polyret.training.card import write_final_model
     from polyret.training.config import TrainConfig
 

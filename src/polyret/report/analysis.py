@@ -29,11 +29,11 @@ from ..evaluation.hierarchical import hierarchical_bootstrap, seeds_to_resolve
 from ..evaluation.results import Results
 from ..evaluation.settings import split_setting
 from ..evaluation.significance import (
-    holm,
-    verdict,
     cluster_matrix,
+    holm,
     paired_cluster_bootstrap,
     paired_cluster_randomization,
+    verdict,
 )
 from ..vocabulary import BASELINE, FAMILIES, SYSTEM_ORDER
 from .claims import DEFAULT_MARGIN, judge_claims
