@@ -40,7 +40,8 @@ def polyret_fuse(a: Path, b: Path):
 def ranx_fuse(a: Path, b: Path):
     import ranx
 
-    return ranx.fuse([ranx.Run.from_file(str(a), kind="trec"), ranx.Run.from_file(str(b), kind="trec")], norm="min-max", method="mnz")
+    runs = [ranx.Run.from_file(str(a), kind="trec"), ranx.Run.from_file(str(b), kind="trec")]
+    return ranx.fuse(runs, norm="min-max", method="mnz")
 
 
 def best(fn, repeat: int) -> tuple[float, object]:
@@ -78,7 +79,8 @@ def main() -> None:
             ref = theirs.to_dict()
             worst = max(abs(mine[k] - ref[k[0]][k[1]]) for k in (keys[i] for i in rng.integers(0, len(keys), 200)))
             assert worst < 1e-9, worst
-            print(f"{n * args.depth:>10} {tp:>10.2f} {tr:>10.2f} {tr / tp:>13.2f}   (max |diff| of 200 sampled scores {worst:.1e})")
+            row = f"{n * args.depth:>10} {tp:>10.2f} {tr:>10.2f} {tr / tp:>13.2f}"
+            print(f"{row}   (max |diff| of 200 sampled scores {worst:.1e})")
 
 
 if __name__ == "__main__":
