@@ -32,7 +32,9 @@ def test_evaluate_command_writes_results(tiny_model_dir, tmp_path, monkeypatch):
     assert "multi" in result.output and "max rank distance" in result.output
     data = json.loads((out / "results.json").read_text())
     assert set(data["settings"]["cross"]["pairs"]) == {"de-en", "en-de"}
-    assert (out / "run.npz").exists() and (out / "run.trec").stat().st_size > 0
+    assert (out / "run.npz").exists() and (out / "run.trec").stat().st_size > 0 and (out / "qrels.trec").stat().st_size > 0
+    listed = json.loads((out / ".complete.json").read_text())["files"]
+    assert {"run.trec", "qrels.trec"} <= set(listed)  # written before the completion marker
     assert (out / "heatmap_map.png").exists()
 
 

@@ -156,6 +156,29 @@ def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _measures(value: str | None, k: int | None = None) -> list[str]:
+    """``--measures``: names in any spelling polyret or ir_measures knows, as polyret's stable names.
+
+    Args:
+        value: the option's text (None: the default measures).
+        k: the run depth, when a measure computed by ir_measures must cut within it.
+    """
+    from .evaluation.metrics import canonical_measures, parse_measure
+    from .vocabulary import DEFAULT_MEASURES
+
+    if value is None:
+        return list(DEFAULT_MEASURES)
+    try:
+        names = canonical_measures(value)
+    except ValueError as err:
+        raise ValueError(f"--measures: {err}") from None
+    for name in names:
+        m = parse_measure(name)
+        if k is not None and m.kind == "ir" and (m.cutoff is None or m.cutoff > k):
+            raise ValueError(f"--measures: {name} is computed by ir_measures on the top --k {k}: give it a cutoff <= {k}")
+    return names
+
+
 def _say(*parts) -> None:
     """Print text built from data (paths, model names, messages) as is: never parsed as rich markup.
 
@@ -243,6 +266,11 @@ def evaluate(
     output: Path | None = typer.Option(None, help="Folder for results.json, settings.csv, per_query.csv.gz, heatmap."),
     batch_size: int = typer.Option(32, help="Encoding batch size (texts; batches of long texts are cut to 4096 padded tokens)."),
     k: int = typer.Option(100, help="Candidates kept per query in the run table (metrics stay exact)."),
+    measures: str | None = typer.Option(
+        None,
+        help="Comma-separated measures in ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10, "
+        "ndcg_cut_10, recip_rank ...); default map,map@20,ndcg@10,recall@1,recall@10,recall@100,mrr@10.",
+    ),
     backend: str = typer.Option(
         "exact",
         help="exact (blocked matrix products, exact full ranks), faiss (Flat), faiss-ivf or faiss-hnsw (approximate); "
@@ -254,7 +282,9 @@ def evaluate(
     passage_prompt: str | None = typer.Option(None, help="Override the model's passage prompt."),
     no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
     trec_run: bool = typer.Option(
-        False, help="Also write run.npz and a TREC run (run.trec: top-k plus each deeper relevant candidate at its true rank)."
+        False,
+        help="Also write run.npz, run.trec (the top k of each setting and query) and qrels.trec (same query ids): "
+        "trec_eval, ranx and ir_measures reproduce map@k, ndcg@10 ... from them; full map needs --k >= the largest pool.",
     ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
     devices: str | None = typer.Option(
@@ -289,6 +319,7 @@ def evaluate(
         "devices": device_list,
         "max_tokens": max_tokens,
     }
+    measure_list = _measures(measures, k=k)
     check_evaluate_options(
         model,
         benchmark,
@@ -308,6 +339,7 @@ def evaluate(
         benchmark,
         output=output,
         keep_run=trec_run,
+        measures=measure_list,
         languages=langs,
         families=fams,
         data_dir=str(data_dir) if data_dir else None,
@@ -327,9 +359,8 @@ def evaluate(
         return  # rank 0 prints and writes the TREC run
     print_results(res)
     if output is not None:
-        if trec_run and res.run is not None:
-            n = res.run.to_trec_run(output / "run.trec", include_unretrieved=True)  # true ranks: `polyret score` reproduces
-            _say((f"wrote {n} TREC run lines to {output / 'run.trec'}", "dim"))
+        if trec_run and res.run is not None:  # written with results.json, before the completion marker
+            _say((f"wrote {output / 'run.trec'} (top {res.run.k} per setting and query) and {output / 'qrels.trec'}", "dim"))
         _say("results written to ", (str(output), "bold"))
 
 
@@ -635,22 +666,42 @@ def mine(
 
 @app.command("score")
 def score_cmd(
-    run: list[Path] = typer.Option(..., "--run", help="A TREC run file (qid Q0 docid rank score tag); repeat for several."),
+    run: list[str] = typer.Option(
+        ...,
+        "--run",
+        help="A TREC run file (qid Q0 docid rank score tag), or NAME=path to name the system; repeat for several.",
+    ),
     benchmark: str = typer.Option(..., help="Benchmark id the runs rank: xquad-r:test, mlqa-r, miracl/<lang>."),
-    fuse: str | None = typer.Option(None, help="rrf: also score the reciprocal-rank fusion of the runs."),
+    fuse: str | None = typer.Option(
+        None, help="Also score a fusion of the runs: rrf (reciprocal rank), combsum or combmnz (min-max normalised, as ranx)."
+    ),
     rrf_k: int = typer.Option(60, help="The RRF constant k (Cormack et al. 2009)."),
     compare: list[Path] | None = typer.Option(None, help="A finished `polyret evaluate --output` folder to compare against."),
     baseline: str | None = typer.Option(None, help="The report's reference system (default: first --compare, else first run)."),
     languages: str | None = typer.Option(None, help="Comma-separated subset of languages."),
     families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
-    measures: str | None = typer.Option(None, help="Comma-separated measures (default: polyret's, e.g. map,ndcg@10,recall@100)."),
+    measures: str | None = typer.Option(
+        None,
+        help="Comma-separated measures, ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10,ndcg_cut_10).",
+    ),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
+    latex: bool = typer.Option(False, help="Also write the report's tables as LaTeX (report/report.tex, booktabs)."),
 ) -> None:
     """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
-    from .evaluation.external_runs import score_runs
-    from .vocabulary import DEFAULT_MEASURES
+    from .evaluation.external_runs import check_system_name, score_runs
 
+    names: list[str | None] = []
+    paths: list[str] = []
+    for value in run:  # NAME=path names the system; a value that is an existing file is a path as it is
+        name, eq, path = value.partition("=")
+        if eq and not Path(value).exists():
+            names.append(check_system_name(name.strip()))
+            paths.append(path)
+        else:
+            names.append(None)
+            paths.append(value)
+    measure_list = _measures(measures)
     langs, fams = _split(languages), _split(families)
     from .data.registry import benchmark_info
     from .paths import check_writable
@@ -663,9 +714,11 @@ def score_cmd(
         raise ValueError(f"--families: {benchmark} has no {', '.join(bad)} settings; it has {', '.join(info.families)}")
     if output is not None:
         check_writable(output)
+    if latex and output is None:
+        raise ValueError("--latex writes report/report.tex: give --output")
     results = score_runs(
-        [str(r) for r in run], benchmark, output=output, fuse=fuse, rrf_k=rrf_k, compare=[str(c) for c in compare or []],
-        baseline=baseline, families=fams, languages=langs, measures=_split(measures) or list(DEFAULT_MEASURES),
+        paths, benchmark, names=names, output=output, fuse=fuse, rrf_k=rrf_k, compare=[str(c) for c in compare or []],
+        baseline=baseline, families=fams, languages=langs, measures=measure_list, latex=latex,
         data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     for name, res in results.items():
@@ -687,6 +740,7 @@ def card_cmd(
     """Write evaluation numbers into a model card as a `model-index` block (what the Hub indexes)."""
     from .evaluation.results import Results, is_done
     from .interop.model_card import add_evaluation
+    from .models import fingerprint, load
 
     if not model.is_dir():
         raise ValueError(f"--model: no model folder at {model}")
@@ -695,7 +749,8 @@ def card_cmd(
         if not is_done(folder):
             raise ValueError(f"--results: {folder} is not a finished evaluation (results.json with its completion marker)")
         loaded.append(Results.load(folder))
-    path = add_evaluation(model, loaded, model_name=name)
+    fp = fingerprint(load(str(model), device="cpu"))  # the numbers must be this model's: same weights, same prompts
+    path = add_evaluation(model, loaded, model_name=name, fingerprint=fp, sources=[f"--results {r}" for r in results])
     _say("model-index written to ", (str(path), "bold"))
 
 

@@ -36,16 +36,28 @@ def _results():
 
 def test_training_metadata_is_what_the_hub_parses(tmp_path):
     (tmp_path / "README.md").write_text(ST_README)
-    config = TrainConfig(model="intfloat/multilingual-e5-small", train=("xquad-r:train",), strategy="hybrid", alpha=0.3)
+    config = TrainConfig(model="intfloat/multilingual-e5-small", train=("xquad-r:train",), strategy="hybrid", alpha=0.3,
+                         output_dir=str(tmp_path / "runs" / "hybrid-a0.3"))  # fmt: skip
     write_front_matter(tmp_path, training_metadata(config, {"languages": ["de", "en", "zh"], "global_step": 40}))
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.language == ["de", "en", "zh"]
     assert {"sentence-transformers", "polyret", "strategy-hybrid"} <= set(card.data.tags)
     assert card.data.base_model == "intfloat/multilingual-e5-small"
+    assert card.data.model_name == "hybrid-a0.3"  # the training output folder, not "model"
     poly = card.data.to_dict()["polyret"]
-    assert poly == {"strategy": "hybrid", "alpha": 0.3, "training_data": ["xquad-r:train"], "languages": ["de", "en", "zh"],
-                    "steps": 40}  # fmt: skip
+    assert poly == {"base_model_spec": "intfloat/multilingual-e5-small", "strategy": "hybrid", "alpha": 0.3,
+                    "training_data": ["xquad-r:train"], "languages": ["de", "en", "zh"], "steps": 40}  # fmt: skip
     assert "body text" in card.text
+
+
+def test_the_builtin_base_is_named_by_its_hub_id_with_a_note(tmp_path):
+    (tmp_path / "README.md").write_text(ST_README)
+    config = TrainConfig(model="builtin:me5-small", output_dir=str(tmp_path / "run"))
+    write_front_matter(tmp_path, training_metadata(config, {"languages": ["de"], "global_step": 1}))
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.base_model == "intfloat/multilingual-e5-small"
+    note = card.data.to_dict()["polyret"]["base_model_note"]
+    assert "4-bit" in note and "dequantized" in note
 
 
 def test_model_index_round_trips_and_the_folder_stays_complete(tmp_path):
@@ -63,15 +75,21 @@ def test_model_index_round_trips_and_the_folder_stays_complete(tmp_path):
     assert got[("de-en", "ndcg_at_10")] == round(res.per_setting["cross:de-en"]["ndcg@10"], 6)
     assert got[("de-all", "polyret_map")] == round(res.per_setting["multi:de"]["map"], 6)
     assert {r.task_type for r in card.data.eval_results} == {"Retrieval"}
-    assert {r.dataset_name for r in card.data.eval_results} >= {"Polyret-tiny (mono:de)", "Polyret-tiny (multi:en)"}
+    assert {r.dataset_name for r in card.data.eval_results} >= {"Polyret-tiny-mono (mono:de)", "Polyret-tiny-multi (multi:en)"}
     assert "tags" in card.data.to_dict()  # the earlier front matter is kept
 
 
-def test_card_command_writes_model_index_from_results_folders(tmp_path):
+def test_card_command_writes_model_index_and_refuses_another_models_results(tmp_path, tiny_model_dir):
+    import shutil
+
+    from polyret import models
+
     model = tmp_path / "model"
-    model.mkdir()
-    (model / "README.md").write_text(ST_README)
-    _results().write(tmp_path / "eval", heatmap=False)
+    shutil.copytree(tiny_model_dir, model)
+    fp = models.fingerprint(models.load(str(model), device="cpu"))
+    res = _results()
+    res.fingerprint = fp
+    res.write(tmp_path / "eval", heatmap=False)
     runner = CliRunner()
     r = runner.invoke(app, ["card", "--model", str(model), "--results", str(tmp_path / "eval")])
     assert r.exit_code == 0, r.output
@@ -79,3 +97,10 @@ def test_card_command_writes_model_index_from_results_folders(tmp_path):
     r = runner.invoke(app, ["card", "--model", str(model), "--results", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "is not a finished evaluation" in r.output
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["model"] == "tiny"
+    other = _results()
+    other.fingerprint = "0" * 16  # results of another model
+    other.write(tmp_path / "other", heatmap=False)
+    before = (model / "README.md").read_text()
+    r = runner.invoke(app, ["card", "--model", str(model), "--results", str(tmp_path / "other")])
+    assert r.exit_code == 2 and "another model's" in r.output and "0000000000000000" in r.output and fp in r.output
+    assert (model / "README.md").read_text() == before  # nothing written

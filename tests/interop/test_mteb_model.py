@@ -84,15 +84,28 @@ def _agree(scores: dict, mono: dict) -> None:
 
 def test_a_polyret_model_folder_runs_in_mteb_unchanged_and_agrees_with_polyret(tiny_model_dir, polyret_numbers, tmp_path):
     import json
+    import warnings
 
     from sentence_transformers import SentenceTransformer
 
     from polyret import models
+    from polyret.training.card import write_final_model
+    from polyret.training.config import TrainConfig
 
-    folder = tmp_path / "model"
-    models.load(tiny_model_dir, device="cpu").save(str(folder))  # how polyret's trainer saves its final model
-    assert json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]["document"] == "passage: "
-    _agree(_mteb_scores(SentenceTransformer(str(folder), device="cpu")), polyret_numbers)
+    folder = tmp_path / "run" / "model"
+    info = {"languages": ["en"], "train_groups": 1, "dev_groups": 0, "global_step": 1, "world_size": 1, "precision": "fp32",
+            "loss": "InfoNCE"}  # fmt: skip
+    config = TrainConfig(model=tiny_model_dir, output_dir=str(tmp_path / "run"))
+    write_final_model(
+        models.load(tiny_model_dir, device="cpu"), folder, config, info, tmp_path / "none.jsonl"
+    )  # the trainer's save
+    prompts = json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]
+    assert prompts == {"query": "query: ", "document": "passage: "}  # no "passage" key MTEB rejects
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = _mteb_scores(SentenceTransformer(str(folder), device="cpu"))
+    assert not [w for w in caught if "passage is not valid" in str(w.message)]
+    _agree(scores, polyret_numbers)
 
 
 def test_load_for_mteb_settles_prompts_of_any_spec(tiny_model_dir, polyret_numbers):
@@ -101,3 +114,49 @@ def test_load_for_mteb_settles_prompts_of_any_spec(tiny_model_dir, polyret_numbe
     model = load_for_mteb(tiny_model_dir, device="cpu")  # this folder declares "passage" only
     assert model.prompts["document"] == "passage: " and "passage" not in model.prompts
     _agree(_mteb_scores(model), polyret_numbers)
+
+
+def test_two_models_through_mtebs_result_cache_each_get_their_own_scores(tiny_model_dir, tmp_path):
+    import torch
+
+    from polyret import models
+    from polyret.interop.mteb_model import load_for_mteb
+
+    other = tmp_path / "runs" / "other" / "model"
+    changed = models.load(tiny_model_dir, device="cpu")
+    with torch.no_grad():
+        for p in changed.parameters():
+            p.add_(torch.randn_like(p) * 0.5, alpha=1.0) if p.dim() > 1 else None
+    changed.save(str(other))
+    (other / "polyret_train.json").write_text("{}")
+    a, b = load_for_mteb(tiny_model_dir, device="cpu"), load_for_mteb(str(other), device="cpu")
+    assert a.model_card_data.model_name == "local/tiny-bert" and b.model_card_data.model_name == "local/other"
+    assert a.model_card_data.base_model_revision == models.fingerprint(models.load(tiny_model_dir, device="cpu"))
+    assert a.model_card_data.base_model_revision != b.model_card_data.base_model_revision
+    own_b = _mteb_scores(b)["main_score"]
+    cache = mteb.ResultCache(tmp_path / "mteb-cache")
+    first = mteb.evaluate(a, tasks=[tiny_task()], cache=cache, show_progress_bar=False).task_results[0]
+    second = mteb.evaluate(b, tasks=[tiny_task()], cache=cache, show_progress_bar=False).task_results[0]
+    assert second.scores["test"][0]["main_score"] == pytest.approx(own_b, abs=1e-9)  # not the first model's
+    assert first.scores["test"][0]["main_score"] != pytest.approx(own_b, abs=1e-6)
+    loaded = cache.load_results(include_remote=False)
+    assert {m.model_name for m in loaded.model_results} >= {"local/tiny-bert", "local/other"}
+
+
+def test_a_trained_folder_saves_only_prompt_types_mteb_knows(tiny_model_dir, tmp_path):
+    import json
+
+    from polyret import models
+    from polyret.interop.mteb_model import mteb_prompts
+
+    model = models.load(tiny_model_dir, device="cpu")
+    assert set(model.prompts) == {"query", "passage", "document"}
+    assert mteb_prompts(model.prompts) == {"query": "query: ", "document": "passage: "}
+    model.prompts = mteb_prompts(model.prompts)  # what write_final_model saves
+    model.save(str(tmp_path / "m"))
+    saved = json.loads((tmp_path / "m" / "config_sentence_transformers.json").read_text())["prompts"]
+    assert set(saved) == {"query", "document"}
+    again = models.load(str(tmp_path / "m"), device="cpu")  # polyret reads the passage prompt back from "document"
+    assert again.prompts["passage"] == "passage: " and models.fingerprint(again) == models.fingerprint(
+        models.load(tiny_model_dir, device="cpu")
+    )

@@ -45,11 +45,22 @@ def test_language_codes_are_valid_mteb_codes():
 def test_files_round_trip_through_mteb(scored, tmp_path):
     written = write_mteb_results(scored, tmp_path)
     folder = tmp_path / "results" / "org__tiny-model" / "0123456789abcdef"
-    assert written["mteb_task"] == folder / "Polyret-tiny.json" and written["mteb_model_meta"] == folder / "model_meta.json"
+    assert written["mteb_model_meta"] == folder / "model_meta.json"
+    assert {k: v.name for k, v in written.items() if k.startswith("mteb_task_")} == {
+        "mteb_task_mono": "Polyret-tiny-mono.json", "mteb_task_cross": "Polyret-tiny-cross.json",
+        "mteb_task_multi": "Polyret-tiny-multi.json",
+    }  # fmt: skip
 
-    one = mteb.TaskResult.from_disk(written["mteb_task"])
-    assert one.task_name == "Polyret-tiny" and list(one.scores) == ["test"]
-    entries = {e["hf_subset"]: e for e in one.scores["test"]}
+    entries = {}
+    for family in ("mono", "cross", "multi"):
+        one = mteb.TaskResult.from_disk(written[f"mteb_task_{family}"])
+        assert one.task_name == f"Polyret-tiny-{family}" and list(one.scores) == ["test"]
+        assert one.mteb_version == mteb.__version__  # the installed version, not a constant
+        rows = {e["hf_subset"]: e for e in one.scores["test"]}
+        assert {r["polyret_setting"].split(":")[0] for r in rows.values()} == {family}  # one family per task
+        # MTEB's task score is the family's own macro mean: a leaderboard number means one thing
+        assert one.get_score() == pytest.approx(scored.macro[family]["ndcg@10"], abs=1e-6)
+        entries.update(rows)
     assert len(entries) == len(scored.per_setting) == 12  # one entry per setting
     assert {"de-de", "de-en", "de-all"} <= set(entries)
     assert entries["de-en"]["languages"] == ["deu-Latn", "eng-Latn"]
@@ -66,15 +77,40 @@ def test_files_round_trip_through_mteb(scored, tmp_path):
     assert entries["de-all"]["polyret_max_rank_distance"] == pytest.approx(bias["max_rank_distance"], abs=1e-6)
     assert "polyret_max_rank_distance" not in entries["de-de"]
 
-    # MTEB's own result cache finds the model and its task, and reads the main score back
+    # MTEB's own result cache finds the model and its tasks, and reads each family's score back
     cache = mteb.ResultCache(tmp_path)
     results = cache.load_results(include_remote=False, require_model_meta=True)
     (model_result,) = list(results.model_results)
     assert model_result.model_name == "org/tiny-model" and model_result.model_revision == "0123456789abcdef"
-    (task,) = model_result.task_results
-    mean_main = sum(v["ndcg@10"] for v in scored.per_setting.values()) / len(scored.per_setting)
-    assert task.get_score() == pytest.approx(mean_main, abs=1e-6)
+    got = {t.task_name: t.get_score() for t in model_result.task_results}
+    assert got == pytest.approx({f"Polyret-tiny-{f}": scored.macro[f]["ndcg@10"] for f in ("mono", "cross", "multi")}, abs=1e-6)
     assert json.loads(written["mteb_model_meta"].read_text())["languages"] == ["deu-Latn", "eng-Latn", "zho-Hans"]
+
+
+def test_two_models_in_one_cache_each_load_their_own_scores(scored, tmp_path):
+    import copy
+
+    from polyret.interop.mteb_results import mteb_model_name
+
+    other = copy.deepcopy(scored)
+    other.model, other.fingerprint = str(tmp_path / "runs" / "hybrid" / "model"), "fedcba9876543210"
+    for vals in other.per_setting.values():
+        vals["ndcg@10"] = vals["ndcg@10"] / 2
+    for fam in other.macro:
+        other.macro[fam]["ndcg@10"] /= 2
+    (tmp_path / "runs" / "hybrid" / "model").mkdir(parents=True)
+    (tmp_path / "runs" / "hybrid" / "model" / "polyret_train.json").write_text("{}")
+    assert mteb_model_name(other.model) == "local/hybrid"  # a training output is named after its run
+    assert mteb_model_name("builtin:me5-small") == "polyret/builtin-me5-small"  # not intfloat's own weights
+    write_mteb_results(scored, tmp_path / "cache")
+    write_mteb_results(other, tmp_path / "cache")
+    results = mteb.ResultCache(tmp_path / "cache").load_results(include_remote=False, require_model_meta=True)
+    by_model = {(m.model_name, m.model_revision): m for m in results.model_results}
+    assert set(by_model) == {("org/tiny-model", "0123456789abcdef"), ("local/hybrid", "fedcba9876543210")}
+    for key, res in ((("org/tiny-model", "0123456789abcdef"), scored), (("local/hybrid", "fedcba9876543210"), other)):
+        got = {t.task_name: t.get_score() for t in by_model[key].task_results}
+        assert got["Polyret-tiny-mono"] == pytest.approx(res.macro["mono"]["ndcg@10"], abs=1e-6)
+        assert got["Polyret-tiny-multi"] == pytest.approx(res.macro["multi"]["ndcg@10"], abs=1e-6)
 
 
 def test_results_write_puts_mteb_files_inside_the_completed_folder(scored, tmp_path):
@@ -84,4 +120,4 @@ def test_results_write_puts_mteb_files_inside_the_completed_folder(scored, tmp_p
     scored.write(tmp_path / "out", heatmap=False)
     assert is_done(tmp_path / "out")
     listed = json.loads((tmp_path / "out" / COMPLETE_MARKER).read_text())["files"]
-    assert "mteb/results/org__tiny-model/0123456789abcdef/Polyret-tiny.json" in listed
+    assert "mteb/results/org__tiny-model/0123456789abcdef/Polyret-tiny-multi.json" in listed

@@ -208,8 +208,11 @@ def test_json_numbers_and_round_trip(entries, report):
         mb = b["systems"][bb]["columns"][col]["mean"]
         assert r["diff"] == pytest.approx(ma - mb, abs=1e-9)
         assert r["low"] <= r["diff"] <= r["high"]
-        assert r["significant"] == (r["low"] > 0 or r["high"] < 0)
+        # a real difference: the CI excludes 0, it is not a tie, and the Holm-adjusted p (over the column's 6) is < .05
+        excludes_zero = r["low"] > 0 or r["high"] < 0
+        assert r["significant"] == (excludes_zero and abs(r["diff"]) > 1e-6 and r["p_randomization_holm"] < 0.05)
         assert 0 < r["p_bootstrap"] <= 1 and 0 < r["p_randomization"] <= 1
+        assert r["p_randomization"] <= r["p_randomization_holm"] <= min(1.0, 6 * r["p_randomization"]) + 1e-12
     # the clearly better hybrid beats base everywhere (lower rank distance = better)
     assert sig[("hybrid", "base", "cross")]["better"] == "hybrid"
     assert sig[("hybrid", "base", "max_rank_distance")]["diff"] < 0

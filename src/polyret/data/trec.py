@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,22 @@ import numpy as np
 from polyret.data.lines import numbered_lines
 from polyret.data.records import DataError
 
-__all__ = ["RunLine", "TrecRun", "read_qrels", "read_run", "read_run_table", "read_topics", "write_run"]
+__all__ = ["RunLine", "TrecRun", "read_qrels", "read_run", "read_run_table", "read_topics", "trec_token", "write_run"]
+
+_SPACE = re.compile(r"\s")
+
+
+def trec_token(text: str) -> str:
+    """``text`` as one whitespace-free TREC field: unchanged unless it holds whitespace, which (and ``%``)
+    is then percent-encoded (``"x 319#1"`` -> ``"x%20319#1"``), so every run and qrels line keeps its
+    fields. ``polyret score`` looks candidates up by this same token.
+
+    Args:
+        text: a query or document id.
+    """
+    if not _SPACE.search(text):
+        return text
+    return "".join(f"%{ord(ch):02X}" if ch == "%" or ch.isspace() else ch for ch in text)
 
 
 def read_topics(path: str | os.PathLike) -> dict[str, str]:

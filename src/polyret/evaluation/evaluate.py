@@ -59,7 +59,9 @@ class EvalConfig:
         batch_size: texts per encoding batch.
         k: candidates retrieved per (setting, query).
         backend: ``"exact"`` (blocked matrix products) or ``"faiss"``.
-        measures: measure names (default ``polyret.vocabulary.DEFAULT_MEASURES``).
+        measures: measure names in any spelling ``metrics.parse_measure`` accepts (``nDCG@10``, ``AP``,
+            ``ndcg_cut_10``, ``map@20`` ...), stored under polyret's stable names (default
+            ``polyret.vocabulary.DEFAULT_MEASURES``).
         with_context: encode each candidate sentence followed by its paragraph.
         max_seq_length: truncate texts to this many tokens (None: the model's own).
         query_prompt, passage_prompt: prompts prepended to queries / passages (None: the model's own).
@@ -109,6 +111,19 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if isinstance(self.devices, str):  # "cuda:0,cuda:1", as on the command line
             self.devices = [d.strip() for d in self.devices.split(",")]
+        try:  # any spelling ir_measures or trec_eval knows; stored under polyret's stable names
+            self.measures = metrics.canonical_measures(self.measures)
+        except ValueError as err:
+            raise ConfigError(f"invalid evaluation config: measures: {err}") from None
+        deep = [m for m in self.measures if metrics.parse_measure(m).kind == "ir" and (metrics.parse_measure(m).cutoff or 0) < 1]
+        deep += [
+            m for m in self.measures if metrics.parse_measure(m).kind == "ir" and (metrics.parse_measure(m).cutoff or 0) > self.k
+        ]
+        if deep:
+            raise ConfigError(
+                f"invalid evaluation config: measures: {deep[0]} is computed by ir_measures on the top k={self.k} "
+                "candidates: give it a cutoff <= k or raise k"
+            )
         check_encode_options(
             precision=self.precision,
             store_dtype=self.store_dtype,
@@ -322,7 +337,7 @@ def score(
     a relevant document never retrieved; ``extra["unretrievable_relevant"]`` says how many there are.
     """
     t0 = time.perf_counter()
-    measures, renamed = measures_for_backend(measures, backend, k)
+    measures, renamed = measures_for_backend(metrics.canonical_measures(measures), backend, k)
     settings = settings_for(benchmark, families=families)
     if not settings:
         raise ValueError(f"benchmark {benchmark.id!r} has no setting to evaluate for families {families}")
@@ -382,8 +397,8 @@ def measures_for_backend(measures: Sequence[str], backend: str, k: int) -> tuple
     renamed: dict[str, str] = {}
     for name in measures:
         m = metrics.parse_measure(name)
-        if m.cutoff is None:
-            renamed[name] = f"{m.kind}@{k}"
+        if m.cutoff is None and m.kind != "ir":
+            renamed[name] = m.at(k).name
             name = renamed[name]
         if name not in out:
             out.append(name)

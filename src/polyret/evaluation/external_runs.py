@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..data.records import Benchmark, DataError
-from ..data.trec import TrecRun, read_run_table
+from ..data.trec import TrecRun, read_run_table, trec_token
 from ..vocabulary import DEFAULT_MEASURES
 from . import bias as bias_measures
 from . import metrics
@@ -38,7 +38,7 @@ from .results import Results
 from .runtable import RunTable
 from .settings import Setting, settings_for, split_setting
 
-__all__ = ["run_table_from_trec", "score_run", "score_runs"]
+__all__ = ["check_system_name", "run_table_from_trec", "score_run", "score_runs"]
 
 
 def _sha256(path: str | os.PathLike) -> str:
@@ -57,6 +57,14 @@ class _Index:
         self.cand_langs = np.asarray([c.lang for c in benchmark.candidates], dtype=str)
         self.cand_order = np.argsort(self.cand_ids, kind="stable")
         self.cand_sorted = self.cand_ids[self.cand_order]
+        # a run names a candidate by its TREC token (ids with whitespace percent-encoded, as polyret writes them)
+        tokens = [trec_token(c) for c in self.cand_ids.tolist()]
+        if tokens != self.cand_ids.tolist():
+            tok = np.asarray(tokens, dtype=str)
+            self.token_order = np.argsort(tok, kind="stable")
+            self.token_sorted = tok[self.token_order]
+        else:
+            self.token_order, self.token_sorted = self.cand_order, self.cand_sorted
         self.query_ids = np.asarray([q.id for q in benchmark.queries], dtype=str)
         self.query_langs = np.asarray([q.lang for q in benchmark.queries], dtype=str)
         keys = np.char.add(np.char.add(self.query_ids, "@"), self.query_langs)
@@ -96,6 +104,10 @@ class _Index:
 
     def lookup_docs(self, docids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._find(self.cand_sorted, self.cand_order, docids)
+
+    def lookup_tokens(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates named by a run's docid column (:func:`polyret.data.trec.trec_token` of their ids)."""
+        return self._find(self.token_sorted, self.token_order, tokens)
 
     def gains(self, query: np.ndarray, doc: np.ndarray) -> np.ndarray:
         key = query.astype(np.int64) * max(self.n_cands, 1) + doc.astype(np.int64)
@@ -209,7 +221,7 @@ def run_table_from_trec(
     if not settings:
         raise DataError(f"benchmark {benchmark.id!r} has no setting to score for families {families}")
     form, q_index, s_index = _resolve_queries(trec, present, index, settings, all_settings)
-    doc, found = index.lookup_docs(trec.docid)
+    doc, found = index.lookup_tokens(trec.docid)
     if not found.all():
         i = int(np.flatnonzero(~found)[np.argmin(trec.line[~found])])
         raise DataError(f"{trec.where(i)}: unknown docid {str(trec.docid[i])!r}: not a candidate of benchmark {benchmark.id!r}")
@@ -338,9 +350,8 @@ def score_run(
         ``(Results, RunTable)``; ``Results.extra`` names the run file and its SHA-256.
     """
     t0 = time.perf_counter()
+    measures = metrics.canonical_measures(measures)  # nDCG@10, ndcg_cut_10 -> ndcg@10: stable keys
     trec = run if isinstance(run, TrecRun) else read_run_table(run)
-    for m in measures:
-        metrics.parse_measure(m)
     table = run_table_from_trec(trec, benchmark, families=families, languages=languages)
     t1 = time.perf_counter()
     qs = metrics.per_query(table, measures=measures, as_trec_eval=True)
@@ -404,9 +415,11 @@ def score_runs(
     runs: Sequence[str | os.PathLike],
     benchmark: str | Benchmark,
     *,
+    names: Sequence[str | None] | None = None,
     output: str | os.PathLike | None = None,
     fuse: str | None = None,
     rrf_k: int = 60,
+    latex: bool = False,
     compare: Sequence[str | os.PathLike] = (),
     baseline: str | None = None,
     families: Sequence[str] | None = None,
@@ -423,11 +436,14 @@ def score_runs(
     (report.md, report.json: the same significance tests over questions as an experiment's report).
 
     Args:
-        runs: TREC run files; a system is named after its file's stem.
+        runs: TREC run files; a system is named after its file's stem unless ``names`` names it.
         benchmark: a benchmark id or a loaded ``Benchmark``.
+        names: one system name per run (None entries: the file's stem); names must be unique.
         output: where to write (None: nothing is written).
-        fuse: ``"rrf"`` adds the reciprocal-rank fusion of the runs as system ``rrf``.
+        fuse: ``"rrf"``, ``"combsum"`` or ``"combmnz"`` (``polyret.evaluation.fusion``) adds the fusion of
+            the runs as a system named after the method; its parameters go into its results.json.
         rrf_k: the RRF constant.
+        latex: also write the report's tables as LaTeX (``report/report.tex``).
         compare: finished results folders (``polyret evaluate --output``) on the same benchmark.
         baseline: the report's reference system (default: the first compared folder, else the first run).
         families, languages, measures: as for :func:`score_run`.
@@ -441,18 +457,31 @@ def score_runs(
             unknown fusion method or baseline.
     """
     from ..data import load_benchmark
-    from .fusion import fuse_rrf
+    from .fusion import FUSION_METHODS
+    from .fusion import fuse as fuse_runs
     from .results import is_done
 
     if not runs:
         raise DataError("no run to score: give at least one run file")
-    if fuse not in (None, "rrf"):
-        raise DataError(f"unknown fusion method {fuse!r}; known: rrf")
+    if fuse not in (None, *FUSION_METHODS):
+        raise DataError(f"unknown fusion method {fuse!r}; known: {', '.join(FUSION_METHODS)}")
     if fuse and len(runs) < 2:
-        raise DataError("--fuse rrf needs at least two runs")
+        raise DataError(f"--fuse {fuse} needs at least two runs")
+    if latex and len(runs) + bool(fuse) + len(compare) < 2:
+        raise DataError("--latex writes the comparison report's tables: give at least two systems (runs, --fuse, --compare)")
+    names = list(names) if names is not None else [None] * len(runs)
+    if len(names) != len(runs):
+        raise DataError(f"{len(names)} names for {len(runs)} runs")
+    given = [n for n in names if n]
+    for n in given:
+        check_system_name(n)
+    if len(set(given)) != len(given):
+        twice = next(n for n in given if given.count(n) > 1)
+        raise DataError(f"--run: the name {twice!r} is given to two runs")
+    measures = metrics.canonical_measures(measures)
     bench = load_benchmark(benchmark, data_dir=data_dir) if isinstance(benchmark, str) else benchmark
-    taken: set[str] = set()
-    trecs = {_unique_name(Path(r).name.split(".")[0] or "run", taken): read_run_table(r) for r in runs}
+    taken: set[str] = set(given)
+    trecs = {(n or _unique_name(Path(r).name.split(".")[0] or "run", taken)): read_run_table(r) for n, r in zip(names, runs)}
     scored: dict[str, tuple[Results, RunTable, TrecRun]] = {}
     for name, trec in trecs.items():
         res, table = score_run(trec, bench, families=families, languages=languages, measures=measures, name=name)
@@ -465,10 +494,10 @@ def score_runs(
             other = next(n for n, f in forms.items() if f != forms[first])
             a, fa, b, fb = trecs[first].path, forms[first], trecs[other].path, forms[other]
             raise DataError(f"cannot fuse runs written differently: {a} writes query ids as {fa}, {b} as {fb}")
-        fused = fuse_rrf(list(trecs.values()), k=rrf_k)
-        name = _unique_name("rrf", taken)
+        fused, params = fuse_runs(list(trecs.values()), fuse, rrf_k=rrf_k)
+        name = _unique_name(fuse, taken)
         res, table = score_run(fused, bench, families=families, languages=languages, measures=measures, name=name)
-        res.extra.update(fusion={"method": "rrf", "k": rrf_k, "runs": [t.path for t in trecs.values()]})
+        res.extra.update(fusion={**params, "runs": [t.path for t in trecs.values()], "systems": list(trecs)})
         scored[name] = (res, table, fused)
     compared: dict[str, Results] = {}
     for folder in compare:
@@ -491,7 +520,7 @@ def score_runs(
         res.write(out)
         return results
     for name, (res, _table, trec) in scored.items():
-        if fuse and name == "rrf":
+        if fuse and "fusion" in res.extra:
             write_run(trec, out / name / "run.trec")
         res.write(out / name)
     from ..report import ReportEntry, build_report
@@ -499,5 +528,21 @@ def score_runs(
     measure = "map" if "map" in measures else metrics.parse_measure(measures[0]).name
     base = baseline or (next(iter(compared)) if compared else next(iter(scored)))
     entries = [ReportEntry(name, None, bench.id, r) for name, r in results.items()]
-    build_report(entries, out / "report", title=f"Runs on {bench.id}", measure=measure, baseline=base)
+    build_report(entries, out / "report", title=f"Runs on {bench.id}", measure=measure, baseline=base, latex=latex)
     return results
+
+
+def check_system_name(name: str) -> str:
+    """A system name given on the command line (``--run NAME=path``): a folder name in the output.
+
+    Args:
+        name: the name.
+
+    Raises:
+        DataError: an empty name, ``.``/``..``, or one with a path separator or whitespace.
+    """
+    if not name or name in (".", "..") or any(ch in name for ch in "/\\") or any(ch.isspace() for ch in name):
+        raise DataError(f"--run: {name!r} is not a usable system name (no '/', '\\', whitespace, '.' or '..')")
+    if name == "report":
+        raise DataError("--run: 'report' is the report's folder, not a system name")
+    return name

@@ -160,7 +160,9 @@ class Results:
         Args:
             output: the results folder (created if needed).
             heatmap: also draw ``heatmap_map.png`` (when there are mono/cross settings in 2+ languages).
-            run: a ``RunTable`` to save as ``run.npz`` inside the same completed step.
+            run: a ``RunTable`` to save as ``run.npz`` inside the same completed step, with ``run.trec``
+                (its top-k run, :meth:`RunTable.to_trec_run`) and ``qrels.trec`` (the same query ids,
+                :meth:`RunTable.to_trec_qrels`), all listed in the completion marker.
         """
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +182,11 @@ class Results:
         if run is not None:
             written["run"] = out / "run.npz"
             run.save(written["run"])
+            # what trec_eval / ranx / ir_measures read: a plain top-k run and the qrels with the same ids
+            written["run_trec"] = out / "run.trec"
+            run.to_trec_run(written["run_trec"])
+            written["qrels_trec"] = out / "qrels.trec"
+            run.to_trec_qrels(written["qrels_trec"])
         written.update(write_mteb_results(self, out / MTEB_RESULTS_DIR))  # mteb/results/<model>/<revision>/<Task>.json
         mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model, model_fingerprint=self.fingerprint)
         return written

@@ -159,6 +159,11 @@ class RunTable:
             qids = np.char.add(np.char.add(names[self.setting[rows]], "/"), qids)
         return qids.tolist()
 
+    def _trec_docids(self, rows: np.ndarray) -> list[str]:
+        from polyret.data.trec import trec_token
+
+        return [trec_token(d) for d in self.doc_ids[self.doc[rows]].tolist()]
+
     def to_trec_run(
         self,
         path: str | Path,
@@ -168,10 +173,15 @@ class RunTable:
     ) -> int:
         """Write ``qid Q0 docid rank score tag`` lines; returns the number of lines.
 
-        By default only the retrieved top-k rows are written (a relevant candidate ranked deeper would
-        otherwise sit at position k+1 for trec_eval, which re-ranks by score). With
-        ``include_unretrieved`` the deeper relevant rows are appended with their true rank; rank-0 rows
-        (not retrieved by an approximate backend) are never written.
+        By default only the retrieved top-k rows are written: a plain top-k run, which trec_eval, ranx
+        and ir_measures score exactly as polyret scores ``map@k``, ``ndcg@k'``, ``recall@k'`` ... for
+        k' <= k (a full ``map`` only when k covers every pool: a full ranking). With
+        ``include_unretrieved`` the deeper relevant rows are appended with their true rank (only
+        ``polyret score`` reads that correctly: trec_eval re-ranks by score, so it would see them at
+        k+1, k+2 ...); rank-0 rows (not retrieved by an approximate backend) are never written.
+        Query ids: ``<setting>/<qid>@<lang>`` (``<qid>@<lang>`` for one ``setting``); docids as
+        :func:`polyret.data.trec.trec_token` writes them. Scores are written with 9 significant digits,
+        enough to keep the order of float32 scores; ties keep polyret's order (docid descending).
         """
         rows, with_setting = self._rows_for(setting)
         rows = rows[self.rank[rows] >= 1]
@@ -179,12 +189,30 @@ class RunTable:
             rows = rows[self.rank[rows] <= self.k]
         rows = rows[np.lexsort((self.rank[rows], self.query[rows], self.setting[rows]))]
         qids = self._trec_qids(rows, with_setting)
-        docids = self.doc_ids[self.doc[rows]].tolist()
+        docids = self._trec_docids(rows)
         ranks = self.rank[rows].tolist()
         scores = self.score[rows].tolist()
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for qid, docid, rank, score in zip(qids, docids, ranks, scores):
-                fh.write(f"{qid} Q0 {docid} {rank} {score:.7g} {tag}\n")
+                fh.write(f"{qid} Q0 {docid} {rank} {score:.9g} {tag}\n")
+        return len(rows)
+
+    def to_trec_qrels(self, path: str | Path, setting: str | Setting | None = None) -> int:
+        """Write the qrels of every (setting, query) as ``qid 0 docid rel`` lines, keyed like :meth:`to_trec_run`.
+
+        Each setting's qrels are the relevant candidates of its pool (including relevant docids absent
+        from the corpus, which no run can retrieve: trec_eval counts them against recall and AP as
+        polyret does). With the run of :meth:`to_trec_run` this is what trec_eval, ranx and ir_measures
+        need to reproduce polyret's per-setting numbers. Returns the number of lines.
+        """
+        rows, with_setting = self._rows_for(setting)
+        rows = rows[self.relevance[rows] > 0]
+        rows = rows[np.lexsort((self.doc[rows], self.query[rows], self.setting[rows]))]
+        qids = self._trec_qids(rows, with_setting)
+        docids = self._trec_docids(rows)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for qid, docid, rel in zip(qids, docids, self.relevance[rows].tolist()):
+                fh.write(f"{qid} 0 {docid} {int(rel)}\n")
         return len(rows)
 
     def to_qrels_dict(self, setting: str | Setting | None = None) -> dict[str, dict[str, int]]:
@@ -193,7 +221,7 @@ class RunTable:
         rows = rows[self.relevance[rows] > 0]
         qids = self._trec_qids(rows, with_setting)
         out: dict[str, dict[str, int]] = {}
-        for qid, docid, rel in zip(qids, self.doc_ids[self.doc[rows]].tolist(), self.relevance[rows].tolist()):
+        for qid, docid, rel in zip(qids, self._trec_docids(rows), self.relevance[rows].tolist()):
             out.setdefault(qid, {})[docid] = int(rel)
         return out
 
@@ -207,9 +235,7 @@ class RunTable:
         if not include_unretrieved:
             rows = rows[self.rank[rows] <= self.k]
         run: dict[str, dict[str, float]] = {}
-        for qid, docid, score in zip(
-            self._trec_qids(rows, with_setting), self.doc_ids[self.doc[rows]].tolist(), self.score[rows].tolist()
-        ):
+        for qid, docid, score in zip(self._trec_qids(rows, with_setting), self._trec_docids(rows), self.score[rows].tolist()):
             run.setdefault(qid, {})[docid] = float(score)
         return qrels, run
 

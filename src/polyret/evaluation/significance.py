@@ -10,10 +10,21 @@ Both tests work on per-query differences d = a - b of one measure, so query diff
   information retrieval evaluation", CIKM).
 
 p-values use the (count + 1) / (n_resamples + 1) convention so they are never exactly 0.
+
+Ties: per-query differences no larger than ``TIE_TOLERANCE`` (1e-6, the resolution per-query values
+are written with: ``per_query.csv.gz`` keeps 6 significant digits and a TREC file's scores round-trip
+through text) are exact ties, set to 0 before any test. Two runs that differ only by float rounding
+therefore get a mean difference of exactly 0, an interval of [0, 0] and p = 1, and :func:`verdict` never
+calls either "better" (a mean difference of 0, or an interval of [0, 0], is never a win).
+
+Several comparisons in one table: :func:`holm` gives Holm-Bonferroni adjusted p-values (Holm 1979,
+"A simple sequentially rejective multiple test procedure", Scand. J. Statistics; what ranx's
+``compare(..., correction="holm")`` applies), controlling the family-wise error rate of the table.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -21,6 +32,55 @@ import numpy as np
 from polyret.evaluation.perquery import PerQuery
 
 _BATCH = 256  # resamples drawn at once: bounds memory at _BATCH x n_queries
+TIE_TOLERANCE = 1e-6  # |a - b| at or below this is a tie (the resolution of stored per-query values)
+ALPHA = 0.05  # the level of a "better" verdict (two-sided, after Holm's correction)
+
+
+def _untie(d: np.ndarray, tolerance: float = TIE_TOLERANCE) -> np.ndarray:
+    """``d`` with every difference within ``tolerance`` of 0 set to exactly 0 (a tie)."""
+    return np.where(np.abs(d) <= tolerance, 0.0, d)
+
+
+def holm(p_values) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given (Holm 1979).
+
+    The i-th smallest of m p-values is multiplied by (m - i + 1); the adjusted values are made
+    monotone (running maximum in that order) and capped at 1. NaN/None entries are left out of m and
+    returned as NaN.
+
+    Args:
+        p_values: the raw p-values of the comparisons of one table.
+    """
+    p = np.asarray([np.nan if v is None else float(v) for v in p_values], dtype=np.float64)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out.tolist()
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adjusted
+    return out.tolist()
+
+
+def verdict(
+    diff: float, low: float, high: float, p: float | None, *, alpha: float = ALPHA, tolerance: float = TIE_TOLERANCE
+) -> bool:
+    """True when a difference is a real one: its interval excludes 0, it is larger than a tie, and its
+    (adjusted) p-value is below ``alpha``. A mean difference of 0 or an interval of [0, 0] never is.
+
+    Args:
+        diff: the mean difference.
+        low, high: its confidence interval.
+        p: its p-value (Holm-adjusted in a table of several comparisons); None: not used.
+        alpha: the level.
+        tolerance: differences within it of 0 are ties.
+    """
+    if not (math.isfinite(diff) and math.isfinite(low) and math.isfinite(high)) or abs(diff) <= tolerance:
+        return False
+    if not (low > 0 or high < 0):
+        return False
+    return p is None or (math.isfinite(p) and p < alpha)
 
 
 class BootstrapResult(NamedTuple):
@@ -59,7 +119,7 @@ def _diffs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError("paired tests need at least one query")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("paired tests got NaN or infinite per-query values")
-    return a - b
+    return _untie(a - b)
 
 
 def paired_bootstrap(
@@ -182,7 +242,7 @@ def _cluster_diffs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if not both.any():
         raise ValueError("cluster tests: the two systems share no (setting, question) value")
     keep = np.ix_(both.any(axis=1), both.any(axis=0))
-    d = np.where(both, a - b, 0.0)[keep]
+    d = _untie(np.where(both, a - b, 0.0))[keep]
     return d, both[keep].astype(np.float64)
 
 

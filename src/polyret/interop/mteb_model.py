@@ -8,6 +8,12 @@ folder that declares only ``"passage"`` (older folders, the builtin me5-small co
 document prompt in MTEB; :func:`load_for_mteb` settles the prompts as polyret does and hands MTEB only
 the keys it understands.
 
+MTEB identifies a model by ``model_card_data.model_name`` and a revision; without them every polyret
+model is ``no_model_name/available`` and MTEB's result cache hands the second model the FIRST one's
+scores. :func:`load_for_mteb` names the model as polyret's MTEB files do
+(:func:`polyret.interop.mteb_results.mteb_model_name`: a Hub id, ``local/<folder>``,
+``polyret/builtin-me5-small``) and gives its fingerprint (weights, tokenizer, prompts) as the revision.
+
 Example::
 
     import mteb
@@ -22,7 +28,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["MTEB_PROMPT_TYPES", "load_for_mteb"]
+__all__ = ["MTEB_PROMPT_TYPES", "load_for_mteb", "mteb_prompts"]
 
 MTEB_PROMPT_TYPES = ("query", "document")
 
@@ -39,13 +45,29 @@ def load_for_mteb(spec: str, *, device: str | None = None, cache_dir: str | os.P
 
     Returns:
         The model, whose ``prompts`` hold ``"query"`` and ``"document"`` (the passage prompt) and no
-        ``"passage"`` key (MTEB warns about keys it does not know and ignores them).
+        ``"passage"`` key (MTEB warns about keys it does not know and ignores them), named and revised
+        for MTEB (``model_card_data.model_name``, ``model_card_data.base_model_revision``).
     """
     from polyret import models
 
+    from .mteb_results import mteb_model_name
+
     model = models.load(spec, device=device, cache_dir=cache_dir, **load_kwargs)
-    prompts = dict(model.prompts or {})
-    prompts["document"] = prompts.pop("passage", prompts.get("document", ""))
-    model.prompts = prompts
+    revision = models.fingerprint(model)  # of the model polyret evaluates (its prompts included)
+    model.prompts = mteb_prompts(model.prompts)
     model.polyret_spec = spec
+    model.model_card_data.model_name = mteb_model_name(spec)
+    model.model_card_data.base_model_revision = revision  # what MTEB reads as the model's revision
     return model
+
+
+def mteb_prompts(prompts: dict[str, str] | None) -> dict[str, str]:
+    """``prompts`` with only the prompt types MTEB knows: ``"passage"`` becomes ``"document"``.
+
+    Args:
+        prompts: a model's prompts (polyret's ``query`` / ``passage`` / ``document``).
+    """
+    out = dict(prompts or {})
+    out["document"] = out.pop("passage", out.get("document", ""))
+    out.setdefault("query", "")
+    return out

@@ -2,22 +2,34 @@
 
 Layout (under a results root, e.g. ``<evaluation>/mteb``)::
 
-    results/<model name, "/" -> "__">/<revision>/<Task>.json
+    results/<model name, "/" -> "__">/<revision>/<Task>.json        one per setting family
     results/<model name, "/" -> "__">/<revision>/model_meta.json
 
-``mteb.ResultCache(root).load_results(...)`` and ``mteb.TaskResult.from_disk(file)`` read them. One
-task per benchmark (``Polyret-xquad-r-test``: polyret's pooled settings are not an MTEB task), one split
-(the benchmark's), and one score entry per setting, ``hf_subset`` naming the query and pool language
-(``de-de`` monolingual, ``de-en`` cross-lingual, ``de-all`` the multilingual pool), ``languages`` in
-MTEB's ``xxx-Scrp`` codes. Measure names follow MTEB's retrieval evaluator (``ndcg_at_10``,
-``map_at_20``, ``recall_at_100``, ``precision_at_5``, ``mrr_at_10``, ``hit_rate_at_k``); ``main_score``
-is ``ndcg_at_10``, MTEB's main score for retrieval. What MTEB has no name for goes under ``polyret_``
-keys: full (no-cutoff) ``polyret_map``, ``polyret_ndcg``, ``polyret_mrr``, the number of queries, and in
-multilingual entries the language-bias measures (``polyret_max_rank_distance``,
-``polyret_same_language_rate``, ``polyret_same_language_chance``). Scores are fractions, as MTEB's.
+``mteb.ResultCache(root).load_results(...)`` and ``mteb.TaskResult.from_disk(file)`` read them.
 
-No import of ``mteb`` here: the files are plain JSON that mteb validates on load (tests read them back
-with the ``mteb`` package itself).
+* The model is identified as MTEB identifies models, by name and revision, so a cache holding several
+  models never mixes them: the name is :func:`mteb_model_name` (a Hub id as it is; a local folder as
+  ``local/<folder name>``, a polyret training output ``<run>/model`` as ``local/<run>``; the builtin
+  as ``polyret/builtin-me5-small``, which is NOT intfloat's weights but their 4-bit dequantization), the
+  revision the model's fingerprint (its weights, tokenizer and prompts).
+* One task per benchmark AND setting family (``Polyret-xquad-r-test-mono``, ``...-cross``, ``...-multi``):
+  MTEB's task score is the mean of its entries' ``main_score``, so each leaderboard number means one
+  thing (mono, cross or multilingual retrieval), never a mean over the three. One split (the
+  benchmark's) and one score entry per setting, ``hf_subset`` naming the query and pool language
+  (``de-de`` monolingual, ``de-en`` cross-lingual, ``de-all`` the multilingual pool), ``languages`` in
+  MTEB's ``xxx-Scrp`` codes.
+* Measure names follow MTEB's retrieval evaluator (``ndcg_at_10``, ``map_at_20``, ``recall_at_100``,
+  ``precision_at_5``, ``mrr_at_10``, ``hit_rate_at_k``); ``main_score`` is ``ndcg_at_10``, MTEB's main
+  score for retrieval. What MTEB has no name for goes under ``polyret_`` keys: full (no-cutoff)
+  ``polyret_map``, ``polyret_ndcg``, ``polyret_mrr``, measures computed by ir_measures
+  (``polyret_judged_at_10``), the number of queries, and in multilingual entries the language-bias
+  measures (``polyret_max_rank_distance``, ``polyret_same_language_rate``, ``polyret_same_language_chance``).
+  Scores are fractions, as MTEB's.
+* ``mteb_version`` is the installed mteb's version (the files follow mteb 2's TaskResult format;
+  :data:`MTEB_VERSION_WRITTEN` when mteb is not installed).
+
+No import of ``mteb`` here beyond its version: the files are plain JSON that mteb validates on load
+(tests read them back with the ``mteb`` package itself).
 """
 
 from __future__ import annotations
@@ -30,12 +42,23 @@ from typing import Any
 
 from ..paths import atomic_write_text
 
-__all__ = ["MTEB_LANGUAGES", "MTEB_RESULTS_DIR", "mteb_measure_name", "mteb_task_name", "task_result", "write_mteb_results"]
+__all__ = [
+    "MTEB_LANGUAGES",
+    "MTEB_RESULTS_DIR",
+    "installed_mteb_version",
+    "mteb_measure_name",
+    "mteb_model_name",
+    "mteb_task_name",
+    "task_result",
+    "task_results",
+    "write_mteb_results",
+]
 
 MTEB_RESULTS_DIR = "mteb"  # inside an evaluation's output folder
 MAIN_SCORE = "ndcg_at_10"  # MTEB's main score for retrieval tasks
 NO_REVISION = "no_revision_available"  # what MTEB writes when a model has no revision
-MTEB_VERSION_WRITTEN = "2.0.0"  # the TaskResult format these files follow (mteb >= 2)
+MTEB_VERSION_WRITTEN = "2.0.0"  # the TaskResult format these files follow (mteb >= 2), when mteb is not installed
+BUILTIN_MTEB_NAMES = {"builtin:me5-small": "polyret/builtin-me5-small"}  # not the Hub weights: a 4-bit dequantization
 
 # ISO 639-1 (polyret's codes) -> MTEB's ISO 639-3 + ISO 15924 script, for every language polyret's
 # benchmarks hold (LAReQA XQuAD-R / MLQA-R, MIRACL, mMARCO).
@@ -60,18 +83,55 @@ def mteb_measure_name(measure: str) -> str:
     from ..evaluation.metrics import parse_measure
 
     m = parse_measure(measure)
+    if m.kind == "ir":  # a measure ir_measures computes: Judged@10 -> polyret_judged_at_10
+        base = re.sub(r"[^a-z0-9]+", "_", m.name.split("@")[0].lower()).strip("_")
+        return f"polyret_{base}" + (f"_at_{m.cutoff}" if m.cutoff is not None else "")
     if m.cutoff is None:
         return f"polyret_{m.kind}"
     return f"{_KIND_NAMES[m.kind]}_{m.cutoff}"
 
 
-def mteb_task_name(benchmark: str) -> str:
-    """The task name (and file stem) of a polyret benchmark id: ``xquad-r:test`` -> ``Polyret-xquad-r-test``.
+def mteb_task_name(benchmark: str, family: str | None = None) -> str:
+    """The task name (and file stem) of a polyret benchmark id and setting family:
+    ``xquad-r:test`` -> ``Polyret-xquad-r-test``; with ``family="mono"`` -> ``Polyret-xquad-r-test-mono``.
 
     Args:
         benchmark: the benchmark id.
+        family: the setting family (``mono``, ``cross``, ``multi``), or None for the benchmark alone.
     """
-    return "Polyret-" + re.sub(r"[^A-Za-z0-9]+", "-", benchmark).strip("-")
+    name = "Polyret-" + re.sub(r"[^A-Za-z0-9]+", "-", benchmark).strip("-")
+    return f"{name}-{family}" if family else name
+
+
+def mteb_model_name(model: str) -> str:
+    """The ``organization/name`` MTEB identifies a model by (it requires the slash; module docstring).
+
+    Args:
+        model: the model spec as results record it: a Hub id, a local folder, ``builtin:...``.
+    """
+    text = str(model).strip().rstrip("/\\")
+    if text in BUILTIN_MTEB_NAMES:
+        return BUILTIN_MTEB_NAMES[text]
+    if text.startswith("builtin:"):
+        return "polyret/builtin-" + re.sub(r"[^A-Za-z0-9._-]+", "-", text.partition(":")[2])
+    path = Path(text)
+    is_local = path.is_absolute() or text.startswith((".", "~")) or path.exists() or text.count("/") != 1
+    if not is_local:
+        return text  # a Hub id: org/name
+    name = path.name or "model"
+    if name == "model" and (path / "polyret_train.json").exists() and path.parent.name:
+        name = path.parent.name  # a polyret training output <run>/model: the run's name
+    return "local/" + re.sub(r"\s+", "_", name)
+
+
+def installed_mteb_version() -> str:
+    """The installed mteb's version (what ``mteb_version`` records), else :data:`MTEB_VERSION_WRITTEN`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mteb")
+    except PackageNotFoundError:
+        return MTEB_VERSION_WRITTEN
 
 
 def _split(benchmark: str) -> str:
@@ -91,18 +151,18 @@ def _subset(name: str) -> tuple[str, list[str], str, str]:
     return f"{query}-{pool}", [query, pool], family, query
 
 
-def task_result(results: Any, *, evaluation_time: float | None = None) -> dict[str, Any]:
-    """The MTEB ``TaskResult`` dict of one polyret evaluation (see the module docstring).
+def task_results(results: Any, *, evaluation_time: float | None = None) -> dict[str, dict[str, Any]]:
+    """The MTEB ``TaskResult`` dicts of one polyret evaluation, one per setting family (module docstring).
 
     Args:
         results: a ``polyret.evaluation.Results``.
         evaluation_time: seconds (None: ``results.timing["total_s"]`` when known).
 
     Returns:
-        A JSON-ready dict that ``mteb.TaskResult.from_dict`` validates.
+        family -> a JSON-ready dict that ``mteb.TaskResult.from_dict`` validates.
     """
     names = {m: mteb_measure_name(m) for m in results.measures}
-    entries = []
+    entries: dict[str, list[dict[str, Any]]] = {}
     langs_all = list(results.languages)
     bias_langs = (results.bias or {}).get("per_language", {})
     for setting, vals in results.per_setting.items():
@@ -125,23 +185,41 @@ def task_result(results: Any, *, evaluation_time: float | None = None) -> dict[s
                 v = bias_langs.get(query, {}).get(key)
                 if v is not None and math.isfinite(float(v)):
                     entry[f"polyret_{key}"] = float(v)
-        entries.append(entry)
+        entries.setdefault(family, []).append(entry)
     if evaluation_time is None:
         evaluation_time = (results.timing or {}).get("total_s")
+    revision = results.extra.get("dataset_revision", NO_REVISION) if results.extra else NO_REVISION
     return {
-        "dataset_revision": results.extra.get("dataset_revision", NO_REVISION) if results.extra else NO_REVISION,
-        "task_name": mteb_task_name(results.benchmark),
-        "mteb_version": MTEB_VERSION_WRITTEN,
-        "scores": {_split(results.benchmark): entries},
-        "evaluation_time": evaluation_time,
-        "kg_co2_emissions": None,
+        family: {
+            "dataset_revision": revision,
+            "task_name": mteb_task_name(results.benchmark, family),
+            "mteb_version": installed_mteb_version(),
+            "scores": {_split(results.benchmark): rows},
+            "evaluation_time": evaluation_time,
+            "kg_co2_emissions": None,
+        }
+        for family, rows in entries.items()
     }
+
+
+def task_result(results: Any, family: str, *, evaluation_time: float | None = None) -> dict[str, Any]:
+    """The MTEB ``TaskResult`` dict of one setting family of an evaluation (see :func:`task_results`).
+
+    Args:
+        results: a ``polyret.evaluation.Results``.
+        family: ``mono``, ``cross`` or ``multi``.
+        evaluation_time: seconds (None: ``results.timing["total_s"]`` when known).
+
+    Raises:
+        KeyError: the evaluation has no setting of that family.
+    """
+    return task_results(results, evaluation_time=evaluation_time)[family]
 
 
 def _model_meta(results: Any, revision: str) -> dict[str, Any]:
     """A ``model_meta.json`` that MTEB's result cache reads (name and revision identify the model)."""
     return {
-        "name": results.model,
+        "name": mteb_model_name(results.model or "model"),
         "revision": revision,
         "release_date": None,
         "languages": [_language(x) for x in results.languages],
@@ -164,15 +242,12 @@ def _model_meta(results: Any, revision: str) -> dict[str, Any]:
 
 
 def model_path_name(model: str) -> str:
-    """A model name as MTEB's cache names its folder (``org/name`` -> ``org__name``; a local path: its folder).
+    """A model's folder in MTEB's cache: its :func:`mteb_model_name` with ``/`` -> ``__`` (MTEB's rule).
 
     Args:
         model: the model spec or name.
     """
-    text = model.rstrip("/\\")
-    if Path(text).is_absolute() or text.startswith((".", "~")):
-        text = Path(text).name or "model"
-    return text.replace("/", "__").replace(" ", "_").replace(":", "-")
+    return mteb_model_name(model).replace("/", "__").replace(" ", "_")
 
 
 def write_mteb_results(results: Any, root: str | Path) -> dict[str, Path]:
@@ -186,14 +261,15 @@ def write_mteb_results(results: Any, root: str | Path) -> dict[str, Path]:
         root: the results root (``mteb.ResultCache(root)`` reads ``root/results/...``).
 
     Returns:
-        ``{"mteb_task": <Task>.json path, "mteb_model_meta": model_meta.json path}``.
+        ``{"mteb_task_<family>": <Task>.json path per family, "mteb_model_meta": model_meta.json path}``.
     """
     revision = results.fingerprint or NO_REVISION
     folder = Path(root) / "results" / model_path_name(results.model or "model") / revision
     folder.mkdir(parents=True, exist_ok=True)
-    data = task_result(results)
-    task_file = folder / f"{data['task_name']}.json"
-    meta_file = folder / "model_meta.json"
-    atomic_write_text(task_file, json.dumps(data, indent=2, ensure_ascii=False))
-    atomic_write_text(meta_file, json.dumps(_model_meta(results, revision), indent=2, ensure_ascii=False))
-    return {"mteb_task": task_file, "mteb_model_meta": meta_file}
+    written: dict[str, Path] = {}
+    for family, data in task_results(results).items():
+        written[f"mteb_task_{family}"] = folder / f"{data['task_name']}.json"
+        atomic_write_text(written[f"mteb_task_{family}"], json.dumps(data, indent=2, ensure_ascii=False))
+    written["mteb_model_meta"] = folder / "model_meta.json"
+    atomic_write_text(written["mteb_model_meta"], json.dumps(_model_meta(results, revision), indent=2, ensure_ascii=False))
+    return written

@@ -30,8 +30,10 @@ from ..evaluation.results import Results
 from ..evaluation.settings import split_setting
 from ..evaluation.significance import (
     cluster_matrix,
+    holm,
     paired_cluster_bootstrap,
     paired_cluster_randomization,
+    verdict,
 )
 from ..vocabulary import BASELINE, FAMILIES, SYSTEM_ORDER
 from .claims import DEFAULT_MARGIN, judge_claims
@@ -316,6 +318,7 @@ def _significance(
             if s.n > 1:  # the system's own score, over seeds and questions
                 h = hierarchical_bootstrap(matrices[s.name][col.key], [np.zeros_like(mat)], n_resamples=n_resamples, seed=seed)
                 s.ci_seeds[col.key] = Interval(h.diff, h.low, h.high)
+        table: list[Comparison] = []  # the comparisons of this column: one table, one Holm correction
         for a, b in pairs:
             seeds_a, seeds_b = matrices[a.name].get(col.key), matrices[b.name].get(col.key)
             ma, mb = _seed_mean(seeds_a), _seed_mean(seeds_b)
@@ -327,14 +330,11 @@ def _significance(
                 hier = hierarchical_bootstrap(seeds_a, seeds_b, n_resamples=n_resamples, seed=seed)
             except ValueError:  # no cell every seed of both has: the seed-aware test is not possible
                 hier = None
-            sig = boot.low > 0 or boot.high < 0
+            sig = False  # decided below, after Holm's correction over this column's comparisons
             better = None
-            if sig:
-                a_wins = (boot.diff > 0) == (col.better == "high")
-                better = a.name if a_wins else b.name
             std_a, std_b = a.stats[col.key].std, b.stats[col.key].std
             seed_std = max((x for x in (std_a, std_b) if x is not None), default=None)
-            bench.significance.append(
+            table.append(
                 Comparison(
                     a.name,
                     b.name,
@@ -358,6 +358,13 @@ def _significance(
                     seeds_to_resolve(hier, 0.0) if hier and not (hier.low > 0 or hier.high < 0) else None,
                 )
             )
+        for c, pb, pr in zip(table, holm([c.p_bootstrap for c in table]), holm([c.p_randomization for c in table])):
+            c.p_bootstrap_holm, c.p_randomization_holm = pb, pr
+            c.significant = verdict(c.diff, c.low, c.high, pr)
+            if c.significant:
+                a_wins = (c.diff > 0) == (col.better == "high")
+                c.better = c.a if a_wins else c.b
+        bench.significance.extend(table)
 
 
 def _seed_notes(bench: BenchmarkSummary, baseline: str) -> dict[str, str]:

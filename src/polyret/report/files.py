@@ -9,7 +9,7 @@ from ..paths import atomic_write_text
 from .summary import Report
 
 
-def save_report(report: Report, folder: str | Path, *, figures: bool = True) -> dict[str, Path]:
+def save_report(report: Report, folder: str | Path, *, figures: bool = True, latex: bool = False) -> dict[str, Path]:
     """Render ``report`` into ``folder``; returns name -> path of every file written.
 
     The figures are drawn first (their paths are recorded in ``report``'s benchmarks, relative to
@@ -19,6 +19,7 @@ def save_report(report: Report, folder: str | Path, *, figures: bool = True) -> 
         report: the analysed report.
         folder: the report folder (created).
         figures: draw the PNG figures; without, no figure is listed.
+        latex: also write report.tex (the tables as LaTeX, :mod:`polyret.report.latex`).
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -33,6 +34,11 @@ def save_report(report: Report, folder: str | Path, *, figures: bool = True) -> 
     written = {"markdown": out / "report.md", "json": out / "report.json"}
     atomic_write_text(written["json"], json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     atomic_write_text(written["markdown"], report.to_markdown())
+    if latex:
+        from .latex import render_latex
+
+        written["latex"] = out / "report.tex"
+        atomic_write_text(written["latex"], render_latex(report))
     for b in report.benchmarks:
         for key, rel in b.figures.items():
             written[f"{b.id}/{key}"] = out / rel

@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from ..evaluation.significance import ALPHA, TIE_TOLERANCE
 from .analysis import measure_name
 from .summary import BenchmarkSummary, Column, Comparison, Report
 
@@ -91,8 +92,8 @@ def _main_table(bench: BenchmarkSummary, baseline: str) -> list[str]:
         legend.append("Values are means over training seeds \u00b1 sample std over seeds (column *seeds*).")
     if bench.system(baseline) is not None:
         legend.append(
-            f"In parentheses: difference to `{baseline}`; \u2020 = the 95% bootstrap CI over questions of that "
-            "difference excludes 0 (see Significance)."
+            f"In parentheses: difference to `{baseline}`; \u2020 = a difference the significance tests call real "
+            "(95% bootstrap CI over questions excludes 0, not a tie, Holm-adjusted p < 0.05; see Significance)."
         )
     return out + legend
 
@@ -139,6 +140,8 @@ def _significance_row(r: Comparison, d: int, baseline: str) -> list[str]:
         verdict = f"{r.better} better"
         if r.within_seed_noise:
             verdict += " (but within 2x seed std)"
+    elif abs(r.diff) <= TIE_TOLERANCE and r.low == 0 and r.high == 0:
+        verdict = "tie (no per-query difference)"
     else:
         verdict = "no clear difference"
     if r.seeds_low is None or r.seeds_high is None:
@@ -158,6 +161,7 @@ def _significance_row(r: Comparison, d: int, baseline: str) -> list[str]:
         ci_s,
         f"{r.p_bootstrap:.3f}",
         f"{r.p_randomization:.3f}",
+        _f(r.p_randomization_holm, 3),
         f"{sa} / {sb}",
         verdict,
     ]
@@ -176,7 +180,11 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
             "system's training seeds (a hierarchical bootstrap, see `polyret.evaluation.hierarchical`), so it carries "
             "both sources of noise; with one seed it cannot cover seed noise (marked), and where it spans 0 the "
             "seeds per system that the observed variances say would resolve it are given. "
-            "**Bold** = the 95% CI excludes 0. Not corrected for multiple comparisons."
+            f"Per-query differences within {TIE_TOLERANCE:g} (the resolution per-query values are stored with) are ties. "
+            "*p (randomization, Holm)* is the randomization p-value adjusted by Holm-Bonferroni over the comparisons of "
+            "its table (one table per column); the raw p-values are not adjusted. A verdict says *better* only when the "
+            f"95% CI over questions excludes 0, the difference is not a tie, and the Holm-adjusted p is below {ALPHA:g}; "
+            "**bold** = the CI excludes 0."
         ),
         "",
     ]
@@ -198,11 +206,12 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
                     "95% CI (seeds + questions)",
                     "p (bootstrap)",
                     "p (randomization)",
+                    "p (randomization, Holm)",
                     "seed std a / b",
                     "verdict",
                 ],
                 rows,
-                ["l", "r", "r", "r", "r", "r", "r", "l"],
+                ["l", "r", "r", "r", "r", "r", "r", "r", "l"],
             ),
             "",
         ]
@@ -252,7 +261,15 @@ def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
     if not trained:
         return []
     out = ["### Seeds", ""]
-    if all(s.n < 2 for s in trained):
+    if all(s.untrained for s in trained):  # external runs, fixed models: no training seed to vary
+        out += [
+            (
+                "The systems compared here are fixed runs or models (no training seed): the intervals in this report "
+                "cover query sampling only."
+            ),
+            "",
+        ]
+    elif all(s.n < 2 for s in trained if not s.untrained):
         # no measured seed noise from elsewhere: with one seed this run cannot say how large it is
         out += [
             (

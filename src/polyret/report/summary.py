@@ -91,7 +91,8 @@ class Comparison:
         high: upper end of that CI.
         p_bootstrap: two-sided bootstrap p value.
         p_randomization: two-sided paired randomization p value.
-        significant: the CI excludes 0.
+        significant: the CI excludes 0, the difference is not a tie (``significance.TIE_TOLERANCE``) and the
+            Holm-adjusted randomization p-value is below 0.05 (``significance.verdict``).
         better: the better system when significant, else None.
         seed_std_a: ``a``'s std over seeds (None with one seed).
         seed_std_b: ``b``'s std over seeds.
@@ -105,6 +106,8 @@ class Comparison:
         seed_noise_covered: that interval includes training-seed noise (every trained side has >= 2 seeds).
         seeds_needed: when that interval includes 0, the seeds per system the observed variance says
             would exclude it (None: resolved, or more seeds alone would not).
+        p_bootstrap_holm: ``p_bootstrap`` Holm-adjusted over the comparisons of its column (one table).
+        p_randomization_holm: ``p_randomization`` Holm-adjusted likewise.
     """
 
     a: str
@@ -127,6 +130,8 @@ class Comparison:
     p_seeds: float | None = None
     seed_noise_covered: bool = False
     seeds_needed: int | None = None
+    p_bootstrap_holm: float | None = None
+    p_randomization_holm: float | None = None
 
 
 @dataclass
@@ -263,14 +268,15 @@ class Report:
 
         return render_json(self)
 
-    def save(self, folder: str | Path, *, figures: bool = True) -> dict[str, Path]:
+    def save(self, folder: str | Path, *, figures: bool = True, latex: bool = False) -> dict[str, Path]:
         """Write figures/*.png (when ``figures``), report.json, then report.md into ``folder``, each
         atomically; returns name -> path of every file (``"markdown"``, ``"json"``, ``"<bench>/<figure>"``).
 
         Args:
             folder: the report folder (created).
             figures: draw the PNG figures (and link them from the markdown).
+            latex: also write report.tex, the tables as LaTeX (``"latex"``).
         """
         from .files import save_report
 
-        return save_report(self, folder, figures=figures)
+        return save_report(self, folder, figures=figures, latex=latex)

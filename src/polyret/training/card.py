@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from polyret.interop.model_card import training_metadata, write_front_matter
+from polyret.interop.mteb_model import mteb_prompts
 from polyret.paths import mark_complete, share_mode
 from polyret.training.config import TrainConfig
 
@@ -95,6 +96,8 @@ def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, 
     for leftover in [tmp, old, *target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
         if leftover.exists():  # also what a killed earlier run (another pid) left behind
             shutil.rmtree(leftover)
+    prompts = model.prompts
+    model.prompts = mteb_prompts(prompts)  # saved as "query" / "document" only: the prompt types MTEB knows
     try:
         try:
             model.save(str(tmp), create_model_card=True)
@@ -120,6 +123,7 @@ def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, 
             os.replace(target, old)
         os.replace(tmp, target)
     finally:
+        model.prompts = prompts
         for leftover in (tmp, old):
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
