@@ -128,6 +128,9 @@ def _write_columns(path: Path, target: Path) -> int:
             docid, title, text = doc.get("docid"), doc.get("title", ""), doc.get("text")
             if not isinstance(docid, str) or not docid:
                 raise DataError(f"{path}:{lineno}: missing or empty 'docid'")
+            if len(docid.split()) != 1 or docid != docid.strip():
+                # a TREC run line is 6 whitespace-separated fields: such a docid would make every run invalid
+                raise DataError(f"{path}:{lineno}: docid {docid!r} contains whitespace; TREC runs and qrels cannot hold it")
             if not isinstance(text, str):
                 raise DataError(f"{path}:{lineno} (docid {docid!r}): missing 'text'")
             if title is None:

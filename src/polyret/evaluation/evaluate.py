@@ -523,8 +523,14 @@ def evaluate(
         raise ConfigError("corpus: give a benchmark id (miracl/<lang>) with a corpus file, not a loaded Benchmark")
 
     if output is not None:  # an unusable output is found now, before any model loads, not after encoding
+        from ..guards import check_outputs_spare_inputs
         from ..paths import check_writable
 
+        check_outputs_spare_inputs(
+            {"--model": cfg.model if isinstance(cfg.model, str) else None, "--corpus": cfg.corpus},
+            {"--output": output},
+            folders=["--output"],
+        )
         check_writable(output)
     t_start = time.perf_counter()
     bench = (

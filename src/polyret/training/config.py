@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polyret.serialize import unique_json_keys as _unique_json_keys
+from polyret.serialize import yaml_load_unique
 from polyret.vocabulary import STRATEGIES, check_languages
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -339,11 +341,13 @@ class TrainConfig:
             raise ConfigError(f"cannot read training config {path}: {error}") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                data = yaml.safe_load(text)
+                data = yaml_load_unique(text, source=str(path))
             else:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=_unique_json_keys(path))
         except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
+        except ValueError as error:  # a duplicate key: the message names the file, line and key
+            raise ConfigError(str(error)) from None
         if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
             # a record polyret wrote (an older version's keys are upgraded, not refused: the run resumes)
             data = upgrade_keys(data["config"])

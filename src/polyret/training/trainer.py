@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from polyret.guards import check_outputs_spare_inputs
 from polyret.paths import atomic_write_text, check_writable
 from polyret.training.batchlog import BatchRecorder, batch_log_callback, batch_log_path
 from polyret.training.card import MODEL_DIR, RUN_CONFIG, write_final_model
@@ -243,6 +244,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
     output_dir = Path(config.output_dir)
+    check_outputs_spare_inputs(
+        {"train": config.train, "model": config.model}, {"output_dir": output_dir}, folders=["output_dir"]
+    )
     world_size = launch_world_size()
     if config.dev is not None and evaluator is None:
         evaluator = build_dev_evaluator(config)
