@@ -61,7 +61,8 @@ class EvalConfig:
         with_context: encode each candidate sentence followed by its paragraph.
         max_seq_length: truncate texts to this many tokens (None: the model's own).
         query_prompt, passage_prompt: prompts prepended to queries / passages (None: the model's own).
-        cache: keep embeddings in the on-disk cache.
+        cache: keep embeddings (and a MIRACL corpus's parsed columns) in the on-disk cache; False reads
+            and writes no cache.
         cache_dir: the cache root (None: ``POLYRET_CACHE_DIR`` or the user cache dir).
         device: the torch device (None: the best available).
         precision: inference precision, "fp32", "bf16" or "fp16" (autocast; its embeddings are cached apart).
@@ -534,7 +535,8 @@ def evaluate(
         check_writable(output)
     t_start = time.perf_counter()
     bench = (
-        load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus)
+        load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus,
+                       corpus_cache=_corpus_cache(cfg))  # fmt: skip
         if isinstance(benchmark, str)
         else _subset(benchmark, cfg.languages)
     )
@@ -585,6 +587,20 @@ def evaluate(
             output,
         )
     return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded))
+
+
+def _corpus_cache(cfg: EvalConfig):
+    """Where a MIRACL corpus's parsed columns are cached: ``<cache_dir>/corpora``, or nowhere with ``cache=False``
+    (``--no-cache`` means no cache of any kind).
+
+    Args:
+        cfg: the evaluation's config.
+    """
+    if not cfg.cache:
+        return False
+    from ..paths import cache_dir
+
+    return cache_dir(cfg.cache_dir) / "corpora"
 
 
 def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times):
