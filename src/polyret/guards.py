@@ -84,8 +84,7 @@ def check_outputs_spare_inputs(
             source = _resolved(src)
             if same_path(out, src):
                 raise error(
-                    f"{out_key} {out} is the input {in_key} {src}: polyret never writes over its input; "
-                    f"choose another {out_key}"
+                    f"{out_key} {out} is the input {in_key} {src}: polyret never writes over its input; choose another {out_key}"
                 )
             if out_key in folder_keys and _inside(source, target):
                 raise error(

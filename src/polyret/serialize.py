@@ -59,7 +59,7 @@ def yaml_load_unique(text: str, *, source: str) -> Any:
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
     UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=UniqueKeyLoader)
 
 
 def unique_json_keys(source: str | Path):

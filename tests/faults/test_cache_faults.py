@@ -69,7 +69,8 @@ def test_a_same_size_edit_of_a_pair_store_file_is_caught_and_rebuilt(tmp_path, c
         arr[0], arr[1] = arr[1], arr[0]
         np.save(path, arr)
     else:
-        _edit_same_size(path, b"garden 3" if target.endswith(".arrow") else b'"de"', b"gardez 3" if target.endswith(".arrow") else b'"xx"')
+        old, new = (b"garden 3", b"gardez 3") if target.endswith(".arrow") else (b'"de"', b'"xx"')
+        _edit_same_size(path, old, new)
     caplog.set_level(logging.WARNING)
     again = pair_file_store(src)
     assert _warned(caplog, str(path)), [r.getMessage() for r in caplog.records]

@@ -144,8 +144,12 @@ def test_audit_counts_a_negative_that_is_its_own_positive(tmp_path):
 # ------------------------------------------------------------------------------------ language codes
 @pytest.mark.parametrize(
     "code, said",
-    [("english", "not an ISO 639-1 code"), ("xx", "not an ISO 639-1 code"), ("EN", "not canonical; write 'en'"),
-     (" de", "not canonical; write 'de'")],  # fmt: skip
+    [
+        ("english", "not an ISO 639-1 code"),
+        ("xx", "not an ISO 639-1 code"),
+        ("EN", "not canonical; write 'en'"),
+        (" de", "not canonical; write 'de'"),
+    ],  # fmt: skip
 )
 def test_pair_file_language_codes_are_iso_639_1_canonical(tmp_path, code, said):
     rows = _rows(2)
@@ -227,7 +231,7 @@ def test_duplicate_keys_in_a_config_file_exit_2_naming_key_and_file(tmp_path, ve
     path.write_text(text)
     result = runner.invoke(app, [verb, "--config", str(path), "--dry-run"])
     assert result.exit_code == 2, result.output
-    assert f"c.yaml:" in result.output and f"duplicate key {key!r}" in result.output
+    assert "c.yaml:" in result.output and f"duplicate key {key!r}" in result.output
 
 
 def test_duplicate_keys_in_a_json_config_are_refused(tmp_path):

@@ -103,8 +103,13 @@ def read_corpus(path: str | os.PathLike, lang: str, *, cache: bool | str | os.Pa
             table = _open_columns(tmp, lang)
             _check_unique(table, path)  # a corpus with a duplicate docid is never cached
         # the checksum of what was renamed into place, written after it: a file without one is never read
-        record = {"format": CORPUS_CACHE_FORMAT, "source": str(path.resolve()), "lang": lang,
-                  "source_sha256": source_digest(path, cache_dir=cache_file.parent), "sha256": file_sha256(cache_file)}  # fmt: skip
+        record = {
+            "format": CORPUS_CACHE_FORMAT,
+            "source": str(path.resolve()),
+            "lang": lang,
+            "source_sha256": source_digest(path, cache_dir=cache_file.parent),
+            "sha256": file_sha256(cache_file),
+        }
         atomic_write_text(_sidecar(cache_file), json.dumps(record, indent=2))
     except OSError as exc:
         if not path.is_file():

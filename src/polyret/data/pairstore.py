@@ -60,8 +60,8 @@ from polyret.arrays import distinct
 from polyret.data.pairrows import PairRow, jsonl_rows, parse_row, tsv_header, tsv_row, tsv_rows
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.integrity import folder_checksums, source_digest, verify_checksums
-from polyret.paths import cache_dir as default_cache_dir
 from polyret.paths import COMPLETE_MARKER, is_complete, mark_complete, share_mode
+from polyret.paths import cache_dir as default_cache_dir
 from polyret.vocabulary import check_languages as check_subset
 
 __all__ = [
@@ -511,9 +511,7 @@ def open_or_build(
     return PairStore(folder)
 
 
-def build_once(
-    folder: Path, fill: Callable[[Path], None], *, name: str, source: str, key: dict | None = None
-) -> None:
+def build_once(folder: Path, fill: Callable[[Path], None], *, name: str, source: str, key: dict | None = None) -> None:
     """Make sure the complete, verified cache folder ``folder`` exists: local rank 0 builds it if missing,
     the other ranks of the node wait for its completion marker, then all meet at
     :func:`polyret.distributed.barrier`.

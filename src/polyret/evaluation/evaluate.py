@@ -6,6 +6,7 @@ bias -> ``Results``. Every number comes from the one run table; nothing is encod
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -13,6 +14,7 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -535,8 +537,9 @@ def evaluate(
         check_writable(output)
     t_start = time.perf_counter()
     bench = (
-        load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus,
-                       corpus_cache=_corpus_cache(cfg))  # fmt: skip
+        load_benchmark(
+            benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus, corpus_cache=_corpus_cache(cfg)
+        )  # fmt: skip
         if isinstance(benchmark, str)
         else _subset(benchmark, cfg.languages)
     )
@@ -589,6 +592,35 @@ def evaluate(
     return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded))
 
 
+def training_record(spec: str) -> dict | None:
+    """What a model folder trained by polyret records of its training: strategy, nominal alpha, schedule,
+    steps and the share of them that were monolingual (from ``polyret_train.json``, else counted in the
+    folder's ``batches.jsonl``); None for a model polyret did not train.
+
+    Args:
+        spec: the model spec (a folder for a trained model).
+    """
+    from ..training.batchlog import realized_mono_share, step_kinds
+
+    path = Path(spec) / "polyret_train.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        config = data["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    kinds = data.get("step_kinds")
+    if not isinstance(kinds, dict):
+        kinds = step_kinds(Path(spec) / "batches.jsonl")  # a model trained before the share was recorded
+    return {
+        "strategy": config.get("strategy"),
+        "alpha": config.get("alpha"),
+        "alpha_schedule": config.get("alpha_schedule", "draw"),
+        "steps": data.get("global_step"),
+        "step_kinds": kinds,
+        "realized_mono_share": realized_mono_share(kinds),
+    }
+
+
 def _corpus_cache(cfg: EvalConfig):
     """Where a MIRACL corpus's parsed columns are cached: ``<cache_dir>/corpora``, or nowhere with ``cache=False``
     (``--no-cache`` means no cache of any kind).
@@ -617,6 +649,9 @@ def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name
         "total_s": time.perf_counter() - t_start,
     }
     res.extra["config"] = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "data_dir")}
+    training = training_record(model_name)
+    if training is not None:  # what the model's training did (the report's realized share of mono steps)
+        res.extra["training"] = training
     if output is not None:
         res.write(output, run=run if keep_run else None)  # completion marker last
     res.run = run if keep_run else None

@@ -176,6 +176,39 @@ def read_batch_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def step_kinds(path: str | os.PathLike) -> dict[str, int]:
+    """How many optimizer steps of a batch log were of each kind (``mono``, ``cross``, ``mixed``, ``other``):
+    what a run did, whatever its alpha said. A step's micro-batches share one kind; a step whose entries
+    disagree counts as ``other``.
+
+    Args:
+        path: a batch log (``batches.jsonl``); missing: no steps.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    kinds: dict[int, set[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "step" in entry:
+            kinds.setdefault(int(entry["step"]), set()).add(str(entry.get("kind")))
+    counts = Counter(next(iter(k)) if len(k) == 1 else "other" for k in kinds.values())
+    return dict(sorted(counts.items()))
+
+
+def realized_mono_share(kinds: dict[str, int]) -> float | None:
+    """The share of optimizer steps that were monolingual (None without steps).
+
+    Args:
+        kinds: :func:`step_kinds` of a run.
+    """
+    total = sum(kinds.values())
+    return kinds.get("mono", 0) / total if total else None
+
+
 @dataclass
 class BatchAudit:
     """What :func:`audit_batches` found: false negatives per global micro-batch of a training run.
@@ -307,7 +340,12 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
             audit.conflicting_batches += 1
             if len(audit.problems) < max_problems:
                 audit.problems.append(
-                    {"step": step, "micro_batch": k, "repeated_positives": repeated, "negatives_are_positives": bad_neg,
-                     "negatives_are_own_positive": own}
+                    {
+                        "step": step,
+                        "micro_batch": k,
+                        "repeated_positives": repeated,
+                        "negatives_are_positives": bad_neg,
+                        "negatives_are_own_positive": own,
+                    }
                 )
     return audit
