@@ -280,7 +280,7 @@ def evaluate(
     max_seq_length: int | None = typer.Option(None, help="Truncate texts to this many tokens."),
     query_prompt: str | None = typer.Option(None, help="Override the model's query prompt, e.g. 'query: '."),
     passage_prompt: str | None = typer.Option(None, help="Override the model's passage prompt."),
-    no_cache: bool = typer.Option(False, help="Do not read or write the embedding cache."),
+    no_cache: bool = typer.Option(False, help="Do not read or write any cache (embeddings, a MIRACL corpus's parsed columns)."),
     trec_run: bool = typer.Option(
         False,
         help="Also write run.npz, run.trec (the top k of each setting and query) and qrels.trec (same query ids): "

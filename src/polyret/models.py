@@ -152,8 +152,38 @@ def load(
     if max_seq_length is not None:
         if max_seq_length < 1:
             raise ModelError(f"max_seq_length must be positive, got {max_seq_length}")
+        limit = position_limit(model)
+        if limit is not None and max_seq_length > limit:
+            # past the position table the forward pass fails (an index error mid-encoding or mid-training)
+            raise ModelError(
+                f"max_seq_length (--max-seq-length) {max_seq_length} is above {spec}'s position limit of {limit} "
+                f"tokens; use {limit} or less"
+            )
         model.max_seq_length = max_seq_length
     return model
+
+
+# architectures whose position ids start after the padding index (fairseq's convention): 514 rows hold 512
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer", "mpnet")
+
+
+def position_limit(model) -> int | None:
+    """The most tokens the model's transformer can take (its learned position table), or None when it has
+    none (rotary or relative positions) or no transformers backbone.
+
+    Args:
+        model: a loaded sentence-transformers model.
+    """
+    limits = []
+    for module in model.modules():
+        config = getattr(getattr(module, "auto_model", None), "config", None)
+        n = getattr(config, "max_position_embeddings", None)
+        if not isinstance(n, int) or n <= 0 or getattr(config, "position_embedding_type", "absolute") != "absolute":
+            continue
+        if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+            n -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+        limits.append(n)
+    return min(limits) if limits else None
 
 
 def fingerprint(model: SentenceTransformer) -> str:

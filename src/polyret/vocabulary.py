@@ -10,6 +10,8 @@ import: no numpy, no torch.
   language), ``cross`` (query in x, pool in y != x), ``multi`` (one pool of every language).
 - ``DEFAULT_MEASURES``: what ``evaluate()`` reports when no measures are named.
 - ``check_languages``: the one validation of a language subset against what a dataset has.
+- ``ISO_639_1`` / ``check_language_code``: the codes a data file may use for a language (ISO 639-1, the
+  canonical two lower-case letters, as the LAReQA files and the model card's ``language`` use them).
 """
 
 from __future__ import annotations
@@ -58,3 +60,35 @@ def check_languages(
         raise error(f"{where}: the language list is empty; name at least one of {', '.join(available)}")
     keep = set(chosen)
     return tuple(lang for lang in available if lang in keep)
+
+
+# ISO 639-1: the two-letter codes of the registry (183 in use, plus the retired "bh" and "sh" older data still carries)
+ISO_639_1: frozenset[str] = frozenset(
+    """
+    aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz
+    ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik
+    io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml
+    mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd
+    se sg sh si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve
+    vi vo wa wo xh yi yo za zh zu
+    """.split()
+)
+
+
+def check_language_code(code: str, *, where: str, error: type[ValueError] = ValueError) -> str:
+    """``code`` if it is a canonical ISO 639-1 code (two lower-case letters of the registry), else ``error``.
+
+    ``"EN"`` or ``" en"`` is refused naming ``"en"`` (accepted, it would train as a second language beside
+    ``en``); ``"english"`` or ``"xx"`` is refused as not a code.
+
+    Args:
+        code: the language field of a record.
+        where: ``file:line`` (and record) for the message.
+        error: the ValueError subclass to raise (``DataError`` for data files).
+    """
+    if code in ISO_639_1:
+        return code
+    fixed = code.strip().lower() if isinstance(code, str) else None
+    if fixed in ISO_639_1:
+        raise error(f"{where}: language code {code!r} is not canonical; write {fixed!r} (ISO 639-1, lower case)")
+    raise error(f"{where}: language {code!r} is not an ISO 639-1 code (two letters, e.g. 'en', 'de', 'zh')")

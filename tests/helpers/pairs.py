@@ -53,7 +53,9 @@ def synthetic_rows(n_groups: int, langs=("de", "en", "fr"), seed: int = 0) -> li
             if k:
                 row["negative"] = [f"n {g + j} {lang}" for j in range(k)] if k > 1 else f"n {g} {lang}"
                 if g % 4 == 1 and k > 1:
-                    row["negative_id"] = [f"P{(g + j) % 13}" if j % 2 else None for j in range(k)]
+                    ids = [f"P{(g + j) % 13}" if j % 2 else None for j in range(k)]
+                    # never the row's own positive (refused at load, issue 21)
+                    row["negative_id"] = [None if i == row.get("positive_id") else i for i in ids]
             rows.append(row)
     order = rng.permutation(len(rows))  # translations far apart in the file
     return [rows[i] for i in order]

@@ -38,7 +38,8 @@ def test_training_metadata_is_what_the_hub_parses(tmp_path):
     (tmp_path / "README.md").write_text(ST_README)
     config = TrainConfig(model="intfloat/multilingual-e5-small", train=("xquad-r:train",), strategy="hybrid", alpha=0.3,
                          output_dir=str(tmp_path / "runs" / "hybrid-a0.3"))  # fmt: skip
-    write_front_matter(tmp_path, training_metadata(config, {"languages": ["de", "en", "zh"], "global_step": 40}))
+    info = {"languages": ["de", "en", "zh"], "global_step": 40, "realized_mono_share": 0.25}
+    write_front_matter(tmp_path, training_metadata(config, info))
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.language == ["de", "en", "zh"]
     assert {"sentence-transformers", "polyret", "strategy-hybrid"} <= set(card.data.tags)
@@ -46,6 +47,7 @@ def test_training_metadata_is_what_the_hub_parses(tmp_path):
     assert card.data.model_name == "hybrid-a0.3"  # the training output folder, not "model"
     poly = card.data.to_dict()["polyret"]
     assert poly == {"base_model_spec": "intfloat/multilingual-e5-small", "strategy": "hybrid", "alpha": 0.3,
+                    "alpha_schedule": "draw", "realized_mono_share": 0.25,
                     "training_data": ["xquad-r:train"], "languages": ["de", "en", "zh"], "steps": 40}  # fmt: skip
     assert "body text" in card.text
 

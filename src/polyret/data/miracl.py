@@ -18,6 +18,7 @@ Files (same layout as ``shared/data/miracl``): ``topics/topics.miracl-v1.0-<lang
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -36,6 +37,7 @@ from polyret.data.lines import jsonl_objects
 from polyret.data.records import Benchmark, CandidateTable, DataError, Query
 from polyret.data.registry import MIRACL_LANGUAGES
 from polyret.data.trec import read_qrels, read_topics
+from polyret.integrity import file_sha256, source_digest
 from polyret.vocabulary import check_languages
 
 logger = logging.getLogger(__name__)
@@ -71,15 +73,17 @@ def read_corpus(path: str | os.PathLike, lang: str, *, cache: bool | str | os.Pa
         path: the corpus file.
         lang: the language code given to every passage.
         cache: False, True (the polyret cache dir) or a folder: keep the parsed columns as an Arrow IPC
-            file keyed by the corpus file's path, size and mtime, memory-mapped when read again.
+            file keyed by the corpus file's path and content sha256, memory-mapped when read again after
+            its own sha256 matched the record beside it (``<name>.arrow.json``); one that does not is
+            removed with a warning naming it and the corpus is parsed again.
     """
     import tempfile
 
-    from polyret.paths import atomic_path
+    from polyret.paths import atomic_path, atomic_write_text
 
     path = Path(path)
     cache_file = _corpus_cache_file(path, lang, cache) if cache else None
-    if cache_file is not None and cache_file.is_file():
+    if cache_file is not None and (cache_file.is_file() or _sidecar(cache_file).is_file()):
         table = _read_cached(cache_file, lang)
         if table is not None:
             return table
@@ -98,6 +102,15 @@ def read_corpus(path: str | os.PathLike, lang: str, *, cache: bool | str | os.Pa
             _write_columns(path, tmp)
             table = _open_columns(tmp, lang)
             _check_unique(table, path)  # a corpus with a duplicate docid is never cached
+        # the checksum of what was renamed into place, written after it: a file without one is never read
+        record = {
+            "format": CORPUS_CACHE_FORMAT,
+            "source": str(path.resolve()),
+            "lang": lang,
+            "source_sha256": source_digest(path, cache_dir=cache_file.parent),
+            "sha256": file_sha256(cache_file),
+        }
+        atomic_write_text(_sidecar(cache_file), json.dumps(record, indent=2))
     except OSError as exc:
         if not path.is_file():
             raise
@@ -128,6 +141,9 @@ def _write_columns(path: Path, target: Path) -> int:
             docid, title, text = doc.get("docid"), doc.get("title", ""), doc.get("text")
             if not isinstance(docid, str) or not docid:
                 raise DataError(f"{path}:{lineno}: missing or empty 'docid'")
+            if len(docid.split()) != 1 or docid != docid.strip():
+                # a TREC run line is 6 whitespace-separated fields: such a docid would make every run invalid
+                raise DataError(f"{path}:{lineno}: docid {docid!r} contains whitespace; TREC runs and qrels cannot hold it")
             if not isinstance(text, str):
                 raise DataError(f"{path}:{lineno} (docid {docid!r}): missing 'text'")
             if title is None:
@@ -173,14 +189,33 @@ def _open_columns(file: Path, lang: str) -> CandidateTable:
     return table
 
 
+def _sidecar(cache_file: Path) -> Path:
+    """The checksum record beside a corpus cache file (``<name>.arrow.json``)."""
+    return cache_file.with_name(cache_file.name + ".json")
+
+
 def _read_cached(cache_file: Path, lang: str) -> CandidateTable | None:
-    """The cached columns, memory-mapped; None (and the file removed) when unreadable. A cache file is
-    renamed into place only after its docids were found unique, so the table is marked unique."""
+    """The cached columns, memory-mapped, when the file's sha256 matches its record; None (the file and its
+    record removed, with a warning naming the file) otherwise. A cache file is renamed into place only
+    after its docids were found unique, so the table is marked unique.
+
+    The check reads the file once (streamed, ~1.5 GB/s); parsing the JSONL again costs far more."""
     try:
+        try:
+            record = json.loads(_sidecar(cache_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"no readable checksum record {_sidecar(cache_file).name} ({exc})") from None
+        if not isinstance(record, dict) or record.get("format") != CORPUS_CACHE_FORMAT or record.get("lang") != lang:
+            raise ValueError(f"{_sidecar(cache_file).name} is a record of another format or language")
+        actual = file_sha256(cache_file)
+        if actual != record.get("sha256"):
+            raise ValueError(f"content changed since it was written (sha256 {actual[:12]}…, recorded "
+                             f"{str(record.get('sha256'))[:12]}…)")  # fmt: skip
         return _open_columns(cache_file, lang).mark_unique()
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
         logger.warning("%s: unreadable corpus cache (%s); reading the corpus again", cache_file, exc)
         cache_file.unlink(missing_ok=True)
+        _sidecar(cache_file).unlink(missing_ok=True)
         return None
 
 
@@ -199,16 +234,18 @@ def _check_unique(table: CandidateTable, path: Path) -> None:
 
 
 def _corpus_cache_file(path: Path, lang: str, cache: bool | str | os.PathLike) -> Path | None:
-    """Where the parsed corpus is kept: named by a hash of the format, language, path, size and mtime."""
+    """Where the parsed corpus is kept: named by a hash of the format, language, path and the sha256 of
+    the corpus file's CONTENT (:func:`polyret.integrity.source_digest`), so an edit that kept the size and
+    the modification time (``cp -p``, ``rsync -t``, ``tar``) is another key; the source digest's first 16
+    hex digits end the name."""
     from polyret.paths import cache_dir
 
-    try:
-        st = path.stat()
-    except OSError:
+    if not path.is_file():
         return None  # jsonl_objects names the missing file
-    key = f"{CORPUS_CACHE_FORMAT}\x00{lang}\x00{path.resolve()}\x00{st.st_size}\x00{st.st_mtime_ns}"
     root = cache_dir() / "corpora" if cache is True else Path(cache)
-    return root / f"{path.name.split('.')[0]}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.arrow"
+    digest = source_digest(path, cache_dir=root)
+    key = f"{CORPUS_CACHE_FORMAT}\x00{lang}\x00{path.resolve()}\x00{digest}"
+    return root / f"{path.name.split('.')[0]}-{hashlib.sha256(key.encode()).hexdigest()[:24]}-{digest[:16]}.arrow"
 
 
 def load_miracl(

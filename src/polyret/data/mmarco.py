@@ -231,9 +231,9 @@ def mmarco_store(
         "kind": "mmarco",
         "languages": list(languages),
         "max_triples_per_query": max_triples_per_query,
-        "ids": {"triples" if files.triples is not None else "qrels": file_key(ids_file)},
-        "queries": {lang: file_key(files.queries[lang]) for lang in languages},
-        "collections": {lang: file_key(files.collections[lang]) for lang in languages},
+        "ids": {"triples" if files.triples is not None else "qrels": file_key(ids_file, cache_dir=cache_dir)},
+        "queries": {lang: file_key(files.queries[lang], cache_dir=cache_dir) for lang in languages},
+        "collections": {lang: file_key(files.collections[lang], cache_dir=cache_dir) for lang in languages},
     }
 
     def build(writer: StoreWriter) -> pa.Array:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from polyret.data.lines import jsonl_objects, numbered_lines
 from polyret.data.records import DataError
+from polyret.vocabulary import check_language_code
 
 TSV_REQUIRED = ("id", "lang", "query", "positive")
 _NEG = re.compile(r"^negative(?:_(\d+))?$")
@@ -106,6 +107,7 @@ def parse_row(row: dict, where: str) -> PairRow:
         if value is None or not value.strip():
             raise DataError(f"{where}: missing or empty {key!r}")
         fields[key] = value
+    check_language_code(fields["lang"], where=f"{where}: 'lang'", error=DataError)
     positive_id = jsonl_id(row.get("positive_id"), where, "positive_id")
     negative, negative_id = jsonl_negatives(row, where)
     if negative is None:
@@ -115,6 +117,14 @@ def parse_row(row: dict, where: str) -> PairRow:
     else:
         negs = negative
         nids = negative_id if isinstance(negative_id, tuple) else (None,) * len(negative)
+    for i, (text, nid) in enumerate(zip(negs, nids)):
+        # the loss would be told to rank one passage both as the answer and as a wrong one
+        if text == fields["positive"] or (nid is not None and nid == positive_id):
+            same = "text" if text == fields["positive"] else f"id {nid!r}"
+            raise DataError(
+                f"{where}: hard negative {i} is the positive itself (same {same}); a passage cannot be its own "
+                "negative: remove it from 'negative'"
+            )
     return PairRow(gid, fields["lang"], fields["query"], fields["positive"], negs, positive_id, nids)
 
 

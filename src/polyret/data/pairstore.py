@@ -16,10 +16,12 @@ then memory-mapped by every process that trains on it::
         neg.npy            int64 passage-identity code per hard negative
         line.npy           int64 source line per row (messages)
         meta.json          version, name, source, languages, counts, the fingerprint's key
-        .complete.json     written last (``polyret.paths.mark_complete``): a folder without it is never read
+        .complete.json     written last (``polyret.paths.mark_complete``): a folder without it is never read;
+                           it records every file's sha256, checked before each reuse (a failing store is
+                           removed with a warning naming the file, and built again)
 
-The fingerprint hashes the source's path, size and mtime and the loader options, so an edited file or
-other options build a new store. The build streams (a chunk of rows at a time; no Python object per
+The fingerprint hashes the source's path, size and content (sha256, :func:`file_key`) and the loader
+options, so an edited file or other options build a new store. The build streams (a chunk of rows at a time; no Python object per
 pair survives a chunk; a big uncompressed file is parsed by several processes, one byte range each)
 into a temporary sibling folder that is renamed into place once complete; on a
 multi-process run the local rank 0 builds and every rank waits at :func:`polyret.distributed.barrier`,
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -56,8 +59,9 @@ from polyret import distributed
 from polyret.arrays import distinct
 from polyret.data.pairrows import PairRow, jsonl_rows, parse_row, tsv_header, tsv_row, tsv_rows
 from polyret.data.records import DataError, Pair, PairGroups
+from polyret.integrity import folder_checksums, source_digest, verify_checksums
+from polyret.paths import COMPLETE_MARKER, is_complete, mark_complete, share_mode
 from polyret.paths import cache_dir as default_cache_dir
-from polyret.paths import is_complete, mark_complete, share_mode
 from polyret.vocabulary import check_languages as check_subset
 
 __all__ = [
@@ -72,6 +76,8 @@ __all__ = [
     "pair_file_store",
     "take_rows",
 ]
+
+logger = logging.getLogger(__name__)
 
 STORE_VERSION = 1
 STORE_DIR = "pairs"
@@ -107,15 +113,17 @@ def text_hash(lang: str, text: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-def file_key(path: str | os.PathLike) -> dict:
-    """The part of a fingerprint that changes when ``path`` changes: resolved path, size, mtime.
+def file_key(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> dict:
+    """The part of a fingerprint that changes when ``path`` changes: resolved path, size and the sha256 of
+    its content (:func:`polyret.integrity.source_digest`: an edit that keeps size and mtime, as ``cp -p``,
+    ``rsync -t`` or ``tar`` leave it, is a new key; an unchanged file is hashed once).
 
     Args:
         path: an existing file.
+        cache_dir: the cache root where the digest is remembered.
     """
     p = Path(path).resolve()
-    st = p.stat()
-    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(p), "size": p.stat().st_size, "sha256": source_digest(p, cache_dir=cache_dir)}
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -499,25 +507,33 @@ def open_or_build(
         if scratch.exists():
             shutil.rmtree(scratch)
 
-    build_once(folder, fill, name=name, source=source)
+    build_once(folder, fill, name=name, source=source, key=key)
     return PairStore(folder)
 
 
-def build_once(folder: Path, fill: Callable[[Path], None], *, name: str, source: str) -> None:
-    """Make sure the complete cache folder ``folder`` exists: local rank 0 builds it if missing, the other
-    ranks of the node wait for its completion marker, then all meet at :func:`polyret.distributed.barrier`.
+def build_once(folder: Path, fill: Callable[[Path], None], *, name: str, source: str, key: dict | None = None) -> None:
+    """Make sure the complete, verified cache folder ``folder`` exists: local rank 0 builds it if missing,
+    the other ranks of the node wait for its completion marker, then all meet at
+    :func:`polyret.distributed.barrier`.
 
     ``fill(tmp)`` writes the content into a temporary sibling folder, which gets its completion marker last
-    and is renamed into place (a concurrent build of the same folder loses the rename race and uses the
-    winner's; a folder without its marker is never read).
+    (listing every file's sha256) and is renamed into place (a concurrent build of the same folder loses
+    the rename race and uses the winner's; a folder without its marker is never read). Before reuse, local
+    rank 0 checks every file against its recorded sha256 and ``meta.json``'s ``key`` against ``key`` (the
+    provenance); a folder that fails is removed with a warning naming the file, and built again.
 
     Args:
         folder: the cache folder (its name is the content's fingerprint).
-        fill: writes the content into the folder it is given.
+        fill: writes the content into the folder it is given (``meta.json`` with ``key`` among them).
         name: the display name (in the completion marker).
         source: where the content comes from, for messages.
+        key: what the content was built from, as ``meta.json`` records it (None: not checked).
     """
     if _local_rank() == 0:
+        problem = _check_cache(folder, key) if is_complete(folder) else None
+        if problem is not None:
+            logger.warning("cache of %s failed its check: %s; building it again", source, problem)
+            _discard(folder)
         if not is_complete(folder):
             try:
                 _build(folder, fill, name)
@@ -527,6 +543,34 @@ def build_once(folder: Path, fill: Callable[[Path], None], *, name: str, source:
     elif not is_complete(folder):
         _wait_for(folder, source)
     distributed.barrier()
+
+
+def _check_cache(folder: Path, key: dict | None) -> str | None:
+    """None when every file of the complete cache ``folder`` matches the sha256 its marker records and its
+    ``meta.json`` records ``key``; else why not, naming the file."""
+    try:
+        marker = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{folder / COMPLETE_MARKER}: unreadable ({exc})"
+    problem = verify_checksums(folder, marker.get("sha256") if isinstance(marker, dict) else None)
+    if problem is None and key is not None:
+        try:
+            saved = json.loads((folder / META).read_text(encoding="utf-8")).get("key")
+        except (OSError, ValueError, AttributeError) as exc:
+            return f"{folder / META}: unreadable ({exc})"
+        if json.loads(json.dumps(key)) != saved:
+            return f"{folder / META}: built from another source or options ({saved!r}, expected {key!r})"
+    return problem
+
+
+def _discard(folder: Path) -> None:
+    """Remove a cache folder that failed its check (renamed out of sight first, then deleted)."""
+    doomed = folder.parent / f".discard-{folder.name}-{_host()}@{os.getpid()}"
+    try:
+        os.replace(folder, doomed)
+    except OSError:
+        return  # another process moved it first
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _run_id() -> str:
@@ -604,7 +648,7 @@ def _build(folder: Path, fill: Callable[[Path], None], name: str) -> None:
     try:
         fill(tmp)
         share_mode(tmp)
-        mark_complete(tmp, name=name)
+        mark_complete(tmp, name=name, sha256=folder_checksums(tmp))  # content checked before every reuse
         if folder.exists():
             if is_complete(folder):
                 return  # another process finished first
@@ -658,7 +702,7 @@ def pair_file_store(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     tsv = path.name.endswith((".tsv", ".tsv.gz"))
-    key = {"kind": "tsv" if tsv else "jsonl", **file_key(path)}
+    key = {"kind": "tsv" if tsv else "jsonl", **file_key(path, cache_dir=cache_dir)}
     n_workers = build_workers(workers)
 
     def build(writer: StoreWriter) -> None:

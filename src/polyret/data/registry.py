@@ -262,6 +262,7 @@ def load_benchmark(
     split_config: SplitConfig | None = None,
     fetch: Fetch | None = None,
     corpus: str | os.PathLike | None = None,
+    corpus_cache: bool | str | os.PathLike = True,
 ) -> Benchmark:
     """Load a benchmark by id (``list_benchmarks()``), optionally restricted to some languages.
 
@@ -274,6 +275,8 @@ def load_benchmark(
         fetch: a replacement for the network fetch (tests).
         corpus: a ``miracl/<lang>`` benchmark only: read this MIRACL-format corpus JSONL(.gz) instead of
             the data root's ``miracl/corpus/<lang>.jsonl[.gz]`` (the topics and qrels stay the language's).
+        corpus_cache: a ``miracl/<lang>`` benchmark only: False (no cache: nothing read or written), True
+            (``<cache>/corpora``) or a folder for the parsed corpus (:func:`polyret.data.miracl.read_corpus`).
 
     Raises:
         DataError: an unknown id or language; a missing or malformed file (``DownloadError`` when a
@@ -288,7 +291,8 @@ def load_benchmark(
     if benchmark_id.startswith("miracl/"):
         if corpus is not None and not Path(corpus).is_file():
             raise DataError(f"corpus: no corpus file at {corpus}")
-        return load_miracl(info.languages[0], data_dir=data_dir, download=download, fetch=fetch, corpus_path=corpus)
+        return load_miracl(info.languages[0], data_dir=data_dir, download=download, fetch=fetch, corpus_path=corpus,
+                           corpus_cache=corpus_cache)  # fmt: skip
     if corpus is not None:
         raise DataError(f"corpus: only a MIRACL-format benchmark (miracl/<lang>) reads a corpus file, not {benchmark_id!r}")
     dataset, _, split = benchmark_id.partition(":")

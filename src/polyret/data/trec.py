@@ -53,6 +53,8 @@ def read_topics(path: str | os.PathLike) -> dict[str, str]:
         if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
             raise DataError(f"{path}:{lineno}: expected 'qid<TAB>query', got {line[:80]!r}")
         qid = parts[0].strip()
+        if len(qid.split()) != 1:
+            raise DataError(f"{path}:{lineno}: query id {qid!r} contains whitespace; a TREC run line cannot hold it")
         if qid in topics:
             raise DataError(f"{path}:{lineno}: duplicate query id {qid!r}")
         topics[qid] = parts[1].strip()

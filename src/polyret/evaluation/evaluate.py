@@ -6,6 +6,7 @@ bias -> ``Results``. Every number comes from the one run table; nothing is encod
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -13,6 +14,7 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,7 +67,8 @@ class EvalConfig:
         with_context: encode each candidate sentence followed by its paragraph.
         max_seq_length: truncate texts to this many tokens (None: the model's own).
         query_prompt, passage_prompt: prompts prepended to queries / passages (None: the model's own).
-        cache: keep embeddings in the on-disk cache.
+        cache: keep embeddings (and a MIRACL corpus's parsed columns) in the on-disk cache; False reads
+            and writes no cache.
         cache_dir: the cache root (None: ``POLYRET_CACHE_DIR`` or the user cache dir).
         device: the torch device (None: the best available).
         precision: inference precision: "auto" (bf16 on a GPU or a CPU with native bf16, else fp16 on GPU /
@@ -543,12 +546,20 @@ def evaluate(
         raise ConfigError("corpus: give a benchmark id (miracl/<lang>) with a corpus file, not a loaded Benchmark")
 
     if output is not None:  # an unusable output is found now, before any model loads, not after encoding
+        from ..guards import check_outputs_spare_inputs
         from ..paths import check_writable
 
+        check_outputs_spare_inputs(
+            {"--model": cfg.model if isinstance(cfg.model, str) else None, "--corpus": cfg.corpus},
+            {"--output": output},
+            folders=["--output"],
+        )
         check_writable(output)
     t_start = time.perf_counter()
     bench = (
-        load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus)
+        load_benchmark(
+            benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus, corpus_cache=_corpus_cache(cfg)
+        )  # fmt: skip
         if isinstance(benchmark, str)
         else _subset(benchmark, cfg.languages)
     )
@@ -608,6 +619,49 @@ def evaluate(
     )
 
 
+def training_record(spec: str) -> dict | None:
+    """What a model folder trained by polyret records of its training: strategy, nominal alpha, schedule,
+    steps and the share of them that were monolingual (from ``polyret_train.json``, else counted in the
+    folder's ``batches.jsonl``); None for a model polyret did not train.
+
+    Args:
+        spec: the model spec (a folder for a trained model).
+    """
+    from ..training.batchlog import realized_mono_share, step_kinds
+
+    path = Path(spec) / "polyret_train.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        config = data["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    kinds = data.get("step_kinds")
+    if not isinstance(kinds, dict):
+        kinds = step_kinds(Path(spec) / "batches.jsonl")  # a model trained before the share was recorded
+    return {
+        "strategy": config.get("strategy"),
+        "alpha": config.get("alpha"),
+        "alpha_schedule": config.get("alpha_schedule", "draw"),
+        "steps": data.get("global_step"),
+        "step_kinds": kinds,
+        "realized_mono_share": realized_mono_share(kinds),
+    }
+
+
+def _corpus_cache(cfg: EvalConfig):
+    """Where a MIRACL corpus's parsed columns are cached: ``<cache_dir>/corpora``, or nowhere with ``cache=False``
+    (``--no-cache`` means no cache of any kind).
+
+    Args:
+        cfg: the evaluation's config.
+    """
+    if not cfg.cache:
+        return False
+    from ..paths import cache_dir
+
+    return cache_dir(cfg.cache_dir) / "corpora"
+
+
 def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times,
                      precision_reason: str = ""):  # fmt: skip
     """Search, score, and write ``output`` (when given): the part of ``evaluate`` one rank does."""
@@ -625,6 +679,9 @@ def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name
     res.extra["config"] = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "data_dir")}
     res.extra["precision"] = cfg.precision  # resolved: never "auto"
     res.extra["precision_reason"] = precision_reason
+    training = training_record(model_name)
+    if training is not None:  # what the model's training did (the report's realized share of mono steps)
+        res.extra["training"] = training
     if output is not None:
         res.write(output, run=run if keep_run else None)  # completion marker last
     res.run = run if keep_run else None

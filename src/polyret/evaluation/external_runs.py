@@ -457,6 +457,11 @@ def score_runs(
             unknown fusion method or baseline.
     """
     from ..data import load_benchmark
+    from ..guards import check_outputs_spare_inputs
+
+    if output is not None:  # before any run is read: never write over a run or a compared evaluation
+        check_outputs_spare_inputs({"--run": list(runs), "--compare": list(compare)}, {"--output": output},
+                                   folders=["--output"])  # fmt: skip
     from .fusion import FUSION_METHODS
     from .fusion import fuse as fuse_runs
     from .results import is_done

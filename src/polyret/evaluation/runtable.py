@@ -192,6 +192,12 @@ class RunTable:
         docids = self._trec_docids(rows)
         ranks = self.rank[rows].tolist()
         scores = self.score[rows].tolist()
+        for what, values in (("docid", docids), ("query id", qids)):  # never write a line of 7 fields
+            bad = next((v for v in values if len(str(v).split()) != 1), None)
+            if bad is not None:
+                from polyret.data.records import DataError
+
+                raise DataError(f"{path}: {what} {bad!r} contains whitespace; it cannot be written as a TREC run line")
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for qid, docid, rank, score in zip(qids, docids, ranks, scores):
                 fh.write(f"{qid} Q0 {docid} {rank} {score:.9g} {tag}\n")

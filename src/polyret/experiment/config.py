@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..serialize import unique_json_keys, yaml_load_unique
 from ..vocabulary import STRATEGIES, check_languages
 from .inputs import check_model_spec, check_train_source
 
@@ -235,9 +236,9 @@ class ExperimentConfig:
             raise ValueError(f"{path}: not a UTF-8 text file: {exc}") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                data = yaml.safe_load(text) or {}
+                data = yaml_load_unique(text, source=str(path)) or {}
             else:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=unique_json_keys(path))
         except (yaml.YAMLError, json.JSONDecodeError) as exc:  # the file and the position
             raise ValueError(f"{path}: cannot parse experiment config: {exc}") from None
         if not isinstance(data, dict):

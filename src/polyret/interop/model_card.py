@@ -141,6 +141,9 @@ def training_metadata(config: Any, info: dict[str, Any]) -> dict[str, Any]:
         **({"base_model_note": note} if note else {}),
         "strategy": config.strategy,
         "alpha": float(config.alpha) if config.strategy == "hybrid" else None,
+        "alpha_schedule": getattr(config, "alpha_schedule", "draw") if config.strategy == "hybrid" else None,
+        # the share of monolingual steps the run really had (a short draw at alpha .5 can give .15)
+        "realized_mono_share": info.get("realized_mono_share"),
         "training_data": [str(s) for s in config.train],
         "languages": languages,
         "steps": info.get("global_step"),

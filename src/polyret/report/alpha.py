@@ -5,7 +5,9 @@ otherwise (Elmahdy, Lin & Ahmad 2024, arXiv 2408.10536), so the ``mono`` strateg
 ``cross`` is alpha = 0; ``hybrid`` is alpha = 0.5 and ``hybrid-a<x>`` (an experiment's ``alpha_sweep``)
 alpha = x. With three or more of these in a report, two figures are drawn:
 
-* ``alpha_curves``: mono, cross and multi score and max rank distance against alpha, one panel each,
+* ``alpha_curves``: mono, cross and multi score and max rank distance against the REALIZED share of
+  monolingual steps (mean over seeds, the seeds' range as a horizontal bar; each point labelled with its
+  nominal alpha; the nominal alpha where the trainings did not record it), one panel each,
   with each point's 95% interval over seeds and questions (over questions only for one seed, said in
   the title), and the base model as a dashed line;
 * ``alpha_plane``: each alpha a point in the (multi score, mono score) plane, the base model and the
@@ -35,6 +37,24 @@ def system_alpha(name: str) -> float | None:
         return 0.5
     m = _HYBRID_ALPHA.match(name)
     return float(m.group(1)) if m else None
+
+
+def realized_alpha(nominal: float, system: SystemSummary) -> float:
+    """The share of monolingual steps the system's trainings really had (mean over seeds), else ``nominal``.
+
+    Args:
+        nominal: the alpha its name gives.
+        system: its summary (``mono_share`` from the trainings' batch logs).
+    """
+    return system.mono_share_mean if system.mono_share_mean is not None else nominal
+
+
+def _share_range(nominal: float, system: SystemSummary) -> tuple[float, float]:
+    """(below, above) the mean realized share: the seeds' range, as a horizontal error bar."""
+    if not system.mono_share:
+        return 0.0, 0.0
+    values, mean = list(system.mono_share.values()), realized_alpha(nominal, system)
+    return mean - min(values), max(values) - mean
 
 
 def alpha_systems(bench: BenchmarkSummary) -> list[tuple[float, SystemSummary]]:
@@ -88,7 +108,11 @@ def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: 
         return {}
     plt = draw._pyplot()
     base = bench.system(baseline)
-    alphas = np.array([a for a, _ in points])
+    # x is what each system DID: its realized share of monolingual steps (mean over seeds, the seeds' range as
+    # a horizontal bar) where the trainings recorded it, else the nominal alpha
+    alphas = np.array([realized_alpha(a, s) for a, s in points])
+    spread = np.array([_share_range(a, s) for a, s in points]).T
+    realized = any(s.mono_share for _, s in points)
     figs: dict[str, Path] = {}
 
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.4), squeeze=False)
@@ -101,19 +125,23 @@ def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: 
         any_q_only |= any(not v[3] for v in vals)
         err = np.vstack([mean - low, high - mean])
         err = np.where(np.isfinite(err), err, 0.0)
-        ax.errorbar(alphas, mean, yerr=err, marker="o", capsize=3, color="#1f77b4")
-        for a, m, (_, s) in zip(alphas, mean, points):
-            ax.annotate(s.name, (a, m), textcoords="offset points", xytext=(3, 4), fontsize=6)
+        ax.errorbar(alphas, mean, yerr=err, xerr=spread if realized else None, marker="o", capsize=3, color="#1f77b4")
+        for a, m, (nominal, s) in zip(alphas, mean, points):
+            text = f"{s.name} (α {nominal:g})" if realized and abs(a - nominal) > 1e-9 else s.name
+            ax.annotate(text, (a, m), textcoords="offset points", xytext=(3, 4), fontsize=6)
         if base is not None and np.isfinite(base.stats[key].mean):
             ax.axhline(base.stats[key].mean, color="#9a9a9a", linestyle="--", label=baseline)
             ax.legend(fontsize=7, loc="best")
         label = "max rank distance (lower = less bias)" if key == "max_rank_distance" else f"{key} {name}"
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("alpha (share of monolingual batches)")
+        ax.set_xlabel(
+            "realized share of monolingual steps (labels: nominal α)" if realized else "alpha (share of monolingual batches)"
+        )
         ax.set_xlim(-0.05, 1.05)
         ax.grid(alpha=0.3)
     what = "95% CI over questions (one seed: seed noise not covered)" if any_q_only else "95% CI over seeds and questions"
-    fig.suptitle(f"{bench.id}: scores against alpha; error bars = {what}", fontsize=9)
+    against = "the realized share of monolingual steps" if realized else "alpha"
+    fig.suptitle(f"{bench.id}: scores against {against}; error bars = {what}", fontsize=9)
     fig.tight_layout()
     figs["alpha_curves"] = draw.save(fig, fig_dir / f"{slug}_alpha_curves.png")
 
@@ -133,6 +161,8 @@ def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: 
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.35, capsize=2, linewidth=1)
             ax.plot([x], [y], marker="s" if pure else "o", color=color, markersize=7, linestyle="none")
             label = f"{s.name} (α {a:g})" if not s.name.startswith("hybrid-a") else f"α {a:g}"
+            if s.mono_share:
+                label += f", realized {s.mono_share_mean:.2f}"
             up = label_order[i] % 2 == 0  # above and to the right, or below and to the left
             ax.annotate(
                 label,

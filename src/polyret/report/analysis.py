@@ -200,7 +200,7 @@ def _analyse_benchmark(
     systems = []
     for name in _order_systems(list(by_system), baseline):
         group = sorted(by_system[name], key=lambda e: -1 if e.seed is None else e.seed)
-        systems.append(SystemSummary(name, [e.seed for e in group]))
+        systems.append(SystemSummary(name, [e.seed for e in group], mono_share=_mono_shares(group)))
         results[name] = [e.results for e in group]
     all_results = [r for s in systems for r in results[s.name]]
     languages = list(dict.fromkeys(lang for r in all_results for lang in r.languages))
@@ -466,3 +466,14 @@ def _mean_matrix(results: list[Results], measure: str) -> tuple[list[str], np.nd
                     out[i, j] = m[a, b]
         aligned.append(out)
     return langs, _nanmean_stack(aligned)
+
+
+def _mono_shares(group) -> dict[str, float]:
+    """seed -> realized share of monolingual steps, from each evaluation's record of its model's training."""
+    out = {}
+    for e in group:
+        training = e.results.extra.get("training")
+        share = training.get("realized_mono_share") if isinstance(training, dict) else None
+        if isinstance(share, (int, float)) and math.isfinite(share):
+            out[str(e.seed)] = float(share)
+    return out

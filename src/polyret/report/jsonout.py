@@ -35,6 +35,8 @@ def render_json(report: Report) -> dict[str, Any]:
                 "columns": {k: dataclasses.asdict(v) for k, v in s.stats.items()},
                 "ci_over_questions": {k: dataclasses.asdict(v) for k, v in s.ci.items()},
                 "ci_over_seeds_and_questions": {k: dataclasses.asdict(v) for k, v in s.ci_seeds.items()},
+                # what each training did: the share of its optimizer steps that were monolingual
+                "realized_mono_share": {"per_seed": s.mono_share, "mean": s.mono_share_mean},
             }
         out["benchmarks"][b.id] = {
             "languages": b.languages,

@@ -56,9 +56,20 @@ def _seeds_cell(s) -> str:
     return "\u2013" if s.untrained else str(s.n)
 
 
+def _share_cell(s) -> str:
+    """The realized share of monolingual steps: mean over seeds, each seed's in parentheses."""
+    if not s.mono_share:
+        return "\u2013"
+    cell = f"{s.mono_share_mean:.2f}"
+    if len(s.mono_share) > 1:
+        cell += " (" + " / ".join(f"{v:.2f}" for v in s.mono_share.values()) + ")"
+    return cell
+
+
 def _main_table(bench: BenchmarkSummary, baseline: str) -> list[str]:
     multi_seed = any(s.n > 1 for s in bench.systems)
-    header = ["system", "seeds"]
+    shares = any(s.mono_share for s in bench.systems)
+    header = ["system", "seeds"] + (["mono share (realized)"] if shares else [])
     for c in bench.columns:
         label = c.label
         if c.key == "same_language_rate" and math.isfinite(bench.chance):
@@ -67,7 +78,7 @@ def _main_table(bench: BenchmarkSummary, baseline: str) -> list[str]:
     bests = {c.key: _best(bench, c) for c in bench.columns}
     rows = []
     for s in bench.systems:
-        row = [s.name, _seeds_cell(s)]
+        row = [s.name, _seeds_cell(s)] + ([_share_cell(s)] if shares else [])
         for c in bench.columns:
             st = s.stats[c.key]
             cell = _f(st.mean, c.digits)
@@ -90,6 +101,12 @@ def _main_table(bench: BenchmarkSummary, baseline: str) -> list[str]:
     legend = ["", f"Bold: best in the column ({', '.join(crit)})."]
     if multi_seed:
         legend.append("Values are means over training seeds \u00b1 sample std over seeds (column *seeds*).")
+    if shares:
+        legend.append(
+            "*mono share (realized)*: the share of optimizer steps that were monolingual, as each training's batch "
+            "log recorded it (mean over seeds; per seed in parentheses). The name gives the nominal alpha (`hybrid` "
+            ".5, `hybrid-a<x>` x): with `alpha_schedule: draw` a short run's share can be far from it."
+        )
     if bench.system(baseline) is not None:
         legend.append(
             f"In parentheses: difference to `{baseline}`; \u2020 = a difference the significance tests call real "

@@ -148,6 +148,9 @@ class SystemSummary:
         matrix_languages: the languages of ``matrix`` (None when the benchmark has no cross family).
         matrix: query x pool language matrix of the measure, mean over seeds.
         rank_distances: per-query max rank distances of all seeds pooled (finite; None without them).
+        mono_share: seed -> the share of its optimizer steps that were monolingual, as its training's
+            batch log recorded it (results.json ``training``; empty for an untrained model or an evaluation
+            of a model without that record). What the run did; the name says only the nominal alpha.
     """
 
     name: str
@@ -158,6 +161,12 @@ class SystemSummary:
     matrix_languages: list[str] | None = None
     matrix: np.ndarray | None = None
     rank_distances: np.ndarray | None = None
+    mono_share: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mono_share_mean(self) -> float | None:
+        """The realized share of monolingual steps, mean over seeds (None when not recorded)."""
+        return float(np.mean(list(self.mono_share.values()))) if self.mono_share else None
 
     @property
     def n(self) -> int:

@@ -176,6 +176,39 @@ def read_batch_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def step_kinds(path: str | os.PathLike) -> dict[str, int]:
+    """How many optimizer steps of a batch log were of each kind (``mono``, ``cross``, ``mixed``, ``other``):
+    what a run did, whatever its alpha said. A step's micro-batches share one kind; a step whose entries
+    disagree counts as ``other``.
+
+    Args:
+        path: a batch log (``batches.jsonl``); missing: no steps.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    kinds: dict[int, set[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "step" in entry:
+            kinds.setdefault(int(entry["step"]), set()).add(str(entry.get("kind")))
+    counts = Counter(next(iter(k)) if len(k) == 1 else "other" for k in kinds.values())
+    return dict(sorted(counts.items()))
+
+
+def realized_mono_share(kinds: dict[str, int]) -> float | None:
+    """The share of optimizer steps that were monolingual (None without steps).
+
+    Args:
+        kinds: :func:`step_kinds` of a run.
+    """
+    total = sum(kinds.values())
+    return kinds.get("mono", 0) / total if total else None
+
+
 @dataclass
 class BatchAudit:
     """What :func:`audit_batches` found: false negatives per global micro-batch of a training run.
@@ -185,6 +218,7 @@ class BatchAudit:
         world_size: the run's process count.
         global_batches, examples: what was audited.
         repeated_positives, negatives_are_positives, conflicting_batches: false negatives found.
+        negatives_are_own_positive: examples whose hard negative is their own positive's passage.
         deferred: groups the sampler deferred for a conflict (None: not logged).
         missing_ranks: rank logs absent (their batches are not audited).
         problems: the first few offending batches.
@@ -196,6 +230,7 @@ class BatchAudit:
     examples: int = 0
     repeated_positives: int = 0  # examples whose positive identity already appeared in the global batch
     negatives_are_positives: int = 0  # examples whose hard negative is another example's positive
+    negatives_are_own_positive: int = 0  # examples whose hard negative is their own positive (same passage)
     conflicting_batches: int = 0
     deferred: int | None = None  # groups the sampler deferred for a conflict (None: not logged)
     missing_ranks: list[int] = field(default_factory=list)  # rank logs absent: their batches are not audited
@@ -209,7 +244,8 @@ class BatchAudit:
         text = (
             f"{self.global_batches} global batches ({self.examples} examples, world size {self.world_size}): "
             f"{self.conflicting_batches} with false negatives ({self.repeated_positives} repeated positives, "
-            f"{self.negatives_are_positives} hard negatives that are another example's positive)"
+            f"{self.negatives_are_positives} hard negatives that are another example's positive, "
+            f"{self.negatives_are_own_positive} that are their own positive)"
         )
         if self.deferred is not None:
             text += f"; {self.deferred} groups deferred by the sampler"
@@ -224,7 +260,7 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
     The global batch of one micro-step is the entries of that (step, micro-batch) in every rank's log
     (``batches.jsonl``, ``batches.rank{r}.jsonl``), since in-batch negatives are gathered across devices.
     A false negative is an example whose positive's passage identity already occurs in the global batch,
-    or whose hard negative is another example's positive. Identities are ``PairIndex`` codes: a passage
+    or whose hard negative is another example's positive or its own. Identities are ``PairIndex`` codes: a passage
     and its translations share one when the loader knows passage ids (LAReQA, mMARCO); for pairs without
     ids only identical texts in one language are caught.
 
@@ -294,14 +330,22 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
         order = np.sort(pos)
         hits = np.searchsorted(order, neg, side="right") - np.searchsorted(order, neg, side="left")
         bad_neg = int(((neg >= 0) & (hits - (neg == pos[:, None]) > 0)).any(axis=1).sum())
+        own = int(((neg >= 0) & (neg == pos[:, None])).any(axis=1).sum())
         audit.global_batches += 1
         audit.examples += len(pos)
         audit.repeated_positives += repeated
         audit.negatives_are_positives += bad_neg
-        if repeated or bad_neg:
+        audit.negatives_are_own_positive += own
+        if repeated or bad_neg or own:
             audit.conflicting_batches += 1
             if len(audit.problems) < max_problems:
                 audit.problems.append(
-                    {"step": step, "micro_batch": k, "repeated_positives": repeated, "negatives_are_positives": bad_neg}
+                    {
+                        "step": step,
+                        "micro_batch": k,
+                        "repeated_positives": repeated,
+                        "negatives_are_positives": bad_neg,
+                        "negatives_are_own_positive": own,
+                    }
                 )
     return audit

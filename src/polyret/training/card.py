@@ -43,6 +43,27 @@ def _batch_words(config: TrainConfig, info: dict[str, Any]) -> str:
     return f"each of {per_device} pairs per device x {world} device(s){steps}"
 
 
+def _alpha_words(config: TrainConfig, info: dict[str, Any]) -> str:
+    """A hybrid run's nominal alpha, its schedule and the share of monolingual steps it REALLY had.
+
+    Args:
+        config: the run's config (``alpha``, ``alpha_schedule``).
+        info: the run's numbers (``step_kinds``, ``realized_mono_share`` from the batch log).
+    """
+    if config.strategy != "hybrid":
+        return ""
+    schedule = (
+        "exactly round(alpha x steps) monolingual steps, in a seeded order"
+        if config.alpha_schedule == "balanced"
+        else "each step monolingual with probability alpha"
+    )
+    text = f" (alpha = {config.alpha}, schedule {config.alpha_schedule}: {schedule}"
+    share, kinds = info.get("realized_mono_share"), info.get("step_kinds") or {}
+    if share is not None:
+        text += f"; realized: {kinds.get('mono', 0)} of {sum(kinds.values())} steps monolingual = {share:.2f}"
+    return text + ")"
+
+
 def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
     """polyret's section of the model card (markdown).
 
@@ -55,8 +76,7 @@ def model_card(config: TrainConfig, info: dict[str, Any]) -> str:
     lines = [
         "## polyret training",
         "",
-        f"- strategy: **{config.strategy}**"
-        + (f" (alpha = {config.alpha}: probability of a monolingual batch)" if config.strategy == "hybrid" else ""),
+        f"- strategy: **{config.strategy}**" + _alpha_words(config, info),
         f"- base model: `{config.model}`",
         f"- training data: {', '.join(f'`{s}`' for s in config.train)}"
         + (f" (max {config.max_groups} groups per source)" if config.max_groups else "")

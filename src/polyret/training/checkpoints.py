@@ -1,8 +1,10 @@
 """Atomic, resumable trainer checkpoints: how a run's ``checkpoints/`` folder is written, trusted and cleaned.
 
 Each checkpoint is written as ``checkpoints/.tmp-checkpoint-<step>/``, gets its ``.complete.json`` marker
-last and is then renamed to ``checkpoint-<step>``, so resume (:func:`last_checkpoint`) and rotation only
-ever see complete ones; :func:`clean_checkpoints` removes what an interrupted run left. The trainer
+(every file's size and sha256) last and is then renamed to ``checkpoint-<step>``, so resume
+(:func:`last_checkpoint`) and rotation only ever see complete ones, and one whose content changed afterwards
+(a same-size edit of ``trainer_state.json``) is passed over, with a warning naming the file, for the
+previous complete one; :func:`clean_checkpoints` removes what an interrupted run left. The trainer
 subclass (:func:`polyret_trainer_class`) saves this way and records whether each step's loss was finite;
 :func:`divergence_guard` stops a run with :class:`~polyret.training.config.TrainingDiverged` before a
 non-finite step is checkpointed.
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from polyret.integrity import folder_checksums, verify_checksums
 from polyret.paths import COMPLETE_MARKER, is_complete, mark_complete, share_mode
 from polyret.training.config import TrainConfig, TrainingDiverged
 
@@ -59,17 +62,59 @@ def _legacy_checkpoint_ok(folder: Path) -> bool:
         return False
 
 
+_VERIFIED: dict[str, tuple] = {}  # folder -> the stat of its files when their checksums last matched (this process)
+
+
+def _files_stat(folder: Path) -> tuple:
+    return tuple(
+        (p.relative_to(folder).as_posix(), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and (st := p.stat())
+    )
+
+
+def _content_ok(folder: Path) -> bool:
+    """The files of a marked checkpoint match the sha256 its marker records (a checkpoint of a polyret that
+    recorded sizes only: its trainer state parses and names this step). A failure is logged naming the
+    file: resume then falls back to the previous complete checkpoint. Checked once per process while no
+    file's stat changes (the files are read again after any write to them)."""
+    key, stat = str(folder.resolve()), _files_stat(folder)
+    if _VERIFIED.get(key) == stat:
+        return True
+    try:
+        marker = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
+        recorded = marker.get("sha256") if isinstance(marker, dict) else None
+    except (OSError, ValueError):
+        recorded = None
+    if recorded is not None:
+        problem = verify_checksums(folder, recorded)
+    else:  # sizes only: at least the trainer state (what resume reads first) must be this step's
+        problem = None
+        match = _CHECKPOINT_RE.match(folder.name)
+        try:
+            state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+            if not match or int(state.get("global_step", -1)) != int(match.group(1)):
+                problem = f"{folder / 'trainer_state.json'}: global_step {state.get('global_step')!r} is not this step's"
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            problem = f"{folder / 'trainer_state.json'}: unreadable ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        logger.warning("checkpoint %s is not used: %s", folder.name, problem)
+        return False
+    _VERIFIED[key] = stat
+    return True
+
+
 def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
     """True iff ``folder`` is a finished trainer checkpoint: its completion marker lists every file with
-    its size (polyret's checkpoints), or, without a marker and with no marked sibling (a folder of an
-    older polyret), it passes the legacy check above.
+    its size and sha256 and the files match (polyret's checkpoints), or, without a marker and with no
+    marked sibling (a folder of an older polyret), it passes the legacy check above.
 
     Args:
         folder: a ``checkpoint-<step>`` folder.
     """
     folder = Path(folder)
     if (folder / COMPLETE_MARKER).exists():
-        return is_complete(folder)
+        return is_complete(folder) and _content_ok(folder)
     # a run of this polyret marks every checkpoint: a marker-less one beside marked ones lost its marker
     # while being deleted (rotation, or transformers removing non-best checkpoints at the end), not a legacy one
     if any((p / COMPLETE_MARKER).exists() for p in folder.parent.glob("checkpoint-*")):
@@ -199,7 +244,7 @@ def _save_checkpoint_atomically(trainer, trial) -> None:
     trainer.accelerator.wait_for_everyone()  # every rank's files (rng_state_<rank>.pth) are in
     if args.should_save:
         share_mode(staging)
-        mark_complete(staging, step=state.global_step)
+        mark_complete(staging, step=state.global_step, sha256=folder_checksums(staging))  # checked on resume
         if final.exists():  # e.g. a run restarted from an earlier step saves this step again
             _remove_tree(final)
         os.replace(staging, final)

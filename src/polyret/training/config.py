@@ -23,6 +23,7 @@ from polyret.vocabulary import STRATEGIES, check_languages
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BATCH_SCOPES = ("global", "per_device")
 BATCH_ROUNDINGS = ("error", "nearest")
+ALPHA_SCHEDULES = ("draw", "balanced")  # hybrid: each step's type drawn with probability alpha, or exactly alpha x steps
 # Config keys that were renamed: old name -> new name (an old config file fails with the new name).
 RENAMED = {"dev_pairs": "dev_groups"}
 
@@ -63,6 +64,11 @@ class TrainConfig:
             every triple, as the paper trains); only valid with an ``mmarco`` source.
         strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
         alpha: probability of a monolingual batch under ``hybrid``.
+        alpha_schedule: how ``hybrid`` turns alpha into step types: ``draw`` (the paper's: each optimizer
+            step is mono with probability alpha, independently; over a short run the realized share can be
+            far from alpha, e.g. 3 of 20) or ``balanced`` (exactly round(alpha x steps) mono steps, rounded
+            half up, in a seeded shuffled order: the same on every rank and on resume). The realized
+            share is recorded either way (``polyret_train.json`` ``realized_mono_share``, the card).
         batch_size: pairs per optimizer step: the whole step's (``batch_scope="global"``, the paper's 100
             at any world size) or each device's (``batch_scope="per_device"``).
         batch_scope: ``global`` (default) or ``per_device``: what ``batch_size`` counts.
@@ -119,6 +125,7 @@ class TrainConfig:
     max_triples_per_query: int | None = None  # mMARCO: triples kept per query (None: all)
     strategy: str = "hybrid"
     alpha: float = 0.5  # probability of a monolingual batch (hybrid)
+    alpha_schedule: str = "draw"  # hybrid: "draw" each step's type (the paper) | "balanced": exactly round(alpha x steps)
     batch_size: int = 100  # pairs per optimizer step: the whole step's (batch_scope=global) or each device's
     batch_scope: str = "global"  # what batch_size counts: "global" (all devices together) or "per_device"
     batch_rounding: str = "error"  # global batch not divisible by world_size x grad_accum_steps: "error" | "nearest"
@@ -192,6 +199,10 @@ class TrainConfig:
                 need(len(self.languages) >= 2, f"strategy {self.strategy!r} needs at least 2 languages")
         need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         need(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
+        need(
+            self.alpha_schedule in ALPHA_SCHEDULES,
+            f"alpha_schedule must be one of {ALPHA_SCHEDULES}, got {self.alpha_schedule!r}",
+        )
         need(self.batch_size >= 2, f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
         need(self.batch_scope in BATCH_SCOPES, f"batch_scope must be one of {BATCH_SCOPES}, got {self.batch_scope!r}")
         need(
@@ -322,17 +333,22 @@ class TrainConfig:
             path = path / "polyret_train.json"
         import yaml
 
+        from polyret.serialize import unique_json_keys as _unique_json_keys
+        from polyret.serialize import yaml_load_unique
+
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read training config {path}: {error}") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                data = yaml.safe_load(text)
+                data = yaml_load_unique(text, source=str(path))
             else:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=_unique_json_keys(path))
         except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
+        except ValueError as error:  # a duplicate key: the message names the file, line and key
+            raise ConfigError(str(error)) from None
         if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
             # a record polyret wrote (an older version's keys are upgraded, not refused: the run resumes)
             data = upgrade_keys(data["config"])
@@ -422,6 +438,7 @@ RECIPES["paper"] = TrainConfig(
     batch_scope="global",
     batch_rounding="nearest",  # 8 GPUs: 104 (13 per device); 1, 2, 4, 5 GPUs: exactly 100
     alpha=0.5,
+    alpha_schedule="draw",  # the paper's per-step draw; over thousands of steps its share is within ~.01 of alpha
     strategy="hybrid",
     temperature=0.05,
     warmup_ratio=0.1,

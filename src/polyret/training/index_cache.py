@@ -9,8 +9,9 @@ once (local rank 0; the other ranks wait for its completion marker) into::
     <cache>/pairindex/<first source>-<fingerprint>/
         <array>.npy         the PairIndex arrays (PairIndex.ARRAYS), per source its store rows and group codes
         conflicts-<a>.npy   the Conflicts arrays (Conflicts.ARRAYS)
-        meta.json           the index's scalars and the key
-        .complete.json      written last: a folder without it is never read
+        meta.json           the index's scalars and the key (checked before reuse: the provenance)
+        .complete.json      written last, with every file's sha256 (checked before reuse; a folder that
+                            fails is removed with a warning naming the file, and built again)
 
 and every rank maps the files read-only: the pages are shared through the page cache (RssFile, not private
 memory) and a later run of the same views opens them in milliseconds. The fingerprint hashes, per source,
@@ -56,6 +57,10 @@ def index_folder(sources: Sequence[PairSource], negatives, cache_dir: str | os.P
         negatives: the ``PairIndex`` ``negatives`` argument.
         cache_dir: the cache root (default ``polyret.paths.cache_dir()``).
     """
+    return _folder_and_key(sources, negatives, cache_dir)[0]
+
+
+def _folder_and_key(sources: Sequence[PairSource], negatives, cache_dir) -> tuple[Path, dict]:
     key = {
         "version": INDEX_VERSION,
         "negatives": negatives if negatives is None else int(negatives),
@@ -65,16 +70,16 @@ def index_folder(sources: Sequence[PairSource], negatives, cache_dir: str | os.P
     }
     fp = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(sources[0].name).name)[:40] or "index"
-    return default_cache_dir(cache_dir) / INDEX_DIR / f"{slug}-{fp}"
+    return default_cache_dir(cache_dir) / INDEX_DIR / f"{slug}-{fp}", key
 
 
-def _write(index: PairIndex, folder: Path) -> None:
+def _write(index: PairIndex, folder: Path, key: dict) -> None:
     arrays, scalars = index.saved_state()
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", np.ascontiguousarray(array))
     for name, array in Conflicts.of(index).saved_state().items():
         np.save(folder / f"conflicts-{name}.npy", np.ascontiguousarray(array))
-    (folder / META).write_text(json.dumps({"version": INDEX_VERSION, **scalars}), encoding="utf-8")
+    (folder / META).write_text(json.dumps({"version": INDEX_VERSION, **scalars, "key": key}), encoding="utf-8")
 
 
 def _read(folder: Path, sources: Sequence[PairSource]) -> PairIndex:
@@ -103,8 +108,8 @@ def cached_pair_index(
     sources = list(sources)
     if not sources or not all(isinstance(s, PairSource) for s in sources):
         return PairIndex(sources, negatives=negatives)
-    folder = index_folder(sources, negatives, cache_dir)
+    folder, key = _folder_and_key(sources, negatives, cache_dir)
     names = ", ".join(s.name for s in sources)
-    build_once(folder, lambda tmp: _write(PairIndex(sources, negatives=negatives), tmp), name=folder.name,
-               source=f"the training index of {names}")  # fmt: skip
+    build_once(folder, lambda tmp: _write(PairIndex(sources, negatives=negatives), tmp, key), name=folder.name,
+               source=f"the training index of {names}", key=key)  # fmt: skip
     return _read(folder, sources)

@@ -419,6 +419,7 @@ def mine(
     from polyret.data.pairs import load_pairs
     from polyret.encode import EmbeddingCache
     from polyret.encode.stream import resolve_for
+    from polyret.guards import check_outputs_spare_inputs
     from polyret.paths import atomic_write_text, check_writable
     from polyret.paths import cache_dir as resolve_cache_dir
     from polyret.precision import CHOICES
@@ -430,6 +431,10 @@ def mine(
     target = Path(output).expanduser()
     if target.is_dir():
         raise ValueError(f"--output {target} is a folder; name the JSONL file to write")
+    check_outputs_spare_inputs(
+        {"--train": train, "--model": model if isinstance(model, str) else None},
+        {"--output": target, "the stats file of --output": stats_path(target)},
+    )
     check_writable(target.parent, what="the folder of --output")  # now, not after the encoding
     source = load_pairs(train, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed)
     spec = model if isinstance(model, str) else type(model).__name__

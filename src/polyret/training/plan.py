@@ -280,7 +280,7 @@ def resolve_plan(
     batch = resolve_batch(config, world_size)
     try:
         sampler = ParallelBatchSampler(index, batch.per_device, strategy=config.strategy, alpha=config.alpha,
-                                       seed=config.seed, world_size=world_size,
+                                       seed=config.seed, world_size=world_size, alpha_schedule=config.alpha_schedule,
                                        grad_accum_steps=batch.grad_accum_steps, log_size=1)  # fmt: skip
     except ValueError as error:
         hint = (

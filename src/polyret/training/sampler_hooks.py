@@ -41,13 +41,17 @@ class SamplerFactory:
     Args:
         index: the training pairs.
         strategy, alpha, grad_accum_steps, log_size: as for ``ParallelBatchSampler``.
+        alpha_schedule, total_steps: as for ``ParallelBatchSampler``.
         seed: the sampler's seed (None: the trainer's ``args.seed``).
         world_size: devices (None: accelerate's process count).
     """
 
-    def __init__(self, index, strategy, alpha, seed, world_size, grad_accum_steps, log_size) -> None:
+    def __init__(
+        self, index, strategy, alpha, seed, world_size, grad_accum_steps, log_size, alpha_schedule="draw", total_steps=None
+    ) -> None:
         self.index = index
-        self.kwargs = dict(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps, log_size=log_size)
+        self.kwargs = dict(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps, log_size=log_size,
+                           alpha_schedule=alpha_schedule, total_steps=total_steps)  # fmt: skip
         self.seed = seed
         self.world_size = world_size
         self.last = None  # the ParallelBatchSampler built last
@@ -55,7 +59,8 @@ class SamplerFactory:
 
         # Validate now, so a bad strategy/alpha fails when the arguments are built, not inside the trainer
         # (the argument checks only: building a sampler here would sort the index's arrays once more).
-        ParallelBatchSampler.check_arguments(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps)
+        ParallelBatchSampler.check_arguments(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps,
+                                             alpha_schedule=alpha_schedule, total_steps=total_steps)  # fmt: skip
 
     def __call__(
         self,

@@ -13,7 +13,9 @@ mono       one language L for queries and passages; L uniform per micro-step amo
            languages that have enough groups and distinct passages (X-X-mono)
 cross      per example, query language != passage language, both drawn uniformly from the group's
            languages (X-Y); groups with one language are never used
-hybrid     per optimizer step: a mono step with probability ``alpha``, else a cross step
+hybrid     per optimizer step: a mono step with probability ``alpha``, else a cross step (``alpha_schedule=
+           "draw"``, the paper's); or exactly round(alpha x steps) mono steps in a seeded shuffled order
+           (``"balanced"``: a short run's share is alpha, not a noisy draw of it)
 mixed      per example, query language == passage language, drawn uniformly per example (LAReQA X-X)
 =========  ==========================================================================================
 
@@ -67,6 +69,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch.utils.data import BatchSampler
 
+from polyret.training.config import ALPHA_SCHEDULES
 from polyret.training.conflicts import Conflicts, SourcePool
 from polyret.training.pairs_dataset import PairIndex
 from polyret.training.sampler_hooks import SamplerEpochCallback, SamplerFactory
@@ -142,6 +145,11 @@ class ParallelBatchSampler(BatchSampler):
         batch_size: examples per batch, per device.
         strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
         alpha: probability of a monolingual step under ``hybrid``.
+        alpha_schedule: ``draw`` (each step mono with probability alpha) or ``balanced`` (exactly
+            round(alpha x total_steps) mono steps, rounded half up, at seeded shuffled positions of the run;
+            without ``total_steps``, of each epoch). A source that can only form mono batches still makes
+            its steps mono under either (the realized share is in the batch log and the card).
+        total_steps: the optimizer steps of the run (``balanced`` spreads its mono steps over them).
         seed: the seed every decision derives from (non-negative).
         world_size: devices sharing one global batch per micro-step.
         grad_accum_steps: micro-steps per optimizer step (all of one type and source).
@@ -156,6 +164,8 @@ class ParallelBatchSampler(BatchSampler):
         *,
         strategy: str = "hybrid",
         alpha: float = 0.5,
+        alpha_schedule: str = "draw",
+        total_steps: int | None = None,
         seed: int = 0,
         world_size: int = 1,
         grad_accum_steps: int = 1,
@@ -163,11 +173,15 @@ class ParallelBatchSampler(BatchSampler):
         log_size: int = 100_000,
     ) -> None:
         self.check_arguments(strategy=strategy, alpha=alpha, batch_size=batch_size, world_size=world_size,
-                             grad_accum_steps=grad_accum_steps, rank=rank, seed=seed)  # fmt: skip
+                             grad_accum_steps=grad_accum_steps, rank=rank, seed=seed,
+                             alpha_schedule=alpha_schedule, total_steps=total_steps)  # fmt: skip
         super().__init__(range(0), batch_size=int(batch_size), drop_last=True)
         self.index = index
         self.strategy = strategy
         self.alpha = float(alpha)
+        self.alpha_schedule = alpha_schedule
+        self.total_steps = None if total_steps is None else int(total_steps)
+        self._balanced_run: np.ndarray | None = None
         self.seed = int(seed)
         self.world_size = int(world_size)
         self.grad_accum_steps = int(grad_accum_steps)
@@ -191,16 +205,23 @@ class ParallelBatchSampler(BatchSampler):
         grad_accum_steps: int = 1,
         rank: int | None = None,
         seed: int = 0,
+        alpha_schedule: str = "draw",
+        total_steps: int | None = None,
     ) -> None:
         """ValueError for an argument no data can make work (the checks that read no arrays).
 
         Args:
             strategy, alpha, batch_size, world_size, grad_accum_steps, rank, seed: as for the sampler.
+            alpha_schedule, total_steps: as for the sampler.
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
         if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) <= 1.0):
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        if alpha_schedule not in ALPHA_SCHEDULES:
+            raise ValueError(f"unknown alpha_schedule {alpha_schedule!r}; expected one of {ALPHA_SCHEDULES}")
+        if total_steps is not None and (not isinstance(total_steps, (int, np.integer)) or total_steps < 1):
+            raise ValueError(f"total_steps must be a positive integer or None, got {total_steps!r}")
         sizes = (("batch_size", batch_size), ("world_size", world_size), ("grad_accum_steps", grad_accum_steps))
         for name, value in sizes:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -307,11 +328,38 @@ class ParallelBatchSampler(BatchSampler):
         sources = np.repeat(np.arange(len(self.index.sources)), self.blocks_per_source)
         sources = sources[self._rng(epoch, 1).permutation(len(sources))]
         if self.strategy == "hybrid":
-            mono = self._rng(epoch, 2).random(len(sources)) < self.alpha
+            if self.alpha_schedule == "balanced":
+                mono = self._balanced(epoch, len(sources))
+            else:
+                mono = self._rng(epoch, 2).random(len(sources)) < self.alpha
             mono |= ~np.asarray(self._can_cross)[sources]
         else:
             mono = np.full(len(sources), self.strategy == "mono")
         return sources, mono
+
+    def _balanced_flags(self, n: int, *key: int) -> np.ndarray:
+        """``n`` step flags, exactly floor(alpha x n + 0.5) of them True, at seeded shuffled positions."""
+        flags = np.zeros(n, dtype=bool)
+        order = np.random.default_rng(np.random.SeedSequence([self.seed, 5, *key])).permutation(n)
+        flags[order[: mono_steps(self.alpha, n)]] = True
+        return flags
+
+    def _balanced(self, epoch: int, n: int) -> np.ndarray:
+        """The mono flags of ``epoch``'s ``n`` steps under the balanced schedule: the run's flags (a function of
+        seed, alpha and total_steps only, so every rank and every resume sees them) at the epoch's global
+        steps; steps past ``total_steps`` (or every step without it) balanced within their epoch."""
+        if self.total_steps is None:
+            return self._balanced_flags(n, epoch)
+        if self._balanced_run is None:
+            self._balanced_run = self._balanced_flags(self.total_steps)
+        run = self._balanced_run
+        steps = epoch * n + np.arange(n)
+        inside = steps < len(run)
+        if inside.all():
+            return run[steps]
+        out = self._balanced_flags(n, epoch)
+        out[inside] = run[steps[inside]]
+        return out
 
     def _generate(self, epoch: int) -> Iterator[tuple[BatchInfo, list[int]]]:
         """The whole global stream of ``epoch`` with the decision behind each batch."""
@@ -391,6 +439,9 @@ class ParallelBatchSampler(BatchSampler):
         cfg = {
             "strategy": self.strategy,
             "alpha": self.alpha,
+            **(
+                {"alpha_schedule": self.alpha_schedule, "total_steps": self.total_steps} if self.alpha_schedule != "draw" else {}
+            ),  # fmt: skip
             "seed": self.seed,
             "batch_size": self.batch_size,
             "world_size": self.world_size,
@@ -468,9 +519,12 @@ class ParallelBatchSampler(BatchSampler):
         world_size: int | None = None,
         grad_accum_steps: int = 1,
         log_size: int = 100_000,
+        alpha_schedule: str = "draw",
+        total_steps: int | None = None,
     ) -> SamplerFactory:
         """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)`` (see module doc)."""
-        return SamplerFactory(index, strategy, alpha, seed, world_size, grad_accum_steps, log_size)
+        return SamplerFactory(index, strategy, alpha, seed, world_size, grad_accum_steps, log_size,
+                              alpha_schedule=alpha_schedule, total_steps=total_steps)  # fmt: skip
 
     @staticmethod
     def find(obj) -> ParallelBatchSampler | None:
@@ -490,6 +544,16 @@ class ParallelBatchSampler(BatchSampler):
                 except Exception:  # noqa: BLE001 - some wrappers raise on missing attributes
                     continue
         return None
+
+
+def mono_steps(alpha: float, steps: int) -> int:
+    """The mono steps of a balanced hybrid schedule over ``steps`` steps: alpha x steps rounded half up.
+
+    Args:
+        alpha: the share of monolingual steps.
+        steps: the optimizer steps.
+    """
+    return int(np.floor(alpha * steps + 0.5))
 
 
 def batch_sampler_cost(sampler: ParallelBatchSampler, epochs: int = 1) -> float:
@@ -516,4 +580,5 @@ __all__ = [
     "SamplerEpochCallback",
     "SamplerFactory",
     "batch_sampler_cost",
+    "mono_steps",
 ]

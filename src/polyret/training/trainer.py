@@ -37,9 +37,16 @@ from pathlib import Path
 
 import torch
 
+from polyret.guards import check_outputs_spare_inputs
 from polyret.paths import atomic_write_text, check_writable
 from polyret.precision import Resolved, resolve
-from polyret.training.batchlog import BatchRecorder, batch_log_callback, batch_log_path
+from polyret.training.batchlog import (
+    BatchRecorder,
+    batch_log_callback,
+    batch_log_path,
+    realized_mono_share,
+    step_kinds,
+)
 from polyret.training.card import MODEL_DIR, RUN_CONFIG, write_final_model
 from polyret.training.checkpoints import (
     CHECKPOINT_DIR,
@@ -74,8 +81,8 @@ __all__ = [
 
 # Keys that decide which batches a run sees: a resumed run must agree on them.
 _RESUME_KEYS = ("model", "train", "languages", "data_dir", "max_groups", "max_triples_per_query", "strategy", "alpha",
-                "batch_size", "batch_scope", "batch_rounding", "grad_accum_steps", "seed", "hard_negatives", "negatives",
-                "dev_groups", "lora_r", "lora_target_modules")  # fmt: skip
+                "alpha_schedule", "batch_size", "batch_scope", "batch_rounding", "grad_accum_steps", "seed",
+                "hard_negatives", "negatives", "dev_groups", "lora_r", "lora_target_modules")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -241,6 +248,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
     output_dir = Path(config.output_dir)
+    check_outputs_spare_inputs({"train": config.train, "model": config.model}, {"output_dir": output_dir}, folders=["output_dir"])
     world_size = launch_world_size()
     if config.dev is not None and evaluator is None:
         evaluator = build_dev_evaluator(config)
@@ -301,7 +309,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
 
     sampler_factory = ParallelBatchSampler.factory(index, strategy=config.strategy, alpha=config.alpha,
                                                   seed=config.seed, world_size=world_size,
-                                                  grad_accum_steps=batch.grad_accum_steps)  # fmt: skip
+                                                  grad_accum_steps=batch.grad_accum_steps,
+                                                  alpha_schedule=config.alpha_schedule,
+                                                  total_steps=plan.total_steps)  # fmt: skip
     recorder = BatchRecorder(index, sampler_factory)  # the batch log: what the trainer's sampler yielded per step
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir / CHECKPOINT_DIR),
@@ -403,6 +413,10 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
             "train_seconds": round(time.time() - started, 2),
             "resumed_from": resume_from.name if resume_from else None,
         }
+        # what the run did, not only what alpha asked for: a 20-step draw at alpha .5 can be 3 mono steps
+        kinds = step_kinds(batch_log_path(output_dir, 0))
+        info["step_kinds"] = kinds
+        info["realized_mono_share"] = realized_mono_share(kinds)
         write_final_model(trainer.model, target, config, info, batch_log_path(output_dir, 0))
     trainer.accelerator.wait_for_everyone()
     return target
