@@ -12,6 +12,7 @@ declarations with their help texts; every command's options, checks and printing
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
@@ -50,6 +51,21 @@ def _user_message(exc: BaseException) -> str | None:
     return None
 
 
+def _continue_hint(ctx) -> str:
+    """How to continue an interrupted command: ``polyret train`` resumes with ``--resume`` (a fresh run into
+    a folder with checkpoints is refused); the other commands reuse finished work when run again."""
+    args = list(getattr(ctx, "protected_args", []) or []) + list(ctx.args or [])
+    if not args and len(sys.argv) > 1:
+        args = sys.argv[1:]
+    if "train" in args[:2] or (args and args[0] == "--debug" and "train" in args[:3]):
+        out = next((a.split("=", 1)[1] for a in args if a.startswith("--output=")), None)
+        if out is None and "--output" in args and args.index("--output") + 1 < len(args):
+            out = args[args.index("--output") + 1]
+        where = f"--output {out}" if out else "--output <the same folder>"
+        return f"continue the run with: polyret train {where} --resume (its saved config is reused; checkpoints are kept)"
+    return "run the same command again to continue (finished steps are kept)"
+
+
 class PolyretGroup(TyperGroup):
     """The one error path of every ``polyret`` command (see the module docstring)."""
 
@@ -62,7 +78,7 @@ class PolyretGroup(TyperGroup):
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()
-            typer.echo("error: interrupted; run the same command again to continue (finished steps are kept)", err=True)
+            typer.echo(f"error: interrupted; {_continue_hint(ctx)}", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
             if debug:
@@ -264,6 +280,7 @@ def evaluate(
         output=output,
         encode_options=encode_options,
         corpus=corpus,
+        device=device,
     )
     res = run_evaluate(
         model,
@@ -308,6 +325,7 @@ def check_evaluate_options(
     output: Path | None = None,
     encode_options: dict | None = None,
     corpus: Path | None = None,
+    device: str | None = None,
 ) -> None:
     """Check every ``evaluate`` option before a model loads or a text is encoded.
 
@@ -320,6 +338,7 @@ def check_evaluate_options(
         encode_options: precision, store_dtype, store_threshold, devices, max_tokens
             (:func:`polyret.evaluation.evaluate.check_encode_options`; None: the defaults).
         corpus: a corpus file for a ``miracl/<lang>`` benchmark (must exist).
+        device: a torch device this machine has (None: the best available).
 
     Raises:
         ValueError (DataError, ModelError) naming the option and the value.
@@ -353,6 +372,9 @@ def check_evaluate_options(
             raise ValueError(f"--corpus is for MIRACL-format benchmarks (miracl/<lang>), not {benchmark}")
         if not corpus.is_file():
             raise ValueError(f"--corpus: no corpus file at {corpus}")
+    from .models import check_device
+
+    check_device(device, option="--device")
     check_model_spec(model)
     if output is not None:
         check_writable(output)
@@ -377,7 +399,12 @@ def train(
     ),
     seed: int | None = typer.Option(None),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
-    resume: bool = typer.Option(False, help="Continue from the last checkpoint in --output."),
+    resume: bool = typer.Option(
+        False, help="Continue the run in --output from its last checkpoint, with its saved config (options may be left out)."
+    ),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints", help="Keep checkpoints/ (optimizer states) after the final model is complete."
+    ),
     dev: str | None = typer.Option(
         None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."
     ),
@@ -393,10 +420,16 @@ def train(
     from .training import train as run_train
     from .training.config import ConfigError, TrainConfig, parse_overrides
 
+    saved = _saved_run_config(output) if resume else None
     if config is not None:
         cfg = TrainConfig.from_file(config)
         if recipe:
             raise ConfigError("give --config or --recipe, not both")
+    elif saved is not None:
+        cfg = saved  # --resume: the saved run is the base; options given must agree with it
+        if recipe and recipe != saved.recipe:
+            raise ConfigError(f"--recipe {recipe}: the run in {output} was started with recipe {saved.recipe}; "
+                              "leave --recipe out to resume it")  # fmt: skip
     else:
         cfg = TrainConfig.from_recipe(recipe) if recipe else TrainConfig()
     overrides = {
@@ -418,10 +451,14 @@ def train(
     }
     if resume:
         overrides["resume"] = True
+    if keep_checkpoints:
+        overrides["keep_checkpoints"] = True
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     # one set of overrides (options, then --set), validated once: `--dev X --set save_steps=1` is fine
     overrides.update(parse_overrides(list(set_ or [])))
     cfg = cfg.replace(**overrides)
+    if saved is not None:
+        _check_same_run(saved, cfg, output)
     _check_plan_world_size(world_size, dry_run, ConfigError)
     if dry_run:
         from .training.plan import dry_run as plan_run
@@ -433,6 +470,48 @@ def train(
     path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
     _say("trained model written to ", (str(path), "bold"))
     _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
+
+
+# TrainConfig fields a resumed run may change: how it runs, not what it trains
+_RESUME_MAY_CHANGE = ("resume", "keep_checkpoints", "logging_steps", "dataloader_num_workers", "output_dir", "data_dir")
+
+
+def _saved_run_config(output: Path | None):
+    """The config ``polyret train`` saved in ``output`` (``polyret_train.json``), or None when there is none.
+
+    Args:
+        output: the ``--output`` folder of a ``--resume``.
+    """
+    from .training.card import RUN_CONFIG
+    from .training.config import ConfigError, TrainConfig
+
+    if output is None:
+        raise ConfigError("--resume needs --output: the folder of the run to continue")
+    if not (output / RUN_CONFIG).is_file():
+        return None  # nothing saved yet: resume starts from the options given (the trainer warns)
+    return TrainConfig.from_file(output / RUN_CONFIG)
+
+
+def _check_same_run(saved, cfg, output: Path) -> None:
+    """Refuse a ``--resume`` whose options change what the saved run trains, naming each option.
+
+    Args:
+        saved: the config saved in ``output``.
+        cfg: the config the options give.
+        output: the run's folder (named in the message).
+    """
+    from .training.config import ConfigError
+
+    differ = [
+        f"{f.name}: {getattr(saved, f.name)!r} -> {getattr(cfg, f.name)!r}"
+        for f in dataclasses.fields(saved)
+        if f.name not in _RESUME_MAY_CHANGE and getattr(saved, f.name) != getattr(cfg, f.name)
+    ]
+    if differ:
+        raise ConfigError(
+            f"cannot resume {output}: an option differs from the saved run ({'; '.join(differ)}); leave it out "
+            "to continue the run as it was started, or use a new --output"
+        )
 
 
 def _train_overrides(recipe: str, pairs: list[str]) -> dict:
@@ -469,6 +548,9 @@ def experiment(
     world_size: int | None = typer.Option(
         None, "--world-size", help="With --dry-run: plan for this many processes (simulated; default: the launcher's)."
     ),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints", help="Keep each training's checkpoints/ (optimizer states) after its model is complete."
+    ),
 ) -> None:
     """Train each strategy, evaluate the base and every trained model, and write one report.
 
@@ -503,6 +585,8 @@ def experiment(
         overrides["languages"] = tuple(_split(languages) or ())
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
+    if keep_checkpoints:
+        overrides["keep_checkpoints"] = True
     if set_:
         overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
     cfg = cfg.replace(**overrides)

@@ -112,6 +112,9 @@ class EvalConfig:
             devices=self.devices,
             max_tokens=self.max_tokens,
         )
+        from polyret.models import check_device
+
+        check_device(self.device, option="invalid evaluation config: device")
 
 
 _DEVICE = re.compile(r"^[a-z][a-z0-9_]*(:[0-9]+)?$")
@@ -143,6 +146,10 @@ def check_encode_options(*, precision, store_dtype, store_threshold, devices, ma
         bad = [d for d in devices if not isinstance(d, str) or not _DEVICE.match(d)]
         if bad:
             raise ConfigError(f"{name('devices')}: {bad[0]!r} is not a device name (cpu, cuda, cuda:1, mps ...)")
+        from polyret.models import check_device
+
+        for d in devices:  # before any worker starts or the model loads
+            check_device(d, option=name("devices"))
         if distributed.launched():  # every rank would start a pool over every device
             raise ConfigError(
                 f"{name('devices')}: a device pool is for one process without a launcher; under torchrun or "

@@ -287,6 +287,13 @@ def resolve_plan(
         ) from None
     steps = sampler.steps_per_epoch
     total = config.max_steps if config.max_steps is not None else max(1, math.ceil(config.epochs * steps))
+    try:
+        drawn = draw_batches(sampler, total)
+    except ValueError as error:
+        raise ConfigError(
+            f"at world size {world_size} (global batch {batch.global_batch} = {batch.per_device} per device), "
+            f"a batch of the run cannot be formed: {error}"
+        ) from None
     eval_steps, save_steps, warnings = _schedule(config, total)
     sources = tuple(
         SourcePlan(
@@ -298,6 +305,8 @@ def resolve_plan(
         )  # fmt: skip
         for s, (name, blocks) in enumerate(zip(index.sources, sampler.blocks_per_source))
     )
+    if drawn < total:
+        warnings.append(f"batches drawn ahead to check they can be formed: the first {drawn} of {total} steps")
     for name in sampler.mono_only_sources:
         warnings.append(f"source {name!r} can only form monolingual batches at this batch size: its hybrid steps are all mono")
     if batch.rounded:
@@ -320,6 +329,39 @@ def resolve_plan(
         memory=memory,
         warnings=tuple(warnings),
     )
+
+
+# optimizer steps whose batches the plan draws ahead (the run's and the dry run's check alike); beyond it a
+# batch that cannot be formed still stops the run when it comes (mMARCO-size runs have ~400k steps)
+DRAW_AHEAD_STEPS = 5000
+
+
+def draw_batches(sampler, total: int, limit: int = DRAW_AHEAD_STEPS) -> int:
+    """Draw the batches of the run's first ``min(total, limit)`` optimizer steps from ``sampler`` without
+    training, as the trainer will (same seed, epochs and conflict rules), so a batch that cannot be formed
+    (too few distinct passages once hard negatives may not be another example's positive) stops the plan,
+    before a model loads, instead of the run at that step. Returns the steps drawn.
+
+    Args:
+        sampler: the run's :class:`~polyret.training.samplers.ParallelBatchSampler`.
+        total: the run's optimizer steps.
+        limit: the most steps drawn.
+
+    Raises:
+        ValueError: the sampler's message for the batch that cannot be formed.
+    """
+    want = min(total, limit)
+    if sampler.steps_per_epoch <= 0:
+        return 0
+    drawn, epoch = 0, 0
+    while drawn < want:
+        remaining = want - drawn
+        for info, _ in sampler._generate(epoch):
+            if info.step >= remaining:
+                break
+        drawn += min(remaining, sampler.steps_per_epoch)
+        epoch += 1
+    return drawn
 
 
 def dev_per_device(config: TrainConfig, batch: BatchPlan, dev_groups: int) -> int:

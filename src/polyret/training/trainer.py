@@ -47,6 +47,7 @@ from polyret.training.checkpoints import (
     divergence_guard,
     last_checkpoint,
     polyret_trainer_class,
+    remove_checkpoints,
 )
 from polyret.training.config import ConfigError, TrainConfig, TrainingDiverged
 from polyret.training.dev import (
@@ -209,6 +210,18 @@ def _check_resume(config: TrainConfig, output_dir: Path, world_size: int) -> Non
         )
 
 
+def _finished_step(model_dir: Path) -> int | None:
+    """The global step of a complete final model folder (its completion marker matches), else None."""
+    from polyret.paths import is_complete
+
+    if not is_complete(model_dir):
+        return None
+    try:
+        return int(json.loads((model_dir / RUN_CONFIG).read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # ------------------------------------------------------------------------------------------ train
 def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
     """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
@@ -250,6 +263,17 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     if config.resume:
         _check_resume(config, output_dir, world_size)
         resume_from = last_checkpoint(output_dir)
+        finished = _finished_step(output_dir / MODEL_DIR)
+        if resume_from is None and finished is not None:
+            # the run finished and its checkpoints were removed (keep_checkpoints=false): nothing to resume
+            if config.max_steps is None or config.max_steps == finished:
+                logger.warning("resume: %s is already finished (step %d); nothing to do", output_dir / MODEL_DIR, finished)
+                return output_dir / MODEL_DIR
+            raise ConfigError(
+                f"cannot resume {output_dir}: its model is finished at step {finished} and its checkpoints were "
+                f"removed (keep_checkpoints=true keeps them); to train further, start a new run from it: "
+                f"--model {output_dir / MODEL_DIR} --output <new folder>"
+            )
         if resume_from is None:
             logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
     elif (found := last_checkpoint(output_dir)) is not None:
@@ -404,4 +428,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         }
         write_final_model(trainer.model, target, config, info, batch_log_path(output_dir, 0))
     trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero() and not config.keep_checkpoints:
+        # the final model is complete (its marker is written): the optimizer states only served resuming
+        freed = remove_checkpoints(output_dir)
+        if freed:
+            logger.info("removed %s (%.0f MB; keep_checkpoints=true keeps it)", output_dir / CHECKPOINT_DIR, freed / 1e6)
     return target
