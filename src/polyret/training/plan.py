@@ -25,12 +25,13 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from polyret.training.config import ConfigError, TrainConfig
 
-__all__ = ["BatchPlan", "TrainPlan", "dry_run", "launch_world_size", "resolve_batch", "resolve_plan"]
+__all__ = ["BatchPlan", "TrainPlan", "dry_run", "estimate_plan", "launch_world_size", "resolve_batch", "resolve_plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -437,7 +438,6 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
         ConfigError / DataError: what a real run would stop with at start-up.
     """
     from polyret.training.index_cache import cached_pair_index
-    from polyret.training.memory import estimate_memory, lora_parameters, model_shape
     from polyret.training.trainer import _load_sources, resolve_precision
 
     world_size = world_size or launch_world_size()
@@ -455,6 +455,66 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     index = cached_pair_index(train_sources, negatives=config.num_negatives)
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
                         precision=precision, find_unused_parameters=config.ddp_find_unused_parameters)  # fmt: skip
+    return _with_memory(plan, config, index.num_negatives)
+
+
+def estimate_plan(
+    config: TrainConfig, sources: Sequence[tuple[str, int, tuple[str, ...]]], *, world_size: int | None = None
+) -> TrainPlan:
+    """The plan of ``config`` from source sizes alone (a source not on disk: the registry's recorded size),
+    without reading or downloading data: batch, steps (each source's groups / the global micro-batch, as
+    the sampler deals them when every group fits a batch), schedule and memory. The sampler's own checks
+    run when the data is there (:func:`dry_run`).
+
+    Args:
+        config: the run's config.
+        sources: per source its name, parallel groups and languages.
+        world_size: devices to plan for (None: the launcher's, else 1).
+    """
+    from polyret.training.trainer import resolve_precision
+
+    world_size = world_size or launch_world_size()
+    try:
+        precision = resolve_precision(config.precision)
+    except ConfigError:
+        precision = f"{config.precision} (needs a CUDA device)"
+    if config.precision == "auto" and precision == "fp32":
+        precision = "auto: fp32 on this machine (no GPU); on a GPU bf16, or fp16 where it has no bf16"
+    batch = resolve_batch(config, world_size)
+    total_groups = sum(g for _, g, _ in sources) or 1
+    dev = config.dev_groups if config.dev_groups and config.dev_groups < total_groups else 0
+    plans = []
+    for name, groups, langs in sources:
+        train_groups = groups - round(dev * groups / total_groups)
+        steps = train_groups // (batch.micro_batch * batch.grad_accum_steps)
+        plans.append(SourcePlan(name, train_groups, train_groups * len(langs), tuple(langs), steps))
+    steps = sum(p.steps_per_epoch for p in plans)
+    if steps < 1:
+        raise ConfigError(f"the training sources ({total_groups} groups) cannot fill one batch of {batch.global_batch}")
+    total = config.max_steps if config.max_steps is not None else max(1, math.ceil(config.epochs * steps))
+    eval_steps, save_steps, warnings = _schedule(config, total)
+    plan = TrainPlan(
+        batch=batch,
+        sources=tuple(plans),
+        dev_groups=dev,
+        dev_per_device=dev_per_device(config, batch, dev),
+        steps_per_epoch=steps,
+        total_steps=total,
+        warmup_steps=math.ceil(config.warmup_ratio * total),
+        eval_steps=eval_steps,
+        save_steps=save_steps,
+        precision=precision,
+        find_unused_parameters=config.ddp_find_unused_parameters,
+        warnings=(*warnings, "sizes from recorded metadata, not counted from the data: steps are estimates"),
+    )
+    return _with_memory(plan, config, config.num_negatives)
+
+
+def _with_memory(plan: TrainPlan, config: TrainConfig, negatives: int) -> TrainPlan:
+    """``plan`` with the per-device memory estimate of ``config``'s model (unchanged when its shape is unknown)."""
+    from polyret.training.memory import estimate_memory, lora_parameters, model_shape
+
+    precision = plan.precision
     shape = model_shape(config.model)
     if shape is None:
         return plan
@@ -467,7 +527,7 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     memory = estimate_memory(
         shape,
         per_device_batch=plan.batch.per_device,
-        columns=2 + index.num_negatives,
+        columns=2 + negatives,
         seq_length=seq,
         precision="bf16" if "bf16" in precision or precision.startswith("auto") else precision.split()[0],
         cached_loss=config.cached_loss,
