@@ -30,7 +30,7 @@ try:  # typer >= 0.24 vendors click; its exceptions are the ones the commands ra
 except ImportError:  # pragma: no cover - older typer on the real click
     from click import exceptions as cx
 
-console = Console(width=None if sys.stdout.isatty() else 140)
+console = Console(width=None if sys.stdout.isatty() else 80)  # a log reads at 80 columns too
 
 
 def _debug_from_env() -> bool:
@@ -144,6 +144,10 @@ def _root(
     ),
 ) -> None:
     """Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval)."""
+    if not (debug or _debug_from_env()):
+        from .progress import quiet_third_party
+
+        quiet_third_party()  # polyret reports progress itself; --debug keeps the libraries' own output
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -161,17 +165,45 @@ def _say(*parts) -> None:
     console.print(Text.assemble(*parts), soft_wrap=True)
 
 
-def results_table(res, title: str | None = None) -> Table:
-    """Family x measure table, then language bias; the same view ``experiment`` prints per model."""
+def results_table(res, title: str | None = None, measures: list[str] | None = None) -> Table:
+    """Family x measure table (``measures``: a subset of ``res.measures``, default all); the same view
+    ``experiment`` prints per model."""
     table = Table(title=Text(title or f"{res.model} on {res.benchmark}"), title_justify="left")
-    table.add_column(Text("setting family"))
+    table.add_column(Text("family"))
     table.add_column(Text("settings"), justify="right")
-    for m in res.measures:
-        table.add_column(Text(m), justify="right")
+    measures = list(res.measures) if measures is None else measures
+    for m in measures:
+        table.add_column(Text(m), justify="right", no_wrap=True)
     for family in res.families():
         n = sum(1 for name in res.per_setting if name.startswith(family + ":"))
-        table.add_row(Text(family), str(n), *(f"{res.macro[family].get(m, float('nan')):.4f}" for m in res.measures))
+        table.add_row(Text(family), str(n), *(f"{res.macro[family].get(m, float('nan')):.4f}" for m in measures))
     return table
+
+
+def _fit(fixed: int, columns: list[str], width: int, cell: int = 6) -> list[list[str]]:
+    """``columns`` in consecutive groups whose table fits ``width`` characters beside ``fixed`` characters of
+    leading columns (each column: its header or a ``cell``-wide number, plus 3 of padding and border)."""
+    groups: list[list[str]] = [[]]
+    used = fixed
+    for name in columns:
+        need = max(len(name), cell) + 3
+        if groups[-1] and used + need > width:
+            groups.append([])
+            used = fixed
+        groups[-1].append(name)
+        used += need
+    return groups
+
+
+def results_tables(res, title: str | None = None, width: int | None = None) -> list[Table]:
+    """:func:`results_table` split by measures into tables that each fit ``width`` columns (default: the
+    console's, at most 80 when it is not a terminal): stacked, never truncated."""
+    width = width or console.width
+    groups = _fit(len("family") + 3 + len("settings") + 3 + 1, list(res.measures), width)
+    tables = [results_table(res, title, g) for g in groups]
+    for table in tables[1:]:
+        table.title = None  # the continuation of the first table
+    return tables
 
 
 def language_table(res, measure: str = "map") -> Table:
@@ -179,9 +211,9 @@ def language_table(res, measure: str = "map") -> Table:
     table.add_column(Text("lang"))
     fams = res.families()
     for f in fams:
-        table.add_column(Text(f if f != "cross" else "cross (mean over pools)"), justify="right")
+        table.add_column(Text(f if f != "cross" else "cross (mean of pools)"), justify="right", no_wrap=True)
     if "multi" in fams and res.bias.get("per_language"):
-        table.add_column("max rank distance", justify="right")
+        table.add_column("max rank dist.", justify="right", no_wrap=True)
     from .evaluation.settings import split_setting
 
     for lang in res.languages:
@@ -197,7 +229,8 @@ def language_table(res, measure: str = "map") -> Table:
 
 
 def print_results(res) -> None:
-    console.print(results_table(res))
+    for table in results_tables(res):
+        console.print(table)
     if len(res.languages) > 1:
         console.print(language_table(res))
     if res.bias:
@@ -310,6 +343,9 @@ def evaluate(
             n = res.run.to_trec_run(output / "run.trec", include_unretrieved=True)  # true ranks: `polyret score` reproduces
             _say((f"wrote {n} TREC run lines to {output / 'run.trec'}", "dim"))
         _say("results written to ", (str(output), "bold"))
+    else:
+        _say("no --output: nothing was written (give --output DIR to keep results.json, settings.csv, per_query.csv.gz"
+             + (", the TREC run" if trec_run else "") + " and the heatmap)")  # fmt: skip
 
 
 def check_evaluate_options(
@@ -611,12 +647,28 @@ def experiment(
 
 
 @app.command("benchmarks")
-def list_benchmarks_cmd() -> None:
-    """List the benchmark ids polyret knows."""
-    from .data import list_benchmarks
+def list_benchmarks_cmd(
+    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
+) -> None:
+    """List the benchmarks: id, languages, size (queries, candidates) and whether the data is on disk."""
+    from .data.registry import BENCHMARKS, missing_files, recorded_size
 
-    for name in list_benchmarks():
-        _say(name)
+    table = Table(title=Text("benchmarks (sizes: all languages; ? = known once downloaded)"), title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("languages")
+    table.add_column("queries", justify="right", no_wrap=True)
+    table.add_column("candidates", justify="right", no_wrap=True)
+    table.add_column("data", no_wrap=True)
+    for info in BENCHMARKS:
+        queries, candidates = recorded_size(info.id)
+        missing = missing_files(info.id, data_dir=str(data_dir) if data_dir else None)
+        data = "on disk" if not missing else f"download {len(missing)}/{len(info.files)}"
+        langs = " ".join(info.languages) if len(info.languages) <= 4 else f"{len(info.languages)}: {' '.join(info.languages)}"
+        table.add_row(
+            Text(info.id), Text(langs), f"{queries:,}" if queries else "?", f"{candidates:,}" if candidates else "?", data
+        )
+    console.print(table)
+    _say("on disk: data root or download cache; download N/M: N of M files fetched on first use")
 
 
 @app.command()
@@ -709,7 +761,8 @@ def score_cmd(
         data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     for name, res in results.items():
-        console.print(results_table(res, title=f"{name} on {res.benchmark}"))
+        for table in results_tables(res, title=f"{name} on {res.benchmark}"):
+            console.print(table)
         if res.bias:
             parts = [f"{key} = {v:.4g}" for key, v in res.bias.items() if isinstance(v, (int, float))]
             _say(("language bias (multilingual pool): ", "bold"), ", ".join(parts))

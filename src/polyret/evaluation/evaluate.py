@@ -283,8 +283,9 @@ def encode_benchmark(
                 tick = None
                 if bar is not None:
                     todo = count_missing(model, texts, kind=kind, cache=cache, precision=precision)
-                    task = bar.add_task(f"{name} ({len(texts) - todo if cache else 0} cached)", total=todo)
-                    tick = lambda n, t=task: bar.advance(t, n)  # noqa: E731
+                    if todo:  # a warm cache draws no empty bar
+                        task = bar.add_task(f"{name} ({len(texts) - todo if cache else 0} cached)", total=todo)
+                        tick = lambda n, t=task: bar.advance(t, n)  # noqa: E731
                 out.append(
                     encode(model, texts, kind=kind, cache=cache, progress=tick, distributed=distributed, pool=pool, **common)
                 )
@@ -292,17 +293,9 @@ def encode_benchmark(
 
     if not progress:
         return run()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from polyret.progress import progress_display
 
-    with Progress(
-        TextColumn("[bold]encoding {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("texts"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as bar:
+    with progress_display("encoding", unit="texts") as bar:
         return run(bar)
 
 

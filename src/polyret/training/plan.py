@@ -224,8 +224,17 @@ def launch_world_size() -> int:
 
 
 def _schedule(config: TrainConfig, total: int) -> tuple[int | None, int | None, list[str]]:
+    from polyret.training.config import RECIPES
+
     warnings: list[str] = []
     eval_steps, save_steps = config.eval_steps, config.save_steps
+    recipe = RECIPES.get(config.recipe) if config.recipe else None
+    if recipe is not None and save_steps is not None and save_steps == recipe.save_steps and save_steps > total:
+        # the recipe's interval, not the user's, is longer than this run: derive it (dev set) or save none,
+        # without a warning about a value the user never set
+        save_steps = None
+        if config.has_dev and eval_steps is not None and eval_steps > total:
+            eval_steps = None
     if config.has_dev:
         if eval_steps is None and save_steps is None:
             eval_steps = save_steps = max(1, math.ceil(total / config.eval_points))

@@ -245,7 +245,10 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         TrainingDiverged: the loss or the weights became NaN/inf.
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import set_seed
+
+    from polyret.progress import train_progress_callback
 
     from polyret.interop.router import router_mapping
     from polyret.training.index_cache import cached_pair_index
@@ -362,6 +365,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
         ddp_find_unused_parameters=find_unused,
         report_to="none",
+        disable_tqdm=True,  # progress goes to polyret's one display (polyret.progress), not tqdm
     )
     rank = args.process_index
     if args.world_size != world_size:
@@ -371,7 +375,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     trainer_callbacks = [SamplerEpochCallback(),
                          batch_log_callback(recorder, log_path, rank, world_size, batch.grad_accum_steps)]  # fmt: skip
     guard = divergence_guard(config)
-    trainer_callbacks += [guard, *(callbacks or [])]
+    trainer_callbacks += [guard, train_progress_callback(), *(callbacks or [])]
     if args.process_index == 0:
         for name in clean_checkpoints(output_dir):
             logger.info("removed %s/%s left by an interrupted run", CHECKPOINT_DIR, name)
@@ -379,6 +383,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
                                          eval_dataset=eval_dataset, loss=loss, evaluator=st_evaluator,
                                          callbacks=trainer_callbacks)  # fmt: skip
     guard.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # its printed log dicts: the progress display shows the loss
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict(), "plan": plan.to_dict()},
