@@ -668,7 +668,7 @@ def list_benchmarks_cmd(
             Text(info.id), Text(langs), f"{queries:,}" if queries else "?", f"{candidates:,}" if candidates else "?", data
         )
     console.print(table)
-    _say("on disk: in the data root or cache; download N/M: N of M files fetched on first use")
+    _say("on disk: in the data root or cache; download N/M: N of M files fetched when used")
 
 
 @app.command()
