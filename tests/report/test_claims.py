@@ -115,3 +115,32 @@ def test_alpha_figures_are_drawn_for_a_sweep(tmp_path):
     )
     written = few.save(tmp_path / "few")
     assert not any("alpha" in k for k in written)
+
+
+def test_alpha_plane_labels_sit_beside_their_own_markers_for_close_points():
+    from polyret.report.alpha import label_offsets
+
+    # two points almost on top of each other (a sweep's alpha .75 and mono), one far away
+    offsets = label_offsets([(0.50, 0.800), (0.501, 0.801), (0.9, 0.2)])
+    (ax, ay), (bx, by) = offsets[0], offsets[1]
+    assert ax < 0 and ay < 0 and bx > 0 and by > 0  # opposite sides, each away from the other
+    assert all(abs(np.hypot(*o) - 16.0) < 1e-6 for o in offsets)  # every label at the same distance
+    assert label_offsets([(0.3, 0.3)]) == [(16.0 * 0.7, 16.0 * 0.7)]
+
+
+def test_alpha_plane_front_includes_an_undominated_base(tmp_path, monkeypatch):
+    import polyret.report.alpha as alpha
+
+    fronts = []
+    real = alpha.pareto_front
+    monkeypatch.setattr(alpha, "pareto_front", lambda pts: fronts.append(list(pts)) or real(pts))
+    # the base model is best on mono here (no trained system beats it on both): it is on the front
+    systems = {"base": (0.2, 1.2), "cross": (1.25, 0.6), "hybrid-a0.25": (1.1, 0.55), "hybrid": (1.05, 0.5), "mono": (1.2, 1.0)}
+    rep = analyse(make_entries(seeds=(1,), systems=systems), n_resamples=50)
+    rep.save(tmp_path)
+    pts = fronts[-1]
+    assert len(pts) == 5  # four alpha systems and the base, last
+    base = rep.benchmarks[0].system("base")
+    assert pts[-1] == (base.stats["multi"].mean, base.stats["mono"].mean)
+    dominated = any(p[0] >= pts[-1][0] and p[1] >= pts[-1][1] for p in pts[:-1])
+    assert (len(pts) - 1 in real(pts)) is not dominated
