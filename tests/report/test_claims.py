@@ -144,3 +144,30 @@ def test_alpha_plane_front_includes_an_undominated_base(tmp_path, monkeypatch):
     assert pts[-1] == (base.stats["multi"].mean, base.stats["mono"].mean)
     dominated = any(p[0] >= pts[-1][0] and p[1] >= pts[-1][1] for p in pts[:-1])
     assert (len(pts) - 1 in real(pts)) is not dominated
+
+
+def test_verdict_words_say_provisional_and_lean():
+    from polyret.report.claims import ClaimVerdict, lean_of
+    from polyret.report.markdown import _verdict_cell
+
+    claim = Claim("a>=b:mono", "a", "b", "mono", "at_least", "a >= b")
+    one = ClaimVerdict(claim, SUPPORTED, 0.01, 0.002, 0.02, -0.005, 1, 1, False, None, "")
+    assert _verdict_cell(one).startswith("**supported**, provisional (1 seed")
+    three = ClaimVerdict(claim, SUPPORTED, 0.01, 0.002, 0.02, -0.005, 3, 3, True, None, "")
+    assert _verdict_cell(three) == "**supported**"
+    # an interval entirely below 0 that spans the margin leans against; one spanning 0 with diff >= 0 leans for
+    assert lean_of("at_least", -0.004, -0.008, -0.001, -0.005) == "leans against"
+    assert lean_of("at_least", 0.001, -0.007, 0.004, -0.005) == "leans for"
+    assert lean_of("less", -2.0, -5.0, 1.0, 0.0) == "leans for" and lean_of("less", 1.0, 0.5, 3.0, 0.0) == "leans against"
+    open_ = ClaimVerdict(claim, UNRESOLVED, -0.004, -0.008, -0.001, -0.005, 3, 3, True, None, "", "leans against")
+    assert _verdict_cell(open_) == "not resolved, leans against"
+
+
+def test_report_setup_section_in_markdown_and_json(tmp_path):
+    from polyret.report import build_report, read_report
+
+    setup = {"model": "builtin:me5-small", "evaluation max length": "64 tokens"}
+    build_report(make_entries(seeds=(1,)), tmp_path, n_resamples=50, figures=False, setup=setup)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Setup" in md and "| evaluation max length | 64 tokens |" in md
+    assert read_report(tmp_path)["setup"] == setup

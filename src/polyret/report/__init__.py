@@ -60,6 +60,7 @@ def build_report(
     n_resamples: int = 1000,
     seed: int = 0,
     figures: bool = True,
+    setup: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write report.md, report.json and figures/*.png into ``output``; returns name -> path of every file.
 
@@ -72,6 +73,7 @@ def build_report(
         n_resamples: resamples of the bootstrap and randomization tests.
         seed: their seed (deterministic for a given seed).
         figures: draw the PNG figures.
+        setup: the Setup section's rows (:func:`polyret.report.setup.collect_setup`; None: no section).
 
     Raises:
         ValueError: no entries, an entry given twice, or an entry without ``measure``.
@@ -80,6 +82,7 @@ def build_report(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     report = analyse(entries, title=title, measure=measure, baseline=baseline, n_resamples=n_resamples, seed=seed)
+    report.setup = dict(setup or {})
     return report.save(out, figures=figures)
 
 

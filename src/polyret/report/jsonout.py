@@ -23,6 +23,7 @@ def render_json(report: Report) -> dict[str, Any]:
         "n_resamples": report.n_resamples,
         "seed": report.seed,
         "claim_margin": report.claim_margin,
+        "setup": dict(report.setup),
         "benchmarks": {},
     }
     for b in report.benchmarks:

@@ -238,6 +238,8 @@ class Report:
         seed: the seed of those resamples.
         benchmarks: one summary per benchmark, in the order first seen.
         claim_margin: the non-inferiority margin the claims were judged with.
+        setup: the Setup section's rows (what produced the numbers: model, data, training, evaluation,
+            software, hardware, date; :func:`polyret.report.setup.collect_setup`), empty when unknown.
     """
 
     title: str
@@ -247,6 +249,7 @@ class Report:
     seed: int
     benchmarks: list[BenchmarkSummary]
     claim_margin: float = 0.005
+    setup: dict[str, str] = field(default_factory=dict)
 
     def to_markdown(self) -> str:
         """report.md's text (figures appear once ``save`` has drawn them)."""
