@@ -29,7 +29,8 @@ def test_evaluate_command_writes_results(tiny_model_dir, tmp_path, monkeypatch):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "multi" in result.output and "max rank distance" in result.output
+    assert "multi" in result.output and "max rank dist" in result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines()), result.output  # fits 80 columns, stacked
     data = json.loads((out / "results.json").read_text())
     assert set(data["settings"]["cross"]["pairs"]) == {"de-en", "en-de"}
     assert (out / "run.npz").exists() and (out / "run.trec").stat().st_size > 0 and (out / "qrels.trec").stat().st_size > 0
@@ -73,20 +74,31 @@ def test_train_command_trains_and_resumes(tiny_model_dir, tmp_path):
         "--set",
         "dev_groups=0",
     ]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, args + ["--keep-checkpoints"])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "model" / "polyret_train.json").read_text())
     assert info["config"]["strategy"] == "hybrid" and info["global_step"] == 2
     assert "hybrid" in (out / "model" / "README.md").read_text()
-    # the same command with --resume after a crash picks up the last checkpoint and ends at step 2
+    # after a crash, --resume with only --output continues the saved run from its last checkpoint
     import shutil
 
     shutil.rmtree(out / "model")
     shutil.rmtree(out / "checkpoints" / "checkpoint-2")
-    result = runner.invoke(app, args + ["--resume"])
+    # (keep_checkpoints may change on resume: how the run keeps its files, not what it trains)
+    result = runner.invoke(app, ["train", "--output", str(out), "--resume", "--set", "keep_checkpoints=false"])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "model" / "polyret_train.json").read_text())
     assert info["resumed_from"] == "checkpoint-1" and info["global_step"] == 2
+    assert info["config"]["languages"] == ["de", "en"] and info["config"]["model"] == tiny_model_dir
+    # the checkpoints (optimizer states) are deleted once the final model is complete
+    assert not (out / "checkpoints").exists()
+    # resuming a finished run is a no-op; an option that differs from the saved one is refused, naming it
+    result = runner.invoke(app, ["train", "--output", str(out), "--resume", "--recipe", "cpu", "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "--output", str(out), "--resume", "--batch-size", "4"])
+    assert result.exit_code == 2 and "batch_size: 8 -> 4" in result.output, result.output
+    result = runner.invoke(app, ["train", "--output", str(out), "--resume", "--max-steps", "3"])
+    assert result.exit_code == 2 and "max_steps" in result.output, result.output
 
 
 def test_train_command_rejects_bad_config(tmp_path):

@@ -12,6 +12,7 @@ declarations with their help texts; every command's options, checks and printing
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
@@ -29,7 +30,7 @@ try:  # typer >= 0.24 vendors click; its exceptions are the ones the commands ra
 except ImportError:  # pragma: no cover - older typer on the real click
     from click import exceptions as cx
 
-console = Console(width=None if sys.stdout.isatty() else 140)
+console = Console(width=None if sys.stdout.isatty() else 80)  # a log reads at 80 columns too
 
 
 def _debug_from_env() -> bool:
@@ -50,6 +51,21 @@ def _user_message(exc: BaseException) -> str | None:
     return None
 
 
+def _continue_hint(ctx) -> str:
+    """How to continue an interrupted command: ``polyret train`` resumes with ``--resume`` (a fresh run into
+    a folder with checkpoints is refused); the other commands reuse finished work when run again."""
+    args = list(getattr(ctx, "protected_args", []) or []) + list(ctx.args or [])
+    if not args and len(sys.argv) > 1:
+        args = sys.argv[1:]
+    if "train" in args[:2] or (args and args[0] == "--debug" and "train" in args[:3]):
+        out = next((a.split("=", 1)[1] for a in args if a.startswith("--output=")), None)
+        if out is None and "--output" in args and args.index("--output") + 1 < len(args):
+            out = args[args.index("--output") + 1]
+        where = f"--output {out}" if out else "--output <the same folder>"
+        return f"continue the run with: polyret train {where} --resume (its saved config is reused; checkpoints are kept)"
+    return "run the same command again to continue (finished steps are kept)"
+
+
 class PolyretGroup(TyperGroup):
     """The one error path of every ``polyret`` command (see the module docstring)."""
 
@@ -62,7 +78,7 @@ class PolyretGroup(TyperGroup):
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()
-            typer.echo("error: interrupted; run the same command again to continue (finished steps are kept)", err=True)
+            typer.echo(f"error: interrupted; {_continue_hint(ctx)}", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
             if debug:
@@ -129,6 +145,10 @@ def _root(
 ) -> None:
     """Train and evaluate multilingual dense retrievers (mono-, cross- and multilingual retrieval)."""
     _one_line_warnings()
+    if not (debug or _debug_from_env()):
+        from .progress import quiet_third_party
+
+        quiet_third_party()  # polyret reports progress itself; --debug keeps the libraries' own output
 
 
 def _one_line_warnings() -> None:
@@ -188,17 +208,45 @@ def _say(*parts) -> None:
     console.print(Text.assemble(*parts), soft_wrap=True)
 
 
-def results_table(res, title: str | None = None) -> Table:
-    """Family x measure table, then language bias; the same view ``experiment`` prints per model."""
+def results_table(res, title: str | None = None, measures: list[str] | None = None) -> Table:
+    """Family x measure table (``measures``: a subset of ``res.measures``, default all); the same view
+    ``experiment`` prints per model."""
     table = Table(title=Text(title or f"{res.model} on {res.benchmark}"), title_justify="left")
-    table.add_column(Text("setting family"))
+    table.add_column(Text("family"))
     table.add_column(Text("settings"), justify="right")
-    for m in res.measures:
-        table.add_column(Text(m), justify="right")
+    measures = list(res.measures) if measures is None else measures
+    for m in measures:
+        table.add_column(Text(m), justify="right", no_wrap=True)
     for family in res.families():
         n = sum(1 for name in res.per_setting if name.startswith(family + ":"))
-        table.add_row(Text(family), str(n), *(f"{res.macro[family].get(m, float('nan')):.4f}" for m in res.measures))
+        table.add_row(Text(family), str(n), *(f"{res.macro[family].get(m, float('nan')):.4f}" for m in measures))
     return table
+
+
+def _fit(fixed: int, columns: list[str], width: int, cell: int = 6) -> list[list[str]]:
+    """``columns`` in consecutive groups whose table fits ``width`` characters beside ``fixed`` characters of
+    leading columns (each column: its header or a ``cell``-wide number, plus 3 of padding and border)."""
+    groups: list[list[str]] = [[]]
+    used = fixed
+    for name in columns:
+        need = max(len(name), cell) + 3
+        if groups[-1] and used + need > width:
+            groups.append([])
+            used = fixed
+        groups[-1].append(name)
+        used += need
+    return groups
+
+
+def results_tables(res, title: str | None = None, width: int | None = None) -> list[Table]:
+    """:func:`results_table` split by measures into tables that each fit ``width`` columns (default: the
+    console's, at most 80 when it is not a terminal): stacked, never truncated."""
+    width = width or console.width
+    groups = _fit(len("family") + 3 + len("settings") + 3 + 1, list(res.measures), width)
+    tables = [results_table(res, title, g) for g in groups]
+    for table in tables[1:]:
+        table.title = None  # the continuation of the first table
+    return tables
 
 
 def language_table(res, measure: str = "map") -> Table:
@@ -206,9 +254,9 @@ def language_table(res, measure: str = "map") -> Table:
     table.add_column(Text("lang"))
     fams = res.families()
     for f in fams:
-        table.add_column(Text(f if f != "cross" else "cross (mean over pools)"), justify="right")
+        table.add_column(Text(f if f != "cross" else "cross (mean of pools)"), justify="right", no_wrap=True)
     if "multi" in fams and res.bias.get("per_language"):
-        table.add_column("max rank distance", justify="right")
+        table.add_column("max rank dist.", justify="right", no_wrap=True)
     from .evaluation.settings import split_setting
 
     for lang in res.languages:
@@ -224,7 +272,8 @@ def language_table(res, measure: str = "map") -> Table:
 
 
 def print_results(res) -> None:
-    console.print(results_table(res))
+    for table in results_tables(res):
+        console.print(table)
     if len(res.languages) > 1:
         console.print(language_table(res))
     if res.bias:
@@ -332,6 +381,7 @@ def evaluate(
         output=output,
         encode_options=encode_options,
         corpus=corpus,
+        device=device,
     )
     _say_precision(precision, device_list[0] if device_list else device)
     res = run_evaluate(
@@ -362,6 +412,9 @@ def evaluate(
         if trec_run and res.run is not None:  # written with results.json, before the completion marker
             _say((f"wrote {output / 'run.trec'} (top {res.run.k} per setting and query) and {output / 'qrels.trec'}", "dim"))
         _say("results written to ", (str(output), "bold"))
+    else:
+        _say("no --output: nothing was written (give --output DIR to keep results.json, settings.csv, per_query.csv.gz"
+             + (", the TREC run" if trec_run else "") + " and the heatmap)")  # fmt: skip
 
 
 def check_evaluate_options(
@@ -377,6 +430,7 @@ def check_evaluate_options(
     output: Path | None = None,
     encode_options: dict | None = None,
     corpus: Path | None = None,
+    device: str | None = None,
 ) -> None:
     """Check every ``evaluate`` option before a model loads or a text is encoded.
 
@@ -389,6 +443,7 @@ def check_evaluate_options(
         encode_options: precision, store_dtype, store_threshold, devices, max_tokens
             (:func:`polyret.evaluation.evaluate.check_encode_options`; None: the defaults).
         corpus: a corpus file for a ``miracl/<lang>`` benchmark (must exist).
+        device: a torch device this machine has (None: the best available).
 
     Raises:
         ValueError (DataError, ModelError) naming the option and the value.
@@ -422,6 +477,9 @@ def check_evaluate_options(
             raise ValueError(f"--corpus is for MIRACL-format benchmarks (miracl/<lang>), not {benchmark}")
         if not corpus.is_file():
             raise ValueError(f"--corpus: no corpus file at {corpus}")
+    from .models import check_device
+
+    check_device(device, option="--device")
     check_model_spec(model)
     if output is not None:
         check_writable(output)
@@ -446,7 +504,12 @@ def train(
     ),
     seed: int | None = typer.Option(None),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
-    resume: bool = typer.Option(False, help="Continue from the last checkpoint in --output."),
+    resume: bool = typer.Option(
+        False, help="Continue the run in --output from its last checkpoint, with its saved config (options may be left out)."
+    ),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints", help="Keep checkpoints/ (optimizer states) after the final model is complete."
+    ),
     dev: str | None = typer.Option(
         None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."
     ),
@@ -462,10 +525,16 @@ def train(
     from .training import train as run_train
     from .training.config import ConfigError, TrainConfig, parse_overrides
 
+    saved = _saved_run_config(output) if resume else None
     if config is not None:
         cfg = TrainConfig.from_file(config)
         if recipe:
             raise ConfigError("give --config or --recipe, not both")
+    elif saved is not None:
+        cfg = saved  # --resume: the saved run is the base; options given must agree with it
+        if recipe and recipe != saved.recipe:
+            raise ConfigError(f"--recipe {recipe}: the run in {output} was started with recipe {saved.recipe}; "
+                              "leave --recipe out to resume it")  # fmt: skip
     else:
         cfg = TrainConfig.from_recipe(recipe) if recipe else TrainConfig()
     overrides = {
@@ -487,10 +556,14 @@ def train(
     }
     if resume:
         overrides["resume"] = True
+    if keep_checkpoints:
+        overrides["keep_checkpoints"] = True
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     # one set of overrides (options, then --set), validated once: `--dev X --set save_steps=1` is fine
     overrides.update(parse_overrides(list(set_ or [])))
     cfg = cfg.replace(**overrides)
+    if saved is not None:
+        _check_same_run(saved, cfg, output)
     _check_plan_world_size(world_size, dry_run, ConfigError)
     if dry_run:
         from .training.plan import dry_run as plan_run
@@ -503,6 +576,48 @@ def train(
     path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
     _say("trained model written to ", (str(path), "bold"))
     _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
+
+
+# TrainConfig fields a resumed run may change: how it runs, not what it trains
+_RESUME_MAY_CHANGE = ("resume", "keep_checkpoints", "logging_steps", "dataloader_num_workers", "output_dir", "data_dir")
+
+
+def _saved_run_config(output: Path | None):
+    """The config ``polyret train`` saved in ``output`` (``polyret_train.json``), or None when there is none.
+
+    Args:
+        output: the ``--output`` folder of a ``--resume``.
+    """
+    from .training.card import RUN_CONFIG
+    from .training.config import ConfigError, TrainConfig
+
+    if output is None:
+        raise ConfigError("--resume needs --output: the folder of the run to continue")
+    if not (output / RUN_CONFIG).is_file():
+        return None  # nothing saved yet: resume starts from the options given (the trainer warns)
+    return TrainConfig.from_file(output / RUN_CONFIG)
+
+
+def _check_same_run(saved, cfg, output: Path) -> None:
+    """Refuse a ``--resume`` whose options change what the saved run trains, naming each option.
+
+    Args:
+        saved: the config saved in ``output``.
+        cfg: the config the options give.
+        output: the run's folder (named in the message).
+    """
+    from .training.config import ConfigError
+
+    differ = [
+        f"{f.name}: {getattr(saved, f.name)!r} -> {getattr(cfg, f.name)!r}"
+        for f in dataclasses.fields(saved)
+        if f.name not in _RESUME_MAY_CHANGE and getattr(saved, f.name) != getattr(cfg, f.name)
+    ]
+    if differ:
+        raise ConfigError(
+            f"cannot resume {output}: an option differs from the saved run ({'; '.join(differ)}); leave it out "
+            "to continue the run as it was started, or use a new --output"
+        )
 
 
 def _train_overrides(recipe: str, pairs: list[str]) -> dict:
@@ -539,6 +654,9 @@ def experiment(
     world_size: int | None = typer.Option(
         None, "--world-size", help="With --dry-run: plan for this many processes (simulated; default: the launcher's)."
     ),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints", help="Keep each training's checkpoints/ (optimizer states) after its model is complete."
+    ),
 ) -> None:
     """Train each strategy, evaluate the base and every trained model, and write one report.
 
@@ -573,6 +691,8 @@ def experiment(
         overrides["languages"] = tuple(_split(languages) or ())
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
+    if keep_checkpoints:
+        overrides["keep_checkpoints"] = True
     if set_:
         overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
     cfg = cfg.replace(**overrides)
@@ -597,12 +717,28 @@ def experiment(
 
 
 @app.command("benchmarks")
-def list_benchmarks_cmd() -> None:
-    """List the benchmark ids polyret knows."""
-    from .data import list_benchmarks
+def list_benchmarks_cmd(
+    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
+) -> None:
+    """List the benchmarks: id, languages, size (queries, candidates) and whether the data is on disk."""
+    from .data.registry import BENCHMARKS, missing_files, recorded_size
 
-    for name in list_benchmarks():
-        _say(name)
+    table = Table(title=Text("benchmarks (sizes: all languages; ? = known once downloaded)"), title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("languages")
+    table.add_column("queries", justify="right", no_wrap=True)
+    table.add_column("candidates", justify="right", no_wrap=True)
+    table.add_column("data", no_wrap=True)
+    for info in BENCHMARKS:
+        queries, candidates = recorded_size(info.id)
+        missing = missing_files(info.id, data_dir=str(data_dir) if data_dir else None)
+        data = "on disk" if not missing else f"download {len(missing)}/{len(info.files)}"
+        langs = " ".join(info.languages) if len(info.languages) <= 4 else f"{len(info.languages)}: {' '.join(info.languages)}"
+        table.add_row(
+            Text(info.id), Text(langs), f"{queries:,}" if queries else "?", f"{candidates:,}" if candidates else "?", data
+        )
+    console.print(table)
+    _say("on disk: in the data root or cache; download N/M: N of M files fetched when used")
 
 
 @app.command()
@@ -722,7 +858,8 @@ def score_cmd(
         data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     for name, res in results.items():
-        console.print(results_table(res, title=f"{name} on {res.benchmark}"))
+        for table in results_tables(res, title=f"{name} on {res.benchmark}"):
+            console.print(table)
         if res.bias:
             parts = [f"{key} = {v:.4g}" for key, v in res.bias.items() if isinstance(v, (int, float))]
             _say(("language bias (multilingual pool): ", "bold"), ", ".join(parts))

@@ -43,7 +43,9 @@ def heatmap(
     plt = _pyplot()
     m = np.asarray(matrix, dtype=float)
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * n, 0.8 + 0.55 * n), dpi=120)
+    # a minimum readable size (a 2-language map is not a thumbnail), growing with the languages
+    width, height = max(5.0, 1.6 + 0.62 * n), max(4.2, 1.5 + 0.55 * n)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=120)
     if diverging:
         lim = np.nanmax(np.abs(m)) if np.isfinite(m).any() else 1.0
         if vmin is not None or vmax is not None:
@@ -59,7 +61,7 @@ def heatmap(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(wrap_title(title, width), fontsize=9)
     lo, hi = im.get_clim()
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
@@ -70,12 +72,32 @@ def heatmap(
                 else:
                     dark = (v - lo) < 0.55 * (hi - lo)
                 txt = fmt.format(v).replace("0.", ".", 1) if not diverging else fmt.format(v).replace("0.", ".", 1)
-                ax.text(j, i, txt, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+                ax.text(j, i, txt, ha="center", va="center", fontsize=9 if n <= 6 else 7, color="white" if dark else "black")
             if i == j:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.2, ec="black"))
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    short = lambda v: fmt.format(v).replace("0.", ".", 1)  # noqa: E731
+    bar.set_label(f"colour range {short(lo)} to {short(hi)}", fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+def wrap_title(title: str, width_inches: float, fontsize: float = 9) -> str:
+    """``title`` with each line wrapped to fit a figure ``width_inches`` wide at ``fontsize`` points (about
+    0.6 x fontsize points per character, over the axes' ~78% of the width), so a long model path is never clipped.
+
+    Args:
+        title: the title, lines separated by newlines.
+        width_inches: the figure's width.
+        fontsize: the title's font size in points.
+    """
+    import textwrap
+
+    chars = max(20, int(0.78 * width_inches * 72 / (0.6 * fontsize)))  # the axes: ~78% of the figure
+    out = []
+    for line in title.split("\n"):
+        out += textwrap.wrap(line, chars, break_long_words=True, break_on_hyphens=False) or [""]
+    return "\n".join(out)
 
 
 def save(fig, path: str | Path) -> Path:

@@ -61,6 +61,34 @@ KNOWN_PROMPTS: list[tuple[str, dict[str, str]]] = [
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+def check_device(device: str | None, option: str = "device") -> None:
+    """Refuse a torch device this machine does not have, before any model loads: ``cuda``/``cuda:N``
+    without CUDA (or N beyond its GPU count), ``mps`` without MPS.
+
+    Args:
+        device: a torch device name (None: the best available, always fine).
+        option: the option or key the message names (``--device``, ``--devices`` ...).
+
+    Raises:
+        ModelError (a ValueError) naming the option and the device.
+    """
+    if device is None:
+        return
+    import torch
+
+    kind, _, index = str(device).partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelError(f"{option}: {device} asked for, but this machine has no CUDA device (use cpu, or leave it out)")
+        if index and int(index) >= count:
+            raise ModelError(
+                f"{option}: {device} asked for, but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+            )
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"{option}: {device} asked for, but MPS is not available on this machine")
+
+
 def resolve(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
     """Turn a spec into what ``SentenceTransformer`` accepts: a local folder path or a hub id."""
     if spec.startswith(BUILTIN_PREFIX):

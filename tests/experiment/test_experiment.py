@@ -11,7 +11,8 @@ from polyret.experiment import PRESETS, ExperimentConfig, run_experiment
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, tiny_model_dir):
     out = tmp_path_factory.mktemp("exp") / "smoke"
-    cfg = PRESETS["smoke"].replace(model=tiny_model_dir, output=str(out))
+    # keep_checkpoints: a test below resumes from a checkpoint of a finished run (by default they are deleted)
+    cfg = PRESETS["smoke"].replace(model=tiny_model_dir, output=str(out), keep_checkpoints=True)
     result = run_experiment(cfg, progress=False)
     return cfg, result
 
@@ -45,6 +46,26 @@ def test_smoke_preset_trains_evaluates_and_reports(smoke):
     assert "precision fp32" in (out / "models" / "hybrid" / "seed0" / "model" / "README.md").read_text()
     assert json.loads((out / "evals" / "base" / "xquad-r_test" / "results.json").read_text())["precision"] == "fp32"
     assert data["precision"] == "fp32" and "Inference precision of the evaluations: fp32." in report
+    # the Setup section says what produced the numbers
+    assert "## Setup" in report
+    setup = data["setup"]
+    assert setup["model"] == cfg.model and setup["training steps"] == str(cfg.train_overrides["max_steps"])
+    assert setup["evaluation max length"] == f"{cfg.eval_max_seq_length} tokens" and setup["seeds"] == "1 (0)"
+    assert setup["evaluation precision"] == "fp32" and "torch" in setup["software"] and setup["hardware"]
+    assert "learning rate" in setup and "batch" in setup and setup["alpha (hybrid)"] == "0.5"
+
+
+def test_dry_run_of_a_finished_folder_says_what_is_reused(smoke):
+    from polyret.experiment.plan import plan_experiment
+
+    cfg, _ = smoke
+    plan = plan_experiment(cfg)
+    assert len(plan.reused) == 3 + 4  # three trainings, four evaluations
+    assert (
+        "3 training(s) and 4 evaluation(s) already finished here are reused, 0 training(s) and 0 evaluation(s) will run"
+        in (plan.lines()[0])
+    )
+    assert not plan.missing
 
 
 def test_rerun_reuses_everything(smoke):

@@ -115,3 +115,59 @@ def test_alpha_figures_are_drawn_for_a_sweep(tmp_path):
     )
     written = few.save(tmp_path / "few")
     assert not any("alpha" in k for k in written)
+
+
+def test_alpha_plane_labels_sit_beside_their_own_markers_for_close_points():
+    from polyret.report.alpha import label_offsets
+
+    # two points almost on top of each other (a sweep's alpha .75 and mono), one far away
+    offsets = label_offsets([(0.50, 0.800), (0.501, 0.801), (0.9, 0.2)])
+    (ax, ay), (bx, by) = offsets[0], offsets[1]
+    assert ax < 0 and ay < 0 and bx > 0 and by > 0  # opposite sides, each away from the other
+    assert all(abs(np.hypot(*o) - 16.0) < 1e-6 for o in offsets)  # every label at the same distance
+    assert label_offsets([(0.3, 0.3)]) == [(16.0 * 0.7, 16.0 * 0.7)]
+
+
+def test_alpha_plane_front_includes_an_undominated_base(tmp_path, monkeypatch):
+    import polyret.report.alpha as alpha
+
+    fronts = []
+    real = alpha.pareto_front
+    monkeypatch.setattr(alpha, "pareto_front", lambda pts: fronts.append(list(pts)) or real(pts))
+    # the base model is best on mono here (no trained system beats it on both): it is on the front
+    systems = {"base": (0.2, 1.2), "cross": (1.25, 0.6), "hybrid-a0.25": (1.1, 0.55), "hybrid": (1.05, 0.5), "mono": (1.2, 1.0)}
+    rep = analyse(make_entries(seeds=(1,), systems=systems), n_resamples=50)
+    rep.save(tmp_path)
+    pts = fronts[-1]
+    assert len(pts) == 5  # four alpha systems and the base, last
+    base = rep.benchmarks[0].system("base")
+    assert pts[-1] == (base.stats["multi"].mean, base.stats["mono"].mean)
+    dominated = any(p[0] >= pts[-1][0] and p[1] >= pts[-1][1] for p in pts[:-1])
+    assert (len(pts) - 1 in real(pts)) is not dominated
+
+
+def test_verdict_words_say_provisional_and_lean():
+    from polyret.report.claims import ClaimVerdict, lean_of
+    from polyret.report.markdown import _verdict_cell
+
+    claim = Claim("a>=b:mono", "a", "b", "mono", "at_least", "a >= b")
+    one = ClaimVerdict(claim, SUPPORTED, 0.01, 0.002, 0.02, -0.005, 1, 1, False, None, "")
+    assert _verdict_cell(one).startswith("**supported**, provisional (1 seed")
+    three = ClaimVerdict(claim, SUPPORTED, 0.01, 0.002, 0.02, -0.005, 3, 3, True, None, "")
+    assert _verdict_cell(three) == "**supported**"
+    # an interval entirely below 0 that spans the margin leans against; one spanning 0 with diff >= 0 leans for
+    assert lean_of("at_least", -0.004, -0.008, -0.001, -0.005) == "leans against"
+    assert lean_of("at_least", 0.001, -0.007, 0.004, -0.005) == "leans for"
+    assert lean_of("less", -2.0, -5.0, 1.0, 0.0) == "leans for" and lean_of("less", 1.0, 0.5, 3.0, 0.0) == "leans against"
+    open_ = ClaimVerdict(claim, UNRESOLVED, -0.004, -0.008, -0.001, -0.005, 3, 3, True, None, "", "leans against")
+    assert _verdict_cell(open_) == "not resolved, leans against"
+
+
+def test_report_setup_section_in_markdown_and_json(tmp_path):
+    from polyret.report import build_report, read_report
+
+    setup = {"model": "builtin:me5-small", "evaluation max length": "64 tokens"}
+    build_report(make_entries(seeds=(1,)), tmp_path, n_resamples=50, figures=False, setup=setup)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Setup" in md and "| evaluation max length | 64 tokens |" in md
+    assert read_report(tmp_path)["setup"] == setup

@@ -172,3 +172,23 @@ def test_the_paper_recipe_states_its_batch_semantics():
     paper = RECIPES["paper"]
     assert (paper.batch_size, paper.batch_scope, paper.batch_rounding, paper.cached_loss) == (100, "global", "nearest", True)
     assert paper.save_steps is None and paper.eval_points == 10 and paper.gather_across_devices is None
+
+
+def test_dry_run_draws_the_batches_the_run_would_fail_on(tmp_path, tiny_model):
+    # 20 distinct positives, but group i's hard negative is group i+1's positive: at most 10 fit one batch,
+    # which the sampler finds only when it draws a batch; the dry run draws them as the run would
+    ring = tmp_path / "ring.jsonl"
+    with open(ring, "w", encoding="utf-8") as fh:
+        for i in range(20):
+            for lang in ("de", "en"):
+                row = {"id": f"g{i}", "lang": lang, "query": f"q{i} {lang}", "positive": f"p{i} {lang}",
+                       "negative": f"p{(i + 1) % 20} {lang}", "positive_id": f"P{i}", "negative_id": f"P{(i + 1) % 20}"}  # fmt: skip
+                fh.write(json.dumps(row) + "\n")
+    base = ["train", "--model", str(tiny_model), "--train", str(ring), "--strategy", "mixed", "--output",
+            str(tmp_path / "run"), "--set", "negatives=1", "--set", "dev_groups=0", "--set", "max_steps=3", "--dry-run"]  # fmt: skip
+    result = CliRunner().invoke(app, [*base, "--batch-size", "12"])
+    assert result.exit_code == 2, result.output
+    assert "a batch of the run cannot be formed" in result.output and "20 distinct passages" in result.output
+    result = CliRunner().invoke(app, [*base, "--batch-size", "6"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "run").exists()

@@ -202,8 +202,17 @@ def _field(record: object, key: str, kind: type, where: str) -> object:
     return value
 
 
-def parse_lareqa_file(path: str | os.PathLike, lang: str, *, dataset: str = "xquad-r") -> LareqaFile:
-    """Parse and validate one LAReQA file; every problem is a DataError naming file and record."""
+def parse_lareqa_file(path: str | os.PathLike, lang: str, *, dataset: str = "xquad-r", warn: bool = True) -> LareqaFile:
+    """Parse and validate one LAReQA file; every problem is a DataError naming file and record.
+
+    Args:
+        path: the file.
+        lang: its language.
+        dataset: ``xquad-r`` or ``mlqa-r``.
+        warn: log the tolerated problems (a few sentences that differ from the context, empty sentences) as
+            warnings; False logs them at debug level (a file read only for the article split, its language
+            not asked for).
+    """
     path = Path(path)
     check_languages(dataset, [lang])
     try:
@@ -240,12 +249,11 @@ def parse_lareqa_file(path: str | os.PathLike, lang: str, *, dataset: str = "xqu
             f"{path}: {len(bad)} of {n} sentences differ from context[sentence_breaks] (more than "
             f"{MAX_MISMATCH_FRACTION:.0%}: gold labels would be wrong); first at {bad[0]}"
         )
+    log = logger.warning if warn else logger.debug
     if bad:
-        logger.warning(
-            "%s: %d of %d sentences differ from context[sentence_breaks] (first at %s); kept", path, len(bad), n, bad[0]
-        )
+        log("%s: %d of %d sentences differ from context[sentence_breaks] (first at %s); kept", path, len(bad), n, bad[0])
     if empty:
-        logger.warning("%s: %d empty sentences are not candidates (first at %s)", path, len(empty), empty[0])
+        log("%s: %d empty sentences are not candidates (first at %s)", path, len(empty), empty[0])
     return parsed
 
 
@@ -309,13 +317,22 @@ def load_lareqa_files(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     fetch: Fetch | None = None,
+    asked: Sequence[str] | None = None,
 ) -> dict[str, LareqaFile]:
-    """Locate (or download) and parse the files of ``languages`` (default: all of the dataset's)."""
+    """Locate (or download) and parse the files of ``languages`` (default: all of the dataset's).
+
+    Args:
+        dataset: ``xquad-r`` or ``mlqa-r``.
+        languages: the files to read.
+        data_dir, download, fetch: where the files are looked up, and whether (how) they are downloaded.
+        asked: the languages the caller asked for (None: all read): tolerated problems of the other files
+            (read for the article split only) are not warnings.
+    """
     langs = check_languages(dataset, list(languages) if languages is not None else LAREQA_LANGUAGES.get(dataset, ()))
     out: dict[str, LareqaFile] = {}
     for lang in langs:
         path = ensure_file(remote_file(dataset, lang), data_dir=data_dir, download=download, fetch=fetch)
-        out[lang] = parse_lareqa_file(path, lang, dataset=dataset)
+        out[lang] = parse_lareqa_file(path, lang, dataset=dataset, warn=asked is None or lang in asked)
     return out
 
 
@@ -452,5 +469,5 @@ def load_lareqa(
     """XQuAD-R / MLQA-R (``dataset`` = "xquad-r" | "mlqa-r"), whole or one side of the article split."""
     wanted = check_languages(dataset, list(languages) if languages is not None else LAREQA_LANGUAGES.get(dataset, ()))
     to_read = LAREQA_LANGUAGES[dataset] if split is not None else wanted
-    files = load_lareqa_files(dataset, to_read, data_dir=data_dir, download=download, fetch=fetch)
+    files = load_lareqa_files(dataset, to_read, data_dir=data_dir, download=download, fetch=fetch, asked=wanted)
     return build_benchmark(dataset, files, languages=wanted, split=split, config=config)

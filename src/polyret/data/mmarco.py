@@ -56,6 +56,11 @@ MMARCO_LANGUAGES: dict[str, str] = {
     "ru": "russian", "vi": "vietnamese", "zh": "chinese",
 }  # fmt: skip
 MMARCO_TRIPLES = "data/triples.train.ids.small.tsv"
+# Recorded sizes for plans made before the files are on disk (a dry run never downloads): the lines of MS
+# MARCO's triples.train.small (one training group each when every triple is kept) and of its train
+# queries file (808,731, the most groups with max_triples_per_query=1; fewer queries have a triple).
+MMARCO_RECORDED_TRIPLES = 39_780_811
+MMARCO_RECORDED_QUERIES = 808_731
 LOCAL_TRIPLES = ("triples.tsv", "triples.train.ids.small.tsv")
 LOCAL_QRELS = ("qrels.tsv", "qrels.train.tsv")
 
@@ -108,6 +113,37 @@ def mmarco_hub_files(languages: Sequence[str]) -> MmarcoFiles:
         collections[lang] = hub_dataset_file(MMARCO_REPO, f"data/google/collections/{full}_collection.tsv")
     triples = hub_dataset_file(MMARCO_REPO, MMARCO_TRIPLES)
     return MmarcoFiles(queries, collections, triples=triples, origin=f"hf://datasets/{MMARCO_REPO}")
+
+
+def mmarco_hub_cached(languages: Sequence[str]) -> bool:
+    """True iff every hub file :func:`mmarco_hub_files` needs for ``languages`` is in the local Hub cache
+    (checked without the network or a download).
+
+    Args:
+        languages: the training languages.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    names = [MMARCO_TRIPLES]
+    for lang in languages:
+        full = MMARCO_LANGUAGES.get(lang, lang)
+        names += [f"data/google/queries/train/{full}_queries.train.tsv", f"data/google/collections/{full}_collection.tsv"]
+    for name in names:
+        found = try_to_load_from_cache(MMARCO_REPO, name, repo_type="dataset")
+        if not isinstance(found, str):
+            return False
+    return True
+
+
+def mmarco_recorded_groups(max_triples_per_query: int | None) -> int:
+    """The training groups of hub mMARCO from recorded sizes (an upper bound with ``max_triples_per_query``).
+
+    Args:
+        max_triples_per_query: triples kept per query (None: all).
+    """
+    if max_triples_per_query is None:
+        return MMARCO_RECORDED_TRIPLES
+    return min(MMARCO_RECORDED_TRIPLES, MMARCO_RECORDED_QUERIES * max_triples_per_query)
 
 
 def _scratch_table(path: Path, out: Path, parse: Callable[[str, str], tuple | None], schema: pa.Schema) -> pa.Table:

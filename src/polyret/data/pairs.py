@@ -199,7 +199,7 @@ def lareqa_pairs(
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     to_read = LAREQA_LANGUAGES[dataset] if split is not None or languages is None else languages
-    files = load_lareqa_files(dataset, to_read, data_dir=data_dir, download=download, fetch=fetch)
+    files = load_lareqa_files(dataset, to_read, data_dir=data_dir, download=download, fetch=fetch, asked=languages)
     side = article_split(files, config) if split is not None else None
     name = dataset if split is None else f"{dataset}:{split}"
     identity = lareqa_passage_identities(files, side, split)

@@ -50,6 +50,8 @@ __all__ = [
     "benchmark_info",
     "list_benchmarks",
     "load_benchmark",
+    "missing_files",
+    "recorded_size",
     "remote_file",
 ]
 
@@ -202,6 +204,62 @@ class BenchmarkInfo:
     families: tuple[str, ...]
     description: str
     files: tuple[RemoteFile, ...] = ()
+
+
+# Recorded sizes (queries, candidates) per benchmark and language, for listings and plans made before the data
+# is on disk. XQuAD-R: counted from the copies in shared/data (1,190 questions per language; candidates are
+# sentences). MIRACL dev: queries counted from the topics files, passages from Zhang et al. 2023 (MIRACL,
+# TACL), Table 1 (de and yo, the "surprise" languages, are not in it). MLQA-R: no local copy (None: unknown).
+_XQUAD_R_SIZES = {"xquad-r": (13090, 13014), "xquad-r:train": (6919, 6684), "xquad-r:test": (6171, 6330)}
+_MIRACL_DEV_QUERIES = {
+    "ar": 2896, "bn": 411, "de": 305, "en": 799, "es": 648, "fa": 632, "fi": 1271, "fr": 343, "hi": 350,
+    "id": 960, "ja": 860, "ko": 213, "ru": 1252, "sw": 482, "te": 828, "th": 733, "yo": 119, "zh": 393,
+}  # fmt: skip
+_MIRACL_PASSAGES = {
+    "ar": 2_061_414, "bn": 297_265, "en": 32_893_221, "es": 10_373_953, "fa": 2_207_172, "fi": 1_883_509,
+    "fr": 14_636_953, "hi": 506_264, "id": 1_446_315, "ja": 6_953_614, "ko": 1_486_752, "ru": 9_543_918,
+    "sw": 131_924, "te": 518_079, "th": 542_166, "zh": 4_934_368,
+}  # fmt: skip
+
+
+def recorded_size(benchmark_id: str) -> tuple[int | None, int | None]:
+    """(queries, candidates) of ``benchmark_id`` in all its languages, as recorded (None: not known).
+
+    Args:
+        benchmark_id: a registry id.
+    """
+    benchmark_info(benchmark_id)
+    if benchmark_id in _XQUAD_R_SIZES:
+        return _XQUAD_R_SIZES[benchmark_id]
+    if benchmark_id.startswith("miracl/"):
+        lang = benchmark_id.split("/", 1)[1]
+        return _MIRACL_DEV_QUERIES.get(lang), _MIRACL_PASSAGES.get(lang)
+    return None, None
+
+
+def missing_files(
+    benchmark_id: str, languages: Sequence[str] | None = None, *, data_dir: str | os.PathLike | None = None
+) -> list[RemoteFile]:
+    """The files of ``benchmark_id`` (restricted to ``languages``) that are neither in the data root nor in the
+    download cache: what a run would have to download. Nothing is read or fetched.
+
+    Args:
+        benchmark_id: a registry id.
+        languages: the languages evaluated (None: all).
+        data_dir: the data root (None: the default lookup).
+    """
+    from polyret.data.download import local_candidates
+
+    info = benchmark_info(benchmark_id)
+    wanted = set(languages or info.languages)
+    out = []
+    for remote in info.files:
+        stem = Path(remote.relpath).name.split(".")[0]
+        if stem in LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ()) and stem not in wanted:
+            continue  # a LAReQA file of a language not evaluated
+        if not any(p.is_file() for p in local_candidates(remote, data_dir=data_dir)):
+            out.append(remote)
+    return out
 
 
 def _table() -> tuple[BenchmarkInfo, ...]:

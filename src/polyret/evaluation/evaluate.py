@@ -134,6 +134,9 @@ class EvalConfig:
             devices=self.devices,
             max_tokens=self.max_tokens,
         )
+        from polyret.models import check_device
+
+        check_device(self.device, option="invalid evaluation config: device")
 
 
 _DEVICE = re.compile(r"^[a-z][a-z0-9_]*(:[0-9]+)?$")
@@ -165,6 +168,10 @@ def check_encode_options(*, precision, store_dtype, store_threshold, devices, ma
         bad = [d for d in devices if not isinstance(d, str) or not _DEVICE.match(d)]
         if bad:
             raise ConfigError(f"{name('devices')}: {bad[0]!r} is not a device name (cpu, cuda, cuda:1, mps ...)")
+        from polyret.models import check_device
+
+        for d in devices:  # before any worker starts or the model loads
+            check_device(d, option=name("devices"))
         if distributed.launched():  # every rank would start a pool over every device
             raise ConfigError(
                 f"{name('devices')}: a device pool is for one process without a launcher; under torchrun or "
@@ -299,8 +306,9 @@ def encode_benchmark(
                 tick = None
                 if bar is not None:
                     todo = count_missing(model, texts, kind=kind, cache=cache, precision=precision)
-                    task = bar.add_task(f"{name} ({len(texts) - todo if cache else 0} cached)", total=todo)
-                    tick = lambda n, t=task: bar.advance(t, n)  # noqa: E731
+                    if todo:  # a warm cache draws no empty bar
+                        task = bar.add_task(f"{name} ({len(texts) - todo if cache else 0} cached)", total=todo)
+                        tick = lambda n, t=task: bar.advance(t, n)  # noqa: E731
                 out.append(
                     encode(model, texts, kind=kind, cache=cache, progress=tick, distributed=distributed, pool=pool, **common)
                 )
@@ -308,17 +316,9 @@ def encode_benchmark(
 
     if not progress:
         return run()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from polyret.progress import progress_display
 
-    with Progress(
-        TextColumn("[bold]encoding {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("texts"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as bar:
+    with progress_display("encoding", unit="texts") as bar:
         return run(bar)
 
 

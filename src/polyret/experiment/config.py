@@ -59,6 +59,8 @@ class ExperimentConfig:
         data_dir: the data folder (None: the default / ``POLYRET_DATA_DIR``).
         output: the experiment folder (layout: ``polyret.experiment.layout``).
         preset: the preset this config started from, if any.
+        keep_checkpoints: keep each training's ``checkpoints/`` (optimizer states) after its final model is
+            complete (False: deleted then; ``TrainConfig.keep_checkpoints``).
     """
 
     model: str = "builtin:me5-small"
@@ -78,6 +80,7 @@ class ExperimentConfig:
     data_dir: str | None = None
     output: str = "runs/experiment"
     preset: str | None = None
+    keep_checkpoints: bool = False
 
     def systems(self) -> list[System]:
         out = [System(s, self.alpha) for s in self.strategies]
@@ -163,6 +166,7 @@ class ExperimentConfig:
             data_dir=self.data_dir,
             strategy=first.strategy,
             alpha=first.alpha,
+            keep_checkpoints=self.keep_checkpoints,
             **self.train_overrides,
         )
 
@@ -261,6 +265,7 @@ RESERVED_TRAIN_KEYS: dict[str, str] = {
     "recipe": "recipe is the experiment's: use the experiment's `recipe` (config key)",
     "dev": "dev needs an evaluator, which the experiment does not pass to training: use dev_groups for a dev "
     "loss; the experiment evaluates every trained model on its benchmarks",
+    "keep_checkpoints": "keep_checkpoints is the experiment's: use `keep_checkpoints` (--keep-checkpoints)",
 }
 
 
@@ -363,5 +368,16 @@ def _from_file_value(key: str, value: Any) -> Any:
 # Fields that may change between runs in one folder: they add (or leave out of the report) systems,
 # seeds and benchmarks without changing what an existing trained model or evaluation means.
 EXTENDABLE = frozenset(
-    {"seeds", "first_seed", "strategies", "alpha_sweep", "benchmarks", "output", "preset", "data_dir", "eval_batch_size"}
+    {
+        "seeds",
+        "first_seed",
+        "strategies",
+        "alpha_sweep",
+        "benchmarks",
+        "output",
+        "preset",
+        "data_dir",
+        "eval_batch_size",
+        "keep_checkpoints",
+    }
 )

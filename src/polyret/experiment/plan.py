@@ -25,12 +25,16 @@ class ExperimentPlan:
         runs: per system, its name, its seeds and its training plan (first seed).
         benchmarks: per benchmark, the languages it is evaluated in (None: all).
         precision: the evaluations' precision and why (``bf16 (auto: CPU has AMX)``), the trainings' too.
+        missing: every input that is not on disk (training sources, benchmark files), one line each.
+        reused: the trainings and evaluations already finished in the output folder (kept, not redone).
     """
 
     world_size: int
     runs: tuple[tuple[str, tuple[int, ...], Any], ...]
     benchmarks: tuple[tuple[str, tuple[str, ...] | None], ...]
     precision: str = ""
+    missing: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
 
     @property
     def trainings(self) -> int:
@@ -48,23 +52,86 @@ class ExperimentPlan:
             "trainings": self.trainings,
             "evaluations": self.evaluations,
             "precision": self.precision,
+            "missing": list(self.missing),
+            "reused": list(self.reused),
         }
 
     def lines(self) -> list[str]:
         """The plan as readable lines (the command line prints them)."""
-        out = [f"{self.trainings} training run(s) on {self.world_size} process(es), {self.evaluations} evaluation(s)"]
+        trained = sum(1 for r in self.reused if r.startswith("train "))
+        evaluated = len(self.reused) - trained
+        out = [
+            f"{self.trainings} training run(s) on {self.world_size} process(es), {self.evaluations} evaluation(s)"
+            + (
+                f": {trained} training(s) and {evaluated} evaluation(s) already finished here are reused, "
+                f"{self.trainings - trained} training(s) and {self.evaluations - evaluated} evaluation(s) will run"
+                if self.reused
+                else ""
+            )
+        ]
         for name, seeds, plan in self.runs:
             out.append(f"system {name} (seeds {', '.join(map(str, seeds))}):")
             out += [f"  {line}" for line in plan.lines()]
         for bench, langs in self.benchmarks:
             out.append(f"evaluate on {bench}" + (f" ({','.join(langs)})" if langs else " (all its languages)"))
+        if self.reused:
+            out.append("reused (finished): " + "; ".join(self.reused))
+        if self.missing:
+            out.append(f"not on disk ({len(self.missing)}; downloaded when the run starts online, else it stops):")
+            out += [f"  {m}" for m in self.missing]
         if self.precision:
             out.append(f"evaluation precision: {self.precision}")
         return out
 
 
+def _missing_source(source: str, languages) -> str | None:
+    """Why training source ``source`` is not on disk (None: it is; hub mMARCO counts when its files are cached)."""
+    from ..data.mmarco import MMARCO_LANGUAGES, mmarco_hub_cached
+    from ..data.records import DataError
+    from .inputs import check_train_source
+
+    if source == "mmarco":
+        langs = tuple(languages or MMARCO_LANGUAGES)
+        if not mmarco_hub_cached(langs):
+            return f"training source mmarco: unicamp-dl/mmarco on the Hugging Face hub ({len(langs)} languages, GBs each)"
+        return None
+    try:
+        check_train_source(source, languages)
+    except DataError as error:
+        return str(error)
+    return None
+
+
+def _reused(config: ExperimentConfig, runs) -> list[str]:
+    """The trainings and evaluations finished in ``config.output``: what the runner reuses (the same tests:
+    a final model's ``polyret_train.json``, an evaluation's completion marker)."""
+    from pathlib import Path
+
+    from ..evaluation.results import is_done
+    from ..vocabulary import BASELINE
+    from . import layout
+
+    out = Path(config.output)
+    if not out.is_dir():
+        return []
+    found = [f"eval {BASELINE} {b}" for b in config.benchmarks if is_done(layout.eval_dir(out, BASELINE, None, b))]
+    for name, seeds, _ in runs:
+        system = next(s for s in config.systems() if s.name == name)
+        for seed in seeds:
+            final = layout.final_model_dir(layout.model_dir(out, system.name, seed))
+            if (final / "polyret_train.json").exists():
+                found.append(f"train {name} seed {seed}")
+            found += [f"eval {name} seed {seed} {b}" for b in config.benchmarks
+                      if is_done(layout.eval_dir(out, system.name, seed, b))]  # fmt: skip
+    return found
+
+
 def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) -> ExperimentPlan:
-    """Resolve ``config``'s plan without training or writing anything.
+    """Resolve ``config``'s plan without training, downloading or writing anything.
+
+    Training sources on disk are read (their sizes, the sampler's checks); a source that is not (hub mMARCO
+    not in the Hub cache) is planned from its recorded size. Every input not on disk is listed
+    (``ExperimentPlan.missing``), all at once, and what the output folder already holds is listed as reused.
 
     Args:
         config: the experiment.
@@ -73,23 +140,49 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
     Raises:
         ValueError / ConfigError / DataError: what the real run would stop with at start-up.
     """
-    from ..training.plan import dry_run, launch_world_size
+    from ..data.mmarco import MMARCO_LANGUAGES, mmarco_recorded_groups
+    from ..data.registry import missing_files
+    from ..training.plan import dry_run, estimate_plan, launch_world_size
     from ..training.trainer import _load_sources
-    from .inputs import check_model_spec, check_train_source
+    from .inputs import check_model_spec
 
     config.validate()
     check_model_spec(config.model)
-    for source in config.train:
-        check_train_source(source, config.languages)
     world_size = world_size or launch_world_size()
     base = config.base_train_config()
-    sources = _load_sources(base)  # once for every system: the data is the experiment's
+    missing = [m for m in (_missing_source(s, config.languages) for s in config.train) if m]
+    for bench in config.benchmarks:
+        langs = config.eval_languages.get(bench) or config.languages
+        missing += [f"{bench}: {f.relpath} ({f.web_url})" for f in missing_files(bench, langs, data_dir=config.data_dir)]
     seeds = tuple(config.seed_values())
     runs = []
-    for system in config.systems():
-        tcfg = base.replace(strategy=system.strategy, alpha=system.alpha, seed=seeds[0])
-        runs.append((system.name, seeds, dry_run(tcfg, world_size=world_size, sources=sources)))
+    if not any(m.startswith("training source") for m in missing):
+        sources = _load_sources(base)  # once for every system: the data is the experiment's
+        for system in config.systems():
+            tcfg = base.replace(strategy=system.strategy, alpha=system.alpha, seed=seeds[0])
+            runs.append((system.name, seeds, dry_run(tcfg, world_size=world_size, sources=sources)))
+    else:  # from sizes: sources on disk counted, hub mMARCO from its recorded size, a missing file left out
+        sizes = []
+        for source in config.train:
+            if source == "mmarco":
+                langs = tuple(config.languages or MMARCO_LANGUAGES)
+                sizes.append((source, mmarco_recorded_groups(base.max_triples_per_query), langs))
+            elif _missing_source(source, config.languages) is None:
+                loaded = _load_sources(base.replace(train=(source,)))[0]
+                sizes.append((loaded.name, len(loaded), tuple(loaded.languages)))
+        if not sizes:
+            raise ValueError("no training source is on disk or has a recorded size: " + "; ".join(missing))
+        for system in config.systems():
+            tcfg = base.replace(strategy=system.strategy, alpha=system.alpha, seed=seeds[0])
+            runs.append((system.name, seeds, estimate_plan(tcfg, sizes, world_size=world_size)))
     benchmarks = tuple((b, tuple(config.eval_languages.get(b) or config.languages or ()) or None) for b in config.benchmarks)
     from .runner import experiment_precision
 
-    return ExperimentPlan(world_size, tuple(runs), benchmarks, experiment_precision(config).describe())
+    return ExperimentPlan(
+        world_size,
+        tuple(runs),
+        benchmarks,
+        precision=experiment_precision(config).describe(),
+        missing=tuple(missing),
+        reused=tuple(_reused(config, runs)),
+    )

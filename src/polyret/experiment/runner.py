@@ -189,8 +189,13 @@ def run_experiment(
     _progress("writing the report", echo)
     wanted = {(BASELINE, None)} | {(system.name, seed) for system, seed in runs}
     entries = [e for e in load_entries(out) if (e.system, e.seed) in wanted and e.benchmark in config.benchmarks]
+    from ..report.setup import collect_setup
+
     files = build_report(
-        entries, layout.report_dir(out), title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}"
+        entries,
+        layout.report_dir(out),
+        title=f"polyret experiment: {config.model}, trained on {', '.join(config.train)}",
+        setup=collect_setup(out, config),
     )
     return {"report": files, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
 

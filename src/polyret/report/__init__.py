@@ -61,6 +61,7 @@ def build_report(
     seed: int = 0,
     figures: bool = True,
     latex: bool = False,
+    setup: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write report.md, report.json and figures/*.png into ``output``; returns name -> path of every file.
 
@@ -74,6 +75,7 @@ def build_report(
         seed: their seed (deterministic for a given seed).
         figures: draw the PNG figures.
         latex: also write report.tex (the tables as LaTeX, booktabs).
+        setup: the Setup section's rows (:func:`polyret.report.setup.collect_setup`; None: no section).
 
     Raises:
         ValueError: no entries, an entry given twice, or an entry without ``measure``.
@@ -82,6 +84,7 @@ def build_report(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     report = analyse(entries, title=title, measure=measure, baseline=baseline, n_resamples=n_resamples, seed=seed)
+    report.setup = dict(setup or {})
     return report.save(out, figures=figures, latex=latex)
 
 

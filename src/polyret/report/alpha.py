@@ -11,7 +11,8 @@ alpha = x. With three or more of these in a report, two figures are drawn:
   with each point's 95% interval over seeds and questions (over questions only for one seed, said in
   the title), and the base model as a dashed line;
 * ``alpha_plane``: each alpha a point in the (multi score, mono score) plane, the base model and the
-  two pure strategies marked, and the Pareto front (points no other point beats on both) drawn.
+  two pure strategies marked, and the Pareto front (points no other point beats on both, the base model
+  among them) drawn; each label sits beside its own marker, away from its nearest neighbour.
 """
 
 from __future__ import annotations
@@ -78,6 +79,33 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+def label_offsets(points: list[tuple[float, float]], distance: float = 16.0) -> list[tuple[float, float]]:
+    """Where each point's label goes, in offset points from its marker: away from its nearest neighbour
+    (in axis-normalised coordinates), so two close points get their labels on opposite sides and each
+    label sits beside its own marker, never between two. A lone point's label goes up and right.
+
+    Args:
+        points: (x, y) data coordinates.
+        distance: the label's distance from its marker, in points.
+    """
+    xy = np.asarray(points, dtype=float).reshape(-1, 2)
+    finite = np.isfinite(xy).all(axis=1)
+    span = np.ptp(xy[finite], axis=0) if finite.any() else np.ones(2)
+    norm = xy / np.where(span > 0, span, 1.0)
+    out = []
+    for i in range(len(xy)):
+        others = [j for j in range(len(xy)) if j != i and finite[j]]
+        if not finite[i] or not others:
+            out.append((distance * 0.7, distance * 0.7))
+            continue
+        d = norm[i] - norm[others]
+        j = int(np.argmin((d**2).sum(axis=1)))
+        v = d[j] if np.any(d[j]) else np.array([1.0, 1.0])
+        v = v / np.linalg.norm(v)
+        out.append((float(v[0] * distance), float(v[1] * distance)))
+    return out
+
+
 def _interval(s: SystemSummary, key: str) -> tuple[float, float, float, bool]:
     """(mean, low, high, over_seeds) of a system's column; low/high NaN without an interval."""
     mean = s.stats[key].mean
@@ -88,6 +116,21 @@ def _interval(s: SystemSummary, key: str) -> tuple[float, float, float, bool]:
     if iv is not None:
         return mean, iv.low, iv.high, False
     return mean, float("nan"), float("nan"), False
+
+
+def _annotate(ax, text: str, xy: tuple[float, float], offset: tuple[float, float]) -> None:
+    """A label ``offset`` points from its marker at ``xy``, aligned away from it, tied to it by a thin line."""
+    dx, dy = offset
+    ax.annotate(
+        text,
+        xy,
+        textcoords="offset points",
+        xytext=(dx, dy),
+        ha="left" if dx > 2 else ("right" if dx < -2 else "center"),
+        va="bottom" if dy > 2 else ("top" if dy < -2 else "center"),
+        fontsize=7,
+        arrowprops={"arrowstyle": "-", "color": "#777777", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 3},
+    )
 
 
 def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: str, baseline: str) -> dict[str, Path]:
@@ -141,16 +184,22 @@ def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: 
         ax.grid(alpha=0.3)
     what = "95% CI over questions (one seed: seed noise not covered)" if any_q_only else "95% CI over seeds and questions"
     against = "the realized share of monolingual steps" if realized else "alpha"
-    fig.suptitle(f"{bench.id}: scores against {against}; error bars = {what}", fontsize=9)
+    fig.suptitle(
+        f"{bench.id}: scores against {against}; error bars = each system's own {what}\n"
+        "overlapping bars do not mean no difference: paired differences are in the report's claims table",
+        fontsize=9,
+    )
     fig.tight_layout()
     figs["alpha_curves"] = draw.save(fig, fig_dir / f"{slug}_alpha_curves.png")
 
     if "mono" in keys and "multi" in keys:
         fig, ax = plt.subplots(figsize=(5.6, 4.8))
         xy = [(s.stats["multi"].mean, s.stats["mono"].mean) for _, s in points]
-        front = pareto_front(xy)
-        # neighbours along x get their labels above and below in turn, so close points stay readable
-        label_order = {i: k for k, i in enumerate(sorted(range(len(xy)), key=lambda i: xy[i]))}
+        has_base = base is not None and np.isfinite(base.stats["mono"].mean) and np.isfinite(base.stats["multi"].mean)
+        base_xy = [(base.stats["multi"].mean, base.stats["mono"].mean)] if has_base else []
+        front = pareto_front(xy + base_xy)  # the base model is on the front when no system beats it on both
+        # each label beside its own marker, away from its nearest neighbour (base included), with a leader line
+        offsets = label_offsets(xy + base_xy)
         for i, ((a, s), (x, y)) in enumerate(zip(points, xy)):
             _, xl, xh, _ = _interval(s, "multi")
             _, yl, yh, _ = _interval(s, "mono")
@@ -163,28 +212,18 @@ def draw_alpha_figures(bench: BenchmarkSummary, fig_dir: Path, slug: str, name: 
             label = f"{s.name} (α {a:g})" if not s.name.startswith("hybrid-a") else f"α {a:g}"
             if s.mono_share:
                 label += f", realized {s.mono_share_mean:.2f}"
-            up = label_order[i] % 2 == 0  # above and to the right, or below and to the left
-            ax.annotate(
-                label,
-                (x, y),
-                textcoords="offset points",
-                xytext=(5, 7) if up else (-5, -13),
-                ha="left" if up else "right",
-                fontsize=7,
-            )
+            _annotate(ax, label, (x, y), offsets[i])
+        every = xy + base_xy
         if len(front) > 1:
-            ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], color="#2ca02c", linewidth=1.5, label="Pareto front")
+            ax.plot([every[i][0] for i in front], [every[i][1] for i in front], color="#2ca02c", linewidth=1.5,
+                    label="Pareto front", zorder=0)  # fmt: skip
         elif front:
-            ax.scatter([xy[front[0]][0]], [xy[front[0]][1]], s=160, facecolors="none", edgecolors="#2ca02c", label="Pareto front")
-        if base is not None and np.isfinite(base.stats["mono"].mean) and np.isfinite(base.stats["multi"].mean):
-            ax.scatter([base.stats["multi"].mean], [base.stats["mono"].mean], marker="x", s=60, color="#555555", label=baseline)
-            ax.annotate(
-                baseline,
-                (base.stats["multi"].mean, base.stats["mono"].mean),
-                textcoords="offset points",
-                xytext=(4, -10),
-                fontsize=7,
-            )
+            ax.scatter([every[front[0]][0]], [every[front[0]][1]], s=160, facecolors="none", edgecolors="#2ca02c",
+                       label="Pareto front")  # fmt: skip
+        if has_base:
+            ax.scatter([base_xy[0][0]], [base_xy[0][1]], marker="x", s=60, color="#555555", label=baseline)
+            _annotate(ax, baseline, base_xy[0], offsets[-1])
+        ax.margins(0.15)  # room for the labels of the outermost points
         ax.set_xlabel(f"multi {name} (one pool of all languages)")
         ax.set_ylabel(f"mono {name}")
         ax.grid(alpha=0.3)

@@ -101,6 +101,23 @@ class ClaimVerdict:
     seed_noise_covered: bool
     seeds_needed: int | None
     note: str
+    lean: str | None = None
+
+
+def lean_of(relation: str, diff: float, low: float, high: float, boundary: float) -> str:
+    """Which way an unresolved claim leans: "leans against" when its interval lies entirely on the wrong side
+    of 0 (below 0 for "at least", above 0 for "less") or its point estimate is past the boundary on the
+    wrong side; otherwise "leans for".
+
+    Args:
+        relation: ``"at_least"`` or ``"less"``.
+        diff: the point estimate of a - b.
+        low, high: its 95% interval.
+        boundary: the verdict's boundary (``-margin`` or 0).
+    """
+    if relation == "at_least":
+        return "leans against" if high < 0 or diff < boundary else "leans for"
+    return "leans against" if low > 0 or diff > boundary else "leans for"
 
 
 def judge(claim: Claim, seeds_a, seeds_b, *, margin: float, n_resamples: int, seed: int) -> ClaimVerdict:
@@ -138,7 +155,9 @@ def judge(claim: Claim, seeds_a, seeds_b, *, margin: float, n_resamples: int, se
         note = f"the interval spans {bound}; with one seed the seed variance is unknown"
     if not covered:
         note += "; one seed: the interval covers question sampling only, not training-seed noise"
-    return ClaimVerdict(claim, verdict, r.diff, r.low, r.high, boundary, r.n_seeds_a, r.n_seeds_b, covered, needed, note)
+    lean = lean_of(claim.relation, r.diff, r.low, r.high, boundary) if verdict == UNRESOLVED else None
+    return ClaimVerdict(claim, verdict, r.diff, r.low, r.high, boundary, r.n_seeds_a, r.n_seeds_b, covered, needed, note,
+                        lean)  # fmt: skip
 
 
 def judge_claims(

@@ -24,6 +24,7 @@ def render_json(report: Report) -> dict[str, Any]:
         "seed": report.seed,
         "claim_margin": report.claim_margin,
         "precision": report.precision,  # the evaluations' resolved inference precision (results.json)
+        "setup": dict(report.setup),
         "benchmarks": {},
     }
     for b in report.benchmarks:

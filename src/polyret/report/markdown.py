@@ -235,6 +235,17 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
     return out
 
 
+def _verdict_cell(v) -> str:
+    """The verdict in words: a resolved one in bold, marked provisional when one seed judged it (seed noise
+    not covered); an unresolved one with the way it leans."""
+    if v.verdict == "not resolved":
+        return f"not resolved, {v.lean}" if getattr(v, "lean", None) else "not resolved"
+    cell = f"**{v.verdict}**"
+    if not v.seed_noise_covered:
+        cell += f", provisional ({min(v.n_seeds_a, v.n_seeds_b)} seed: training-seed noise not measured)"
+    return cell
+
+
 def _claims_section(bench: BenchmarkSummary, margin: float) -> list[str]:
     if not bench.claims:
         return []
@@ -258,7 +269,7 @@ def _claims_section(bench: BenchmarkSummary, margin: float) -> list[str]:
                 f"{_f(v.diff, digits, True)}",
                 f"[{_f(v.low, digits, True)}, {_f(v.high, digits, True)}]",
                 f"{v.n_seeds_a} / {v.n_seeds_b}",
-                f"**{v.verdict}**" if v.verdict != "not resolved" else v.verdict,
+                _verdict_cell(v),
                 v.note,
             ]
         )
@@ -368,6 +379,8 @@ def render_markdown(report: Report) -> str:
         ),
         "",
     ]
+    if report.setup:
+        lines += ["## Setup", "", *_table(["", "value"], [[k, str(v)] for k, v in report.setup.items()], ["l", "l"]), ""]
     if report.precision:
         lines += [f"Inference precision of the evaluations: {report.precision}.", ""]
     lines += ["Benchmarks: " + ", ".join(f"[{b.id}](#{_anchor(b.id)})" for b in report.benchmarks), ""]

@@ -254,6 +254,8 @@ class Report:
         claim_margin: the non-inferiority margin the claims were judged with.
         precision: the evaluations' inference precision as their results.json record it (``"bf16"``;
             several comma-separated when they differ; None when none records it: an older polyret's).
+        setup: the Setup section's rows (what produced the numbers: model, data, training, evaluation,
+            software, hardware, date; :func:`polyret.report.setup.collect_setup`), empty when unknown.
     """
 
     title: str
@@ -264,6 +266,7 @@ class Report:
     benchmarks: list[BenchmarkSummary]
     claim_margin: float = 0.005
     precision: str | None = None
+    setup: dict[str, str] = field(default_factory=dict)
 
     def to_markdown(self) -> str:
         """report.md's text (figures appear once ``save`` has drawn them)."""

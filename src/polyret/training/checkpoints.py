@@ -190,6 +190,29 @@ def clean_checkpoints(output_dir: str | os.PathLike) -> list[str]:
     return removed
 
 
+def remove_checkpoints(output_dir: str | os.PathLike) -> int:
+    """Delete ``output_dir/checkpoints`` (every checkpoint, each renamed out of sight first); returns the
+    bytes freed. Called once the final model's completion marker is written: the optimizer states are
+    then no longer needed to resume (``keep_checkpoints`` keeps them).
+
+    Args:
+        output_dir: the training ``output_dir``.
+    """
+    folder = Path(output_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return 0
+    freed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() and path.name.startswith(_CHECKPOINT_DELETING):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_dir():
+            _remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    return freed
+
+
 def _rotate(run_dir: Path, limit: int | None, best: str | None) -> None:
     """Keep the newest ``limit`` complete checkpoints (always the newest and the best), by step number."""
     if not limit:

@@ -113,6 +113,8 @@ class TrainConfig:
         metric_for_best_model: which dev metric picks the best checkpoint (None: dev loss, else the
             evaluator's primary metric).
         resume: continue the run in ``output_dir`` from its last complete checkpoint.
+        keep_checkpoints: keep ``checkpoints/`` (optimizer states: about 3x the model's size) once the
+            final model's completion marker is written (False: they are deleted then).
         recipe: the named recipe this config started from (for the model card).
     """
 
@@ -163,6 +165,7 @@ class TrainConfig:
     dev_groups: int = 0  # parallel groups (all their languages) held out of the training data for a dev loss
     metric_for_best_model: str | None = None  # None: eval loss, or the evaluator's primary metric
     resume: bool = False
+    keep_checkpoints: bool = False  # False: checkpoints/ is deleted once model/ is complete
     recipe: str | None = None  # the named recipe this config started from, for the model card
 
     def __post_init__(self) -> None:

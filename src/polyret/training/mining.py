@@ -428,6 +428,7 @@ def mine(
         raise ValueError(f"precision: unknown {precision!r}; choose from {', '.join(CHOICES)}")
     guarded = any(v is not None for v in (relative_margin, absolute_margin, max_score, min_score))
     _check_ranges(k, range_min, range_max, guarded)  # before the model and data are loaded
+    models.check_device(device, option="--device")
     target = Path(output).expanduser()
     if target.is_dir():
         raise ValueError(f"--output {target} is a folder; name the JSONL file to write")

@@ -25,12 +25,13 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from polyret.training.config import ConfigError, TrainConfig
 
-__all__ = ["BatchPlan", "TrainPlan", "dry_run", "launch_world_size", "resolve_batch", "resolve_plan"]
+__all__ = ["BatchPlan", "TrainPlan", "dry_run", "estimate_plan", "launch_world_size", "resolve_batch", "resolve_plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +228,17 @@ def launch_world_size() -> int:
 
 
 def _schedule(config: TrainConfig, total: int) -> tuple[int | None, int | None, list[str]]:
+    from polyret.training.config import RECIPES
+
     warnings: list[str] = []
     eval_steps, save_steps = config.eval_steps, config.save_steps
+    recipe = RECIPES.get(config.recipe) if config.recipe else None
+    if recipe is not None and save_steps is not None and save_steps == recipe.save_steps and save_steps > total:
+        # the recipe's interval, not the user's, is longer than this run: derive it (dev set) or save none,
+        # without a warning about a value the user never set
+        save_steps = None
+        if config.has_dev and eval_steps is not None and eval_steps > total:
+            eval_steps = None
     if config.has_dev:
         if eval_steps is None and save_steps is None:
             eval_steps = save_steps = max(1, math.ceil(total / config.eval_points))
@@ -293,6 +303,13 @@ def resolve_plan(
         ) from None
     steps = sampler.steps_per_epoch
     total = config.max_steps if config.max_steps is not None else max(1, math.ceil(config.epochs * steps))
+    try:
+        drawn = draw_batches(sampler, total)
+    except ValueError as error:
+        raise ConfigError(
+            f"at world size {world_size} (global batch {batch.global_batch} = {batch.per_device} per device), "
+            f"a batch of the run cannot be formed: {error}"
+        ) from None
     eval_steps, save_steps, warnings = _schedule(config, total)
     sources = tuple(
         SourcePlan(
@@ -304,6 +321,8 @@ def resolve_plan(
         )  # fmt: skip
         for s, (name, blocks) in enumerate(zip(index.sources, sampler.blocks_per_source))
     )
+    if drawn < total:
+        warnings.append(f"batches drawn ahead to check they can be formed: the first {drawn} of {total} steps")
     for name in sampler.mono_only_sources:
         warnings.append(f"source {name!r} can only form monolingual batches at this batch size: its hybrid steps are all mono")
     if batch.rounded:
@@ -327,6 +346,39 @@ def resolve_plan(
         warnings=tuple(warnings),
         precision_reason=precision_reason,
     )
+
+
+# optimizer steps whose batches the plan draws ahead (the run's and the dry run's check alike); beyond it a
+# batch that cannot be formed still stops the run when it comes (mMARCO-size runs have ~400k steps)
+DRAW_AHEAD_STEPS = 5000
+
+
+def draw_batches(sampler, total: int, limit: int = DRAW_AHEAD_STEPS) -> int:
+    """Draw the batches of the run's first ``min(total, limit)`` optimizer steps from ``sampler`` without
+    training, as the trainer will (same seed, epochs and conflict rules), so a batch that cannot be formed
+    (too few distinct passages once hard negatives may not be another example's positive) stops the plan,
+    before a model loads, instead of the run at that step. Returns the steps drawn.
+
+    Args:
+        sampler: the run's :class:`~polyret.training.samplers.ParallelBatchSampler`.
+        total: the run's optimizer steps.
+        limit: the most steps drawn.
+
+    Raises:
+        ValueError: the sampler's message for the batch that cannot be formed.
+    """
+    want = min(total, limit)
+    if sampler.steps_per_epoch <= 0:
+        return 0
+    drawn, epoch = 0, 0
+    while drawn < want:
+        remaining = want - drawn
+        for info, _ in sampler._generate(epoch):
+            if info.step >= remaining:
+                break
+        drawn += min(remaining, sampler.steps_per_epoch)
+        epoch += 1
+    return drawn
 
 
 def dev_per_device(config: TrainConfig, batch: BatchPlan, dev_groups: int) -> int:
@@ -401,21 +453,11 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     Raises:
         ConfigError / DataError: what a real run would stop with at start-up.
     """
-    import torch
-
     from polyret.training.index_cache import cached_pair_index
-    from polyret.training.memory import estimate_memory, lora_parameters, model_shape
-    from polyret.training.trainer import _load_sources, resolve_training_precision
+    from polyret.training.trainer import _load_sources
 
     world_size = world_size or launch_world_size()
-    try:
-        resolved = resolve_training_precision(config.precision)
-        precision = resolved.precision
-        reason = ("auto: " if config.precision == "auto" else "") + resolved.reason
-    except ConfigError:  # e.g. fp16 planned on a machine without CUDA: the plan is for the GPU machine
-        precision, reason = config.precision, "needs a CUDA device: not this machine"
-    if config.precision == "auto" and not torch.cuda.is_available():  # planned here, run on a GPU machine perhaps
-        reason += "; on a GPU: bf16, or fp16 where it has no bf16"
+    precision, reason = _planned_precision(config)
     if sources is None:
         sources = _load_sources(config)
     train_sources, dev_sources = split_sources(config, sources, world_size)
@@ -425,6 +467,77 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     plan = resolve_plan(config, index, world_size=world_size, dev_groups=sum(len(s) for s in dev_sources),
                         precision=precision, find_unused_parameters=config.ddp_find_unused_parameters,
                         precision_reason=reason)  # fmt: skip
+    return _with_memory(plan, config, index.num_negatives)
+
+
+def estimate_plan(
+    config: TrainConfig, sources: Sequence[tuple[str, int, tuple[str, ...]]], *, world_size: int | None = None
+) -> TrainPlan:
+    """The plan of ``config`` from source sizes alone (a source not on disk: the registry's recorded size),
+    without reading or downloading data: batch, steps (each source's groups / the global micro-batch, as
+    the sampler deals them when every group fits a batch), schedule and memory. The sampler's own checks
+    run when the data is there (:func:`dry_run`).
+
+    Args:
+        config: the run's config.
+        sources: per source its name, parallel groups and languages.
+        world_size: devices to plan for (None: the launcher's, else 1).
+    """
+    world_size = world_size or launch_world_size()
+    precision, reason = _planned_precision(config)
+    batch = resolve_batch(config, world_size)
+    total_groups = sum(g for _, g, _ in sources) or 1
+    dev = config.dev_groups if config.dev_groups and config.dev_groups < total_groups else 0
+    plans = []
+    for name, groups, langs in sources:
+        train_groups = groups - round(dev * groups / total_groups)
+        steps = train_groups // (batch.micro_batch * batch.grad_accum_steps)
+        plans.append(SourcePlan(name, train_groups, train_groups * len(langs), tuple(langs), steps))
+    steps = sum(p.steps_per_epoch for p in plans)
+    if steps < 1:
+        raise ConfigError(f"the training sources ({total_groups} groups) cannot fill one batch of {batch.global_batch}")
+    total = config.max_steps if config.max_steps is not None else max(1, math.ceil(config.epochs * steps))
+    eval_steps, save_steps, warnings = _schedule(config, total)
+    plan = TrainPlan(
+        batch=batch,
+        sources=tuple(plans),
+        dev_groups=dev,
+        dev_per_device=dev_per_device(config, batch, dev),
+        steps_per_epoch=steps,
+        total_steps=total,
+        warmup_steps=math.ceil(config.warmup_ratio * total),
+        eval_steps=eval_steps,
+        save_steps=save_steps,
+        precision=precision,
+        precision_reason=reason,
+        find_unused_parameters=config.ddp_find_unused_parameters,
+        warnings=(*warnings, "sizes from recorded metadata, not counted from the data: steps are estimates"),
+    )
+    return _with_memory(plan, config, config.num_negatives)
+
+
+def _planned_precision(config: TrainConfig) -> tuple[str, str]:
+    """The precision a run of ``config`` resolves to on this machine, and why (the plan's line says it)."""
+    import torch
+
+    from polyret.training.trainer import resolve_training_precision
+
+    try:
+        resolved = resolve_training_precision(config.precision)
+        precision = resolved.precision
+        reason = ("auto: " if config.precision == "auto" else "") + resolved.reason
+    except ConfigError:  # e.g. fp16 planned on a machine without CUDA: the plan is for the GPU machine
+        precision, reason = config.precision, "needs a CUDA device: not this machine"
+    if config.precision == "auto" and not torch.cuda.is_available():  # planned here, run on a GPU machine perhaps
+        reason += "; on a GPU: bf16, or fp16 where it has no bf16"
+    return precision, reason
+
+
+def _with_memory(plan: TrainPlan, config: TrainConfig, negatives: int) -> TrainPlan:
+    """``plan`` with the per-device memory estimate of ``config``'s model (unchanged when its shape is unknown)."""
+    from polyret.training.memory import estimate_memory, lora_parameters, model_shape
+
+    precision = plan.precision
     shape = model_shape(config.model)
     if shape is None:
         return plan
@@ -437,7 +550,7 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
     memory = estimate_memory(
         shape,
         per_device_batch=plan.batch.per_device,
-        columns=2 + index.num_negatives,
+        columns=2 + negatives,
         seq_length=seq,
         precision="bf16" if config.precision == "auto" else precision,  # auto: as on a GPU with bf16
         cached_loss=config.cached_loss,

@@ -55,6 +55,7 @@ from polyret.training.checkpoints import (
     divergence_guard,
     last_checkpoint,
     polyret_trainer_class,
+    remove_checkpoints,
 )
 from polyret.training.config import ConfigError, TrainConfig, TrainingDiverged
 from polyret.training.dev import (
@@ -214,6 +215,18 @@ def _check_resume(config: TrainConfig, output_dir: Path, world_size: int) -> Non
         )
 
 
+def _finished_step(model_dir: Path) -> int | None:
+    """The global step of a complete final model folder (its completion marker matches), else None."""
+    from polyret.paths import is_complete
+
+    if not is_complete(model_dir):
+        return None
+    try:
+        return int(json.loads((model_dir / RUN_CONFIG).read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # ------------------------------------------------------------------------------------------ train
 def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
     """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
@@ -237,9 +250,11 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         TrainingDiverged: the loss or the weights became NaN/inf.
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import set_seed
 
     from polyret.interop.router import router_mapping
+    from polyret.progress import train_progress_callback
     from polyret.training.index_cache import cached_pair_index
     from polyret.training.losses import build_loss
     from polyret.training.pairs_dataset import negative_columns
@@ -256,6 +271,17 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     if config.resume:
         _check_resume(config, output_dir, world_size)
         resume_from = last_checkpoint(output_dir)
+        finished = _finished_step(output_dir / MODEL_DIR)
+        if resume_from is None and finished is not None:
+            # the run finished and its checkpoints were removed (keep_checkpoints=false): nothing to resume
+            if config.max_steps is None or config.max_steps == finished:
+                logger.warning("resume: %s is already finished (step %d); nothing to do", output_dir / MODEL_DIR, finished)
+                return output_dir / MODEL_DIR
+            raise ConfigError(
+                f"cannot resume {output_dir}: its model is finished at step {finished} and its checkpoints were "
+                f"removed (keep_checkpoints=true keeps them); to train further, start a new run from it: "
+                f"--model {output_dir / MODEL_DIR} --output <new folder>"
+            )
         if resume_from is None:
             logger.warning("resume: no checkpoint in %s; training from the start", output_dir / CHECKPOINT_DIR)
     elif (found := last_checkpoint(output_dir)) is not None:
@@ -348,6 +374,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
         ddp_find_unused_parameters=find_unused,
         report_to="none",
+        disable_tqdm=True,  # progress goes to polyret's one display (polyret.progress), not tqdm
     )
     rank = args.process_index
     if args.world_size != world_size:
@@ -357,7 +384,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     trainer_callbacks = [SamplerEpochCallback(),
                          batch_log_callback(recorder, log_path, rank, world_size, batch.grad_accum_steps)]  # fmt: skip
     guard = divergence_guard(config)
-    trainer_callbacks += [guard, *(callbacks or [])]
+    trainer_callbacks += [guard, train_progress_callback(), *(callbacks or [])]
     if args.process_index == 0:
         for name in clean_checkpoints(output_dir):
             logger.info("removed %s/%s left by an interrupted run", CHECKPOINT_DIR, name)
@@ -365,6 +392,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
                                          eval_dataset=eval_dataset, loss=loss, evaluator=st_evaluator,
                                          callbacks=trainer_callbacks)  # fmt: skip
     guard.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # its printed log dicts: the progress display shows the loss
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict(), "plan": plan.to_dict()},
@@ -419,4 +447,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
         info["realized_mono_share"] = realized_mono_share(kinds)
         write_final_model(trainer.model, target, config, info, batch_log_path(output_dir, 0))
     trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero() and not config.keep_checkpoints:
+        # the final model is complete (its marker is written): the optimizer states only served resuming
+        freed = remove_checkpoints(output_dir)
+        if freed:
+            logger.info("removed %s (%.0f MB; keep_checkpoints=true keeps it)", output_dir / CHECKPOINT_DIR, freed / 1e6)
     return target
