@@ -238,6 +238,17 @@ def evaluate(
         help="With --benchmark miracl/<lang>: evaluate this MIRACL-format corpus JSONL(.gz) ({docid, title, text} lines) "
         "against that language's topics and qrels, instead of the data dir's corpus.",
     ),
+    bias_measures: str | None = typer.Option(
+        None,
+        help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
+    ),
+    debias: str | None = typer.Option(
+        None, help="Training-free remedy applied to the embeddings before search: center, shift or leace (needs --debias-fit)."
+    ),
+    debias_fit: str | None = typer.Option(
+        None, help="Benchmark the remedy is fitted on, e.g. xquad-r:train (never the evaluated one or data sharing its passages)."
+    ),
+    debias_fit_max_queries: int = typer.Option(300, help="Parallel questions of --debias-fit used to fit the remedy (0: all)."),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
     from . import distributed
@@ -283,6 +294,10 @@ def evaluate(
         cache=not no_cache,
         device=device,
         corpus=str(corpus) if corpus is not None else None,
+        bias_measures=_split(bias_measures),
+        debias=debias,
+        debias_fit=debias_fit,
+        debias_fit_max_queries=debias_fit_max_queries or None,
         **encode_options,
     )
     if not distributed.is_main():
@@ -602,8 +617,13 @@ def score_cmd(
     measures: str | None = typer.Option(None, help="Comma-separated measures (default: polyret's, e.g. map,ndcg@10,recall@100)."),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
+    bias_measures: str | None = typer.Option(
+        None,
+        help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
+    ),
 ) -> None:
     """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
+    from .evaluation.bias_measures import check_bias_measures
     from .evaluation.external_runs import score_runs
     from .vocabulary import DEFAULT_MEASURES
 
@@ -622,7 +642,7 @@ def score_cmd(
     results = score_runs(
         [str(r) for r in run], benchmark, output=output, fuse=fuse, rrf_k=rrf_k, compare=[str(c) for c in compare or []],
         baseline=baseline, families=fams, languages=langs, measures=_split(measures) or list(DEFAULT_MEASURES),
-        data_dir=str(data_dir) if data_dir else None,
+        data_dir=str(data_dir) if data_dir else None, bias_measures=check_bias_measures(_split(bias_measures)),
     )  # fmt: skip
     for name, res in results.items():
         console.print(results_table(res, title=f"{name} on {res.benchmark}"))

@@ -210,7 +210,9 @@ def kruskal_peer(samples: Sequence[Sequence[float]]) -> float:
     return float(stats.chi2.sf(h, len(groups) - 1))
 
 
-def peer(run: RunTable, family: str = "multi", *, cutoff: int | None = None, weights: dict[int, float] | None = None) -> BiasValues:
+def peer(
+    run: RunTable, family: str = "multi", *, cutoff: int | None = None, weights: dict[int, float] | None = None
+) -> BiasValues:
     """PEER, Probability of Equal Expected Rank (Yang, Jänich, Mayfield & Lawrie, "Language Fairness in
     Multilingual Information Retrieval", SIGIR 2024, arXiv:2405.00978). Higher = fairer (1 = no
     evidence that documents of one language are ranked above equally relevant ones of another).
@@ -440,8 +442,7 @@ _DEFINITIONS = {
     "peer": "PEER (Yang et al. SIGIR 2024, arXiv:2405.00978): per query, weighted sum over relevance levels of the "
     "Kruskal-Wallis p-value that documents of each language have equal expected rank in the top cutoff; "
     "higher = fairer",
-    "max_at_r": "Max@R (arXiv:2604.05684): per query, the worst true rank among its parallel gold passages; lower = "
-    "less bias",
+    "max_at_r": "Max@R (arXiv:2604.05684): per query, the worst true rank among its parallel gold passages; lower = less bias",
     "lpr": "LPR@k (MLAIRE, arXiv:2605.07249): share of the gold passages in the top k that are in the query "
     "language; lpr_chance is the share a language-blind ranker gives",
     "lang_ndcg": "Lang-nDCG@k (MLAIRE, arXiv:2605.07249): nDCG@k with gain 1 for a relevant passage in the query "
@@ -504,7 +505,11 @@ def add_to_block(block: dict[str, Any], values: dict[str, BiasValues], params: B
             "lpr_k": params.lpr_k,
             "lang_ndcg_k": params.lang_ndcg_k,
             "lang_ndcg_other_gain": params.lang_ndcg_other_gain,
-            **({"peer_cutoff": values["peer"].extra["cutoff"], "peer_weights": values["peer"].extra["weights"]} if "peer" in values else {}),
+            **(
+                {"peer_cutoff": values["peer"].extra["cutoff"], "peer_weights": values["peer"].extra["weights"]}
+                if "peer" in values
+                else {}
+            ),
         }
         defs = dict(out.get("definitions", {}))
         defs.update({k: v for k, v in _DEFINITIONS.items() if k in values})

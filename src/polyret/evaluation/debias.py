@@ -216,8 +216,18 @@ def fit_transform(method: str, q_emb: np.ndarray, p_emb: np.ndarray, data: FitDa
     """
     langs = sorted(set(data.query_langs.tolist()) | set(data.passage_langs.tolist()))
     if method == "center":
-        qm = np.stack([q_emb[data.query_langs == lg].mean(0) if (data.query_langs == lg).any() else np.zeros(q_emb.shape[1]) for lg in langs])
-        pm = np.stack([p_emb[data.passage_langs == lg].mean(0) if (data.passage_langs == lg).any() else np.zeros(p_emb.shape[1]) for lg in langs])
+        qm = np.stack(
+            [
+                q_emb[data.query_langs == lg].mean(0) if (data.query_langs == lg).any() else np.zeros(q_emb.shape[1])
+                for lg in langs
+            ]
+        )
+        pm = np.stack(
+            [
+                p_emb[data.passage_langs == lg].mean(0) if (data.passage_langs == lg).any() else np.zeros(p_emb.shape[1])
+                for lg in langs
+            ]
+        )
         return Transform(method, {"query_means": qm.astype(np.float32), "passage_means": pm.astype(np.float32)}, langs)
     if method == "shift":
         src = data.passage_langs == SHIFT_SOURCE

@@ -644,7 +644,9 @@ def evaluate(
             ),
             output,
         )
-    return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), debias_info)
+    return _score_and_write(
+        cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), debias_info
+    )
 
 
 def _apply_debias(cfg: EvalConfig, model, fp: str, cache, fit_bench: Benchmark, bench: Benchmark, q_emb, c_emb):

@@ -31,9 +31,8 @@ import numpy as np
 from ..data.records import Benchmark, DataError
 from ..data.trec import TrecRun, read_run_table
 from ..vocabulary import DEFAULT_MEASURES
-from . import bias as bias_measures
 from . import metrics
-from .evaluate import _add_rank_distance, _add_unretrievable, _per_query_table, split_unretrievable
+from .evaluate import _add_unretrievable, _per_query_table, language_bias, split_unretrievable
 from .results import Results
 from .runtable import RunTable
 from .settings import Setting, settings_for, split_setting
@@ -323,6 +322,7 @@ def score_run(
     languages: Sequence[str] | None = None,
     measures: Sequence[str] = DEFAULT_MEASURES,
     name: str | None = None,
+    bias_measures: Sequence[str] | None = None,
 ) -> tuple[Results, RunTable]:
     """Score an external TREC run in every setting of ``benchmark``, as ``evaluate()`` scores a model.
 
@@ -333,6 +333,7 @@ def score_run(
         languages: restrict query and pool languages (None: all).
         measures: measure names (``polyret.evaluation.metrics.parse_measure``).
         name: the system's name in results and reports (None: the run's tag).
+        bias_measures: the language-bias measures (``polyret.evaluation.bias_measures``; None: all).
 
     Returns:
         ``(Results, RunTable)``; ``Results.extra`` names the run file and its SHA-256.
@@ -350,8 +351,7 @@ def score_run(
     bias: dict[str, Any] = {}
     per_query = _per_query_table(qs, list(measures))
     if any(s.family == "multi" for s in table.settings):
-        bias = bias_measures.summary(table).to_dict()
-        _add_rank_distance(per_query, table)
+        bias = language_bias(table, per_query, bias_measures)
     langs = [lang for lang in benchmark.languages if languages is None or lang in set(languages)]
     path = None if isinstance(run, TrecRun) else str(Path(run))
     res = Results(
@@ -413,6 +413,7 @@ def score_runs(
     languages: Sequence[str] | None = None,
     measures: Sequence[str] = DEFAULT_MEASURES,
     data_dir: str | os.PathLike | None = None,
+    bias_measures: Sequence[str] | None = None,
 ) -> dict[str, Results]:
     """Score one or more runs (and their fusion) on a benchmark; with several systems, write a report.
 
@@ -432,6 +433,7 @@ def score_runs(
         baseline: the report's reference system (default: the first compared folder, else the first run).
         families, languages, measures: as for :func:`score_run`.
         data_dir: the data root for a benchmark id.
+        bias_measures: the language-bias measures (``polyret.evaluation.bias_measures``; None: all).
 
     Returns:
         system name -> Results, in the order scored (compared folders last).
@@ -455,7 +457,9 @@ def score_runs(
     trecs = {_unique_name(Path(r).name.split(".")[0] or "run", taken): read_run_table(r) for r in runs}
     scored: dict[str, tuple[Results, RunTable, TrecRun]] = {}
     for name, trec in trecs.items():
-        res, table = score_run(trec, bench, families=families, languages=languages, measures=measures, name=name)
+        res, table = score_run(
+            trec, bench, families=families, languages=languages, measures=measures, name=name, bias_measures=bias_measures
+        )
         res.extra.update(run_file=trec.path, run_sha256=_sha256(trec.path))
         scored[name] = (res, table, trec)
     if fuse:
@@ -467,7 +471,9 @@ def score_runs(
             raise DataError(f"cannot fuse runs written differently: {a} writes query ids as {fa}, {b} as {fb}")
         fused = fuse_rrf(list(trecs.values()), k=rrf_k)
         name = _unique_name("rrf", taken)
-        res, table = score_run(fused, bench, families=families, languages=languages, measures=measures, name=name)
+        res, table = score_run(
+            fused, bench, families=families, languages=languages, measures=measures, name=name, bias_measures=bias_measures
+        )
         res.extra.update(fusion={"method": "rrf", "k": rrf_k, "runs": [t.path for t in trecs.values()]})
         scored[name] = (res, table, fused)
     compared: dict[str, Results] = {}

@@ -14,7 +14,9 @@ MTEB's ``xxx-Scrp`` codes. Measure names follow MTEB's retrieval evaluator (``nd
 is ``ndcg_at_10``, MTEB's main score for retrieval. What MTEB has no name for goes under ``polyret_``
 keys: full (no-cutoff) ``polyret_map``, ``polyret_ndcg``, ``polyret_mrr``, the number of queries, and in
 multilingual entries the language-bias measures (``polyret_max_rank_distance``,
-``polyret_same_language_rate``, ``polyret_same_language_chance``). Scores are fractions, as MTEB's.
+``polyret_same_language_rate``, ``polyret_same_language_chance``, and those of
+``polyret.evaluation.bias_measures``: ``polyret_peer``, ``polyret_max_at_r``, ``polyret_lpr``,
+``polyret_lpr_chance``, ``polyret_lang_ndcg``, ``polyret_mrc``). Scores are fractions, as MTEB's.
 
 No import of ``mteb`` here: the files are plain JSON that mteb validates on load (tests read them back
 with the ``mteb`` package itself).
@@ -121,9 +123,10 @@ def task_result(results: Any, *, evaluation_time: float | None = None) -> dict[s
         if MAIN_SCORE not in entry:
             entry["polyret_main_score_measure"] = results.measures[0]
         if family == "multi":
-            for key in _BIAS_KEYS:
+            extra = [k for k in bias_langs.get(query, {}) if k not in _BIAS_KEYS]  # bias_measures' (peer, mrc ...)
+            for key in [*_BIAS_KEYS, *extra]:
                 v = bias_langs.get(query, {}).get(key)
-                if v is not None and math.isfinite(float(v)):
+                if isinstance(v, (int, float)) and math.isfinite(float(v)):
                     entry[f"polyret_{key}"] = float(v)
         entries.append(entry)
     if evaluation_time is None:
