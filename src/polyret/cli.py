@@ -471,6 +471,10 @@ def experiment(
     strategies: str | None = typer.Option(None, help="Comma-separated: mono,cross,hybrid,mixed."),
     alpha_sweep: str | None = typer.Option(None, help="Extra hybrid runs at these alphas, e.g. 0.3,0.7."),
     languages: str | None = typer.Option(None, help="Training and evaluation languages."),
+    remedies: str | None = typer.Option(
+        None, help="Training-free remedies as systems, e.g. base+shift,hybrid+shift (methods: center, shift, leace)."
+    ),
+    remedy_fit: str | None = typer.Option(None, help="Benchmark the remedies are fitted on (default xquad-r:train)."),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
     set_: list[str] | None = typer.Option(
         None,
@@ -518,6 +522,10 @@ def experiment(
         overrides["languages"] = tuple(_split(languages) or ())
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
+    if remedies is not None:
+        overrides["remedies"] = tuple(_split(remedies) or ())
+    if remedy_fit is not None:
+        overrides["remedy_fit"] = remedy_fit
     if set_:
         overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
     cfg = cfg.replace(**overrides)
