@@ -354,6 +354,17 @@ def evaluate(
         help="With --benchmark miracl/<lang>: evaluate this MIRACL-format corpus JSONL(.gz) ({docid, title, text} lines) "
         "against that language's topics and qrels, instead of the data dir's corpus.",
     ),
+    bias_measures: str | None = typer.Option(
+        None,
+        help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
+    ),
+    debias: str | None = typer.Option(
+        None, help="Training-free remedy applied to the embeddings before search: center, shift or leace (needs --debias-fit)."
+    ),
+    debias_fit: str | None = typer.Option(
+        None, help="Benchmark the remedy is fitted on, e.g. xquad-r:train (never the evaluated one or data sharing its passages)."
+    ),
+    debias_fit_max_queries: int = typer.Option(300, help="Parallel questions of --debias-fit used to fit the remedy (0: all)."),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
     from . import distributed
@@ -403,6 +414,10 @@ def evaluate(
         cache=not no_cache,
         device=device,
         corpus=str(corpus) if corpus is not None else None,
+        bias_measures=_split(bias_measures),
+        debias=debias,
+        debias_fit=debias_fit,
+        debias_fit_max_queries=debias_fit_max_queries or None,
         **encode_options,
     )
     if not distributed.is_main():
@@ -641,6 +656,10 @@ def experiment(
     strategies: str | None = typer.Option(None, help="Comma-separated: mono,cross,hybrid,mixed."),
     alpha_sweep: str | None = typer.Option(None, help="Extra hybrid runs at these alphas, e.g. 0.3,0.7."),
     languages: str | None = typer.Option(None, help="Training and evaluation languages."),
+    remedies: str | None = typer.Option(
+        None, help="Training-free remedies as systems, e.g. base+shift,hybrid+shift (methods: center, shift, leace)."
+    ),
+    remedy_fit: str | None = typer.Option(None, help="Benchmark the remedies are fitted on (default xquad-r:train)."),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
     set_: list[str] | None = typer.Option(
         None,
@@ -693,6 +712,10 @@ def experiment(
         overrides["data_dir"] = str(data_dir)
     if keep_checkpoints:
         overrides["keep_checkpoints"] = True
+    if remedies is not None:
+        overrides["remedies"] = tuple(_split(remedies) or ())
+    if remedy_fit is not None:
+        overrides["remedy_fit"] = remedy_fit
     if set_:
         overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
     cfg = cfg.replace(**overrides)
@@ -823,8 +846,13 @@ def score_cmd(
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
     latex: bool = typer.Option(False, help="Also write the report's tables as LaTeX (report/report.tex, booktabs)."),
+    bias_measures: str | None = typer.Option(
+        None,
+        help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
+    ),
 ) -> None:
     """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
+    from .evaluation.bias_measures import check_bias_measures
     from .evaluation.external_runs import check_system_name, score_runs
 
     names: list[str | None] = []
@@ -855,7 +883,7 @@ def score_cmd(
     results = score_runs(
         paths, benchmark, names=names, output=output, fuse=fuse, rrf_k=rrf_k, compare=[str(c) for c in compare or []],
         baseline=baseline, families=fams, languages=langs, measures=measure_list, latex=latex,
-        data_dir=str(data_dir) if data_dir else None,
+        data_dir=str(data_dir) if data_dir else None, bias_measures=check_bias_measures(_split(bias_measures)),
     )  # fmt: skip
     for name, res in results.items():
         for table in results_tables(res, title=f"{name} on {res.benchmark}"):

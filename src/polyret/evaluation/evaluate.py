@@ -37,6 +37,7 @@ from ..errors import ConfigError
 from ..precision import CHOICES as PRECISION_CHOICES
 from ..vocabulary import DEFAULT_MEASURES, check_languages
 from . import bias as bias_measures
+from . import bias_measures as bias_suite
 from . import metrics
 from .results import PerQuery, Results
 from .runtable import RunTable
@@ -82,6 +83,13 @@ class EvalConfig:
         max_tokens: most padded tokens per encoding batch (texts x longest text).
         corpus: with a ``miracl/<lang>`` benchmark id, a MIRACL-format corpus JSONL(.gz) of one's own,
             evaluated against that language's topics and qrels (None: the data dir's corpus).
+        bias_measures: the language-bias measures computed (None: all of
+            ``polyret.evaluation.bias_measures.BIAS_MEASURES``).
+        debias: a training-free remedy applied to the embeddings between encode and search
+            (``center``, ``shift``, ``leace``; see ``polyret.evaluation.debias``).
+        debias_fit: the benchmark id the remedy is fitted on; never the evaluated one, nor one sharing
+            its passages.
+        debias_fit_max_queries: the first this many parallel questions of ``debias_fit`` are used.
 
     Raises:
         ConfigError: a value of ``precision``, ``store_dtype``, ``store_threshold``, ``devices`` or
@@ -110,8 +118,20 @@ class EvalConfig:
     devices: list[str] | None = None
     max_tokens: int = 4096
     corpus: str | None = None
+    bias_measures: list[str] | None = None  # None: every measure of polyret.evaluation.bias_measures
+    debias: str | None = None  # None | "center" | "shift" | "leace" (polyret.evaluation.debias)
+    debias_fit: str | None = None  # the benchmark id the remedy is fitted on
+    debias_fit_max_queries: int | None = 300  # parallel questions of the fit data used (None: all)
 
     def __post_init__(self) -> None:
+        if self.bias_measures is not None:
+            try:
+                self.bias_measures = list(bias_suite.check_bias_measures(self.bias_measures))
+            except ValueError as exc:
+                raise ConfigError(f"invalid evaluation config: {exc}") from None
+        from .debias import check_debias_options
+
+        check_debias_options(self.debias, self.debias_fit, self.debias_fit_max_queries, self.benchmark)
         if isinstance(self.devices, str):  # "cuda:0,cuda:1", as on the command line
             self.devices = [d.strip() for d in self.devices.split(",")]
         try:  # any spelling ir_measures or trec_eval knows; stored under polyret's stable names
@@ -332,8 +352,13 @@ def score(
     k: int = 100,
     backend: str = "exact",
     model_name: str = "",
+    bias_measures: Sequence[str] | None = None,
+    bias_params: bias_suite.BiasParams | None = None,
 ) -> tuple[Results, RunTable]:
     """Score every setting from precomputed embeddings; returns (Results, run table).
+
+    ``bias_measures`` selects the language-bias measures of the multilingual settings (None: all of
+    ``polyret.evaluation.bias_measures.BIAS_MEASURES``); each also becomes a per-query column.
 
     Relevant judgements naming a docid absent from a one-language benchmark's candidates (a partial
     MIRACL corpus) are relevant but unretrievable: they count against recall and mAP as trec_eval counts
@@ -357,8 +382,7 @@ def score(
     bias: dict[str, Any] = {}
     per_query = _per_query_table(qs, list(measures))
     if any(s.family == "multi" for s in settings):
-        bias = bias_measures.summary(run).to_dict()  # the results.json block
-        _add_rank_distance(per_query, run)
+        bias = language_bias(run, per_query, bias_measures, bias_params)
     t2 = time.perf_counter()
     res = Results(
         model=model_name,
@@ -499,6 +523,37 @@ def _per_query_table(qs: PerQuery, measures: list[str]) -> PerQuery:
     )
 
 
+def language_bias(
+    run: RunTable,
+    per_query: PerQuery | None,
+    measures: Sequence[str] | None = None,
+    params: bias_suite.BiasParams | None = None,
+) -> dict[str, Any]:
+    """The ``language_bias`` block of results.json for ``run``'s multilingual settings, adding each
+    selected measure's per-query values to ``per_query`` as a column of the same name.
+
+    Args:
+        run: the pooled run table.
+        per_query: the per-query table to extend (None: nothing added).
+        measures: names from ``polyret.evaluation.bias_measures.BIAS_MEASURES`` (None: all).
+        params: the measures' parameters (None: the defaults).
+    """
+    wanted = bias_suite.check_bias_measures(measures)
+    params = params or bias_suite.BiasParams()
+    block: dict[str, Any] = {}
+    if "max_rank_distance" in wanted or "same_language" in wanted:
+        block = bias_measures.summary(run).to_dict()
+        if per_query is not None and "max_rank_distance" in wanted:
+            _add_rank_distance(per_query, run)
+    values = bias_suite.compute(run, wanted, params)
+    if per_query is not None:
+        for name, bv in values.items():
+            per_query.values[name] = bias_suite.per_query_column(per_query, bv)
+    block = bias_suite.add_to_block(block, values, params)
+    block["measures"] = list(wanted)
+    return block
+
+
 def _add_rank_distance(per_query: PerQuery, run) -> None:
     """Attach each multilingual query's maximum rank distance as a per-query column (NaN elsewhere)."""
     dist = bias_measures.max_rank_distance(run)
@@ -564,6 +619,12 @@ def evaluate(
         else _subset(benchmark, cfg.languages)
     )
     _, absent = split_unretrievable(bench)  # bad qrels fail here, before any model runs
+    fit_bench = None
+    if cfg.debias:  # the fit data is loaded and checked disjoint now, before any model runs
+        from .debias import check_disjoint
+
+        fit_bench = load_benchmark(cfg.debias_fit, data_dir=cfg.data_dir)
+        check_disjoint(fit_bench, bench)
     if absent and not isinstance(benchmark, str):  # a loader by id has warned, naming its qrels file
         logger.warning(
             "%s: %d relevant judgements name docids absent from the corpus; they count as misses (%s)",
@@ -605,17 +666,30 @@ def evaluate(
         # under torchrun (with a cache) every rank encodes its share of the texts and reads the others'
         distributed=distributed.world_size() > 1,
     )
+    debias_info = None
+    if fit_bench is not None:  # the remedy, between encode and search (polyret.evaluation.debias)
+        q_emb, c_emb, debias_info = _apply_debias(cfg, model, fp, cache, fit_bench, bench, q_emb, c_emb)
     bench.candidates.release_pages()  # the texts' mapped pages are done with: not resident during the search
     t_encoded = time.perf_counter()
     if distributed.world_size() > 1:
         return _score_on_main(
             lambda: _score_and_write(
-                cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), resolved.reason
+                cfg,
+                bench,
+                q_emb,
+                c_emb,
+                model_name,
+                fp,
+                output,
+                keep_run,
+                (t_start, t_loaded, t_encoded),
+                resolved.reason,
+                debias_info,
             ),
             output,
         )
     return _score_and_write(
-        cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), resolved.reason
+        cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), resolved.reason, debias_info
     )
 
 
@@ -662,12 +736,40 @@ def _corpus_cache(cfg: EvalConfig):
     return cache_dir(cfg.cache_dir) / "corpora"
 
 
+def _apply_debias(cfg: EvalConfig, model, fp: str, cache, fit_bench: Benchmark, bench: Benchmark, q_emb, c_emb):
+    """``(queries, candidates, record)``: the embeddings after ``cfg.debias`` fitted on ``fit_bench``."""
+    from ..paths import cache_dir
+    from .debias import fitted_transform
+
+    tr = fitted_transform(
+        model,
+        cfg.debias,
+        fit_bench,
+        fingerprint=fp,
+        max_queries=cfg.debias_fit_max_queries,
+        cache_root=cache_dir(cfg.cache_dir) if cfg.cache else None,
+        embed_cache=cache,
+        encode_options={"batch_size": cfg.batch_size, "max_tokens": cfg.max_tokens, "precision": cfg.precision},
+    )
+    q_langs = np.asarray([q.lang for q in bench.queries], dtype=str)
+    c_langs = np.asarray(bench.candidates.langs, dtype=str)
+    return tr.apply(q_emb, q_langs, "query"), tr.apply(c_emb, c_langs, "passage"), tr.info
+
+
 def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times,
-                     precision_reason: str = ""):  # fmt: skip
+                     precision_reason: str = "", debias_info=None):  # fmt: skip
     """Search, score, and write ``output`` (when given): the part of ``evaluate`` one rank does."""
     t_start, t_loaded, t_encoded = times
     res, run = score(
-        bench, q_emb, c_emb, families=cfg.families, measures=cfg.measures, k=cfg.k, backend=cfg.backend, model_name=model_name
+        bench,
+        q_emb,
+        c_emb,
+        families=cfg.families,
+        measures=cfg.measures,
+        k=cfg.k,
+        backend=cfg.backend,
+        model_name=model_name,
+        bias_measures=cfg.bias_measures,
     )
     res.fingerprint = fp
     res.timing = {
@@ -682,6 +784,8 @@ def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name
     training = training_record(model_name)
     if training is not None:  # what the model's training did (the report's realized share of mono steps)
         res.extra["training"] = training
+    if debias_info is not None:
+        res.extra["debias"] = debias_info
     if output is not None:
         res.write(output, run=run if keep_run else None)  # completion marker last
     res.run = run if keep_run else None

@@ -31,9 +31,8 @@ import numpy as np
 from ..data.records import Benchmark, DataError
 from ..data.trec import TrecRun, read_run_table, trec_token
 from ..vocabulary import DEFAULT_MEASURES
-from . import bias as bias_measures
 from . import metrics
-from .evaluate import _add_rank_distance, _add_unretrievable, _per_query_table, split_unretrievable
+from .evaluate import _add_unretrievable, _per_query_table, language_bias, split_unretrievable
 from .results import Results
 from .runtable import RunTable
 from .settings import Setting, settings_for, split_setting
@@ -335,6 +334,7 @@ def score_run(
     languages: Sequence[str] | None = None,
     measures: Sequence[str] = DEFAULT_MEASURES,
     name: str | None = None,
+    bias_measures: Sequence[str] | None = None,
 ) -> tuple[Results, RunTable]:
     """Score an external TREC run in every setting of ``benchmark``, as ``evaluate()`` scores a model.
 
@@ -345,6 +345,7 @@ def score_run(
         languages: restrict query and pool languages (None: all).
         measures: measure names (``polyret.evaluation.metrics.parse_measure``).
         name: the system's name in results and reports (None: the run's tag).
+        bias_measures: the language-bias measures (``polyret.evaluation.bias_measures``; None: all).
 
     Returns:
         ``(Results, RunTable)``; ``Results.extra`` names the run file and its SHA-256.
@@ -361,8 +362,7 @@ def score_run(
     bias: dict[str, Any] = {}
     per_query = _per_query_table(qs, list(measures))
     if any(s.family == "multi" for s in table.settings):
-        bias = bias_measures.summary(table).to_dict()
-        _add_rank_distance(per_query, table)
+        bias = language_bias(table, per_query, bias_measures)
     langs = [lang for lang in benchmark.languages if languages is None or lang in set(languages)]
     path = None if isinstance(run, TrecRun) else str(Path(run))
     res = Results(
@@ -426,6 +426,7 @@ def score_runs(
     languages: Sequence[str] | None = None,
     measures: Sequence[str] = DEFAULT_MEASURES,
     data_dir: str | os.PathLike | None = None,
+    bias_measures: Sequence[str] | None = None,
 ) -> dict[str, Results]:
     """Score one or more runs (and their fusion) on a benchmark; with several systems, write a report.
 
@@ -448,6 +449,7 @@ def score_runs(
         baseline: the report's reference system (default: the first compared folder, else the first run).
         families, languages, measures: as for :func:`score_run`.
         data_dir: the data root for a benchmark id.
+        bias_measures: the language-bias measures (``polyret.evaluation.bias_measures``; None: all).
 
     Returns:
         system name -> Results, in the order scored (compared folders last).
@@ -489,7 +491,9 @@ def score_runs(
     trecs = {(n or _unique_name(Path(r).name.split(".")[0] or "run", taken)): read_run_table(r) for n, r in zip(names, runs)}
     scored: dict[str, tuple[Results, RunTable, TrecRun]] = {}
     for name, trec in trecs.items():
-        res, table = score_run(trec, bench, families=families, languages=languages, measures=measures, name=name)
+        res, table = score_run(
+            trec, bench, families=families, languages=languages, measures=measures, name=name, bias_measures=bias_measures
+        )
         res.extra.update(run_file=trec.path, run_sha256=_sha256(trec.path))
         scored[name] = (res, table, trec)
     if fuse:
@@ -501,7 +505,9 @@ def score_runs(
             raise DataError(f"cannot fuse runs written differently: {a} writes query ids as {fa}, {b} as {fb}")
         fused, params = fuse_runs(list(trecs.values()), fuse, rrf_k=rrf_k)
         name = _unique_name(fuse, taken)
-        res, table = score_run(fused, bench, families=families, languages=languages, measures=measures, name=name)
+        res, table = score_run(
+            fused, bench, families=families, languages=languages, measures=measures, name=name, bias_measures=bias_measures
+        )
         res.extra.update(fusion={**params, "runs": [t.path for t in trecs.values()], "systems": list(trecs)})
         scored[name] = (res, table, fused)
     compared: dict[str, Results] = {}

@@ -7,6 +7,7 @@
     settings.cross.pairs["<query lang>-<pool lang>"].<measure>
     settings.multi.per_language.<lang>.<measure>
     language_bias.max_rank_distance (+ per_language, same_language_preference ...)
+    language_bias.{peer,max_at_r,lpr,lpr_chance,lang_ndcg,mrc} (polyret.evaluation.bias_measures; + parameters)
     unretrievable_relevant                          relevant judgements whose docid is not in the corpus
                                                     (counted as never retrieved, as trec_eval would)
 
@@ -194,10 +195,16 @@ class Results:
     def settings_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["setting", "family", "query_lang", "pool_lang", "n_queries", *self.measures])
+        bias_langs = (self.bias or {}).get("per_language", {})
+        bias_keys = list(dict.fromkeys(k for v in bias_langs.values() for k, x in v.items() if isinstance(x, (int, float))))
+        w.writerow(["setting", "family", "query_lang", "pool_lang", "n_queries", *self.measures, *bias_keys])
         for name, vals in self.per_setting.items():
             family, q, p = split_setting(name)
-            w.writerow([name, family, q, p, int(vals.get("n_queries", 0)), *(fmt_value(vals.get(m)) for m in self.measures)])
+            bias = bias_langs.get(q, {}) if family == "multi" else {}  # language bias: multilingual pools only
+            w.writerow(
+                [name, family, q, p, int(vals.get("n_queries", 0)), *(fmt_value(vals.get(m)) for m in self.measures)]
+                + [fmt_value(bias.get(k)) for k in bias_keys]
+            )
         return buf.getvalue()
 
     @classmethod

@@ -61,6 +61,11 @@ class ExperimentConfig:
         preset: the preset this config started from, if any.
         keep_checkpoints: keep each training's ``checkpoints/`` (optimizer states) after its final model is
             complete (False: deleted then; ``TrainConfig.keep_checkpoints``).
+        remedies: training-free remedies evaluated as systems of their own: ``"base+shift"`` (the base
+            model's embeddings after Shift), ``"hybrid+leace"`` (every seed of hybrid), or a bare method
+            (``"center"`` = ``"base+center"``); methods: ``polyret.evaluation.debias.METHODS``.
+        remedy_fit: the benchmark every remedy is fitted on (never one of ``benchmarks``).
+        remedy_fit_max_queries: how many parallel questions of ``remedy_fit`` are used (None: all).
     """
 
     model: str = "builtin:me5-small"
@@ -81,6 +86,18 @@ class ExperimentConfig:
     output: str = "runs/experiment"
     preset: str | None = None
     keep_checkpoints: bool = False
+    remedies: tuple[str, ...] = ()  # "<system>+<method>" (or "<method>" = base+<method>): polyret.evaluation.debias
+    remedy_fit: str = "xquad-r:train"  # the benchmark every remedy is fitted on
+    remedy_fit_max_queries: int | None = 300  # parallel questions of remedy_fit used
+
+    def remedy_systems(self) -> list[tuple[str, str, str]]:
+        """``(system name, trained system it applies to or "base", method)`` per entry of ``remedies``."""
+        out = []
+        for entry in self.remedies:
+            system, plus, method = entry.rpartition("+")
+            system = system if plus else "base"
+            out.append((f"{system}+{method}", system, method))
+        return out
 
     def systems(self) -> list[System]:
         out = [System(s, self.alpha) for s in self.strategies]
@@ -149,6 +166,19 @@ class ExperimentConfig:
                     check_languages(langs, info.languages, where=f"{key}: benchmark {bench}")
                 except ValueError as exc:
                     raise ValueError(f"{exc}; give it its own subset in eval_languages") from None
+        if self.remedies:
+            from ..evaluation.debias import METHODS, check_debias_options
+
+            names = {"base", *(s.name for s in self.systems())}
+            for name, system, method in self.remedy_systems():
+                if system not in names:
+                    raise ValueError(
+                        f"remedies: {name!r} names system {system!r}, which the experiment has not ({sorted(names)})"
+                    )
+                if method not in METHODS:
+                    raise ValueError(f"remedies: {name!r}: unknown remedy {method!r}; choose from {', '.join(METHODS)}")
+                for bench in self.benchmarks:
+                    check_debias_options(method, self.remedy_fit, self.remedy_fit_max_queries, bench)
         check_train_overrides(self.train_overrides)
         base = self.base_train_config()
         for system in self.systems():
@@ -379,5 +409,6 @@ EXTENDABLE = frozenset(
         "data_dir",
         "eval_batch_size",
         "keep_checkpoints",
+        "remedies",
     }
 )

@@ -8,6 +8,7 @@ last checkpoint. Every path comes from ``layout``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -89,7 +90,15 @@ def run_experiment(
             previous["train_overrides"] = upgrade_keys(previous["train_overrides"], complete=False)
         previous.setdefault("precision", "fp32")  # an older polyret evaluated in fp32 whatever the machine
         current = json.loads(json.dumps(record))
-        changed = sorted(k for k in set(previous) | set(current) if k not in EXTENDABLE and previous.get(k) != current.get(k))
+        defaults = json.loads(json.dumps(dataclasses.asdict(ExperimentConfig())))
+        changed = sorted(
+            k
+            for k in set(previous) | set(current)
+            if k not in EXTENDABLE
+            and previous.get(k) != current.get(k)
+            # a key an older polyret did not write, left at its default, changes nothing
+            and not (k not in previous and current.get(k) == defaults.get(k))
+        )
         if changed:
             hint = ""
             if "precision" in changed:
@@ -109,7 +118,7 @@ def run_experiment(
     done: dict[str, list[str]] = {"trained": [], "evaluated": [], "reused": []}
     started = time.perf_counter()
 
-    def eval_into(model_obj_or_path, target: Path, bench: str, label: str) -> None:
+    def eval_into(model_obj_or_path, target: Path, bench: str, label: str, **remedy: Any) -> None:
         if _agreed(eval_done(target)):  # its completion marker, written last; a folder without one is redone
             done["reused"].append(f"eval {label} {bench}")
             return
@@ -125,8 +134,23 @@ def run_experiment(
             batch_size=config.eval_batch_size,
             max_seq_length=config.eval_max_seq_length,
             precision=precision.precision,
+            **remedy,
         )
         done["evaluated"].append(f"{label} {bench}")
+
+    def remedy_evals(model_obj_or_path, system: str, seed: int | None) -> None:
+        """The remedies applied to ``system``'s embeddings (polyret.evaluation.debias): systems of their own."""
+        for name, target_system, method in config.remedy_systems():
+            if target_system != system:
+                continue
+            for bench in config.benchmarks:
+                label = name if seed is None else f"{name} seed {seed}"
+                remedy = {
+                    "debias": method,
+                    "debias_fit": config.remedy_fit,
+                    "debias_fit_max_queries": config.remedy_fit_max_queries,
+                }
+                eval_into(model_obj_or_path, layout.eval_dir(out, name, seed, bench), bench, label, **remedy)
 
     if rank != 0:
         echo = None  # rank 0 speaks for the run
@@ -134,11 +158,18 @@ def run_experiment(
     def base_evals() -> None:
         """The base model, loaded once for all benchmarks."""
         base_targets = {b: layout.eval_dir(out, BASELINE, None, b) for b in config.benchmarks}
-        if _agreed(any(not eval_done(t) for t in base_targets.values())):
+        remedy_targets = [
+            layout.eval_dir(out, name, None, b)
+            for name, system, _ in config.remedy_systems()
+            if system == BASELINE
+            for b in config.benchmarks
+        ]
+        if _agreed(any(not eval_done(t) for t in [*base_targets.values(), *remedy_targets])):
             base = load(config.model, max_seq_length=config.eval_max_seq_length)
             base.polyret_spec = config.model
             for bench, target in base_targets.items():
                 eval_into(base, target, bench, BASELINE)
+            remedy_evals(base, BASELINE, None)
             del base
         else:
             done["reused"] += [f"eval {BASELINE} {b}" for b in config.benchmarks]
@@ -163,6 +194,7 @@ def run_experiment(
     def system_evals(system: System, seed: int, final: Path) -> None:
         for bench in config.benchmarks:
             eval_into(str(final), layout.eval_dir(out, system.name, seed, bench), bench, f"{system.name} seed {seed}")
+        remedy_evals(str(final), system.name, seed)
 
     base_train = config.base_train_config()
     runs = [(system, seed) for system in config.systems() for seed in config.seed_values()]
@@ -188,6 +220,8 @@ def run_experiment(
     # 3. the report
     _progress("writing the report", echo)
     wanted = {(BASELINE, None)} | {(system.name, seed) for system, seed in runs}
+    for name, system, _ in config.remedy_systems():  # the remedies: systems of their own
+        wanted |= {(name, None)} if system == BASELINE else {(name, seed) for s, seed in runs if s.name == system}
     entries = [e for e in load_entries(out) if (e.system, e.seed) in wanted and e.benchmark in config.benchmarks]
     from ..report.setup import collect_setup
 

@@ -5,8 +5,6 @@ Layout (under a results root, e.g. ``<evaluation>/mteb``)::
     results/<model name, "/" -> "__">/<revision>/<Task>.json        one per setting family
     results/<model name, "/" -> "__">/<revision>/model_meta.json
 
-``mteb.ResultCache(root).load_results(...)`` and ``mteb.TaskResult.from_disk(file)`` read them.
-
 * The model is identified as MTEB identifies models, by name and revision, so a cache holding several
   models never mixes them: the name is :func:`mteb_model_name` (a Hub id as it is; a local folder as
   ``local/<folder name>``, a polyret training output ``<run>/model`` as ``local/<run>``; the builtin
@@ -23,8 +21,9 @@ Layout (under a results root, e.g. ``<evaluation>/mteb``)::
   score for retrieval. What MTEB has no name for goes under ``polyret_`` keys: full (no-cutoff)
   ``polyret_map``, ``polyret_ndcg``, ``polyret_mrr``, measures computed by ir_measures
   (``polyret_judged_at_10``), the number of queries, and in multilingual entries the language-bias
-  measures (``polyret_max_rank_distance``, ``polyret_same_language_rate``, ``polyret_same_language_chance``).
-  Scores are fractions, as MTEB's.
+  measures (``polyret_max_rank_distance``, ``polyret_same_language_rate``, ``polyret_same_language_chance``,
+  and those of ``polyret.evaluation.bias_measures``: ``polyret_peer``, ``polyret_max_at_r``, ``polyret_lpr``,
+  ``polyret_lpr_chance``, ``polyret_lang_ndcg``, ``polyret_mrc``). Scores are fractions, as MTEB's.
 * ``mteb_version`` is the installed mteb's version (the files follow mteb 2's TaskResult format;
   :data:`MTEB_VERSION_WRITTEN` when mteb is not installed).
 
@@ -181,9 +180,10 @@ def task_results(results: Any, *, evaluation_time: float | None = None) -> dict[
         if MAIN_SCORE not in entry:
             entry["polyret_main_score_measure"] = results.measures[0]
         if family == "multi":
-            for key in _BIAS_KEYS:
+            extra = [k for k in bias_langs.get(query, {}) if k not in _BIAS_KEYS]  # bias_measures' (peer, mrc ...)
+            for key in [*_BIAS_KEYS, *extra]:
                 v = bias_langs.get(query, {}).get(key)
-                if v is not None and math.isfinite(float(v)):
+                if isinstance(v, (int, float)) and math.isfinite(float(v)):
                     entry[f"polyret_{key}"] = float(v)
         entries.setdefault(family, []).append(entry)
     if evaluation_time is None:

@@ -63,7 +63,7 @@ def _num(x: Any) -> float:
     return float(x) if isinstance(x, (int, float)) and x is not None else float("nan")
 
 
-def _columns(families: Sequence[str], measure: str, has_bias: bool) -> list[Column]:
+def _columns(families: Sequence[str], measure: str, has_bias: bool, extra_bias: Sequence[str] = ()) -> list[Column]:
     name = measure_name(measure)
     cols = [
         Column(fam, f"{fam} {name}", "high", 3, lambda r, f=fam: _num(r.macro.get(f, {}).get(measure)), fam, measure)
@@ -85,7 +85,21 @@ def _columns(families: Sequence[str], measure: str, has_bias: bool) -> list[Colu
         cols.append(
             Column("same_language_rate", "same-language rate", "chance", 3, lambda r: _num(r.bias.get("same_language_rate")))
         )
+    for key in extra_bias:  # the published measures of polyret.evaluation.bias_measures, when the results have them
+        label, better, digits = BIAS_COLUMNS[key]
+        cols.append(Column(key, label, better, digits, lambda r, k=key: _num(r.bias.get(k)), "multi", key))
     return cols
+
+
+# key -> (header, better, digits) of the published bias measures' columns; LPR is shown "lower is
+# better" (less query-language preference) although a language-blind ranker sits at its chance level
+BIAS_COLUMNS = {
+    "peer": ("PEER \u2191", "high", 3),
+    "max_at_r": ("Max@R \u2193", "low", 1),
+    "lpr": ("LPR@k \u2193", "low", 3),
+    "lang_ndcg": ("Lang-nDCG@k", "high", 3),
+    "mrc": ("MRC \u2191", "high", 3),
+}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -213,7 +227,8 @@ def _analyse_benchmark(
                     f"report: {s.name} (seed {sd}) on {bench_id} has no measure {measure!r} in {missing} (it has {r.measures})"
                 )
     has_bias = any(math.isfinite(_num(r.bias.get("max_rank_distance"))) for r in all_results)
-    columns = _columns(families, measure, has_bias)
+    extra_bias = [k for k in BIAS_COLUMNS if any(math.isfinite(_num(r.bias.get(k))) for r in all_results)]
+    columns = _columns(families, measure, has_bias, extra_bias)
     chances = [_num(r.bias.get("same_language_chance")) for r in all_results]
     chance = float(np.nanmean(chances)) if any(math.isfinite(c) for c in chances) else float("nan")
     bench = BenchmarkSummary(bench_id, languages, families, columns, systems, chance)
@@ -441,11 +456,16 @@ def _language_tables(bench: BenchmarkSummary, results: dict[str, list[Results]],
         views.append(
             ("max_rank_distance", lambda r, q: _num(r.bias.get("per_language", {}).get(q, {}).get("max_rank_distance")), False)
         )
+    for key in BIAS_COLUMNS:
+        if any(c.key == key for c in bench.columns):
+            views.append(
+                (key, lambda r, q, k=key: _num(r.bias.get("per_language", {}).get(q, {}).get(k)), BIAS_COLUMNS[key][1] == "high")
+            )
     return [
         LanguageTable(
             key,
             high,
-            3 if high else 1,
+            BIAS_COLUMNS[key][2] if key in BIAS_COLUMNS else (3 if high else 1),
             {s.name: [_mean_std([get(r, q) for r in results[s.name]])[0] for q in bench.languages] for s in bench.systems},
         )
         for key, get, high in views

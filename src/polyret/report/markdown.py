@@ -20,7 +20,25 @@ _LANGUAGE_CAPTIONS = {
     "cross": "Cross-lingual {name}, query language x mean over the other pool languages",
     "multi": "Multilingual {name} (pool of all languages)",
     "max_rank_distance": "Max rank distance in the multilingual pool (lower = less language bias)",
+    "peer": "PEER in the multilingual pool (higher = documents of every language have equal expected rank)",
+    "max_at_r": "Max@R, worst rank of the gold translations in the multilingual pool (lower = less language bias)",
+    "lpr": "LPR@k, query-language share of the gold passages in the top k (lower = less preference; chance 1/L)",
+    "lang_ndcg": "Lang-nDCG@k in the multilingual pool (other-language gold passages gain less)",
+    "mrc": "MRC, mean Spearman correlation of parallel queries' rankings (higher = more language-consistent)",
 }
+
+_BIAS_KEYS = ("peer", "max_at_r", "lpr", "lang_ndcg", "mrc")  # polyret.evaluation.bias_measures' columns
+_BIAS_LEGEND = (
+    "Published bias measures (polyret.evaluation.bias_measures, parameters in each results.json's "
+    "language_bias.parameters): *PEER* (Yang et al. SIGIR 2024): Kruskal-Wallis p-value that documents of each language "
+    "have equal expected rank, weighted over relevance levels (higher = fairer). *Max@R* (arXiv 2604.05684): worst rank "
+    "of the gold translations (lower = better). *LPR@k* (MLAIRE, arXiv 2605.07249): share of the gold passages in the "
+    "top k that are in the query language (a language-blind ranker sits at ~1/L). *Lang-nDCG@k* (MLAIRE): nDCG@k with "
+    "half gain for gold passages in another language. *MRC* (arXiv 2509.06195): mean Spearman correlation between the "
+    "rankings of parallel queries in different languages, on the union of their top-k lists (higher = more consistent). "
+    "A system named *X+remedy* is X's embeddings after a training-free remedy (center, shift, leace; see its "
+    "results.json's debias record)."
+)
 
 
 def _f(x: float | None, digits: int, sign: bool = False) -> str:
@@ -397,6 +415,8 @@ def render_markdown(report: Report) -> str:
             *_main_table(b, baseline),
             "",
         ]
+        if any(c.key in _BIAS_KEYS for c in b.columns):
+            lines += [_BIAS_LEGEND, ""]
         lines += _claims_section(b, report.claim_margin)
         lines += _seed_section(b, baseline)
         if b.figures:

@@ -1,0 +1,111 @@
+"""The published language-bias measures on hand-made runs whose values are worked out by hand here."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from polyret.evaluation import bias_measures as bm
+from polyret.evaluation.runtable import RunTable
+from polyret.evaluation.settings import Setting
+
+LANGS = ("en", "de")
+DOCS = ["A_en", "X_en", "Y_en", "A_de", "X_de", "Y_de"]  # A_*: the parallel gold passages of q0
+DOC_LANGS = ["en", "en", "en", "de", "de", "de"]
+
+
+def make_run(rankings: dict[str, list[str]], k: int) -> RunTable:
+    """Query q0 in en and de against the pool of both languages; ``rankings`` is each query language's
+    FULL ranking of the six candidates; the table keeps the top k plus every gold row (as search does)."""
+    settings = [Setting("multi", lang, LANGS) for lang in LANGS]
+    cols = {c: [] for c in ("setting", "query", "doc", "rank", "score", "relevance")}
+    for qi, lang in enumerate(LANGS):
+        for rank, doc in enumerate(rankings[lang], start=1):
+            rel = int(doc.startswith("A_"))
+            if rank <= k or rel:
+                for c, v in zip(cols, (qi, qi, DOCS.index(doc), rank, 10.0 - rank, rel)):
+                    cols[c].append(v)
+    return RunTable(settings, ["q0", "q0"], list(LANGS), DOCS, DOC_LANGS, k=k, exact_ranks=True, **cols)
+
+
+FULL = {
+    "en": ["A_en", "X_en", "Y_en", "A_de", "X_de", "Y_de"],
+    "de": ["A_de", "A_en", "X_de", "X_en", "Y_de", "Y_en"],
+}
+
+
+def test_max_at_r_is_the_worst_gold_rank():
+    v = bm.max_at_r(make_run(FULL, k=6))
+    assert v.per_language == {"en": 4.0, "de": 2.0}  # en: gold at 1 and 4; de: at 1 and 2
+    assert v.mean == 3.0
+    assert v.better == "low"
+
+
+def test_lpr_counts_query_language_share_of_gold_in_top_k():
+    run = make_run(FULL, k=6)
+    at1 = bm.lpr(run, k=1)
+    assert at1.per_language == {"en": 1.0, "de": 1.0}
+    at2 = bm.lpr(run, k=2)  # en: only A_en in the top 2 -> 1; de: A_de and A_en -> 1/2
+    assert at2.per_language == {"en": 1.0, "de": 0.5}
+    assert at2.mean == 0.75
+    assert at2.extra["chance"] == 0.5  # one of two gold passages per query is in its language
+
+
+def test_lang_ndcg_by_hand():
+    v = bm.lang_ndcg(make_run(FULL, k=6), k=6, other_gain=0.5)
+    # en: gain 1 at rank 1, .5 at rank 4; ideal 1 at 1, .5 at 2
+    en = (1 + 0.5 / math.log2(5)) / (1 + 0.5 / math.log2(3))
+    assert v.per_language["en"] == pytest.approx(en)
+    assert v.per_language["de"] == pytest.approx(1.0)  # de: own-language gold first, the other second: ideal
+    assert v.mean == pytest.approx((en + 1) / 2)
+
+
+def test_mrc_spearman_on_full_and_on_union_of_top_k():
+    full = bm.mrc(make_run(FULL, k=6))
+    # en ranks of the docs in DOCS order: 1..6; de: A_en 2, X_en 4, Y_en 6, A_de 1, X_de 3, Y_de 5
+    d = np.array([1, 2, 3, 4, 5, 6]) - np.array([2, 4, 6, 1, 3, 5])
+    rho = 1 - 6 * (d**2).sum() / (6 * 35)
+    assert full.values == pytest.approx([rho, rho])
+    assert full.mean == pytest.approx(rho)
+    top2 = bm.mrc(make_run(FULL, k=2))
+    # union of {A_en, X_en} and {A_de, A_en}: en ranks (1, 2, 3=k+1), de ranks (2, 3=k+1, 1)
+    # rank vectors (1,2,3) vs (2,3,1): d = (-1,-1,2), rho = 1 - 6*6/(3*8) = -0.5
+    assert top2.values == pytest.approx([-0.5, -0.5])
+    assert top2.extra["ranked_on"].startswith("union")
+
+
+def test_peer_by_hand_and_with_unretrieved_gold():
+    run = make_run(FULL, k=6)
+    v = bm.peer(run)
+    # en query, level 0 (non-relevant in the top 6): en ranks [2, 3], de [5, 6]: mean 4, group means
+    # 2.5 and 5.5: SSG = 2*1.5^2 * 2 = 9, SSA = 4+1+1+4 = 10, H = (4-1)*9/10 = 2.7, 1 df
+    # level 1: en [1], de [4]: H = (2-1)*SSG/SSA = 1 (one item per group: always N - 1)
+    en = 0.5 * stats.chi2.sf(2.7, 1) + 0.5 * stats.chi2.sf(1.0, 1)
+    assert v.per_language["en"] == pytest.approx(en)
+    assert v.extra["weights"] == {"0": 0.5, "1": 0.5}
+    cut = bm.peer(run, cutoff=3)
+    # top 3 of en: A_en, X_en, Y_en. level 1: en [1], de [unretrieved -> (2*2 + 1 + 1)/2 = 3]: H = 1
+    # level 0: only en documents retrieved: one group -> p = 1
+    assert cut.per_language["en"] == pytest.approx(0.5 * 1.0 + 0.5 * stats.chi2.sf(1.0, 1))
+
+
+def test_kruskal_peer_matches_scipy_on_distinct_ranks():
+    # on distinct ranks 1..N the reference formula is the Kruskal-Wallis H itself
+    groups = [[1, 4, 6], [2, 3], [5, 7, 8, 9]]
+    assert bm.kruskal_peer(groups) == pytest.approx(stats.kruskal(*groups).pvalue)
+    assert bm.kruskal_peer([[1.0], []]) == 1.0  # one non-empty group
+    assert bm.kruskal_peer([[float("nan")], [float("nan")]]) == 1.0
+
+
+def test_selection_and_parameters_are_checked():
+    assert bm.check_bias_measures("peer,mrc") == ("peer", "mrc")
+    with pytest.raises(ValueError, match="unknown 'pear'"):
+        bm.check_bias_measures(["pear"])
+    with pytest.raises(ValueError, match="lpr_k"):
+        bm.BiasParams(lpr_k=0)
+    out = bm.compute(make_run(FULL, k=6), ["max_at_r", "lpr"])
+    assert set(out) == {"max_at_r", "lpr"}
+    block = bm.add_to_block({}, out, bm.BiasParams())
+    assert block["max_at_r"] == 3.0 and block["per_language"]["de"]["lpr"] == 0.5  # k=10: both gold found
+    assert block["better"] == {"max_at_r": "low", "lpr": "chance"}
