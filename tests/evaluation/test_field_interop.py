@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import pytrec_eval
-from test_evaluate import random_embeddings, tiny_benchmark
 from typer.testing import CliRunner
 
 from polyret.cli import app
@@ -18,6 +17,7 @@ from polyret.evaluation.external_runs import score_runs
 from polyret.evaluation.fusion import fuse_comb
 from polyret.evaluation.metrics import canonical_measures, parse_measure
 from polyret.evaluation.significance import holm, paired_bootstrap, paired_cluster_bootstrap, verdict
+from tests.helpers.benchmarks import random_embeddings, tiny_benchmark
 
 FIELD = {  # the name a user types -> polyret's stable key, pytrec_eval's measure
     "nDCG@10": ("ndcg@10", "ndcg_cut_10"),

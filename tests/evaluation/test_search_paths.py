@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_search import make_bench
 
 import polyret.evaluation.search as search
 from polyret.evaluation.search import build_run_table
 from polyret.evaluation.settings import settings_for
+from tests.helpers.benchmarks import make_bench
 
 COLS = ("setting", "query", "doc", "rank", "score", "relevance")
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import pytrec_eval
-from test_evaluate import random_embeddings, tiny_benchmark
 
 from polyret.data.records import Benchmark, Candidate, Query
 from polyret.data.trec import read_qrels, read_run_table, trec_token
 from polyret.evaluation import score
 from polyret.evaluation.external_runs import score_run
 from polyret.paths import COMPLETE_MARKER
+from tests.helpers.benchmarks import random_embeddings, tiny_benchmark
 
 # polyret name -> trec_eval name, for measures a top-k run reproduces exactly (cutoffs <= k)
 TOP_K = {"map@4": "map_cut_4", "ndcg@3": "ndcg_cut_3", "recall@4": "recall_4", "p@2": "P_2", "mrr@4": "recip_rank"}

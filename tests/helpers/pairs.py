@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyret.data.records import Pair, PairGroups
 from tests.helpers.models import TINY_WORDS
 
 PAIR_LANGS = ("de", "en", "es")
@@ -80,3 +81,26 @@ def write_mmarco(folder: Path, queries: int, languages=PAPER_LANGS, seed: int = 
         )
     (folder / "triples.tsv").write_text("".join(f"q{i}\tp{i}\tp{queries + i}\n" for i in range(queries)))
     return folder
+
+
+SAMPLER_LANGS = ("ar", "de", "en", "es", "zh")
+
+
+def make_source(name: str, n_groups: int, langs=SAMPLER_LANGS, *, ragged: bool = False, negatives: bool = False) -> PairGroups:
+    """Texts encode their origin: ``q|<source>|<group>|<lang>`` so a trainer-side batch can be decoded."""
+    groups = {}
+    for i in range(n_groups):
+        gid = f"{name}{i}"
+        group_langs = langs[: 1 + i % len(langs)] if ragged else langs
+        groups[gid] = {
+            lang: Pair(
+                gid,
+                lang,
+                f"q|{name}|{gid}|{lang}",
+                f"p|{name}|{gid}|{lang}",
+                f"n|{name}|{gid}|{lang}" if negatives else None,
+                name,
+            )
+            for lang in group_langs
+        }
+    return PairGroups(name, groups)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-from test_report import embeddings, tiny_benchmark
-
 from polyret.evaluation import score
 from polyret.evaluation.evaluate import training_record
 from polyret.report import ReportEntry, analyse, build_report
 from polyret.report.alpha import realized_alpha
+from tests.helpers.report import report_benchmark as tiny_benchmark
+from tests.helpers.report import report_embeddings as embeddings
 
 SYSTEMS = {"base": (1.6, 1.2), "cross": (1.25, 0.6), "hybrid-a0.25": (1.1, 0.55), "hybrid": (1.05, 0.5), "mono": (1.2, 1.0)}
 # the draws: "alpha .5" seeds drew 3, 12 and 11 mono steps of 20; "alpha .25" 1, 8 and 4

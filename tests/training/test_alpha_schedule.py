@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from test_samplers import make_source
 
 from polyret.training.batchlog import realized_mono_share, step_kinds
 from polyret.training.config import ConfigError, TrainConfig
 from polyret.training.pairs_dataset import PairIndex
 from polyret.training.samplers import ParallelBatchSampler, mono_steps
+from tests.helpers.pairs import make_source
 
 
 @pytest.fixture(scope="module")

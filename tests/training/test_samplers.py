@@ -9,31 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from polyret.data.records import DataError, Pair, PairGroups
+from polyret.data.records import DataError
 from polyret.training.pairs_dataset import PairIndex, build_pairs_dataset
 from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback, batch_sampler_cost
+from tests.helpers.pairs import make_source
 
 LANGS = ("ar", "de", "en", "es", "zh")
-
-
-def make_source(name: str, n_groups: int, langs=LANGS, *, ragged: bool = False, negatives: bool = False) -> PairGroups:
-    """Texts encode their origin: ``q|<source>|<group>|<lang>`` so a trainer-side batch can be decoded."""
-    groups = {}
-    for i in range(n_groups):
-        gid = f"{name}{i}"
-        group_langs = langs[: 1 + i % len(langs)] if ragged else langs
-        groups[gid] = {
-            lang: Pair(
-                gid,
-                lang,
-                f"q|{name}|{gid}|{lang}",
-                f"p|{name}|{gid}|{lang}",
-                f"n|{name}|{gid}|{lang}" if negatives else None,
-                name,
-            )
-            for lang in group_langs
-        }
-    return PairGroups(name, groups)
 
 
 @pytest.fixture(scope="module")

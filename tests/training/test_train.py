@@ -28,18 +28,7 @@ from polyret.training.trainer import freeze_word_embeddings
 from tests.helpers.models import build_tiny_model
 from tests.helpers.pairs import PAIR_LANGS as LANGS
 from tests.helpers.pairs import PAIR_WORDS as WORDS
-from tests.helpers.pairs import write_pairs
 from tests.helpers.training import StopAt, small_config, weights
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory) -> Path:
-    return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", 60)
 
 
 def fixed_batch_loss(model_dir: Path, pairs_file: Path) -> float:

@@ -9,15 +9,15 @@ import logging
 
 import pytest
 import torch
-from test_train import StopAt, pairs_file, small_config, tiny_model, weights  # noqa: F401 - fixtures
 
 from polyret.training import train
 from polyret.training.batchlog import batch_log_path, read_batch_log
 from polyret.training.checkpoints import last_checkpoint
+from tests.helpers.training import StopAt, small_config, weights
 
 
 @pytest.mark.slow
-def test_an_edited_checkpoint_is_passed_over_for_the_previous_one(tiny_model, pairs_file, tmp_path, caplog):  # noqa: F811
+def test_an_edited_checkpoint_is_passed_over_for_the_previous_one(tiny_model, pairs_file, tmp_path, caplog):
     kw = dict(max_steps=6, save_steps=2, save_total_limit=2, alpha_schedule="balanced")
     straight = train(small_config(tiny_model, pairs_file, tmp_path / "straight", **kw))
     split = small_config(tiny_model, pairs_file, tmp_path / "split", **kw)
