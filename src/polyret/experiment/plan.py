@@ -92,4 +92,8 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
     benchmarks = tuple((b, tuple(config.eval_languages.get(b) or config.languages or ()) or None) for b in config.benchmarks)
     from .runner import experiment_precision
 
-    return ExperimentPlan(world_size, tuple(runs), benchmarks, experiment_precision(config).describe())
+    try:
+        precision = experiment_precision(config).describe()
+    except ValueError:  # e.g. fp16 planned here for a GPU machine, as the trainings' plans say
+        precision = f"{base.precision} (needs a CUDA device: not this machine)"
+    return ExperimentPlan(world_size, tuple(runs), benchmarks, precision)
