@@ -35,13 +35,12 @@ def _offline_hub():
 
 @pytest.fixture(scope="session", autouse=True)
 def _cpu_without_bf16():
-    """Every test sees a CPU without native bf16, so precision ``auto`` means fp32 in this process on any
-    machine (numbers and cache folders do not depend on where the suite runs); tests of ``auto`` itself
-    (tests/test_precision.py) patch the capabilities they need."""
-    from polyret import precision
-
+    """Every test, and every process a test starts (torchrun, the command line), sees a CPU without native
+    bf16 (``POLYRET_CPU_BF16=0``), so precision ``auto`` means fp32 on any machine: numbers and cache
+    folders do not depend on where the suite runs. Tests of ``auto`` itself (tests/test_precision.py)
+    drop the variable and patch the capabilities they need."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(precision, "_cpu_capabilities", lambda: {})
+        mp.setenv("POLYRET_CPU_BF16", "0")
         yield
 
 

@@ -20,6 +20,7 @@ NO_BF16 = {"avx512_f": True, "avx2": True, "avx512_bf16": False, "amx_bf16": Fal
 
 
 def _cpu(monkeypatch, caps: dict) -> None:
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)  # conftest's pin: these tests set the CPU themselves
     monkeypatch.setattr(precision, "_cpu_capabilities", lambda: caps)
 
 
@@ -89,6 +90,16 @@ def test_the_trainer_and_the_encoder_use_the_same_auto(monkeypatch, tiny_model_d
         assert resolve_precision("auto") == resolve_for(model, "auto") == want
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16")
+
+
+def test_the_environment_overrides_the_detection(monkeypatch):
+    _cpu(monkeypatch, AMX)
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "0")
+    assert resolve("auto", "cpu").precision == "fp32"
+    _cpu(monkeypatch, NO_BF16)
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "1")
+    got = resolve("auto", "cpu")
+    assert got.precision == "bf16" and "POLYRET_CPU_BF16=1" in got.reason
 
 
 def test_cpuinfo_flags_are_the_fallback(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@ API's ``encode`` / ``evaluate`` and so of every experiment preset:
 * on a CUDA device: bf16 where the GPU has it natively (Ampere and later), else fp16;
 * on a CPU: bf16 where the CPU has native bf16 instructions (x86 AMX-BF16 or AVX512-BF16, Arm BF16),
   as torch reports them (``torch.cpu.get_capabilities()``; ``/proc/cpuinfo`` flags on a torch without
-  it), else fp32: emulated bf16 is several times slower than fp32, so ``auto`` never picks it;
+  it; ``POLYRET_CPU_BF16=0|1`` overrides), else fp32: emulated bf16 is several times slower than fp32,
+  so ``auto`` never picks it;
 * on any other device (``mps`` ...): fp32.
 
 bf16 autocast keeps the weights in float32 and the embeddings L2-normalised in float32; on me5-small
@@ -22,6 +23,7 @@ and whatever keys a cache is the RESOLVED precision, never ``auto``.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,9 +32,11 @@ from typing import Any
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # what a run actually uses
 CHOICES = ("auto", *PRECISIONS)  # what a user may ask for
+CPU_BF16_ENV = "POLYRET_CPU_BF16"  # 0 / 1: override the CPU's detected native bf16
 
 __all__ = [
     "CHOICES",
+    "CPU_BF16_ENV",
     "PRECISIONS",
     "EmulatedPrecisionWarning",
     "Resolved",
@@ -97,7 +101,16 @@ def _proc_cpuinfo_flags(path: str | Path = "/proc/cpuinfo") -> dict[str, bool]:
 
 
 def cpu_native_bf16() -> str | None:
-    """The CPU's native bf16 instructions by name (``"AMX"``, ``"AVX512-BF16"``, ``"Arm BF16"``), or None."""
+    """The CPU's native bf16 instructions by name (``"AMX"``, ``"AVX512-BF16"``, ``"Arm BF16"``), or None.
+
+    ``POLYRET_CPU_BF16=0`` (or ``1``) overrides the detection, e.g. in a VM that reports flags its host
+    does not let it use; the test suite sets 0 so ``auto`` is fp32 in every test process on any machine.
+    """
+    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if forced in ("0", "false", "no", "off"):
+        return None
+    if forced in ("1", "true", "yes", "on"):
+        return f"native bf16 ({CPU_BF16_ENV}={forced})"
     caps = _cpu_capabilities()
     if caps.get("amx_bf16"):
         return "AMX"

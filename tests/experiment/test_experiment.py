@@ -98,6 +98,7 @@ def test_changed_config_in_same_folder_is_refused(smoke, monkeypatch):
     from polyret import precision
 
     with monkeypatch.context() as mp:  # the same config on a machine where auto is bf16: fp32 results are not mixed in
+        mp.delenv(precision.CPU_BF16_ENV)
         mp.setattr(precision, "_cpu_capabilities", lambda: {"amx_bf16": True})
         with pytest.raises(ValueError, match=r"different configuration \(.*: precision differ"):
             run_experiment(cfg, progress=False)

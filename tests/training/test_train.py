@@ -202,6 +202,7 @@ def test_train_lowers_loss_changes_weights_writes_card(tiny_model, pairs_file, t
 def test_auto_trains_in_bf16_where_the_cpu_has_it_and_records_it(tiny_model, pairs_file, tmp_path, monkeypatch):
     from polyret import precision
 
+    monkeypatch.delenv(precision.CPU_BF16_ENV)  # conftest's pin off: a CPU with AMX
     monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"amx_bf16": True})
     out = train(small_config(tiny_model, pairs_file, tmp_path / "run", max_steps=2, precision="auto"))
     saved = json.loads((out / "polyret_train.json").read_text())

@@ -178,11 +178,15 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
     benchmarks = tuple((b, tuple(config.eval_languages.get(b) or config.languages or ()) or None) for b in config.benchmarks)
     from .runner import experiment_precision
 
+    try:
+        precision = experiment_precision(config).describe()
+    except ValueError:  # e.g. fp16 planned here for a GPU machine, as the trainings' plans say
+        precision = f"{base.precision} (needs a CUDA device: not this machine)"
     return ExperimentPlan(
         world_size,
         tuple(runs),
         benchmarks,
-        precision=experiment_precision(config).describe(),
+        precision=precision,
         missing=tuple(missing),
         reused=tuple(_reused(config, runs)),
     )

@@ -36,14 +36,17 @@ def _progress(msg: str, echo: Callable[[str], None] | None) -> None:
 def experiment_precision(config: ExperimentConfig):
     """The precision the experiment's evaluations run in: its trainings' (``train_overrides`` ``precision``,
     ``auto`` by default, so ``--set precision=fp32`` makes the whole experiment fp32), resolved for this
-    machine (:func:`polyret.precision.resolve`: the one meaning of ``auto``).
+    machine (:func:`polyret.precision.resolve`: the one meaning of ``auto``), as its trainings resolve it.
 
     Args:
         config: the experiment.
+
+    Raises:
+        ValueError: a precision its trainings cannot run in here (fp16 without CUDA), before any work.
     """
     from ..precision import resolve
 
-    return resolve(config.base_train_config().precision)
+    return resolve(config.base_train_config().precision, training=True)
 
 
 def run_experiment(
