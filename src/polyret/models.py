@@ -85,7 +85,9 @@ def check_device(device: str | None, option: str = "device") -> None:
         if count == 0:
             raise ModelError(f"{option}: {device} asked for, but this machine has no CUDA device (use cpu, or leave it out)")
         if index and int(index) >= count:
-            raise ModelError(f"{option}: {device} asked for, but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+            raise ModelError(
+                f"{option}: {device} asked for, but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+            )
     elif kind == "mps" and not torch.backends.mps.is_available():
         raise ModelError(f"{option}: {device} asked for, but MPS is not available on this machine")
 

@@ -55,8 +55,9 @@ def test_dry_run_of_a_finished_folder_says_what_is_reused(smoke):
     cfg, _ = smoke
     plan = plan_experiment(cfg)
     assert len(plan.reused) == 3 + 4  # three trainings, four evaluations
-    assert "3 training(s) and 4 evaluation(s) already finished here are reused, 0 training(s) and 0 evaluation(s) will run" in (
-        plan.lines()[0]
+    assert (
+        "3 training(s) and 4 evaluation(s) already finished here are reused, 0 training(s) and 0 evaluation(s) will run"
+        in (plan.lines()[0])
     )
     assert not plan.missing
 

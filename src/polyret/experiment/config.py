@@ -367,6 +367,16 @@ def _from_file_value(key: str, value: Any) -> Any:
 # Fields that may change between runs in one folder: they add (or leave out of the report) systems,
 # seeds and benchmarks without changing what an existing trained model or evaluation means.
 EXTENDABLE = frozenset(
-    {"seeds", "first_seed", "strategies", "alpha_sweep", "benchmarks", "output", "preset", "data_dir", "eval_batch_size",
-     "keep_checkpoints"}
+    {
+        "seeds",
+        "first_seed",
+        "strategies",
+        "alpha_sweep",
+        "benchmarks",
+        "output",
+        "preset",
+        "data_dir",
+        "eval_batch_size",
+        "keep_checkpoints",
+    }
 )

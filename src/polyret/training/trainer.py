@@ -248,9 +248,8 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import set_seed
 
-    from polyret.progress import train_progress_callback
-
     from polyret.interop.router import router_mapping
+    from polyret.progress import train_progress_callback
     from polyret.training.index_cache import cached_pair_index
     from polyret.training.losses import build_loss
     from polyret.training.pairs_dataset import negative_columns
