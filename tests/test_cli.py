@@ -321,3 +321,44 @@ def test_experiment_checks_the_model_and_sources_before_writing_anything(tmp_pat
     result = runner.invoke(app, ["experiment", "--preset", "smoke", "--output", str(out), "--model", "./missing-model"])
     assert result.exit_code == 2 and "./missing-model" in _err(result)
     assert not out.exists()
+
+
+def test_interrupted_train_says_resume(tmp_path, monkeypatch):
+    import polyret.training
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(polyret.training, "train", interrupted)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--recipe", "cpu", "--output", str(out)])
+    assert result.exit_code == 130
+    assert f"polyret train --output {out} --resume" in result.output, result.output
+
+
+def test_devices_this_machine_lacks_are_refused_before_the_model_loads(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for option in (["--devices", "cuda:0,cuda:1"], ["--device", "cuda"]):
+        result = runner.invoke(app, ["evaluate", "--model", "./no-such-model", *option, "--output", str(tmp_path / "o")])
+        assert result.exit_code == 2, result.output
+        assert "no CUDA device" in result.output and option[0] in result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_evaluate_without_output_says_nothing_was_written(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+    result = runner.invoke(app, ["evaluate", "--model", tiny_model_dir, "--languages", "de,en", "--families", "mono"])
+    assert result.exit_code == 0, result.output
+    assert "no --output: nothing was written" in result.output
+
+
+def test_benchmarks_lists_languages_sizes_and_data_state(tmp_path):
+    result = runner.invoke(app, ["benchmarks", "--data-dir", str(tmp_path)])  # an empty data root
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    row = next(line for line in lines if "xquad-r:test" in line)
+    assert "6,171" in row and "6,330" in row and "download" in row
+    assert "miracl/ar" in result.output and "2,061,414" in result.output
+    assert all(len(line) <= 80 for line in lines)

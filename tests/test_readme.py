@@ -73,8 +73,11 @@ def test_the_readme_has_the_commands_this_test_reads():
     assert ["train", "--output", "runs/hybrid", "--resume"] in commands
 
 
+# inputs an earlier README step produces by a real run (`polyret mine ... --output mined.jsonl`: minutes of
+# encoding): the commands reading them are left to the end-to-end tests of that verb
+PRODUCED = ("mined.jsonl",)
 CHEAP = [c for c in readme_commands() if as_run(c)[1] or "--help" in as_run(c)[0]]
-CHECKED = [c for c in readme_commands() if c not in CHEAP]
+CHECKED = [c for c in readme_commands() if c not in CHEAP and not any(p in c for p in PRODUCED)]
 
 
 @pytest.mark.parametrize("argv", CHEAP, ids=lambda a: " ".join(a)[:60])

@@ -51,17 +51,11 @@ def _user_message(exc: BaseException) -> str | None:
     return None
 
 
-def _continue_hint(ctx) -> str:
+def _continue_hint(ctx, output: str | None = None) -> str:
     """How to continue an interrupted command: ``polyret train`` resumes with ``--resume`` (a fresh run into
     a folder with checkpoints is refused); the other commands reuse finished work when run again."""
-    args = list(getattr(ctx, "protected_args", []) or []) + list(ctx.args or [])
-    if not args and len(sys.argv) > 1:
-        args = sys.argv[1:]
-    if "train" in args[:2] or (args and args[0] == "--debug" and "train" in args[:3]):
-        out = next((a.split("=", 1)[1] for a in args if a.startswith("--output=")), None)
-        if out is None and "--output" in args and args.index("--output") + 1 < len(args):
-            out = args[args.index("--output") + 1]
-        where = f"--output {out}" if out else "--output <the same folder>"
+    if getattr(ctx, "invoked_subcommand", None) == "train" or output is not None:
+        where = f"--output {output}" if output else "--output <the same folder>"
         return f"continue the run with: polyret train {where} --resume (its saved config is reused; checkpoints are kept)"
     return "run the same command again to continue (finished steps are kept)"
 
@@ -588,7 +582,11 @@ def train(
         _say("dry run: nothing trained or written")
         return
     _say_precision(cfg.precision, training=True)
-    path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
+    try:
+        path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
+    except KeyboardInterrupt:
+        typer.echo(f"error: interrupted; {_continue_hint(None, cfg.output_dir)}", err=True)
+        raise typer.Exit(130) from None
     _say("trained model written to ", (str(path), "bold"))
     _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
 

@@ -62,7 +62,8 @@ import polyret.training.pairs_dataset, polyret.training.samplers  # noqa: F401,E
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 base = TrainConfig(model=spec["model"], train=(spec["pairs"],), batch_size=8, lr=5e-4, warmup_ratio=0.0,
-                   max_steps=4, save_steps=2, save_total_limit=1, logging_steps=1, precision="fp32", seed=5)
+                   max_steps=4, save_steps=2, save_total_limit=1, logging_steps=1, precision="fp32", seed=5,
+                   keep_checkpoints=True)
 
 
 def die():

@@ -12,8 +12,10 @@ from polyret.training.config import TrainConfig
 
 
 def small_config(tiny_model: Path, pairs_file: Path, out: Path, **overrides) -> TrainConfig:
+    # keep_checkpoints: the tests read the checkpoints of finished runs (by default they are deleted)
     base = dict(model=str(tiny_model), train=[str(pairs_file)], output_dir=str(out), batch_size=8, lr=5e-4,
-                warmup_ratio=0.0, max_steps=6, logging_steps=2, precision="fp32", seed=3)  # fmt: skip
+                warmup_ratio=0.0, max_steps=6, logging_steps=2, precision="fp32", seed=3,
+                keep_checkpoints=True)  # fmt: skip
     base.update(overrides)
     return TrainConfig(**base)
 

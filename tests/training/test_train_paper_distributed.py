@@ -45,7 +45,8 @@ def test_paper_recipe_on_two_processes(tmp_path):
     out = tmp_path / "run"
     overrides = [f"model={model}", f"train=mmarco:{mmarco},{qa}", "languages=de,en,es", f"output_dir={out}",
                  "batch_size=8", "dev_groups=24", "eval_points=3", "save_total_limit=3", "mini_batch_size=4",
-                 "max_seq_length=32", "precision=fp32", "lr=5e-4", "logging_steps=1", "seed=4"]  # fmt: skip
+                 "max_seq_length=32", "precision=fp32", "lr=5e-4", "logging_steps=1", "seed=4",
+                 "keep_checkpoints=true"]  # fmt: skip
     proc = torchrun(overrides)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

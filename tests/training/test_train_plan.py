@@ -181,11 +181,13 @@ def test_dry_run_draws_the_batches_the_run_would_fail_on(tmp_path, tiny_model):
     with open(ring, "w", encoding="utf-8") as fh:
         for i in range(20):
             for lang in ("de", "en"):
+                nxt = (i + 1) % 20
                 row = {"id": f"g{i}", "lang": lang, "query": f"q{i} {lang}", "positive": f"p{i} {lang}",
-                       "negative": f"p{(i + 1) % 20} {lang}", "positive_id": f"P{i}", "negative_id": f"P{(i + 1) % 20}"}  # fmt: skip
+                       "negative": f"p{nxt} {lang}", "positive_id": f"P{i}", "negative_id": f"P{nxt}"}  # fmt: skip
                 fh.write(json.dumps(row) + "\n")
     base = ["train", "--model", str(tiny_model), "--train", str(ring), "--strategy", "mixed", "--output",
-            str(tmp_path / "run"), "--set", "negatives=1", "--set", "dev_groups=0", "--set", "max_steps=3", "--dry-run"]  # fmt: skip
+            str(tmp_path / "run"), "--set", "negatives=1", "--set", "dev_groups=0", "--set", "max_steps=3",
+            "--dry-run"]  # fmt: skip
     result = CliRunner().invoke(app, [*base, "--batch-size", "12"])
     assert result.exit_code == 2, result.output
     assert "a batch of the run cannot be formed" in result.output and "20 distinct passages" in result.output
