@@ -128,3 +128,27 @@ def test_peer_and_mrc_read_the_same_lists_from_polyrets_exported_run(tmp_path):
     assert table.k > 4  # the file's depth, not the search's k
     for key in ("peer", "mrc"):
         assert got.bias[key] == pytest.approx(res.bias[key])
+
+
+def test_measures_reach_settings_csv_and_mteb_files_read_by_mteb(tmp_path):
+    mteb = pytest.importorskip("mteb")
+    from test_evaluate import random_embeddings, tiny_benchmark
+
+    from polyret.evaluation import score
+    from polyret.interop.mteb_results import write_mteb_results
+
+    bench = tiny_benchmark(n_q=6)
+    q, c = random_embeddings(bench, seed=2)
+    res, _ = score(bench, q, c, measures=["map", "ndcg@10"], model_name="org/tiny")
+    res.fingerprint = "0123456789abcdef"
+    rows = {r.split(",")[0]: r.split(",") for r in res.settings_csv().splitlines()}
+    header = rows["setting"]
+    for key in ("peer", "max_at_r", "lpr", "lang_ndcg", "mrc"):
+        col = header.index(key)
+        assert float(rows["multi:de"][col]) == pytest.approx(res.bias["per_language"]["de"][key], rel=1e-5)
+        assert rows["mono:de"][col] == ""  # bias: multilingual pools only
+    written = write_mteb_results(res, tmp_path)
+    entries = {e["hf_subset"]: e for e in mteb.TaskResult.from_disk(written["mteb_task"]).scores["test"]}
+    assert entries["de-all"]["polyret_peer"] == pytest.approx(res.bias["per_language"]["de"]["peer"], abs=1e-6)
+    assert entries["de-all"]["polyret_mrc"] == pytest.approx(res.bias["per_language"]["de"]["mrc"], abs=1e-6)
+    assert "polyret_peer" not in entries["de-de"]
