@@ -109,3 +109,46 @@ def test_selection_and_parameters_are_checked():
     block = bm.add_to_block({}, out, bm.BiasParams())
     assert block["max_at_r"] == 3.0 and block["per_language"]["de"]["lpr"] == 0.5  # k=10: both gold found
     assert block["better"] == {"max_at_r": "low", "lpr": "chance"}
+
+
+def test_peer_and_mrc_read_the_same_lists_from_polyrets_exported_run(tmp_path):
+    """A search keeps the top k plus deeper gold rows; its TREC export writes the same rows: PEER and
+    MRC find the k-long lists in both (the longest run of ranks 1, 2, 3 ...)."""
+    from test_evaluate import random_embeddings, tiny_benchmark
+
+    from polyret.evaluation import score
+    from polyret.evaluation.external_runs import score_run
+
+    bench = tiny_benchmark(n_q=10)
+    q, c = random_embeddings(bench, seed=4)
+    res, run = score(bench, q, c, k=4, measures=["map"], bias_measures=["peer", "mrc"])
+    assert run.rank.max() > 4
+    run.to_trec_run(tmp_path / "run.trec", include_unretrieved=True)
+    got, table = score_run(tmp_path / "run.trec", bench, measures=["map"], bias_measures=["peer", "mrc"])
+    assert table.k > 4  # the file's depth, not the search's k
+    for key in ("peer", "mrc"):
+        assert got.bias[key] == pytest.approx(res.bias[key])
+
+
+def test_measures_reach_settings_csv_and_mteb_files_read_by_mteb(tmp_path):
+    mteb = pytest.importorskip("mteb")
+    from test_evaluate import random_embeddings, tiny_benchmark
+
+    from polyret.evaluation import score
+    from polyret.interop.mteb_results import write_mteb_results
+
+    bench = tiny_benchmark(n_q=6)
+    q, c = random_embeddings(bench, seed=2)
+    res, _ = score(bench, q, c, measures=["map", "ndcg@10"], model_name="org/tiny")
+    res.fingerprint = "0123456789abcdef"
+    rows = {r.split(",")[0]: r.split(",") for r in res.settings_csv().splitlines()}
+    header = rows["setting"]
+    for key in ("peer", "max_at_r", "lpr", "lang_ndcg", "mrc"):
+        col = header.index(key)
+        assert float(rows["multi:de"][col]) == pytest.approx(res.bias["per_language"]["de"][key], rel=1e-5)
+        assert rows["mono:de"][col] == ""  # bias: multilingual pools only
+    written = write_mteb_results(res, tmp_path)
+    entries = {e["hf_subset"]: e for e in mteb.TaskResult.from_disk(written["mteb_task"]).scores["test"]}
+    assert entries["de-all"]["polyret_peer"] == pytest.approx(res.bias["per_language"]["de"]["peer"], abs=1e-6)
+    assert entries["de-all"]["polyret_mrc"] == pytest.approx(res.bias["per_language"]["de"]["mrc"], abs=1e-6)
+    assert "polyret_peer" not in entries["de-de"]

@@ -33,10 +33,12 @@ def _assert_same(a, b):
 def test_polyret_run_file_reproduces_polyret_numbers_exactly(tmp_path):
     bench = tiny_benchmark(n_q=15)
     q, c = random_embeddings(bench, seed=3)
-    res, run = score(bench, q, c, k=4, measures=MEASURES)
+    # PEER and MRC read whole top-k lists, and a run file does not say what k was: the others reproduce
+    bias = ("max_rank_distance", "same_language", "max_at_r", "lpr", "lang_ndcg")
+    res, run = score(bench, q, c, k=4, measures=MEASURES, bias_measures=bias)
     assert run.rank.max() > 4  # some relevant candidates sit deeper than k: full mAP needs their true rank
     run.to_trec_run(tmp_path / "run.trec", include_unretrieved=True)
-    got, table = score_run(tmp_path / "run.trec", bench, measures=MEASURES)
+    got, table = score_run(tmp_path / "run.trec", bench, measures=MEASURES, bias_measures=bias)
     _assert_same(res, got)
     assert table.exact_ranks and got.extra["not_retrieved_relevant"] == 0
     # without the deeper rows, cutoff measures within k still agree and full mAP can only drop
@@ -126,7 +128,8 @@ def test_rrf_of_a_run_with_itself_keeps_its_ranking(tmp_path):
 def test_score_runs_writes_results_and_a_report_comparing_systems(tmp_path):
     bench = tiny_benchmark(n_q=12)
     q, c = random_embeddings(bench, seed=1)
-    res, _ = score(bench, q, c, k=5, measures=MEASURES)
+    exact = ("max_rank_distance", "same_language", "max_at_r", "lpr", "lang_ndcg")  # PEER, MRC: the top-k lists
+    res, _ = score(bench, q, c, k=5, measures=MEASURES, bias_measures=exact)
     res.write(tmp_path / "model")
     _full_corpus_run(bench, q, c, tmp_path / "dense.trec")
     q2, c2 = random_embeddings(bench, seed=9)
@@ -134,7 +137,7 @@ def test_score_runs_writes_results_and_a_report_comparing_systems(tmp_path):
     out = tmp_path / "scored"
     results = score_runs(
         [tmp_path / "dense.trec", tmp_path / "other.trec"], bench, output=out, fuse="rrf", compare=[tmp_path / "model"],
-        measures=MEASURES,
+        measures=MEASURES, bias_measures=exact,
     )  # fmt: skip
     assert list(results) == ["dense", "other", "rrf", "model"]
     assert results["model"].per_setting == results["dense"].per_setting  # read back from results.json: exact

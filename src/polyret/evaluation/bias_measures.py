@@ -82,7 +82,7 @@ class BiasParams:
         lpr_k: the cutoff of LPR@k.
         lang_ndcg_k: the cutoff of Lang-nDCG@k.
         lang_ndcg_other_gain: gain of a gold passage outside the query language (1 inside it).
-        peer_cutoff: PEER's rank cutoff (None: the run's k).
+        peer_cutoff: PEER's rank cutoff (None: each query's retrieved list, the search's k).
         peer_weights: relevance level -> weight, summing to 1 (None: equal weights over level 0 and
             every positive level in the run).
     """
@@ -154,6 +154,18 @@ def _lists(run: RunTable, family: str) -> _Lists:
     new[1:] = (s[1:] != s[:-1]) | (q[1:] != q[:-1])
     starts = np.flatnonzero(new)
     return _Lists(s[starts], q[starts], np.append(starts, len(rows)), rows)
+
+
+def _list_length(ranks: np.ndarray) -> int:
+    """How long a query's retrieved list is: the longest run of ranks 1, 2, 3 ... among its rows (sorted).
+
+    A search keeps the top k plus each deeper gold row at its true rank, and polyret's TREC export
+    writes the same rows, so this finds k in both (a run file does not state it); a plain run file of
+    depth d gives d.
+    """
+    r = ranks[ranks > 0]  # ascending
+    ok = r == np.arange(1, len(r) + 1)
+    return int(len(r) if ok.all() else np.argmin(ok))
 
 
 def _finish(
@@ -232,10 +244,9 @@ def peer(
     Args:
         run: the pooled run table.
         family: the settings whose pools hold several languages.
-        cutoff: the rank cutoff (<= the run's k; None: the run's k).
+        cutoff: the rank cutoff (None: each query's retrieved list, i.e. the search's k or a run file's depth).
         weights: relevance level -> weight, summing to 1.
     """
-    k = run.k if cutoff is None else min(int(cutoff), run.k)
     if weights is None:
         levels = [0, *sorted(int(x) for x in np.unique(run.relevance[run.relevance > 0]))]
         weights = {lv: 1.0 / len(levels) for lv in levels}
@@ -250,6 +261,8 @@ def peer(
             continue
         rank = run.rank[rows]
         langs = run.doc_langs[run.doc[rows]]
+        n = _list_length(rank)
+        k = n if cutoff is None else min(int(cutoff), n)
         inside = (rank >= 1) & (rank <= k)
         levels = [0, *sorted(set(rel[rel > 0].tolist()))]
         total = 0.0
@@ -265,7 +278,9 @@ def peer(
         setting.append(int(g.setting[i]))
         query.append(int(g.query[i]))
         values.append(total)
-    return _finish("peer", run, setting, query, values, skipped, weights={str(k_): v for k_, v in weights.items()}, cutoff=k)
+    return _finish(
+        "peer", run, setting, query, values, skipped, weights={str(k_): v for k_, v in weights.items()}, cutoff=cutoff or "k"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- Max@R
@@ -393,20 +408,21 @@ def mrc(run: RunTable, family: str = "multi") -> BiasValues:
     its parallel queries in the other languages (same query id), of the Spearman correlation of the two
     rankings. Higher = more language-consistent (1 = identical rankings).
 
-    Choice: the run table keeps only each query's top k, so the correlation is computed on the UNION
-    of the two top-k lists, a candidate missing from one list taking rank k + 1 there (ties get average
-    ranks); queries without a parallel query in another language are skipped.
+    Choice: the run table keeps only each query's top k (the search's k; a run file's depth), so the
+    correlation is computed on the UNION of the two top-k lists, a candidate missing from one list
+    taking rank k + 1 there (ties get average ranks); queries without a parallel query in another
+    language are skipped. Two disjoint lists give a negative value (about -0.75 for k = 20), two
+    identical ones 1.
 
     Args:
         run: the pooled run table.
         family: the settings whose pools hold several languages.
     """
-    k = run.k
     lists: dict[str, dict[int, tuple[int, np.ndarray, np.ndarray]]] = {}  # qid -> query index -> (setting, docs, ranks)
     g = _lists(run, family)
     for i in range(len(g.setting)):
         rows = g.rows[g.bounds[i] : g.bounds[i + 1]]
-        rows = rows[(run.rank[rows] >= 1) & (run.rank[rows] <= k)]
+        rows = rows[(run.rank[rows] >= 1) & (run.rank[rows] <= _list_length(run.rank[rows]))]
         order = np.argsort(run.doc[rows], kind="stable")
         qi = int(g.query[i])
         lists.setdefault(str(run.query_ids[qi]), {})[qi] = (int(g.setting[i]), run.doc[rows][order], run.rank[rows][order])
@@ -423,8 +439,8 @@ def mrc(run: RunTable, family: str = "multi") -> BiasValues:
             for b in idx[a_pos + 1 :]:
                 _, db, rb = members[b]
                 union = np.union1d(da, db)
-                xa = np.full(len(union), k + 1.0)
-                xb = np.full(len(union), k + 1.0)
+                xa = np.full(len(union), len(da) + 1.0)
+                xb = np.full(len(union), len(db) + 1.0)
                 xa[np.searchsorted(union, da)] = ra
                 xb[np.searchsorted(union, db)] = rb
                 rho = _spearman(xa, xb)
@@ -434,7 +450,7 @@ def mrc(run: RunTable, family: str = "multi") -> BiasValues:
             setting.append(members[qi][0])
             query.append(qi)
             values.append(sums[qi] / (len(idx) - 1))
-    return _finish("mrc", run, setting, query, values, skipped, k=k, ranked_on="union of the two top-k lists")
+    return _finish("mrc", run, setting, query, values, skipped, ranked_on="union of the two top-k lists")
 
 
 # --------------------------------------------------------------------------------------------- compute
