@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import torch
-from test_train import StopAt, small_config, tiny_model, pairs_file, weights  # noqa: F401 - fixtures
+from test_train import StopAt, pairs_file, small_config, tiny_model, weights  # noqa: F401 - fixtures
 
 from polyret.training import train
 from polyret.training.batchlog import batch_log_path, read_batch_log
