@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pairs_scale import write_pairs  # noqa: E402
+from bench_pairs_scale import write_pairs
 
 
 def _size(folder: Path) -> int:
