@@ -117,8 +117,10 @@ def test_write_puts_the_completion_marker_last_and_rewrites_clear_it(tmp_path, m
     res, run = score(bench, q, c, model_name="random")
     files = res.write(tmp_path / "out", run=run)
     marker = json.loads((tmp_path / "out" / COMPLETE_MARKER).read_text())
-    mteb = {f"mteb/results/random/no_revision_available/{n}" for n in ("Polyret-tiny.json", "model_meta.json")}
-    assert set(marker["files"]) == {"results.json", "settings.csv", "per_query.csv.gz", "heatmap_map.png", "run.npz", *mteb}
+    tasks = ("Polyret-tiny-mono.json", "Polyret-tiny-cross.json", "Polyret-tiny-multi.json", "model_meta.json")
+    mteb = {f"mteb/results/local__random/no_revision_available/{n}" for n in tasks}
+    written = {"results.json", "settings.csv", "per_query.csv.gz", "heatmap_map.png", "run.npz", "run.trec", "qrels.trec"}
+    assert set(marker["files"]) == written | mteb
     assert marker["kind"] == "evaluation" and is_done(tmp_path / "out")
     assert files["run"].is_file()
     # the marker is the last file written: its mtime is at least every other's

@@ -165,10 +165,11 @@ def test_score_command_end_to_end_reproduces_evaluate(tiny_model_dir, tmp_path, 
     assert r.exit_code == 0, r.output
     assert (ev / "qrels.trec").is_file()
     sc = tmp_path / "sc"
-    r = runner.invoke(app, ["score", "--run", str(ev / "run.trec"), *args, *measures, "--output", str(sc)])
+    r = runner.invoke(app, ["score", "--run", f"tiny={ev / 'run.trec'}", *args, *measures, "--output", str(sc)])
     assert r.exit_code == 0, r.output
     a = json.loads((ev / "results.json").read_text())
     b = json.loads((sc / "results.json").read_text())
+    assert b["model"] == "tiny"  # --run NAME=path names the system
     assert a["measures"] == b["measures"] == ["map@5", "ndcg@5", "recall@5", "mrr@5", "p@2"]
     assert a["settings"] == b["settings"]
     bad = tmp_path / "bad.trec"

@@ -47,7 +47,6 @@ from polyret.vocabulary import DEFAULT_MEASURES
 
 __all__ = ["DEFAULT_MEASURES", "Measure", "PerQuery", "canonical_measures", "macro", "parse_measure", "per_query", "per_setting"]
 
-_KINDS = ("map", "ndcg", "recall", "p", "mrr", "success")
 _NEEDS_CUTOFF = {"recall", "p", "success"}
 # ir_measures' measure -> polyret's kernel, when the measure has no parameter but the cutoff
 _IR_KERNELS = {"AP": "map", "nDCG": "ndcg", "R": "recall", "P": "p", "RR": "mrr", "Success": "success"}
@@ -123,6 +122,10 @@ def parse_measure(name: str) -> Measure:
     if own:
         return _kernel(own.group(1), int(own.group(2)) if own.group(2) else None, text)
     m = _parse_ir(text) if text else None
+    if m is None:  # polyret's names in another case (MAP@10, Recall@100): what earlier releases accepted
+        own = re.fullmatch(r"(map|ndcg|recall|p|mrr|success)(?:@(\d+))?", text.lower())
+        if own:
+            return _kernel(own.group(1), int(own.group(2)) if own.group(2) else None, text)
     if m is None:
         raise ValueError(f"unknown measure {name!r}; {_EXAMPLES}; or any measure ir_measures names, e.g. Judged@10, Bpref")
     params = dict(m.params)
