@@ -69,7 +69,8 @@ def main() -> None:
     print("\nseparation relative to noise (range of system means / mean CI half-width):\n")
     for m in sorted(cols, key=lambda m: -(np.ptp(means[m]) / np.mean(half[m]) if half[m] else 0)):
         if half[m]:
-            print(
+            spread, noise = np.ptp(means[m]), np.mean(half[m])
+            print(f"- {m}: range {spread:.4g}, mean half-width {noise:.4g}, ratio {spread / noise:.2f}")
                 f"- {m}: range {np.ptp(means[m]):.4g}, mean half-width {np.mean(half[m]):.4g}, ratio {np.ptp(means[m]) / np.mean(half[m]):.2f}"
             )
 
