@@ -71,8 +71,6 @@ def main() -> None:
         if half[m]:
             spread, noise = np.ptp(means[m]), np.mean(half[m])
             print(f"- {m}: range {spread:.4g}, mean half-width {noise:.4g}, ratio {spread / noise:.2f}")
-                f"- {m}: range {np.ptp(means[m]):.4g}, mean half-width {np.mean(half[m]):.4g}, ratio {np.ptp(means[m]) / np.mean(half[m]):.2f}"
-            )
 
 
 if __name__ == "__main__":
