@@ -11,7 +11,9 @@ The multilingual settings' top-k lists go to a TREC run, their gold passages to 
 0-judgement per query (the reference implementation needs one), every document's language to a
 mapping; the reference computes ``PEER(weights={0: .5, 1: .5}, lang_mapping=...)@k`` per query and the
 script prints how many queries agree with :func:`polyret.evaluation.bias_measures.peer` and the
-largest difference.
+largest difference. Where every item of a relevance level sits at the same rank the reference divides
+0 by 0 and returns NaN; polyret gives that level p = 1 (no evidence of unequal expected ranks): those
+queries are counted apart.
 """
 
 from __future__ import annotations
@@ -46,13 +48,19 @@ json.dump(out, open(folder + "/reference.json", "w"))
 def export(run: RunTable, folder: Path, weights: dict[int, float]) -> int:
     """Write the multilingual settings as run.trec, qrels.txt (gold + one 0 judgement), langs.json."""
     multi = run.filter([s for s in run.settings if s.family == "multi"])
-    multi.to_trec_run(folder / "run.trec")  # the top k only: deeper gold passages are unretrieved for PEER@k
     qrels = multi.to_qrels_dict()
     top = multi.retrieved & (multi.relevance == 0)
     qids = np.char.add(
         np.char.add(np.char.add(np.asarray(multi.setting_names, dtype=str)[multi.setting], "/"), multi.query_ids[multi.query]),
         np.char.add("@", multi.query_langs[multi.query]),
     )
+    # the top k only (deeper gold passages are unretrieved for PEER@k), scored -rank: a run file's
+    # 7-digit scores tie neighbours that differ in float32, and the reference breaks ties by docid
+    # ascending where polyret's ranks follow trec_eval (descending); the rank pins the same ranking
+    rows = np.flatnonzero(multi.retrieved)
+    with open(folder / "run.trec", "w", encoding="utf-8") as fh:
+        for qid, doc, rank in zip(qids[rows].tolist(), multi.doc_ids[multi.doc[rows]].tolist(), multi.rank[rows].tolist()):
+            fh.write(f"{qid} Q0 {doc} {rank} {-rank} polyret\n")
     zero: dict[str, str] = {}
     for qid, doc in zip(qids[top].tolist(), multi.doc_ids[multi.doc[top]].tolist()):
         zero.setdefault(qid, doc)
@@ -82,16 +90,20 @@ def main() -> None:
         ref = json.loads((folder / "reference.json").read_text())
     mine = {f"{s}/{q}@{lg}": v for s, q, lg, v in zip(ours.setting_names, ours.query_ids, ours.query_langs, ours.values.tolist())}
     common = sorted(set(mine) & set(ref))
-    diff = np.abs(np.asarray([mine[q] - ref[q] for q in common]))
+    ref_nan = [q for q in common if not np.isfinite(ref[q])]  # the reference's 0/0 (every item at one rank)
+    finite = [q for q in common if np.isfinite(ref[q])]
+    diff = np.abs(np.asarray([mine[q] - ref[q] for q in finite]))
     report = {
         "queries_exported": n,
         "queries_compared": len(common),
         "only_polyret": len(set(mine) - set(ref)),
         "only_reference": len(set(ref) - set(mine)),
-        "max_abs_diff": float(diff.max()) if len(diff) else None,
+        "reference_nan": len(ref_nan),
+        "polyret_values_where_reference_nan": sorted({round(mine[q], 12) for q in ref_nan}),
+        "max_abs_diff_elsewhere": float(diff.max()) if len(diff) else None,
         "n_within_1e-9": int((diff <= 1e-9).sum()),
-        "polyret_mean_over_queries": float(np.mean([mine[q] for q in common])),
-        "reference_mean_over_queries": float(np.mean([ref[q] for q in common])),
+        "polyret_mean_over_those": float(np.mean([mine[q] for q in finite])),
+        "reference_mean_over_those": float(np.mean([ref[q] for q in finite])),
         "weights": ours.extra["weights"],
         "cutoff": ours.extra["cutoff"],
     }

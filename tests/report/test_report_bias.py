@@ -54,7 +54,8 @@ def built(tmp_path_factory):
             res, _ = score(bench, q, c, model_name=name, measures=("map",))
             entries.append(ReportEntry(name, sd, bench.id, res))
     out = tmp_path_factory.mktemp("report")
-    build_report(entries, out, title="Bias", n_resamples=200, seed=0, figures=False)
+    files = build_report(entries, out, title="Bias", n_resamples=200, seed=0)
+    assert files["tiny:test/bias_measures"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # one panel per measure
     return entries, out
 
 

@@ -17,8 +17,9 @@ Recent work removes language identity from embeddings after encoding, without re
 
 Every transform is FITTED on other data than the evaluated benchmark (``--debias-fit``, e.g.
 ``xquad-r:train``): a benchmark sharing a passage with the evaluated one is refused before anything is
-encoded. Fit data: the first ``max_queries`` question ids of the fit benchmark, their queries in every
-language and their gold passages (one per language: the parallel pairs Shift needs). After each
+encoded. Fit data: the first ``max_queries`` question ids of the fit benchmark, their queries in the
+evaluated languages (plus English for Shift) and their gold passages (one per language: the parallel
+pairs Shift needs). After each
 transform the rows are L2-normalised again (the models score by cosine). Fitted transforms are cached
 by (model fingerprint, method, fit data) under ``<cache>/debias/`` with a sha256 checksum, verified on
 every read.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,27 +120,29 @@ class FitData:
     passage_groups: np.ndarray
 
 
-def fit_data(bench: Benchmark, max_queries: int | None) -> FitData:
-    """The first ``max_queries`` question ids of ``bench`` (benchmark order): their queries in every
-    language and their gold passages, each passage once.
+def fit_data(bench: Benchmark, max_queries: int | None, languages: Sequence[str] | None = None) -> FitData:
+    """The first ``max_queries`` question ids of ``bench`` (benchmark order): their queries and their
+    gold passages (each once) in ``languages``.
 
     Args:
         bench: the fit benchmark.
         max_queries: how many question ids (None: all).
+        languages: the languages kept (None: all of the fit benchmark's).
     """
+    wanted = set(languages) if languages else None
     qids = list(dict.fromkeys(q.id for q in bench.queries))
     keep = set(qids[:max_queries] if max_queries else qids)
-    queries = [q for q in bench.queries if q.id in keep]
+    queries = [q for q in bench.queries if q.id in keep and (wanted is None or q.lang in wanted)]
     gold: dict[str, str] = {}  # docid -> question id
-    for q in queries:
-        for docid, rel in bench.qrels.get(q.id, {}).items():
+    for qid in dict.fromkeys(q.id for q in queries):
+        for docid, rel in bench.qrels.get(qid, {}).items():
             if rel > 0:
-                gold.setdefault(docid, q.id)
+                gold.setdefault(docid, qid)
     docids = list(gold)
     pos = bench.candidates.positions(docids)
-    rows = [(p, d) for p, d in zip(pos.tolist(), docids) if p >= 0]
-    texts = bench.candidates.text_list()
     langs = bench.candidates.langs
+    rows = [(p, d) for p, d in zip(pos.tolist(), docids) if p >= 0 and (wanted is None or str(langs[p]) in wanted)]
+    texts = bench.candidates.text_list()
     return FitData(
         query_texts=[q.text for q in queries],
         query_langs=np.asarray([q.lang for q in queries], dtype=str),
@@ -281,8 +285,10 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_file(root: Path, fingerprint: str, method: str, fit: str, max_queries: int | None) -> Path:
-    """``<root>/debias/<fingerprint>/<method>__<fit slug>__q<max_queries|all>.npz``.
+def cache_file(
+    root: Path, fingerprint: str, method: str, fit: str, max_queries: int | None, languages: Sequence[str] | None = None
+) -> Path:
+    """``<root>/debias/<fingerprint>/<method>__<fit slug>__q<max_queries|all>[__<langs>].npz``.
 
     Args:
         root: the cache root.
@@ -290,9 +296,11 @@ def cache_file(root: Path, fingerprint: str, method: str, fit: str, max_queries:
         method: the remedy.
         fit: the fit benchmark id.
         max_queries: the fit data's size limit.
+        languages: the fit data's languages (None: all).
     """
     slug = fit.replace(":", "_").replace("/", "_")
-    return Path(root) / "debias" / fingerprint / f"{method}__{slug}__q{max_queries if max_queries else 'all'}.npz"
+    langs = f"__{'-'.join(sorted(languages))}" if languages else ""
+    return Path(root) / "debias" / fingerprint / f"{method}__{slug}__q{max_queries if max_queries else 'all'}{langs}.npz"
 
 
 def save_transform(tr: Transform, path: Path) -> str:
@@ -332,6 +340,7 @@ def fitted_transform(
     cache_root: Path | None,
     embed_cache=None,
     encode_options: dict | None = None,
+    languages: Sequence[str] | None = None,
 ) -> Transform:
     """The remedy fitted on ``fit_bench`` with ``model``: read from the cache when there (checksum
     verified), else encoded, fitted and cached.
@@ -345,15 +354,20 @@ def fitted_transform(
         cache_root: the cache root (None: nothing cached).
         embed_cache: the model's per-text embedding cache (None: none).
         encode_options: ``batch_size``, ``max_tokens``, ``precision`` for :func:`polyret.encode.encode`.
+        languages: the evaluated languages: the fit data keeps these (plus Shift's source language);
+            None: all of the fit benchmark's.
     """
     from ..encode import encode
 
-    path = cache_file(cache_root, fingerprint, method, fit_bench.id, max_queries) if cache_root else None
-    data = fit_data(fit_bench, max_queries)
+    if languages is not None:
+        languages = sorted({*languages, SHIFT_SOURCE}) if method == "shift" else sorted(set(languages))
+    path = cache_file(cache_root, fingerprint, method, fit_bench.id, max_queries, languages) if cache_root else None
+    data = fit_data(fit_bench, max_queries, languages)
     info = {
         "method": method,
         "fit": fit_bench.id,
         "fit_max_queries": max_queries,
+        "fit_languages": languages or "all",
         "n_fit_queries": len(data.query_texts),
         "n_fit_passages": len(data.passage_texts),
         **({"source_language": SHIFT_SOURCE} if method == "shift" else {}),

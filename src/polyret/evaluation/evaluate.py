@@ -750,6 +750,7 @@ def _apply_debias(cfg: EvalConfig, model, fp: str, cache, fit_bench: Benchmark, 
         cache_root=cache_dir(cfg.cache_dir) if cfg.cache else None,
         embed_cache=cache,
         encode_options={"batch_size": cfg.batch_size, "max_tokens": cfg.max_tokens, "precision": cfg.precision},
+        languages=list(bench.languages),
     )
     q_langs = np.asarray([q.lang for q in bench.queries], dtype=str)
     c_langs = np.asarray(bench.candidates.langs, dtype=str)

@@ -388,7 +388,7 @@ def _seed_notes(bench: BenchmarkSummary, baseline: str) -> dict[str, str]:
     Rule: a difference counts as within seed noise when it is at most 2x the largest std over seeds
     of the trained systems in that column (the std of one system's seed mean is of that order).
     """
-    trained = [s for s in bench.systems if s.name != baseline]
+    trained = [s for s in bench.systems if s.name != baseline and not s.untrained]  # a remedy on base has no seed
     notes: dict[str, str] = {}
     one_seed = [s.name for s in trained if s.n < 2]
     for col in bench.columns:

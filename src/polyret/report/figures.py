@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import figures as draw
+from ..paths import atomic_path
 from ..vocabulary import FAMILIES
 from .alpha import draw_alpha_figures
 from .analysis import measure_name
@@ -121,4 +122,59 @@ def draw_benchmark(bench: BenchmarkSummary, fig_dir: Path, measure: str, baselin
             f"pool, {bench.id}\n(all seeds pooled; lower = less language bias)",
         )
     figs.update(draw_alpha_figures(bench, fig_dir, slug, name, baseline))
+    bias = draw_bias_panels(bench, fig_dir / f"{slug}_bias_measures.png", colors)
+    if bias is not None:
+        figs["bias_measures"] = bias
     return figs
+
+
+_BIAS_PANELS = ("max_rank_distance", "peer", "max_at_r", "lpr", "lang_ndcg", "mrc")
+
+
+def draw_bias_panels(bench: BenchmarkSummary, path: Path, colors: dict[str, str]) -> Path | None:
+    """One panel per language-bias measure: each system's value with its 95% interval over questions
+    (the report's bootstrap; over seeds and questions where a system has several seeds). None when the
+    benchmark has fewer than two of these measures.
+
+    Args:
+        bench: the analysed benchmark.
+        path: the PNG to write.
+        colors: system -> colour.
+    """
+    cols = [c for key in _BIAS_PANELS for c in bench.columns if c.key == key]
+    if len(cols) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s.name for s in bench.systems]
+    ncol = 3
+    nrow = (len(cols) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 0.45 * len(names) * nrow + 1.4 * nrow), squeeze=False)
+    for ax, col in zip(axes.flat, cols):
+        y = np.arange(len(names))
+        for i, s in enumerate(bench.systems):
+            mean = s.stats[col.key].mean
+            ci = s.ci_seeds.get(col.key) or s.ci.get(col.key)
+            ax.barh(i, mean, color=colors.get(s.name, "#444444"), height=0.7)
+            if ci is not None:
+                ax.plot([ci.low, ci.high], [i, i], color="black", lw=1.2)
+        ax.set_yticks(y, names, fontsize=8)
+        ax.invert_yaxis()
+        arrow = {"high": "higher = less bias", "low": "lower = less bias"}.get(col.better, "")
+        if col.key == "lang_ndcg":  # rewards the query language: utility for a reader of that language
+            arrow = "higher = relevant and in the query language"
+        ax.set_title(f"{col.label}\n({arrow})" if arrow else col.label, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in list(axes.flat)[len(cols) :]:
+        ax.axis("off")
+    fig.suptitle(f"Language bias in the multilingual pool, {bench.id} (bars: mean; lines: 95% interval)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -303,7 +303,7 @@ def _claims_section(bench: BenchmarkSummary, margin: float) -> list[str]:
 
 
 def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
-    trained = [s for s in bench.systems if s.name != baseline]
+    trained = [s for s in bench.systems if s.name != baseline and not s.untrained]  # a remedy on base has no seed
     if not trained:
         return []
     out = ["### Seeds", ""]
