@@ -22,7 +22,7 @@ def _tied_embeddings(bench, seed: int, dim: int = 5):
     return q, c
 
 
-def _run(monkeypatch, bench, q, c, held: bool, k: int, chunk_size: int):
+def _run(monkeypatch, bench, q, c, held: bool, k: int, chunk_size: int, sort_pairs: int = 3):
     calls = {"held": 0, "streamed": 0}
     real_held, real_counts = search._held_ranks, search._PairCounts
 
@@ -40,6 +40,7 @@ def _run(monkeypatch, bench, q, c, held: bool, k: int, chunk_size: int):
         m.setattr(search, "_PairCounts", SpyCounts)
         if not held:
             m.setattr(search, "_MAX_BLOCK", 7)  # blocks of a few columns: many merges, bands, own blocks
+            m.setattr(search, "_SORT_PAIRS_PER_QUERY", sort_pairs)  # 0: sorted blocks; 1000: row comparisons
         run = build_run_table(bench, q, c, k=k, chunk_size=chunk_size)
     assert calls["held" if held else "streamed"] > 0 and calls["streamed" if held else "held"] == 0, calls
     return run
@@ -73,11 +74,12 @@ def test_held_and_streamed_paths_give_the_same_table_and_the_brute_force_ranks(m
     bench = make_bench(seed=seed)
     q, c = _tied_embeddings(bench, seed)
     held = _run(monkeypatch, bench, q, c, True, k, chunk_size)
-    streamed = _run(monkeypatch, bench, q, c, False, k, chunk_size)
-    a, b = held.sorted(), streamed.sorted()
-    for col in COLS:
-        np.testing.assert_array_equal(getattr(a, col), getattr(b, col), err_msg=col)
-    np.testing.assert_array_equal(a.doc_ids, b.doc_ids)
+    for sort_pairs in (0, 1000):  # streamed with sorted blocks, and with per-pair row comparisons
+        streamed = _run(monkeypatch, bench, q, c, False, k, chunk_size, sort_pairs)
+        a, b = held.sorted(), streamed.sorted()
+        for col in COLS:
+            np.testing.assert_array_equal(getattr(a, col), getattr(b, col), err_msg=f"{col} ({sort_pairs})")
+        np.testing.assert_array_equal(a.doc_ids, b.doc_ids)
     assert len(settings_for(bench)) == len(held.settings)
     _brute(bench, q, c, held)
 

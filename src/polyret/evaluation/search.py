@@ -19,9 +19,11 @@ Two paths, the same numbers (tested against each other and against brute force):
 * Streamed (corpora of millions, possibly memory-mapped): blocks of B candidate rows; the doc's own
   score is only known when its block comes, so every other block is counted against a float64 estimate
   with a band of width ``dim * 2**-23 * |q| |c|`` (twice the float32 rounding bound of a dot product):
-  binary search in the block's sorted rows gives the candidates above the band, the few inside it are
-  kept and compared exactly with the doc's GEMM score at the end; in the doc's own block it is counted
-  exactly at once. Per query: O(N d) + O(N log B) + O(r (N / B) log B), plus the band's candidates.
+  the candidates above the band are counted, the few inside it kept and compared exactly with the doc's
+  GEMM score at the end. With many relevant docs per query (over ``_SORT_PAIRS_PER_QUERY``) the block's
+  rows are sorted and counted by binary search (the doc's own block exactly at once): per query
+  O(N d) + O(N log B) + O(r (N / B) log B); with few (MIRACL: 1-3), each pair's row is compared with
+  its band: O(N d) + O(r N), no sort. Plus the band's candidates, a handful.
 
 A multilingual top-k is the top-k of the union of the per-language top-k lists; a multilingual rank is
 the sum of the per-language counts. So no-cutoff mAP is exact for every pool, LAReQA or MIRACL size.
@@ -54,6 +56,9 @@ from polyret.evaluation.settings import Setting, settings_for
 BACKENDS = ("exact", "faiss", "faiss-ivf", "faiss-hnsw")
 EXACT_RANK_BACKENDS = ("exact",)  # backends that give every relevant document its full rank
 _MAX_BLOCK = 1 << 24  # most float32 scores in one block (64 MiB), whatever the corpus size
+# streamed blocks are sorted (binary-search counts) when a chunk has more relevant pairs than this per
+# query; with fewer, comparing each pair's row with its band is cheaper than sorting the block
+_SORT_PAIRS_PER_QUERY = 3
 
 
 @dataclass
@@ -383,6 +388,14 @@ def _held_ranks(
     return tops, before, own
 
 
+def _column_of(cols: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """Where each of ``docs`` (all present) sits in ``cols``."""
+    if np.all(cols[1:] > cols[:-1]):
+        return np.searchsorted(cols, docs)
+    order = np.argsort(cols)
+    return order[np.searchsorted(cols[order], docs)]
+
+
 class _PairCounts:
     """Exact full ranks of a query chunk's relevant pairs, counted block by block (module docstring)."""
 
@@ -398,7 +411,7 @@ class _PairCounts:
         self.band: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (lang, pair, score, tie key)
         self.tie_of_doc = prep.tie_key[pd]
 
-    def add_block(self, li: int, scores: np.ndarray, srt: np.ndarray, cols: np.ndarray, tie_key: np.ndarray) -> None:
+    def add_block(self, li: int, scores: np.ndarray, srt: np.ndarray | None, cols: np.ndarray, tie_key: np.ndarray) -> None:
         """Count one block for every pair: ``scores`` (chunk rows x block columns), ``srt`` its rows sorted.
 
         A pair whose doc is in the block is counted exactly at once against its own GEMM score (binary
@@ -408,6 +421,16 @@ class _PairCounts:
         if not len(self.pr):
             return
         tie = tie_key[cols]
+        if srt is None:  # few pairs per query: compare each pair's row with its band (cheaper than a sort)
+            sub = scores[self.pr]  # (pairs, block)
+            self.above[:, li] += np.count_nonzero(sub > self.hi[:, None], axis=1)
+            p, j = np.nonzero((sub >= self.lo[:, None]) & (sub <= self.hi[:, None]))
+            if len(p):
+                self.band.append((li, p, sub[p, j], tie[j]))
+            mine = np.flatnonzero(np.isin(self.pd, cols))
+            if len(mine):
+                self.own[mine] = scores[self.pr[mine], _column_of(cols, self.pd[mine])]
+            return
         is_mine = np.isin(self.pd, cols)
         other = np.flatnonzero(~is_mine)
         if len(other):
@@ -422,12 +445,8 @@ class _PairCounts:
                 self.band.append((li, banded[p], sub[p, j], tie[j]))
         mine = np.flatnonzero(is_mine)
         if len(mine):
-            at = np.searchsorted(cols, self.pd[mine]) if np.all(cols[1:] > cols[:-1]) else None
-            if at is None:
-                order = np.argsort(cols)
-                at = order[np.searchsorted(cols[order], self.pd[mine])]
             rows = self.pr[mine]
-            own = scores[rows, at]
+            own = scores[rows, _column_of(cols, self.pd[mine])]
             self.own[mine] = own
             gt = _count_at_least(srt, rows, own, strict=True)
             eq = _count_at_least(srt, rows, own, strict=False) - gt - 1  # exact ties, not the doc itself
@@ -460,14 +479,15 @@ def _pool() -> ThreadPoolExecutor:
 def _merge_top(
     top: tuple[np.ndarray, np.ndarray] | None,
     scores: np.ndarray,
-    srt: np.ndarray,
+    srt: np.ndarray | None,
     cols: np.ndarray,
     kk: int,
     tie_key: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The running top-``kk`` after one more block (``srt``: its rows sorted, so the cutoff is read off)."""
+    """The running top-``kk`` after one more block (``srt``: its rows sorted, so the cutoff is read off;
+    None: found by partial selection)."""
     kb = min(kk, scores.shape[1])
-    b_docs, b_scores = _topk(scores, cols, kb, tie_key, thresh=srt[:, scores.shape[1] - kb])
+    b_docs, b_scores = _topk(scores, cols, kb, tie_key, thresh=None if srt is None else srt[:, scores.shape[1] - kb])
     if top is None:
         return b_docs, b_scores
     docs = np.concatenate([top[0], b_docs], axis=1)
@@ -500,6 +520,7 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
                 tops, before, p_score = _held_ranks(prep, qm, needed, pr, pd, k)
             else:
                 counts = _PairCounts(prep, q_idx, pr, pd, len(prep.langs))
+                sort = len(pr) > _SORT_PAIRS_PER_QUERY * len(q_idx)  # else compare each pair's row
                 cols_cap = max(1, _MAX_BLOCK // max(1, len(q_idx) + len(pr)))
                 tops = {}
                 for li in needed:
@@ -509,7 +530,7 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
                     for lo in range(0, len(cols_all), cols_cap):
                         cols = cols_all[lo : lo + cols_cap]
                         scores = qm @ prep.rows(cols).T  # (n, block) float32
-                        srt = np.sort(scores, axis=1)
+                        srt = np.sort(scores, axis=1) if sort else None
                         top = _merge_top(top, scores, srt, cols, kk, prep.tie_key)
                         counts.add_block(li, scores, srt, cols, prep.tie_key)
                         del scores, srt
