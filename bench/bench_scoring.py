@@ -16,6 +16,8 @@ one recorded in ``bench/ratios.json`` (and in bench/RESULTS.md): a gross regress
 
     python bench/bench_scoring.py [--synthetic] [--k 100] [--dim 384] [--chunk-size 1024] [--repeat 2]
     python bench/bench_scoring.py --quick [--check] [--record]
+    python bench/bench_scoring.py --repeat 1 --save-run a.npz   # (at two commits) then:
+    python bench/bench_scoring.py --compare a.npz b.npz          # exit 1 unless the run tables are identical
 """
 
 from __future__ import annotations
@@ -160,9 +162,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the small guard benchmark (seconds)")
     ap.add_argument("--check", action="store_true", help="with --quick: exit 1 on a ratio above GUARD x recorded")
     ap.add_argument("--record", action="store_true", help="with --quick: write the ratios to bench/ratios.json")
+    ap.add_argument("--save-run", type=Path, default=None, help="save the run table's columns (.npz) to compare commits")
+    ap.add_argument("--compare", type=Path, nargs=2, default=None, help="two --save-run files: exit 1 unless identical")
     args = ap.parse_args()
     if args.quick:
         sys.exit(quick(args.check, args.record))
+    if args.compare:
+        a, b = (np.load(f) for f in args.compare)
+        diff = [n for n in a.files if n not in b.files or not np.array_equal(a[n], b[n]) or a[n].dtype != b[n].dtype]
+        print("identical" if not diff and a.files == b.files else f"DIFFERENT: {diff or 'columns'}")
+        sys.exit(1 if diff or a.files != b.files else 0)
 
     bench = load(args.synthetic)
     q, c = embeddings(bench, args.dim)
@@ -189,6 +198,9 @@ def main() -> None:
             f"({len(scores):,} query-settings) | bias {t3 - t2:5.2f} s | total {t3 - t0:6.2f} s | "
             f"calibration {cal:.2f} s: run table + metrics = {(t2 - t0) / cal:.2f} x calibration"
         )
+        if args.save_run is not None and rep == 0:  # after the timings
+            cols = ("setting", "query", "doc", "rank", "score", "relevance", "doc_ids")
+            np.savez(args.save_run, **{n: getattr(run, n) for n in cols})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:,.0f} MiB; {len(by_setting)} settings scored")
     for name, vals in fam.items():

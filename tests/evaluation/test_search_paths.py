@@ -102,3 +102,21 @@ def test_distinct_is_unique_with_inverse():
     want_named, want_code = np.unique(values, return_inverse=True)
     np.testing.assert_array_equal(named, want_named)
     np.testing.assert_array_equal(code, want_code)
+
+
+def test_a_forked_child_searches_with_its_own_threads():
+    """The held path's thread pool is per process: a child forked after a search (its parent's pool
+    threads do not exist there) still gets its table, the same one."""
+    import multiprocessing as mp
+
+    bench = make_bench(seed=7)
+    q, c = _tied_embeddings(bench, 7)
+    ref = build_run_table(bench, q, c, k=3)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        rank = pool.apply_async(_child_ranks, (bench, q, c)).get(timeout=120)
+    np.testing.assert_array_equal(rank, ref.sorted().rank)
+
+
+def _child_ranks(bench, q, c):
+    return build_run_table(bench, q, c, k=3).sorted().rank

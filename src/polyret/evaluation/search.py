@@ -42,7 +42,6 @@ Ties are broken like trec_eval: score descending, then candidate id descending (
 
 from __future__ import annotations
 
-import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -469,11 +468,18 @@ class _PairCounts:
         return out
 
 
-@functools.cache
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
 def _pool() -> ThreadPoolExecutor:
-    """Worker threads for held chunks: one per usable core (numpy and BLAS release the GIL)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return ThreadPoolExecutor(max_workers=max(1, min(8, cores)), thread_name_prefix="polyret-search")
+    """Worker threads for held chunks: one per usable core (numpy and BLAS release the GIL); one pool per
+    process (a forked child has none of its parent's threads, so it makes its own)."""
+    pid = os.getpid()
+    if pid not in _POOLS:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        _POOLS.clear()
+        _POOLS[pid] = ThreadPoolExecutor(max_workers=max(1, min(8, cores)), thread_name_prefix="polyret-search")
+    return _POOLS[pid]
 
 
 def _merge_top(
