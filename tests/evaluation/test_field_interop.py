@@ -177,3 +177,4 @@ def test_a_run_scored_against_the_evaluation_that_wrote_it_is_a_tie(tmp_path):
     assert "run better" not in md and "ev better" not in md and "tie (no per-query difference)" in md
     rows = [line for line in md.split("### Main results")[1].split("###")[0].splitlines() if line.startswith("| run ")]
     assert rows and "\u2020" not in rows[0]  # no dagger on a difference of 0
+    assert "(1 seed)" not in md and "1 seed /" not in md  # fixed runs have no training seed

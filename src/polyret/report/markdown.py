@@ -162,7 +162,7 @@ def _seed_std_cell(std: float | None, n_seeds: int, digits: int) -> str:
     return _f(std, digits) if std is not None else "1 seed" if n_seeds == 1 else "\u2013"
 
 
-def _significance_row(r: Comparison, d: int, baseline: str) -> list[str]:
+def _significance_row(r: Comparison, d: int, baseline: str, untrained: frozenset[str] = frozenset()) -> list[str]:
     diff = f"{_f(r.diff, d, True)}"
     ci = f"[{_f(r.low, d, True)}, {_f(r.high, d, True)}]"
     if r.significant:
@@ -170,6 +170,10 @@ def _significance_row(r: Comparison, d: int, baseline: str) -> list[str]:
     sa = _seed_std_cell(r.seed_std_a, r.n_seeds_a, d)
     sb = _seed_std_cell(r.seed_std_b, r.n_seeds_b, d)
     if r.b == baseline and r.n_seeds_b == 1:
+        sb = "\u2013"
+    if r.a in untrained:  # a fixed run or model: no training seed, so no seed spread to report
+        sa = "\u2013"
+    if r.b in untrained:
         sb = "\u2013"
     if r.significant:
         verdict = f"{r.better} better"
@@ -183,7 +187,9 @@ def _significance_row(r: Comparison, d: int, baseline: str) -> list[str]:
         ci_s = "\u2013"
     else:
         ci_s = f"[{_f(r.seeds_low, d, True)}, {_f(r.seeds_high, d, True)}]"
-        if not r.seed_noise_covered:
+        if r.a in untrained and r.b in untrained:
+            ci_s = "\u2013"  # two fixed systems: no seed noise to add to the questions interval
+        elif not r.seed_noise_covered:
             ci_s += " (1 seed)"
         elif r.seeds_low > 0 or r.seeds_high < 0:
             ci_s = f"**{ci_s}**"
@@ -228,7 +234,8 @@ def _significance_tables(bench: BenchmarkSummary, baseline: str, n_resamples: in
         if not rows_c:
             continue
         d = col.digits + (1 if col.digits >= 3 else 0)
-        rows = [_significance_row(r, d, baseline) for r in rows_c]
+        untrained = frozenset(x.name for x in bench.systems if x.untrained)
+        rows = [_significance_row(r, d, baseline, untrained) for r in rows_c]
         direction = "lower is better" if col.better == "low" else "higher is better"
         out += [
             f"#### {col.label} ({direction})",
