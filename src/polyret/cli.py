@@ -229,7 +229,7 @@ def print_results(res) -> None:
         console.print(language_table(res))
     if res.bias:
         parts = [f"{k} = {v:.4g}" for k, v in res.bias.items() if isinstance(v, (int, float))]
-        _say(("language bias (multilingual pool): ", "bold"), ", ".join(parts))
+        console.print(Text.assemble(("language bias (multilingual pool): ", "bold"), ", ".join(parts)))  # wrapped
     t = res.timing
     if t:
         _say(("time: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in t.items()), "dim"))
