@@ -205,7 +205,9 @@ def _say(*parts) -> None:
 def results_table(res, title: str | None = None, measures: list[str] | None = None) -> Table:
     """Family x measure table (``measures``: a subset of ``res.measures``, default all); the same view
     ``experiment`` prints per model."""
-    table = Table(title=Text(title or f"{res.model} on {res.benchmark}"), title_justify="left")
+    title = title or f"{res.model} on {res.benchmark}"
+    # as wide as its title (up to the console's width), so a model name is not wrapped at the table's width
+    table = Table(title=Text(title), title_justify="left", min_width=len(title) + 1)
     table.add_column(Text("family"))
     table.add_column(Text("settings"), justify="right")
     measures = list(res.measures) if measures is None else measures
@@ -272,7 +274,7 @@ def print_results(res) -> None:
         console.print(language_table(res))
     if res.bias:
         parts = [f"{k} = {v:.4g}" for k, v in res.bias.items() if isinstance(v, (int, float))]
-        _say(("language bias (multilingual pool): ", "bold"), ", ".join(parts))
+        console.print(Text.assemble(("language bias (multilingual pool): ", "bold"), ", ".join(parts)))  # wrapped
     t = res.timing
     if t:
         _say(("time: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in t.items()), "dim"))
@@ -742,7 +744,8 @@ def list_benchmarks_cmd(
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
 ) -> None:
     """List the benchmarks: id, languages, size (queries, candidates) and whether the data is on disk."""
-    from .data.registry import BENCHMARKS, missing_files, recorded_size
+    from .data import list_benchmarks
+    from .data.registry import benchmark_info, missing_files, recorded_size
 
     table = Table(title=Text("benchmarks (sizes: all languages; ? = known once downloaded)"), title_justify="left")
     table.add_column("id", no_wrap=True)
@@ -750,7 +753,7 @@ def list_benchmarks_cmd(
     table.add_column("queries", justify="right", no_wrap=True)
     table.add_column("candidates", justify="right", no_wrap=True)
     table.add_column("data", no_wrap=True)
-    for info in BENCHMARKS:
+    for info in (benchmark_info(b) for b in list_benchmarks()):
         queries, candidates = recorded_size(info.id)
         missing = missing_files(info.id, data_dir=str(data_dir) if data_dir else None)
         data = "on disk" if not missing else f"download {len(missing)}/{len(info.files)}"

@@ -59,7 +59,9 @@ PRESETS: dict[str, ExperimentConfig] = {
         eval_max_seq_length=128,
         output="runs/experiment-cpu-sweep",
     ),
-    # Seconds, for tests: two languages, a handful of steps on small batches.
+    # The quickest real run (tests use it with a tiny model): two languages, 4 steps on batches of 8 per
+    # strategy, four evaluations of 2.4k texts. Its folder holds three me5-small models (465 MB each, ~1.4 GB;
+    # checkpoints are deleted once each model is complete); time and disk in bench/RESULTS.md (issue 24).
     "smoke": ExperimentConfig(
         preset="smoke",
         recipe="cpu",
