@@ -24,6 +24,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from . import interrupts as _interrupts
+
 try:  # typer >= 0.24 vendors click; its exceptions are the ones the commands raise
     from typer._click import exceptions as cx
 except ImportError:  # pragma: no cover - older typer on the real click
@@ -50,10 +52,27 @@ def _user_message(exc: BaseException) -> str | None:
     return None
 
 
+def _stop_for_signal() -> None:
+    """The one message and exit code of an interrupted command: 130 for Ctrl-C, 143 for SIGTERM."""
+    import signal
+
+    signum = _interrupts.acknowledge() or signal.SIGINT
+    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    typer.echo(f"error: {what}; run the same command again to continue (finished steps are kept)", err=True)
+    raise typer.Exit(128 + int(signum)) from None
+
+
 class PolyretGroup(TyperGroup):
     """The one error path of every ``polyret`` command (see the module docstring)."""
 
     def invoke(self, ctx):
+        try:
+            return self._invoke(ctx)
+        finally:
+            if _interrupts.pending() is not None and not _interrupts.acknowledged():
+                _stop_for_signal()  # swallowed on the way (a finalizer): the command still stops as interrupted
+
+    def _invoke(self, ctx):
         debug = bool(ctx.params.get("debug")) or _debug_from_env()
         try:
             return super().invoke(ctx)
@@ -62,8 +81,7 @@ class PolyretGroup(TyperGroup):
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()
-            typer.echo("error: interrupted; run the same command again to continue (finished steps are kept)", err=True)
-            raise typer.Exit(130) from None
+            _stop_for_signal()
         except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
             if debug:
                 traceback.print_exc()
@@ -81,6 +99,7 @@ class PolyretGroup(TyperGroup):
             raise typer.Exit(1) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _interrupts.install()  # SIGINT and SIGTERM: always a clean stop, never swallowed (polyret.interrupts)
         try:
             code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
             code = code if isinstance(code, int) else 0
@@ -96,6 +115,8 @@ class PolyretGroup(TyperGroup):
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             code = 1
+        except KeyboardInterrupt:  # outside a command (while parsing its options)
+            code = 128 + (_interrupts.acknowledge() or 2)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -238,6 +259,9 @@ def evaluate(
         help="With --benchmark miracl/<lang>: evaluate this MIRACL-format corpus JSONL(.gz) ({docid, title, text} lines) "
         "against that language's topics and qrels, instead of the data dir's corpus.",
     ),
+    overwrite: bool = typer.Option(
+        False, help="Empty --output first when it holds the finished output of another model, benchmark or verb."
+    ),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
     from . import distributed
@@ -270,6 +294,8 @@ def evaluate(
         benchmark,
         output=output,
         keep_run=trec_run,
+        trec_run=trec_run,
+        overwrite=overwrite,
         languages=langs,
         families=fams,
         data_dir=str(data_dir) if data_dir else None,
@@ -289,9 +315,8 @@ def evaluate(
         return  # rank 0 prints and writes the TREC run
     print_results(res)
     if output is not None:
-        if trec_run and res.run is not None:
-            n = res.run.to_trec_run(output / "run.trec", include_unretrieved=True)  # true ranks: `polyret score` reproduces
-            _say((f"wrote {n} TREC run lines to {output / 'run.trec'}", "dim"))
+        if trec_run and res.run is not None:  # written with the results, before their completion marker
+            _say((f"wrote {res.extra.get('trec_lines', 0)} TREC run lines to {output / 'run.trec'}", "dim"))
         _say("results written to ", (str(output), "bold"))
 
 
@@ -602,6 +627,9 @@ def score_cmd(
     measures: str | None = typer.Option(None, help="Comma-separated measures (default: polyret's, e.g. map,ndcg@10,recall@100)."),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
+    overwrite: bool = typer.Option(
+        False, help="Empty --output first when it holds the finished output of another verb or other runs (an evaluation)."
+    ),
 ) -> None:
     """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
     from .evaluation.external_runs import score_runs
@@ -622,7 +650,7 @@ def score_cmd(
     results = score_runs(
         [str(r) for r in run], benchmark, output=output, fuse=fuse, rrf_k=rrf_k, compare=[str(c) for c in compare or []],
         baseline=baseline, families=fams, languages=langs, measures=_split(measures) or list(DEFAULT_MEASURES),
-        data_dir=str(data_dir) if data_dir else None,
+        data_dir=str(data_dir) if data_dir else None, overwrite=overwrite,
     )  # fmt: skip
     for name, res in results.items():
         console.print(results_table(res, title=f"{name} on {res.benchmark}"))

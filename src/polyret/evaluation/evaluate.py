@@ -496,6 +496,9 @@ def evaluate(
     output: str | os.PathLike | None = None,
     progress: bool = True,
     keep_run: bool = False,
+    trec_run: bool = False,
+    overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Results | None:
     """Evaluate ``model`` (a spec such as ``builtin:me5-small``, a folder, a Hub id, or a loaded
@@ -505,11 +508,25 @@ def evaluate(
     per_query.csv.gz, run.npz (with ``keep_run``) and the mAP heatmap there, then the completion marker
     last. Inputs (qrels) and the output folder (created, probed with a test file) are checked before
     the model is loaded; a failed write raises an ``OSError`` naming the file and leaves no marker.
-    """
-    from dataclasses import replace
 
-    from ..data import load_benchmark
-    from ..models import fingerprint, load
+    The output folder has one writer and one owner: this process holds its lock (``paths.output_lock``;
+    a second writer gets a ``FolderBusy`` error naming this one) and a finished folder of another
+    producer (another model or benchmark, a ``polyret score`` folder) is refused unless ``overwrite``,
+    which empties it first (``paths.claim_output``).
+
+    Args (besides ``overrides``, the ``EvalConfig`` fields):
+        model: the model spec or a loaded model.
+        benchmark: a benchmark id or a loaded ``Benchmark``.
+        config: a base ``EvalConfig``.
+        output: the results folder (None: nothing is written).
+        progress: show progress bars.
+        keep_run: keep the run table (``Results.run``) and write ``run.npz``.
+        trec_run: with ``keep_run`` and ``output``, also write ``run.trec`` (before the completion marker).
+        overwrite: empty another producer's finished ``output`` instead of refusing it.
+        provenance: further fields for the completion marker (the experiment records its model's marker).
+    """
+    from contextlib import ExitStack
+    from dataclasses import replace
 
     distributed.init_from_env()  # under torchrun: one process group, so ranks share the work
     cfg = replace(config or EvalConfig(), **overrides)
@@ -522,10 +539,28 @@ def evaluate(
     if cfg.corpus is not None and not isinstance(benchmark, str):
         raise ConfigError("corpus: give a benchmark id (miracl/<lang>) with a corpus file, not a loaded Benchmark")
 
+    stack = ExitStack()
     if output is not None:  # an unusable output is found now, before any model loads, not after encoding
-        from ..paths import check_writable
+        from ..paths import check_writable, claim_output, data_dir, output_lock, refuse_output_over_inputs
+        from .results import evaluation_producer
 
+        inputs = [model if isinstance(model, str) else None, data_dir(cfg.data_dir), cfg.corpus]
+        refuse_output_over_inputs(output, inputs, what="--output")
         check_writable(output)
+        if distributed.is_main():  # one writer: rank 0 writes the folder
+            stack.enter_context(output_lock(output, "polyret evaluate"))
+            claim_output(output, evaluation_producer(model_name, cfg.benchmark), overwrite=overwrite)
+    with stack:
+        return _evaluate(model, benchmark, cfg, output, progress, keep_run, trec_run, provenance, model_name)
+
+
+def _evaluate(
+    model, benchmark, cfg: EvalConfig, output, progress: bool, keep_run: bool, trec_run: bool, provenance, model_name: str
+):
+    """The body of :func:`evaluate` once its output is locked and claimed."""
+    from ..data import load_benchmark
+    from ..models import fingerprint, load
+
     t_start = time.perf_counter()
     bench = (
         load_benchmark(benchmark, data_dir=cfg.data_dir, languages=cfg.languages, corpus=cfg.corpus)
@@ -575,13 +610,29 @@ def evaluate(
     t_encoded = time.perf_counter()
     if distributed.world_size() > 1:
         return _score_on_main(
-            lambda: _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded)),
+            lambda: _score_and_write(
+                cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), trec_run, provenance
+            ),
             output,
         )
-    return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded))
+    return _score_and_write(
+        cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), trec_run, provenance
+    )
 
 
-def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times):
+def _score_and_write(
+    cfg: EvalConfig,
+    bench: Benchmark,
+    q_emb,
+    c_emb,
+    model_name: str,
+    fp: str,
+    output,
+    keep_run: bool,
+    times,
+    trec_run: bool = False,
+    provenance: dict[str, Any] | None = None,
+):
     """Search, score, and write ``output`` (when given): the part of ``evaluate`` one rank does."""
     t_start, t_loaded, t_encoded = times
     res, run = score(
@@ -596,7 +647,7 @@ def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name
     }
     res.extra["config"] = {k: v for k, v in cfg.__dict__.items() if k not in ("cache_dir", "data_dir")}
     if output is not None:
-        res.write(output, run=run if keep_run else None)  # completion marker last
+        res.write(output, run=run if keep_run else None, trec_run=trec_run and keep_run, provenance=provenance)  # marker last
     res.run = run if keep_run else None
     return res
 

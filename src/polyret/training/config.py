@@ -342,8 +342,10 @@ class TrainConfig:
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position
-            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
+        except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position, one line
+            from polyret.serialize import yaml_error_line
+
+            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {yaml_error_line(error)}") from None
         if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
             # a record polyret wrote (an older version's keys are upgraded, not refused: the run resumes)
             data = upgrade_keys(data["config"])
