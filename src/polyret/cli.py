@@ -683,7 +683,20 @@ def card_cmd(
     _say("model-index written to ", (str(path), "bold"))
 
 
+def _utf8_or_reexec() -> None:
+    """Under a locale whose encoding is ASCII (``LC_ALL=C`` with UTF-8 mode off), Python decodes a
+    non-ASCII path into surrogate escapes that every UTF-8 file write then refuses ("surrogates not
+    allowed"). Run the same command again in Python's UTF-8 mode (``-X utf8``) instead, once."""
+    if sys.flags.utf8_mode or sys.getfilesystemencoding().lower() not in ("ascii", "ansi_x3.4-1968"):
+        return
+    argv = getattr(sys, "orig_argv", None)
+    if not argv:  # pragma: no cover - Python < 3.10
+        return
+    os.execv(sys.executable, [sys.executable, "-X", "utf8", *argv[1:]])
+
+
 def main() -> None:  # pragma: no cover - console entry
+    _utf8_or_reexec()
     app(prog_name="polyret")
 
 

@@ -110,8 +110,13 @@ def atomic_path(target: str | os.PathLike):
 
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8 to ``target`` atomically (:func:`atomic_path`).
+
+    A path decoded under a non-UTF-8 locale (``LC_ALL=C``) holds its non-ASCII bytes as surrogate
+    escapes; they are written back as those very bytes (``surrogateescape``), not refused.
+    """
     with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def _umask() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import interrupts
 from ..evaluation.results import not_done_reason
-from ..paths import COMPLETE_MARKER, atomic_write_text, file_sha256, incomplete_reason, output_lock, read_marker
+from ..paths import COMPLETE_MARKER, atomic_write_text, claim_output, file_sha256, incomplete_reason, output_lock, read_marker
 from ..training.config import upgrade_keys
 from ..vocabulary import BASELINE
 from . import layout
@@ -63,6 +63,8 @@ def run_experiment(
     # one writer per experiment folder: a second experiment on it stops now, naming this one (rank 0
     # holds the lock for the whole run; the other ranks of a torchrun job share it)
     with output_lock(out, "polyret experiment") if _launch_rank()[0] == 0 else nullcontext():
+        # an experiment folder has no marker of its own: one that has is another verb's finished output
+        claim_output(out, {"kind": "experiment"})
         return _run(config, echo, progress)
 
 
@@ -123,7 +125,14 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             return why
         marker = read_marker(target) or {}
         recorded = marker.get("config") or {}
-        for key in ("model", "benchmark", "languages", "max_seq_length"):
+        # a trained model is known by its content (its marker's digest), not by its path: a moved
+        # experiment folder keeps its evaluations
+        keys = (
+            ("benchmark", "languages", "max_seq_length")
+            if "model_marker" in expect
+            else ("model", "benchmark", "languages", "max_seq_length")
+        )
+        for key in keys:
             if recorded.get(key) != expect[key]:
                 return f"{target}: evaluated with {key} {recorded.get(key)!r}, this experiment wants {expect[key]!r}"
         if "model_marker" in expect and marker.get("model_marker") != expect["model_marker"]:
