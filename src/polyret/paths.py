@@ -193,7 +193,8 @@ def incomplete_reason(folder: str | os.PathLike, *, content: bool = True) -> str
     """Why ``folder`` is not a finished step (None: it is): no marker, or a listed file that is missing,
     of another size, or (``content``) of other bytes than its recorded sha256.
 
-    A marker of an older polyret that recorded sizes only is not trusted (``content``): the step is redone.
+    A marker of an older polyret (sizes only, no checksums) is checked by size, so finished work of an
+    earlier version is continued, not redone; everything written now carries checksums.
 
     Args:
         folder: the folder to check.
@@ -212,10 +213,10 @@ def incomplete_reason(folder: str | os.PathLike, *, content: bool = True) -> str
             return f"{path}: listed in {COMPLETE_MARKER} but missing"
         if actual != size:
             return f"{path}: {actual} bytes, its completion marker says {size}"
-        if content:
-            digest = entry.get("sha256") if isinstance(entry, dict) else None
-            if digest is None:
-                return f"{folder / COMPLETE_MARKER}: written by an older polyret (sizes only, no checksums)"
+        if content and isinstance(entry, dict):  # an older polyret's entry is a bare size: checked by size
+            digest = entry.get("sha256")
+            if not isinstance(digest, str):
+                return f"{folder / COMPLETE_MARKER}: no checksum for {name}"
             try:
                 if file_sha256(path) != digest:
                     return f"{path}: its content changed since it was written (sha256 differs from {COMPLETE_MARKER})"

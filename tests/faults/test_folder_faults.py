@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 import polyret
 from polyret.cli import app
 from polyret.evaluation.results import is_done, load_checked
+from polyret.experiment.runner import model_identity
 from polyret.paths import (
     COMPLETE_MARKER,
     LOCK_FILE,
@@ -320,7 +321,7 @@ def test_models_trained_with_another_config_are_not_reused(world, experiment, tm
     final = out / "models" / "hybrid" / "seed0" / "model"
     assert json.loads((final / "polyret_train.json").read_text())["config"]["lr"] == 0.5
     ev = out / "evals" / "hybrid" / "seed0" / "xquad-r_test"
-    assert read_marker(ev)["model_marker"] == file_sha256(final / COMPLETE_MARKER)
+    assert read_marker(ev)["model_weights"] == model_identity(final)  # evaluated from the new weights
 
 
 def test_a_truncated_trained_model_is_retrained_not_reused(world, experiment, tmp_path):

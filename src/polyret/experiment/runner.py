@@ -114,8 +114,8 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             "languages": list(langs) if langs else None,
             "max_seq_length": config.eval_max_seq_length,
         }
-        if model_dir is not None:  # a trained model: the very files it was evaluated from
-            expect["model_marker"] = _marker_digest(model_dir)
+        if model_dir is not None:  # a trained model: the very weights it was evaluated from
+            expect["model_weights"] = model_identity(model_dir)
         return expect
 
     def eval_reuse(target: Path, expect: dict[str, Any]) -> str | None:
@@ -125,18 +125,19 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             return why
         marker = read_marker(target) or {}
         recorded = marker.get("config") or {}
-        # a trained model is known by its content (its marker's digest), not by its path: a moved
-        # experiment folder keeps its evaluations
+        # a trained model is known by its weights' sha256, not by its path: a moved experiment folder
+        # keeps its evaluations
         keys = (
             ("benchmark", "languages", "max_seq_length")
-            if "model_marker" in expect
+            if "model_weights" in expect
             else ("model", "benchmark", "languages", "max_seq_length")
         )
         for key in keys:
             if recorded.get(key) != expect[key]:
                 return f"{target}: evaluated with {key} {recorded.get(key)!r}, this experiment wants {expect[key]!r}"
-        if "model_marker" in expect and marker.get("model_marker") != expect["model_marker"]:
-            return f"{target}: evaluated another version of the model (the trained model changed since)"
+        # (an older polyret's evaluation records no weights: its marker and the config decide)
+        if "model_weights" in expect and marker.get("model_weights", expect["model_weights"]) != expect["model_weights"]:
+            return f"{target}: evaluated other weights of the model (the trained model changed since)"
         return None
 
     def eval_into(model_obj_or_path, target: Path, bench: str, label: str, expect: dict[str, Any]) -> None:
@@ -157,7 +158,7 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             batch_size=config.eval_batch_size,
             max_seq_length=config.eval_max_seq_length,
             overwrite=True,  # the experiment owns its evaluation folders and decided this one is not reusable
-            provenance={"model_marker": expect["model_marker"]} if "model_marker" in expect else None,
+            provenance={"model_weights": expect["model_weights"]} if "model_weights" in expect else None,
         )
         done["evaluated"].append(f"{label} {bench}")
 
@@ -291,12 +292,31 @@ def _run_mismatch(run_dir: Path, tcfg) -> str | None:
     return f"{run_dir} was trained with other settings ({', '.join(differ)} differ)" if differ else None
 
 
-def _marker_digest(folder: Path) -> str | None:
-    """The sha256 of ``folder``'s completion marker (it lists every file's sha256): the model's identity."""
-    try:
-        return file_sha256(folder / COMPLETE_MARKER)
-    except OSError:
+def model_identity(folder: Path) -> str | None:
+    """A trained model's identity: one sha256 over its weight files' sha256s (``*.safetensors``, ``*.bin``).
+
+    Taken from its completion marker, which :func:`~polyret.paths.incomplete_reason` has checked against
+    the files (an older polyret's marker, sizes only: the files are hashed). An evaluation records it, so
+    a retrained model (other weights in the same folder) is evaluated again.
+
+    Args:
+        folder: a finished model folder.
+    """
+    import hashlib
+
+    listed = (read_marker(folder) or {}).get("files") or {}
+    names = sorted(n for n in listed if n.endswith((".safetensors", ".bin")))
+    if not names:
         return None
+    h = hashlib.sha256()
+    for name in names:
+        entry = listed[name]
+        try:
+            digest = entry["sha256"] if isinstance(entry, dict) else file_sha256(folder / name)
+        except (OSError, KeyError):
+            return None
+        h.update(f"{name}:{digest}\n".encode())
+    return h.hexdigest()
 
 
 def _agreed(flag: bool) -> bool:
