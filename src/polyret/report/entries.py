@@ -50,7 +50,8 @@ def load_entries(folder: str | Path) -> list[ReportEntry]:
         if res is None:
             if (bench_dir / "results.json").exists():
                 warnings.warn(
-                    f"{bench_dir}: evaluation not usable ({why}); left out of the report, run the experiment again to redo it",
+                    f"{bench_dir}: evaluation not complete or not consistent ({why}); "
+                    "left out of the report, run the experiment again to redo it",
                     stacklevel=2,
                 )
             continue
