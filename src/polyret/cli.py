@@ -25,6 +25,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from . import interrupts as _interrupts
+
 try:  # typer >= 0.24 vendors click; its exceptions are the ones the commands raise
     from typer._click import exceptions as cx
 except ImportError:  # pragma: no cover - older typer on the real click
@@ -60,10 +62,27 @@ def _continue_hint(ctx, output: str | None = None) -> str:
     return "run the same command again to continue (finished steps are kept)"
 
 
+def _stop_for_signal(ctx=None, output: str | None = None) -> None:
+    """The one message and exit code of an interrupted command: 130 for Ctrl-C, 143 for SIGTERM."""
+    import signal
+
+    signum = _interrupts.acknowledge() or signal.SIGINT
+    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    typer.echo(f"error: {what}; {_continue_hint(ctx, output)}", err=True)
+    raise typer.Exit(128 + int(signum)) from None
+
+
 class PolyretGroup(TyperGroup):
     """The one error path of every ``polyret`` command (see the module docstring)."""
 
     def invoke(self, ctx):
+        try:
+            return self._invoke(ctx)
+        finally:
+            if _interrupts.pending() is not None and not _interrupts.acknowledged():
+                _stop_for_signal()  # swallowed on the way (a finalizer): the command still stops as interrupted
+
+    def _invoke(self, ctx):
         debug = bool(ctx.params.get("debug")) or _debug_from_env()
         try:
             return super().invoke(ctx)
@@ -72,8 +91,7 @@ class PolyretGroup(TyperGroup):
         except KeyboardInterrupt:
             if debug:
                 traceback.print_exc()
-            typer.echo(f"error: interrupted; {_continue_hint(ctx)}", err=True)
-            raise typer.Exit(130) from None
+            _stop_for_signal(ctx)
         except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
             if debug:
                 traceback.print_exc()
@@ -91,6 +109,7 @@ class PolyretGroup(TyperGroup):
             raise typer.Exit(1) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _interrupts.install()  # SIGINT and SIGTERM: always a clean stop, never swallowed (polyret.interrupts)
         try:
             code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
             code = code if isinstance(code, int) else 0
@@ -106,6 +125,8 @@ class PolyretGroup(TyperGroup):
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             code = 1
+        except KeyboardInterrupt:  # outside a command (while parsing its options)
+            code = 128 + (_interrupts.acknowledge() or 2)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -361,6 +382,9 @@ def evaluate(
         None, help="Benchmark the remedy is fitted on, e.g. xquad-r:train (never the evaluated one or data sharing its passages)."
     ),
     debias_fit_max_queries: int = typer.Option(300, help="Parallel questions of --debias-fit used to fit the remedy (0: all)."),
+    overwrite: bool = typer.Option(
+        False, help="Empty --output first when it holds the finished output of another model, benchmark or verb."
+    ),
 ) -> None:
     """Evaluate a model on a benchmark: monolingual, cross-lingual and multilingual settings, language bias."""
     from . import distributed
@@ -397,6 +421,8 @@ def evaluate(
         output=output,
         keep_run=trec_run,
         measures=measure_list,
+        trec_run=trec_run,
+        overwrite=overwrite,
         languages=langs,
         families=fams,
         data_dir=str(data_dir) if data_dir else None,
@@ -587,8 +613,7 @@ def train(
     try:
         path = run_train(cfg)  # builds polyret's dev evaluator for cfg.dev itself
     except KeyboardInterrupt:
-        typer.echo(f"error: interrupted; {_continue_hint(None, cfg.output_dir)}", err=True)
-        raise typer.Exit(130) from None
+        _stop_for_signal(None, cfg.output_dir)
     _say("trained model written to ", (str(path), "bold"))
     _say(f"evaluate it with: polyret evaluate --model {path} --benchmark xquad-r:test")
 
@@ -851,6 +876,9 @@ def score_cmd(
         None,
         help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
     ),
+    overwrite: bool = typer.Option(
+        False, help="Empty --output first when it holds the finished output of another verb or other runs (an evaluation)."
+    ),
 ) -> None:
     """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
     from .evaluation.bias_measures import check_bias_measures
@@ -883,7 +911,7 @@ def score_cmd(
         raise ValueError("--latex writes report/report.tex: give --output")
     results = score_runs(
         paths, benchmark, names=names, output=output, fuse=fuse, rrf_k=rrf_k, compare=[str(c) for c in compare or []],
-        baseline=baseline, families=fams, languages=langs, measures=measure_list, latex=latex,
+        baseline=baseline, families=fams, languages=langs, measures=measure_list, latex=latex, overwrite=overwrite,
         data_dir=str(data_dir) if data_dir else None, bias_measures=check_bias_measures(_split(bias_measures)),
     )  # fmt: skip
     for name, res in results.items():
@@ -920,7 +948,20 @@ def card_cmd(
     _say("model-index written to ", (str(path), "bold"))
 
 
+def _utf8_or_reexec() -> None:
+    """Under a locale whose encoding is ASCII (``LC_ALL=C`` with UTF-8 mode off), Python decodes a
+    non-ASCII path into surrogate escapes that every UTF-8 file write then refuses ("surrogates not
+    allowed"). Run the same command again in Python's UTF-8 mode (``-X utf8``) instead, once."""
+    if sys.flags.utf8_mode or sys.getfilesystemencoding().lower() not in ("ascii", "ansi_x3.4-1968"):
+        return
+    argv = getattr(sys, "orig_argv", None)
+    if not argv:  # pragma: no cover - Python < 3.10
+        return
+    os.execv(sys.executable, [sys.executable, "-X", "utf8", *argv[1:]])
+
+
 def main() -> None:  # pragma: no cover - console entry
+    _utf8_or_reexec()
     app(prog_name="polyret")
 
 

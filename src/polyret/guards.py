@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from polyret.training.config import ConfigError
+from polyret.errors import ConfigError
 
 __all__ = ["check_outputs_spare_inputs", "same_path"]
 

@@ -78,3 +78,17 @@ def unique_json_keys(source: str | Path):
         return out
 
     return hook
+
+
+def yaml_error_line(exc: BaseException) -> str:
+    """A YAML parse error as one line: ``line L, column C: problem (context)``, not PyYAML's 4-line text.
+
+    Args:
+        exc: a ``yaml.YAMLError`` (or any exception: its text, newlines folded).
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:
+        context = getattr(exc, "context", None)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+    return " ".join(str(exc).split())

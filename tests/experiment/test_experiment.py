@@ -264,6 +264,11 @@ def test_a_folder_of_polyret_0_1_with_old_train_override_keys_is_continued(smoke
         saved = json.loads(run.read_text())
         saved["config"]["dev_pairs"] = saved["config"].pop("dev_groups")
         run.write_text(json.dumps(saved))
+        # and its completion marker as 0.1.0 wrote it (sizes only): an edit under a checksummed marker
+        # would be a hand edit, and the model would rightly be retrained
+        marker = json.loads((run.parent / ".complete.json").read_text())
+        marker["files"] = {name: (run.parent / name).stat().st_size for name in marker["files"]}
+        (run.parent / ".complete.json").write_text(json.dumps(marker))
     again = run_experiment(cfg.replace(output=str(out)), progress=False)
     assert again["done"]["trained"] == [] and again["done"]["evaluated"] == []
 

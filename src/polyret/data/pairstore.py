@@ -246,7 +246,10 @@ class StoreWriter:
             "max_negatives": int(nneg.max(initial=0)),
             "key": key or {},
         }
-        (self.folder / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        # surrogateescape: a source path decoded under a non-UTF-8 locale is written as its own bytes
+        (self.folder / META).write_text(
+            json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8", errors="surrogateescape"
+        )
 
 
 def take_rows(column: pa.ChunkedArray | pa.Array, rows: np.ndarray, offsets: np.ndarray | None = None) -> pa.Array:
@@ -617,7 +620,7 @@ def _wait_for(folder: Path, source: str) -> None:
     group's collective timeout, and the trainer's process group may not exist yet when sources load.
     """
     deadline = time.monotonic() + float(os.environ.get("POLYRET_STORE_WAIT_S", 24 * 3600))
-    while not is_complete(folder):
+    while not is_complete(folder, content=False):  # sizes while polling; the store's open checks the content
         failure = _read_failure(folder)
         if failure is not None:
             raise DataError(f"{folder}: local rank 0 failed to build the cache folder of {source}: {failure}")

@@ -574,6 +574,9 @@ def evaluate(
     output: str | os.PathLike | None = None,
     progress: bool = True,
     keep_run: bool = False,
+    trec_run: bool = False,
+    overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Results | None:
     """Evaluate ``model`` (a spec such as ``builtin:me5-small``, a folder, a Hub id, or a loaded
@@ -583,11 +586,25 @@ def evaluate(
     per_query.csv.gz, run.npz (with ``keep_run``) and the mAP heatmap there, then the completion marker
     last. Inputs (qrels) and the output folder (created, probed with a test file) are checked before
     the model is loaded; a failed write raises an ``OSError`` naming the file and leaves no marker.
-    """
-    from dataclasses import replace
 
-    from ..data import load_benchmark
-    from ..models import fingerprint, load
+    The output folder has one writer and one owner: this process holds its lock (``paths.output_lock``;
+    a second writer gets a ``FolderBusy`` error naming this one) and a finished folder of another
+    producer (another model or benchmark, a ``polyret score`` folder) is refused unless ``overwrite``,
+    which empties it first (``paths.claim_output``).
+
+    Args (besides ``overrides``, the ``EvalConfig`` fields):
+        model: the model spec or a loaded model.
+        benchmark: a benchmark id or a loaded ``Benchmark``.
+        config: a base ``EvalConfig``.
+        output: the results folder (None: nothing is written).
+        progress: show progress bars.
+        keep_run: keep the run table (``Results.run``) and write ``run.npz``, ``run.trec`` and ``qrels.trec``.
+        trec_run: the same as ``keep_run`` (the command line's ``--trec-run``).
+        overwrite: empty another producer's finished ``output`` instead of refusing it.
+        provenance: further fields for the completion marker (the experiment records its model's marker).
+    """
+    from contextlib import ExitStack
+    from dataclasses import replace
 
     distributed.init_from_env()  # under torchrun: one process group, so ranks share the work
     cfg = replace(config or EvalConfig(), **overrides)
@@ -600,16 +617,34 @@ def evaluate(
     if cfg.corpus is not None and not isinstance(benchmark, str):
         raise ConfigError("corpus: give a benchmark id (miracl/<lang>) with a corpus file, not a loaded Benchmark")
 
+    stack = ExitStack()
     if output is not None:  # an unusable output is found now, before any model loads, not after encoding
         from ..guards import check_outputs_spare_inputs
-        from ..paths import check_writable
+        from ..paths import check_writable, claim_output, data_dir, output_lock, refuse_output_over_inputs
+        from .results import evaluation_producer
 
         check_outputs_spare_inputs(
             {"--model": cfg.model if isinstance(cfg.model, str) else None, "--corpus": cfg.corpus},
             {"--output": output},
             folders=["--output"],
         )
+        # and never the filesystem root, the home folder or a folder above the data
+        refuse_output_over_inputs(output, [data_dir(cfg.data_dir)], what="--output")
         check_writable(output)
+        if distributed.is_main():  # one writer: rank 0 writes the folder
+            stack.enter_context(output_lock(output, "polyret evaluate"))
+            claim_output(output, evaluation_producer(model_name, cfg.benchmark), overwrite=overwrite)
+    with stack:
+        return _evaluate(model, benchmark, cfg, output, progress, keep_run or trec_run, provenance, model_name)
+
+
+def _evaluate(model, benchmark, cfg: EvalConfig, output, progress: bool, keep_run: bool, provenance, model_name: str):
+    """The body of :func:`evaluate` once its output is locked and claimed."""
+    from dataclasses import replace
+
+    from ..data import load_benchmark
+    from ..models import fingerprint, load
+
     t_start = time.perf_counter()
     bench = (
         load_benchmark(
@@ -685,11 +720,23 @@ def evaluate(
                 (t_start, t_loaded, t_encoded),
                 resolved.reason,
                 debias_info,
+                provenance,
             ),
             output,
         )
     return _score_and_write(
-        cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded), resolved.reason, debias_info
+        cfg,
+        bench,
+        q_emb,
+        c_emb,
+        model_name,
+        fp,
+        output,
+        keep_run,
+        (t_start, t_loaded, t_encoded),
+        resolved.reason,
+        debias_info,
+        provenance,
     )
 
 
@@ -758,7 +805,7 @@ def _apply_debias(cfg: EvalConfig, model, fp: str, cache, fit_bench: Benchmark, 
 
 
 def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name: str, fp: str, output, keep_run: bool, times,
-                     precision_reason: str = "", debias_info=None):  # fmt: skip
+                     precision_reason: str = "", debias_info=None, provenance: dict[str, Any] | None = None):  # fmt: skip
     """Search, score, and write ``output`` (when given): the part of ``evaluate`` one rank does."""
     t_start, t_loaded, t_encoded = times
     res, run = score(
@@ -788,7 +835,7 @@ def _score_and_write(cfg: EvalConfig, bench: Benchmark, q_emb, c_emb, model_name
     if debias_info is not None:
         res.extra["debias"] = debias_info
     if output is not None:
-        res.write(output, run=run if keep_run else None)  # completion marker last
+        res.write(output, run=run if keep_run else None, provenance=provenance)  # run.trec + qrels.trec with the run; marker last
     res.run = run if keep_run else None
     return res
 

@@ -160,7 +160,7 @@ def _resolve_queries(
                 )
             qi = int(pos[0])
         elif setting_name is not None:
-            raise DataError(f"{where}: query id {str(trec.qids[code])!r} must be '<setting>/<qid>@<lang>'")
+            raise DataError(_setting_id_message(where, str(trec.qids[code]), setting_name, lang if at else None, benchmark))
         else:
             n = n_langs_per_id.get(raw, 0)
             if n == 0:
@@ -391,6 +391,19 @@ def score_run(
     return res, table
 
 
+def _setting_id_message(where: str, raw: str, setting_name: str, lang: str | None, benchmark: Benchmark) -> str:
+    """Why a ``<setting>/<qid>@<lang>`` query id does not fit ``benchmark`` (a run of another benchmark?)."""
+    if lang is None:
+        return f"{where}: query id {raw!r} must be '<setting>/<qid>@<lang>' (no '@<lang>' after the query id)"
+    family, q_lang, p_lang = split_setting(setting_name)
+    langs = ", ".join(benchmark.languages)
+    missing = [x for x in dict.fromkeys((lang, q_lang, p_lang)) if x and x != "all" and x not in benchmark.languages]
+    return (
+        f"{where}: query id {raw!r} names setting {setting_name} and language {', '.join(missing) or lang}, "
+        f"which benchmark {benchmark.id!r} does not have (its languages: {langs}); is this a run of another benchmark?"
+    )
+
+
 def _form(trec: TrecRun) -> str:
     """How a run writes its query ids, from its first one: ``'<setting>/<qid>@<lang>'`` or ``'<qid>[@<lang>]'``."""
     prefix, slash, _ = str(trec.qids[trec.query[np.argmin(trec.line)]]).partition("/")
@@ -427,6 +440,7 @@ def score_runs(
     measures: Sequence[str] = DEFAULT_MEASURES,
     data_dir: str | os.PathLike | None = None,
     bias_measures: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Results]:
     """Score one or more runs (and their fusion) on a benchmark; with several systems, write a report.
 
@@ -450,6 +464,9 @@ def score_runs(
         families, languages, measures: as for :func:`score_run`.
         data_dir: the data root for a benchmark id.
         bias_measures: the language-bias measures (``polyret.evaluation.bias_measures``; None: all).
+        overwrite: empty ``output`` first when it holds another producer's finished output (an
+            evaluation, other runs); without it such a folder is refused. ``output`` is locked while
+            it is written (a second writer gets ``FolderBusy``).
 
     Returns:
         system name -> Results, in the order scored (compared folders last).
@@ -458,15 +475,7 @@ def score_runs(
         DataError: a malformed run, a compared folder that is unfinished or on another benchmark, an
             unknown fusion method or baseline.
     """
-    from ..data import load_benchmark
-    from ..guards import check_outputs_spare_inputs
-
-    if output is not None:  # before any run is read: never write over a run or a compared evaluation
-        check_outputs_spare_inputs({"--run": list(runs), "--compare": list(compare)}, {"--output": output},
-                                   folders=["--output"])  # fmt: skip
     from .fusion import FUSION_METHODS
-    from .fusion import fuse as fuse_runs
-    from .results import is_done
 
     if not runs:
         raise DataError("no run to score: give at least one run file")
@@ -486,8 +495,34 @@ def score_runs(
         twice = next(n for n in given if given.count(n) > 1)
         raise DataError(f"--run: the name {twice!r} is given to two runs")
     measures = metrics.canonical_measures(measures)
+    if output is None:
+        return _score_runs(runs, names, benchmark, None, fuse, rrf_k, latex, compare, baseline, families, languages,
+                           measures, data_dir, bias_measures)  # fmt: skip
+    from ..guards import check_outputs_spare_inputs
+    from ..paths import claim_output, output_lock, refuse_output_over_inputs
+    from ..paths import data_dir as resolve_data_dir
+
+    # before any run is read: never write over a run or a compared evaluation, nor above the data
+    check_outputs_spare_inputs({"--run": list(runs), "--compare": list(compare)}, {"--output": output},
+                               folders=["--output"])  # fmt: skip
+    refuse_output_over_inputs(output, [resolve_data_dir(data_dir)], what="--output")
+    bench_id = benchmark if isinstance(benchmark, str) else benchmark.id
+    producer = {"kind": "score", "benchmark": bench_id, "runs": [str(Path(r).resolve()) for r in runs]}
+    with output_lock(output, "polyret score"):
+        claim_output(output, producer, overwrite=overwrite)
+        return _score_runs(runs, names, benchmark, output, fuse, rrf_k, latex, compare, baseline, families, languages,
+                           measures, data_dir, bias_measures, producer)  # fmt: skip
+
+
+def _score_runs(runs, names, benchmark, output, fuse, rrf_k, latex, compare, baseline, families, languages, measures,
+                data_dir, bias_measures, producer=None):  # fmt: skip
+    """The body of :func:`score_runs` (its arguments checked; its output, if any, locked and claimed)."""
+    from ..data import load_benchmark
+    from .fusion import fuse as fuse_runs
+    from .results import is_done
+
     bench = load_benchmark(benchmark, data_dir=data_dir) if isinstance(benchmark, str) else benchmark
-    taken: set[str] = set(given)
+    taken: set[str] = {n for n in names if n}
     trecs = {(n or _unique_name(Path(r).name.split(".")[0] or "run", taken)): read_run_table(r) for n, r in zip(names, runs)}
     scored: dict[str, tuple[Results, RunTable, TrecRun]] = {}
     for name, trec in trecs.items():
@@ -524,22 +559,29 @@ def score_runs(
     if output is None:
         return results
     from ..data.trec import write_run
+    from ..paths import clear_complete, mark_complete
 
     out = Path(output)
     if len(results) == 1:
         ((res, table, _),) = scored.values()
-        res.write(out)
+        res.write(out, producer=producer)
         return results
+    clear_complete(out)
     for name, (res, _table, trec) in scored.items():
+        extra = []
         if fuse and "fusion" in res.extra:
+            (out / name).mkdir(parents=True, exist_ok=True)
+            clear_complete(out / name)
             write_run(trec, out / name / "run.trec")
-        res.write(out / name)
+            extra.append(out / name / "run.trec")
+        res.write(out / name, producer={**producer, "system": name}, extra_files=extra)
     from ..report import ReportEntry, build_report
 
     measure = "map" if "map" in measures else metrics.parse_measure(measures[0]).name
     base = baseline or (next(iter(compared)) if compared else next(iter(scored)))
     entries = [ReportEntry(name, None, bench.id, r) for name, r in results.items()]
     build_report(entries, out / "report", title=f"Runs on {bench.id}", measure=measure, baseline=base, latex=latex)
+    mark_complete(out, producer=producer, kind="score", benchmark=bench.id)  # last: every system and the report
     return results
 
 

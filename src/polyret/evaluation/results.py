@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,32 @@ from typing import Any
 import numpy as np
 
 from ..interop.mteb_results import MTEB_RESULTS_DIR, write_mteb_results
-from ..paths import atomic_write_text, clear_complete, is_complete, mark_complete
+from ..paths import (
+    COMPLETE_MARKER,
+    atomic_write_text,
+    clear_complete,
+    incomplete_reason,
+    is_complete,
+    mark_complete,
+    read_marker,
+)
 from ..serialize import jsonable
 from ..vocabulary import FAMILIES
 from .perquery import PerQuery, fmt_value
 from .runtable import RunTable
 from .settings import split_setting
 
-__all__ = ["SCHEMA", "PerQuery", "Results", "is_done", "split_setting"]
+__all__ = [
+    "SCHEMA",
+    "PerQuery",
+    "Results",
+    "disagreement",
+    "evaluation_producer",
+    "is_done",
+    "load_checked",
+    "not_done_reason",
+    "split_setting",
+]
 
 SCHEMA = 1
 
@@ -150,13 +169,25 @@ class Results:
         )
 
     # ---- files -------------------------------------------------------------------------------------
-    def write(self, output: str | Path, *, heatmap: bool = True, run: RunTable | None = None) -> dict[str, Path]:
-        """Write results.json, settings.csv, per_query.csv.gz, the heatmap and (with ``run``) run.npz.
+    def write(
+        self,
+        output: str | Path,
+        *,
+        heatmap: bool = True,
+        run: RunTable | None = None,
+        producer: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None,
+        extra_files: list[Path] | tuple[Path, ...] = (),
+    ) -> dict[str, Path]:
+        """Write results.json, settings.csv, per_query.csv.gz, the heatmap and (with ``run``) run.npz,
+        run.trec and qrels.trec.
 
         Each file is written atomically; the folder's completion marker is removed first and written
-        last, after every file is in place, so only a finished write ever reads as done (:func:`is_done`).
-        A failed write (a full disk, a read-only folder) raises an ``OSError`` naming the file and
-        leaves no marker.
+        last, after every file is in place, and lists exactly the files this write produced with their
+        sha256 and the provenance (producer, model fingerprint, benchmark, config), so only a finished
+        write ever reads as done (:func:`is_done`). Files an earlier write of the folder listed and this
+        one does not produce (the ``run.npz`` of an earlier run with ``--trec-run``) are removed. A failed write (a
+        full disk, a read-only folder) raises an ``OSError`` naming the file and leaves no marker.
 
         Args:
             output: the results folder (created if needed).
@@ -164,9 +195,13 @@ class Results:
             run: a ``RunTable`` to save as ``run.npz`` inside the same completed step, with ``run.trec``
                 (its top-k run, :meth:`RunTable.to_trec_run`) and ``qrels.trec`` (the same query ids,
                 :meth:`RunTable.to_trec_qrels`), all listed in the completion marker.
+            producer: what wrote the folder (default: :func:`evaluation_producer` of these results).
+            provenance: further fields recorded in the marker (e.g. the evaluated model's own marker digest).
+            extra_files: files the caller already wrote into ``output`` for this step (listed too).
         """
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
+        previous = read_marker(out)
         clear_complete(out)
         written = {"results": out / "results.json", "settings_csv": out / "settings.csv"}
         atomic_write_text(written["results"], json.dumps(jsonable(self.to_dict()), indent=2, ensure_ascii=False))
@@ -189,7 +224,22 @@ class Results:
             written["qrels_trec"] = out / "qrels.trec"
             run.to_trec_qrels(written["qrels_trec"])
         written.update(write_mteb_results(self, out / MTEB_RESULTS_DIR))  # mteb/results/<model>/<revision>/<Task>.json
-        mark_complete(out, kind="evaluation", benchmark=self.benchmark, model=self.model, model_fingerprint=self.fingerprint)
+        mine = {p.resolve() for p in [*written.values(), *extra_files]}
+        for name in (previous or {}).get("files", {}):  # the earlier write's files this one did not produce
+            stale = out / name
+            if stale.resolve() not in mine and stale.is_file():
+                stale.unlink()
+        mark_complete(
+            out,
+            files=[*written.values(), *extra_files],
+            producer=producer or evaluation_producer(self.model, self.benchmark),
+            kind=(producer or {}).get("kind", "evaluation"),
+            benchmark=self.benchmark,
+            model=self.model,
+            model_fingerprint=self.fingerprint,
+            config=jsonable(self.extra.get("config")),
+            **(provenance or {}),
+        )
         return written
 
     def settings_csv(self) -> str:
@@ -218,5 +268,98 @@ class Results:
 
 def is_done(output: str | Path) -> bool:
     """True iff ``output`` holds a finished evaluation: a valid completion marker (every file it lists
-    present with its recorded size) and results.json. A folder without one is never trusted."""
+    present with its recorded size and sha256) and results.json. A folder without one is never trusted."""
     return is_complete(output) and (Path(output) / "results.json").is_file()
+
+
+def evaluation_producer(model: str, benchmark: str) -> dict[str, str]:
+    """The owner of an evaluation folder: ``{"kind": "evaluation", "model": ..., "benchmark": ...}``.
+
+    A model spec that names a local folder is recorded resolved, so ``./m`` and ``/abs/m`` are one owner.
+
+    Args:
+        model: the model spec or name evaluated.
+        benchmark: the benchmark id.
+    """
+    path = Path(str(model)).expanduser()
+    if not str(model).startswith("builtin:") and path.exists():
+        model = str(path.resolve())
+    return {"kind": "evaluation", "model": str(model), "benchmark": str(benchmark)}
+
+
+def disagreement(res: Results, *, rtol: float = 1e-4, atol: float = 1e-5) -> str | None:
+    """Why ``res``'s results.json numbers disagree with its per-query values (None: they agree).
+
+    Every setting's mean of each measure and its query count are recomputed from ``per_query.csv.gz``
+    (stored to 6 significant digits, hence the tolerance), and every family's macro mean from the
+    settings. A report checks this before it uses either file.
+
+    Args:
+        res: results loaded with their per-query values (:meth:`Results.load`).
+        rtol, atol: the tolerance of a mean recomputed from rounded values.
+    """
+    if res.per_query is None:
+        return "no per_query.csv.gz"
+    pq = res.per_query
+    names, codes = pq.setting_codes()
+    counts = np.bincount(codes, minlength=len(names)) if len(names) else np.zeros(0, dtype=np.int64)
+    if set(names) != set(res.per_setting):
+        only = sorted(set(names) ^ set(res.per_setting))[:3]
+        return f"settings differ between results.json and per_query.csv.gz ({', '.join(only)})"
+    for code, name in enumerate(names):
+        recorded = res.per_setting[name]
+        if "n_queries" in recorded and int(recorded["n_queries"]) != int(counts[code]):
+            return f"{name}: results.json says {recorded['n_queries']} queries, per_query.csv.gz has {counts[code]}"
+        rows = codes == code
+        for measure in res.measures:
+            if measure not in pq.values or measure not in recorded:
+                continue
+            mean = float(np.mean(pq.values[measure][rows]))
+            value = recorded[measure]
+            if value is None or not math.isclose(float(value), mean, rel_tol=rtol, abs_tol=atol):
+                return f"{name} {measure}: results.json says {value}, per_query.csv.gz gives {mean:.6g}"
+    for family, block in res.macro.items():
+        settings = [n for n in res.per_setting if split_setting(n)[0] == family]
+        for measure in res.measures:
+            if measure not in block or not settings:
+                continue
+            mean = float(np.mean([res.per_setting[n][measure] for n in settings]))
+            if block[measure] is None or not math.isclose(float(block[measure]), mean, rel_tol=rtol, abs_tol=atol):
+                return f"{family} {measure}: results.json's mean {block[measure]} is not the mean of its settings ({mean:.6g})"
+    return None
+
+
+def not_done_reason(output: str | Path) -> str | None:
+    """Why ``output`` is not a finished, self-consistent evaluation (None: it is one); see :func:`load_checked`.
+
+    Args:
+        output: a results folder.
+    """
+    return load_checked(output)[1]
+
+
+def load_checked(output: str | Path) -> tuple[Results | None, str | None]:
+    """``(results, None)`` for a finished, self-consistent evaluation, else ``(None, why not)``.
+
+    Checks the completion marker (every file's size and sha256), that results.json is listed in it,
+    and that results.json agrees with per_query.csv.gz (:func:`disagreement`) before either is used.
+
+    Args:
+        output: a results folder.
+    """
+    out = Path(output)
+    reason = incomplete_reason(out)
+    if reason is not None:
+        return None, reason
+    listed = read_marker(out)["files"]
+    if "results.json" not in listed:
+        return None, f"{out}: results.json is not listed in its {COMPLETE_MARKER}"
+    try:
+        res = Results.load(out)
+    except (KeyError, ValueError, TypeError, OSError, EOFError) as err:
+        return None, f"{out / 'results.json'}: unreadable results ({err})"
+    if "per_query.csv.gz" in listed:
+        why = disagreement(res)
+        if why is not None:
+            return None, f"{out}: results.json disagrees with per_query.csv.gz: {why}"
+    return res, None

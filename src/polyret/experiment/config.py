@@ -210,8 +210,10 @@ class ExperimentConfig:
         check_model_spec(self.model)
         for source in self.train:
             check_train_source(source, self.languages)
-        from ..paths import check_writable
+        from ..paths import check_writable, data_dir, refuse_output_over_inputs
 
+        # not /, not the home folder, not a folder above the model, the data or a training file
+        refuse_output_over_inputs(self.output, [self.model, data_dir(self.data_dir), *self.train], what="output")
         check_writable(self.output)
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,8 +275,10 @@ class ExperimentConfig:
                 data = yaml_load_unique(text, source=str(path)) or {}
             else:
                 data = json.loads(text, object_pairs_hook=unique_json_keys(path))
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:  # the file and the position
-            raise ValueError(f"{path}: cannot parse experiment config: {exc}") from None
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:  # the file and the position, one line
+            from ..serialize import yaml_error_line
+
+            raise ValueError(f"{path}: cannot parse experiment config: {yaml_error_line(exc)}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: an experiment config must be a mapping")
         return cls.from_dict(data, source=str(path))

@@ -12,13 +12,15 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.results import is_done as eval_done
-from ..paths import atomic_write_text
+from .. import interrupts
+from ..evaluation.results import not_done_reason
+from ..paths import COMPLETE_MARKER, atomic_write_text, claim_output, file_sha256, incomplete_reason, output_lock, read_marker
 from ..training.config import upgrade_keys
 from ..vocabulary import BASELINE
 from . import layout
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def _progress(msg: str, echo: Callable[[str], None] | None) -> None:
+    interrupts.check()  # an interrupt swallowed on the way (in a finalizer) stops the run before the next step
     logger.info(msg)
     if echo is not None:
         echo(msg)
@@ -64,18 +67,32 @@ def run_experiment(
         "seconds": float, "output": Path, "rank": int}``.
 
     Raises:
-        ValueError (or a subclass) naming the key, file or folder at fault, before any work is done.
+        ValueError (or a subclass) naming the key, file or folder at fault, before any work is done;
+        ``FolderBusy`` when another process writes the same folder (the message names it).
     """
+    from contextlib import nullcontext
+
+    # everything is checked before the folder or experiment.json is written: a typo fixed in the next
+    # run is then not "a different configuration"
+    config.validate()
+    config.check_inputs()
+    out = Path(config.output)
+    # one writer per experiment folder: a second experiment on it stops now, naming this one (rank 0
+    # holds the lock for the whole run; the other ranks of a torchrun job share it)
+    with output_lock(out, "polyret experiment") if _launch_rank()[0] == 0 else nullcontext():
+        # an experiment folder has no marker of its own: one that has is another verb's finished output
+        claim_output(out, {"kind": "experiment"})
+        return _run(config, echo, progress)
+
+
+def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress: bool) -> dict[str, Any]:
+    """The body of :func:`run_experiment`, its folder locked."""
     from ..evaluation import evaluate
     from ..models import load
     from ..report import build_report, load_entries
     from ..training import train
     from ..training.checkpoints import last_checkpoint
 
-    # everything is checked before the folder or experiment.json is written: a typo fixed in the next
-    # run is then not "a different configuration"
-    config.validate()
-    config.check_inputs()
     precision = experiment_precision(config)  # resolved (never "auto"): recorded in experiment.json
     record = {**config.to_dict(), "precision": precision.precision}
     out = Path(config.output)
@@ -121,39 +138,82 @@ def run_experiment(
     done: dict[str, list[str]] = {"trained": [], "evaluated": [], "reused": []}
     started = time.perf_counter()
 
-    def eval_into(model_obj_or_path, target: Path, bench: str, label: str, **remedy: Any) -> None:
-        if _agreed(eval_done(target)):  # its completion marker, written last; a folder without one is redone
+    def eval_expect(
+        target: Path, bench: str, model_spec: str, model_dir: Path | None, remedy: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What a reusable evaluation in ``target`` must record (its provenance): model, benchmark,
+        languages, length, the resolved precision and the remedy (if any)."""
+        langs = config.eval_languages.get(bench) or config.languages
+        expect: dict[str, Any] = {
+            "model": model_spec,
+            "benchmark": bench,
+            "languages": list(langs) if langs else None,
+            "max_seq_length": config.eval_max_seq_length,
+            "precision": precision.precision,
+            **(remedy or {}),
+        }
+        if model_dir is not None:  # a trained model: the very weights it was evaluated from
+            expect["model_weights"] = model_identity(model_dir)
+        return expect
+
+    def eval_reuse(target: Path, expect: dict[str, Any]) -> str | None:
+        """None when ``target`` is a finished, consistent evaluation of what ``expect`` says, else why not."""
+        why = not_done_reason(target)  # marker with sha256 of every file, results.json against per_query
+        if why is not None:
+            return why
+        marker = read_marker(target) or {}
+        recorded = marker.get("config") or {}
+        # a trained model is known by its weights' sha256, not by its path: a moved experiment folder
+        # keeps its evaluations
+        keys = [k for k in expect if k != "model_weights" and not (k == "model" and "model_weights" in expect)]
+        for key in keys:
+            if recorded.get(key) != expect[key]:
+                return f"{target}: evaluated with {key} {recorded.get(key)!r}, this experiment wants {expect[key]!r}"
+        # (an older polyret's evaluation records no weights: its marker and the config decide)
+        if "model_weights" in expect and marker.get("model_weights", expect["model_weights"]) != expect["model_weights"]:
+            return f"{target}: evaluated other weights of the model (the trained model changed since)"
+        return None
+
+    def eval_into(model_obj_or_path, target: Path, bench: str, label: str, expect: dict[str, Any]) -> None:
+        """Evaluate into ``target`` unless it holds a finished evaluation of exactly ``expect``."""
+        why = eval_reuse(target, expect)
+        if _agreed(why is None):  # a matching finished evaluation; anything else is redone
             done["reused"].append(f"eval {label} {bench}")
             return
+        if (target / COMPLETE_MARKER).exists() or (target / "results.json").exists():
+            logger.warning("redoing the evaluation of %s on %s: %s", label, bench, why)
         _progress(f"evaluating {label} on {bench}", echo)
-        langs = config.eval_languages.get(bench) or config.languages
         evaluate(
             model_obj_or_path,
             bench,
             output=target,
             progress=progress,
-            languages=list(langs) if langs else None,
+            languages=expect["languages"],
             data_dir=config.data_dir,
             batch_size=config.eval_batch_size,
             max_seq_length=config.eval_max_seq_length,
             precision=precision.precision,
-            **remedy,
+            **{k: expect[k] for k in REMEDY_KEYS if k in expect},
+            overwrite=True,  # the experiment owns its evaluation folders and decided this one is not reusable
+            provenance={"model_weights": expect["model_weights"]} if "model_weights" in expect else None,
         )
         done["evaluated"].append(f"{label} {bench}")
 
-    def remedy_evals(model_obj_or_path, system: str, seed: int | None) -> None:
+    def remedy_of(name: str) -> dict[str, Any]:
+        """The evaluation options of the remedy system ``name`` (``<system>+<method>``)."""
+        method = next(m for n, _, m in config.remedy_systems() if n == name)
+        return {"debias": method, "debias_fit": config.remedy_fit, "debias_fit_max_queries": config.remedy_fit_max_queries}
+
+    def remedy_evals(model_obj_or_path, system: str, seed: int | None, model_dir: Path | None) -> None:
         """The remedies applied to ``system``'s embeddings (polyret.evaluation.debias): systems of their own."""
-        for name, target_system, method in config.remedy_systems():
+        spec = config.model if model_dir is None else str(model_dir)
+        for name, target_system, _ in config.remedy_systems():
             if target_system != system:
                 continue
             for bench in config.benchmarks:
                 label = name if seed is None else f"{name} seed {seed}"
-                remedy = {
-                    "debias": method,
-                    "debias_fit": config.remedy_fit,
-                    "debias_fit_max_queries": config.remedy_fit_max_queries,
-                }
-                eval_into(model_obj_or_path, layout.eval_dir(out, name, seed, bench), bench, label, **remedy)
+                target = layout.eval_dir(out, name, seed, bench)
+                eval_into(model_obj_or_path, target, bench, label, eval_expect(target, bench, spec, model_dir, remedy_of(name)))
 
     if rank != 0:
         echo = None  # rank 0 speaks for the run
@@ -161,18 +221,22 @@ def run_experiment(
     def base_evals() -> None:
         """The base model, loaded once for all benchmarks."""
         base_targets = {b: layout.eval_dir(out, BASELINE, None, b) for b in config.benchmarks}
-        remedy_targets = [
-            layout.eval_dir(out, name, None, b)
-            for name, system, _ in config.remedy_systems()
+        remedy_targets = {
+            (name, b): layout.eval_dir(out, name, None, b)
+            for name, system, method in config.remedy_systems()
             if system == BASELINE
             for b in config.benchmarks
-        ]
-        if _agreed(any(not eval_done(t) for t in [*base_targets.values(), *remedy_targets])):
+        }
+        expects = {b: eval_expect(t, b, config.model, None) for b, t in base_targets.items()}
+        remedy_expects = {key: eval_expect(t, key[1], config.model, None, remedy_of(key[0])) for key, t in remedy_targets.items()}
+        stale = [eval_reuse(t, expects[b]) for b, t in base_targets.items()]
+        stale += [eval_reuse(t, remedy_expects[key]) for key, t in remedy_targets.items()]
+        if _agreed(any(why is not None for why in stale)):
             base = load(config.model, max_seq_length=config.eval_max_seq_length)
             base.polyret_spec = config.model
             for bench, target in base_targets.items():
-                eval_into(base, target, bench, BASELINE)
-            remedy_evals(base, BASELINE, None)
+                eval_into(base, target, bench, BASELINE, expects[bench])
+            remedy_evals(base, BASELINE, None, None)
             del base
         else:
             done["reused"] += [f"eval {BASELINE} {b}" for b in config.benchmarks]
@@ -182,22 +246,30 @@ def run_experiment(
         label = f"{system.name} seed {seed}"
         run_dir = layout.model_dir(out, system.name, seed)
         final = layout.final_model_dir(run_dir)
-        if not (final / "polyret_train.json").exists():
-            resume = last_checkpoint(run_dir) is not None
-            _progress(f"training {label}" + (" (resuming)" if resume else ""), echo)
-            tcfg = base_train.replace(
-                strategy=system.strategy, alpha=system.alpha, seed=seed, output_dir=str(run_dir), resume=resume
-            )
-            train(tcfg)
-            done["trained"].append(label)
-        else:
+        tcfg = base_train.replace(strategy=system.strategy, alpha=system.alpha, seed=seed, output_dir=str(run_dir))
+        why = _model_mismatch(final, tcfg)  # reuse by provenance: its own marker and its recorded config
+        if why is None:
             done["reused"].append(f"train {label}")
+            return final
+        if rank == 0 and (final.exists() or run_dir.exists()):
+            started = _run_mismatch(run_dir, tcfg)  # the run folder's config.json: what its checkpoints are of
+            if final.exists() or started is not None:
+                logger.warning("retraining %s: %s", label, started or why)
+                # what was evaluated of the old model goes first: a crash after this never pairs them again
+                for bench in config.benchmarks:
+                    shutil.rmtree(layout.eval_dir(out, system.name, seed, bench), ignore_errors=True)
+                shutil.rmtree(run_dir if started is not None else final, ignore_errors=True)
+        resume = last_checkpoint(run_dir) is not None
+        _progress(f"training {label}" + (" (resuming)" if resume else ""), echo)
+        train(tcfg.replace(resume=resume))
+        done["trained"].append(label)
         return final
 
     def system_evals(system: System, seed: int, final: Path) -> None:
         for bench in config.benchmarks:
-            eval_into(str(final), layout.eval_dir(out, system.name, seed, bench), bench, f"{system.name} seed {seed}")
-        remedy_evals(str(final), system.name, seed)
+            target = layout.eval_dir(out, system.name, seed, bench)
+            eval_into(str(final), target, bench, f"{system.name} seed {seed}", eval_expect(target, bench, str(final), final))
+        remedy_evals(str(final), system.name, seed, final)
 
     base_train = config.base_train_config()
     runs = [(system, seed) for system in config.systems() for seed in config.seed_values()]
@@ -235,6 +307,90 @@ def run_experiment(
         setup=collect_setup(out, config),
     )
     return {"report": files, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
+
+
+# the evaluation options of a remedy system (recorded in its results' config, so a reuse is checked on them)
+REMEDY_KEYS = ("debias", "debias_fit", "debias_fit_max_queries")
+
+# TrainConfig keys that do not change what a run trains (where it writes, whether it resumes)
+_NOT_PROVENANCE = ("output_dir", "resume")
+
+
+def _config_difference(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    keys = (set(recorded) | set(wanted)) - set(_NOT_PROVENANCE)
+    return sorted(k for k in keys if json.dumps(recorded.get(k), sort_keys=True) != json.dumps(wanted.get(k), sort_keys=True))
+
+
+def _recorded_config(path: Path) -> dict[str, Any] | None:
+    from ..training.config import TrainConfig
+
+    try:
+        return TrainConfig.from_file(path).to_dict()
+    except (ValueError, OSError):
+        return None
+
+
+def _model_mismatch(final: Path, tcfg) -> str | None:
+    """None when ``final`` is a finished model trained with ``tcfg`` (up to where it was written), else why not.
+
+    The model folder's completion marker must hold (every file's size and sha256: a truncated
+    ``model.safetensors`` is retrained, not reused forever) and its ``polyret_train.json`` must record
+    the same training config (after ``rm experiment.json`` and ``--set lr=0.5``, models trained at the
+    old rate are retrained).
+    """
+    if not final.exists():
+        return f"{final}: not trained yet"
+    why = incomplete_reason(final)
+    if why is not None:
+        return why
+    recorded = _recorded_config(final)
+    if recorded is None:
+        return f"{final / 'polyret_train.json'}: unreadable training record"
+    differ = _config_difference(recorded, tcfg.to_dict())
+    if differ:
+        return f"{final} was trained with other settings ({', '.join(differ)} differ)"
+    return None
+
+
+def _run_mismatch(run_dir: Path, tcfg) -> str | None:
+    """Why the checkpoints in ``run_dir`` belong to another training config (None: same, or none recorded)."""
+    from ..training.card import RUN_CONFIG
+
+    path = run_dir / RUN_CONFIG
+    if not path.exists():
+        return None
+    recorded = _recorded_config(path)
+    if recorded is None:
+        return f"{path}: unreadable training record"
+    differ = _config_difference(recorded, tcfg.to_dict())
+    return f"{run_dir} was trained with other settings ({', '.join(differ)} differ)" if differ else None
+
+
+def model_identity(folder: Path) -> str | None:
+    """A trained model's identity: one sha256 over its weight files' sha256s (``*.safetensors``, ``*.bin``).
+
+    Taken from its completion marker, which :func:`~polyret.paths.incomplete_reason` has checked against
+    the files (an older polyret's marker, sizes only: the files are hashed). An evaluation records it, so
+    a retrained model (other weights in the same folder) is evaluated again.
+
+    Args:
+        folder: a finished model folder.
+    """
+    import hashlib
+
+    listed = (read_marker(folder) or {}).get("files") or {}
+    names = sorted(n for n in listed if n.endswith((".safetensors", ".bin")))
+    if not names:
+        return None
+    h = hashlib.sha256()
+    for name in names:
+        entry = listed[name]
+        try:
+            digest = entry["sha256"] if isinstance(entry, dict) else file_sha256(folder / name)
+        except (OSError, KeyError):
+            return None
+        h.update(f"{name}:{digest}\n".encode())
+    return h.hexdigest()
 
 
 def _agreed(flag: bool) -> bool:

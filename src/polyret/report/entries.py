@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.records import DataError
-from ..evaluation.results import Results, is_done
+from ..evaluation.results import Results, load_checked
 from ..experiment.layout import evals_root, find_evals
 
 
@@ -34,8 +33,9 @@ class ReportEntry:
 def load_entries(folder: str | Path) -> list[ReportEntry]:
     """Every completed evaluation under ``<folder>/evals`` (or ``folder`` itself when it is the evals folder).
 
-    A folder without a valid completion marker is left out with a warning (unfinished, or an older
-    polyret's).
+    A folder without a valid completion marker (unfinished, edited since, or an older polyret's) or
+    whose results.json disagrees with its per_query.csv.gz is left out with a warning: the experiment
+    redoes such a folder, a report never renders it.
 
     Args:
         folder: an experiment folder or its evals folder.
@@ -46,18 +46,15 @@ def load_entries(folder: str | Path) -> list[ReportEntry]:
     evals = evals_root(folder)
     entries: list[ReportEntry] = []
     for system, seed, bench_dir in find_evals(folder):
-        if not is_done(bench_dir):  # no valid completion marker: unfinished (or an older polyret's)
+        res, why = load_checked(bench_dir)  # marker (sizes and sha256), then results.json against per_query
+        if res is None:
             if (bench_dir / "results.json").exists():
                 warnings.warn(
-                    f"{bench_dir}: evaluation not complete (no valid completion marker); "
+                    f"{bench_dir}: evaluation not complete or not consistent ({why}); "
                     "left out of the report, run the experiment again to redo it",
                     stacklevel=2,
                 )
             continue
-        try:
-            res = Results.load(bench_dir)
-        except (KeyError, ValueError, json.JSONDecodeError) as err:
-            raise DataError(f"{bench_dir / 'results.json'}: unreadable results ({err})") from err
         entries.append(ReportEntry(system, seed, res.benchmark, res))
     if not entries:
         raise DataError(

@@ -348,8 +348,10 @@ class TrainConfig:
                 data = yaml_load_unique(text, source=str(path))
             else:
                 data = json.loads(text, object_pairs_hook=_unique_json_keys(path))
-        except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position
-            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
+        except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position, one line
+            from polyret.serialize import yaml_error_line
+
+            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {yaml_error_line(error)}") from None
         except ValueError as error:  # a duplicate key: the message names the file, line and key
             raise ConfigError(str(error)) from None
         if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it

@@ -420,7 +420,7 @@ def mine(
     from polyret.encode import EmbeddingCache
     from polyret.encode.stream import resolve_for
     from polyret.guards import check_outputs_spare_inputs
-    from polyret.paths import atomic_write_text, check_writable
+    from polyret.paths import atomic_write_text, check_writable, output_lock
     from polyret.paths import cache_dir as resolve_cache_dir
     from polyret.precision import CHOICES
 
@@ -437,28 +437,29 @@ def mine(
         {"--output": target, "the stats file of --output": stats_path(target)},
     )
     check_writable(target.parent, what="the folder of --output")  # now, not after the encoding
-    source = load_pairs(train, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed)
-    spec = model if isinstance(model, str) else type(model).__name__
-    if isinstance(model, str):
-        model = models.load(model, device=device, max_seq_length=max_seq_length, cache_dir=cache_dir)
-    precision = resolve_for(model, precision)  # recorded resolved, never "auto"
-    emb_cache = None
-    if cache:
-        emb_cache = EmbeddingCache.for_model(models.fingerprint(model),
-                                             root=resolve_cache_dir(cache_dir) / "embeddings")  # fmt: skip
-    pairs, stats = mine_negatives(
-        source, model, k=k, relative_margin=relative_margin, absolute_margin=absolute_margin, max_score=max_score,
-        min_score=min_score, range_min=range_min, range_max=range_max, keep_short=keep_short,
-        batch_size=batch_size, cache=emb_cache, precision=precision,
-    )  # fmt: skip
-    stats.settings.update(train=train, model=spec, languages=list(source.languages), max_groups=max_groups,
-                          seed=seed, output=str(output), precision=precision)  # fmt: skip
-    if not pairs.groups:
-        raise ValueError(
-            f"{train}: no pair got {k} negatives (of {stats.pairs}); lower k, range_min or the margins, or pass keep_short"
-        )
-    # stats describe the JSONL beside them: drop stale ones first, so a crash leaves none rather than wrong ones
-    stats_path(output).unlink(missing_ok=True)
-    write_mined_jsonl(output, pairs)
-    atomic_write_text(stats_path(output), json.dumps(stats.to_dict(), indent=2) + "\n")
-    return stats
+    with output_lock(target, "polyret mine", file=True):  # one writer of this file; dead writers' temp files removed
+        source = load_pairs(train, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed)
+        spec = model if isinstance(model, str) else type(model).__name__
+        if isinstance(model, str):
+            model = models.load(model, device=device, max_seq_length=max_seq_length, cache_dir=cache_dir)
+        precision = resolve_for(model, precision)  # recorded resolved, never "auto"
+        emb_cache = None
+        if cache:
+            emb_cache = EmbeddingCache.for_model(models.fingerprint(model),
+                                                 root=resolve_cache_dir(cache_dir) / "embeddings")  # fmt: skip
+        pairs, stats = mine_negatives(
+            source, model, k=k, relative_margin=relative_margin, absolute_margin=absolute_margin, max_score=max_score,
+            min_score=min_score, range_min=range_min, range_max=range_max, keep_short=keep_short,
+            batch_size=batch_size, cache=emb_cache, precision=precision,
+        )  # fmt: skip
+        stats.settings.update(train=train, model=spec, languages=list(source.languages), max_groups=max_groups,
+                              seed=seed, output=str(output), precision=precision)  # fmt: skip
+        if not pairs.groups:
+            raise ValueError(
+                f"{train}: no pair got {k} negatives (of {stats.pairs}); lower k, range_min or the margins, or pass keep_short"
+            )
+        # stats describe the JSONL beside them: drop stale ones first, so a crash leaves none rather than wrong ones
+        stats_path(output).unlink(missing_ok=True)
+        write_mined_jsonl(output, pairs)
+        atomic_write_text(stats_path(output), json.dumps(stats.to_dict(), indent=2) + "\n")
+        return stats

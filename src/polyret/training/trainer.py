@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,6 +230,26 @@ def _finished_step(model_dir: Path) -> int | None:
 
 # ------------------------------------------------------------------------------------------ train
 def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
+    """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
+
+    The output folder has one writer: rank 0 holds its lock (``paths.output_lock``) for the whole run,
+    so a second ``train`` (or an experiment) writing the same folder stops at once with a ``FolderBusy``
+    error naming the holder. An output that is the filesystem root, the home folder or a folder above
+    an input is refused. See :func:`_train` for the rest.
+    """
+    from contextlib import nullcontext
+
+    from polyret.paths import output_lock, refuse_output_over_inputs
+
+    output_dir = Path(config.output_dir)
+    inputs = [config.model, config.data_dir, *(t for t in config.train if Path(t).exists())]
+    refuse_output_over_inputs(output_dir, inputs, what="output_dir")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with output_lock(output_dir, "polyret train") if rank0 else nullcontext():
+        return _train(config, evaluator=evaluator, callbacks=callbacks)
+
+
+def _train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = None) -> Path:
     """Train a bi-encoder as ``config`` says and return the final model folder (``output_dir/model``).
 
     Everything ``config`` names is built here: the sources, the held-out dev groups, the batch sampler,
