@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from ..data.records import Benchmark, DataError
+from ..errors import ConfigError
 from ..paths import atomic_path, atomic_write_text
-from ..training.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
