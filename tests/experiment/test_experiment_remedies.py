@@ -39,4 +39,4 @@ def test_smoke_experiment_with_remedies(tmp_path, tiny_model_dir, monkeypatch):
     report = json.loads((out / "report" / "report.json").read_text())["benchmarks"]["xquad-r:test"]
     assert {"base", "base+center", "hybrid", "hybrid+shift"} <= set(report["systems"])
     again = run_experiment(cfg, progress=False)
-    assert again["done"]["evaluated"] == [] and "eval base+center xquad-r:test" in again["done"]["reused"]
+    assert again["done"]["evaluated"] == [] and "eval hybrid+shift seed 0 xquad-r:test" in again["done"]["reused"]

@@ -434,11 +434,14 @@ def mrc(run: RunTable, family: str = "multi") -> BiasValues:
             continue
         idx = list(members)
         sums = dict.fromkeys(idx, 0.0)
+        counts = dict.fromkeys(idx, 0)
         for a_pos, a in enumerate(idx):
             _, da, ra = members[a]
             for b in idx[a_pos + 1 :]:
                 _, db, rb = members[b]
                 union = np.union1d(da, db)
+                if len(union) == 0:  # neither query retrieved anything (a truncated run): no correlation
+                    continue
                 xa = np.full(len(union), len(da) + 1.0)
                 xb = np.full(len(union), len(db) + 1.0)
                 xa[np.searchsorted(union, da)] = ra
@@ -446,10 +449,15 @@ def mrc(run: RunTable, family: str = "multi") -> BiasValues:
                 rho = _spearman(xa, xb)
                 sums[a] += rho
                 sums[b] += rho
+                counts[a] += 1
+                counts[b] += 1
         for qi in idx:
+            if counts[qi] == 0:
+                skipped += 1
+                continue
             setting.append(members[qi][0])
             query.append(qi)
-            values.append(sums[qi] / (len(idx) - 1))
+            values.append(sums[qi] / counts[qi])
     return _finish("mrc", run, setting, query, values, skipped, ranked_on="union of the two top-k lists")
 
 
