@@ -244,6 +244,7 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     output_dir = Path(config.output_dir)
     inputs = [config.model, config.data_dir, *(t for t in config.train if Path(t).exists())]
     refuse_output_over_inputs(output_dir, inputs, what="output_dir")
+    check_writable(output_dir, what="output_dir", error=ConfigError)  # before the lock creates the folder
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with output_lock(output_dir, "polyret train") if rank0 else nullcontext():
         return _train(config, evaluator=evaluator, callbacks=callbacks)
