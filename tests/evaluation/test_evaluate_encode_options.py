@@ -154,8 +154,18 @@ def test_bad_encode_option_is_a_config_error_naming_the_key_before_anything_load
         evaluate("builtin:me5-small", "miracl/sw", progress=False, **{key: value})
 
 
+def _two_gpus(monkeypatch) -> None:
+    """Pretend this machine has two CUDA devices: the checks below are about the option, not the hardware."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
 def test_devices_under_a_launcher_is_refused_before_anything_loads(monkeypatch):
     import polyret.data
+
+    _two_gpus(monkeypatch)
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun / accelerate launch set it
     monkeypatch.setattr(polyret.models, "load", lambda *a, **k: pytest.fail("model loaded before the check"))
@@ -166,8 +176,10 @@ def test_devices_under_a_launcher_is_refused_before_anything_loads(monkeypatch):
     assert EvalConfig(devices=["cuda:0", "cuda:1"]).devices == ["cuda:0", "cuda:1"]
 
 
-def test_devices_string_is_split_and_corpus_needs_a_miracl_id(miracl_data, tmp_path):
+def test_devices_string_is_split_and_corpus_needs_a_miracl_id(miracl_data, tmp_path, monkeypatch):
     from polyret.data import DataError, load_benchmark
+
+    _two_gpus(monkeypatch)
 
     data, own = miracl_data
     assert EvalConfig(devices="cuda:0, cuda:1").devices == ["cuda:0", "cuda:1"]
