@@ -46,8 +46,7 @@ from polyret.paths import (
     set_aside,
     sweep_dead_temps,
 )
-
-from .test_experiment_faults import _write_tiny_xquad
+from tests.helpers.lareqa import write_tiny_xquad
 
 SRC = str(Path(polyret.__file__).resolve().parent.parent)
 BENCH = "xquad-r:test"
@@ -103,7 +102,7 @@ def _same_size_edit(path: Path) -> None:
 def world(tmp_path_factory, tiny_model_dir):
     """Data, model A (the tiny model) and B (a copy elsewhere: another producer), A's finished evaluation."""
     root = tmp_path_factory.mktemp("folder-faults")
-    _write_tiny_xquad(root / "data")
+    write_tiny_xquad(root / "data")
     shutil.copytree(tiny_model_dir, root / "model-b")
     w = {"root": root, "model": tiny_model_dir, "model_b": str(root / "model-b"), "eval_a": root / "eval-a"}
     res = _evaluate(root, tiny_model_dir, w["eval_a"], "--trec-run")

@@ -5,39 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from polyret.data.records import Benchmark, Candidate, Query
 from polyret.evaluation import score
 from polyret.report import ReportEntry, build_report
-
-LANGS = ("en", "de", "fr")
-N_Q, N_DISTRACT, DIM = 24, 12, 16
-
-
-def tiny_benchmark() -> Benchmark:
-    queries, cands, qrels = [], [], {}
-    for i in range(N_Q):
-        for lang in LANGS:
-            queries.append(Query(f"q{i}", lang, f"q{i} {lang}"))
-            cands.append(Candidate(f"q{i}-{lang}", lang, "answer"))
-        qrels[f"q{i}"] = {f"q{i}-{lang}": 1 for lang in LANGS}
-    cands += [Candidate(f"d{j}-{lang}", lang, "distractor") for j in range(N_DISTRACT) for lang in LANGS]
-    return Benchmark("tiny:test", LANGS, queries, cands, qrels)
-
-
-def embeddings(bench: Benchmark, noise: float, offset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A question and its answers share a topic vector; each language adds ``offset`` x its own vector."""
-    topics = np.random.default_rng(100).normal(size=(N_Q + N_DISTRACT, DIM))
-    lang_vec = np.random.default_rng(101).normal(size=(len(LANGS), DIM))
-    rng = np.random.default_rng(seed)
-
-    def vec(x) -> np.ndarray:
-        head = x.id.split("-")[0]
-        return topics[int(head[1:]) + (N_Q if head[0] == "d" else 0)] + offset * lang_vec[LANGS.index(x.lang)]
-
-    q = np.stack([vec(x) for x in bench.queries])
-    c = np.stack([vec(x) for x in bench.candidates])
-    return q + noise * rng.normal(size=q.shape), c + noise * rng.normal(size=c.shape)
-
+from tests.helpers.report import report_benchmark as tiny_benchmark
+from tests.helpers.report import report_embeddings as embeddings
 
 # system -> (noise, language offset); "base+shift" stands for the base embeddings after a remedy
 SYSTEMS = {"base": (1.6, 1.2), "base+shift": (1.6, 0.3), "hybrid": (1.05, 0.5)}
