@@ -59,7 +59,7 @@ def _evaluate_row(out: Path) -> dict:
     return {
         "precision": data.get("precision", "(not recorded)"),
         **{f"{f} mAP": fams[f]["map"] for f in ("mono", "cross", "multi") if f in fams},
-        "max rank distance": data.get("bias", {}).get("max_rank_distance"),
+        "max rank distance": data.get("language_bias", {}).get("max_rank_distance"),
     }
 
 

@@ -134,8 +134,11 @@ def _run(w: dict, out: Path, kill: str | None = None) -> subprocess.CompletedPro
 
 
 def _steps(stdout: str) -> list[str]:
-    """What a run did, from its progress lines (">> evaluating base on ...", ">> training ...")."""
-    return [line[3:].strip() for line in stdout.splitlines() if line.startswith(">> ")]
+    """What a run did, from its progress lines (">> evaluating base on ...", ">> training ..."), after the
+    first one, which says the precision the run uses (">> precision: fp32 (auto: ...)")."""
+    lines = [line[3:].strip() for line in stdout.splitlines() if line.startswith(">> ")]
+    assert lines and lines[0].startswith("precision: fp32 "), lines[:1]
+    return lines[1:]
 
 
 def _report(out: Path) -> dict:

@@ -327,7 +327,7 @@ def encode_benchmark(
                 if bar is not None:
                     todo = count_missing(model, texts, kind=kind, cache=cache, precision=precision)
                     if todo:  # a warm cache draws no empty bar
-                        task = bar.add_task(f"{name} ({len(texts) - todo if cache else 0} cached)", total=todo)
+                        task = bar.add_task(f"{name} ({len(texts) - todo if cache is not None else 0} cached)", total=todo)
                         tick = lambda n, t=task: bar.advance(t, n)  # noqa: E731
                 out.append(
                     encode(model, texts, kind=kind, cache=cache, progress=tick, distributed=distributed, pool=pool, **common)
