@@ -336,7 +336,8 @@ class PairStore:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
-        if not is_complete(self.folder):
+        # sizes here: the content was checked against its sha256 by build_once, once, before this open
+        if not is_complete(self.folder, content=False):
             raise DataError(f"{self.folder}: not a complete pair store (interrupted build?)")
         self.meta: dict = json.loads((self.folder / META).read_text(encoding="utf-8"))
         self.name: str = self.meta["name"]
@@ -533,17 +534,18 @@ def build_once(folder: Path, fill: Callable[[Path], None], *, name: str, source:
         key: what the content was built from, as ``meta.json`` records it (None: not checked).
     """
     if _local_rank() == 0:
-        problem = _check_cache(folder, key) if is_complete(folder) else None
+        # the marker by sizes, then every file's sha256 once (_check_cache), naming a file that fails
+        problem = _check_cache(folder, key) if is_complete(folder, content=False) else None
         if problem is not None:
             logger.warning("cache of %s failed its check: %s; building it again", source, problem)
             _discard(folder)
-        if not is_complete(folder):
+        if not is_complete(folder, content=False):
             try:
                 _build(folder, fill, name)
             except BaseException as err:  # the waiting ranks read why, instead of waiting for a marker
                 _write_failure(folder, err)
                 raise
-    elif not is_complete(folder):
+    elif not is_complete(folder, content=False):
         _wait_for(folder, source)
     distributed.barrier()
 
@@ -653,13 +655,13 @@ def _build(folder: Path, fill: Callable[[Path], None], name: str) -> None:
         share_mode(tmp)
         mark_complete(tmp, name=name, sha256=folder_checksums(tmp))  # content checked before every reuse
         if folder.exists():
-            if is_complete(folder):
+            if is_complete(folder, content=False):
                 return  # another process finished first
             shutil.rmtree(folder)
         try:
             os.replace(tmp, folder)
         except OSError:
-            if not is_complete(folder):
+            if not is_complete(folder, content=False):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -114,7 +114,7 @@ def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
     """
     folder = Path(folder)
     if (folder / COMPLETE_MARKER).exists():
-        return is_complete(folder) and _content_ok(folder)
+        return is_complete(folder, content=False) and _content_ok(folder)
     # a run of this polyret marks every checkpoint: a marker-less one beside marked ones lost its marker
     # while being deleted (rotation, or transformers removing non-best checkpoints at the end), not a legacy one
     if any((p / COMPLETE_MARKER).exists() for p in folder.parent.glob("checkpoint-*")):
