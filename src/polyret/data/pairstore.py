@@ -622,7 +622,7 @@ def _wait_for(folder: Path, source: str) -> None:
     group's collective timeout, and the trainer's process group may not exist yet when sources load.
     """
     deadline = time.monotonic() + float(os.environ.get("POLYRET_STORE_WAIT_S", 24 * 3600))
-    while not is_complete(folder, content=False):  # sizes while polling; the store's open checks the content
+    while not is_complete(folder, content=False):  # sizes while polling; local rank 0 checked the content (build_once)
         failure = _read_failure(folder)
         if failure is not None:
             raise DataError(f"{folder}: local rank 0 failed to build the cache folder of {source}: {failure}")
