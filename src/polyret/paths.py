@@ -329,9 +329,9 @@ def refuse_output_over_inputs(
             continue
         src = src.resolve()
         if src == out:
-            raise OutputConflict(f"{what} {output} is also an input ({item}); write elsewhere")
+            raise OutputConflict(f"{what} {output} is the input {item}: polyret never writes over its input; write elsewhere")
         if out in src.parents:
-            raise OutputConflict(f"{what} {output} is a folder above the input {item}; write elsewhere")
+            raise OutputConflict(f"{what} {output} holds the input {item}: polyret writes into that folder; write elsewhere")
 
 
 # ------------------------------------------------------------------------------ one writer per output

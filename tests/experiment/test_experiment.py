@@ -52,6 +52,7 @@ def test_smoke_preset_trains_evaluates_and_reports(smoke):
     assert setup["model"] == cfg.model and setup["training steps"] == str(cfg.train_overrides["max_steps"])
     assert setup["evaluation max length"] == f"{cfg.eval_max_seq_length} tokens" and setup["seeds"] == "1 (0)"
     assert setup["evaluation precision"] == "fp32" and "torch" in setup["software"] and setup["hardware"]
+    assert setup["date"].endswith("(newest evaluation)")
     assert "learning rate" in setup and "batch" in setup and setup["alpha (hybrid)"] == "0.5"
 
 

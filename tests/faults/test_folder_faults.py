@@ -187,7 +187,7 @@ def test_score_never_overwrites_an_evaluation(world, tmp_path):
     assert (ev / "results.json").read_bytes() == before and is_done(ev)
     # the folder holding the run it reads is a folder above an input: refused too
     res = _cli(world["root"], "score", "--run", str(ev / "run.trec"), "--benchmark", BENCH, "--output", str(ev))
-    assert res.exit_code == 2 and "above the input" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "holds the input" in " ".join(res.output.split())
 
 
 def test_rerun_of_the_same_model_drops_the_files_it_no_longer_writes(world, tmp_path):
@@ -207,11 +207,11 @@ def test_outputs_that_are_the_root_home_or_above_an_input_are_refused(world, tmp
         cfg = PRESETS["smoke"].replace(output=bad, model=world["model"], data_dir=str(world["root"] / "data"))
         with pytest.raises(ValueError, match="cannot be an output folder"):
             cfg.check_inputs()  # before anything is written
-    with pytest.raises(OutputConflict, match="above the input"):
+    with pytest.raises(OutputConflict, match="holds the input"):
         refuse_output_over_inputs(world["root"], [world["root"] / "data"])
     (tmp_path / "c.yaml").write_text(f"preset: smoke\noutput: {world['root']}\nmodel: {world['model']}\n")
     res = _cli(world["root"], "experiment", "--config", str(tmp_path / "c.yaml"))
-    assert res.exit_code == 2 and "above the input" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "holds the input" in " ".join(res.output.split())
     assert not (world["root"] / "experiment.json").exists()
     ev = _copy(world["eval_a"], tmp_path / "ev")  # an experiment into an evaluation's finished folder
     res = _cli(world["root"], *_exp_args(world, ev))

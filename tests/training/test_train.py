@@ -330,8 +330,10 @@ def test_diverging_training_stops_and_writes_no_model(tiny_model, pairs_file, tm
         assert all(torch.isfinite(t).all() for t in weights(ckpt).values())
 
 
-def test_diverged_is_a_config_error_for_the_command_line():
-    assert issubclass(TrainingDiverged, ConfigError)
+def test_diverged_is_a_user_error_for_the_command_line_but_not_a_config_error():
+    from polyret.errors import PolyretError
+
+    assert issubclass(TrainingDiverged, PolyretError) and not issubclass(TrainingDiverged, ConfigError)
 
 
 # ------------------------------------------------------------------------------- checkpoints

@@ -310,11 +310,12 @@ def _claims_section(bench: BenchmarkSummary, margin: float) -> list[str]:
 
 
 def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
-    trained = [s for s in bench.systems if s.name != baseline and not s.untrained]  # a remedy on base has no seed
-    if not trained:
+    others = [s for s in bench.systems if s.name != baseline]
+    if not others:
         return []
+    trained = [s for s in others if not s.untrained]  # external runs, fixed models, a remedy on base: no seed
     out = ["### Seeds", ""]
-    if all(s.untrained for s in trained):  # external runs, fixed models: no training seed to vary
+    if not trained:  # no training seed to vary
         out += [
             (
                 "The systems compared here are fixed runs or models (no training seed): the intervals in this report "
@@ -322,7 +323,7 @@ def _seed_section(bench: BenchmarkSummary, baseline: str) -> list[str]:
             ),
             "",
         ]
-    elif all(s.n < 2 for s in trained if not s.untrained):
+    elif all(s.n < 2 for s in trained):
         # no measured seed noise from elsewhere: with one seed this run cannot say how large it is
         out += [
             (

@@ -32,7 +32,7 @@ def _version(module: str) -> str:
 
 
 def software_and_hardware() -> dict[str, str]:
-    """polyret, torch, transformers and sentence-transformers versions, Python, the machine, the date (UTC)."""
+    """polyret, torch, transformers and sentence-transformers versions, Python, the machine."""
     import torch
 
     from .. import __version__
@@ -47,7 +47,6 @@ def software_and_hardware() -> dict[str, str]:
             f"sentence-transformers {_version('sentence-transformers')}, Python {platform.python_version()}"
         ),
         "hardware": hardware,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -55,7 +54,8 @@ def collect_setup(folder: str | os.PathLike, config=None) -> dict[str, str]:
     """The Setup rows of an experiment folder: from its config (``experiment.json`` or ``config``), the
     trained models' ``polyret_train.json`` (steps, batch, learning rate, training precision) and the
     evaluations' ``results.json`` (the resolved inference precision under ``precision`` when recorded),
-    plus :func:`software_and_hardware`. A value the folder does not record is left out, never guessed.
+    plus :func:`software_and_hardware` and the date of the newest evaluation. A value the folder does not
+    record is left out, never guessed.
 
     Args:
         folder: the experiment folder.
@@ -89,7 +89,8 @@ def collect_setup(folder: str | os.PathLike, config=None) -> dict[str, str]:
             rows["learning rate"] = f"{tcfg['lr']:g} (warmup ratio {tcfg.get('warmup_ratio', 0):g})"
         if info.get("precision"):
             rows["training precision"] = str(info["precision"])
-    records = [_read(path) for path in sorted(out.glob("evals/**/results.json"))]
+    result_files = sorted(out.glob("evals/**/results.json"))
+    records = [_read(path) for path in result_files]
     # the resolved inference precision (``precision``, where polyret records it), else the one asked for
     precisions = sorted({str(r.get("precision") or (r.get("config") or {}).get("precision") or "") for r in records} - {""})
     if precisions:
@@ -98,4 +99,9 @@ def collect_setup(folder: str | os.PathLike, config=None) -> dict[str, str]:
     if lengths:  # what the evaluations used (None: the model's own)
         rows["evaluation max length"] = ", ".join("the model's own" if v == "None" else f"{v} tokens" for v in lengths)
     rows.update(software_and_hardware())
+    if result_files:  # when the numbers were made (not when the report was drawn: a redrawn report is the same)
+        newest = max(p.stat().st_mtime for p in result_files)
+        rows["date"] = (
+            datetime.datetime.fromtimestamp(newest, datetime.timezone.utc).strftime("%Y-%m-%d") + " (newest evaluation)"
+        )
     return rows

@@ -242,8 +242,9 @@ def train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = N
     from polyret.paths import output_lock, refuse_output_over_inputs
 
     output_dir = Path(config.output_dir)
-    inputs = [config.model, config.data_dir, *(t for t in config.train if Path(t).exists())]
-    refuse_output_over_inputs(output_dir, inputs, what="output_dir")
+    # never over an input (the training files, the model), the filesystem root, the home folder or the data
+    check_outputs_spare_inputs({"train": config.train, "model": config.model}, {"output_dir": output_dir}, folders=["output_dir"])
+    refuse_output_over_inputs(output_dir, [config.data_dir], what="output_dir")
     check_writable(output_dir, what="output_dir", error=ConfigError)  # before the lock creates the folder
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with output_lock(output_dir, "polyret train") if rank0 else nullcontext():
@@ -285,7 +286,6 @@ def _train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = 
 
     # Everything a user can get wrong is checked here, before the model loads (seconds, not minutes).
     output_dir = Path(config.output_dir)
-    check_outputs_spare_inputs({"train": config.train, "model": config.model}, {"output_dir": output_dir}, folders=["output_dir"])
     world_size = launch_world_size()
     if config.dev is not None and evaluator is None:
         evaluator = build_dev_evaluator(config)
