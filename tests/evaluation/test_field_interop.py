@@ -17,7 +17,7 @@ from polyret.evaluation.external_runs import score_runs
 from polyret.evaluation.fusion import fuse_comb
 from polyret.evaluation.metrics import canonical_measures, parse_measure
 from polyret.evaluation.significance import holm, paired_bootstrap, paired_cluster_bootstrap, verdict
-from tests.helpers.benchmarks import random_embeddings, tiny_benchmark
+from tests.helpers.benchmarks import random_embeddings, tiny_benchmark, write_corpus_run
 
 FIELD = {  # the name a user types -> polyret's stable key, pytrec_eval's measure
     "nDCG@10": ("ndcg@10", "ndcg_cut_10"),
@@ -89,25 +89,15 @@ def test_combsum_and_combmnz_equal_ranx_fuse(tmp_path):
                 assert ours[qid][d] == pytest.approx(v, abs=1e-9), (method, qid, d)
 
 
-def _full_run(bench, q, c, path, tag, limit=None):
-    ids = np.asarray([x.id for x in bench.candidates])
-    with open(path, "w", encoding="utf-8") as fh:
-        for qi, query in enumerate(bench.queries):
-            s = c @ q[qi]
-            order = np.lexsort((-np.argsort(np.argsort(ids)), -s))[:limit]
-            for r, ci in enumerate(order, start=1):
-                fh.write(f"{query.id}@{query.lang} Q0 {ids[ci]} {r} {s[ci]:.9g} {tag}\n")
-
-
 def test_score_command_names_runs_fuses_writes_latex_and_takes_field_measures(tmp_path):
     from polyret.data.records import Benchmark
 
     bench = tiny_benchmark(n_q=8)
     q, c = random_embeddings(bench, seed=1)
     q2, c2 = random_embeddings(bench, seed=2)
-    _full_run(bench, q, c, tmp_path / "run.trec", "x", limit=10)
+    write_corpus_run(bench, q, c, tmp_path / "run.trec", "x", limit=10)
     (tmp_path / "other").mkdir()
-    _full_run(bench, q2, c2, tmp_path / "other" / "run.trec", "y", limit=10)  # the same file name: run and run-2 before
+    write_corpus_run(bench, q2, c2, tmp_path / "other" / "run.trec", "y", limit=10)  # the same file name: run and run-2 before
     out = tmp_path / "scored"
     results = score_runs(
         [tmp_path / "run.trec", tmp_path / "other" / "run.trec"], bench, names=["dense", "sparse"], output=out,

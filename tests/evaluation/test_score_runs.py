@@ -15,7 +15,7 @@ from polyret.data.trec import read_run_table, write_run
 from polyret.evaluation import score
 from polyret.evaluation.external_runs import score_run, score_runs
 from polyret.evaluation.fusion import fuse_rrf
-from tests.helpers.benchmarks import random_embeddings, tiny_benchmark
+from tests.helpers.benchmarks import random_embeddings, tiny_benchmark, write_corpus_run
 
 MEASURES = ["map", "map@20", "ndcg@10", "recall@1", "recall@10", "mrr@10", "p@5"]
 
@@ -51,22 +51,11 @@ def test_polyret_run_file_reproduces_polyret_numbers_exactly(tmp_path):
     assert any(v["map"] < res.per_setting[n]["map"] for n, v in top.per_setting.items())
 
 
-def _full_corpus_run(bench, q, c, path, limit=None):
-    """One ranking of the whole multilingual corpus per query (qid@lang), ties by docid descending."""
-    ids = np.asarray([x.id for x in bench.candidates])
-    with open(path, "w", encoding="utf-8") as fh:
-        for qi, query in enumerate(bench.queries):
-            s = c @ q[qi]
-            order = np.lexsort((-np.argsort(np.argsort(ids)), -s))[:limit]
-            for r, ci in enumerate(order, start=1):
-                fh.write(f"{query.id}@{query.lang} Q0 {ids[ci]} {r} {s[ci]:.9g} dense\n")
-
-
 def test_one_corpus_wide_ranking_per_query_gives_every_setting_exactly(tmp_path):
     bench = tiny_benchmark(n_q=10)
     q, c = random_embeddings(bench, seed=5)
     res, _ = score(bench, q, c, k=len(bench.candidates), measures=MEASURES)
-    _full_corpus_run(bench, q, c, tmp_path / "full.trec")
+    write_corpus_run(bench, q, c, tmp_path / "full.trec")
     got, table = score_run(tmp_path / "full.trec", bench, measures=MEASURES)
     assert table.meta["form"] == "plain" and table.exact_ranks
     assert got.per_setting.keys() == res.per_setting.keys()
@@ -76,7 +65,7 @@ def test_one_corpus_wide_ranking_per_query_gives_every_setting_exactly(tmp_path)
 def test_a_truncated_run_agrees_with_trec_eval_and_left_out_queries_score_zero(tmp_path):
     bench = tiny_benchmark(n_q=10)
     q, c = random_embeddings(bench, seed=7)
-    _full_corpus_run(bench, q, c, tmp_path / "cut.trec", limit=5)
+    write_corpus_run(bench, q, c, tmp_path / "cut.trec", limit=5)
     lines = (tmp_path / "cut.trec").read_text().splitlines()
     kept = [line for line in lines if not line.startswith("q3@en ")]  # the run leaves one query out
     (tmp_path / "cut.trec").write_text("\n".join(kept) + "\n")
@@ -117,7 +106,7 @@ def test_rrf_fusion_by_hand(tmp_path):
 def test_rrf_of_a_run_with_itself_keeps_its_ranking(tmp_path):
     bench = tiny_benchmark(n_q=6)
     q, c = random_embeddings(bench, seed=2)
-    _full_corpus_run(bench, q, c, tmp_path / "d.trec")
+    write_corpus_run(bench, q, c, tmp_path / "d.trec")
     one = read_run_table(tmp_path / "d.trec")
     fused = fuse_rrf([one, one])
     a, _ = score_run(one, bench, measures=MEASURES)
@@ -131,9 +120,9 @@ def test_score_runs_writes_results_and_a_report_comparing_systems(tmp_path):
     exact = ("max_rank_distance", "same_language", "max_at_r", "lpr", "lang_ndcg")  # PEER, MRC: the top-k lists
     res, _ = score(bench, q, c, k=5, measures=MEASURES, bias_measures=exact)
     res.write(tmp_path / "model")
-    _full_corpus_run(bench, q, c, tmp_path / "dense.trec")
+    write_corpus_run(bench, q, c, tmp_path / "dense.trec")
     q2, c2 = random_embeddings(bench, seed=9)
-    _full_corpus_run(bench, q2, c2, tmp_path / "other.trec", limit=8)
+    write_corpus_run(bench, q2, c2, tmp_path / "other.trec", limit=8)
     out = tmp_path / "scored"
     results = score_runs(
         [tmp_path / "dense.trec", tmp_path / "other.trec"], bench, output=out, fuse="rrf", compare=[tmp_path / "model"],

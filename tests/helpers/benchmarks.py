@@ -62,3 +62,16 @@ def search_embeddings(bench, seed=0, integer=False, dim=6):
     q = rng.standard_normal(shape_q).astype(np.float32)
     c = rng.standard_normal(shape_c).astype(np.float32)
     return q / np.linalg.norm(q, axis=1, keepdims=True), c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def write_corpus_run(bench, q, c, path, tag: str = "dense", limit=None):
+    """A TREC run of ``bench``: one ranking of the whole multilingual corpus per query (``qid@lang``), ties
+    broken by docid descending (as trec_eval orders them), cut at ``limit`` lines per query."""
+    ids = np.asarray([x.id for x in bench.candidates])
+    with open(path, "w", encoding="utf-8") as fh:
+        for qi, query in enumerate(bench.queries):
+            s = c @ q[qi]
+            order = np.lexsort((-np.argsort(np.argsort(ids)), -s))[:limit]
+            for r, ci in enumerate(order, start=1):
+                fh.write(f"{query.id}@{query.lang} Q0 {ids[ci]} {r} {s[ci]:.9g} {tag}\n")
+    return path

@@ -706,38 +706,14 @@ def _evaluate(model, benchmark, cfg: EvalConfig, output, progress: bool, keep_ru
         q_emb, c_emb, debias_info = _apply_debias(cfg, model, fp, cache, fit_bench, bench, q_emb, c_emb)
     bench.candidates.release_pages()  # the texts' mapped pages are done with: not resident during the search
     t_encoded = time.perf_counter()
+
+    def score_and_write() -> Results:
+        return _score_and_write(cfg, bench, q_emb, c_emb, model_name, fp, output, keep_run, (t_start, t_loaded, t_encoded),
+                                resolved.reason, debias_info, provenance)  # fmt: skip
+
     if distributed.world_size() > 1:
-        return _score_on_main(
-            lambda: _score_and_write(
-                cfg,
-                bench,
-                q_emb,
-                c_emb,
-                model_name,
-                fp,
-                output,
-                keep_run,
-                (t_start, t_loaded, t_encoded),
-                resolved.reason,
-                debias_info,
-                provenance,
-            ),
-            output,
-        )
-    return _score_and_write(
-        cfg,
-        bench,
-        q_emb,
-        c_emb,
-        model_name,
-        fp,
-        output,
-        keep_run,
-        (t_start, t_loaded, t_encoded),
-        resolved.reason,
-        debias_info,
-        provenance,
-    )
+        return _score_on_main(score_and_write, output)
+    return score_and_write()
 
 
 def training_record(spec: str) -> dict | None:
