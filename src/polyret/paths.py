@@ -154,6 +154,19 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _inside(folder: Path, path: str | os.PathLike) -> Path:
+    """``path`` relative to ``folder``: an absolute path, or one relative to the working directory that lies
+    inside ``folder`` (``runs/x/a.png`` for folder ``runs/x``), or a name relative to ``folder`` itself."""
+    base = folder.resolve()
+    p = Path(path)
+    for candidate in [p] if p.is_absolute() else [Path.cwd() / p, base / p]:
+        try:
+            return candidate.resolve().relative_to(base)
+        except ValueError:
+            continue
+    raise ValueError(f"{path}: not inside {folder}")
+
+
 def mark_complete(folder: str | os.PathLike, *, files: Iterable[str | os.PathLike] | None = None, **info: Any) -> Path:
     """Write ``folder``'s completion marker LAST, after every file of the step is in place.
 
@@ -171,7 +184,7 @@ def mark_complete(folder: str | os.PathLike, *, files: Iterable[str | os.PathLik
     if files is None:
         paths = sorted(p for p in folder.rglob("*") if p.is_file())
     else:
-        paths = sorted({folder / Path(f).relative_to(folder) if Path(f).is_absolute() else folder / f for f in files})
+        paths = sorted({folder / _inside(folder, f) for f in files})
     listing = {
         p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
         for p in paths

@@ -508,3 +508,19 @@ def test_set_aside_copies_are_bounded_to_the_newest(tmp_path):
         (tmp_path / "data.npy").write_text(stamp)
         assert set_aside(tmp_path / "data.npy", f".corrupt-{stamp}") is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npy.corrupt-20260103T000000"]
+
+
+def test_a_marker_of_a_relative_output_folder_lists_its_files_once(tmp_path, monkeypatch):
+    """``polyret experiment`` writes to ``runs/...`` (relative): the files it lists are relative to the
+    working directory, not to the folder (the merged marker once looked for ``runs/x/runs/x/a.png``)."""
+    from polyret.paths import is_complete, mark_complete, read_marker
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path("runs") / "x"
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"png")
+    (folder / "b.json").write_text("{}")
+    mark_complete(folder, files=[folder / "a.png", "b.json", (tmp_path / folder / "b.json")])
+    assert sorted(read_marker(folder)["files"]) == ["a.png", "b.json"] and is_complete(folder)
+    with pytest.raises(ValueError, match="not inside"):
+        mark_complete(folder, files=[tmp_path / "elsewhere.txt"])
