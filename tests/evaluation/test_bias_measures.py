@@ -152,3 +152,88 @@ def test_measures_reach_settings_csv_and_mteb_files_read_by_mteb(tmp_path):
     assert multi["de-all"]["polyret_peer"] == pytest.approx(res.bias["per_language"]["de"]["peer"], abs=1e-6)
     assert multi["de-all"]["polyret_mrc"] == pytest.approx(res.bias["per_language"]["de"]["mrc"], abs=1e-6)
     assert "polyret_peer" not in mono["de-de"]
+
+
+def _random_graded_run(seed: int, n_qids: int = 5, langs=("en", "de", "zh"), n_docs: int = 12, k: int = 5) -> RunTable:
+    """Parallel queries in ``langs`` against one pool of ``n_docs`` documents per language, random
+    scores, graded relevance (0, 1, 2; some queries without level 2, some with gold beyond k)."""
+    rng = np.random.default_rng(seed)
+    settings = [Setting("multi", lang, langs) for lang in langs]
+    docs = [f"d{i}_{lg}" for lg in langs for i in range(n_docs)]
+    doc_langs = [lg for lg in langs for _ in range(n_docs)]
+    cols = {c: [] for c in ("setting", "query", "doc", "rank", "score", "relevance")}
+    query_ids, query_langs = [], []
+    for qid in range(n_qids):
+        rel = np.zeros(len(docs), dtype=int)
+        gold = rng.choice(n_docs, size=2, replace=False)
+        for li in range(len(langs)):
+            rel[li * n_docs + gold[0]] = 1
+            if qid % 2 == 0:
+                rel[li * n_docs + gold[1]] = 2
+        for si, lang in enumerate(langs):
+            qi = len(query_ids)
+            query_ids.append(f"q{qid}")
+            query_langs.append(lang)
+            order = np.argsort(-rng.normal(size=len(docs)) - 0.5 * rel, kind="stable")
+            for rank, d in enumerate(order.tolist(), start=1):
+                if rank <= k or rel[d]:
+                    for c, v in zip(cols, (si, qi, d, rank, -float(rank), int(rel[d]))):
+                        cols[c].append(v)
+    return RunTable(settings, query_ids, query_langs, docs, doc_langs, k=k, exact_ranks=True, **cols)
+
+
+def _list_len(rows) -> int:
+    """The retrieved list's length: the longest run of ranks 1, 2, 3 ... (the search's k, or k + n when
+    gold rows sit right below it at k + 1 ... k + n: polyret's documented reading of a list's depth)."""
+    n = 0
+    while n < len(rows) and rows[n][0] == n + 1:
+        n += 1
+    return n
+
+
+def _reference_lists(run: RunTable):
+    """Per (setting, query): its rows' (rank, relevance, doc, doc language), ascending rank."""
+    out = {}
+    for r in range(len(run)):
+        key = (int(run.setting[r]), int(run.query[r]))
+        out.setdefault(key, []).append((int(run.rank[r]), int(run.relevance[r]), int(run.doc[r]), run.doc_langs[run.doc[r]]))
+    return {key: sorted(v) for key, v in sorted(out.items())}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorised_peer_and_mrc_equal_a_per_query_reference(seed):
+    """PEER and MRC are computed for all queries at once; this recomputes them query by query with the
+    scalar Kruskal-Wallis (:func:`kruskal_peer`) and scipy's Spearman correlation."""
+    run = _random_graded_run(seed)
+    lists = _reference_lists(run)
+    weights = {0: 1 / 3, 1: 1 / 3, 2: 1 / 3}
+    for cutoff in (None, 3):
+        want = {}
+        for (s, q), rows in lists.items():
+            k = _list_len(rows) if cutoff is None else min(cutoff, _list_len(rows))
+            total = 0.0
+            for lv in [0, *sorted({rel for _, rel, _, _ in rows if rel > 0})]:
+                by_lang = {}
+                for rank, rel, _, lang in rows:
+                    if rel == lv and (lv > 0 or rank <= k):
+                        by_lang.setdefault(lang, []).append(float(rank) if rank <= k else float("nan"))
+                total += weights[lv] * bm.kruskal_peer(list(by_lang.values()))
+            want[(run.setting_names[s], run.query_ids[q])] = total
+        got = bm.peer(run, cutoff=cutoff, weights=weights)
+        assert len(got.values) == len(want)
+        for s, q, v in zip(got.setting_names, got.query_ids, got.values):
+            assert v == pytest.approx(want[(s, q)], abs=1e-12)
+    # MRC: each query's mean Spearman correlation with its parallel queries on the union of the top-k lists
+    top = {q: {d: rank for rank, _, d, _ in rows if rank <= _list_len(rows)} for (_, q), rows in lists.items()}
+    got = bm.mrc(run)
+    for qi_name, lang, v in zip(got.query_ids, got.query_langs, got.values):
+        qi = [i for i in range(len(run.query_ids)) if run.query_ids[i] == qi_name and run.query_langs[i] == lang][0]
+        rhos = []
+        for other in range(len(run.query_ids)):
+            if other == qi or run.query_ids[other] != qi_name:
+                continue
+            union = sorted(set(top[qi]) | set(top[other]))
+            a = [top[qi].get(d, len(top[qi]) + 1) for d in union]
+            b = [top[other].get(d, len(top[other]) + 1) for d in union]
+            rhos.append(stats.spearmanr(a, b).statistic)
+        assert v == pytest.approx(np.mean(rhos), abs=1e-12)

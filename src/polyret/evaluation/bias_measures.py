@@ -168,6 +168,31 @@ def _list_length(ranks: np.ndarray) -> int:
     return int(len(r) if ok.all() else np.argmin(ok))
 
 
+def _list_lengths(run: RunTable, g: _Lists) -> np.ndarray:
+    """:func:`_list_length` of every list of ``g`` at once (rows are sorted by rank, rank-0 rows last)."""
+    n_lists = len(g.setting)
+    if n_lists == 0:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.diff(g.bounds)
+    lid = np.repeat(np.arange(n_lists), sizes)
+    pos = np.arange(len(g.rows)) - g.bounds[lid] + 1  # 1-based position within the list
+    bad = np.where(run.rank[g.rows] != pos, pos - 1, np.iinfo(np.int64).max)
+    first_bad = np.minimum.reduceat(bad, g.bounds[:-1])
+    return np.minimum(first_bad, sizes).astype(np.int64)
+
+
+def _row_lists(g: _Lists) -> tuple[np.ndarray, np.ndarray]:
+    """(list index, run-table row) of every row of ``g``, in ``g``'s order."""
+    return np.repeat(np.arange(len(g.setting)), np.diff(g.bounds)), g.rows
+
+
+def _doc_lang_is_query_lang(run: RunTable, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Per row: whether its document's language is its query's (codes compared, not strings)."""
+    langs, codes = np.unique(np.concatenate([run.doc_langs, run.query_langs]).astype(str), return_inverse=True)
+    doc_code, query_code = codes[: len(run.doc_langs)], codes[len(run.doc_langs) :]
+    return doc_code[run.doc[rows]] == query_code[query]
+
+
 def _finish(
     name: str, run: RunTable, setting: list[int], query: list[int], values: list[float], n_skipped: int, **extra
 ) -> BiasValues:
@@ -222,6 +247,35 @@ def kruskal_peer(samples: Sequence[Sequence[float]]) -> float:
     return float(stats.chi2.sf(h, len(groups) - 1))
 
 
+def _kruskal_peer_many(sample: np.ndarray, group: np.ndarray, value: np.ndarray, n_samples: int) -> np.ndarray:
+    """:func:`kruskal_peer` of many samples at once: item j belongs to sample ``sample[j]`` and to its
+    language group ``group[j]`` (any integer code), with rank ``value[j]`` (NaN = unretrieved). Samples
+    without items give 1. The same formula, with per-sample sums by ``np.bincount``.
+    """
+    p = np.ones(n_samples, dtype=np.float64)
+    if len(sample) == 0:
+        return p
+    unret = np.isnan(value)
+    n_tot = np.bincount(sample, minlength=n_samples).astype(np.float64)
+    n_unret = np.bincount(sample, weights=unret, minlength=n_samples)
+    fill = (2 * n_tot + n_unret + 1) / 2
+    x = np.where(unret, fill[sample], value)
+    # one code per (sample, language group)
+    _, gid, n_g = np.unique(sample.astype(np.int64) * (int(group.max()) + 1) + group, return_inverse=True, return_counts=True)
+    g_sample = np.zeros(len(n_g), dtype=np.int64)
+    g_sample[gid] = sample
+    n_groups = np.bincount(g_sample, minlength=n_samples)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_bar = np.bincount(sample, weights=x, minlength=n_samples) / n_tot
+        g_mean = np.bincount(gid, weights=x, minlength=len(n_g)) / n_g
+        ssg = np.bincount(g_sample, weights=np.square(g_mean - r_bar[g_sample]) * n_g, minlength=n_samples)
+        ssa = np.bincount(sample, weights=np.square(x - r_bar[sample]), minlength=n_samples)
+        h = (n_tot - 1) * ssg / ssa
+    ok = (n_tot > 0) & (n_unret < n_tot) & (n_groups >= 2) & (ssa != 0.0)
+    p[ok] = stats.chi2.sf(h[ok], n_groups[ok] - 1)
+    return p
+
+
 def peer(
     run: RunTable, family: str = "multi", *, cutoff: int | None = None, weights: dict[int, float] | None = None
 ) -> BiasValues:
@@ -251,33 +305,30 @@ def peer(
         levels = [0, *sorted(int(x) for x in np.unique(run.relevance[run.relevance > 0]))]
         weights = {lv: 1.0 / len(levels) for lv in levels}
     g = _lists(run, family)
-    setting, query, values = [], [], []
-    skipped = 0
-    for i in range(len(g.setting)):
-        rows = g.rows[g.bounds[i] : g.bounds[i + 1]]
-        rel = run.relevance[rows]
-        if not (rel > 0).any():
-            skipped += 1
+    n_lists = len(g.setting)
+    lid = np.repeat(np.arange(n_lists), np.diff(g.bounds))
+    rel = run.relevance[g.rows]
+    rank = run.rank[g.rows]
+    _, doc_lang = np.unique(run.doc_langs.astype(str), return_inverse=True)
+    lang = doc_lang[run.doc[g.rows]]
+    n = _list_lengths(run, g)
+    k = n if cutoff is None else np.minimum(int(cutoff), n)
+    inside = (rank >= 1) & (rank <= k[lid])
+    scored = np.bincount(lid, weights=rel > 0, minlength=n_lists) > 0
+    total = np.zeros(n_lists, dtype=np.float64)
+    for lv in sorted(weights):
+        w = float(weights[lv])
+        if w == 0.0:
             continue
-        rank = run.rank[rows]
-        langs = run.doc_langs[run.doc[rows]]
-        n = _list_length(rank)
-        k = n if cutoff is None else min(int(cutoff), n)
-        inside = (rank >= 1) & (rank <= k)
-        levels = [0, *sorted(set(rel[rel > 0].tolist()))]
-        total = 0.0
-        for lv in levels:
-            w = weights.get(lv, 0.0)
-            if w == 0.0:
-                continue
-            sel = (rel == lv) & (inside if lv == 0 else True)
-            by_lang: dict[str, list[float]] = {}
-            for r, lg, ins in zip(rank[sel].tolist(), langs[sel].tolist(), inside[sel].tolist()):
-                by_lang.setdefault(lg, []).append(float(r) if ins else float("nan"))
-            total += w * kruskal_peer(list(by_lang.values()))
-        setting.append(int(g.setting[i]))
-        query.append(int(g.query[i]))
-        values.append(total)
+        sel = (rel == lv) & (inside if lv == 0 else True)
+        value = np.where(inside[sel], rank[sel].astype(np.float64), np.nan)
+        p = _kruskal_peer_many(lid[sel], lang[sel], value, n_lists)
+        # a positive level counts for the queries that hold it (level 0 for every query)
+        present = np.bincount(lid[sel], minlength=n_lists) > 0 if lv != 0 else np.ones(n_lists, dtype=bool)
+        total += np.where(present, w * p, 0.0)
+    keep = np.flatnonzero(scored)
+    setting, query, values = g.setting[keep].tolist(), g.query[keep].tolist(), total[keep].tolist()
+    skipped = int(n_lists - len(keep))
     return _finish(
         "peer", run, setting, query, values, skipped, weights={str(k_): v for k_, v in weights.items()}, cutoff=cutoff or "k"
     )
@@ -297,17 +348,16 @@ def max_at_r(run: RunTable, family: str = "multi") -> BiasValues:
         family: the settings whose pools hold several languages.
     """
     g = _lists(run, family)
-    setting, query, values = [], [], []
-    skipped = 0
-    for i in range(len(g.setting)):
-        rows = g.rows[g.bounds[i] : g.bounds[i + 1]]
-        ranks = run.rank[rows][run.relevance[rows] > 0]
-        if len(ranks) == 0 or (ranks <= 0).any():
-            skipped += 1
-            continue
-        setting.append(int(g.setting[i]))
-        query.append(int(g.query[i]))
-        values.append(float(ranks.max()))
+    lid, rows = _row_lists(g)
+    gold = run.relevance[rows] > 0
+    n_lists = len(g.setting)
+    n_gold = np.bincount(lid[gold], minlength=n_lists)
+    unranked = np.bincount(lid[gold], weights=run.rank[rows][gold] <= 0, minlength=n_lists) > 0
+    worst = np.zeros(n_lists, dtype=np.int64)
+    np.maximum.at(worst, lid[gold], run.rank[rows][gold].astype(np.int64))
+    keep = np.flatnonzero((n_gold > 0) & ~unranked)
+    setting, query, values = g.setting[keep].tolist(), g.query[keep].tolist(), worst[keep].astype(np.float64).tolist()
+    skipped = int(n_lists - len(keep))
     return _finish("max_at_r", run, setting, query, values, skipped)
 
 
@@ -328,21 +378,21 @@ def lpr(run: RunTable, family: str = "multi", *, k: int = 10) -> BiasValues:
         k: the cutoff.
     """
     g = _lists(run, family)
-    setting, query, values, chance = [], [], [], []
-    skipped = 0
-    for i in range(len(g.setting)):
-        rows = g.rows[g.bounds[i] : g.bounds[i + 1]]
-        rows = rows[run.relevance[rows] > 0]
-        qlang = run.query_langs[g.query[i]]
-        own = run.doc_langs[run.doc[rows]] == qlang
-        top = (run.rank[rows] >= 1) & (run.rank[rows] <= k)
-        if not top.any() or not own.any():
-            skipped += 1
-            continue
-        setting.append(int(g.setting[i]))
-        query.append(int(g.query[i]))
-        values.append(float(own[top].mean()))
-        chance.append(float(own.mean()))
+    lid, rows = _row_lists(g)
+    gold = run.relevance[rows] > 0
+    lid, rows = lid[gold], rows[gold]
+    n_lists = len(g.setting)
+    own = _doc_lang_is_query_lang(run, rows, g.query[lid])
+    top = (run.rank[rows] >= 1) & (run.rank[rows] <= k)
+    n_top = np.bincount(lid, weights=top, minlength=n_lists)
+    n_own = np.bincount(lid, weights=own, minlength=n_lists)
+    n_own_top = np.bincount(lid, weights=own & top, minlength=n_lists)
+    n_gold = np.bincount(lid, minlength=n_lists)
+    keep = np.flatnonzero((n_top > 0) & (n_own > 0))
+    setting, query = g.setting[keep].tolist(), g.query[keep].tolist()
+    values = (n_own_top[keep] / n_top[keep]).tolist()
+    chance = (n_own[keep] / n_gold[keep]).tolist()
+    skipped = int(n_lists - len(keep))
     out = _finish("lpr", run, setting, query, values, skipped, k=k)
     ch = np.asarray(chance)
     langs = np.asarray(out.query_langs, dtype=str)
@@ -369,36 +419,63 @@ def lang_ndcg(run: RunTable, family: str = "multi", *, k: int = 10, other_gain: 
         other_gain: the gain factor of a relevant passage outside the query language, in [0, 1].
     """
     g = _lists(run, family)
-    setting, query, values = [], [], []
-    skipped = 0
-    for i in range(len(g.setting)):
-        rows = g.rows[g.bounds[i] : g.bounds[i + 1]]
-        rows = rows[run.relevance[rows] > 0]
-        if len(rows) == 0:
-            skipped += 1
-            continue
-        qlang = run.query_langs[g.query[i]]
-        gain = run.relevance[rows].astype(np.float64) * np.where(run.doc_langs[run.doc[rows]] == qlang, 1.0, other_gain)
-        rank = run.rank[rows]
-        top = (rank >= 1) & (rank <= k)
-        dcg = float((gain[top] / np.log2(rank[top] + 1.0)).sum())
-        ideal = np.sort(gain)[::-1][:k]
-        idcg = float((ideal / np.log2(np.arange(2, len(ideal) + 2))).sum())
-        if idcg <= 0:
-            skipped += 1
-            continue
-        setting.append(int(g.setting[i]))
-        query.append(int(g.query[i]))
-        values.append(dcg / idcg)
+    lid, rows = _row_lists(g)
+    gold = run.relevance[rows] > 0
+    lid, rows = lid[gold], rows[gold]
+    n_lists = len(g.setting)
+    gain = run.relevance[rows].astype(np.float64) * np.where(_doc_lang_is_query_lang(run, rows, g.query[lid]), 1.0, other_gain)
+    rank = run.rank[rows]
+    top = (rank >= 1) & (rank <= k)
+    dcg = np.bincount(lid[top], weights=gain[top] / np.log2(rank[top] + 1.0), minlength=n_lists)
+    # the ideal list: each query's gains in descending order, the first k of them
+    order = np.lexsort((-gain, lid))
+    lid_o, gain_o = lid[order], gain[order]
+    first = np.searchsorted(lid_o, np.arange(n_lists))
+    pos = np.arange(len(lid_o)) - first[lid_o]  # 0-based position in the ideal list
+    head = pos < k
+    idcg = np.bincount(lid_o[head], weights=gain_o[head] / np.log2(pos[head] + 2.0), minlength=n_lists)
+    keep = np.flatnonzero(idcg > 0)
+    setting, query = g.setting[keep].tolist(), g.query[keep].tolist()
+    values = (dcg[keep] / idcg[keep]).tolist()
+    skipped = int(n_lists - len(keep))
     return _finish("lang_ndcg", run, setting, query, values, skipped, k=k, other_gain=other_gain)
 
 
 # ------------------------------------------------------------------------------------------------ MRC
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = stats.rankdata(a), stats.rankdata(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    return float(ra @ rb) / den if den > 0 else 1.0
+def _union_spearman(present: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman's rho of every pair of top-k lists over the union of the pair's two lists.
+
+    Row a of ``present`` / ``ranks`` marks (1 / its rank 1..n_a) the documents of list a among the
+    columns (the union of all the lists). On the union of lists a and b (size u), list a's value of a
+    document it misses is n_a + 1 for all of them, i.e. the average rank n_a + (u - n_a + 1) / 2 after
+    ``scipy.stats.rankdata``; its retrieved documents keep ranks 1..n_a. Then rho = cov / sqrt(var_a
+    var_b) from sums over the intersection (three matrix products), in O(m^2 |union|) per group of m
+    parallel queries instead of a rank transform per pair. Every sum is of integers and halves, so the
+    value is the same as the per-pair Pearson correlation of the ranked vectors. A pair whose union is
+    empty is not valid; a constant vector gives rho 1 (no evidence of disagreement).
+
+    Returns:
+        (rho, valid), both m x m; the diagonal is not valid.
+    """
+    n = present.sum(axis=1)
+    inter = present @ present.T  # |a and b|
+    rr = ranks @ ranks.T  # sum over a and b of r_a r_b
+    ra_in_b = ranks @ present.T  # [a, b]: sum of a's ranks of the documents b also has
+    u = n[:, None] + n[None, :] - inter
+    fill_a = n[:, None] + (u - n[:, None] + 1) / 2
+    fill_b = n[None, :] + (u - n[None, :] + 1) / 2
+    tri = n * (n + 1) / 2
+    sq = n * (n + 1) * (2 * n + 1) / 6
+    mean2u = u * np.square((u + 1) / 2)
+    cov = rr + fill_b * (tri[:, None] - ra_in_b) + fill_a * (tri[None, :] - ra_in_b.T) - mean2u
+    var_a = sq[:, None] + (u - n[:, None]) * np.square(fill_a) - mean2u
+    var_b = sq[None, :] + (u - n[None, :]) * np.square(fill_b) - mean2u
+    den = np.sqrt(var_a * var_b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(den > 0, cov / np.where(den > 0, den, 1.0), 1.0)
+    valid = u > 0
+    np.fill_diagonal(valid, False)
+    return rho, valid
 
 
 def mrc(run: RunTable, family: str = "multi") -> BiasValues:
@@ -418,46 +495,48 @@ def mrc(run: RunTable, family: str = "multi") -> BiasValues:
         run: the pooled run table.
         family: the settings whose pools hold several languages.
     """
-    lists: dict[str, dict[int, tuple[int, np.ndarray, np.ndarray]]] = {}  # qid -> query index -> (setting, docs, ranks)
     g = _lists(run, family)
-    for i in range(len(g.setting)):
-        rows = g.rows[g.bounds[i] : g.bounds[i + 1]]
-        rows = rows[(run.rank[rows] >= 1) & (run.rank[rows] <= _list_length(run.rank[rows]))]
-        order = np.argsort(run.doc[rows], kind="stable")
-        qi = int(g.query[i])
-        lists.setdefault(str(run.query_ids[qi]), {})[qi] = (int(g.setting[i]), run.doc[rows][order], run.rank[rows][order])
+    n_lists = len(g.setting)
+    lid = np.repeat(np.arange(n_lists), np.diff(g.bounds))
+    rank = run.rank[g.rows]
+    keep = (rank >= 1) & (rank <= _list_lengths(run, g)[lid])
+    rows, lid, rank = g.rows[keep], lid[keep], rank[keep]
+    order = np.lexsort((run.doc[rows], lid))  # per list, by document
+    rows, lid, rank = rows[order], lid[order], rank[order]
+    doc = run.doc[rows]
+    starts = np.searchsorted(lid, np.arange(n_lists + 1))
+    members_of: dict[str, dict[int, int]] = {}  # qid -> query index -> its (last) list
+    for i, qi in enumerate(g.query.tolist()):
+        members_of.setdefault(str(run.query_ids[qi]), {})[qi] = i
     setting, query, values = [], [], []
     skipped = 0
-    for members in lists.values():
+    for members in members_of.values():
         if len(members) < 2:
             skipped += len(members)
             continue
         idx = list(members)
-        sums = dict.fromkeys(idx, 0.0)
-        counts = dict.fromkeys(idx, 0)
-        for a_pos, a in enumerate(idx):
-            _, da, ra = members[a]
-            for b in idx[a_pos + 1 :]:
-                _, db, rb = members[b]
-                union = np.union1d(da, db)
-                if len(union) == 0:  # neither query retrieved anything (a truncated run): no correlation
-                    continue
-                xa = np.full(len(union), len(da) + 1.0)
-                xb = np.full(len(union), len(db) + 1.0)
-                xa[np.searchsorted(union, da)] = ra
-                xb[np.searchsorted(union, db)] = rb
-                rho = _spearman(xa, xb)
-                sums[a] += rho
-                sums[b] += rho
-                counts[a] += 1
-                counts[b] += 1
-        for qi in idx:
-            if counts[qi] == 0:
+        lists_ = [members[qi] for qi in idx]
+        docs = [doc[starts[i] : starts[i + 1]] for i in lists_]
+        union, inv = np.unique(np.concatenate(docs), return_inverse=True)
+        m = len(idx)
+        present = np.zeros((m, len(union)))
+        ranks = np.zeros((m, len(union)))
+        at = 0
+        for a, i in enumerate(lists_):
+            cols = inv[at : at + len(docs[a])]
+            at += len(docs[a])
+            present[a, cols] = 1.0
+            ranks[a, cols] = rank[starts[i] : starts[i + 1]]
+        rho, valid = _union_spearman(present, ranks)
+        counts = valid.sum(axis=1)
+        sums = np.where(valid, rho, 0.0).cumsum(axis=1)[:, -1]  # left to right, as pair by pair
+        for a, qi in enumerate(idx):
+            if counts[a] == 0:
                 skipped += 1
                 continue
-            setting.append(members[qi][0])
+            setting.append(int(g.setting[members[qi]]))
             query.append(qi)
-            values.append(sums[qi] / counts[qi])
+            values.append(float(sums[a] / counts[a]))
     return _finish("mrc", run, setting, query, values, skipped, ranked_on="union of the two top-k lists")
 
 
