@@ -120,3 +120,23 @@ def test_a_forked_child_searches_with_its_own_threads():
 
 def _child_ranks(bench, q, c):
     return build_run_table(bench, q, c, k=3).sorted().rank
+
+
+def test_preallocated_rows_bound_the_table_and_overflow_into_parts(monkeypatch):
+    """The exact search writes into arrays sized by ``_row_bound`` (an upper bound); a capacity that is
+    too small (forced here) spills into parts and gives the same table; the writer thread keeps the
+    chunks' order, so two runs are identical."""
+    bench = make_bench(seed=5, n_questions=30)
+    q, c = _tied_embeddings(bench, seed=6)
+    settings = settings_for(bench)
+    full = build_run_table(bench, q, c, settings=settings, k=4, chunk_size=7)
+    prep = search._prepare(bench, q, c)
+    assert len(full) <= search._row_bound(prep, bench, settings, 4)
+    again = build_run_table(bench, q, c, settings=settings, k=4, chunk_size=7)
+    real_rows = search._Rows
+    monkeypatch.setattr(search, "_Rows", lambda capacity=None: real_rows(None if capacity is None else len(full) // 3))
+    spilled = build_run_table(bench, q, c, settings=settings, k=4, chunk_size=7)
+    for col in COLS:
+        assert np.array_equal(getattr(full, col), getattr(again, col)), col
+        assert np.array_equal(getattr(full, col), getattr(spilled, col)), col
+    assert list(full.doc_ids) == list(spilled.doc_ids)

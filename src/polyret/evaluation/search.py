@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -72,6 +72,7 @@ class _Prepared:
     rel_ptr: np.ndarray  # (nq+1,) CSR over queries
     rel_doc: np.ndarray  # candidate indices of relevant docs
     rel_gain: np.ndarray  # their graded relevance (> 0)
+    scratch: dict = field(default_factory=dict)  # buffers one search reuses across its chunks
 
     def rows(self, cols: np.ndarray) -> np.ndarray:
         """Candidate rows ``cols`` as a float32 matrix: a slice when they are contiguous (a memmap then
@@ -225,14 +226,42 @@ def _topk(
     return sel_docs.astype(np.int64, copy=False), sel_scores
 
 
-class _Rows:
-    """Accumulates run-table column chunks."""
+_COLUMN_DTYPES = {
+    "setting": np.int16,
+    "query": np.int32,
+    "doc": np.int32,
+    "rank": np.int32,
+    "score": np.float32,
+    "relevance": np.int16,
+}
 
-    def __init__(self) -> None:
-        self.parts: dict[str, list[np.ndarray]] = {c: [] for c in ("setting", "query", "doc", "rank", "score", "relevance")}
+
+class _Rows:
+    """Accumulates run-table column chunks.
+
+    With ``capacity`` (an upper bound on the rows, known before an exact search) every chunk is written
+    into one preallocated array per column, whose untouched tail is never paged in: no list of parts and
+    no final concatenation (a second copy of the whole table, tens of MB per million rows). Without it
+    (or past it) the chunks are kept and concatenated at the end.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMN_DTYPES}
+        self.arrays = {c: np.empty(capacity, dtype=dt) for c, dt in _COLUMN_DTYPES.items()} if capacity else None
+        self.n = 0
 
     def add(self, setting: int, query, doc, rank, score, relevance) -> None:
         n = len(query)
+        if self.arrays is not None and not self.parts["query"] and self.n + n <= len(self.arrays["query"]):
+            a, lo, hi = self.arrays, self.n, self.n + n
+            a["setting"][lo:hi] = setting
+            a["query"][lo:hi] = query
+            a["doc"][lo:hi] = doc
+            a["rank"][lo:hi] = rank
+            a["score"][lo:hi] = score
+            a["relevance"][lo:hi] = relevance
+            self.n = hi
+            return
         self.parts["setting"].append(np.full(n, setting, dtype=np.int16))
         self.parts["query"].append(np.asarray(query, dtype=np.int32))
         self.parts["doc"].append(np.asarray(doc, dtype=np.int32))
@@ -241,15 +270,12 @@ class _Rows:
         self.parts["relevance"].append(np.asarray(relevance, dtype=np.int16))
 
     def columns(self) -> dict[str, np.ndarray]:
-        dtypes = {
-            "setting": np.int16,
-            "query": np.int32,
-            "doc": np.int32,
-            "rank": np.int32,
-            "score": np.float32,
-            "relevance": np.int16,
-        }
-        return {c: (np.concatenate(v) if v else np.empty(0, dtype=dtypes[c])) for c, v in self.parts.items()}
+        out = {}
+        for c, dt in _COLUMN_DTYPES.items():
+            head = [self.arrays[c][: self.n]] if self.arrays is not None else []
+            v = head + self.parts[c]
+            out[c] = v[0] if len(v) == 1 else np.concatenate(v) if v else np.empty(0, dtype=dt)
+        return out
 
 
 def _chunk_pairs(prep: _Prepared, q_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -342,6 +368,25 @@ def _count_ties(
     above[tied] += np.count_nonzero(wins, axis=1)
 
 
+def _scores_into(prep: _Prepared, qm: np.ndarray, needed: tuple[int, ...], slices: list[np.ndarray]) -> np.ndarray:
+    """``qm`` times the pool of languages ``needed`` (columns in ``slices`` order), into a buffer reused
+    by every chunk of one search: the pool's candidate matrix is gathered once, not per chunk, and the
+    score matrix is written over the previous chunk's (fresh pages of tens of MB per chunk cost more
+    than the GEMM on some machines). The caller is done with the previous chunk's scores."""
+    pool = prep.scratch.get(("pool", needed))
+    if pool is None:
+        for key in [k for k in prep.scratch if isinstance(k, tuple)]:  # one pool held at a time
+            del prep.scratch[key]
+        pool = prep.scratch[("pool", needed)] = prep.rows(np.concatenate(slices)).T
+    n, m = qm.shape[0], pool.shape[1]
+    buf = prep.scratch.get("scores")
+    if buf is None or buf.size < n * m:
+        buf = prep.scratch["scores"] = np.empty(n * m, dtype=np.float32)
+    out = buf[: n * m].reshape(n, m)
+    np.matmul(qm, pool, out=out)
+    return out
+
+
 def _held_ranks(
     prep: _Prepared, qm: np.ndarray, needed: list[int], pr: np.ndarray, pd: np.ndarray, k: int
 ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
@@ -357,7 +402,7 @@ def _held_ranks(
     """
     slices = [prep.perm[prep.start[li] : prep.start[li + 1]] for li in needed]
     ends = np.cumsum([0] + [len(x) for x in slices])
-    whole = qm @ prep.rows(np.concatenate(slices)).T  # (n, pool) float32, one BLAS call
+    whole = _scores_into(prep, qm, tuple(needed), slices)  # (n, pool) float32, one BLAS call
     lang_of_pair = prep.cand_lang[pd]
     slot = {li: i for i, li in enumerate(needed)}
     col = np.empty(len(pd), dtype=np.int64)  # each pair's doc's column in ``whole``
@@ -469,6 +514,16 @@ class _PairCounts:
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+_WRITERS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _writer() -> ThreadPoolExecutor:
+    """One thread that writes chunks' rows in submission order (one per process, as :func:`_pool`)."""
+    pid = os.getpid()
+    if pid not in _WRITERS:
+        _WRITERS.clear()
+        _WRITERS[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polyret-rows")
+    return _WRITERS[pid]
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -507,6 +562,7 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
     by_qlang: dict[str, list[int]] = {}
     for code, s in enumerate(settings):
         by_qlang.setdefault(s.query_lang, []).append(code)
+    pending: list = []  # the writer's futures, oldest first
     for x, codes in by_qlang.items():
         q_all = np.flatnonzero(q_lang == x)
         needed = sorted({lang_code[y] for c in codes for y in settings[c].pool_langs if y in lang_code})
@@ -542,30 +598,74 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
                         del scores, srt
                     tops[li] = top
                 before, p_score = counts.before(), counts.own
-            for code in codes:
-                pool = [lang_code[y] for y in settings[code].pool_langs if y in lang_code]
-                if not pool:
-                    continue
-                if len(pool) == 1:
-                    t_docs, t_scores = tops[pool[0]]
-                else:
-                    cat_docs = np.concatenate([tops[li][0] for li in pool], axis=1)
-                    cat_scores = np.concatenate([tops[li][1] for li in pool], axis=1)
-                    kk = min(k, cat_docs.shape[1])
-                    t_docs, t_scores = _topk(cat_scores, cat_docs, kk, prep.tie_key)
-                t_rank = np.broadcast_to(np.arange(1, t_docs.shape[1] + 1, dtype=np.int32), t_docs.shape)
-                sel = np.isin(p_lang, pool)
-                rank = 1 + before[sel][:, pool].sum(axis=1)
-                _emit(out, code, q_idx, t_docs, t_scores, t_rank, pr[sel], pd[sel], pg[sel], rank, p_score[sel], len(prep.perm))
+            pending.append(
+                _writer().submit(
+                    _emit_chunk, out, prep, settings, codes, lang_code, k, q_idx, tops, before, p_score, pr, pd, pg, p_lang
+                )
+            )
+            while len(pending) > 2:  # bounded: at most two chunks' results wait for the writer
+                pending.pop(0).result()
+    for fut in pending:
+        fut.result()
+
+
+def _emit_chunk(out, prep, settings, codes, lang_code, k, q_idx, tops, before, p_score, pr, pd, pg, p_lang) -> None:
+    """Write one query chunk's rows for each of its settings (run by the single writer thread, so the
+    rows keep the chunks' order while the next chunk is scored)."""
+    for code in codes:
+        pool = [lang_code[y] for y in settings[code].pool_langs if y in lang_code]
+        if not pool:
+            continue
+        if len(pool) == 1:
+            t_docs, t_scores = tops[pool[0]]
+        else:
+            cat_docs = np.concatenate([tops[li][0] for li in pool], axis=1)
+            cat_scores = np.concatenate([tops[li][1] for li in pool], axis=1)
+            kk = min(k, cat_docs.shape[1])
+            t_docs, t_scores = _topk(cat_scores, cat_docs, kk, prep.tie_key)
+        t_rank = np.broadcast_to(np.arange(1, t_docs.shape[1] + 1, dtype=np.int32), t_docs.shape)
+        sel = np.isin(p_lang, pool)
+        rank = 1 + before[sel][:, pool].sum(axis=1)
+        _emit(out, code, q_idx, t_docs, t_scores, t_rank, pr[sel], pd[sel], pg[sel], rank, p_score[sel], len(prep.perm))
+
+
+def _row_bound(prep: _Prepared, benchmark: Benchmark, settings: list[Setting], k: int) -> int:
+    """An upper bound on the exact search's rows: per setting, top-k of each query with gold in the pool
+    plus every relevant pair (the top-k rows that are relevant are counted twice)."""
+    lang_code = {lang: i for i, lang in enumerate(prep.langs)}
+    q_lang = np.asarray([q.lang for q in benchmark.queries], dtype=str)
+    q_names, q_code = np.unique(q_lang, return_inverse=True)
+    n_pairs = np.diff(prep.rel_ptr)
+    pair_q = np.repeat(q_code, n_pairs)
+    pairs = np.zeros((len(q_names), len(prep.langs)), dtype=np.int64)  # (query lang, doc lang) -> relevant pairs
+    np.add.at(pairs, (pair_q, prep.cand_lang[prep.rel_doc]), 1)
+    sizes = np.diff(prep.start)
+    total = 0
+    for s in settings:
+        if s.query_lang not in q_names:
+            continue
+        x = int(np.searchsorted(q_names, s.query_lang))
+        pool = [lang_code[y] for y in s.pool_langs if y in lang_code]
+        if not pool:
+            continue
+        # queries of that language with gold in the pool: at most all of them
+        total += int(np.sum(q_code == x)) * min(k, int(sizes[pool].sum())) + int(pairs[x, pool].sum())
+    return total
 
 
 def _distinct(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)`` for integers in ``[0, n)``: a presence mask and its
-    running count (linear; no sort of the run table's rows)."""
+    running count (linear; no sort of the run table's rows). The codes are written over ``values``
+    (when it is an int32/int64 array) instead of into a new array of the table's length."""
     held = np.zeros(n, dtype=bool)
     held[values] = True
     named = np.flatnonzero(held)
+    if len(named) == n:  # every candidate is named: the codes are the values
+        return named, values
     code = np.cumsum(held, dtype=np.int32 if n < 2**31 else np.int64) - 1
+    if values.dtype == code.dtype and values.flags.writeable:
+        np.take(code, values, out=values)
+        return named, values
     return named, code[values]
 
 
@@ -610,7 +710,7 @@ def build_run_table(
     if len(settings) > np.iinfo(np.int16).max:
         raise ValueError(f"too many settings ({len(settings)}) for one run table")
     prep = _prepare(benchmark, query_emb, cand_emb)
-    out = _Rows()
+    out = _Rows(_row_bound(prep, benchmark, list(settings), k) if backend == "exact" else None)
     if backend == "exact":
         _search_exact(prep, benchmark, list(settings), k, chunk_size, out)
     else:
