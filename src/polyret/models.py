@@ -221,6 +221,8 @@ def fingerprint(model: SentenceTransformer) -> str:
     me5-small), so it changes after any training step, whether or not the folder was re-saved, and a
     copy of a model in another folder gets the same key.
     """
+    if getattr(model, "_polyret_lazy", False):
+        return model.polyret_fingerprint
     import torch
 
     h = hashlib.sha256()
@@ -265,6 +267,8 @@ def has_router(model: Any) -> bool:
     Args:
         model: a loaded model (anything iterable over modules; others count as no router).
     """
+    if getattr(model, "_polyret_lazy", False):
+        return model.polyret_has_router
     from sentence_transformers.base.modules import Router
 
     try:
@@ -306,3 +310,194 @@ def encode_batch(model, texts, *, kind: str, batch_size: int, **encode_kwargs):
         named = {"prompt_name": kind} if prompt else {"prompt": ""}
         return entry(list(texts), **named, **options)
     return model.encode(list(texts), prompt_name=kind if prompt else None, **options)
+
+
+# ----------------------------------------------------------------------------------- lazy loading
+# A cached evaluation needs of its model only what keys the embedding cache (fingerprint, prompts,
+# router, dimension, device): loading sentence-transformers and the weights to learn them again took
+# ~6 s of a ~20 s cached run. A memo written after a real load records them, keyed by the model folder's
+# CONTENT (sha256 of every file), the load arguments and the library versions; :class:`LazyModel`
+# answers from it and loads the model only when a text must actually be encoded.
+_MEMO_LIBRARIES = ("polyret", "sentence-transformers", "transformers", "tokenizers", "torch")
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in _MEMO_LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def _folder_digest(folder: Path) -> str:
+    """sha256 over every file's relative path and content (the folder's completion marker excluded)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".complete.json"):
+        h.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def load_memo_key(source: str, **load_args: Any) -> str | None:
+    """The memo key of loading the local folder ``source`` with ``load_args`` (None: not a local folder).
+
+    Args:
+        source: what :func:`resolve` returned.
+        load_args: the arguments of :func:`load` that shape the model (prompts, length, device).
+    """
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    spec = {"content": _folder_digest(folder), "args": load_args, "versions": _library_versions()}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:32]
+
+
+def _memo_path(root: Path, key: str) -> Path:
+    return root / "load-memo" / f"{key}.json"
+
+
+def read_memo(root: str | os.PathLike, key: str) -> dict | None:
+    """The memo of ``key`` under ``root`` when present and intact (its own sha256 checked), else None."""
+    path = _memo_path(Path(root), key)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        body = record["memo"]
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+        if record.get("sha256") != digest or record.get("key") != key:
+            return None
+        return body
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_memo(root: str | os.PathLike, key: str, model: Any) -> dict:
+    """Record what a loaded model's cache keys need (fingerprint, prompts, router, dimension, device)."""
+    from polyret.encode.tokens import model_dim
+    from polyret.paths import atomic_write_text
+
+    device = getattr(getattr(model, "device", None), "type", None) or "cpu"
+    body = {
+        "fingerprint": fingerprint(model),
+        "prompts": dict(getattr(model, "prompts", None) or {}),
+        "max_seq_length": getattr(model, "max_seq_length", None),
+        "has_router": has_router(model),
+        "dim": model_dim(model),
+        "device": device,
+    }
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+    path = _memo_path(Path(root), key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"key": key, "memo": body, "sha256": digest}, indent=1, sort_keys=True))
+    return body
+
+
+class LazyModel:
+    """A model that answers cache-key questions from its memo and loads itself on first real use.
+
+    ``prompts``, ``max_seq_length``, ``device``, :func:`fingerprint`, :func:`has_router` and the
+    embedding dimension come from the memo; any other attribute (``encode_query``, ``modules`` ...)
+    loads the model (``loader()``) and is answered by it. The loaded model's fingerprint is checked
+    against the memo's: a mismatch (which the memo's content key makes impossible short of a library
+    bug) raises :class:`~polyret.errors.ModelError` naming the memo, which is deleted.
+
+    Args:
+        spec: the model spec (for names and messages).
+        memo: what :func:`read_memo` returned.
+        loader: builds the real model.
+        memo_file: the memo's path (deleted on a mismatch).
+    """
+
+    _polyret_lazy = True
+
+    def __init__(self, spec: str, memo: dict, loader: Callable[[], Any], memo_file: Path | None = None) -> None:
+        self.__dict__.update(
+            polyret_spec=spec,
+            prompts=dict(memo["prompts"]),
+            max_seq_length=memo["max_seq_length"],
+            polyret_fingerprint=memo["fingerprint"],
+            polyret_has_router=bool(memo["has_router"]),
+            polyret_dim=memo["dim"],
+            _memo_device=memo["device"],
+            _loader=loader,
+            _memo_file=memo_file,
+            _model=None,
+        )
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def device(self):
+        if self._model is not None:
+            return self._model.device
+        import torch
+
+        return torch.device(self._memo_device)
+
+    def get_embedding_dimension(self) -> int | None:
+        return self.polyret_dim
+
+    def materialize(self) -> Any:
+        """The real model (loaded on the first call, its fingerprint checked against the memo)."""
+        if self._model is None:
+            model = self._loader()
+            real = fingerprint(model)
+            if real != self.polyret_fingerprint:
+                if self._memo_file is not None:
+                    Path(self._memo_file).unlink(missing_ok=True)
+                raise ModelError(
+                    f"{self.polyret_spec}: its load memo {self._memo_file} names fingerprint {self.polyret_fingerprint}, "
+                    f"the loaded model is {real}; the memo was deleted: run the command again"
+                )
+            model.prompts = dict(self.prompts)
+            self.__dict__["_model"] = model
+        return self._model
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.materialize(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+        if self._model is not None and name in ("prompts", "max_seq_length"):
+            setattr(self._model, name, value)
+
+    def __iter__(self):
+        return iter(self.materialize())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.materialize()(*args, **kwargs)
+
+
+def load_cached(spec: str, *, memo_root: str | os.PathLike, cache_dir: str | os.PathLike | None = None, **load_args: Any):
+    """:func:`load`, or a :class:`LazyModel` when a memo of the same folder content and arguments exists.
+
+    After a real load of a local folder the memo is written, so the next run with the same model and
+    arguments starts without loading it. Hub ids (no local folder) always load.
+
+    Args:
+        spec: the model spec.
+        memo_root: the folder holding ``load-memo/`` (the embedding cache's root).
+        cache_dir: the polyret cache folder (builtin models are built there).
+        load_args: :func:`load`'s keyword arguments (device, prompts, max_seq_length).
+    """
+    source = resolve(spec, cache_dir)
+    key = load_memo_key(source, spec=spec, **load_args)
+    if key is None:
+        return load(spec, cache_dir=cache_dir, **load_args)
+    memo = read_memo(memo_root, key)
+    loader = lambda: load(spec, cache_dir=cache_dir, **load_args)  # noqa: E731
+    if memo is None:
+        model = loader()
+        write_memo(memo_root, key, model)
+        return model
+    return LazyModel(spec, memo, loader, _memo_path(Path(memo_root), key))

@@ -168,3 +168,27 @@ def test_the_index_is_built_once_and_memory_mapped(tmp_path, monkeypatch):
     memory = load_pairs_jsonl(a)  # a source in memory: no cache, the plain index
     before = sorted((tmp_path / "cache" / "pairindex").iterdir())
     assert type(cached_pair_index([memory])) is PairIndex and sorted((tmp_path / "cache" / "pairindex").iterdir()) == before
+
+
+def test_a_large_index_is_built_in_a_child_process(tmp_path, monkeypatch):
+    """From CHILD_BUILD_MIN_PAIRS pairs the index is built in a spawned child (the trainer's own peak then
+    holds none of the build's temporaries, bench/bench_pair_index_reuse.py): the same arrays as in
+    process, and the child's errors reach the caller as the same DataError."""
+    import polyret.training.index_cache as index_cache
+    from polyret.training.conflicts import Conflicts
+
+    monkeypatch.setattr(index_cache, "CHILD_BUILD_MIN_PAIRS", 1)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the index was written in the trainer's process")
+
+    monkeypatch.setattr(index_cache, "_write", not_here)  # the spawned child imports the module afresh
+    a = _file(tmp_path, "a.jsonl", synthetic_rows(120, seed=7))
+    views = [load_pair_source(a, seed=3)]
+    built = PairIndex(views, negatives=0)
+    cached = index_cache.cached_pair_index(views, negatives=0)
+    assert_same_index(built, cached)
+    for name in Conflicts.ARRAYS:
+        assert np.array_equal(getattr(Conflicts(built), name), getattr(Conflicts.of(cached), name)), name
+    with pytest.raises(DataError):  # no hard negatives in these rows: the child's DataError, re-raised here
+        index_cache.cached_pair_index(views, negatives=3)

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from .runtable import RunTable
 
@@ -243,6 +242,8 @@ def kruskal_peer(samples: Sequence[Sequence[float]]) -> float:
     ssa = float(np.square(alldata - r_bar).sum())
     if ssa == 0.0:  # every item at the same rank: no evidence of unequal expected ranks
         return 1.0
+    from scipy import stats  # here, not at import: scipy.stats costs ~1 s to import
+
     h = (n.sum() - 1) * ssg / ssa
     return float(stats.chi2.sf(h, len(groups) - 1))
 
@@ -272,7 +273,10 @@ def _kruskal_peer_many(sample: np.ndarray, group: np.ndarray, value: np.ndarray,
         ssa = np.bincount(sample, weights=np.square(x - r_bar[sample]), minlength=n_samples)
         h = (n_tot - 1) * ssg / ssa
     ok = (n_tot > 0) & (n_unret < n_tot) & (n_groups >= 2) & (ssa != 0.0)
-    p[ok] = stats.chi2.sf(h[ok], n_groups[ok] - 1)
+    if ok.any():
+        from scipy import stats  # here, not at import: scipy.stats costs ~1 s to import
+
+        p[ok] = stats.chi2.sf(h[ok], n_groups[ok] - 1)
     return p
 
 

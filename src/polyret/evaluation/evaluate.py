@@ -643,7 +643,7 @@ def _evaluate(model, benchmark, cfg: EvalConfig, output, progress: bool, keep_ru
     from dataclasses import replace
 
     from ..data import load_benchmark
-    from ..models import fingerprint, load
+    from ..models import fingerprint, load, load_cached
 
     t_start = time.perf_counter()
     bench = (
@@ -668,14 +668,15 @@ def _evaluate(model, benchmark, cfg: EvalConfig, output, progress: bool, keep_ru
             bench.provenance or "no provenance",
         )
     if isinstance(model, str):
-        model = load(
-            model,
-            device=cfg.device,
-            query_prompt=cfg.query_prompt,
-            passage_prompt=cfg.passage_prompt,
-            max_seq_length=cfg.max_seq_length,
-            cache_dir=cfg.cache_dir,
+        load_args = dict(
+            device=cfg.device, query_prompt=cfg.query_prompt, passage_prompt=cfg.passage_prompt, max_seq_length=cfg.max_seq_length
         )
+        if cfg.cache:  # with a cache: a model seen before with the same content and arguments loads only if needed
+            from ..paths import cache_dir
+
+            model = load_cached(model, memo_root=cache_dir(cfg.cache_dir) / "embeddings", cache_dir=cfg.cache_dir, **load_args)
+        else:
+            model = load(model, cache_dir=cfg.cache_dir, **load_args)
     t_loaded = time.perf_counter()
     # "auto" -> the precision this model's device runs; recorded (results.json) and keying the cache
     resolved = precisions.resolve(cfg.precision, cfg.devices[0] if cfg.devices else model_device_type(model))

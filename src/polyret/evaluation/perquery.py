@@ -68,12 +68,13 @@ class PerQuery:
 
     def to_csv(self, path: str | Path) -> None:
         measures = list(self.values)
-        with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8", newline="") as fh:
+        # each column formatted at once (``fmt_value``'s format), the rows written by csv's C writer; gzip
+        # level 6 (zlib's default): level 9 took three times as long for a file 2% smaller
+        cols = [_fmt_column(self.values[m]) for m in measures]
+        with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8", newline="", compresslevel=6) as fh:
             w = csv.writer(fh)
             w.writerow(["setting", "query_id", "query_lang", *measures])
-            cols = [self.values[m] for m in measures]
-            for i in range(len(self.setting)):
-                w.writerow([self.setting[i], self.query_id[i], self.query_lang[i], *(fmt_value(c[i]) for c in cols)])
+            w.writerows(zip(self.setting, self.query_id, self.query_lang, *cols))
 
     @classmethod
     def from_csv(cls, path: str | Path) -> PerQuery:
@@ -87,6 +88,11 @@ class PerQuery:
             for j, m in enumerate(measures)
         }
         return cls([row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows], values)
+
+
+def _fmt_column(values) -> list[str]:
+    """:func:`fmt_value` of every value of a column."""
+    return ["" if x != x else f"{x:.6g}" for x in np.asarray(values, dtype=np.float64).tolist()]
 
 
 def fmt_value(x: float) -> str:
