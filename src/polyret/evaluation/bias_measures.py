@@ -143,7 +143,15 @@ class _Lists:
     rows: np.ndarray  # row indices into the run table
 
 
+_LISTS_MEMO: dict[tuple[int, str], _Lists] = {}  # filled by compute() for the duration of one call
+
+
 def _lists(run: RunTable, family: str) -> _Lists:
+    memo = _LISTS_MEMO.get((id(run), family))
+    return memo if memo is not None else _build_lists(run, family)
+
+
+def _build_lists(run: RunTable, family: str) -> _Lists:
     codes = [i for i, s in enumerate(run.settings) if s.family == family]
     rows = np.flatnonzero(np.isin(run.setting, codes))
     rank_key = np.where(run.rank[rows] > 0, run.rank[rows], np.iinfo(np.int32).max)
@@ -262,14 +270,16 @@ def _kruskal_peer_many(sample: np.ndarray, group: np.ndarray, value: np.ndarray,
     fill = (2 * n_tot + n_unret + 1) / 2
     x = np.where(unret, fill[sample], value)
     # one code per (sample, language group)
-    _, gid, n_g = np.unique(sample.astype(np.int64) * (int(group.max()) + 1) + group, return_inverse=True, return_counts=True)
-    g_sample = np.zeros(len(n_g), dtype=np.int64)
-    g_sample[gid] = sample
-    n_groups = np.bincount(g_sample, minlength=n_samples)
+    width = int(group.max()) + 1
+    gid = sample.astype(np.int64) * width + group  # dense (sample, group) codes: no sort
+    n_g = np.bincount(gid, minlength=n_samples * width).astype(np.float64)
+    g_sample = np.arange(len(n_g)) // width
+    n_groups = np.bincount(g_sample, weights=n_g > 0, minlength=n_samples)
     with np.errstate(invalid="ignore", divide="ignore"):
         r_bar = np.bincount(sample, weights=x, minlength=n_samples) / n_tot
         g_mean = np.bincount(gid, weights=x, minlength=len(n_g)) / n_g
-        ssg = np.bincount(g_sample, weights=np.square(g_mean - r_bar[g_sample]) * n_g, minlength=n_samples)
+        g_term = np.where(n_g > 0, np.square(g_mean - r_bar[g_sample]) * n_g, 0.0)  # empty groups add nothing
+        ssg = np.bincount(g_sample, weights=g_term, minlength=n_samples)
         ssa = np.bincount(sample, weights=np.square(x - r_bar[sample]), minlength=n_samples)
         h = (n_tot - 1) * ssg / ssa
     ok = (n_tot > 0) & (n_unret < n_tot) & (n_groups >= 2) & (ssa != 0.0)
@@ -572,6 +582,14 @@ def compute(
     """
     params = params or BiasParams()
     wanted = check_bias_measures(measures)
+    _LISTS_MEMO[(id(run), family)] = _build_lists(run, family)  # the lists every measure reads, grouped once
+    try:
+        return _compute(run, wanted, params, family)
+    finally:
+        _LISTS_MEMO.pop((id(run), family), None)
+
+
+def _compute(run: RunTable, wanted: tuple[str, ...], params: BiasParams, family: str) -> dict[str, BiasValues]:
     out: dict[str, BiasValues] = {}
     if "peer" in wanted:
         out["peer"] = peer(run, family, cutoff=params.peer_cutoff, weights=params.peer_weights)
@@ -632,5 +650,22 @@ def per_query_column(per_query, values: BiasValues) -> np.ndarray:
         per_query: a :class:`polyret.evaluation.results.PerQuery`.
         values: one measure's values.
     """
-    lookup = {(s, q): v for s, q, v in zip(values.setting_names, values.query_ids, values.values.tolist())}
-    return np.asarray([lookup.get((s, q), np.nan) for s, q in zip(per_query.setting, per_query.query_id)], dtype=np.float64)
+    return per_query_columns(per_query, {values.name: values})[values.name]
+
+
+def per_query_columns(per_query, values: dict[str, BiasValues]) -> dict[str, np.ndarray]:
+    """:func:`per_query_column` of several measures, the table's (setting, query) -> row index built once.
+
+    Args:
+        per_query: a :class:`polyret.evaluation.results.PerQuery`.
+        values: name -> one measure's values.
+    """
+    row = {key: i for i, key in enumerate(zip(per_query.setting, per_query.query_id))}
+    out = {}
+    for name, bv in values.items():
+        col = np.full(len(per_query.setting), np.nan, dtype=np.float64)
+        idx = np.fromiter((row.get(key, -1) for key in zip(bv.setting_names, bv.query_ids)), dtype=np.int64, count=len(bv.values))
+        found = idx >= 0
+        col[idx[found]] = np.asarray(bv.values, dtype=np.float64)[found]
+        out[name] = col
+    return out

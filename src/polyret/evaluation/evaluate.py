@@ -547,8 +547,9 @@ def language_bias(
             _add_rank_distance(per_query, run)
     values = bias_suite.compute(run, wanted, params)
     if per_query is not None:
-        for name, bv in values.items():
-            per_query.values[name] = bias_suite.per_query_column(per_query, bv)
+        columns = bias_suite.per_query_columns(per_query, values)
+        for name in values:
+            per_query.values[name] = columns[name]
     block = bias_suite.add_to_block(block, values, params)
     block["measures"] = list(wanted)
     return block
