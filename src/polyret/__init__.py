@@ -16,9 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from polyret.version import __version__
 from polyret.vocabulary import DEFAULT_MEASURES, FAMILIES, STRATEGIES
-
-__version__ = "0.1.0"
 
 # public name -> (module, attribute) that defines it, imported on first access
 _LAZY: dict[str, tuple[str, str]] = {

@@ -261,6 +261,22 @@ def fingerprint(model: SentenceTransformer) -> str:
     return h.hexdigest()[:16]
 
 
+def model_dim(model) -> int | None:
+    """The model's embedding dimension, or None when it cannot say.
+
+    Args:
+        model: a loaded SentenceTransformer (or a stand-in).
+    """
+    import numpy as np
+
+    getter = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
+    try:
+        dim = getter() if callable(getter) else None
+    except Exception:  # noqa: BLE001 - a model that cannot say: nothing to check against
+        return None
+    return int(dim) if isinstance(dim, (int, np.integer)) and dim > 0 else None
+
+
 def has_router(model: Any) -> bool:
     """True when ``model`` (a SentenceTransformer) holds a ``Router`` module.
 
@@ -379,7 +395,6 @@ def read_memo(root: str | os.PathLike, key: str) -> dict | None:
 
 def write_memo(root: str | os.PathLike, key: str, model: Any) -> dict:
     """Record what a loaded model's cache keys need (fingerprint, prompts, router, dimension, device)."""
-    from polyret.encode.tokens import model_dim
     from polyret.paths import atomic_write_text
 
     device = getattr(getattr(model, "device", None), "type", None) or "cpu"

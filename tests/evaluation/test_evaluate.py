@@ -126,12 +126,12 @@ def test_write_puts_the_completion_marker_last_and_rewrites_clear_it(tmp_path, m
     # the marker is the last file written: its mtime is at least every other's
     assert all(p.stat().st_mtime_ns <= (tmp_path / "out" / COMPLETE_MARKER).stat().st_mtime_ns for p in files.values())
     # a rewrite removes the marker first: a crash mid-way (here: drawing the heatmap) leaves no marker
-    import polyret.figures
+    import polyret.plotting
 
     def boom(*a, **k):
         raise RuntimeError("crash while drawing")
 
-    monkeypatch.setattr(polyret.figures, "heatmap", boom)
+    monkeypatch.setattr(polyret.plotting, "heatmap", boom)
     with pytest.raises(RuntimeError):
         res.write(tmp_path / "out")
     assert not (tmp_path / "out" / COMPLETE_MARKER).exists() and not is_done(tmp_path / "out")

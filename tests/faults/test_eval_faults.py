@@ -367,7 +367,7 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing_trusted(world, tmp_path, 
             if Path(target).name.startswith(victim):  # ... and its last write/close fails, naming no file
                 raise OSError(errno.ENOSPC, "No space left on device")
 
-    for mod in ("polyret.paths", "polyret.evaluation.perquery", "polyret.figures", "polyret.encode"):
+    for mod in ("polyret.paths", "polyret.evaluation.perquery", "polyret.plotting", "polyret.encode"):
         monkeypatch.setattr(f"{mod}.atomic_path", full_disk)
     out, cache = tmp_path / "out", tmp_path / "cache"
     if victim != "shard-":

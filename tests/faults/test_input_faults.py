@@ -132,7 +132,7 @@ def test_hard_negative_equal_to_its_positive_in_tsv_is_refused(tmp_path):
 
 
 def test_audit_counts_a_negative_that_is_its_own_positive(tmp_path):
-    from polyret.training.batchlog import audit_batches
+    from polyret.batchlog import audit_batches
 
     entries = [{"step": 0, "pos": [1, 2, 3], "neg": [1, 7, 8]}, {"step": 1, "pos": [1, 2], "neg": [5, 6]}]
     (tmp_path / "batches.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from polyret.training.batchlog import realized_mono_share, step_kinds
+from polyret.batchlog import realized_mono_share, step_kinds
 from polyret.training.config import ConfigError, TrainConfig
 from polyret.training.pairs_dataset import PairIndex
 from polyret.training.samplers import ParallelBatchSampler, mono_steps

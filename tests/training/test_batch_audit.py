@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from polyret.batchlog import BatchRecorder, batch_log_path
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.training import audit_batches
-from polyret.training.batchlog import BatchRecorder, batch_log_path
 from polyret.training.pairs_dataset import PairIndex
 from polyret.training.samplers import ParallelBatchSampler
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from polyret.batchlog import batch_log_path, read_batch_log
 from polyret.data.records import Benchmark, Candidate, DataError, Query
 from polyret.paths import COMPLETE_MARKER, is_complete
 from polyret.training import TrainingDiverged, train
 from polyret.training.__main__ import main
-from polyret.training.batchlog import batch_log_path, read_batch_log
 from polyret.training.checkpoints import (
     checkpoint_is_complete,
     clean_checkpoints,

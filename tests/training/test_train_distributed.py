@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from polyret.training.batchlog import batch_log_path, read_batch_log
+from polyret.batchlog import batch_log_path, read_batch_log
 from tests.helpers.models import build_tiny_model
 from tests.helpers.pairs import write_pairs
 

@@ -10,8 +10,8 @@ import logging
 import pytest
 import torch
 
+from polyret.batchlog import batch_log_path, read_batch_log
 from polyret.training import train
-from polyret.training.batchlog import batch_log_path, read_batch_log
 from polyret.training.checkpoints import last_checkpoint
 from tests.helpers.training import StopAt, small_config, weights
 

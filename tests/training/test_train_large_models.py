@@ -13,9 +13,9 @@ from sentence_transformers.sentence_transformer.losses import CachedMultipleNega
 from transformers import TrainerCallback
 
 from polyret import models
+from polyret.batchlog import batch_log_path, read_batch_log
 from polyret.precision import EmulatedPrecisionWarning
 from polyret.training import train
-from polyret.training.batchlog import batch_log_path, read_batch_log
 from polyret.training.config import ConfigError, TrainConfig
 from polyret.training.lora import add_lora, merge_lora
 from polyret.training.losses import build_loss

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from polyret.training.batchlog import batch_log_path, read_batch_log
+from polyret.batchlog import batch_log_path, read_batch_log
 from tests.helpers.models import build_tiny_model
 from tests.helpers.pairs import write_mmarco, write_pairs
 from tests.helpers.training import weights

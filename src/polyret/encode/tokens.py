@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from polyret.errors import EncodeError  # noqa: F401  (re-exported: defined once, in polyret.errors)
+from polyret.models import model_dim  # noqa: F401  (re-exported: defined with the other model questions)
 
 TOKENIZE_PIECE = 2048  # texts per tokenizer call when counting tokens
 
@@ -22,20 +23,6 @@ def prompt_of(model, kind: str) -> str:
     if kind not in ("query", "passage"):
         raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
     return (getattr(model, "prompts", None) or {}).get(kind, "") or ""
-
-
-def model_dim(model) -> int | None:
-    """The model's embedding dimension, or None when it cannot say.
-
-    Args:
-        model: a loaded SentenceTransformer (or a stand-in).
-    """
-    getter = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
-    try:
-        dim = getter() if callable(getter) else None
-    except Exception:  # noqa: BLE001 - a model that cannot say: nothing to check against
-        return None
-    return int(dim) if isinstance(dim, (int, np.integer)) and dim > 0 else None
 
 
 def token_budget_batches(lengths_desc: np.ndarray, batch_size: int, max_tokens: int) -> list[tuple[int, int]]:

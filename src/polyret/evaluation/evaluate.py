@@ -726,7 +726,7 @@ def training_record(spec: str) -> dict | None:
     Args:
         spec: the model spec (a folder for a trained model).
     """
-    from ..training.batchlog import realized_mono_share, step_kinds
+    from ..batchlog import realized_mono_share, step_kinds
 
     path = Path(spec) / "polyret_train.json"
     try:

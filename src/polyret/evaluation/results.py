@@ -210,7 +210,7 @@ class Results:
             written["per_query"] = out / "per_query.csv.gz"
             self.per_query.to_csv(written["per_query"])
         if heatmap and any(f in self.macro for f in ("mono", "cross")) and len(self.languages) > 1:
-            from ..figures import heatmap as draw_heatmap
+            from ..plotting import heatmap as draw_heatmap
 
             written["heatmap"] = out / "heatmap_map.png"
             langs, m = self.matrix("map")

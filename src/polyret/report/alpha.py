@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import figures as draw
+from .. import plotting as draw
 from .summary import BenchmarkSummary, SystemSummary
 
 _HYBRID_ALPHA = re.compile(r"^hybrid-a(\d+(?:\.\d*)?|\.\d+)$")

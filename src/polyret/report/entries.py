@@ -1,6 +1,6 @@
 """The report's input: ``ReportEntry`` (one evaluation of one system, one seed, one benchmark) and
 ``load_entries``, which reads every completed evaluation of an experiment folder (layout:
-``polyret.experiment.layout``)."""
+``polyret.report.layout``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..data.records import DataError
 from ..evaluation.results import Results, load_checked
-from ..experiment.layout import evals_root, find_evals
+from .layout import evals_root, find_evals
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 language), difference heatmaps (hybrid - mono, hybrid - cross), grouped bars per family and the
 distribution of per-query max rank distances.
 
-The drawing primitives (``heatmap``, ``grouped_bars``, ``distributions``) stay in ``polyret.figures``:
+The drawing primitives (``heatmap``, ``grouped_bars``, ``distributions``) stay in ``polyret.plotting``:
 evaluation draws its own heatmap with them, and evaluation sits below the report in the data flow.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import figures as draw
+from .. import plotting as draw
 from ..paths import atomic_path
 from ..vocabulary import FAMILIES
 from .alpha import draw_alpha_figures

@@ -35,7 +35,7 @@ def software_and_hardware() -> dict[str, str]:
     """polyret, torch, transformers and sentence-transformers versions, Python, the machine."""
     import torch
 
-    from .. import __version__
+    from ..version import __version__
 
     if torch.cuda.is_available():
         hardware = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
@@ -61,7 +61,7 @@ def collect_setup(folder: str | os.PathLike, config=None) -> dict[str, str]:
         folder: the experiment folder.
         config: its :class:`~polyret.experiment.ExperimentConfig` (None: read ``experiment.json``).
     """
-    from ..experiment import layout
+    from . import layout
 
     out = Path(folder)
     cfg = config.to_dict() if config is not None else _read(layout.config_path(out))

@@ -6,8 +6,9 @@ torch or sentence-transformers (``train``, the samplers, losses, audit and minin
 
 Modules: ``config`` (TrainConfig, recipes), ``trainer`` (``train``), ``samplers`` / ``conflicts`` /
 ``sampler_hooks`` (batches), ``pairs_dataset`` (the index view of the pairs), ``losses``, ``dev`` (held-out
-groups, dev evaluator), ``checkpoints``, ``batchlog`` (batch log and audit), ``card`` (final model),
-``mining`` (hard negatives); ``python -m polyret.training`` is the torchrun entry.
+groups, dev evaluator), ``checkpoints``, ``card`` (final model), ``mining`` (hard negatives); the batch log and
+its audit are ``polyret.batchlog``, one floor down (evaluation reads it too). ``python -m polyret.training``
+is the torchrun entry.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ _LAZY = {
     "LengthSortedMNRL": "losses",
     "LengthSortedCachedMNRL": "losses",
     "build_loss": "losses",
-    "audit_batches": "batchlog",
-    "BatchAudit": "batchlog",
-    "read_batch_log": "batchlog",
+    "audit_batches": "polyret.batchlog",
+    "BatchAudit": "polyret.batchlog",
+    "read_batch_log": "polyret.batchlog",
     "last_checkpoint": "checkpoints",
     "mine": "mining",
     "mine_negatives": "mining",
@@ -58,7 +59,7 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return getattr(importlib.import_module(module if module.startswith("polyret.") else f"{__name__}.{module}"), name)
 
 
 def __dir__() -> list[str]:

@@ -5,7 +5,7 @@ batch sampler decides per batch whether it is monolingual or cross-lingual (``hy
 The trainer is used as is (optimizer, schedule, checkpoints, resume, DDP, progress bars); polyret adds
 the batch sampler (:mod:`polyret.training.samplers`), the loss choice (:mod:`~polyret.training.losses`),
 a held-out dev set (:mod:`~polyret.training.dev`), a per-step log of the batches each process trained on
-(:mod:`~polyret.training.batchlog`), atomic checkpoints (:mod:`~polyret.training.checkpoints`) and a
+(:mod:`~polyret.batchlog`), atomic checkpoints (:mod:`~polyret.training.checkpoints`) and a
 final model folder written atomically with a model card (:mod:`~polyret.training.card`).
 
 Layout of ``config.output_dir``::
@@ -38,16 +38,16 @@ from pathlib import Path
 
 import torch
 
-from polyret.guards import check_outputs_spare_inputs
-from polyret.paths import atomic_write_text, check_writable
-from polyret.precision import Resolved, resolve
-from polyret.training.batchlog import (
+from polyret.batchlog import (
     BatchRecorder,
     batch_log_callback,
     batch_log_path,
     realized_mono_share,
     step_kinds,
 )
+from polyret.guards import check_outputs_spare_inputs
+from polyret.paths import atomic_write_text, check_writable
+from polyret.precision import Resolved, resolve
 from polyret.training.card import MODEL_DIR, RUN_CONFIG, write_final_model
 from polyret.training.checkpoints import (
     CHECKPOINT_DIR,

@@ -271,7 +271,7 @@ def audit_batches(output_dir: str | os.PathLike, *, max_problems: int = 20) -> B
     Raises DataError (naming the file and line) for a missing log or a log without identity codes
     (written before polyret recorded them).
     """
-    from polyret.data.records import DataError
+    from polyret.errors import DataError
 
     folder = Path(output_dir)
     first = batch_log_path(folder, 0)
