@@ -882,7 +882,7 @@ def score_cmd(
 ) -> None:
     """Score external TREC runs (BM25, a vendor API, ...) in polyret's settings: measures, bias, significance."""
     from .evaluation.bias_measures import check_bias_measures
-    from .evaluation.external_runs import check_system_name, score_runs
+    from .report.runs import check_system_name, score_runs
 
     names: list[str | None] = []
     paths: list[str] = []

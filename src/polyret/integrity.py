@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from polyret.paths import COMPLETE_MARKER, atomic_write_text
+from polyret.paths import COMPLETE_MARKER, atomic_write_text, file_sha256  # file_sha256 re-exported: one definition
 
 logger = logging.getLogger("polyret.integrity")
 
@@ -31,20 +31,6 @@ BLOCK = 1 << 22  # bytes read at a time while hashing
 DIGESTS_DIR = "digests"  # <cache>/digests/: the remembered source digests
 
 __all__ = ["file_sha256", "folder_checksums", "source_digest", "verify_checksums"]
-
-
-def file_sha256(path: str | os.PathLike, *, block: int = BLOCK) -> str:
-    """The sha256 of a file's bytes, streamed (one block in memory).
-
-    Args:
-        path: the file.
-        block: bytes read at a time.
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _listed(folder: Path) -> list[str]:

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from polyret.cli import app
 from polyret.data.trec import read_run_table
 from polyret.evaluation import score
-from polyret.evaluation.external_runs import score_runs
 from polyret.evaluation.fusion import fuse_comb
 from polyret.evaluation.metrics import canonical_measures, parse_measure
 from polyret.evaluation.significance import holm, paired_bootstrap, paired_cluster_bootstrap, verdict
+from polyret.report.runs import score_runs
 from tests.helpers.benchmarks import random_embeddings, tiny_benchmark, write_corpus_run
 
 FIELD = {  # the name a user types -> polyret's stable key, pytrec_eval's measure

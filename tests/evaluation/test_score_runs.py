@@ -13,8 +13,9 @@ from polyret.cli import app
 from polyret.data.records import DataError
 from polyret.data.trec import read_run_table, write_run
 from polyret.evaluation import score
-from polyret.evaluation.external_runs import score_run, score_runs
+from polyret.evaluation.external_runs import score_run
 from polyret.evaluation.fusion import fuse_rrf
+from polyret.report.runs import score_runs
 from tests.helpers.benchmarks import random_embeddings, tiny_benchmark, write_corpus_run
 
 MEASURES = ["map", "map@20", "ndcg@10", "recall@1", "recall@10", "mrr@10", "p@5"]
