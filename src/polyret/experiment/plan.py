@@ -142,8 +142,8 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
     """
     from ..data.mmarco import MMARCO_LANGUAGES, mmarco_recorded_groups
     from ..data.registry import missing_files
+    from ..training.pair_sources import load_training_sources
     from ..training.plan import dry_run, estimate_plan, launch_world_size
-    from ..training.trainer import _load_sources
     from .inputs import check_model_spec
 
     config.validate()
@@ -157,7 +157,7 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
     seeds = tuple(config.seed_values())
     runs = []
     if not any(m.startswith("training source") for m in missing):
-        sources = _load_sources(base)  # once for every system: the data is the experiment's
+        sources = load_training_sources(base)  # once for every system: the data is the experiment's
         for system in config.systems():
             tcfg = base.replace(strategy=system.strategy, alpha=system.alpha, seed=seeds[0])
             runs.append((system.name, seeds, dry_run(tcfg, world_size=world_size, sources=sources)))
@@ -168,7 +168,7 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
                 langs = tuple(config.languages or MMARCO_LANGUAGES)
                 sizes.append((source, mmarco_recorded_groups(base.max_triples_per_query), langs))
             elif _missing_source(source, config.languages) is None:
-                loaded = _load_sources(base.replace(train=(source,)))[0]
+                loaded = load_training_sources(base.replace(train=(source,)))[0]
                 sizes.append((loaded.name, len(loaded), tuple(loaded.languages)))
         if not sizes:
             raise ValueError("no training source is on disk or has a recorded size: " + "; ".join(missing))

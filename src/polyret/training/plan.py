@@ -454,12 +454,12 @@ def dry_run(config: TrainConfig, *, world_size: int | None = None, sources: list
         ConfigError / DataError: what a real run would stop with at start-up.
     """
     from polyret.training.index_cache import cached_pair_index
-    from polyret.training.trainer import _load_sources
+    from polyret.training.pair_sources import load_training_sources
 
     world_size = world_size or launch_world_size()
     precision, reason = _planned_precision(config)
     if sources is None:
-        sources = _load_sources(config)
+        sources = load_training_sources(config)
     train_sources, dev_sources = split_sources(config, sources, world_size)
     # as the run builds it: on-disk sources get their index built once into the cache and mapped (at
     # mMARCO size a PairIndex in memory is ~150 B per pair; the run then maps what the dry run left)
@@ -520,8 +520,6 @@ def _planned_precision(config: TrainConfig) -> tuple[str, str]:
     """The precision a run of ``config`` resolves to on this machine, and why (the plan's line says it)."""
     import torch
 
-    from polyret.training.trainer import resolve_training_precision
-
     try:
         resolved = resolve_training_precision(config.precision)
         precision = resolved.precision
@@ -559,3 +557,18 @@ def _with_memory(plan: TrainPlan, config: TrainConfig, negatives: int) -> TrainP
         trainable_parameters=trainable,
     )
     return dataclasses.replace(plan, memory=memory)
+
+
+def resolve_training_precision(precision: str):
+    """:func:`polyret.precision.resolve` for training, with its reason (``"CPU has AMX"``), for the plan's
+    line; an unusable request is a :class:`ConfigError`.
+
+    Args:
+        precision: ``TrainConfig.precision``.
+    """
+    from polyret.precision import resolve
+
+    try:
+        return resolve(precision, training=True)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

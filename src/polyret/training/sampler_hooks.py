@@ -47,7 +47,18 @@ class SamplerFactory:
     """
 
     def __init__(
-        self, index, strategy, alpha, seed, world_size, grad_accum_steps, log_size, alpha_schedule="draw", total_steps=None
+        self,
+        index,
+        strategy,
+        alpha,
+        seed,
+        world_size,
+        grad_accum_steps,
+        log_size,
+        alpha_schedule="draw",
+        total_steps=None,
+        *,
+        sampler_cls,
     ) -> None:
         self.index = index
         self.kwargs = dict(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps, log_size=log_size,
@@ -55,11 +66,11 @@ class SamplerFactory:
         self.seed = seed
         self.world_size = world_size
         self.last = None  # the ParallelBatchSampler built last
-        from polyret.training.samplers import ParallelBatchSampler
+        self.sampler_cls = sampler_cls  # ParallelBatchSampler (passed in: this module never imports samplers)
 
         # Validate now, so a bad strategy/alpha fails when the arguments are built, not inside the trainer
         # (the argument checks only: building a sampler here would sort the index's arrays once more).
-        ParallelBatchSampler.check_arguments(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps,
+        sampler_cls.check_arguments(strategy=strategy, alpha=alpha, grad_accum_steps=grad_accum_steps,
                                              alpha_schedule=alpha_schedule, total_steps=total_steps)  # fmt: skip
 
     def __call__(
@@ -71,8 +82,6 @@ class SamplerFactory:
         generator=None,
         seed: int | None = 0,
     ) -> BatchSampler:
-        from polyret.training.samplers import ParallelBatchSampler
-
         if not is_index_dataset(dataset, self.index):
             return BatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last)
         world_size = self.world_size
@@ -80,7 +89,7 @@ class SamplerFactory:
             from accelerate.state import PartialState
 
             world_size = PartialState().num_processes if PartialState._shared_state else 1
-        sampler = ParallelBatchSampler(
+        sampler = self.sampler_cls(
             self.index,
             batch_size,
             seed=self.seed if self.seed is not None else int(seed or 0),
@@ -104,9 +113,27 @@ class SamplerEpochCallback(TrainerCallback):
     """
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        from polyret.training.samplers import ParallelBatchSampler
-
-        sampler = ParallelBatchSampler.find(train_dataloader)
+        sampler = find_sampler(train_dataloader)
         if sampler is not None and state.epoch is not None:
             sampler.set_epoch(int(math.floor(state.epoch + 1e-9)))
         return control
+
+
+def find_sampler(obj):
+    """The polyret batch sampler (a class with ``is_polyret_sampler``) inside a (prepared, skip-wrapped,
+    sharded) DataLoader, if any."""
+    seen: set[int] = set()
+    todo = [obj]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if getattr(type(cur), "is_polyret_sampler", False):
+            return cur
+        for attr in ("batch_sampler", "sampler", "base_dataloader", "_loader", "dataloader"):
+            try:
+                todo.append(getattr(cur, attr, None))
+            except Exception:  # noqa: BLE001 - some wrappers raise on missing attributes
+                continue
+    return None

@@ -72,7 +72,7 @@ from torch.utils.data import BatchSampler
 from polyret.training.config import ALPHA_SCHEDULES
 from polyret.training.conflicts import Conflicts, SourcePool
 from polyret.training.pairs_dataset import PairIndex
-from polyret.training.sampler_hooks import SamplerEpochCallback, SamplerFactory
+from polyret.training.sampler_hooks import SamplerEpochCallback, SamplerFactory, find_sampler
 from polyret.vocabulary import STRATEGIES
 
 logger = logging.getLogger(__name__)
@@ -156,6 +156,8 @@ class ParallelBatchSampler(BatchSampler):
         rank: yield only this rank's batches (None: the whole global stream, what the trainer needs).
         log_size: decisions kept in ``log`` (:class:`BatchInfo` per yielded batch).
     """
+
+    is_polyret_sampler = True  # how sampler_hooks.find_sampler knows it without importing this module
 
     def __init__(
         self,
@@ -524,26 +526,13 @@ class ParallelBatchSampler(BatchSampler):
     ) -> SamplerFactory:
         """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)`` (see module doc)."""
         return SamplerFactory(index, strategy, alpha, seed, world_size, grad_accum_steps, log_size,
-                              alpha_schedule=alpha_schedule, total_steps=total_steps)  # fmt: skip
+                              alpha_schedule=alpha_schedule, total_steps=total_steps,
+                              sampler_cls=ParallelBatchSampler)  # fmt: skip
 
     @staticmethod
     def find(obj) -> ParallelBatchSampler | None:
         """The ParallelBatchSampler inside a (prepared, skip-wrapped, sharded) DataLoader, if any."""
-        seen: set[int] = set()
-        todo = [obj]
-        while todo:
-            cur = todo.pop()
-            if cur is None or id(cur) in seen:
-                continue
-            seen.add(id(cur))
-            if isinstance(cur, ParallelBatchSampler):
-                return cur
-            for attr in ("batch_sampler", "sampler", "base_dataloader", "_loader", "dataloader"):
-                try:
-                    todo.append(getattr(cur, attr, None))
-                except Exception:  # noqa: BLE001 - some wrappers raise on missing attributes
-                    continue
-        return None
+        return find_sampler(obj)
 
 
 def mono_steps(alpha: float, steps: int) -> int:

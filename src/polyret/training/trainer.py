@@ -47,7 +47,6 @@ from polyret.batchlog import (
 )
 from polyret.guards import check_outputs_spare_inputs
 from polyret.paths import atomic_write_text, check_writable
-from polyret.precision import Resolved, resolve
 from polyret.training.card import MODEL_DIR, RUN_CONFIG, write_final_model
 from polyret.training.checkpoints import (
     CHECKPOINT_DIR,
@@ -66,6 +65,7 @@ from polyret.training.dev import (
     dev_dataset,
 )
 from polyret.training.lora import add_lora, merge_lora
+from polyret.training.plan import resolve_training_precision
 
 logger = logging.getLogger(__name__)
 
@@ -100,18 +100,6 @@ def resolve_precision(precision: str) -> str:
         ConfigError: fp16 without CUDA, bf16 on a GPU without native bf16.
     """
     return resolve_training_precision(precision).precision
-
-
-def resolve_training_precision(precision: str) -> Resolved:
-    """:func:`resolve_precision` with its reason (``"CPU has AMX"``), for the plan's line.
-
-    Args:
-        precision: ``TrainConfig.precision``.
-    """
-    try:
-        return resolve(precision, training=True)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def freeze_word_embeddings(model) -> int:
@@ -186,13 +174,6 @@ def _column_prompts(model, negatives: int) -> dict[str, str] | None:
     for column in negative_columns(negatives):
         out[column] = passage
     return out
-
-
-def _load_sources(config: TrainConfig) -> list:
-    """The training sources: pair files and mMARCO as on-disk views (``training.pair_sources``)."""
-    from polyret.training.pair_sources import load_training_sources
-
-    return load_training_sources(config)
 
 
 def _check_resume(config: TrainConfig, output_dir: Path, world_size: int) -> None:
@@ -280,6 +261,7 @@ def _train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = 
     from polyret.progress import train_progress_callback
     from polyret.training.index_cache import cached_pair_index
     from polyret.training.losses import build_loss
+    from polyret.training.pair_sources import load_training_sources
     from polyret.training.pairs_dataset import negative_columns
     from polyret.training.plan import launch_world_size, resolve_plan, split_sources
     from polyret.training.samplers import ParallelBatchSampler, SamplerEpochCallback
@@ -317,7 +299,7 @@ def _train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = 
     resolved = resolve_training_precision(config.precision)
     precision = resolved.precision  # never "auto": what polyret_train.json and the card record
 
-    train_sources, dev_sources = split_sources(config, _load_sources(config), world_size)
+    train_sources, dev_sources = split_sources(config, load_training_sources(config), world_size)
     # on-disk sources: the integer index is built once (local rank 0) and memory-mapped by every rank
     index = cached_pair_index(train_sources, negatives=config.num_negatives)
     del train_sources  # the views' row arrays: the index holds what it needs
