@@ -279,6 +279,10 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         if weights_pruned(final) is not None:  # removed before: only what a kill mid-way left
             prune_weights(final, reason="", model_weights=None)
             return
+        identity = model_identity(final)
+        if identity is None:  # no completion marker listing its weights: nothing could match them later
+            logger.warning("keeping the weights of %s seed %s: %s lists no weights", system.name, seed, final)
+            return
         for target, expect in model_evals(system, seed, final):
             why = eval_reuse(target, expect)
             if why is not None:  # cannot happen after system_evals; never remove what an evaluation needs
@@ -287,7 +291,7 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         freed = prune_weights(
             final,
             reason="keep_models false: every evaluation of this model was finished (--keep-models keeps the weights)",
-            model_weights=model_identity(final),
+            model_weights=identity,
         )
         done["pruned"].append(f"{system.name} seed {seed}")
         logger.info("removed the weights of %s seed %s (%.0f MB): its evaluations are finished", system.name, seed, freed / 1e6)
