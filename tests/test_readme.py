@@ -132,6 +132,33 @@ def test_readme_sentence_transformers_snippet_runs(tmp_path, monkeypatch, me5_sm
     assert scope["dataset"].column_names == ["q", "s"]  # what print(dataset) shows, as the README says
 
 
+def make_experiment_command() -> list[str]:
+    """The polyret command ``make experiment`` (the README's quick start) runs, as argv after ``polyret``."""
+    makefile = (README.parent / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^experiment:.*\n\t(.*)", makefile, re.M).group(1)
+    preset = re.search(r"^PRESET \?= *(\S+)", makefile, re.M).group(1)
+    words = shlex.split(recipe.replace("$(PRESET)", preset))
+    return words[next(i for i, w in enumerate(words) if w.endswith("/polyret")) + 1 :]
+
+
+def test_the_readme_make_targets_exist():
+    makefile = (README.parent / "Makefile").read_text(encoding="utf-8")
+    lines = [line for b in blocks("bash") for line in b.replace("\\\n", " ").splitlines()]
+    targets = {w[1] for line in lines if (w := shlex.split(line, comments=True))[:1] == ["make"]}
+    assert targets == {"experiment", "test"}
+    assert all(re.search(rf"^{t}:", makefile, re.M) for t in targets)
+    assert make_experiment_command() == ["experiment", "--preset", "cpu"]
+
+
+@pytest.mark.slow
+def test_make_experiment_passes_its_dry_run(tmp_path, monkeypatch):
+    _setup_folder(tmp_path, monkeypatch)
+    run, _ = as_run(make_experiment_command())
+    result = CliRunner().invoke(app, run)
+    assert result.exit_code == 0, f"polyret {' '.join(run)}\n{result.output}"
+    assert "dry run: nothing" in result.output and not (tmp_path / "runs").exists()
+
+
 def _write_mined(path: Path, groups: int, ring: bool) -> None:
     """Rows in the shape `polyret mine --k 3` writes (id, lang, query, positive, positive_id, 3 negatives
     with their negative_id), de and en. ``ring``: group g's negatives are the positives of groups g+1..g+3,
