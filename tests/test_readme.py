@@ -3,9 +3,10 @@
 The README's bash blocks are read line by line (continuation lines joined, comments dropped). A command
 that is cheap as written (``--dry-run``, ``--help``, ``polyret benchmarks``) runs as written; one that
 trains or encodes runs with ``--dry-run`` (train, experiment: every check of the real run, nothing
-trained) or ``--help`` (the other verbs: its options exist), in a scratch folder. Python blocks: their
-imports run (every name exists); the sentence-transformers sampler snippet runs whole (slow: it loads
-me5-small).
+trained) or ``--help`` (the other verbs: its options exist), in a scratch folder; one that reads a file an
+earlier step produces (``mined.jsonl``) against files of that shape, and ``make experiment``'s command (the
+Makefile's) as a dry run. Python blocks: their imports run (every name exists); the sentence-transformers
+sampler snippet runs whole (slow: it loads me5-small).
 """
 
 from __future__ import annotations
