@@ -147,6 +147,21 @@ def test_experiment_command_applies_training_overrides(tiny_model_dir, tmp_path,
     assert info["global_step"] == 3 and info["config"]["max_steps"] == 3
     assert info["config"]["batch_size"] == 8  # the rest of the preset's overrides stay
     assert (out / "report" / "report.md").exists()
+    # the smoke preset keeps no trained weights, and says so
+    assert "removed the weights of 1 trained model(s) once evaluated" in " ".join(result.output.split())
+    assert not list((out / "models").rglob("*.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "args, removed",
+    [(["--preset", "smoke"], True), (["--preset", "smoke", "--keep-models"], False),
+     (["--preset", "cpu"], False), (["--preset", "cpu", "--no-keep-models"], True)],
+)  # fmt: skip
+def test_experiment_keep_models_flag_and_preset_defaults(tmp_path, args, removed):
+    result = runner.invoke(app, ["experiment", *args, "--output", str(tmp_path / "x"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert ("their weights are removed once each is evaluated" in result.output) is removed
+    assert not (tmp_path / "x").exists()
 
 
 def test_experiment_command_rejects_unknown_training_key(tmp_path):

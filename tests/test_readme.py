@@ -3,14 +3,16 @@
 The README's bash blocks are read line by line (continuation lines joined, comments dropped). A command
 that is cheap as written (``--dry-run``, ``--help``, ``polyret benchmarks``) runs as written; one that
 trains or encodes runs with ``--dry-run`` (train, experiment: every check of the real run, nothing
-trained) or ``--help`` (the other verbs: its options exist), in a scratch folder. Python blocks: their
-imports run (every name exists); the sentence-transformers sampler snippet runs whole (slow: it loads
-me5-small).
+trained) or ``--help`` (the other verbs: its options exist), in a scratch folder; one that reads a file an
+earlier step produces (``mined.jsonl``) against files of that shape, and ``make experiment``'s command (the
+Makefile's) as a dry run. Python blocks: their imports run (every name exists); the sentence-transformers
+sampler snippet runs whole (slow: it loads me5-small).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
 from pathlib import Path
@@ -74,10 +76,20 @@ def test_the_readme_has_the_commands_this_test_reads():
 
 
 # inputs an earlier README step produces by a real run (`polyret mine ... --output mined.jsonl`: minutes of
-# encoding): the commands reading them are left to the end-to-end tests of that verb
+# encoding with me5-small): the commands reading them run against a file of that shape written by the test
+# (test_readme_mined_negatives_command_dry_run_runs_the_batch_checks)
 PRODUCED = ("mined.jsonl",)
 CHEAP = [c for c in readme_commands() if as_run(c)[1] or "--help" in as_run(c)[0]]
 CHECKED = [c for c in readme_commands() if c not in CHEAP and not any(p in c for p in PRODUCED)]
+MINED = [c for c in readme_commands() if c[:1] == ["train"] and any(p in c for p in PRODUCED)]
+
+
+def test_every_readme_command_is_run_or_checked():
+    """No README command falls between the tests: cheap ones run as written, the others pass their dry
+    run (or --help), those reading a produced file run against one of its shape."""
+    commands = readme_commands()
+    assert commands and all(c in CHEAP or c in CHECKED or c in MINED for c in commands)
+    assert MINED == [["train", "--train", "mined.jsonl", "--set", "negatives=3", "--output", "runs/hybrid-hn"]]
 
 
 @pytest.mark.parametrize("argv", CHEAP, ids=lambda a: " ".join(a)[:60])
@@ -119,3 +131,69 @@ def test_readme_sentence_transformers_snippet_runs(tmp_path, monkeypatch, me5_sm
     row = scope["dataset"][0]
     assert set(row) == {"anchor", "positive"} and row["anchor"] and row["positive"]
     assert scope["dataset"].column_names == ["q", "s"]  # what print(dataset) shows, as the README says
+
+
+def make_experiment_command() -> list[str]:
+    """The polyret command ``make experiment`` (the README's quick start) runs, as argv after ``polyret``."""
+    makefile = (README.parent / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^experiment:.*\n\t(.*)", makefile, re.M).group(1)
+    preset = re.search(r"^PRESET \?= *(\S+)", makefile, re.M).group(1)
+    words = shlex.split(recipe.replace("$(PRESET)", preset))
+    return words[next(i for i, w in enumerate(words) if w.endswith("/polyret")) + 1 :]
+
+
+def test_the_readme_make_targets_exist():
+    makefile = (README.parent / "Makefile").read_text(encoding="utf-8")
+    lines = [line for b in blocks("bash") for line in b.replace("\\\n", " ").splitlines()]
+    targets = {w[1] for line in lines if (w := shlex.split(line, comments=True))[:1] == ["make"]}
+    assert targets == {"experiment", "test"}
+    assert all(re.search(rf"^{t}:", makefile, re.M) for t in targets)
+    assert make_experiment_command() == ["experiment", "--preset", "cpu"]
+
+
+@pytest.mark.slow
+def test_make_experiment_passes_its_dry_run(tmp_path, monkeypatch):
+    _setup_folder(tmp_path, monkeypatch)
+    run, _ = as_run(make_experiment_command())
+    result = CliRunner().invoke(app, run)
+    assert result.exit_code == 0, f"polyret {' '.join(run)}\n{result.output}"
+    assert "dry run: nothing" in result.output and not (tmp_path / "runs").exists()
+
+
+def _write_mined(path: Path, groups: int, ring: bool) -> None:
+    """Rows in the shape `polyret mine --k 3` writes (id, lang, query, positive, positive_id, 3 negatives
+    with their negative_id), de and en. ``ring``: group g's negatives are the positives of groups g+1..g+3,
+    so no batch holds two neighbours and at most a quarter of the groups fit one batch; otherwise every
+    negative is a passage of its own."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for g in range(groups):
+            for lang in ("de", "en"):
+                if ring:
+                    others = [(g + j) % groups for j in (1, 2, 3)]
+                    negatives, ids = [f"passage {o} {lang}" for o in others], [f"P{o}" for o in others]
+                else:
+                    negatives, ids = [f"other passage {g}.{j} {lang}" for j in range(3)], [f"N{g}.{j}" for j in range(3)]
+                row = {"id": f"g{g}", "lang": lang, "query": f"question {g} {lang}", "positive": f"passage {g} {lang}",
+                       "positive_id": f"P{g}", "negative": negatives, "negative_id": ids}  # fmt: skip
+                fh.write(json.dumps(row) + "\n")
+
+
+@pytest.mark.parametrize("ring", [False, True], ids=["fillable", "unfillable"])
+def test_readme_mined_negatives_command_dry_run_runs_the_batch_checks(tmp_path, monkeypatch, ring):
+    """The README's `polyret train --train mined.jsonl --set negatives=3` as written, with --dry-run: on a
+    mined file its batches can be drawn from, the plan; on one where a batch cannot be filled (every hard
+    negative is another group's positive: the failure issue 24 met at step 0), the same error the run would
+    stop with, exit 2, before any model loads and with nothing written."""
+    (argv,) = MINED
+    _setup_folder(tmp_path, monkeypatch)
+    _write_mined(tmp_path / "mined.jsonl", 150, ring)
+    run, _ = as_run(argv)
+    assert run == [*argv, "--dry-run"]
+    result = CliRunner().invoke(app, run)
+    if ring:
+        assert result.exit_code == 2, result.output
+        assert "a batch of the run cannot be formed" in result.output and "Traceback" not in result.output
+    else:
+        assert result.exit_code == 0, result.output
+        assert "dry run: nothing" in result.output
+    assert not (tmp_path / "runs").exists()

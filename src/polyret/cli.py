@@ -701,6 +701,12 @@ def experiment(
     keep_checkpoints: bool = typer.Option(
         False, "--keep-checkpoints", help="Keep each training's checkpoints/ (optimizer states) after its model is complete."
     ),
+    keep_models: bool | None = typer.Option(
+        None,
+        "--keep-models/--no-keep-models",
+        help="Keep each trained model's weights (default: yes; the smoke preset removes them once the model is "
+        "evaluated, keeping its records and evaluations).",
+    ),
 ) -> None:
     """Train each strategy, evaluate the base and every trained model, and write one report.
 
@@ -737,6 +743,8 @@ def experiment(
         overrides["data_dir"] = str(data_dir)
     if keep_checkpoints:
         overrides["keep_checkpoints"] = True
+    if keep_models is not None:
+        overrides["keep_models"] = keep_models
     if remedies is not None:
         overrides["remedies"] = tuple(_split(remedies) or ())
     if remedy_fit is not None:
@@ -761,6 +769,11 @@ def experiment(
         f"trained {len(done['trained'])}, evaluated {len(done['evaluated'])}, "
         f"reused {len(done['reused'])} finished steps in {result['seconds']:.0f}s"
     )
+    if done.get("pruned"):
+        _say(
+            f"removed the weights of {len(done['pruned'])} trained model(s) once evaluated (keep_models false; their "
+            "records and evaluations stay; --keep-models keeps the weights)"
+        )
     _say("report: ", (str(result["report"].get("markdown", result["output"] / "report")), "bold"))
 
 

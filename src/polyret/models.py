@@ -101,10 +101,34 @@ def resolve(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
     if path.exists():
         if not path.is_dir():
             raise ModelError(f"model spec {spec!r} is a file; expected a model folder, a hub id or builtin:<name>")
+        if weights_pruned(path) is not None:
+            raise ModelError(
+                f"{spec}: this trained model's weights were removed once the experiment had evaluated it (the "
+                "experiment's keep_models: false, the smoke preset's default); its records (polyret_train.json, "
+                "batches.jsonl, README.md) are kept. Run the experiment again with --keep-models to train it again "
+                "and keep it"
+            )
         return str(path)
     if spec.startswith(("/", ".", "~")) or "\\" in spec or not _HUB_ID.match(spec):
         raise ModelError(f"no model folder at {spec!r} (and it is not a Hugging Face Hub id)")
     return spec
+
+
+# the key of a trained model folder's completion marker that records its removed weights (see
+# polyret.training.card.prune_weights): the folder keeps its records, not a loadable model
+WEIGHTS_PRUNED = "weights_pruned"
+
+
+def weights_pruned(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """What a trained model folder's completion marker says about its removed weights (None: not removed).
+
+    Args:
+        folder: a model folder.
+    """
+    from polyret.paths import read_marker
+
+    recorded = (read_marker(folder) or {}).get(WEIGHTS_PRUNED)
+    return recorded if isinstance(recorded, dict) else None
 
 
 def _declared_prompts(source: str) -> dict[str, str] | None:

@@ -6,8 +6,8 @@
   (default 30) and a last line when the task is done, so a ten-minute encoding is never silent.
 * The trainer's own tqdm bars are replaced by :func:`train_progress_callback` (a ``transformers`` callback that
   drives the same display), and :func:`quiet_third_party` turns off the Hugging Face libraries' progress
-  bars and notices (the "Loading weights" bar, the PAD/BOS/EOS alignment notice) on a normal run
-  (``polyret --debug`` keeps them).
+  bars and notices (the "Loading weights" bar, the PAD/BOS/EOS alignment notice) and any other library's
+  tqdm bar (sentence-transformers' "Computing widget examples") on a normal run (``polyret --debug`` keeps them).
 """
 
 from __future__ import annotations
@@ -33,11 +33,15 @@ def heartbeat_seconds() -> float:
 
 def quiet_third_party() -> None:
     """Turn off the Hugging Face libraries' progress bars and their warnings below ERROR (the "Loading
-    weights" bar, the "Writing model shards" bar, the trainer's PAD/BOS/EOS notice): polyret reports
-    progress itself. Environment defaults for libraries not yet imported, API calls for those that are."""
+    weights" bar, the "Writing model shards" bar, the trainer's PAD/BOS/EOS notice) and every other
+    library's tqdm bar (sentence-transformers' "Computing widget examples" while the trainer drafts the
+    model card: ``TQDM_DISABLE``, read by tqdm >= 4.66 when it is imported): polyret reports progress
+    itself, with rich or plain heartbeat lines, never tqdm. Environment defaults for libraries not yet
+    imported (the command line calls this before any of them is), API calls for those that are."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.utils import disable_progress_bars
 

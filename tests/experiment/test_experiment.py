@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,136 @@ def test_rerun_reuses_everything(smoke):
     cfg, first = smoke
     again = run_experiment(cfg, progress=False)
     assert again["done"]["trained"] == [] and again["done"]["evaluated"] == []
+    assert again["done"]["pruned"] == []  # removed in the first run; the weights are not needed again
+
+
+def _weights(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin"))
+
+
+def _pruned_folder(smoke, tmp_path):
+    """A copy of the finished smoke folder (its models' weights removed) and its config."""
+    cfg, first = smoke
+    out = tmp_path / "copy"
+    shutil.copytree(first["output"], out)
+    return cfg.replace(output=str(out)), out
+
+
+def test_smoke_removes_each_models_weights_once_it_is_evaluated(smoke, tiny_model_dir):
+    """keep_models false (the smoke preset): the weights go, the records and a marker that names them stay."""
+    from polyret.experiment.runner import model_identity
+    from polyret.models import ModelError, resolve, weights_pruned
+    from polyret.paths import is_complete, read_marker
+
+    cfg, result = smoke
+    out = result["output"]
+    assert cfg.keep_models is False and PRESETS["cpu"].keep_models is True and PRESETS["paper"].keep_models is True
+    assert sorted(result["done"]["pruned"]) == ["cross seed 0", "hybrid seed 0", "mono seed 0"]
+    base_weights = sum(p.stat().st_size for p in Path(tiny_model_dir).rglob("*.safetensors"))
+    for system in ("mono", "cross", "hybrid"):
+        final = out / "models" / system / "seed0" / "model"
+        assert _weights(final) == []
+        assert {"polyret_train.json", "batches.jsonl", "README.md"} <= {p.name for p in final.iterdir()}
+        assert is_complete(final)  # the files it keeps, with their sha256
+        pruned = weights_pruned(final)
+        assert list(pruned["files"]) == ["model.safetensors"] and len(pruned["files"]["model.safetensors"]["sha256"]) == 64
+        assert pruned["bytes"] == pruned["files"]["model.safetensors"]["size"] > 0.9 * base_weights
+        # the identity the evaluation recorded is still the model's: a rerun reuses it by provenance
+        ev = read_marker(out / "evals" / system / "seed0" / "xquad-r_test")
+        assert ev["model_weights"] == model_identity(final) == pruned["model_weights"]
+        assert read_marker(final)["global_step"] == cfg.train_overrides["max_steps"]  # the provenance stays
+        with pytest.raises(ModelError, match="--keep-models"):
+            resolve(str(final))  # evaluating it says why it cannot, not a transformers traceback
+
+
+@pytest.mark.parametrize("damage", ["deleted", "edited"])
+def test_an_evaluation_that_needs_removed_weights_retrains_just_that_model(smoke, tmp_path, damage):
+    from polyret.experiment.plan import plan_experiment
+    from polyret.paths import read_marker
+
+    cfg, out = _pruned_folder(smoke, tmp_path)
+    ev = out / "evals" / "cross" / "seed0" / "xquad-r_test"
+    before = json.loads((ev / "results.json").read_text())
+    if damage == "deleted":
+        shutil.rmtree(ev)
+    else:  # a same-size hand edit: its marker no longer matches, it is redone, and that needs the weights
+        text = (ev / "results.json").read_text()
+        at = text.index('"map": 0.') + len('"map": 0.')
+        (ev / "results.json").write_text(text[:at] + ("1" if text[at] != "1" else "2") + text[at + 1 :])
+    plan = plan_experiment(cfg)
+    assert "2 training(s) and 3 evaluation(s) already finished here are reused, 1 training(s)" in plan.lines()[0]
+    again = run_experiment(cfg, progress=False)
+    assert again["done"]["trained"] == ["cross seed 0"]
+    assert again["done"]["evaluated"] == ["cross seed 0 xquad-r:test"]
+    assert again["done"]["pruned"] == ["cross seed 0"]  # removed again once evaluated
+    final = out / "models" / "cross" / "seed0" / "model"
+    assert _weights(final) == [] and read_marker(ev)["model_weights"] == read_marker(final)["weights_pruned"]["model_weights"]
+    after = json.loads((ev / "results.json").read_text())
+    assert after["settings"] == before["settings"]  # the same seeded training: the same numbers
+
+
+def test_a_changed_evaluation_setting_retrains_the_pruned_models(smoke, tmp_path):
+    cfg, out = _pruned_folder(smoke, tmp_path)
+    (out / "experiment.json").unlink()  # what the message for a changed configuration advises
+    again = run_experiment(cfg.replace(eval_max_seq_length=32), progress=False)
+    assert sorted(again["done"]["trained"]) == ["cross seed 0", "hybrid seed 0", "mono seed 0"]
+    assert len(again["done"]["evaluated"]) == 4
+    for system in ("base", "mono", "cross", "hybrid"):
+        folder = out / "evals" / system / ("seed0" if system != "base" else "") / "xquad-r_test"
+        assert json.loads((folder / "results.json").read_text())["config"]["max_seq_length"] == 32
+
+
+def test_a_pruned_marker_that_no_longer_matches_its_evaluation_is_not_reused(smoke, tmp_path):
+    """The removed weights' sha256 in the model's marker is what its evaluations are matched on: edit it and
+    the evaluation is of other weights, so the model is trained again (its evaluation then counts only if
+    the retrained weights are the very bytes it recorded: a seeded CPU run gives them back)."""
+    from polyret.experiment.runner import model_identity
+    from polyret.paths import read_marker
+
+    cfg, out = _pruned_folder(smoke, tmp_path)
+    marker = out / "models" / "hybrid" / "seed0" / "model" / ".complete.json"
+    data = json.loads(marker.read_text())
+    entry = data["weights_pruned"]["files"]["model.safetensors"]
+    entry["sha256"] = ("0" if entry["sha256"][0] != "0" else "1") + entry["sha256"][1:]
+    marker.write_text(json.dumps(data))
+    again = run_experiment(cfg, progress=False)
+    assert again["done"]["trained"] == ["hybrid seed 0"] and again["done"]["pruned"] == ["hybrid seed 0"]
+    ev = out / "evals" / "hybrid" / "seed0" / "xquad-r_test"
+    assert read_marker(ev)["model_weights"] == model_identity(marker.parent)  # the true sha256 again
+
+
+def test_keep_models_on_a_pruned_folder_trains_the_models_again_and_keeps_them(smoke, tmp_path):
+    from polyret.experiment.runner import model_identity
+    from polyret.paths import read_marker
+
+    cfg, out = _pruned_folder(smoke, tmp_path)
+    again = run_experiment(cfg.replace(keep_models=True), progress=False)  # keep_models may change in a folder
+    assert sorted(again["done"]["trained"]) == ["cross seed 0", "hybrid seed 0", "mono seed 0"]
+    assert again["done"]["pruned"] == []
+    for system in ("mono", "cross", "hybrid"):
+        final = out / "models" / system / "seed0" / "model"
+        assert _weights(final) == ["model.safetensors"]
+        # its evaluation is of exactly these weights (reused when the retrained bytes are the same, else redone)
+        assert read_marker(out / "evals" / system / "seed0" / "xquad-r_test")["model_weights"] == model_identity(final)
+
+
+def test_pruning_killed_after_its_marker_finishes_on_the_next_call(tiny_model_dir, tmp_path):
+    from polyret.experiment.runner import model_identity
+    from polyret.paths import is_complete, mark_complete
+    from polyret.training.card import prune_weights
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    mark_complete(folder, global_step=4)
+    identity = model_identity(folder)
+    weights = (folder / "model.safetensors").read_bytes()
+    freed = prune_weights(folder, reason="test", model_weights=identity)
+    assert freed == len(weights) and _weights(folder) == [] and is_complete(folder)
+    assert model_identity(folder) == identity
+    (folder / "model.safetensors").write_bytes(weights)  # as if killed between the marker and the unlink
+    assert is_complete(folder)  # an unlisted file: the marker already says the weights are gone
+    assert prune_weights(folder, reason="", model_weights=None) == len(weights) and _weights(folder) == []
+    assert model_identity(folder) == identity  # the second call kept the first's record
 
 
 def test_interrupted_training_resumes_from_checkpoint(smoke, tmp_path):

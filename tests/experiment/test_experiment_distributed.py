@@ -30,6 +30,7 @@ def test_experiment_under_torchrun_trains_on_both_ranks_and_reports_once(tiny_mo
         assert info["world_size"] == 2
         assert (run_dir / "batches.rank1.jsonl").exists()  # rank 1 trained it too
         assert (out / "evals" / system / "seed0" / "xquad-r_test" / "results.json").exists()
+        assert not list((run_dir / "model").glob("*.safetensors"))  # smoke: removed once every rank evaluated it
     assert (out / "evals" / "base" / "xquad-r_test" / "results.json").exists()
     assert (out / "report" / "report.md").exists()
     # each evaluation ran once, on rank 0

@@ -80,9 +80,12 @@ def _evaluate(root: Path, model: str, output: Path, *extra: str):
 
 
 def _exp_args(w: dict, out: Path, *extra: str) -> list[str]:
+    # --keep-models: these tests damage a trained model's weights (the smoke preset removes them once evaluated;
+    # tests/experiment/test_experiment.py covers that folder)
     return [
         "experiment", "--preset", "smoke", "--model", w["model"], "--strategies", "hybrid", "--languages", LANGS,
-        "--data-dir", str(w["root"] / "data"), "--set", "max_steps=2", "--set", "save_steps=1", "--output", str(out), *extra,
+        "--data-dir", str(w["root"] / "data"), "--set", "max_steps=2", "--set", "save_steps=1", "--keep-models",
+        "--output", str(out), *extra,
     ]  # fmt: skip
 
 

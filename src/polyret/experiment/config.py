@@ -61,6 +61,11 @@ class ExperimentConfig:
         preset: the preset this config started from, if any.
         keep_checkpoints: keep each training's ``checkpoints/`` (optimizer states) after its final model is
             complete (False: deleted then; ``TrainConfig.keep_checkpoints``).
+        keep_models: keep each trained model's weights (False: once every evaluation of a model is
+            finished, its weight files are removed; its folder keeps polyret_train.json, batches.jsonl, the
+            card and a completion marker recording the removed weights' sha256, so a rerun reuses its
+            evaluations, and one that needs the weights again, a missing or changed evaluation, trains
+            it again). True for every preset but smoke.
         remedies: training-free remedies evaluated as systems of their own: ``"base+shift"`` (the base
             model's embeddings after Shift), ``"hybrid+leace"`` (every seed of hybrid), or a bare method
             (``"center"`` = ``"base+center"``); methods: ``polyret.evaluation.debias.METHODS``.
@@ -86,6 +91,7 @@ class ExperimentConfig:
     output: str = "runs/experiment"
     preset: str | None = None
     keep_checkpoints: bool = False
+    keep_models: bool = True  # False: a trained model's weights are removed once it is evaluated (smoke)
     remedies: tuple[str, ...] = ()  # "<system>+<method>" (or "<method>" = base+<method>): polyret.evaluation.debias
     remedy_fit: str = "xquad-r:train"  # the benchmark every remedy is fitted on
     remedy_fit_max_queries: int | None = 300  # parallel questions of remedy_fit used
@@ -413,6 +419,7 @@ EXTENDABLE = frozenset(
         "data_dir",
         "eval_batch_size",
         "keep_checkpoints",
+        "keep_models",
         "remedies",
     }
 )

@@ -27,6 +27,7 @@ class ExperimentPlan:
         precision: the evaluations' precision and why (``bf16 (auto: CPU has AMX)``), the trainings' too.
         missing: every input that is not on disk (training sources, benchmark files), one line each.
         reused: the trainings and evaluations already finished in the output folder (kept, not redone).
+        keep_models: whether the trained models' weights stay (False: removed once each is evaluated).
     """
 
     world_size: int
@@ -35,6 +36,7 @@ class ExperimentPlan:
     precision: str = ""
     missing: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
+    keep_models: bool = True
 
     @property
     def trainings(self) -> int:
@@ -54,6 +56,7 @@ class ExperimentPlan:
             "precision": self.precision,
             "missing": list(self.missing),
             "reused": list(self.reused),
+            "keep_models": self.keep_models,
         }
 
     def lines(self) -> list[str]:
@@ -81,6 +84,11 @@ class ExperimentPlan:
             out += [f"  {m}" for m in self.missing]
         if self.precision:
             out.append(f"evaluation precision: {self.precision}")
+        if not self.keep_models:
+            out.append(
+                "trained models: their weights are removed once each is evaluated (keep_models false; records and "
+                "evaluations stay); --keep-models keeps them"
+            )
         return out
 
 
@@ -108,6 +116,7 @@ def _reused(config: ExperimentConfig, runs) -> list[str]:
     from pathlib import Path
 
     from ..evaluation.results import is_done
+    from ..models import weights_pruned
     from ..vocabulary import BASELINE
     from . import layout
 
@@ -119,10 +128,17 @@ def _reused(config: ExperimentConfig, runs) -> list[str]:
         system = next(s for s in config.systems() if s.name == name)
         for seed in seeds:
             final = layout.final_model_dir(layout.model_dir(out, system.name, seed))
-            if (final / "polyret_train.json").exists():
+            evals = [f"eval {name} seed {seed} {b}" for b in config.benchmarks
+                     if is_done(layout.eval_dir(out, system.name, seed, b))]  # fmt: skip
+            # a model whose weights were removed once evaluated is reused while no evaluation needs them
+            remedies = [layout.eval_dir(out, r, seed, b) for r, s, _ in config.remedy_systems() if s == name
+                        for b in config.benchmarks]  # fmt: skip
+            needed = weights_pruned(final) is not None and (
+                config.keep_models or len(evals) < len(config.benchmarks) or not all(map(is_done, remedies))
+            )
+            if (final / "polyret_train.json").exists() and not needed:
                 found.append(f"train {name} seed {seed}")
-            found += [f"eval {name} seed {seed} {b}" for b in config.benchmarks
-                      if is_done(layout.eval_dir(out, system.name, seed, b))]  # fmt: skip
+            found += evals
     return found
 
 
@@ -189,4 +205,5 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
         precision=precision,
         missing=tuple(missing),
         reused=tuple(_reused(config, runs)),
+        keep_models=config.keep_models,
     )

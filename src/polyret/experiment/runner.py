@@ -63,7 +63,8 @@ def run_experiment(
         progress: show the evaluations' progress bars.
 
     Returns:
-        ``{"report": build_report's files, "done": {"trained", "evaluated", "reused"}: labels,
+        ``{"report": build_report's files, "done": {"trained", "evaluated", "reused", "pruned"}: labels
+        (pruned: trained models whose weights were removed once evaluated, ``keep_models`` false),
         "seconds": float, "output": Path, "rank": int}``.
 
     Raises:
@@ -135,7 +136,7 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         atomic_write_text(saved, json.dumps(record, indent=2))
     _progress(f"precision: {precision.describe()}", echo if rank == 0 else None)
 
-    done: dict[str, list[str]] = {"trained": [], "evaluated": [], "reused": []}
+    done: dict[str, list[str]] = {"trained": [], "evaluated": [], "reused": [], "pruned": []}
     started = time.perf_counter()
 
     def eval_expect(
@@ -241,13 +242,72 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         else:
             done["reused"] += [f"eval {BASELINE} {b}" for b in config.benchmarks]
 
+    def model_evals(system: System, seed: int, final: Path) -> list[tuple[Path, dict[str, Any]]]:
+        """(folder, expected provenance) of every evaluation of a trained model: each benchmark, and each
+        remedy applied to it (as ``system_evals`` and ``remedy_evals`` run them)."""
+        spec = str(final)
+        found = []
+        for bench in config.benchmarks:
+            target = layout.eval_dir(out, system.name, seed, bench)
+            found.append((target, eval_expect(target, bench, spec, final)))
+        for name, target_system, _ in config.remedy_systems():
+            if target_system == system.name:
+                for bench in config.benchmarks:
+                    target = layout.eval_dir(out, name, seed, bench)
+                    found.append((target, eval_expect(target, bench, spec, final, remedy_of(name))))
+        return found
+
+    def weights_needed(system: System, seed: int, final: Path) -> str | None:
+        """Why a trained model whose weights were removed (keep_models false) must be trained again; None
+        when nothing needs them: every evaluation of it is finished and records exactly those weights."""
+        if config.keep_models:
+            return f"{final}: its weights were removed once an earlier run had evaluated it, and keep_models is now true"
+        for target, expect in model_evals(system, seed, final):
+            why = eval_reuse(target, expect)
+            if why is not None:
+                return f"its weights were removed once evaluated, and an evaluation needs them ({why})"
+        return None
+
+    def prune(system: System, seed: int, final: Path) -> None:
+        """keep_models false: remove a trained model's weights once every evaluation of it is finished (its
+        records stay; a rerun reuses the evaluations by the weights' sha256, kept in its marker)."""
+        from ..models import weights_pruned
+        from ..training.card import prune_weights
+
+        if config.keep_models or rank != 0 or not final.is_dir():
+            return
+        if weights_pruned(final) is not None:  # removed before: only what a kill mid-way left
+            prune_weights(final, reason="", model_weights=None)
+            return
+        identity = model_identity(final)
+        if identity is None:  # no completion marker listing its weights: nothing could match them later
+            logger.warning("keeping the weights of %s seed %s: %s lists no weights", system.name, seed, final)
+            return
+        for target, expect in model_evals(system, seed, final):
+            why = eval_reuse(target, expect)
+            if why is not None:  # cannot happen after system_evals; never remove what an evaluation needs
+                logger.warning("keeping the weights of %s seed %s: %s", system.name, seed, why)
+                return
+        freed = prune_weights(
+            final,
+            reason="keep_models false: every evaluation of this model was finished (--keep-models keeps the weights)",
+            model_weights=identity,
+        )
+        done["pruned"].append(f"{system.name} seed {seed}")
+        logger.info("removed the weights of %s seed %s (%.0f MB): its evaluations are finished", system.name, seed, freed / 1e6)
+
     def train_one(system: System, seed: int) -> Path:
         """Train (or resume, or reuse) one system; returns its final model folder."""
+        from ..models import weights_pruned
+
         label = f"{system.name} seed {seed}"
         run_dir = layout.model_dir(out, system.name, seed)
         final = layout.final_model_dir(run_dir)
         tcfg = base_train.replace(strategy=system.strategy, alpha=system.alpha, seed=seed, output_dir=str(run_dir))
         why = _model_mismatch(final, tcfg)  # reuse by provenance: its own marker and its recorded config
+        pruned = why is None and weights_pruned(final) is not None
+        if pruned:  # the right model, its weights removed once evaluated: reused while nothing needs them
+            why = weights_needed(system, seed, final)
         if why is None:
             done["reused"].append(f"train {label}")
             return final
@@ -255,9 +315,13 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             started = _run_mismatch(run_dir, tcfg)  # the run folder's config.json: what its checkpoints are of
             if final.exists() or started is not None:
                 logger.warning("retraining %s: %s", label, started or why)
-                # what was evaluated of the old model goes first: a crash after this never pairs them again
+                # what was evaluated of the old model goes first: a crash after this never pairs them again.
+                # The same training of a pruned model: an evaluation recording the weights it was made from
+                # stays, reused only if the retrained weights are byte-identical (their sha256 decides)
                 for bench in config.benchmarks:
-                    shutil.rmtree(layout.eval_dir(out, system.name, seed, bench), ignore_errors=True)
+                    target = layout.eval_dir(out, system.name, seed, bench)
+                    if not (pruned and started is None and (read_marker(target) or {}).get("model_weights")):
+                        shutil.rmtree(target, ignore_errors=True)
                 shutil.rmtree(run_dir if started is not None else final, ignore_errors=True)
         resume = last_checkpoint(run_dir) is not None
         _progress(f"training {label}" + (" (resuming)" if resume else ""), echo)
@@ -277,7 +341,9 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         # base first, then each system x seed trained and evaluated at once: early results
         base_evals()
         for system, seed in runs:
-            system_evals(system, seed, train_one(system, seed))
+            final = train_one(system, seed)
+            system_evals(system, seed, final)
+            prune(system, seed, final)  # keep_models false: one model's weights on disk at a time
     else:
         # under torchrun every process trains every system together (DDP), then every process
         # evaluates together: each rank encodes its shard, rank 0 searches and writes, the others
@@ -289,6 +355,8 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         base_evals()
         for (system, seed), final in zip(runs, finals):
             system_evals(system, seed, final)
+        for (system, seed), final in zip(runs, finals):
+            prune(system, seed, final)  # rank 0, once every rank is past its evaluations
         if rank != 0:
             return {"report": {}, "done": done, "seconds": time.perf_counter() - started, "output": out, "rank": rank}
 
@@ -371,15 +439,22 @@ def model_identity(folder: Path) -> str | None:
 
     Taken from its completion marker, which :func:`~polyret.paths.incomplete_reason` has checked against
     the files (an older polyret's marker, sizes only: the files are hashed). An evaluation records it, so
-    a retrained model (other weights in the same folder) is evaluated again.
+    a retrained model (other weights in the same folder) is evaluated again. A folder whose weights were
+    removed (``keep_models`` false) keeps their sizes and sha256 in its marker: the same identity.
 
     Args:
         folder: a finished model folder.
     """
     import hashlib
 
-    listed = (read_marker(folder) or {}).get("files") or {}
-    names = sorted(n for n in listed if n.endswith((".safetensors", ".bin")))
+    from ..models import weights_pruned
+    from ..training.card import weight_files
+
+    marker = read_marker(folder) or {}
+    pruned = weights_pruned(folder)
+    # a folder whose weights were removed once evaluated (keep_models false): the identity of what they were
+    listed = (pruned.get("files") if pruned is not None else marker.get("files")) or {}
+    names = weight_files(listed)
     if not names:
         return None
     h = hashlib.sha256()

@@ -3,7 +3,9 @@
 ::
 
     experiment.json                         the resolved configuration (``config_path``)
-    models/<system>/seed<k>/                training output: checkpoints/, model/ (``model_dir``)
+    models/<system>/seed<k>/                training output: checkpoints/, model/ (``model_dir``); with
+                                            keep_models false, model/ keeps its records, not its weights,
+                                            once evaluated (its marker's ``weights_pruned``)
     evals/base/<benchmark slug>/            results of an untrained model, seed None (``eval_dir``)
     evals/<system>/seed<k>/<benchmark slug>/  results of each trained model
     report/                                 report.md, report.json, figures/ (``report_dir``)

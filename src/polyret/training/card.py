@@ -147,3 +147,77 @@ def write_final_model(model, target: Path, config: TrainConfig, info: dict[str, 
         for leftover in (tmp, old):
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+# what a trained model folder's weights are (model_identity hashes the same files): removed by prune_weights
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def weight_files(listed: dict[str, Any]) -> list[str]:
+    """The weight files among a completion marker's ``files`` (names relative to the folder), sorted.
+
+    Args:
+        listed: a marker's ``files`` mapping.
+    """
+    return sorted(n for n in listed if n.endswith(WEIGHT_SUFFIXES))
+
+
+def prune_weights(folder: str | os.PathLike, *, reason: str, model_weights: str | None) -> int:
+    """Remove a finished model folder's weight files, keeping its records; returns the bytes freed.
+
+    The completion marker is rewritten FIRST (atomically): it keeps every other file's entry as it was
+    (their recorded sizes and sha256, so a later edit is still noticed), its provenance, and records under
+    ``weights_pruned`` each removed file's size and sha256, ``model_weights`` (the identity the folder's
+    evaluations recorded) and ``reason``. Then the weights are deleted: a kill between the two leaves
+    unlisted weight files, which the next call removes. The folder is then no loadable model
+    (:func:`polyret.models.resolve` says why); its ``polyret_train.json``, ``batches.jsonl`` and card stay.
+
+    Args:
+        folder: a finished model folder (``write_final_model``'s), its marker checked by the caller.
+        reason: why, in words (recorded).
+        model_weights: the folder's identity before pruning (``polyret.experiment.runner.model_identity``).
+
+    Raises:
+        ValueError: the folder has no completion marker, or lists no weight file.
+    """
+    from polyret.models import WEIGHTS_PRUNED
+    from polyret.paths import COMPLETE_MARKER, atomic_write_text, file_sha256, read_marker
+
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None:
+        raise ValueError(f"{folder}: no completion marker; only a finished model's weights are removed")
+    done = marker.get(WEIGHTS_PRUNED)
+    if isinstance(done, dict):  # pruned before: remove what a kill after the marker left
+        names = sorted(done.get("files") or {})
+    else:
+        names = weight_files(marker["files"])
+        if not names:
+            raise ValueError(f"{folder}: its completion marker lists no weight file")
+        removed = {}
+        for name in names:
+            entry = marker["files"][name]
+            if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+                removed[name] = {"size": entry.get("size"), "sha256": entry["sha256"]}
+            else:  # an older polyret's marker records sizes only: the identity hashes the file, so here too
+                removed[name] = {"size": entry if not isinstance(entry, dict) else entry.get("size"),
+                                 "sha256": file_sha256(folder / name)}  # fmt: skip
+        kept = {n: e for n, e in marker["files"].items() if n not in removed}
+        info = {k: v for k, v in marker.items() if k != "files"}
+        info[WEIGHTS_PRUNED] = {
+            "files": removed,
+            "model_weights": model_weights,
+            "bytes": sum(int(e["size"] or 0) for e in removed.values()),
+            "reason": reason,
+        }
+        atomic_write_text(folder / COMPLETE_MARKER, json.dumps({"files": kept, **info}, indent=2, ensure_ascii=False))
+    freed = 0
+    for name in names:
+        path = folder / name
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+        except FileNotFoundError:
+            pass
+    return freed
