@@ -10,7 +10,7 @@ HNSW has no GPU version and stays on the CPU.
 A relevant candidate outside the returned top-k gets rank 0 ("not retrieved") and its exact
 dot-product score, so only measures with a cutoff up to k can be computed from such a run (a
 no-cutoff ``map`` is refused by ``metrics.per_query`` and renamed ``map@k`` by ``evaluate``).
-Split from ``search.py`` (which holds the exact backend and the shared preparation).
+Split from ``search.py`` (the exact backend); both read ``searchdata.py`` (the shared preparation).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyret.data.records import Benchmark
-from polyret.evaluation.search import _chunk_pairs, _Prepared, _Rows
+from polyret.evaluation.searchdata import _chunk_pairs, _Prepared, _Rows
 from polyret.evaluation.settings import Setting
 
 __all__ = ["FaissOptions", "emit_faiss", "search_faiss"]
