@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..configs import thaw
 from .config import ExperimentConfig
 
 __all__ = ["ExperimentPlan", "plan_experiment"]
@@ -27,6 +28,7 @@ class ExperimentPlan:
         precision: the evaluations' precision and why (``bf16 (auto: CPU has AMX)``), the trainings' too.
         missing: every input that is not on disk (training sources, benchmark files), one line each.
         reused: the trainings and evaluations already finished in the output folder (kept, not redone).
+        eval_options: the experiment's ``eval_overrides`` (key, value), given to every evaluation.
     """
 
     world_size: int
@@ -35,6 +37,7 @@ class ExperimentPlan:
     precision: str = ""
     missing: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
+    eval_options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def trainings(self) -> int:
@@ -54,6 +57,7 @@ class ExperimentPlan:
             "precision": self.precision,
             "missing": list(self.missing),
             "reused": list(self.reused),
+            "eval_options": {key: thaw(value) for key, value in self.eval_options},
         }
 
     def lines(self) -> list[str]:
@@ -79,9 +83,15 @@ class ExperimentPlan:
         if self.missing:
             out.append(f"not on disk ({len(self.missing)}; downloaded when the run starts online, else it stops):")
             out += [f"  {m}" for m in self.missing]
+        if self.eval_options:
+            out.append("evaluation options: " + ", ".join(f"{key}={_shown(value)}" for key, value in self.eval_options))
         if self.precision:
             out.append(f"evaluation precision: {self.precision}")
         return out
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _missing_source(source: str, languages) -> str | None:
@@ -176,10 +186,10 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
             tcfg = base.replace(strategy=system.strategy, alpha=system.alpha, seed=seeds[0])
             runs.append((system.name, seeds, estimate_plan(tcfg, sizes, world_size=world_size)))
     benchmarks = tuple((b, tuple(config.eval_languages.get(b) or config.languages or ()) or None) for b in config.benchmarks)
-    from .runner import experiment_precision
+    from .runner import evaluation_precision
 
     try:
-        precision = experiment_precision(config).describe()
+        precision = evaluation_precision(config).describe()
     except ValueError:  # e.g. fp16 planned here for a GPU machine, as the trainings' plans say
         precision = f"{base.precision} (needs a CUDA device: not this machine)"
     return ExperimentPlan(
@@ -189,4 +199,5 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
         precision=precision,
         missing=tuple(missing),
         reused=tuple(_reused(config, runs)),
+        eval_options=tuple(config.eval_overrides.items()),
     )
