@@ -210,8 +210,9 @@ class ExperimentConfig(ConfigBase):
                 raise self._error(f"eval_overrides: {key!r} is not allowed: {RESERVED_EVAL_KEYS[key]}")
         try:
             evaluation = EvalConfig().replace(**self.eval_overrides)
-        except ValueError as exc:
-            raise self._error(f"eval_overrides: {exc}") from None
+        except ValueError as exc:  # the evaluation's key, without its own "invalid evaluation config" prefix
+            key = getattr(exc, "key", None)
+            raise self._error(f"eval_overrides: {key}{exc.detail}" if key else f"eval_overrides: {exc}") from None
         object.__setattr__(self, "eval_overrides", FrozenDict({k: getattr(evaluation, k) for k in self.eval_overrides}))
 
     def base_train_config(self):
@@ -256,9 +257,15 @@ class ExperimentConfig(ConfigBase):
         if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
             raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         base = PRESETS[preset] if preset else cls()
-        for key in ("train_overrides", "eval_overrides"):
-            if isinstance(data.get(key), Mapping):
-                data[key] = {**getattr(base, key), **data[key]}
+        from ..evaluation.config import EvalConfig
+        from ..training.config import TrainConfig
+
+        for key, fields in (("train_overrides", TrainConfig), ("eval_overrides", EvalConfig)):
+            if isinstance(data.get(key), Mapping):  # in the fields' own names (learning_rate is lr) before the merge
+                try:
+                    data[key] = {**getattr(base, key), **fields.canonical_keys(data[key])}
+                except ConfigError as exc:
+                    raise ConfigError(f"{key}: {exc}") from None
         return base
 
 
