@@ -137,6 +137,7 @@ BAD = {
         ({"eval_max_seq_length": 0}, "eval_max_seq_length"),
         ({"preset": "fast"}, "preset"),
         ({"benchmarks": ()}, "benchmarks"),
+        ({"benchmarks": ("xquad-r:tset",)}, "benchmarks"),
         ({"eval_overrides": {"backend": "fais"}}, "eval_overrides"),
         ({"eval_overrides": {"k": 0}}, "eval_overrides"),
         ({"eval_overrides": {"batch_size": 8}}, "eval_overrides"),

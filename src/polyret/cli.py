@@ -473,23 +473,24 @@ def check_evaluate_options(cfg: EvalConfig, *, output: Path | None = None) -> No
         output: a folder that can be created and written (or None).
 
     Raises:
-        ValueError (DataError, ModelError) naming the option and the value.
+        ConfigError, DataError or ModelError naming the option and the value.
     """
     from .data.registry import benchmark_info
+    from .errors import ConfigError
     from .experiment import check_model_spec
     from .paths import check_writable
     from .vocabulary import check_languages
 
     info = benchmark_info(cfg.benchmark)  # DataError: unknown benchmark, with the known ids
-    check_languages(cfg.languages, info.languages, where=f"--languages: {cfg.benchmark}")
+    check_languages(cfg.languages, info.languages, where=f"--languages: {cfg.benchmark}", error=ConfigError)
     absent = [f for f in cfg.families or () if f not in info.families]
     if absent:
-        raise ValueError(f"--families: {cfg.benchmark} has no {', '.join(absent)} settings; it has {', '.join(info.families)}")
+        raise ConfigError(f"--families: {cfg.benchmark} has no {', '.join(absent)} settings; it has {', '.join(info.families)}")
     if cfg.corpus is not None:
         if not cfg.benchmark.startswith("miracl/"):
-            raise ValueError(f"--corpus is for MIRACL-format benchmarks (miracl/<lang>), not {cfg.benchmark}")
+            raise ConfigError(f"--corpus is for MIRACL-format benchmarks (miracl/<lang>), not {cfg.benchmark}")
         if not Path(cfg.corpus).is_file():
-            raise ValueError(f"--corpus: no corpus file at {cfg.corpus}")
+            raise ConfigError(f"--corpus: no corpus file at {cfg.corpus}")
     check_model_spec(cfg.model)
     if output is not None:
         check_writable(output)

@@ -337,7 +337,7 @@ def _parse_string(key: str, text: str, base: Any, optional: bool) -> Any:
         pass
     else:
         return stripped
-    raise ConfigError(f"{key}: cannot parse {text!r} as {type_name(base)}")
+    raise ConfigError(f"{key} must be {type_name(base)}: cannot parse {text!r}")
 
 
 # ---------------------------------------------------------------------- the base class
@@ -441,10 +441,12 @@ class ConfigBase:
         """
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: a {cls.KIND} config must be a mapping, got {type(data).__name__}")
+        from .errors import PolyretError
+
         try:
             data = cls.canonical_keys(data)
             return cls.start(data, source).replace(**data)
-        except ConfigError as error:
+        except PolyretError as error:  # a ConfigError, or a DataError (an unknown benchmark id): named
             raise _prefixed(error, f"{source}: ") from None
 
     @classmethod
@@ -466,8 +468,8 @@ class ConfigBase:
         return {name: thaw(getattr(self, name)) for name in self.field_names()}
 
 
-def _prefixed(error: ConfigError, prefix: str) -> ConfigError:
-    out = ConfigError(prefix + str(error))
+def _prefixed(error: Exception, prefix: str) -> Exception:
+    out = type(error)(prefix + str(error))
     for attr in ("key", "detail"):
         if getattr(error, attr, None) is not None:
             setattr(out, attr, getattr(error, attr))

@@ -160,7 +160,10 @@ class ExperimentConfig(ConfigBase):
         unknown = [b for b in self.eval_languages if b not in self.benchmarks]
         need(not unknown, f"eval_languages names {unknown}, which are not among the benchmarks {list(self.benchmarks)}")
         for bench in self.benchmarks:
-            info = benchmark_info(bench)  # DataError naming the id and the known ones
+            try:
+                info = benchmark_info(bench)
+            except ValueError as exc:  # DataError naming the id and the known ones: a bad value of this key
+                raise self._error(f"benchmarks: {exc}") from None
             langs = self.eval_languages.get(bench) or self.languages
             if langs:
                 key = f"eval_languages[{bench!r}]" if self.eval_languages.get(bench) else "languages"
