@@ -337,7 +337,7 @@ def _parse_string(key: str, text: str, base: Any, optional: bool) -> Any:
         pass
     else:
         return stripped
-    raise ConfigError(f"{key} must be {type_name(base)}: cannot parse {text!r}")
+    raise ConfigError(f"{key} must be {type_name(base)}, got {text!r}")
 
 
 # ---------------------------------------------------------------------- the base class

@@ -20,6 +20,7 @@ def test_eval_overrides_are_checked_as_an_eval_config_and_kept_in_stable_names()
     config = PRESETS["smoke"].replace(eval_overrides={"backend": "faiss", "measures": ["nDCG@10", "AP"], "k": "50"})
     assert config.eval_overrides == {"backend": "faiss", "measures": ("ndcg@10", "map"), "k": 50}
     assert config.to_dict()["eval_overrides"] == {"backend": "faiss", "measures": ["ndcg@10", "map"], "k": 50}
+    assert PRESETS["smoke"].replace(eval_overrides={"store-dtype": "float16"}).eval_overrides == {"store_dtype": "float16"}
     with pytest.raises(ConfigError, match=r"eval_overrides: .*did you mean 'backend'"):
         PRESETS["smoke"].replace(eval_overrides={"bakend": "faiss"})
     with pytest.raises(ConfigError, match="eval_overrides: measures: Judged@200 .* give it a cutoff <= k"):

@@ -126,7 +126,7 @@ class ExperimentConfig(ConfigBase):
         and the training configuration each system will get (so a typo fails before any work starts).
 
         Raises:
-            ``ConfigError`` (a ``ValueError``; ``DataError`` for an unknown benchmark) naming the key.
+            ``ConfigError`` (a ``ValueError``) naming the key.
         """
         from ..data.registry import benchmark_info
         from ..training.config import RECIPES
@@ -208,15 +208,19 @@ class ExperimentConfig(ConfigBase):
             return
         from ..evaluation.config import EvalConfig
 
-        for key in self.eval_overrides:
+        try:
+            overrides = EvalConfig.canonical_keys(self.eval_overrides)  # store-dtype is store_dtype; unknown keys
+        except ConfigError as exc:
+            raise self._error(f"eval_overrides: {exc}") from None
+        for key in overrides:
             if key in RESERVED_EVAL_KEYS:
                 raise self._error(f"eval_overrides: {key!r} is not allowed: {RESERVED_EVAL_KEYS[key]}")
         try:
-            evaluation = EvalConfig().replace(**self.eval_overrides)
+            evaluation = EvalConfig().replace(**overrides)
         except ValueError as exc:  # the evaluation's key, without its own "invalid evaluation config" prefix
             key = getattr(exc, "key", None)
             raise self._error(f"eval_overrides: {key}{exc.detail}" if key else f"eval_overrides: {exc}") from None
-        object.__setattr__(self, "eval_overrides", FrozenDict({k: getattr(evaluation, k) for k in self.eval_overrides}))
+        object.__setattr__(self, "eval_overrides", FrozenDict({k: getattr(evaluation, k) for k in overrides}))
 
     def base_train_config(self):
         """The recipe with the experiment's model, sources, languages and ``train_overrides`` applied."""
