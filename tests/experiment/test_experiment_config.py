@@ -80,3 +80,12 @@ def test_the_dry_run_shows_the_eval_overrides_and_the_command_line_sets_them(tin
     result = runner.invoke(app, [*base, "--eval-set", "k=0"])
     assert result.exit_code == 2 and "eval_overrides" in result.output and "k must be >= 1" in result.output
     assert not (tmp_path / "exp").exists()
+
+
+def test_the_reports_setup_names_the_eval_overrides(tmp_path):
+    from polyret.report.setup import collect_setup
+
+    overrides = {"backend": "faiss", "measures": ["map@20", "ndcg@10"]}
+    config = PRESETS["smoke"].replace(output=str(tmp_path), eval_overrides=overrides)
+    assert collect_setup(tmp_path, config)["evaluation options"] == "backend faiss, measures map@20,ndcg@10"
+    assert "evaluation options" not in collect_setup(tmp_path, PRESETS["smoke"].replace(output=str(tmp_path)))
