@@ -224,3 +224,16 @@ def test_presets_and_recipes_are_immutable():
         RECIPES["cpu"].lr = 1.0
     more = PRESETS["cpu"].replace(seeds=3)
     assert more.seeds == 3 and PRESETS["cpu"].seeds == 1 and more.preset == "cpu"
+
+
+def test_the_evaluate_commands_options_default_to_the_eval_config_fields():
+    import typer.main
+
+    from polyret.cli import app
+
+    command = typer.main.get_command(app).commands["evaluate"]
+    defaults = {p.name: p.default for p in command.params}
+    mirrored = ["model", "benchmark", "batch_size", "k", "backend", "precision", "store_dtype", "store_threshold",
+                "max_tokens", "debias_fit_max_queries"]  # fmt: skip
+    assert {name: defaults[name] for name in mirrored} == {name: EvalConfig.default(name) for name in mirrored}
+    assert ",".join(EvalConfig.default("measures")) in next(p.help for p in command.params if p.name == "measures")

@@ -524,7 +524,12 @@ def train(
     dev: str | None = typer.Option(
         None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."
     ),
-    set_: list[str] | None = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="Any TrainConfig field as key=value (repeatable); transformers names work too (learning_rate, "
+        "num_train_epochs, per_device_train_batch_size), other trainer arguments via trainer_args={max_grad_norm: 1}.",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve the plan (data sizes, steps, batch per step and device, memory) and stop."
     ),
