@@ -21,82 +21,83 @@ _PAPER_MIRACL = ("ar", "de", "en", "es", "hi", "zh", "ru", "th")
 # steps a per-step draw's share of monolingual batches is noise, issue 21)
 _CPU_TRAINING = {"max_steps": 20, "batch_size": 16, "lr": 1e-5, "save_steps": 10, "dev_groups": 0, "alpha_schedule": "balanced"}
 
-# frozen configs in a read-only mapping: PRESETS["cpu"].replace(seeds=3) makes a changed copy, nothing changes a preset
-PRESETS: Mapping[str, ExperimentConfig] = FrozenDict(
-    {
-        # The README's main job: about 20 minutes on 2 CPU cores (see bench/RESULTS.md).
-        # Measured on 2 AMD EPYC cores (no AVX-512, ~115 GFLOPS fp32 GEMM): each evaluation of xquad-r:test
-        # (12.5k texts, 132 settings) takes ~3.7 min of encoding, so the four evaluations the issue asks
-        # for use ~15 of the 20 minutes; training gets the rest at ~0.28 s per pair: 20 steps of 16 pairs
-        # per strategy (20 hybrid batch draws, not 10). lr 1e-5 from the recipe search in bench/RESULTS.md
-        # (issue 14): hybrid keeps mono mAP within .01 of the base (-0.003) while max rank distance falls by
-        # more than half (585 -> 276); 2e-5 loses .010, the earlier 5e-5 .04-.05.
-        "cpu": ExperimentConfig(
-            preset="cpu",
-            recipe="cpu",
-            train_overrides=dict(_CPU_TRAINING),
-            eval_max_seq_length=128,
-            output="runs/experiment-cpu",
-        ),
-        # The alpha trade-off with enough seeds to judge the paper's claims on 2 CPU cores (issue 14): 4 of
-        # XQuAD-R's 11 languages (de, en, th, zh: 4 scripts; 4.5k texts per evaluation instead of 12.5k), the
-        # grid the paper searched (alpha 0 = cross, .25, .5 = hybrid, .75, 1 = mono), 3 seeds each, and the
-        # gentle recipe the search in bench/RESULTS.md chose (lr 1e-5: hybrid keeps mono mAP within .01 of the
-        # base while max rank distance falls by more than half). 15 trainings + 16 evaluations.
-        "cpu-sweep": ExperimentConfig(
-            preset="cpu-sweep",
-            recipe="cpu",
-            languages=("de", "en", "th", "zh"),
-            strategies=("mono", "cross", "hybrid"),
-            alpha_sweep=(0.25, 0.75),
-            seeds=3,
-            train_overrides=dict(_CPU_TRAINING),
-            eval_max_seq_length=128,
-            output="runs/experiment-cpu-sweep",
-        ),
-        # The quickest real run (tests use it with a tiny model): two languages, 4 steps on batches of 8 per
-        # strategy, four evaluations of 2.4k texts. Its folder holds three me5-small models (465 MB each, ~1.4 GB;
-        # checkpoints are deleted once each model is complete); time and disk in bench/RESULTS.md (issue 24).
-        "smoke": ExperimentConfig(
-            preset="smoke",
-            recipe="cpu",
-            languages=("de", "en"),
-            train_overrides={
-                "max_steps": 4,
-                "batch_size": 8,
-                "save_steps": 2,
-                "save_total_limit": 2,
-                "dev_groups": 0,
-                "max_groups": 64,
-                "logging_steps": 1,
-                "warmup_ratio": 0.0,
-                "lr": 1e-4,
-                "alpha_schedule": "balanced",
-            },
-            eval_max_seq_length=64,
-            output="runs/experiment-smoke",
-        ),
-        # The published setup as a GPU job (one GPU, or a node under torchrun: the README's "On several GPUs"): train on
-        # mMARCO in MLQA's seven languages (add local translated QA files in the JSONL format to `train` in a
-        # config file naming `preset: paper`), evaluate zero-shot on XQuAD-R, MLQA-R and MIRACL. The training
-        # recipe is `paper`: global batch 100 (104 on 8 GPUs), gathered negatives, GradCache, early stopping on
-        # a dev loss checked `eval_points` times per run. `polyret experiment --preset paper --dry-run
-        # --world-size 8` resolves the plan without training.
-        "paper": ExperimentConfig(
-            preset="paper",
-            model="FacebookAI/xlm-roberta-large",
-            recipe="paper",
-            train=("mmarco",),
-            languages=("ar", "de", "en", "es", "hi", "vi", "zh"),
-            benchmarks=("xquad-r:test", "mlqa-r:test", *(f"miracl/{lang}" for lang in _PAPER_MIRACL)),
-            # MIRACL is one benchmark per language; ru and th were never trained on (zero-shot in the language too)
-            eval_languages={f"miracl/{lang}": (lang,) for lang in _PAPER_MIRACL},
-            strategies=("mono", "cross", "hybrid", "mixed"),
-            alpha_sweep=(0.4, 0.6),
-            seeds=3,
-            eval_batch_size=256,
-            eval_max_seq_length=512,
-            output="runs/experiment-paper",
-        ),
-    }
-)
+_PRESETS: dict[str, ExperimentConfig] = {
+    # The README's main job: about 20 minutes on 2 CPU cores (see bench/RESULTS.md).
+    # Measured on 2 AMD EPYC cores (no AVX-512, ~115 GFLOPS fp32 GEMM): each evaluation of xquad-r:test
+    # (12.5k texts, 132 settings) takes ~3.7 min of encoding, so the four evaluations the issue asks
+    # for use ~15 of the 20 minutes; training gets the rest at ~0.28 s per pair: 20 steps of 16 pairs
+    # per strategy (20 hybrid batch draws, not 10). lr 1e-5 from the recipe search in bench/RESULTS.md
+    # (issue 14): hybrid keeps mono mAP within .01 of the base (-0.003) while max rank distance falls by
+    # more than half (585 -> 276); 2e-5 loses .010, the earlier 5e-5 .04-.05.
+    "cpu": ExperimentConfig(
+        preset="cpu",
+        recipe="cpu",
+        train_overrides=dict(_CPU_TRAINING),
+        eval_max_seq_length=128,
+        output="runs/experiment-cpu",
+    ),
+    # The alpha trade-off with enough seeds to judge the paper's claims on 2 CPU cores (issue 14): 4 of
+    # XQuAD-R's 11 languages (de, en, th, zh: 4 scripts; 4.5k texts per evaluation instead of 12.5k), the
+    # grid the paper searched (alpha 0 = cross, .25, .5 = hybrid, .75, 1 = mono), 3 seeds each, and the
+    # gentle recipe the search in bench/RESULTS.md chose (lr 1e-5: hybrid keeps mono mAP within .01 of the
+    # base while max rank distance falls by more than half). 15 trainings + 16 evaluations.
+    "cpu-sweep": ExperimentConfig(
+        preset="cpu-sweep",
+        recipe="cpu",
+        languages=("de", "en", "th", "zh"),
+        strategies=("mono", "cross", "hybrid"),
+        alpha_sweep=(0.25, 0.75),
+        seeds=3,
+        train_overrides=dict(_CPU_TRAINING),
+        eval_max_seq_length=128,
+        output="runs/experiment-cpu-sweep",
+    ),
+    # The quickest real run (tests use it with a tiny model): two languages, 4 steps on batches of 8 per
+    # strategy, four evaluations of 2.4k texts. Its folder holds three me5-small models (465 MB each, ~1.4 GB;
+    # checkpoints are deleted once each model is complete); time and disk in bench/RESULTS.md (issue 24).
+    "smoke": ExperimentConfig(
+        preset="smoke",
+        recipe="cpu",
+        languages=("de", "en"),
+        train_overrides={
+            "max_steps": 4,
+            "batch_size": 8,
+            "save_steps": 2,
+            "save_total_limit": 2,
+            "dev_groups": 0,
+            "max_groups": 64,
+            "logging_steps": 1,
+            "warmup_ratio": 0.0,
+            "lr": 1e-4,
+            "alpha_schedule": "balanced",
+        },
+        eval_max_seq_length=64,
+        output="runs/experiment-smoke",
+    ),
+    # The published setup as a GPU job (one GPU, or a node under torchrun: the README's "On several GPUs"): train on
+    # mMARCO in MLQA's seven languages (add local translated QA files in the JSONL format to `train` in a
+    # config file naming `preset: paper`), evaluate zero-shot on XQuAD-R, MLQA-R and MIRACL. The training
+    # recipe is `paper`: global batch 100 (104 on 8 GPUs), gathered negatives, GradCache, early stopping on
+    # a dev loss checked `eval_points` times per run. `polyret experiment --preset paper --dry-run
+    # --world-size 8` resolves the plan without training.
+    "paper": ExperimentConfig(
+        preset="paper",
+        model="FacebookAI/xlm-roberta-large",
+        recipe="paper",
+        train=("mmarco",),
+        languages=("ar", "de", "en", "es", "hi", "vi", "zh"),
+        benchmarks=("xquad-r:test", "mlqa-r:test", *(f"miracl/{lang}" for lang in _PAPER_MIRACL)),
+        # MIRACL is one benchmark per language; ru and th were never trained on (zero-shot in the language too)
+        eval_languages={f"miracl/{lang}": (lang,) for lang in _PAPER_MIRACL},
+        strategies=("mono", "cross", "hybrid", "mixed"),
+        alpha_sweep=(0.4, 0.6),
+        seeds=3,
+        eval_batch_size=256,
+        eval_max_seq_length=512,
+        output="runs/experiment-paper",
+    ),
+}
+
+# frozen configs in a read-only mapping: PRESETS["cpu"].replace(seeds=3) makes a changed copy; nothing changes a preset
+PRESETS: Mapping[str, ExperimentConfig] = FrozenDict(_PRESETS)
+del _PRESETS
