@@ -26,6 +26,10 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from . import interrupts as _interrupts
+from .evaluation.config import EvalConfig
+
+# `polyret evaluate`'s options that mirror an EvalConfig field default to that field's default (typed once)
+_EVAL = EvalConfig.default
 
 try:  # typer >= 0.24 vendors click; its exceptions are the ones the commands raise
     from typer._click import exceptions as cx
@@ -324,21 +328,23 @@ def _check_plan_world_size(world_size: int | None, dry_run: bool, error: type[Ex
 
 @app.command()
 def evaluate(
-    model: str = typer.Option("builtin:me5-small", help="builtin:me5-small, a local model folder, or a Hub id."),
-    benchmark: str = typer.Option("xquad-r:test", help="Benchmark id: xquad-r[:train|:test], mlqa-r[...], miracl/<lang>."),
+    model: str = typer.Option(_EVAL("model"), help="builtin:me5-small, a local model folder, or a Hub id."),
+    benchmark: str = typer.Option(_EVAL("benchmark"), help="Benchmark id: xquad-r[:train|:test], mlqa-r[...], miracl/<lang>."),
     languages: str | None = typer.Option(None, help="Comma-separated subset of languages, e.g. de,en,zh."),
     families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
     data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
     output: Path | None = typer.Option(None, help="Folder for results.json, settings.csv, per_query.csv.gz, heatmap."),
-    batch_size: int = typer.Option(32, help="Encoding batch size (texts; batches of long texts are cut to 4096 padded tokens)."),
-    k: int = typer.Option(100, help="Candidates kept per query in the run table (metrics stay exact)."),
+    batch_size: int = typer.Option(
+        _EVAL("batch_size"), help="Encoding batch size (texts; batches of long texts are cut to --max-tokens padded tokens)."
+    ),
+    k: int = typer.Option(_EVAL("k"), help="Candidates kept per query in the run table (metrics stay exact)."),
     measures: str | None = typer.Option(
         None,
         help="Comma-separated measures in ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10, "
-        "ndcg_cut_10, recip_rank ...); default map,map@20,ndcg@10,recall@1,recall@10,recall@100,mrr@10.",
+        "ndcg_cut_10, recip_rank ...); default " + ",".join(_EVAL("measures")) + ".",
     ),
     backend: str = typer.Option(
-        "exact",
+        _EVAL("backend"),
         help="exact (blocked matrix products, exact full ranks), faiss (Flat), faiss-ivf or faiss-hnsw (approximate); "
         "faiss ranks only the top k, so map is reported as map@k.",
     ),
@@ -357,15 +363,18 @@ def evaluate(
         None, help="Encode with one worker process per device, e.g. cuda:0,cuda:1 (one machine; under torchrun use ranks)."
     ),
     precision: str = typer.Option(
-        "auto",
+        _EVAL("precision"),
         help="Inference precision: auto (bf16 on a GPU or a CPU with native bf16 (AMX, AVX512-BF16), else fp16 on "
         "GPU / fp32), fp32 (the reference), bf16 or fp16; autocast, each cached apart; results.json records the resolved one.",
     ),
-    store_dtype: str = typer.Option("float32", help="Rows of a corpus's embedding store: float32 or float16 (half the RAM)."),
-    store_threshold: int = typer.Option(
-        100_000, help="Candidates from which a corpus goes to the memory-mapped embedding store (not the per-text cache)."
+    store_dtype: str = typer.Option(
+        _EVAL("store_dtype"), help="Rows of a corpus's embedding store: float32 or float16 (half the RAM)."
     ),
-    max_tokens: int = typer.Option(4096, help="Most padded tokens per encoding batch (texts x longest text)."),
+    store_threshold: int = typer.Option(
+        _EVAL("store_threshold"),
+        help="Candidates from which a corpus goes to the memory-mapped embedding store (not the per-text cache).",
+    ),
+    max_tokens: int = typer.Option(_EVAL("max_tokens"), help="Most padded tokens per encoding batch (texts x longest text)."),
     corpus: Path | None = typer.Option(
         None,
         help="With --benchmark miracl/<lang>: evaluate this MIRACL-format corpus JSONL(.gz) ({docid, title, text} lines) "
@@ -381,7 +390,9 @@ def evaluate(
     debias_fit: str | None = typer.Option(
         None, help="Benchmark the remedy is fitted on, e.g. xquad-r:train (never the evaluated one or data sharing its passages)."
     ),
-    debias_fit_max_queries: int = typer.Option(300, help="Parallel questions of --debias-fit used to fit the remedy (0: all)."),
+    debias_fit_max_queries: int = typer.Option(
+        _EVAL("debias_fit_max_queries"), help="Parallel questions of --debias-fit used to fit the remedy (0: all)."
+    ),
     overwrite: bool = typer.Option(
         False, help="Empty --output first when it holds the finished output of another model, benchmark or verb."
     ),
@@ -391,57 +402,40 @@ def evaluate(
     from .evaluation import evaluate as run_evaluate
 
     distributed.init_from_env()  # under torchrun: every rank encodes, rank 0 searches and writes
-    langs, fams, device_list = _split(languages), _split(families), _split(devices)
-    encode_options = {
-        "precision": precision,
-        "store_dtype": store_dtype,
-        "store_threshold": store_threshold,
-        "devices": device_list,
-        "max_tokens": max_tokens,
-    }
-    measure_list = _measures(measures, k=k)
-    check_evaluate_options(
-        model,
-        benchmark,
-        languages=langs,
-        families=fams,
-        k=k,
-        batch_size=batch_size,
-        backend=backend,
-        max_seq_length=max_seq_length,
-        output=output,
-        encode_options=encode_options,
-        corpus=corpus,
-        device=device,
-    )
-    _say_precision(precision, device_list[0] if device_list else device)
-    res = run_evaluate(
-        model,
-        benchmark,
-        output=output,
-        keep_run=trec_run,
-        measures=measure_list,
-        trec_run=trec_run,
-        overwrite=overwrite,
-        languages=langs,
-        families=fams,
+    # every value is checked once, by EvalConfig (its messages name the --option); then what needs the
+    # registry or the disk (the benchmark's languages and families, the model spec, corpus, output)
+    cfg = _options_config(
+        EvalConfig,
+        model=model,
+        benchmark=benchmark,
+        languages=_split(languages),
+        families=_split(families),
         data_dir=str(data_dir) if data_dir else None,
         batch_size=batch_size,
         k=k,
         backend=backend,
+        measures=_split(measures) if measures is not None else _EVAL("measures"),
         with_context=with_context,
         max_seq_length=max_seq_length,
         query_prompt=query_prompt,
         passage_prompt=passage_prompt,
         cache=not no_cache,
         device=device,
+        precision=precision,
+        store_dtype=store_dtype,
+        store_threshold=store_threshold,
+        devices=_split(devices),
+        max_tokens=max_tokens,
         corpus=str(corpus) if corpus is not None else None,
         bias_measures=_split(bias_measures),
         debias=debias,
         debias_fit=debias_fit,
         debias_fit_max_queries=debias_fit_max_queries or None,
-        **encode_options,
     )
+    check_evaluate_options(cfg, output=output)
+    _say_precision(cfg.precision, cfg.devices[0] if cfg.devices else cfg.device)
+    res = run_evaluate(cfg.model, cfg.benchmark, config=cfg, output=output, keep_run=trec_run, trec_run=trec_run,
+                       overwrite=overwrite)  # fmt: skip
     if not distributed.is_main():
         return  # rank 0 prints and writes the TREC run
     print_results(res)
@@ -454,70 +448,50 @@ def evaluate(
              + (", the TREC run" if trec_run else "") + " and the heatmap)")  # fmt: skip
 
 
-def check_evaluate_options(
-    model: str,
-    benchmark: str,
-    *,
-    languages: list[str] | None = None,
-    families: list[str] | None = None,
-    k: int = 100,
-    batch_size: int = 32,
-    backend: str = "exact",
-    max_seq_length: int | None = None,
-    output: Path | None = None,
-    encode_options: dict | None = None,
-    corpus: Path | None = None,
-    device: str | None = None,
-) -> None:
-    """Check every ``evaluate`` option before a model loads or a text is encoded.
+def _option(key: str) -> str:
+    """The command-line option of a config key: ``batch_size`` -> ``--batch-size``."""
+    return "--" + key.replace("_", "-")
+
+
+def _options_config(cls, **values):
+    """``cls(**values)`` (a config built from a command's options); an error naming a key names its option."""
+    from .configs import renamed_error
+    from .errors import PolyretError
+
+    try:
+        return cls(**values)
+    except PolyretError as error:
+        raise renamed_error(error, _option) from None
+
+
+def check_evaluate_options(cfg: EvalConfig, *, output: Path | None = None) -> None:
+    """What ``evaluate``'s options need beyond a valid :class:`EvalConfig` (which checks every value), before a
+    model loads or a text is encoded: the registry and the disk.
 
     Args:
-        model: the model spec (an unknown builtin or a local path that is not there fails; a Hub id passes).
-        benchmark: a registry id; ``languages`` and ``families`` must be among its own.
-        k, batch_size, max_seq_length: >= 1.
-        backend: one of the search backends.
+        cfg: the evaluation's config (``languages`` and ``families`` must be among the benchmark's own).
         output: a folder that can be created and written (or None).
-        encode_options: precision, store_dtype, store_threshold, devices, max_tokens
-            (:func:`polyret.evaluation.evaluate.check_encode_options`; None: the defaults).
-        corpus: a corpus file for a ``miracl/<lang>`` benchmark (must exist).
-        device: a torch device this machine has (None: the best available).
 
     Raises:
-        ValueError (DataError, ModelError) naming the option and the value.
+        ConfigError, DataError or ModelError naming the option and the value.
     """
     from .data.registry import benchmark_info
-    from .evaluation.search import BACKENDS
+    from .errors import ConfigError
     from .experiment import check_model_spec
     from .paths import check_writable
-    from .vocabulary import FAMILIES, check_languages
+    from .vocabulary import check_languages
 
-    info = benchmark_info(benchmark)  # DataError: unknown benchmark, with the known ids
-    check_languages(languages, info.languages, where=f"--languages: {benchmark}")
-    if families is not None:
-        bad = [f for f in families if f not in FAMILIES]
-        if bad or not families:
-            raise ValueError(f"--families: unknown {', '.join(bad) or '(empty list)'}; choose from {', '.join(FAMILIES)}")
-        absent = [f for f in families if f not in info.families]
-        if absent:
-            raise ValueError(f"--families: {benchmark} has no {', '.join(absent)} settings; it has {', '.join(info.families)}")
-    for name, value in (("--k", k), ("--batch-size", batch_size), ("--max-seq-length", max_seq_length)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if backend not in BACKENDS:
-        raise ValueError(f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if encode_options is not None:
-        from .evaluation.evaluate import check_encode_options
-
-        check_encode_options(**encode_options, option=lambda key: "--" + key.replace("_", "-"))
-    if corpus is not None:
-        if not benchmark.startswith("miracl/"):
-            raise ValueError(f"--corpus is for MIRACL-format benchmarks (miracl/<lang>), not {benchmark}")
-        if not corpus.is_file():
-            raise ValueError(f"--corpus: no corpus file at {corpus}")
-    from .models import check_device
-
-    check_device(device, option="--device")
-    check_model_spec(model)
+    info = benchmark_info(cfg.benchmark)  # DataError: unknown benchmark, with the known ids
+    check_languages(cfg.languages, info.languages, where=f"--languages: {cfg.benchmark}", error=ConfigError)
+    absent = [f for f in cfg.families or () if f not in info.families]
+    if absent:
+        raise ConfigError(f"--families: {cfg.benchmark} has no {', '.join(absent)} settings; it has {', '.join(info.families)}")
+    if cfg.corpus is not None:
+        if not cfg.benchmark.startswith("miracl/"):
+            raise ConfigError(f"--corpus is for MIRACL-format benchmarks (miracl/<lang>), not {cfg.benchmark}")
+        if not Path(cfg.corpus).is_file():
+            raise ConfigError(f"--corpus: no corpus file at {cfg.corpus}")
+    check_model_spec(cfg.model)
     if output is not None:
         check_writable(output)
 
@@ -550,7 +524,12 @@ def train(
     dev: str | None = typer.Option(
         None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."
     ),
-    set_: list[str] | None = typer.Option(None, "--set", help="Any TrainConfig field as key=value (repeatable)."),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="Any TrainConfig field as key=value (repeatable); transformers names work too (learning_rate, "
+        "num_train_epochs, per_device_train_batch_size), other trainer arguments via trainer_args={max_grad_norm: 1}.",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve the plan (data sizes, steps, batch per step and device, memory) and stop."
     ),
@@ -665,7 +644,7 @@ def _train_overrides(recipe: str, pairs: list[str]) -> dict:
     from .experiment import check_train_overrides
     from .training.config import TrainConfig, parse_overrides
 
-    raw = parse_overrides(pairs)
+    raw = TrainConfig.canonical_keys(parse_overrides(pairs))  # learning_rate=... is lr=...
     check_train_overrides(raw)  # keys the experiment sets per run: name the option to use instead
     parsed = TrainConfig.from_recipe(recipe).replace(**raw)
     return {key: getattr(parsed, key) for key in raw}
@@ -691,6 +670,12 @@ def experiment(
         "--set",
         help="Training override for every strategy, a TrainConfig field as key=value "
         "(repeatable), e.g. --set max_steps=150 --set batch_size=32.",
+    ),
+    eval_set: list[str] | None = typer.Option(
+        None,
+        "--eval-set",
+        help="Evaluation override for every evaluation, an EvalConfig field as key=value (repeatable), e.g. "
+        "--eval-set backend=faiss --eval-set store_dtype=float16 (the config key eval_overrides).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve every training's plan (data, steps, batches, memory) and the evaluations; stop."
@@ -751,6 +736,10 @@ def experiment(
         overrides["remedy_fit"] = remedy_fit
     if set_:
         overrides["train_overrides"] = {**cfg.train_overrides, **_train_overrides(cfg.recipe, set_)}
+    if eval_set:
+        from .configs import parse_overrides
+
+        overrides["eval_overrides"] = {**cfg.eval_overrides, **EvalConfig.canonical_keys(parse_overrides(eval_set))}
     cfg = cfg.replace(**overrides)
     _check_plan_world_size(world_size, dry_run, ValueError)
     if dry_run:

@@ -31,7 +31,14 @@ class PolyretError(ValueError):
 
 
 class ConfigError(PolyretError):
-    """A configuration value (training, experiment or evaluation) is missing, unknown or out of range."""
+    """A configuration value (training, experiment or evaluation) is missing, unknown or out of range.
+
+    ``key``: the config field the message is about, when it is one (``detail``: the message after the
+    key), so a command line can name its own option instead (``--batch-size must be >= 1``).
+    """
+
+    key: str | None = None
+    detail: str | None = None
 
 
 class DataError(PolyretError):

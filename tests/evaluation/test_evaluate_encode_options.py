@@ -173,7 +173,7 @@ def test_devices_under_a_launcher_is_refused_before_anything_loads(monkeypatch):
     with pytest.raises(ConfigError, match="devices: a device pool is for one process without a launcher"):
         EvalConfig(devices=["cuda:0", "cuda:1"])
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert EvalConfig(devices=["cuda:0", "cuda:1"]).devices == ["cuda:0", "cuda:1"]
+    assert EvalConfig(devices=["cuda:0", "cuda:1"]).devices == ("cuda:0", "cuda:1")  # frozen: a tuple
 
 
 def test_devices_string_is_split_and_corpus_needs_a_miracl_id(miracl_data, tmp_path, monkeypatch):
@@ -182,7 +182,7 @@ def test_devices_string_is_split_and_corpus_needs_a_miracl_id(miracl_data, tmp_p
     _two_gpus(monkeypatch)
 
     data, own = miracl_data
-    assert EvalConfig(devices="cuda:0, cuda:1").devices == ["cuda:0", "cuda:1"]
+    assert EvalConfig(devices="cuda:0, cuda:1").devices == ("cuda:0", "cuda:1")
     with pytest.raises(DataError, match="corpus: only a MIRACL-format benchmark"):
         load_benchmark("xquad-r:test", corpus=own)
     with pytest.raises(DataError, match="corpus: no corpus file at"):

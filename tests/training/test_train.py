@@ -80,7 +80,7 @@ def test_recipes_and_overrides():
         ({"lora_r": 4, "freeze_word_embeddings": True}, "LoRA already trains only the adapter"),
         ({"eval_steps": 7}, "multiple of eval_steps"),
         ({"nonsense": 1}, "unknown training config key"),
-        ({"max_steps": "ten"}, "cannot parse 'ten'"),
+        ({"max_steps": "ten"}, "max_steps must be an integer, got 'ten'"),
         ({"languages": "DE,en"}, "language code 'DE' is not canonical; write 'de'"),
         ({"embed_chunk_size": 0}, "embed_chunk_size must be >= 1"),
         ({"dev_pairs": 8}, "'dev_pairs' was renamed to 'dev_groups'"),

@@ -1,19 +1,19 @@
-"""What an experiment compares: ``ExperimentConfig`` (validated, type-checked, read from YAML/JSON),
-the ``System`` it trains per strategy, and the train overrides it refuses because it sets them per run.
+"""What an experiment compares: ``ExperimentConfig`` (frozen, validated and type-checked on construction,
+read from YAML/JSON through :class:`polyret.configs.ConfigBase`), the ``System`` it trains per strategy,
+and the train and evaluation overrides it refuses because it sets them per run.
 
 Presets live in ``presets``, disk checks of the inputs in ``inputs``, the loop in ``runner``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..serialize import unique_json_keys, yaml_load_unique
+from ..configs import ConfigBase, FrozenDict
+from ..errors import ConfigError
 from ..vocabulary import STRATEGIES, check_languages
 from .inputs import check_model_spec, check_train_source
 
@@ -37,8 +37,8 @@ class System:
         return self.strategy
 
 
-@dataclass
-class ExperimentConfig:
+@dataclass(frozen=True)
+class ExperimentConfig(ConfigBase):
     """What to compare. ``train_overrides`` are ``TrainConfig`` fields applied on top of ``recipe``.
 
     Args:
@@ -71,7 +71,16 @@ class ExperimentConfig:
             (``"center"`` = ``"base+center"``); methods: ``polyret.evaluation.debias.METHODS``.
         remedy_fit: the benchmark every remedy is fitted on (never one of ``benchmarks``).
         remedy_fit_max_queries: how many parallel questions of ``remedy_fit`` are used (None: all).
+        eval_overrides: ``EvalConfig`` fields set for every evaluation the experiment runs (``backend``,
+            ``precision``, ``store_dtype``, ``measures``, ``k``, ``families``, ``store_threshold``...; not those
+            in ``RESERVED_EVAL_KEYS``, which the experiment sets itself), checked as an ``EvalConfig`` on
+            construction and recorded in ``experiment.json``. ``precision`` here sets the evaluations'
+            precision apart from the trainings' (default: the trainings', resolved).
+
+    Frozen and validated on construction: ``replace`` (or ``from_dict``) makes a changed copy.
     """
+
+    KIND: ClassVar[str] = "experiment"
 
     model: str = "builtin:me5-small"
     train: tuple[str, ...] = ("xquad-r:train",)
@@ -83,10 +92,10 @@ class ExperimentConfig:
     seeds: int = 1
     first_seed: int = 0
     recipe: str = "cpu"
-    train_overrides: dict[str, Any] = field(default_factory=dict)
+    train_overrides: Mapping[str, Any] = field(default_factory=FrozenDict)
     eval_batch_size: int = 32
     eval_max_seq_length: int | None = 256
-    eval_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per-benchmark language subsets
+    eval_languages: Mapping[str, tuple[str, ...]] = field(default_factory=FrozenDict)  # per-benchmark language subsets
     data_dir: str | None = None
     output: str = "runs/experiment"
     preset: str | None = None
@@ -95,6 +104,11 @@ class ExperimentConfig:
     remedies: tuple[str, ...] = ()  # "<system>+<method>" (or "<method>" = base+<method>): polyret.evaluation.debias
     remedy_fit: str = "xquad-r:train"  # the benchmark every remedy is fitted on
     remedy_fit_max_queries: int | None = 300  # parallel questions of remedy_fit used
+    eval_overrides: Mapping[str, Any] = field(default_factory=FrozenDict)  # EvalConfig fields of every evaluation
+
+    def __post_init__(self) -> None:
+        self._prepare()  # lists and comma strings -> tuples, mappings read-only; a wrong type named
+        self.validate()
 
     def remedy_systems(self) -> list[tuple[str, str, str]]:
         """``(system name, trained system it applies to or "base", method)`` per entry of ``remedies``."""
@@ -113,82 +127,106 @@ class ExperimentConfig:
     def seed_values(self) -> list[int]:
         return [self.first_seed + i for i in range(self.seeds)]
 
-    def replace(self, **overrides: Any) -> ExperimentConfig:
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown experiment config key(s) {unknown}; known: {sorted(known)}")
-        out = dataclasses.replace(self, **overrides)
-        out.validate()
-        return out
-
     def validate(self) -> None:
         """Check every value without touching the disk: types, ranges, benchmark ids and their languages,
         and the training configuration each system will get (so a typo fails before any work starts).
 
         Raises:
-            ValueError (or its subclasses ``ConfigError`` / ``DataError``) naming the key.
+            ``ConfigError`` (a ``ValueError``) naming the key.
         """
         from ..data.registry import benchmark_info
         from ..training.config import RECIPES
-        from .presets import PRESETS
 
-        _check_types(self)
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if self.first_seed < 0:
-            raise ValueError(f"first_seed must be >= 0, got {self.first_seed}")
-        if not self.strategies:
-            raise ValueError(f"strategies is empty; choose from {', '.join(STRATEGIES)}")
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise self._error(message)
+
+        need(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        need(self.first_seed >= 0, f"first_seed must be >= 0, got {self.first_seed}")
+        need(bool(self.strategies), f"strategies is empty; choose from {', '.join(STRATEGIES)}")
         bad = [s for s in self.strategies if s not in STRATEGIES]
-        if bad:
-            raise ValueError(f"unknown strategies {bad}; choose from {', '.join(STRATEGIES)}")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown training recipe {self.recipe!r}; known: {sorted(RECIPES)}")
-        for a in (self.alpha, *self.alpha_sweep):
-            if not 0.0 <= a <= 1.0:
-                raise ValueError(f"alpha must be in [0, 1], got {a}")
-        if not self.benchmarks:
-            raise ValueError("an experiment needs at least one benchmark")
-        if not self.model:
-            raise ValueError("model is empty")
-        if not self.output:
-            raise ValueError("output is empty")
-        if self.eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
-        if self.eval_max_seq_length is not None and self.eval_max_seq_length < 1:
-            raise ValueError(f"eval_max_seq_length must be >= 1 (or null), got {self.eval_max_seq_length}")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
+        need(not bad, f"strategies: unknown strategies {bad}; choose from {', '.join(STRATEGIES)}")
+        need(self.recipe in RECIPES, f"recipe: unknown training recipe {self.recipe!r}; known: {sorted(RECIPES)}")
+        need(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
+        for a in self.alpha_sweep:
+            need(0.0 <= a <= 1.0, f"alpha_sweep: alpha must be in [0, 1], got {a}")
+        need(bool(self.benchmarks), "benchmarks: an experiment needs at least one benchmark")
+        need(bool(self.model), "model is empty")
+        need(bool(self.output), "output is empty")
+        need(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        need(
+            self.eval_max_seq_length is None or self.eval_max_seq_length >= 1,
+            f"eval_max_seq_length must be >= 1 (or null), got {self.eval_max_seq_length}",
+        )
+        # the presets are themselves ExperimentConfigs: while presets.py builds them, there is no list yet
+        presets = getattr(sys.modules.get(__package__ + ".presets"), "PRESETS", None)
+        if presets is not None:
+            known = ", ".join(presets)
+            need(self.preset is None or self.preset in presets, f"preset: unknown preset {self.preset!r}; known: {known}")
         unknown = [b for b in self.eval_languages if b not in self.benchmarks]
-        if unknown:
-            raise ValueError(f"eval_languages names {unknown}, which are not among the benchmarks {list(self.benchmarks)}")
+        need(not unknown, f"eval_languages names {unknown}, which are not among the benchmarks {list(self.benchmarks)}")
         for bench in self.benchmarks:
-            info = benchmark_info(bench)  # DataError naming the id and the known ones
+            try:
+                info = benchmark_info(bench)
+            except ValueError as exc:  # DataError naming the id and the known ones: a bad value of this key
+                raise self._error(f"benchmarks: {exc}") from None
             langs = self.eval_languages.get(bench) or self.languages
             if langs:
                 key = f"eval_languages[{bench!r}]" if self.eval_languages.get(bench) else "languages"
                 try:
-                    check_languages(langs, info.languages, where=f"{key}: benchmark {bench}")
+                    check_languages(langs, info.languages, where=f"{key}: benchmark {bench}", error=ConfigError)
                 except ValueError as exc:
-                    raise ValueError(f"{exc}; give it its own subset in eval_languages") from None
+                    raise self._error(f"{exc}; give it its own subset in eval_languages") from None
         if self.remedies:
             from ..evaluation.debias import METHODS, check_debias_options
 
             names = {"base", *(s.name for s in self.systems())}
             for name, system, method in self.remedy_systems():
-                if system not in names:
-                    raise ValueError(
-                        f"remedies: {name!r} names system {system!r}, which the experiment has not ({sorted(names)})"
-                    )
-                if method not in METHODS:
-                    raise ValueError(f"remedies: {name!r}: unknown remedy {method!r}; choose from {', '.join(METHODS)}")
+                need(
+                    system in names,
+                    f"remedies: {name!r} names system {system!r}, which the experiment has not ({sorted(names)})",
+                )
+                need(method in METHODS, f"remedies: {name!r}: unknown remedy {method!r}; choose from {', '.join(METHODS)}")
                 for bench in self.benchmarks:
                     check_debias_options(method, self.remedy_fit, self.remedy_fit_max_queries, bench)
-        check_train_overrides(self.train_overrides)
+        self._check_train_overrides()
+        self._check_eval_overrides()
         base = self.base_train_config()
         for system in self.systems():
             base.replace(strategy=system.strategy, alpha=system.alpha, seed=self.first_seed)
+
+    def _check_train_overrides(self) -> None:
+        """``train_overrides`` under ``TrainConfig``'s own names (``learning_rate`` is ``lr``), the keys the
+        experiment sets itself refused; the values are checked by :meth:`base_train_config`."""
+        from ..training.config import TrainConfig
+
+        try:
+            canonical = TrainConfig.canonical_keys(self.train_overrides)
+        except ConfigError as exc:
+            raise self._error(f"train_overrides: {exc}") from None
+        check_train_overrides(canonical)
+        object.__setattr__(self, "train_overrides", FrozenDict(canonical))
+
+    def _check_eval_overrides(self) -> None:
+        """``eval_overrides`` as an ``EvalConfig`` would take them (keys, types, ranges; measures in their
+        stable names), the keys the experiment sets itself refused naming the option to use."""
+        if not self.eval_overrides:
+            return
+        from ..evaluation.config import EvalConfig
+
+        try:
+            overrides = EvalConfig.canonical_keys(self.eval_overrides)  # store-dtype is store_dtype; unknown keys
+        except ConfigError as exc:
+            raise self._error(f"eval_overrides: {exc}") from None
+        for key in overrides:
+            if key in RESERVED_EVAL_KEYS:
+                raise self._error(f"eval_overrides: {key!r} is not allowed: {RESERVED_EVAL_KEYS[key]}")
+        try:
+            evaluation = EvalConfig().replace(**overrides)
+        except ValueError as exc:  # the evaluation's key, without its own "invalid evaluation config" prefix
+            key = getattr(exc, "key", None)
+            raise self._error(f"eval_overrides: {key}{exc.detail}" if key else f"eval_overrides: {exc}") from None
+        object.__setattr__(self, "eval_overrides", FrozenDict({k: getattr(evaluation, k) for k in overrides}))
 
     def base_train_config(self):
         """The recipe with the experiment's model, sources, languages and ``train_overrides`` applied."""
@@ -222,72 +260,26 @@ class ExperimentConfig:
         refuse_output_over_inputs(self.output, [self.model, data_dir(self.data_dir), *self.train], what="output")
         check_writable(self.output)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
-        """A config from a mapping (a parsed YAML/JSON file): its ``preset`` first, the other keys on top.
-
-        Args:
-            data: config keys (``-`` or ``_``) -> values in file shape (lists, comma strings, numbers).
-            source: what ``data`` came from, named in every error.
-
-        Raises:
-            ValueError naming ``source`` and the key.
-        """
+    def start(cls, data: dict[str, Any], source: str) -> ExperimentConfig:
+        """A ``preset`` key starts from that preset; the other keys override it (``train_overrides`` and
+        ``eval_overrides`` on top of the preset's own, as ``--set`` does: naming max_steps keeps its save_steps)."""
         from .presets import PRESETS
 
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
         preset = data.pop("preset", None)
         if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
-            raise ValueError(f"{source}: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         base = PRESETS[preset] if preset else cls()
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown experiment config key(s) {unknown}; known: {sorted(known)}")
-        try:
-            data = {key: _from_file_value(key, value) for key, value in data.items()}
-        except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
-        if isinstance(data.get("train_overrides"), dict):
-            # on top of the preset's own overrides, as --set does: naming max_steps keeps its save_steps
-            data["train_overrides"] = {**base.train_overrides, **data["train_overrides"]}
-        try:
-            return base.replace(**data)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: {exc}") from None
+        from ..evaluation.config import EvalConfig
+        from ..training.config import TrainConfig
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> ExperimentConfig:
-        """A config from a YAML (``.yaml``/``.yml``) or JSON file; see ``from_dict``.
-
-        Args:
-            path: the config file.
-
-        Raises:
-            ValueError naming the file (and the key).
-        """
-        import yaml
-
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not a UTF-8 text file: {exc}") from None
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                data = yaml_load_unique(text, source=str(path)) or {}
-            else:
-                data = json.loads(text, object_pairs_hook=unique_json_keys(path))
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:  # the file and the position, one line
-            from ..serialize import yaml_error_line
-
-            raise ValueError(f"{path}: cannot parse experiment config: {yaml_error_line(exc)}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: an experiment config must be a mapping")
-        return cls.from_dict(data, source=str(path))
+        for key, fields in (("train_overrides", TrainConfig), ("eval_overrides", EvalConfig)):
+            if isinstance(data.get(key), Mapping):  # in the fields' own names (learning_rate is lr) before the merge
+                try:
+                    data[key] = {**getattr(base, key), **fields.canonical_keys(data[key])}
+                except ConfigError as exc:
+                    raise ConfigError(f"{key}: {exc}") from None
+        return base
 
 
 # TrainConfig fields the experiment sets itself for every run (see run_experiment): a train override of
@@ -309,100 +301,35 @@ RESERVED_TRAIN_KEYS: dict[str, str] = {
 }
 
 
-def check_train_overrides(overrides: dict[str, Any]) -> None:
+# EvalConfig fields the experiment sets itself for every evaluation: an eval override of one is refused
+# with the option to use.
+RESERVED_EVAL_KEYS: dict[str, str] = {
+    "model": "the experiment evaluates its base model and every trained one: use `model` (--model)",
+    "benchmark": "use the experiment's `benchmarks` (config key)",
+    "languages": "use the experiment's `languages` (--languages) or `eval_languages` per benchmark",
+    "data_dir": "use the experiment's `data_dir` (--data-dir)",
+    "batch_size": "use the experiment's `eval_batch_size` (config key)",
+    "max_seq_length": "use the experiment's `eval_max_seq_length` (config key)",
+    "corpus": "an experiment evaluates the data folder's corpora",
+    "debias": "remedies are systems of their own: use the experiment's `remedies` (--remedies)",
+    "debias_fit": "use the experiment's `remedy_fit` (--remedy-fit)",
+    "debias_fit_max_queries": "use the experiment's `remedy_fit_max_queries` (config key)",
+}
+
+
+def check_train_overrides(overrides: Mapping[str, Any]) -> None:
     """Refuse ``train_overrides`` keys the experiment sets per run (``RESERVED_TRAIN_KEYS``).
 
     Args:
         overrides: TrainConfig field name -> value (from ``--set`` or a config file).
 
     Raises:
-        ValueError naming the key and the experiment option to use instead.
+        ConfigError naming the key and the experiment option to use instead.
     """
     for key in overrides:
         name = str(key).replace("-", "_")
         if name in RESERVED_TRAIN_KEYS:
-            raise ValueError(f"train override {key!r} is not allowed: {RESERVED_TRAIN_KEYS[name]}")
-
-
-def _type_name(hint: Any) -> str:
-    import typing
-
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    optional = type(None) in typing.get_args(hint)
-    base = args[0] if optional and len(args) == 1 else hint
-    origin = typing.get_origin(base)
-    if origin is tuple:
-        name = f"a list of {typing.get_args(base)[0].__name__}"
-    elif origin is dict:
-        name = "a mapping"
-    else:
-        name = {"str": "a string", "int": "an integer", "float": "a number"}.get(base.__name__, base.__name__)
-    return name + (" or null" if optional else "")
-
-
-def _field_ok(hint: Any, value: Any) -> bool:
-    import typing
-
-    args = typing.get_args(hint)
-    if type(None) in args:
-        if value is None:
-            return True
-        hint = next(a for a in args if a is not type(None))
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        return isinstance(value, tuple) and all(_field_ok(item, v) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _hints() -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(ExperimentConfig)
-
-
-def _check_types(config: ExperimentConfig) -> None:
-    hints = _hints()
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if not _field_ok(hints[f.name], value):
-            raise ValueError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
-    for bench, langs in config.eval_languages.items():
-        if not isinstance(bench, str) or not _field_ok(tuple[str, ...], langs):
-            raise ValueError(f"eval_languages must map benchmark ids to lists of languages, got {bench!r}: {langs!r}")
-
-
-def _from_file_value(key: str, value: Any) -> Any:
-    """A config-file value in the field's Python shape: comma strings and lists become tuples, whole
-    floats ints; anything of the wrong type is a ValueError naming the key and the expected type."""
-    import typing
-
-    hint = _hints()[key]
-    args = typing.get_args(hint)
-    base = next(a for a in args if a is not type(None)) if type(None) in args else hint
-    if value is None:
-        return value
-    if typing.get_origin(base) is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, list):
-            item = typing.get_args(base)[0]
-            value = tuple(float(v) if item is float and isinstance(v, int) and not isinstance(v, bool) else v for v in value)
-    elif base is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    elif base is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    elif key == "eval_languages" and isinstance(value, dict):
-        value = {b: _from_file_value("languages", v) for b, v in value.items()}
-    if not _field_ok(hint, value):
-        raise ValueError(f"{key} must be {_type_name(hint)}, got {value!r}")
-    return value
+            raise ConfigError(f"train override {key!r} is not allowed: {RESERVED_TRAIN_KEYS[name]}")
 
 
 # Fields that may change between runs in one folder: they add (or leave out of the report) systems,

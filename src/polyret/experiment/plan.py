@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..configs import thaw
 from .config import ExperimentConfig
 
 __all__ = ["ExperimentPlan", "plan_experiment"]
@@ -28,6 +29,7 @@ class ExperimentPlan:
         missing: every input that is not on disk (training sources, benchmark files), one line each.
         reused: the trainings and evaluations already finished in the output folder (kept, not redone).
         keep_models: whether the trained models' weights stay (False: removed once each is evaluated).
+        eval_options: the experiment's ``eval_overrides`` (key, value), given to every evaluation.
     """
 
     world_size: int
@@ -37,6 +39,7 @@ class ExperimentPlan:
     missing: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
     keep_models: bool = True
+    eval_options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def trainings(self) -> int:
@@ -57,6 +60,7 @@ class ExperimentPlan:
             "missing": list(self.missing),
             "reused": list(self.reused),
             "keep_models": self.keep_models,
+            "eval_options": {key: thaw(value) for key, value in self.eval_options},
         }
 
     def lines(self) -> list[str]:
@@ -82,6 +86,8 @@ class ExperimentPlan:
         if self.missing:
             out.append(f"not on disk ({len(self.missing)}; downloaded when the run starts online, else it stops):")
             out += [f"  {m}" for m in self.missing]
+        if self.eval_options:
+            out.append("evaluation options: " + ", ".join(f"{key}={_shown(value)}" for key, value in self.eval_options))
         if self.precision:
             out.append(f"evaluation precision: {self.precision}")
         if not self.keep_models:
@@ -90,6 +96,10 @@ class ExperimentPlan:
                 "evaluations stay); --keep-models keeps them"
             )
         return out
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _missing_source(source: str, languages) -> str | None:
@@ -192,10 +202,10 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
             tcfg = base.replace(strategy=system.strategy, alpha=system.alpha, seed=seeds[0])
             runs.append((system.name, seeds, estimate_plan(tcfg, sizes, world_size=world_size)))
     benchmarks = tuple((b, tuple(config.eval_languages.get(b) or config.languages or ()) or None) for b in config.benchmarks)
-    from .runner import experiment_precision
+    from .runner import evaluation_precision
 
     try:
-        precision = experiment_precision(config).describe()
+        precision = evaluation_precision(config).describe()
     except ValueError:  # e.g. fp16 planned here for a GPU machine, as the trainings' plans say
         precision = f"{base.precision} (needs a CUDA device: not this machine)"
     return ExperimentPlan(
@@ -206,4 +216,5 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
         missing=tuple(missing),
         reused=tuple(_reused(config, runs)),
         keep_models=config.keep_models,
+        eval_options=tuple(config.eval_overrides.items()),
     )

@@ -10,6 +10,9 @@ realized share is within about .01 of alpha. Every run records its realized shar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from ..configs import FrozenDict
 from .config import ExperimentConfig
 
 _PAPER_MIRACL = ("ar", "de", "en", "es", "hi", "zh", "ru", "th")
@@ -18,7 +21,7 @@ _PAPER_MIRACL = ("ar", "de", "en", "es", "hi", "zh", "ru", "th")
 # steps a per-step draw's share of monolingual batches is noise, issue 21)
 _CPU_TRAINING = {"max_steps": 20, "batch_size": 16, "lr": 1e-5, "save_steps": 10, "dev_groups": 0, "alpha_schedule": "balanced"}
 
-PRESETS: dict[str, ExperimentConfig] = {
+_PRESETS: dict[str, ExperimentConfig] = {
     # The README's main job: about 20 minutes on 2 CPU cores (see bench/RESULTS.md).
     # Measured on 2 AMD EPYC cores (no AVX-512, ~115 GFLOPS fp32 GEMM): each evaluation of xquad-r:test
     # (12.5k texts, 132 settings) takes ~3.7 min of encoding, so the four evaluations the issue asks
@@ -98,3 +101,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         output="runs/experiment-paper",
     ),
 }
+
+# frozen configs in a read-only mapping: PRESETS["cpu"].replace(seeds=3) makes a changed copy; nothing changes a preset
+PRESETS: Mapping[str, ExperimentConfig] = FrozenDict(_PRESETS)
+del _PRESETS

@@ -8,7 +8,6 @@ last checkpoint. Every path comes from ``layout``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -50,6 +49,28 @@ def experiment_precision(config: ExperimentConfig):
     from ..precision import resolve
 
     return resolve(config.base_train_config().precision, training=True)
+
+
+def evaluation_precision(config: ExperimentConfig):
+    """The precision the experiment's evaluations run in: ``eval_overrides`` ``precision`` resolved for this
+    machine when it names one, else the trainings' (:func:`experiment_precision`).
+
+    Args:
+        config: the experiment.
+    """
+    if "precision" not in config.eval_overrides:
+        return experiment_precision(config)
+    from ..precision import resolve
+
+    return resolve(config.eval_overrides["precision"])
+
+
+def evaluation_options(config: ExperimentConfig) -> dict[str, Any]:
+    """The ``eval_overrides`` every evaluation gets (JSON shapes, as an evaluation records its config), the
+    precision aside: that is :func:`evaluation_precision`'s, resolved."""
+    from ..configs import thaw
+
+    return {key: thaw(value) for key, value in config.eval_overrides.items() if key != "precision"}
 
 
 def run_experiment(
@@ -96,6 +117,8 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
 
     precision = experiment_precision(config)  # resolved (never "auto"): recorded in experiment.json
     record = {**config.to_dict(), "precision": precision.precision}
+    eval_precision = evaluation_precision(config)  # the trainings' unless eval_overrides names one
+    eval_options = evaluation_options(config)  # eval_overrides: every evaluation's, and what a reuse must match
     out = Path(config.output)
     saved = layout.config_path(out)
     if saved.exists():
@@ -111,7 +134,7 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             previous["train_overrides"] = upgrade_keys(previous["train_overrides"], complete=False)
         previous.setdefault("precision", "fp32")  # an older polyret evaluated in fp32 whatever the machine
         current = json.loads(json.dumps(record))
-        defaults = json.loads(json.dumps(dataclasses.asdict(ExperimentConfig())))
+        defaults = json.loads(json.dumps(ExperimentConfig().to_dict()))
         changed = sorted(
             k
             for k in set(previous) | set(current)
@@ -135,6 +158,8 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
     if rank == 0:
         atomic_write_text(saved, json.dumps(record, indent=2))
     _progress(f"precision: {precision.describe()}", echo if rank == 0 else None)
+    if eval_precision != precision:
+        _progress(f"evaluation precision: {eval_precision.describe()}", echo if rank == 0 else None)
 
     done: dict[str, list[str]] = {"trained": [], "evaluated": [], "reused": [], "pruned": []}
     started = time.perf_counter()
@@ -150,7 +175,8 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             "benchmark": bench,
             "languages": list(langs) if langs else None,
             "max_seq_length": config.eval_max_seq_length,
-            "precision": precision.precision,
+            "precision": eval_precision.precision,
+            **eval_options,
             **(remedy or {}),
         }
         if model_dir is not None:  # a trained model: the very weights it was evaluated from
@@ -193,7 +219,8 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             data_dir=config.data_dir,
             batch_size=config.eval_batch_size,
             max_seq_length=config.eval_max_seq_length,
-            precision=precision.precision,
+            precision=eval_precision.precision,
+            **eval_options,
             **{k: expect[k] for k in REMEDY_KEYS if k in expect},
             overwrite=True,  # the experiment owns its evaluation folders and decided this one is not reusable
             provenance={"model_weights": expect["model_weights"]} if "model_weights" in expect else None,
@@ -233,7 +260,8 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         stale = [eval_reuse(t, expects[b]) for b, t in base_targets.items()]
         stale += [eval_reuse(t, remedy_expects[key]) for key, t in remedy_targets.items()]
         if _agreed(any(why is not None for why in stale)):
-            base = load(config.model, max_seq_length=config.eval_max_seq_length)
+            prompts = {k: eval_options.get(k) for k in ("device", "query_prompt", "passage_prompt")}
+            base = load(config.model, max_seq_length=config.eval_max_seq_length, **prompts)
             base.polyret_spec = config.model
             for bench, target in base_targets.items():
                 eval_into(base, target, bench, BASELINE, expects[bench])

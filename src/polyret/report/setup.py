@@ -77,6 +77,11 @@ def collect_setup(folder: str | os.PathLike, config=None) -> dict[str, str]:
         rows["evaluation max length"] = (
             f"{cfg['eval_max_seq_length']} tokens" if cfg.get("eval_max_seq_length") else "the model's own"
         )
+        overrides = cfg.get("eval_overrides") or {}
+        if overrides:  # the experiment's eval_overrides (an older experiment.json has none)
+            rows["evaluation options"] = ", ".join(
+                f"{key} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for key, v in overrides.items()
+            )
     trained = sorted(out.glob("models/*/seed*/model/polyret_train.json"))
     if trained:
         info = _read(trained[0])

@@ -2,21 +2,30 @@
 
 Everything a run needs is in :class:`TrainConfig`, so a run is reproducible from its ``polyret_train.json``.
 Validation happens on construction and on every :meth:`TrainConfig.replace`, so a bad value fails before
-any model is loaded.
+any model is loaded. The shared behaviour (coercion, files, unknown keys, ``to_dict``) is
+:class:`polyret.configs.ConfigBase`'s.
+
+**Other libraries' names.** Where transformers / sentence-transformers name the same concept, their key is
+accepted in a config file, ``from_dict``, ``replace`` and ``--set`` (:data:`TrainConfig.ALIASES`):
+``learning_rate`` -> ``lr``, ``num_train_epochs`` -> ``epochs``, ``gradient_accumulation_steps`` ->
+``grad_accum_steps``, ``model_name_or_path`` -> ``model``, and ``per_device_train_batch_size: N`` ->
+``batch_size: N`` with ``batch_scope: per_device``. Keys of the same name (``max_steps``, ``weight_decay``,
+``warmup_ratio``, ``seed``, ``logging_steps``, ``save_steps``, ``eval_steps``, ``save_total_limit``,
+``gradient_checkpointing``, ``dataloader_num_workers``, ``metric_for_best_model``) mean the same. Any other
+``SentenceTransformerTrainingArguments`` field goes in ``trainer_args`` and is passed through.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import types
-import typing
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from polyret.configs import ConfigBase, FrozenDict, parse_overrides  # noqa: F401  (parse_overrides: re-exported)
 from polyret.errors import ConfigError, TrainingDiverged  # noqa: F401  (re-exported: defined once, in polyret.errors)
 from polyret.vocabulary import STRATEGIES, check_languages
 
@@ -26,6 +35,70 @@ BATCH_ROUNDINGS = ("error", "nearest")
 ALPHA_SCHEDULES = ("draw", "balanced")  # hybrid: each step's type drawn with probability alpha, or exactly alpha x steps
 # Config keys that were renamed: old name -> new name (an old config file fails with the new name).
 RENAMED = {"dev_pairs": "dev_groups"}
+# transformers / sentence-transformers names of TrainConfig keys (per_device_train_batch_size: see TrainConfig)
+ALIASES: Mapping[str, str] = FrozenDict(
+    {
+        "learning_rate": "lr",
+        "num_train_epochs": "epochs",
+        "gradient_accumulation_steps": "grad_accum_steps",
+        "model_name_or_path": "model",
+    }
+)
+# The trainer's arguments polyret sets from a TrainConfig key (or its plan): a ``trainer_args`` entry for one
+# of them is refused, naming the key to set instead (None: derived by polyret, no key sets it).
+TRAINER_ARGS_SET_BY_POLYRET: Mapping[str, str | None] = FrozenDict(
+    {
+        "output_dir": "output_dir",
+        "per_device_train_batch_size": "batch_size",
+        "per_device_eval_batch_size": "batch_size",
+        "gradient_accumulation_steps": "grad_accum_steps",
+        "learning_rate": "lr",
+        "weight_decay": "weight_decay",
+        "warmup_steps": "warmup_ratio",
+        "warmup_ratio": "warmup_ratio",
+        "lr_scheduler_type": None,
+        "optim": None,
+        "max_steps": "max_steps",
+        "num_train_epochs": "epochs",
+        "bf16": "precision",
+        "fp16": "precision",
+        "seed": "seed",
+        "logging_steps": "logging_steps",
+        "save_strategy": "save_steps",
+        "save_steps": "save_steps",
+        "save_total_limit": "save_total_limit",
+        "eval_strategy": "eval_steps",
+        "eval_steps": "eval_steps",
+        "load_best_model_at_end": "eval_steps",
+        "metric_for_best_model": "metric_for_best_model",
+        "greater_is_better": "metric_for_best_model",
+        "prompts": None,
+        "router_mapping": None,
+        "batch_sampler": "strategy",
+        "dataloader_num_workers": "dataloader_num_workers",
+        "dataloader_pin_memory": None,
+        "activation_checkpointing": "gradient_checkpointing",
+        "activation_checkpointing_kwargs": "gradient_checkpointing",
+        "gradient_checkpointing": "gradient_checkpointing",
+        "use_cpu": None,
+        "ddp_find_unused_parameters": "ddp_find_unused_parameters",
+        "disable_tqdm": None,
+        "resume_from_checkpoint": "resume",
+    }
+)
+# The trainer's arguments polyret passes unless ``trainer_args`` names them (polyret reports nothing to
+# an experiment tracker by default: ``trainer_args: {report_to: wandb}`` turns one on)
+TRAINER_ARG_DEFAULTS: Mapping[str, Any] = FrozenDict({"report_to": "none"})
+
+
+def trainer_argument_names() -> frozenset[str]:
+    """The fields of sentence-transformers' ``SentenceTransformerTrainingArguments`` (transformers'
+    ``TrainingArguments`` and its own): what ``trainer_args`` may name. Imports sentence-transformers."""
+    try:
+        from sentence_transformers import SentenceTransformerTrainingArguments as arguments
+    except ImportError:  # pragma: no cover - sentence-transformers is a dependency
+        from transformers import TrainingArguments as arguments
+    return frozenset(f.name for f in dataclasses.fields(arguments) if f.init)
 
 
 def upgrade_keys(record: dict[str, Any], *, complete: bool = True) -> dict[str, Any]:
@@ -45,7 +118,7 @@ def upgrade_keys(record: dict[str, Any], *, complete: bool = True) -> dict[str, 
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigBase):
     """One training run: what to train, on what, how, and where to write it.
 
     ``temperature`` is InfoNCE's tau (the loss scale is ``1 / temperature``). The batch strategies
@@ -116,7 +189,17 @@ class TrainConfig:
         keep_checkpoints: keep ``checkpoints/`` (optimizer states: about 3x the model's size) once the
             final model's completion marker is written (False: they are deleted then).
         recipe: the named recipe this config started from (for the model card).
+        trainer_args: further ``SentenceTransformerTrainingArguments`` (transformers' ``TrainingArguments``)
+            passed through as they are, e.g. ``{report_to: wandb, max_grad_norm: 0.5}``; default
+            ``report_to: none`` (:data:`TRAINER_ARG_DEFAULTS`). An unknown name, or one polyret sets from
+            its own key (:data:`TRAINER_ARGS_SET_BY_POLYRET`: ``learning_rate`` is ``lr``), is refused.
+
+    Other libraries' names of the same keys are accepted (``ALIASES``, the module docstring):
+    ``learning_rate``, ``num_train_epochs``, ``gradient_accumulation_steps``, ``per_device_train_batch_size``.
     """
+
+    KIND: ClassVar[str] = "training"
+    ALIASES: ClassVar[Mapping[str, str]] = ALIASES
 
     model: str = "builtin:me5-small"
     train: tuple[str, ...] = ("xquad-r:train",)  # training sources: registry ids or JSONL paths
@@ -167,22 +250,17 @@ class TrainConfig:
     resume: bool = False
     keep_checkpoints: bool = False  # False: checkpoints/ is deleted once model/ is complete
     recipe: str | None = None  # the named recipe this config started from, for the model card
+    trainer_args: Mapping[str, Any] = field(default_factory=FrozenDict)  # passed to the trainer's arguments
 
     def __post_init__(self) -> None:
-        for name in ("train", "languages", "lora_target_modules"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = tuple(part.strip() for part in value.split(",") if part.strip())
-            elif value is not None:
-                value = tuple(value)
-            object.__setattr__(self, name, value)
+        self._prepare()  # lists -> tuples, "de,en" -> ("de", "en"), mappings read-only; a wrong type named
         self.validate()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
             if not ok:
-                raise ConfigError(f"invalid training config: {message}")
+                raise self._error(message)
 
         for f in dataclasses.fields(self):  # inf / nan pass every range check below, and train NaN weights
             value = getattr(self, f.name)
@@ -266,6 +344,42 @@ class TrainConfig:
                 "best checkpoint can be kept",
             )
         need(self.recipe is None or self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}")
+        self._check_trainer_args()
+
+    def _check_trainer_args(self) -> None:
+        """``trainer_args`` names arguments of the trainer that polyret does not set itself (checked against
+        the arguments dataclass only when there are any: that imports sentence-transformers)."""
+        if not self.trainer_args:
+            return
+        from polyret.configs import did_you_mean
+
+        for key in self.trainer_args:
+            if key in TRAINER_ARGS_SET_BY_POLYRET:
+                ours = TRAINER_ARGS_SET_BY_POLYRET[key]
+                raise self._error(
+                    f"trainer_args: {key!r} is set by polyret "
+                    + (f"from its {ours!r} key: set {ours} instead" if ours else "itself (it cannot be passed through)")
+                )
+        names = trainer_argument_names()
+        for key in self.trainer_args:
+            if key not in names:
+                raise self._error(
+                    f"trainer_args: {key!r} is not an argument of SentenceTransformerTrainingArguments{did_you_mean(key, names)}"
+                )
+        try:
+            import json
+
+            json.dumps(self.to_dict()["trainer_args"])
+        except (TypeError, ValueError):
+            raise self._error(
+                f"trainer_args must hold plain values (numbers, strings, lists, mappings), got {dict(self.trainer_args)!r}"
+            ) from None
+
+    def trainer_arguments(self) -> dict[str, Any]:
+        """The arguments ``trainer_args`` passes through, on top of :data:`TRAINER_ARG_DEFAULTS`."""
+        from polyret.configs import thaw
+
+        return {**TRAINER_ARG_DEFAULTS, **thaw(self.trainer_args)}
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -287,10 +401,12 @@ class TrainConfig:
         return self.eval_steps or self.save_steps or 0
 
     # ------------------------------------------------------------------ construction
-    def replace(self, **overrides: Any) -> TrainConfig:
-        """A copy with ``overrides`` applied (strings are parsed as for ``key=value``), validated."""
-        names = {f.name for f in dataclasses.fields(self)}
-        renamed = sorted(set(overrides) & set(RENAMED))
+    @classmethod
+    def canonical_keys(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """As :meth:`ConfigBase.canonical_keys`, with renamed keys refused (naming the new one) and
+        ``per_device_train_batch_size: N`` read as ``batch_size: N`` + ``batch_scope: per_device``."""
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        renamed = sorted(set(data) & set(RENAMED))
         if renamed:
             raise ConfigError(
                 "; ".join(
@@ -299,15 +415,16 @@ class TrainConfig:
                     for old in renamed
                 )
             )
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ConfigError(f"unknown training config key(s) {unknown}; known: {sorted(names)}")
-        parsed = {key: _coerce(key, value) for key, value in overrides.items()}
-        return dataclasses.replace(self, **parsed)
-
-    def with_overrides(self, pairs: list[str] | tuple[str, ...]) -> TrainConfig:
-        """Apply CLI-style ``key=value`` strings, e.g. ``["alpha=0.3", "languages=de,en"]``."""
-        return self.replace(**parse_overrides(pairs))
+        if "per_device_train_batch_size" in data:
+            if "batch_size" in data:
+                raise ConfigError("training config key 'batch_size' is given twice (as 'batch_size' and "
+                                  "'per_device_train_batch_size'); keep one")  # fmt: skip
+            if str(data.get("batch_scope", "per_device")) != "per_device":
+                raise ConfigError("per_device_train_batch_size counts each device's pairs: it cannot go with "
+                                  f"batch_scope={data['batch_scope']!r} (write batch_size instead)")  # fmt: skip
+            data["batch_size"] = data.pop("per_device_train_batch_size")
+            data["batch_scope"] = "per_device"
+        return super().canonical_keys(data)
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -316,17 +433,17 @@ class TrainConfig:
         return RECIPES[name].replace(**overrides)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> TrainConfig:
-        """Build from a mapping; a ``recipe`` key starts from that recipe and the other keys override it."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: a training config must be a mapping, got {type(data).__name__}")
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    def start(cls, data: dict[str, Any], source: str) -> TrainConfig:
+        """A ``recipe`` key starts from that recipe; the other keys override it."""
         recipe = data.get("recipe")
-        base = cls.from_recipe(recipe) if recipe else cls()
-        try:
-            return base.replace(**data)
-        except ConfigError as error:
-            raise ConfigError(f"{source}: {error}") from None
+        return cls.from_recipe(recipe) if recipe else cls()
+
+    @classmethod
+    def record(cls, data: Any, path: Path) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
+            # a record polyret wrote (an older version's keys are upgraded, not refused: the run resumes)
+            return upgrade_keys(data["config"])
+        return data
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TrainConfig:
@@ -334,108 +451,13 @@ class TrainConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "polyret_train.json"
-        import yaml
-
-        from polyret.serialize import unique_json_keys as _unique_json_keys
-        from polyret.serialize import yaml_load_unique
-
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(f"cannot read training config {path}: {error}") from None
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                data = yaml_load_unique(text, source=str(path))
-            else:
-                data = json.loads(text, object_pairs_hook=_unique_json_keys(path))
-        except (yaml.YAMLError, json.JSONDecodeError) as error:  # the file and the position, one line
-            from polyret.serialize import yaml_error_line
-
-            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {yaml_error_line(error)}") from None
-        except ValueError as error:  # a duplicate key: the message names the file, line and key
-            raise ConfigError(str(error)) from None
-        if isinstance(data, dict) and isinstance(data.get("config"), dict):  # polyret_train.json wraps it
-            # a record polyret wrote (an older version's keys are upgraded, not refused: the run resumes)
-            data = upgrade_keys(data["config"])
-        return cls.from_dict(data or {}, source=str(path))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for key in ("train", "languages", "lora_target_modules"):
-            if out[key] is not None:
-                out[key] = list(out[key])
-        return out
-
-
-# ---------------------------------------------------------------------- parsing helpers
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """CLI-style ``key=value`` strings as field name -> unparsed value (``max-steps`` -> ``max_steps``).
-
-    Args:
-        pairs: strings such as ``"alpha=0.3"`` or ``"languages=de,en"``.
-    """
-    overrides: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {pair!r} is not of the form key=value")
-        overrides[key.strip().replace("-", "_")] = value.strip()
-    return overrides
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """Parse a string from the CLI or a file into the field's type; other values pass through."""
-    hint = _field_types()[key]
-    args = typing.get_args(hint)
-    optional = type(None) in args or hint is type(None)
-    if isinstance(value, str) and optional and value.strip().lower() in ("none", "null", ""):
-        return None
-    base = hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        base = next(a for a in args if a is not type(None))
-    if not isinstance(value, str):
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if base is int and isinstance(value, float) and value.is_integer():
-            return int(value)
-        if typing.get_origin(base) is tuple and isinstance(value, list):
-            return tuple(value)
-        expected = typing.get_origin(base) or base
-        if value is not None and not isinstance(value, expected):
-            raise ConfigError(f"{key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
-        if isinstance(value, bool) and base in (int, float):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return value
-    text = value.strip()
-    try:
-        if base is bool:
-            lowered = text.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if base is int:
-            number = float(text)
-            if not number.is_integer():
-                raise ValueError(text)
-            return int(number)
-        if base is float:
-            return float(text)
-        if typing.get_origin(base) is tuple:
-            return tuple(part.strip() for part in text.split(",") if part.strip())
-        return text
-    except ValueError:
-        raise ConfigError(f"{key}: cannot parse {value!r} as {getattr(base, '__name__', base)}") from None
+        return super().from_file(path)
 
 
 # ---------------------------------------------------------------------- named recipes
-RECIPES: dict[str, TrainConfig] = {}
-RECIPES["paper"] = TrainConfig(
+_recipes: dict[str, TrainConfig] = {}
+RECIPES: Mapping[str, TrainConfig] = _recipes  # read-only once built (below)
+_recipes["paper"] = TrainConfig(
     recipe=None,  # set below, once the name exists
     lr=3e-5,
     weight_decay=0.01,
@@ -455,7 +477,7 @@ RECIPES["paper"] = TrainConfig(
     save_total_limit=2,
     cached_loss=True,  # GradCache (same loss and gradients): batch 100 of XLM-R large in one GPU's memory
 )
-RECIPES["cpu"] = TrainConfig(
+_recipes["cpu"] = TrainConfig(
     recipe=None,
     lr=3e-5,
     weight_decay=0.01,
@@ -472,5 +494,7 @@ RECIPES["cpu"] = TrainConfig(
     dev_groups=64,
     save_total_limit=1,
 )
-for _name in list(RECIPES):
-    RECIPES[_name] = dataclasses.replace(RECIPES[_name], recipe=_name)
+for _name in list(_recipes):
+    _recipes[_name] = dataclasses.replace(_recipes[_name], recipe=_name)
+RECIPES = FrozenDict(_recipes)  # frozen configs in a read-only mapping: .replace(...) makes a changed one
+del _recipes, _name

@@ -377,8 +377,8 @@ def _train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = 
         # without a GPU, say so: accelerate then runs torchrun processes as multi-CPU DDP over gloo
         use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
         ddp_find_unused_parameters=find_unused,
-        report_to="none",
         disable_tqdm=True,  # progress goes to polyret's one display (polyret.progress), not tqdm
+        **config.trainer_arguments(),  # trainer_args passed through (report_to="none" unless it names one)
     )
     rank = args.process_index
     if args.world_size != world_size:
