@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PRESET ?= cpu
 
-.PHONY: install experiment evaluate test lint test-floor bench
+.PHONY: install experiment evaluate test test-slow lint test-floor bench
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -23,8 +23,13 @@ experiment: install
 evaluate: install
 	$(VENV)/bin/polyret evaluate --model builtin:me5-small --benchmark xquad-r:test --output runs/eval-me5-small
 
+# The quick suite: every test but those marked slow (end-to-end runs of a real model, minutes each).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# The slow tests alone; CI runs both (`test` then `test-slow`): `pytest` with no -m runs everything.
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 # ruff lint + format check (configured in pyproject.toml; the same hooks run in .pre-commit-config.yaml).
 lint: install
