@@ -137,6 +137,11 @@ class ExperimentConfig:
         bad = [s for s in self.strategies if s not in STRATEGIES]
         if bad:
             raise ValueError(f"unknown strategies {bad}; choose from {', '.join(STRATEGIES)}")
+        for key in ("strategies", "alpha_sweep", "benchmarks"):  # a system (or benchmark) twice: one folder, two entries
+            values = getattr(self, key)
+            twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+            if twice:
+                raise ValueError(f"{key} names {', '.join(map(str, twice))} more than once; list each once")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown training recipe {self.recipe!r}; known: {sorted(RECIPES)}")
         for a in (self.alpha, *self.alpha_sweep):

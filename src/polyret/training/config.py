@@ -245,6 +245,7 @@ class TrainConfig:
             "loss's rows per forward pass are embed_chunk_size (mini_batch_size set both before polyret 0.2)",
         )
         need(self.max_seq_length is None or self.max_seq_length >= 8, f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         need(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
         need(self.save_steps is None or self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
@@ -397,6 +398,8 @@ def _coerce(key: str, value: Any) -> Any:
     base = hint
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         base = next(a for a in args if a is not type(None))
+    if value is None and not optional:  # `batch_size: null` or a bare `lr:` in a file
+        raise ConfigError(f"{key} must be {getattr(base, '__name__', base)}, got null (leave the key out for its default)")
     if not isinstance(value, str):
         if base is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)

@@ -116,6 +116,15 @@ class _Passages:
     by_code: dict[int, list[int]] = field(default_factory=dict)  # identity code -> units carrying it
 
 
+def _check_guard(relative_margin, absolute_margin, max_score, min_score) -> None:
+    for name, value in (("relative_margin", relative_margin), ("absolute_margin", absolute_margin),
+                        ("max_score", max_score), ("min_score", min_score)):  # fmt: skip
+        if value is not None and not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+    if relative_margin is not None and relative_margin < 0:
+        raise ValueError(f"relative_margin must be >= 0, got {relative_margin}")
+
+
 def _check_ranges(k: int, range_min: int, range_max: int | None, guarded: bool) -> int:
     if k < 1:
         raise ValueError(f"k (negatives per pair) must be >= 1, got {k}")
@@ -173,12 +182,7 @@ def mine_negatives(
     """
     from polyret.encode import encode
 
-    for name, value in (("relative_margin", relative_margin), ("absolute_margin", absolute_margin),
-                        ("max_score", max_score), ("min_score", min_score)):  # fmt: skip
-        if value is not None and not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
-    if relative_margin is not None and relative_margin < 0:
-        raise ValueError(f"relative_margin must be >= 0, got {relative_margin}")
+    _check_guard(relative_margin, absolute_margin, max_score, min_score)
     guarded = any(v is not None for v in (relative_margin, absolute_margin, max_score, min_score))
     range_max = _check_ranges(k, range_min, range_max, guarded)
     stats = MineStats(k=k, settings=dict(
@@ -427,7 +431,10 @@ def mine(
     if precision not in CHOICES:
         raise ValueError(f"precision: unknown {precision!r}; choose from {', '.join(CHOICES)}")
     guarded = any(v is not None for v in (relative_margin, absolute_margin, max_score, min_score))
+    _check_guard(relative_margin, absolute_margin, max_score, min_score)  # NaN margins too, before the model loads
     _check_ranges(k, range_min, range_max, guarded)  # before the model and data are loaded
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed (of the --max-groups subsample) must be an integer >= 0, got {seed!r}")
     models.check_device(device, option="--device")
     target = Path(output).expanduser()
     if target.is_dir():
