@@ -116,6 +116,21 @@ class _Passages:
     by_code: dict[int, list[int]] = field(default_factory=dict)  # identity code -> units carrying it
 
 
+def _registry_files(spec: object, data_dir) -> list[Path]:
+    """The local files a registry source (``xquad-r:train``) is read from, wherever they may be (the data
+    root, the download cache); nothing for a file path or an unknown id."""
+    from polyret.data.download import local_candidates
+    from polyret.data.registry import benchmark_info
+
+    if not isinstance(spec, str):
+        return []
+    try:
+        info = benchmark_info(spec)
+    except (ValueError, KeyError):
+        return []
+    return [path for remote in info.files for path in local_candidates(remote, data_dir=data_dir)]
+
+
 def _check_guard(relative_margin, absolute_margin, max_score, min_score) -> None:
     for name, value in (("relative_margin", relative_margin), ("absolute_margin", absolute_margin),
                         ("max_score", max_score), ("min_score", min_score)):  # fmt: skip
@@ -423,6 +438,7 @@ def mine(
     from polyret.data.pairs import load_pairs
     from polyret.encode import EmbeddingCache
     from polyret.encode.stream import resolve_for
+    from polyret.errors import ConfigError
     from polyret.guards import check_outputs_spare_inputs
     from polyret.paths import atomic_write_text, check_writable, output_lock
     from polyret.paths import cache_dir as resolve_cache_dir
@@ -440,9 +456,15 @@ def mine(
     if target.is_dir():
         raise ValueError(f"--output {target} is a folder; name the JSONL file to write")
     check_outputs_spare_inputs(
-        {"--train": train, "--model": model if isinstance(model, str) else None},
+        {"--train": train, "--model": model if isinstance(model, str) else None,
+         f"--train's data files ({train})": _registry_files(train, data_dir)},
         {"--output": target, "the stats file of --output": stats_path(target)},
-    )
+    )  # fmt: skip
+    if isinstance(model, str) and Path(model).expanduser().is_dir():  # never a file of the scoring model's folder
+        folder = Path(model).expanduser().resolve()
+        for name, out in (("--output", target), ("the stats file of --output", stats_path(target))):
+            if folder in out.resolve().parents:
+                raise ConfigError(f"{name} {out} is inside the model folder --model {model}: write the mined file elsewhere")
     check_writable(target.parent, what="the folder of --output")  # now, not after the encoding
     with output_lock(target, "polyret mine", file=True):  # one writer of this file; dead writers' temp files removed
         source = load_pairs(train, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed)
