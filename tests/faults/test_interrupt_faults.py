@@ -139,16 +139,14 @@ def test_an_interrupt_stops_cleanly_and_the_rerun_recovers(w, clean, tmp_path, m
     assert _result(verb, out) == _result(verb, clean[verb])
 
 
-def test_an_interrupted_experiment_reruns_to_the_same_report(w, tmp_path, monkeypatch):
-    """SIGTERM between a training and its evaluation (the second evaluate call), then a plain rerun."""
-    args = ["experiment", "--preset", "smoke", "--model", w["model"], "--strategies", "hybrid", "--languages", LANGS,
-            "--data-dir", str(w["root"] / "data"), "--set", "max_steps=2", "--set", "save_steps=1"]  # fmt: skip
-    clean_out, out = tmp_path / "clean", tmp_path / "exp"
-    assert _polyret(w["root"], [*args, "--output", str(clean_out)]).exit_code == 0
-    res = _polyret(w["root"], [*args, "--output", str(out)], ("polyret.evaluation:evaluate", 2, "SIGTERM"), monkeypatch)
+def test_an_interrupted_experiment_reruns_to_the_same_report(smoke_experiment, tmp_path, monkeypatch):
+    """SIGTERM between a training and its evaluation (the second evaluate call), then a plain rerun: the
+    report of the uninterrupted run (``smoke_experiment``)."""
+    root, args, out = smoke_experiment["root"], smoke_experiment["args"], tmp_path / "exp"
+    res = _polyret(root, [*args, "--output", str(out)], ("polyret.evaluation:evaluate", 2, "SIGTERM"), monkeypatch)
     assert res.exit_code == 143, res.output[-3000:]
     assert not (out / "report").exists() and not (out / LOCK_FILE).exists()
-    again = _polyret(w["root"], [*args, "--output", str(out)])
+    again = _polyret(root, [*args, "--output", str(out)])
     assert again.exit_code == 0 and "trained 0, evaluated 1, reused 2" in " ".join(again.output.split()), again.output[-2000:]
     report = json.loads((out / "report" / "report.json").read_text())
-    assert report == json.loads((clean_out / "report" / "report.json").read_text())
+    assert report == json.loads((smoke_experiment["exp"] / "report" / "report.json").read_text())

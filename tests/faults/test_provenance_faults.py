@@ -7,7 +7,8 @@
 * ``evaluate`` reuses the embedding cache only for the same weights (the model's content, not its path).
 * ``score --compare`` and ``card --results`` refuse an evaluation of another benchmark or model.
 
-One real 2-step smoke experiment on the tiny model (module fixture); each case works on a copy.
+One real 2-step smoke experiment on the tiny model (``smoke_experiment``, tests/faults/conftest.py); each case
+works on a copy of it (a case that edits its data or base model in place restores them).
 """
 
 from __future__ import annotations
@@ -21,23 +22,18 @@ from typer.testing import CliRunner
 
 from polyret.cli import app
 from polyret.paths import read_marker
-from tests.helpers.lareqa import write_tiny_xquad
 from tests.helpers.models import build_tiny_model
 
 runner = CliRunner()
 LANGS = "de,en"
 
 
-def _cli(w, *args: str, data: Path | None = None):
-    env = {"POLYRET_CACHE_DIR": str(w["root"] / "cache"), "POLYRET_DATA_DIR": str(data or w["root"] / "data")}
-    return runner.invoke(app, list(args), env=env)
+def _cli(w, *args: str):
+    return runner.invoke(app, list(args), env=w["env"])
 
 
-def _exp(w, out: Path, *extra: str, data: Path | None = None):
-    args = ["experiment", "--preset", "smoke", "--model", str(w["base"]), "--strategies", "hybrid", "--languages", LANGS,
-            "--data-dir", str(data or w["root"] / "data"), "--set", "max_steps=2", "--set", "save_steps=1",
-            "--output", str(out), *extra]  # fmt: skip
-    return _cli(w, *args, data=data)
+def _exp(w, out: Path, *extra: str):
+    return _cli(w, *w["args"], *extra, "--output", str(out))
 
 
 def _said(res) -> str:
@@ -45,27 +41,22 @@ def _said(res) -> str:
 
 
 @pytest.fixture(scope="module")
-def w(tmp_path_factory, tiny_model_dir):
-    root = tmp_path_factory.mktemp("provenance-faults")
-    write_tiny_xquad(root / "data")
-    w = {"root": root, "base": Path(shutil.copytree(tiny_model_dir, root / "base")), "exp": root / "exp"}
-    w["other"] = build_tiny_model(root / "other", seed=1)
-    res = _exp(w, w["exp"])
-    assert res.exit_code == 0, res.output[-3000:]
-    return w
+def w(smoke_experiment, tmp_path_factory):
+    other = build_tiny_model(tmp_path_factory.mktemp("provenance-faults") / "other", seed=1)
+    return {**smoke_experiment, "other": other}
 
 
 def test_a_benchmark_file_edited_in_place_is_trained_and_evaluated_again(w, tmp_path):
     out = shutil.copytree(w["exp"], tmp_path / "exp")
-    data = shutil.copytree(w["root"] / "data", tmp_path / "data")
-    assert _exp(w, out, data=data).exit_code == 0  # data_dir is a training value: retrained once on the copy
-    assert "trained 0, evaluated 0, reused 3" in _said(_exp(w, out, data=data))
-    de = data / "xquad-r" / "de.json"
+    de = w["data"] / "xquad-r" / "de.json"
     text = de.read_text(encoding="utf-8")
     edited = text.replace('"question": "stadt', '"question": "stadx')  # same size, same path
     assert edited != text and len(edited) == len(text)
-    de.write_text(edited, encoding="utf-8")
-    res = _exp(w, out, data=data)
+    try:
+        de.write_text(edited, encoding="utf-8")
+        res = _exp(w, out)
+    finally:
+        de.write_text(text, encoding="utf-8")
     assert res.exit_code == 0, res.output[-2000:]
     assert "trained 1, evaluated 2, reused 0" in _said(res), _said(res)  # was: reused 3, the old data's numbers
     now, then = (read_marker(e / "evals" / "base" / "xquad-r_test")["data"] for e in (out, w["exp"]))
