@@ -190,3 +190,76 @@ SCORE = ["score", "--run", "$R/r.trec", "--benchmark", "xquad-r:test", "--output
 def test_verb_option_bad_value_exits_2_naming_the_option(world, no_model_load, tmp_path, args, key):
     _refused(_run(world, args, tmp_path), key)
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------ every key, wrong types
+WRONG = ({"a": 1}, [[1]], -5, "zz-not-valid")
+TRAIN_FREE_STRINGS = {"model", "train", "output_dir", "data_dir", "dev", "metric_for_best_model", "lora_target_modules"}
+EXPERIMENT_FREE_STRINGS = {"model", "train", "data_dir", "output", "remedy_fit"}
+
+
+def _fields(cls) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _train_fields() -> list[str]:
+    from polyret.training.config import TrainConfig
+
+    return _fields(TrainConfig)
+
+
+def _experiment_fields() -> list[str]:
+    from polyret.experiment.config import ExperimentConfig
+
+    return _fields(ExperimentConfig)
+
+
+@pytest.mark.parametrize("key", _train_fields())
+def test_every_training_config_key_with_a_wrong_value_is_refused_naming_it(key):
+    """A mapping, a nested list, a negative number, a word: a ConfigError naming the key (never a TypeError:
+    ``languages: [[1]]`` and ``recipe: {a: 1}`` were unhashable-type crashes, ``lora_target_modules: [[1]]``
+    was accepted); a word is a fine value only for keys that name paths, specs or modules (checked on disk
+    or at load)."""
+    from polyret.errors import ConfigError
+    from polyret.training.config import TrainConfig
+
+    for bad in WRONG:
+        data = {"model": "m", "train": ["a.jsonl"], "output_dir": "o", key: bad}
+        if bad == "zz-not-valid" and key in TRAIN_FREE_STRINGS:
+            TrainConfig.from_dict(data, source="c.yaml")
+            continue
+        with pytest.raises(ConfigError) as err:
+            TrainConfig.from_dict(data, source="c.yaml")
+        assert key in str(err.value) and "c.yaml" in str(err.value), (bad, str(err.value))
+
+
+@pytest.mark.parametrize("key", _experiment_fields())
+def test_every_experiment_config_key_with_a_wrong_value_is_refused_naming_it(key):
+    """The same for the experiment config (``eval_languages: {xquad-r:test: 1}`` was blamed on
+    ``languages``); a benchmark id that is no benchmark is named by its value and the known ids."""
+    from polyret.experiment.config import ExperimentConfig
+
+    for bad in (*WRONG, None):
+        data = {"preset": "smoke", "model": "m", key: bad}
+        free = (bad == "zz-not-valid" and key in EXPERIMENT_FREE_STRINGS) or (bad is None and key in _NULLABLE)
+        if free or (key == "remedy_fit_max_queries" and bad in (-5, None)):  # used only with remedies: checked then
+            ExperimentConfig.from_dict(data, source="c.yaml")
+            continue
+        with pytest.raises(ValueError) as err:
+            ExperimentConfig.from_dict(data, source="c.yaml")
+        said = str(err.value)
+        named = key in said or (key == "benchmarks" and "zz-not-valid" in said)  # an unknown id: named by its value
+        named = named or (key == "train_overrides" and "unknown training config key(s) ['a']" in said)
+        assert named and "c.yaml" in said, (bad, said)
+
+
+_NULLABLE = {"languages", "eval_max_seq_length", "data_dir", "preset", "remedy_fit_max_queries"}
+
+
+def test_remedy_fit_max_queries_is_checked_when_remedies_use_it():
+    from polyret.experiment.config import ExperimentConfig
+
+    with pytest.raises(ValueError, match="max_queries"):
+        ExperimentConfig.from_dict({"preset": "smoke", "remedies": ["base+shift"], "remedy_fit_max_queries": -5})

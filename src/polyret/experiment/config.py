@@ -398,7 +398,10 @@ def _from_file_value(key: str, value: Any) -> Any:
     elif base is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     elif key == "eval_languages" and isinstance(value, dict):
-        value = {b: _from_file_value("languages", v) for b, v in value.items()}
+        try:
+            value = {b: _from_file_value("languages", v) for b, v in value.items()}
+        except ValueError as exc:  # it said "languages must be ...": name the key at fault
+            raise ValueError(f"eval_languages: {exc}") from None
     if not _field_ok(hint, value):
         raise ValueError(f"{key} must be {_type_name(hint)}, got {value!r}")
     return value

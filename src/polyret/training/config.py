@@ -192,6 +192,9 @@ class TrainConfig:
         need(bool(self.train), "train needs at least one source (e.g. 'xquad-r:train' or a .jsonl file)")
         need(all(isinstance(s, str) and s for s in self.train), f"train sources must be strings, got {self.train!r}")
         need(bool(self.output_dir), "output_dir is empty")
+        for key in ("languages", "lora_target_modules"):  # [[1]] was an unhashable-type crash / accepted
+            values = getattr(self, key)
+            need(values is None or all(isinstance(v, str) for v in values), f"{key} must be a list of strings, got {values!r}")
         if self.languages is not None:
             need(len(self.languages) >= 1, "languages is empty (leave it unset for all languages)")
             need(len(set(self.languages)) == len(self.languages), f"languages has duplicates: {self.languages}")
@@ -266,7 +269,8 @@ class TrainConfig:
                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_every}) so the "
                 "best checkpoint can be kept",
             )
-        need(self.recipe is None or self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}")
+        known_recipe = self.recipe is None or (isinstance(self.recipe, str) and self.recipe in RECIPES)
+        need(known_recipe, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -312,7 +316,7 @@ class TrainConfig:
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
-        if name not in RECIPES:
+        if not isinstance(name, str) or name not in RECIPES:  # a mapping or list was an unhashable-type crash
             raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
         return RECIPES[name].replace(**overrides)
 
@@ -323,8 +327,8 @@ class TrainConfig:
             raise ConfigError(f"{source}: a training config must be a mapping, got {type(data).__name__}")
         data = {str(k).replace("-", "_"): v for k, v in data.items()}
         recipe = data.get("recipe")
-        base = cls.from_recipe(recipe) if recipe else cls()
-        try:
+        try:  # an unknown recipe is named with the file too
+            base = cls.from_recipe(recipe) if recipe else cls()
             return base.replace(**data)
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
