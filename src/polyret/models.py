@@ -76,6 +76,10 @@ def check_device(device: str | None, option: str = "device") -> None:
         return
     import torch
 
+    try:  # "gpu7", "cuda:x", "cuda:-1": not a device name at all (torch said so only once the model loaded)
+        torch.device(str(device))
+    except (RuntimeError, ValueError, TypeError):
+        raise ModelError(f"{option}: {device!r} is not a device name (cpu, cuda, cuda:1, mps ...)") from None
     kind, _, index = str(device).partition(":")
     if kind == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -146,6 +146,10 @@ class ExperimentConfig(ConfigBase):
         need(bool(self.strategies), f"strategies is empty; choose from {', '.join(STRATEGIES)}")
         bad = [s for s in self.strategies if s not in STRATEGIES]
         need(not bad, f"strategies: unknown strategies {bad}; choose from {', '.join(STRATEGIES)}")
+        for key in ("strategies", "alpha_sweep", "benchmarks"):  # a system (or benchmark) twice: one folder, two entries
+            values = list(getattr(self, key))
+            twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+            need(not twice, f"{key} names {', '.join(map(str, twice))} more than once; list each once")
         need(self.recipe in RECIPES, f"recipe: unknown training recipe {self.recipe!r}; known: {sorted(RECIPES)}")
         need(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")
         for a in self.alpha_sweep:

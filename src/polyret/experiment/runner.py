@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import interrupts
 from ..evaluation.results import not_done_reason
+from ..integrity import sources_identity
 from ..paths import COMPLETE_MARKER, atomic_write_text, claim_output, file_sha256, incomplete_reason, output_lock, read_marker
 from ..training.config import upgrade_keys
 from ..vocabulary import BASELINE
@@ -181,6 +182,11 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         }
         if model_dir is not None:  # a trained model: the very weights it was evaluated from
             expect["model_weights"] = model_identity(model_dir)
+        elif Path(model_spec).expanduser().is_dir():  # a local base model: its weights, not its path
+            expect["model_weights"] = folder_weights_identity(Path(model_spec).expanduser())
+        data = sources_identity([bench], languages=langs, data_dir=config.data_dir)
+        if data:  # the benchmark's files by content: an edited copy is evaluated again
+            expect["data"] = data
         return expect
 
     def eval_reuse(target: Path, expect: dict[str, Any]) -> str | None:
@@ -192,13 +198,16 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         recorded = marker.get("config") or {}
         # a trained model is known by its weights' sha256, not by its path: a moved experiment folder
         # keeps its evaluations
-        keys = [k for k in expect if k != "model_weights" and not (k == "model" and "model_weights" in expect)]
+        keys = [k for k in expect if k not in ("model_weights", "data") and not (k == "model" and "model_weights" in expect)]
         for key in keys:
             if recorded.get(key) != expect[key]:
                 return f"{target}: evaluated with {key} {recorded.get(key)!r}, this experiment wants {expect[key]!r}"
         # (an older polyret's evaluation records no weights: its marker and the config decide)
         if "model_weights" in expect and marker.get("model_weights", expect["model_weights"]) != expect["model_weights"]:
-            return f"{target}: evaluated other weights of the model (the trained model changed since)"
+            return f"{target}: evaluated other weights of the model (the model changed since)"
+        if "data" in expect and marker.get("data", expect["data"]) != expect["data"]:
+            changed = sorted(k for k in expect["data"] if (marker.get("data") or {}).get(k) != expect["data"][k])
+            return f"{target}: evaluated other data ({', '.join(changed) or 'other files'} changed since)"
         return None
 
     def eval_into(model_obj_or_path, target: Path, bench: str, label: str, expect: dict[str, Any]) -> None:
@@ -223,7 +232,7 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
             **eval_options,
             **{k: expect[k] for k in REMEDY_KEYS if k in expect},
             overwrite=True,  # the experiment owns its evaluation folders and decided this one is not reusable
-            provenance={"model_weights": expect["model_weights"]} if "model_weights" in expect else None,
+            provenance={k: expect[k] for k in ("model_weights", "data") if k in expect} or None,
         )
         done["evaluated"].append(f"{label} {bench}")
 
@@ -333,14 +342,19 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
         final = layout.final_model_dir(run_dir)
         tcfg = base_train.replace(strategy=system.strategy, alpha=system.alpha, seed=seed, output_dir=str(run_dir))
         why = _model_mismatch(final, tcfg)  # reuse by provenance: its own marker and its recorded config
-        pruned = why is None and weights_pruned(final) is not None
+        data = sources_identity(tcfg.train, languages=tcfg.languages, data_dir=tcfg.data_dir)
+        if Path(tcfg.model).expanduser().is_dir():  # the base model it starts from, by content
+            data[f"model {tcfg.model}"] = folder_weights_identity(Path(tcfg.model).expanduser())
+        other_data = _data_mismatch(run_dir, data)  # and the training data's content
+        pruned = why is None and other_data is None and weights_pruned(final) is not None
         if pruned:  # the right model, its weights removed once evaluated: reused while nothing needs them
             why = weights_needed(system, seed, final)
-        if why is None:
+        if why is None and other_data is None:
             done["reused"].append(f"train {label}")
             return final
         if rank == 0 and (final.exists() or run_dir.exists()):
-            started = _run_mismatch(run_dir, tcfg)  # the run folder's config.json: what its checkpoints are of
+            # the run folder's config.json and data record: what its checkpoints are of
+            started = other_data or _run_mismatch(run_dir, tcfg)
             if final.exists() or started is not None:
                 logger.warning("retraining %s: %s", label, started or why)
                 # what was evaluated of the old model goes first: a crash after this never pairs them again.
@@ -351,6 +365,9 @@ def _run(config: ExperimentConfig, echo: Callable[[str], None] | None, progress:
                     if not (pruned and started is None and (read_marker(target) or {}).get("model_weights")):
                         shutil.rmtree(target, ignore_errors=True)
                 shutil.rmtree(run_dir if started is not None else final, ignore_errors=True)
+        if rank == 0 and data:  # what the checkpoints and the model of this folder are trained on
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / DATA_RECORD, json.dumps({"sha256": data}, indent=2, sort_keys=True))
         resume = last_checkpoint(run_dir) is not None
         _progress(f"training {label}" + (" (resuming)" if resume else ""), echo)
         train(tcfg.replace(resume=resume))
@@ -446,6 +463,41 @@ def _model_mismatch(final: Path, tcfg) -> str | None:
     if differ:
         return f"{final} was trained with other settings ({', '.join(differ)} differ)"
     return None
+
+
+DATA_RECORD = "training_inputs.json"  # beside a system's checkpoints and model: its data files' and base model's sha256
+
+
+def _data_mismatch(run_dir: Path, data: dict[str, str]) -> str | None:
+    """Why the run in ``run_dir`` was trained on other data or from another base model than ``data`` records
+    (None: the same, or no record: a run of an older polyret)."""
+    path = run_dir / DATA_RECORD
+    if not data or not path.exists():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{path}: unreadable training inputs record"
+    changed = sorted(k for k in set(recorded) | set(data) if recorded.get(k) != data.get(k))
+    return f"{run_dir} was trained on other inputs ({', '.join(changed)} changed since)" if changed else None
+
+
+def folder_weights_identity(folder: Path) -> str | None:
+    """A local model folder's identity by content: :func:`model_identity` when it has a completion marker,
+    else one sha256 over its weight files' digests (remembered per file version, so hashed once)."""
+    from ..integrity import source_digest
+
+    if read_marker(folder) is not None:
+        return model_identity(folder)
+    import hashlib
+
+    names = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin"))
+    if not names:
+        return None
+    h = hashlib.sha256()
+    for path in names:
+        h.update(f"{path.relative_to(folder).as_posix()}:{source_digest(path)}\n".encode())
+    return h.hexdigest()
 
 
 def _run_mismatch(run_dir: Path, tcfg) -> str | None:

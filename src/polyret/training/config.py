@@ -270,6 +270,9 @@ class TrainConfig(ConfigBase):
         need(bool(self.train), "train needs at least one source (e.g. 'xquad-r:train' or a .jsonl file)")
         need(all(isinstance(s, str) and s for s in self.train), f"train sources must be strings, got {self.train!r}")
         need(bool(self.output_dir), "output_dir is empty")
+        for key in ("languages", "lora_target_modules"):  # [[1]] was an unhashable-type crash / accepted
+            values = getattr(self, key)
+            need(values is None or all(isinstance(v, str) for v in values), f"{key} must be a list of strings, got {values!r}")
         if self.languages is not None:
             need(len(self.languages) >= 1, "languages is empty (leave it unset for all languages)")
             need(len(set(self.languages)) == len(self.languages), f"languages has duplicates: {self.languages}")
@@ -323,6 +326,7 @@ class TrainConfig(ConfigBase):
             "loss's rows per forward pass are embed_chunk_size (mini_batch_size set both before polyret 0.2)",
         )
         need(self.max_seq_length is None or self.max_seq_length >= 8, f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         need(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
         need(self.save_steps is None or self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
@@ -343,7 +347,8 @@ class TrainConfig(ConfigBase):
                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_every}) so the "
                 "best checkpoint can be kept",
             )
-        need(self.recipe is None or self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}")
+        known_recipe = self.recipe is None or (isinstance(self.recipe, str) and self.recipe in RECIPES)
+        need(known_recipe, f"unknown recipe {self.recipe!r}; known: {sorted(RECIPES)}")
         self._check_trainer_args()
 
     def _check_trainer_args(self) -> None:
@@ -428,7 +433,7 @@ class TrainConfig(ConfigBase):
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
-        if name not in RECIPES:
+        if not isinstance(name, str) or name not in RECIPES:  # a mapping or list was an unhashable-type crash
             raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
         return RECIPES[name].replace(**overrides)
 

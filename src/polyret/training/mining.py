@@ -116,6 +116,30 @@ class _Passages:
     by_code: dict[int, list[int]] = field(default_factory=dict)  # identity code -> units carrying it
 
 
+def _registry_files(spec: object, data_dir) -> list[Path]:
+    """The local files a registry source (``xquad-r:train``) is read from, wherever they may be (the data
+    root, the download cache); nothing for a file path or an unknown id."""
+    from polyret.data.download import local_candidates
+    from polyret.data.registry import benchmark_info
+
+    if not isinstance(spec, str):
+        return []
+    try:
+        info = benchmark_info(spec)
+    except (ValueError, KeyError):
+        return []
+    return [path for remote in info.files for path in local_candidates(remote, data_dir=data_dir)]
+
+
+def _check_guard(relative_margin, absolute_margin, max_score, min_score) -> None:
+    for name, value in (("relative_margin", relative_margin), ("absolute_margin", absolute_margin),
+                        ("max_score", max_score), ("min_score", min_score)):  # fmt: skip
+        if value is not None and not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+    if relative_margin is not None and relative_margin < 0:
+        raise ValueError(f"relative_margin must be >= 0, got {relative_margin}")
+
+
 def _check_ranges(k: int, range_min: int, range_max: int | None, guarded: bool) -> int:
     if k < 1:
         raise ValueError(f"k (negatives per pair) must be >= 1, got {k}")
@@ -173,12 +197,7 @@ def mine_negatives(
     """
     from polyret.encode import encode
 
-    for name, value in (("relative_margin", relative_margin), ("absolute_margin", absolute_margin),
-                        ("max_score", max_score), ("min_score", min_score)):  # fmt: skip
-        if value is not None and not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
-    if relative_margin is not None and relative_margin < 0:
-        raise ValueError(f"relative_margin must be >= 0, got {relative_margin}")
+    _check_guard(relative_margin, absolute_margin, max_score, min_score)
     guarded = any(v is not None for v in (relative_margin, absolute_margin, max_score, min_score))
     range_max = _check_ranges(k, range_min, range_max, guarded)
     stats = MineStats(k=k, settings=dict(
@@ -419,6 +438,7 @@ def mine(
     from polyret.data.pairs import load_pairs
     from polyret.encode import EmbeddingCache
     from polyret.encode.stream import resolve_for
+    from polyret.errors import ConfigError
     from polyret.guards import check_outputs_spare_inputs
     from polyret.paths import atomic_write_text, check_writable, output_lock
     from polyret.paths import cache_dir as resolve_cache_dir
@@ -427,15 +447,24 @@ def mine(
     if precision not in CHOICES:
         raise ValueError(f"precision: unknown {precision!r}; choose from {', '.join(CHOICES)}")
     guarded = any(v is not None for v in (relative_margin, absolute_margin, max_score, min_score))
+    _check_guard(relative_margin, absolute_margin, max_score, min_score)  # NaN margins too, before the model loads
     _check_ranges(k, range_min, range_max, guarded)  # before the model and data are loaded
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed (of the --max-groups subsample) must be an integer >= 0, got {seed!r}")
     models.check_device(device, option="--device")
     target = Path(output).expanduser()
     if target.is_dir():
         raise ValueError(f"--output {target} is a folder; name the JSONL file to write")
     check_outputs_spare_inputs(
-        {"--train": train, "--model": model if isinstance(model, str) else None},
+        {"--train": train, "--model": model if isinstance(model, str) else None,
+         f"--train's data files ({train})": _registry_files(train, data_dir)},
         {"--output": target, "the stats file of --output": stats_path(target)},
-    )
+    )  # fmt: skip
+    if isinstance(model, str) and Path(model).expanduser().is_dir():  # never a file of the scoring model's folder
+        folder = Path(model).expanduser().resolve()
+        for name, out in (("--output", target), ("the stats file of --output", stats_path(target))):
+            if folder in out.resolve().parents:
+                raise ConfigError(f"{name} {out} is inside the model folder --model {model}: write the mined file elsewhere")
     check_writable(target.parent, what="the folder of --output")  # now, not after the encoding
     with output_lock(target, "polyret mine", file=True):  # one writer of this file; dead writers' temp files removed
         source = load_pairs(train, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed)

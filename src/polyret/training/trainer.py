@@ -176,6 +176,13 @@ def _column_prompts(model, negatives: int) -> dict[str, str] | None:
     return out
 
 
+def _training_inputs(config: TrainConfig) -> dict[str, str]:
+    """The sha256 of every local file the run's sources read (remembered per file version: hashed once)."""
+    from polyret.integrity import sources_identity
+
+    return sources_identity(config.train, languages=config.languages, data_dir=config.data_dir)
+
+
 def _check_resume(config: TrainConfig, output_dir: Path, world_size: int) -> None:
     saved_path = output_dir / RUN_CONFIG
     if not saved_path.exists():
@@ -186,9 +193,19 @@ def _check_resume(config: TrainConfig, output_dir: Path, world_size: int) -> Non
         detail = ", ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in differ)
         raise ConfigError(f"cannot resume {output_dir}: the run was started with a different config ({detail})")
     try:
-        started = json.loads(saved_path.read_text(encoding="utf-8")).get("plan", {}).get("batch", {}).get("world_size")
+        record = json.loads(saved_path.read_text(encoding="utf-8"))
+        started = record.get("plan", {}).get("batch", {}).get("world_size")
+        inputs = record.get("inputs")
     except (OSError, ValueError, AttributeError):
-        started = None
+        started, inputs = None, None
+    if isinstance(inputs, dict):  # a run of an older polyret records none: its config decides
+        now = _training_inputs(config)
+        changed = sorted(k for k in set(inputs) | set(now) if inputs.get(k) != now.get(k))
+        if changed:  # its checkpoints (and batches.jsonl) are of the old content: never continued on the new
+            raise ConfigError(
+                f"cannot resume {output_dir}: its training data changed since the run started ({', '.join(changed)}); "
+                "restore it, or train into a new --output"
+            )
     if started is not None and started != world_size:
         # the batch stream (which batch goes to which rank, where an epoch restarts) depends on it
         raise ConfigError(
@@ -399,8 +416,8 @@ def _train(config: TrainConfig, *, evaluator=None, callbacks: Sequence | None = 
     trainer.remove_callback(PrinterCallback)  # its printed log dicts: the progress display shows the loss
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output_dir / RUN_CONFIG, json.dumps({"config": config.to_dict(), "plan": plan.to_dict()},
-                                                             indent=2))  # fmt: skip
+        record = {"config": config.to_dict(), "plan": plan.to_dict(), "inputs": _training_inputs(config)}
+        atomic_write_text(output_dir / RUN_CONFIG, json.dumps(record, indent=2))
     logger.info("training %s: %d groups, %d pairs, languages %s, strategy %s, %s, %d frozen parameters",
                 config.model, index.num_groups, index.num_pairs, ",".join(index.languages), config.strategy,
                 precision, frozen)  # fmt: skip
