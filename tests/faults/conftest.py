@@ -21,8 +21,10 @@ def smoke_experiment(tmp_path_factory, tiny_model_dir) -> dict:
     root = tmp_path_factory.mktemp("smoke-experiment")
     write_tiny_xquad(root / "data")
     base = Path(shutil.copytree(tiny_model_dir, root / "base"))
+    # --keep-models: the smoke preset removes trained weights once evaluated, and these tests use them
     args = ["experiment", "--preset", "smoke", "--model", str(base), "--strategies", "hybrid", "--languages", "de,en",
-            "--data-dir", str(root / "data"), "--set", "max_steps=2", "--set", "save_steps=1"]  # fmt: skip
+            "--data-dir", str(root / "data"), "--set", "max_steps=2", "--set", "save_steps=1",
+            "--keep-models"]  # fmt: skip
     env = {"POLYRET_CACHE_DIR": str(root / "cache"), "POLYRET_DATA_DIR": str(root / "data")}
     res = CliRunner().invoke(app, [*args, "--output", str(root / "exp")], env=env)
     assert res.exit_code == 0, res.output[-3000:]

@@ -61,7 +61,8 @@ def _refused(res, key: str) -> str:
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1, res.output[-2000:]
     message = " ".join(res.output[res.output.index("error:") :].split())
-    assert key in message, (key, message)
+    option = "--" + key.replace("_", "-")  # the command line names a config key by its option
+    assert key in message or option in message, (key, message)
     assert "Traceback" not in res.output and "a bug in polyret" not in message
     return message
 
