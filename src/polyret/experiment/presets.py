@@ -22,10 +22,10 @@ _PAPER_MIRACL = ("ar", "de", "en", "es", "hi", "zh", "ru", "th")
 _CPU_TRAINING = {"max_steps": 20, "batch_size": 16, "lr": 1e-5, "save_steps": 10, "dev_groups": 0, "alpha_schedule": "balanced"}
 
 _PRESETS: dict[str, ExperimentConfig] = {
-    # The README's main job: about 20 minutes on 2 CPU cores (see bench/RESULTS.md).
-    # Measured on 2 AMD EPYC cores (no AVX-512, ~115 GFLOPS fp32 GEMM): each evaluation of xquad-r:test
-    # (12.5k texts, 132 settings) takes ~3.7 min of encoding, so the four evaluations the issue asks
-    # for use ~15 of the 20 minutes; training gets the rest at ~0.28 s per pair: 20 steps of 16 pairs
+    # The README's main job: 7 min 53 s on 2 quiet AMD EPYC cores with AVX512-BF16 (precision auto = bf16,
+    # cold cache, 2026-12-06), 13 min 50 s in fp32 (see bench/RESULTS.md). In fp32 each evaluation of
+    # xquad-r:test (12.5k texts, 132 settings) took ~3.7 min of encoding, so the four evaluations the issue
+    # asks for used ~15 of the 20 minutes; training gets the rest at ~0.28 s per pair: 20 steps of 16 pairs
     # per strategy (20 hybrid batch draws, not 10). lr 1e-5 from the recipe search in bench/RESULTS.md
     # (issue 14): hybrid keeps mono mAP within .01 of the base (-0.003) while max rank distance falls by
     # more than half (585 -> 276); 2e-5 loses .010, the earlier 5e-5 .04-.05.
