@@ -27,7 +27,6 @@ from polyret.paths import COMPLETE_MARKER, atomic_write_text, file_sha256  # fil
 
 logger = logging.getLogger("polyret.integrity")
 
-BLOCK = 1 << 22  # bytes read at a time while hashing
 DIGESTS_DIR = "digests"  # <cache>/digests/: the remembered source digests
 
 __all__ = ["file_sha256", "folder_checksums", "source_digest", "sources_identity", "verify_checksums"]

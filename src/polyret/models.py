@@ -379,13 +379,11 @@ def _library_versions() -> dict[str, str]:
 
 def _folder_digest(folder: Path) -> str:
     """sha256 over every file's relative path and content (the folder's completion marker excluded)."""
+    from polyret.paths import file_sha256
+
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".complete.json"):
-        h.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-        h.update(b"\0")
+        h.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\0".encode())
     return h.hexdigest()
 
 

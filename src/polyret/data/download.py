@@ -13,7 +13,6 @@ a Hugging Face dataset repository (gzip members concatenate into one valid gzip 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -62,13 +61,7 @@ class DownloadError(DataError):
     match the registry's size and sha256)."""
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """The sha256 (hex) of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = paths.file_sha256  # the sha256 (hex) of a file: one definition, in polyret.paths
 
 
 def verify(remote: RemoteFile, path: str | os.PathLike) -> str | None:
