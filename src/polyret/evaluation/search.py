@@ -344,28 +344,29 @@ class _PairCounts:
         return out
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_WRITERS: dict[int, ThreadPoolExecutor] = {}
+_EXECUTORS: dict[tuple[int, str], ThreadPoolExecutor] = {}  # (pid, name) -> executor
+
+
+def _executor(name: str, workers: int) -> ThreadPoolExecutor:
+    """This process's executor ``name``: one per process (a forked child has none of its parent's
+    threads, so it makes its own; the parent's entries are dropped there)."""
+    pid = os.getpid()
+    if (pid, name) not in _EXECUTORS:
+        for key in [k for k in _EXECUTORS if k[0] != pid]:
+            del _EXECUTORS[key]
+        _EXECUTORS[(pid, name)] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"polyret-{name}")
+    return _EXECUTORS[(pid, name)]
 
 
 def _writer() -> ThreadPoolExecutor:
-    """One thread that writes chunks' rows in submission order (one per process, as :func:`_pool`)."""
-    pid = os.getpid()
-    if pid not in _WRITERS:
-        _WRITERS.clear()
-        _WRITERS[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polyret-rows")
-    return _WRITERS[pid]
+    """One thread that writes chunks' rows in submission order."""
+    return _executor("rows", 1)
 
 
 def _pool() -> ThreadPoolExecutor:
-    """Worker threads for held chunks: one per usable core (numpy and BLAS release the GIL); one pool per
-    process (a forked child has none of its parent's threads, so it makes its own)."""
-    pid = os.getpid()
-    if pid not in _POOLS:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        _POOLS.clear()
-        _POOLS[pid] = ThreadPoolExecutor(max_workers=max(1, min(8, cores)), thread_name_prefix="polyret-search")
-    return _POOLS[pid]
+    """Worker threads for held chunks: one per usable core (numpy and BLAS release the GIL)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _executor("search", max(1, min(8, cores)))
 
 
 def _merge_top(
