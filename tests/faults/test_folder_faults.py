@@ -47,6 +47,7 @@ from polyret.paths import (
     sweep_dead_temps,
 )
 from tests.helpers.lareqa import write_tiny_xquad
+from tests.helpers.pairs import write_de_en_pairs
 
 SRC = str(Path(polyret.__file__).resolve().parent.parent)
 BENCH = "xquad-r:test"
@@ -466,12 +467,7 @@ def test_a_run_of_another_benchmark_is_told_so(world, tmp_path):
 def test_a_non_ascii_data_path_under_a_non_utf8_locale(world, tmp_path):
     data = tmp_path / "dätä"
     data.mkdir()
-    rows = [
-        {"id": f"g{g}", "lang": lang, "query": f"{lang} stadt river {g}", "positive": f"{lang} passage city {g} water"}
-        for g in range(12)
-        for lang in ("de", "en")
-    ]
-    (data / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_de_en_pairs(data / "pairs.jsonl", positive="{lang} passage city {g} water")
     env = _env(world["root"], LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
     args = ["train", "--model", world["model"], "--train", str(data / "pairs.jsonl"), "--languages", LANGS,
             "--max-steps", "1", "--batch-size", "4", "--output", str(tmp_path / "öut"), "--dry-run"]  # fmt: skip

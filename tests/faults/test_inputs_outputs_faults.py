@@ -9,7 +9,6 @@ exit 2 naming the option before any model loads, and the input's bytes unchanged
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 
 from polyret.cli import app
 from tests.helpers.lareqa import write_tiny_xquad
+from tests.helpers.pairs import write_de_en_pairs
 
 runner = CliRunner()
 
@@ -31,12 +31,7 @@ def w(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setattr(polyret.models, "load", lambda *a, **k: pytest.fail("a model was loaded before the refusal"))
     write_tiny_xquad(tmp_path / "data")
     model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
-    rows = [
-        {"id": f"g{g}", "lang": lang, "query": f"{lang} stadt river {g}", "positive": f"{lang} passage city {g}"}
-        for g in range(12)
-        for lang in ("de", "en")
-    ]
-    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_de_en_pairs(tmp_path / "p.jsonl")
     (tmp_path / "r.trec").write_text("a0q0@de Q0 de:x 1 1.0 t\n")
     (tmp_path / "ev").mkdir()
     (tmp_path / "ev" / "results.json").write_text("{}")

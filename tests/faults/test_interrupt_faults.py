@@ -26,6 +26,7 @@ from polyret.cli import app
 from polyret.evaluation.results import is_done
 from polyret.paths import LOCK_FILE
 from tests.helpers.lareqa import write_tiny_xquad
+from tests.helpers.pairs import write_de_en_pairs
 
 LANGS = "de,en"
 runner = CliRunner()
@@ -64,12 +65,7 @@ def _polyret(root: Path, args: list[str], kill: tuple[str, int, str] | None = No
 def w(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("interrupt-faults")
     write_tiny_xquad(root / "data")
-    rows = [
-        {"id": f"g{g}", "lang": lang, "query": f"{lang} stadt river {g}", "positive": f"{lang} passage city water {g}"}
-        for g in range(12)
-        for lang in ("de", "en")
-    ]
-    (root / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_de_en_pairs(root / "p.jsonl", positive="{lang} passage city water {g}")
     return {"root": root, "model": tiny_model_dir}
 
 

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from polyret.cli import app
 from polyret.paths import read_marker
 from tests.helpers.models import build_tiny_model
+from tests.helpers.pairs import write_de_en_pairs
 
 runner = CliRunner()
 LANGS = "de,en"
@@ -90,13 +91,7 @@ def test_another_model_or_config_in_the_same_experiment_folder_is_refused(w, tmp
 
 
 def test_resume_on_edited_training_data_or_with_another_value_is_refused(w, tmp_path):
-    rows = [
-        {"id": f"g{g}", "lang": lang, "query": f"{lang} stadt river {g}", "positive": f"{lang} passage city {g}"}
-        for g in range(12)
-        for lang in ("de", "en")
-    ]
-    pairs = tmp_path / "p.jsonl"
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pairs = write_de_en_pairs(tmp_path / "p.jsonl")
     run = tmp_path / "run"
     args = ["train", "--model", str(w["base"]), "--train", str(pairs), "--languages", LANGS, "--max-steps", "3",
             "--batch-size", "4", "--set", "save_steps=1", "--keep-checkpoints", "--output", str(run)]  # fmt: skip

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from polyret.cli import app
 from tests.helpers.lareqa import write_tiny_xquad
+from tests.helpers.pairs import write_de_en_pairs
 
 runner = CliRunner()
 
@@ -23,12 +24,7 @@ runner = CliRunner()
 def world(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("value-faults")
     write_tiny_xquad(root / "data")
-    rows = [
-        {"id": f"g{g}", "lang": lang, "query": f"{lang} stadt river {g}", "positive": f"{lang} passage city {g}"}
-        for g in range(12)
-        for lang in ("de", "en")
-    ]
-    (root / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_de_en_pairs(root / "p.jsonl")
     (root / "r.trec").write_text("a0q0@de Q0 de:x 1 1.0 t\n")
     return {"root": root, "model": tiny_model_dir}
 

@@ -104,3 +104,15 @@ def make_source(name: str, n_groups: int, langs=SAMPLER_LANGS, *, ragged: bool =
             for lang in group_langs
         }
     return PairGroups(name, groups)
+
+
+def write_de_en_pairs(path: Path, positive: str = "{lang} passage city {g}", groups: int = 12) -> Path:
+    """``groups`` parallel de/en groups as a JSONL training file (the fault tests' small pairs); ``positive``
+    is a template with ``{lang}`` and ``{g}``."""
+    rows = [
+        {"id": f"g{g}", "lang": lang, "query": f"{lang} stadt river {g}", "positive": positive.format(lang=lang, g=g)}
+        for g in range(groups)
+        for lang in ("de", "en")
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
