@@ -53,7 +53,7 @@ def synthetic_xquad_r(n_questions: int = 1190, n_sentences: int = 1183, langs: t
 def load(synthetic: bool) -> Benchmark:
     if not synthetic:
         try:
-            from polyret.data.registry import load_benchmark
+            from polyret.data import load_benchmark
 
             return load_benchmark("xquad-r", download=False)
         except Exception as err:  # noqa: BLE001 - no data here: fall back to the same shape

@@ -772,7 +772,8 @@ def list_benchmarks_cmd(
 ) -> None:
     """List the benchmarks: id, languages, size (queries, candidates) and whether the data is on disk."""
     from .data import list_benchmarks
-    from .data.registry import benchmark_info, missing_files, recorded_size
+    from .data.download import missing_files
+    from .data.registry import benchmark_info, recorded_size
 
     table = Table(title=Text("benchmarks (sizes: all languages; ? = known once downloaded)"), title_justify="left")
     table.add_column("id", no_wrap=True)

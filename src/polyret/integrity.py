@@ -29,7 +29,7 @@ logger = logging.getLogger("polyret.integrity")
 
 DIGESTS_DIR = "digests"  # <cache>/digests/: the remembered source digests
 
-__all__ = ["file_sha256", "folder_checksums", "source_digest", "sources_identity", "verify_checksums"]
+__all__ = ["file_sha256", "folder_checksums", "source_digest", "verify_checksums"]
 
 
 def _listed(folder: Path) -> list[str]:
@@ -107,47 +107,3 @@ def source_digest(path: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
         except OSError as exc:  # a read-only cache costs a re-hash next time, not correctness
             logger.debug("%s: cannot remember the digest (%s)", memo, exc)
     return digest
-
-
-def sources_identity(
-    specs: Iterable[str],
-    *,
-    languages: Iterable[str] | None = None,
-    data_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> dict[str, str]:
-    """The content (sha256, remembered by :func:`source_digest`) of every local file the data ``specs`` read:
-    a file path is itself; a registry id (``xquad-r:test``, ``xquad-r:train``, ``miracl/sw``) is the local copy
-    of each of its files (of ``languages`` only, for the per-language LAReQA files) that is on disk. An
-    experiment records it beside what it trained and evaluated, so edited data is never paired with results
-    of the old data. Specs that are neither (a Hub dataset, ``mmarco``) and files not on disk are left out.
-
-    Args:
-        specs: training sources or benchmark ids.
-        languages: the languages read (None: all).
-        data_dir: the data root (None: the default lookup).
-        cache_dir: the cache root (downloads, remembered digests).
-    """
-    from polyret.data.download import local_candidates
-    from polyret.data.registry import LAREQA_LANGUAGES, benchmark_info
-
-    wanted_langs = set(languages) if languages else None
-    out: dict[str, str] = {}
-    for spec in specs:
-        path = Path(str(spec)).expanduser()
-        if path.is_file():
-            out[str(path.resolve())] = source_digest(path, cache_dir=cache_dir)
-            continue
-        try:
-            info = benchmark_info(str(spec))
-        except ValueError:
-            continue
-        for remote in info.files:
-            stem = Path(remote.relpath).name.split(".")[0]
-            per_language = LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ())
-            if wanted_langs is not None and stem in per_language and stem not in wanted_langs:
-                continue
-            found = next((p for p in local_candidates(remote, data_dir=data_dir, cache_dir=cache_dir) if p.is_file()), None)
-            if found is not None:
-                out[remote.relpath] = source_digest(found, cache_dir=cache_dir)
-    return out

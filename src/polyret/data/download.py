@@ -17,20 +17,23 @@ import logging
 import os
 import shutil
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from polyret import paths
 from polyret.data.records import DataError
 from polyret.data.registry import (
+    LAREQA_LANGUAGES,
     MMARCO_REPO,
     RemoteFile,
+    benchmark_info,
     miracl_corpus_file,
     miracl_qrels_file,
     miracl_topics_file,
     mlqa_r_file,
     xquad_r_file,
 )
+from polyret.integrity import source_digest
 
 Fetch = Callable[[str, Path], None]
 
@@ -43,14 +46,15 @@ __all__ = [
     "RemoteFile",
     "default_fetch",
     "ensure_file",
-    "ensure_files",
     "hub_dataset_file",
     "local_candidates",
+    "missing_files",
     "miracl_corpus_file",
     "miracl_qrels_file",
     "miracl_topics_file",
     "mlqa_r_file",
     "sha256_of",
+    "sources_identity",
     "verify",
     "xquad_r_file",
 ]  # the file specs live in polyret.data.registry (the table); re-exported here, where they were
@@ -140,16 +144,6 @@ class _Mismatch(Exception):
     """A download that does not match the registry (turned into a DownloadError by ensure_file)."""
 
 
-def ensure_files(
-    remotes: Sequence[RemoteFile],
-    *,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    fetch: Fetch | None = None,
-) -> list[Path]:
-    return [ensure_file(r, data_dir=data_dir, download=download, fetch=fetch) for r in remotes]
-
-
 def default_fetch(url: str, dest: Path) -> None:
     """Fetch ``url`` into ``dest`` (https via urllib, hf:// via huggingface_hub)."""
     if url.startswith("hf://"):
@@ -191,3 +185,67 @@ def hub_dataset_file(repo_id: str, filename: str) -> Path:
             f"could not get {filename} from the Hugging Face dataset {repo_id} "
             f"({type(exc).__name__}: {exc}); offline, use a local folder instead"
         ) from exc
+
+
+def missing_files(
+    benchmark_id: str, languages: Sequence[str] | None = None, *, data_dir: str | os.PathLike | None = None
+) -> list[RemoteFile]:
+    """The files of ``benchmark_id`` (restricted to ``languages``) that are neither in the data root nor in the
+    download cache: what a run would have to download. Nothing is read or fetched.
+
+    Args:
+        benchmark_id: a registry id.
+        languages: the languages evaluated (None: all).
+        data_dir: the data root (None: the default lookup).
+    """
+    info = benchmark_info(benchmark_id)
+    wanted = set(languages or info.languages)
+    out = []
+    for remote in info.files:
+        stem = Path(remote.relpath).name.split(".")[0]
+        if stem in LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ()) and stem not in wanted:
+            continue  # a LAReQA file of a language not evaluated
+        if not any(p.is_file() for p in local_candidates(remote, data_dir=data_dir)):
+            out.append(remote)
+    return out
+
+
+def sources_identity(
+    specs: Iterable[str],
+    *,
+    languages: Iterable[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> dict[str, str]:
+    """The content (sha256, remembered by :func:`source_digest`) of every local file the data ``specs`` read:
+    a file path is itself; a registry id (``xquad-r:test``, ``xquad-r:train``, ``miracl/sw``) is the local copy
+    of each of its files (of ``languages`` only, for the per-language LAReQA files) that is on disk. An
+    experiment records it beside what it trained and evaluated, so edited data is never paired with results
+    of the old data. Specs that are neither (a Hub dataset, ``mmarco``) and files not on disk are left out.
+
+    Args:
+        specs: training sources or benchmark ids.
+        languages: the languages read (None: all).
+        data_dir: the data root (None: the default lookup).
+        cache_dir: the cache root (downloads, remembered digests).
+    """
+    wanted_langs = set(languages) if languages else None
+    out: dict[str, str] = {}
+    for spec in specs:
+        path = Path(str(spec)).expanduser()
+        if path.is_file():
+            out[str(path.resolve())] = source_digest(path, cache_dir=cache_dir)
+            continue
+        try:
+            info = benchmark_info(str(spec))
+        except ValueError:
+            continue
+        for remote in info.files:
+            stem = Path(remote.relpath).name.split(".")[0]
+            per_language = LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ())
+            if wanted_langs is not None and stem in per_language and stem not in wanted_langs:
+                continue
+            found = next((p for p in local_candidates(remote, data_dir=data_dir, cache_dir=cache_dir) if p.is_file()), None)
+            if found is not None:
+                out[remote.relpath] = source_digest(found, cache_dir=cache_dir)
+    return out

@@ -1,4 +1,5 @@
-"""The data registry: one table of benchmark entries and their files; ``load_benchmark`` by id.
+"""The data registry: one table of benchmark entries and their files (``polyret.data.benchmarks.load_benchmark``
+loads one by id).
 
 In the manner of ir_datasets, every benchmark id (``list_benchmarks()``) is a :class:`BenchmarkInfo`
 entry: its languages, setting families, a description, and its files, each a :class:`RemoteFile` with
@@ -25,18 +26,10 @@ concatenation of the Hub shards of one folder (GBs, ``miracl/miracl-corpus``).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from polyret.data.records import Benchmark, DataError
-from polyret.vocabulary import FAMILIES, check_languages
-
-if TYPE_CHECKING:
-    from polyret.data.download import Fetch
-    from polyret.data.lareqa import SplitConfig
+from polyret.data.records import DataError
+from polyret.vocabulary import FAMILIES
 
 __all__ = [
     "BENCHMARKS",
@@ -49,8 +42,6 @@ __all__ = [
     "XQUAD_R_LANGUAGES",
     "benchmark_info",
     "list_benchmarks",
-    "load_benchmark",
-    "missing_files",
     "recorded_size",
     "remote_file",
 ]
@@ -237,31 +228,6 @@ def recorded_size(benchmark_id: str) -> tuple[int | None, int | None]:
     return None, None
 
 
-def missing_files(
-    benchmark_id: str, languages: Sequence[str] | None = None, *, data_dir: str | os.PathLike | None = None
-) -> list[RemoteFile]:
-    """The files of ``benchmark_id`` (restricted to ``languages``) that are neither in the data root nor in the
-    download cache: what a run would have to download. Nothing is read or fetched.
-
-    Args:
-        benchmark_id: a registry id.
-        languages: the languages evaluated (None: all).
-        data_dir: the data root (None: the default lookup).
-    """
-    from polyret.data.download import local_candidates
-
-    info = benchmark_info(benchmark_id)
-    wanted = set(languages or info.languages)
-    out = []
-    for remote in info.files:
-        stem = Path(remote.relpath).name.split(".")[0]
-        if stem in LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ()) and stem not in wanted:
-            continue  # a LAReQA file of a language not evaluated
-        if not any(p.is_file() for p in local_candidates(remote, data_dir=data_dir)):
-            out.append(remote)
-    return out
-
-
 def _table() -> tuple[BenchmarkInfo, ...]:
     infos: list[BenchmarkInfo] = []
     names = {"xquad-r": "XQuAD-R (LAReQA), 11-way parallel", "mlqa-r": "MLQA-R (LAReQA), 7 languages"}
@@ -309,57 +275,3 @@ def _unknown(benchmark_id: str) -> str:
     miracl = [i for i in ids if i.startswith("miracl/")]
     shown = [i for i in ids if not i.startswith("miracl/")] + ["miracl/<lang> for " + ", ".join(m[7:] for m in miracl)]
     return f"unknown benchmark {benchmark_id!r}; known: {'; '.join(shown)}"
-
-
-def load_benchmark(
-    benchmark_id: str,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    languages: Sequence[str] | None = None,
-    download: bool = True,
-    split_config: SplitConfig | None = None,
-    fetch: Fetch | None = None,
-    corpus: str | os.PathLike | None = None,
-    corpus_cache: bool | str | os.PathLike = True,
-) -> Benchmark:
-    """Load a benchmark by id (``list_benchmarks()``), optionally restricted to some languages.
-
-    Args:
-        benchmark_id: a registry id.
-        data_dir: the data root looked at first (default: ``polyret.paths.data_dir()``).
-        languages: a subset of the benchmark's languages (None: all).
-        download: fetch missing files into the cache (verified against the table).
-        split_config: the LAReQA article split (default ``SplitConfig()``).
-        fetch: a replacement for the network fetch (tests).
-        corpus: a ``miracl/<lang>`` benchmark only: read this MIRACL-format corpus JSONL(.gz) instead of
-            the data root's ``miracl/corpus/<lang>.jsonl[.gz]`` (the topics and qrels stay the language's).
-        corpus_cache: a ``miracl/<lang>`` benchmark only: False (no cache: nothing read or written), True
-            (``<cache>/corpora``) or a folder for the parsed corpus (:func:`polyret.data.miracl.read_corpus`).
-
-    Raises:
-        DataError: an unknown id or language; a missing or malformed file (``DownloadError`` when a
-            file cannot be fetched or a download does not match its size and sha256).
-    """
-    from polyret.data.lareqa import SplitConfig, load_lareqa
-    from polyret.data.miracl import load_miracl
-
-    info = benchmark_info(benchmark_id)
-    if languages is not None:
-        languages = list(check_languages(languages, info.languages, where=benchmark_id, error=DataError))
-    if benchmark_id.startswith("miracl/"):
-        if corpus is not None and not Path(corpus).is_file():
-            raise DataError(f"corpus: no corpus file at {corpus}")
-        return load_miracl(info.languages[0], data_dir=data_dir, download=download, fetch=fetch, corpus_path=corpus,
-                           corpus_cache=corpus_cache)  # fmt: skip
-    if corpus is not None:
-        raise DataError(f"corpus: only a MIRACL-format benchmark (miracl/<lang>) reads a corpus file, not {benchmark_id!r}")
-    dataset, _, split = benchmark_id.partition(":")
-    return load_lareqa(
-        dataset,
-        split=split or None,
-        data_dir=data_dir,
-        languages=languages,
-        download=download,
-        config=split_config or SplitConfig(),
-        fetch=fetch,
-    )

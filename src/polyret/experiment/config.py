@@ -7,7 +7,6 @@ Presets live in ``presets``, disk checks of the inputs in ``inputs``, the loop i
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,6 +15,7 @@ from ..configs import ConfigBase, FrozenDict
 from ..errors import ConfigError
 from ..vocabulary import STRATEGIES, check_languages
 from .inputs import check_model_spec, check_train_source
+from .presets import PRESET_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -162,11 +162,8 @@ class ExperimentConfig(ConfigBase):
             self.eval_max_seq_length is None or self.eval_max_seq_length >= 1,
             f"eval_max_seq_length must be >= 1 (or null), got {self.eval_max_seq_length}",
         )
-        # the presets are themselves ExperimentConfigs: while presets.py builds them, there is no list yet
-        presets = getattr(sys.modules.get(__package__ + ".presets"), "PRESETS", None)
-        if presets is not None:
-            known = ", ".join(presets)
-            need(self.preset is None or self.preset in presets, f"preset: unknown preset {self.preset!r}; known: {known}")
+        known = ", ".join(PRESET_SETTINGS)
+        need(self.preset is None or self.preset in PRESET_SETTINGS, f"preset: unknown preset {self.preset!r}; known: {known}")
         unknown = [b for b in self.eval_languages if b not in self.benchmarks]
         need(not unknown, f"eval_languages names {unknown}, which are not among the benchmarks {list(self.benchmarks)}")
         for bench in self.benchmarks:
@@ -268,8 +265,6 @@ class ExperimentConfig(ConfigBase):
     def start(cls, data: dict[str, Any], source: str) -> ExperimentConfig:
         """A ``preset`` key starts from that preset; the other keys override it (``train_overrides`` and
         ``eval_overrides`` on top of the preset's own, as ``--set`` does: naming max_steps keeps its save_steps)."""
-        from .presets import PRESETS
-
         preset = data.pop("preset", None)
         if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
             raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -353,4 +348,11 @@ EXTENDABLE = frozenset(
         "keep_models",
         "remedies",
     }
+)
+
+
+# The named setups as frozen, validated configs (the settings live in .presets); read-only:
+# PRESETS["cpu"].replace(seeds=3) makes a changed copy, nothing changes a preset.
+PRESETS: Mapping[str, ExperimentConfig] = FrozenDict(
+    {name: ExperimentConfig(preset=name, **settings) for name, settings in PRESET_SETTINGS.items()}
 )

@@ -166,8 +166,8 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
     Raises:
         ValueError / ConfigError / DataError: what the real run would stop with at start-up.
     """
+    from ..data.download import missing_files
     from ..data.mmarco import MMARCO_LANGUAGES, mmarco_recorded_groups
-    from ..data.registry import missing_files
     from ..training.pair_sources import load_training_sources
     from ..training.plan import dry_run, estimate_plan, launch_world_size
     from .inputs import check_model_spec

@@ -1,4 +1,6 @@
-"""The named experiment setups (``polyret experiment --preset``): cpu, cpu-sweep, smoke, paper.
+"""The named experiment setups (``polyret experiment --preset``): cpu, cpu-sweep, smoke, paper, as the
+settings each changes from :class:`~polyret.experiment.config.ExperimentConfig`'s defaults. Plain data below
+the config: :mod:`polyret.experiment.config` builds ``PRESETS`` (frozen, validated configs) from them.
 
 **alpha_schedule.** The short presets (cpu, cpu-sweep, smoke: 4-20 optimizer steps) train hybrid with
 ``alpha_schedule: balanced``: exactly round(alpha x steps) monolingual steps in a seeded order. With the
@@ -12,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..configs import FrozenDict
-from .config import ExperimentConfig
+from ..configs import FrozenDict, freeze
 
 _PAPER_MIRACL = ("ar", "de", "en", "es", "hi", "zh", "ru", "th")
 
@@ -21,7 +22,7 @@ _PAPER_MIRACL = ("ar", "de", "en", "es", "hi", "zh", "ru", "th")
 # steps a per-step draw's share of monolingual batches is noise, issue 21)
 _CPU_TRAINING = {"max_steps": 20, "batch_size": 16, "lr": 1e-5, "save_steps": 10, "dev_groups": 0, "alpha_schedule": "balanced"}
 
-_PRESETS: dict[str, ExperimentConfig] = {
+_SETTINGS: dict[str, dict] = {
     # The README's main job: 7 min 53 s on 2 quiet AMD EPYC cores with AVX512-BF16 (precision auto = bf16,
     # cold cache, 2026-12-06), 13 min 50 s in fp32 (see bench/RESULTS.md). In fp32 each evaluation of
     # xquad-r:test (12.5k texts, 132 settings) took ~3.7 min of encoding, so the four evaluations the issue
@@ -29,8 +30,7 @@ _PRESETS: dict[str, ExperimentConfig] = {
     # per strategy (20 hybrid batch draws, not 10). lr 1e-5 from the recipe search in bench/RESULTS.md
     # (issue 14): hybrid keeps mono mAP within .01 of the base (-0.003) while max rank distance falls by
     # more than half (585 -> 276); 2e-5 loses .010, the earlier 5e-5 .04-.05.
-    "cpu": ExperimentConfig(
-        preset="cpu",
+    "cpu": dict(
         recipe="cpu",
         train_overrides=dict(_CPU_TRAINING),
         eval_max_seq_length=128,
@@ -41,8 +41,7 @@ _PRESETS: dict[str, ExperimentConfig] = {
     # grid the paper searched (alpha 0 = cross, .25, .5 = hybrid, .75, 1 = mono), 3 seeds each, and the
     # gentle recipe the search in bench/RESULTS.md chose (lr 1e-5: hybrid keeps mono mAP within .01 of the
     # base while max rank distance falls by more than half). 15 trainings + 16 evaluations.
-    "cpu-sweep": ExperimentConfig(
-        preset="cpu-sweep",
+    "cpu-sweep": dict(
         recipe="cpu",
         languages=("de", "en", "th", "zh"),
         strategies=("mono", "cross", "hybrid"),
@@ -58,8 +57,7 @@ _PRESETS: dict[str, ExperimentConfig] = {
     # for, so each one's weights are removed once it is evaluated (its records and evaluations stay; a rerun
     # reuses them, and retrains a model only if an evaluation needs it again); --keep-models keeps them.
     # Checkpoints are deleted once each model is complete. Time and disk in bench/RESULTS.md (issue 24).
-    "smoke": ExperimentConfig(
-        preset="smoke",
+    "smoke": dict(
         keep_models=False,
         recipe="cpu",
         languages=("de", "en"),
@@ -84,8 +82,7 @@ _PRESETS: dict[str, ExperimentConfig] = {
     # recipe is `paper`: global batch 100 (104 on 8 GPUs), gathered negatives, GradCache, early stopping on
     # a dev loss checked `eval_points` times per run. `polyret experiment --preset paper --dry-run
     # --world-size 8` resolves the plan without training.
-    "paper": ExperimentConfig(
-        preset="paper",
+    "paper": dict(
         model="FacebookAI/xlm-roberta-large",
         recipe="paper",
         train=("mmarco",),
@@ -102,6 +99,6 @@ _PRESETS: dict[str, ExperimentConfig] = {
     ),
 }
 
-# frozen configs in a read-only mapping: PRESETS["cpu"].replace(seeds=3) makes a changed copy; nothing changes a preset
-PRESETS: Mapping[str, ExperimentConfig] = FrozenDict(_PRESETS)
-del _PRESETS
+# read-only: nothing changes a preset's settings (PRESETS["cpu"].replace(seeds=3) makes a changed copy)
+PRESET_SETTINGS: Mapping[str, Mapping] = FrozenDict({name: freeze(settings) for name, settings in _SETTINGS.items()})
+del _SETTINGS

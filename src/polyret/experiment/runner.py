@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import interrupts
+from ..data.download import sources_identity
 from ..evaluation.results import not_done_reason
-from ..integrity import sources_identity
 from ..paths import COMPLETE_MARKER, atomic_write_text, claim_output, file_sha256, incomplete_reason, output_lock, read_marker
 from ..training.config import upgrade_keys
 from ..vocabulary import BASELINE

@@ -178,7 +178,7 @@ def _column_prompts(model, negatives: int) -> dict[str, str] | None:
 
 def _training_inputs(config: TrainConfig) -> dict[str, str]:
     """The sha256 of every local file the run's sources read (remembered per file version: hashed once)."""
-    from polyret.integrity import sources_identity
+    from polyret.data.download import sources_identity
 
     return sources_identity(config.train, languages=config.languages, data_dir=config.data_dir)
 
