@@ -4,8 +4,12 @@
   experiment folder, whose layout ``polyret.experiment.layout`` owns)
 - ``analysis``: ``analyse(entries) -> Report`` (seed statistics, significance over questions, seed
   notes computed from the run's own seeds, per-language tables, figure data); no rendering
-- ``summary``: the typed report (``Report``, ``BenchmarkSummary``, ``SystemSummary``, ``Comparison`` ...)
-- ``markdown`` / ``jsonout`` / ``figures``: renderers of a ``Report``; ``files`` writes a report folder
+- ``summary``: the typed report's data (``ReportData``, ``BenchmarkSummary``, ``SystemSummary``, ``Comparison`` ...)
+- ``claims``: the paper's claims and their verdicts; ``alpha``: the alpha trade-off figures' data
+- ``markdown`` / ``latex`` / ``jsonout`` / ``figures``: renderers of a ``ReportData``; ``files`` writes a report folder
+- ``document``: ``Report``, the data with the methods that render it (``to_markdown``, ``to_json``, ``save``)
+
+Imports run one way: summary < claims < alpha < renderers < files < document < analysis < entries/runs.
 
 ``build_report(entries, output)`` is ``analyse(entries).save(output)``.
 """
@@ -19,6 +23,7 @@ from typing import Any
 
 from ..vocabulary import BASELINE
 from .analysis import analyse, check_entries
+from .document import Report
 from .entries import ReportEntry, load_entries
 from .summary import (
     SCHEMA,
@@ -28,7 +33,7 @@ from .summary import (
     Comparison,
     Interval,
     LanguageTable,
-    Report,
+    ReportData,
     SystemSummary,
 )
 
@@ -41,6 +46,7 @@ __all__ = [
     "Interval",
     "LanguageTable",
     "Report",
+    "ReportData",
     "ReportEntry",
     "SystemSummary",
     "analyse",

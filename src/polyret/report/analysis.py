@@ -37,6 +37,7 @@ from ..evaluation.significance import (
 )
 from ..vocabulary import BASELINE, FAMILIES, SYSTEM_ORDER
 from .claims import DEFAULT_MARGIN, judge_claims
+from .document import Report
 from .entries import ReportEntry
 from .summary import (
     BenchmarkSummary,
@@ -45,18 +46,13 @@ from .summary import (
     Comparison,
     Interval,
     LanguageTable,
-    Report,
     SystemSummary,
+    measure_name,
 )
 
 DEFAULT_TITLE = "Experiment report"
 
 SeedMatrices = dict[str, dict[str, list[np.ndarray] | None]]  # system -> column -> one matrix per seed
-
-
-def measure_name(measure: str) -> str:
-    """How a measure is written in labels: ``"map"`` -> ``"mAP"``, others as they are."""
-    return "mAP" if measure == "map" else measure
 
 
 def _num(x: Any) -> float:
@@ -249,7 +245,14 @@ def _analyse_benchmark(
 
     matrices = _per_query_matrices(bench, results)
     _significance(bench, matrices, baseline, n_resamples, seed)
-    bench.claims = judge_claims(bench, matrices, margin=claim_margin, n_resamples=n_resamples, seed=seed)
+    bench.claims = judge_claims(
+        matrices,
+        columns={c.key for c in bench.columns},
+        systems={s.name for s in bench.systems},
+        margin=claim_margin,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
     bench.notes = _seed_notes(bench, baseline)
     bench.language_tables = _language_tables(bench, results, measure)
     for s in systems:

@@ -20,16 +20,12 @@ system the interval covers questions only, and the verdict says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..evaluation.hierarchical import hierarchical_bootstrap, seeds_to_resolve
-
-if TYPE_CHECKING:
-    from .summary import BenchmarkSummary
 
 DEFAULT_MARGIN = 0.005  # mAP: the size of the paper's largest reported difference (.006) rounded down
 
@@ -161,9 +157,10 @@ def judge(claim: Claim, seeds_a, seeds_b, *, margin: float, n_resamples: int, se
 
 
 def judge_claims(
-    bench: BenchmarkSummary,
     matrices: Mapping[str, Mapping[str, list[np.ndarray] | None]],
     *,
+    columns: Collection[str],
+    systems: Collection[str],
     margin: float = DEFAULT_MARGIN,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -172,8 +169,9 @@ def judge_claims(
     """Every claim whose two systems and column the benchmark has, judged.
 
     Args:
-        bench: the benchmark's analysis (systems and columns).
         matrices: system -> column -> per-seed settings x questions matrices (analysis builds them).
+        columns: the benchmark's main-table column keys.
+        systems: the benchmark's system names.
         margin: the non-inferiority margin.
         n_resamples: bootstrap resamples.
         seed: the resampling seed.
@@ -181,10 +179,9 @@ def judge_claims(
     """
     if margin < 0:
         raise ValueError(f"claim margin must be >= 0, got {margin}")
-    columns = {c.key for c in bench.columns}
     out = []
     for claim in claims:
-        if claim.column not in columns or bench.system(claim.a) is None or bench.system(claim.b) is None:
+        if claim.column not in columns or claim.a not in systems or claim.b not in systems:
             continue
         sa, sb = matrices.get(claim.a, {}).get(claim.column), matrices.get(claim.b, {}).get(claim.column)
         if not sa or not sb:

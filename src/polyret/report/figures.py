@@ -17,8 +17,7 @@ from .. import plotting as draw
 from ..paths import atomic_path
 from ..vocabulary import FAMILIES
 from .alpha import draw_alpha_figures
-from .analysis import measure_name
-from .summary import BenchmarkSummary
+from .summary import BenchmarkSummary, measure_name
 
 
 def _slug(text: str) -> str:

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from ..paths import atomic_write_text
-from .summary import Report
+from .summary import ReportData
 
 
-def save_report(report: Report, folder: str | Path, *, figures: bool = True, latex: bool = False) -> dict[str, Path]:
+def save_report(report: ReportData, folder: str | Path, *, figures: bool = True, latex: bool = False) -> dict[str, Path]:
     """Render ``report`` into ``folder``; returns name -> path of every file written.
 
     The figures are drawn first (their paths are recorded in ``report``'s benchmarks, relative to

@@ -6,10 +6,10 @@ import dataclasses
 from typing import Any
 
 from ..serialize import jsonable
-from .summary import SCHEMA, Report
+from .summary import SCHEMA, ReportData
 
 
-def render_json(report: Report) -> dict[str, Any]:
+def render_json(report: ReportData) -> dict[str, Any]:
     """report.json's content, JSON-ready (NaN as null).
 
     Args:

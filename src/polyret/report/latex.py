@@ -11,7 +11,7 @@ import math
 
 from ..evaluation.significance import ALPHA, TIE_TOLERANCE
 from .markdown import _best
-from .summary import BenchmarkSummary, Report
+from .summary import BenchmarkSummary, ReportData
 
 _SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -118,7 +118,7 @@ def _significance(bench: BenchmarkSummary) -> list[str]:
     return out
 
 
-def render_latex(report: Report) -> str:
+def render_latex(report: ReportData) -> str:
     """report.tex's text: every benchmark's main table and significance tables.
 
     Args:

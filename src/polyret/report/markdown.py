@@ -12,8 +12,7 @@ import re
 import numpy as np
 
 from ..evaluation.significance import ALPHA, TIE_TOLERANCE
-from .analysis import measure_name
-from .summary import BenchmarkSummary, Column, Comparison, Report
+from .summary import BenchmarkSummary, Column, Comparison, ReportData, measure_name
 
 _LANGUAGE_CAPTIONS = {
     "mono": "Monolingual {name} (query and pool in the same language)",
@@ -384,7 +383,7 @@ def _anchor(text: str) -> str:
     return re.sub(r"[^a-z0-9 -]", "", text.lower()).replace(" ", "-")
 
 
-def render_markdown(report: Report) -> str:
+def render_markdown(report: ReportData) -> str:
     """report.md's text.
 
     Args:

@@ -2,16 +2,15 @@
 
 ``Report`` -> one ``BenchmarkSummary`` per benchmark -> one ``SystemSummary`` per system (its
 ``ColumnStats`` per main-table column, the CI of its own score, the data of its figures), the pairwise
-``Comparison``s, the per-language tables (``LanguageTable``) and the seed notes. Rendering lives in
-``markdown``, ``jsonout`` and ``figures``; ``Report.save`` writes all of them (``files``).
+``Comparison``s, the per-language tables (``LanguageTable``) and the seed notes, in ``ReportData``. Rendering
+lives in ``markdown``, ``latex``, ``jsonout`` and ``figures`` (they read a ``ReportData``); ``document.Report``
+renders itself through them (``Report.save`` writes all of them, ``files``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -19,6 +18,11 @@ from ..evaluation.results import Results
 from .claims import ClaimVerdict
 
 SCHEMA = 1  # of report.json
+
+
+def measure_name(measure: str) -> str:
+    """How a measure is written in labels: ``"map"`` -> ``"mAP"``, others as they are."""
+    return "mAP" if measure == "map" else measure
 
 
 @dataclass(frozen=True)
@@ -239,10 +243,10 @@ class BenchmarkSummary:
 
 
 @dataclass
-class Report:
-    """An analysed experiment: the numbers every renderer (markdown, JSON, figures) reads.
-
-    Build one with ``polyret.report.analyse``; ``build_report`` analyses and saves in one call.
+class ReportData:
+    """An analysed experiment: the numbers every renderer (markdown, JSON, figures) reads. The renderers take
+    this; :class:`polyret.report.document.Report` (what ``polyret.report.analyse`` returns) adds the methods
+    that render it (``to_markdown``, ``to_json``, ``save``), so the data sits below its renderers.
 
     Args:
         title: the report's title.
@@ -267,28 +271,3 @@ class Report:
     claim_margin: float = 0.005
     precision: str | None = None
     setup: dict[str, str] = field(default_factory=dict)
-
-    def to_markdown(self) -> str:
-        """report.md's text (figures appear once ``save`` has drawn them)."""
-        from .markdown import render_markdown
-
-        return render_markdown(self)
-
-    def to_json(self) -> dict[str, Any]:
-        """report.json's content: a JSON-ready dict (schema ``SCHEMA``)."""
-        from .jsonout import render_json
-
-        return render_json(self)
-
-    def save(self, folder: str | Path, *, figures: bool = True, latex: bool = False) -> dict[str, Path]:
-        """Write figures/*.png (when ``figures``), report.json, then report.md into ``folder``, each
-        atomically; returns name -> path of every file (``"markdown"``, ``"json"``, ``"<bench>/<figure>"``).
-
-        Args:
-            folder: the report folder (created).
-            figures: draw the PNG figures (and link them from the markdown).
-            latex: also write report.tex, the tables as LaTeX (``"latex"``).
-        """
-        from .files import save_report
-
-        return save_report(self, folder, figures=figures, latex=latex)
