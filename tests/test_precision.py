@@ -188,3 +188,35 @@ def test_the_command_line_prints_the_emulation_warning_on_one_line(monkeypatch):
     text = warnings.formatwarning("precision bf16: ... emulated ...", EmulatedPrecisionWarning, "x.py", 1)
     assert text == "warning: precision bf16: ... emulated ...\n"
     assert "UserWarning" in warnings.formatwarning("other", UserWarning, "x.py", 1)  # others as Python prints them
+
+
+def test_the_cpu_capabilities_are_remembered_per_cpu_and_torch_version(tmp_path, monkeypatch):
+    memo = tmp_path / "cpu_capabilities.json"
+    asked = []
+
+    def ask():
+        asked.append(1)
+        return dict(AVX512_BF16)
+
+    line = "flags\t\t: fpu avx512f avx512_bf16"
+    assert precision.remembered_capabilities(memo, line, ask) == AVX512_BF16 and len(asked) == 1
+    assert precision.remembered_capabilities(memo, line, ask) == AVX512_BF16 and len(asked) == 1  # remembered
+    assert precision.remembered_capabilities(memo, line + " amx_bf16", ask) == AVX512_BF16 and len(asked) == 2  # another CPU
+    monkeypatch.setattr(precision, "_torch_version", lambda: "9.9.9")
+    precision.remembered_capabilities(memo, line + " amx_bf16", ask)
+    assert len(asked) == 3  # another torch
+    memo.write_text("{not json")
+    assert precision.remembered_capabilities(memo, line, ask) == AVX512_BF16 and len(asked) == 4  # damaged: asked again
+    assert json.loads(memo.read_text())["capabilities"] == AVX512_BF16  # and rewritten
+
+
+def test_without_a_gpu_device_node_the_default_device_is_the_cpu_without_torch(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(precision.os.path, "exists", lambda p: False)
+    monkeypatch.setattr(precision.sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh process (restored after the test)
+    assert precision.gpu_device_nodes() == []
+    assert precision._device_type(None) == "cpu"
+    monkeypatch.setattr(precision.os.path, "exists", lambda p: p == "/dev/nvidiactl")
+    assert precision.gpu_device_nodes() == ["/dev/nvidiactl"]

@@ -8,9 +8,12 @@ answer; nothing here initialises a group by itself except :func:`init_from_env`.
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _dist():
+    if "torch" not in sys.modules:  # no process group without torch imported: do not import it (~1.5 s) to learn that
+        return None
     try:
         import torch.distributed as dist
     except ImportError:  # pragma: no cover - torch is a hard dependency

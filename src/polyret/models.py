@@ -483,6 +483,13 @@ class LazyModel:
 
         return torch.device(self._memo_device)
 
+    @property
+    def device_type(self) -> str:
+        """``"cpu"``, ``"cuda"``...: the device's kind, without importing torch while nothing is loaded."""
+        if self._model is not None:
+            return self._model.device.type
+        return str(self._memo_device).split(":", 1)[0]
+
     def get_embedding_dimension(self) -> int | None:
         return self.polyret_dim
 

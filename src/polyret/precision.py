@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,24 @@ class Resolved:
 
 @functools.lru_cache(maxsize=1)
 def _cpu_capabilities() -> Mapping[str, Any]:
-    """The CPU's features: torch's own detection (cpuinfo), else the flags of /proc/cpuinfo."""
+    """The CPU's features: torch's own detection (cpuinfo), else the flags of /proc/cpuinfo.
+
+    Importing torch costs ~1.5 s, which a run that needs no model (a cached evaluation) would pay only to
+    learn this; so torch's answer is remembered in the cache (:func:`remembered_capabilities`), keyed by
+    this machine's /proc/cpuinfo flags and torch's version: another CPU or another torch asks torch again.
+    """
+    if not Path("/proc/cpuinfo").is_file():
+        return _torch_capabilities()
+    from .paths import cache_dir
+
+    try:
+        memo = cache_dir() / "cpu_capabilities.json"
+    except OSError:  # pragma: no cover - no usable cache folder: ask torch
+        return _torch_capabilities()
+    return remembered_capabilities(memo, _cpuinfo_flags_line(), _torch_capabilities)
+
+
+def _torch_capabilities() -> dict[str, Any]:
     import torch
 
     get = getattr(getattr(torch, "cpu", None), "get_capabilities", None)  # torch >= 2.8
@@ -81,6 +99,55 @@ def _cpu_capabilities() -> Mapping[str, Any]:
         except Exception:  # noqa: BLE001 - a detection failure means "unknown", never a crash
             pass
     return _proc_cpuinfo_flags()
+
+
+def _cpuinfo_flags_line(path: str | Path = "/proc/cpuinfo") -> str:
+    """The first ``flags`` / ``Features`` line of cpuinfo (empty where unreadable)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return next((line for line in text.splitlines() if line.partition(":")[0].strip().lower() in ("flags", "features")), "")
+
+
+def _torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:  # pragma: no cover - torch is a dependency
+        return "unknown"
+
+
+def remembered_capabilities(memo: Path, flags_line: str, ask: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+    """``ask()``'s answer (torch's CPU capabilities), remembered in ``memo`` under the key (sha256 of
+    ``flags_line``, torch's version): a memo with another key, or unreadable, is asked again and
+    rewritten; a memo that cannot be written costs only the next run's import.
+
+    Args:
+        memo: the memo file (JSON).
+        flags_line: this machine's /proc/cpuinfo flags line (what identifies the CPU's features).
+        ask: the detection to remember.
+    """
+    import hashlib
+    import json
+
+    from .paths import atomic_write_text
+
+    key = {"flags_sha256": hashlib.sha256(flags_line.encode()).hexdigest(), "torch": _torch_version()}
+    try:
+        saved = json.loads(memo.read_text(encoding="utf-8"))
+        if isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("capabilities"), dict):
+            return dict(saved["capabilities"])
+    except (OSError, ValueError):
+        pass
+    caps = dict(ask())
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(memo, json.dumps({"key": key, "capabilities": caps}, sort_keys=True, default=str))
+    except OSError:
+        pass
+    return caps
 
 
 def _proc_cpuinfo_flags(path: str | Path = "/proc/cpuinfo") -> dict[str, bool]:
@@ -131,10 +198,23 @@ def cuda_native_bf16() -> bool:
         return bool(torch.cuda.is_bf16_supported())
 
 
+# Device nodes without one of which no CUDA (NVIDIA), ROCm (AMD, torch's "cuda") or WSL2 GPU can be used
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_device_nodes() -> list[str]:
+    """The GPU device nodes present (Linux); on other systems a placeholder, so torch is asked (MPS on macOS)."""
+    if not sys.platform.startswith("linux"):
+        return ["(not Linux: ask torch)"]
+    return [node for node in GPU_DEVICE_NODES if os.path.exists(node)]
+
+
 def _device_type(device: Any) -> str:
     """``"cuda"``, ``"cpu"``, ``"mps"``... of a device spec (None: where a model goes by default, as
     sentence-transformers picks it: CUDA, else Apple's MPS, else the CPU)."""
     if device is None:
+        if "torch" not in sys.modules and not gpu_device_nodes():
+            return "cpu"  # no GPU the driver exposes: CUDA cannot be available; not importing torch saves ~1.5 s
         import torch
 
         if torch.cuda.is_available():

@@ -92,3 +92,31 @@ def test_a_memo_naming_another_fingerprint_is_refused_when_the_model_loads(tmp_p
     with pytest.raises(ModelError, match="load memo"):
         lazy.encode(["x"])
     assert not models._memo_path(tmp_path, key).exists()
+
+
+def test_a_cached_rerun_in_a_new_process_does_not_import_torch(tmp_path, tiny_model_dir, monkeypatch):
+    """Importing torch (~1.5 s) is most of a cached evaluation's start-up: with every text cached, the
+    precision resolved from the remembered CPU capabilities and no GPU device node, it is never imported."""
+    import subprocess
+    import sys
+
+    from polyret import precision
+
+    if precision.gpu_device_nodes():
+        pytest.skip("a GPU device node is present: torch is asked whether CUDA is available")
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)  # the CPU is asked (and remembered), as in a user's run
+    script = f"""
+import sys
+from polyret.data import load_benchmark
+from polyret.data.records import Benchmark
+from polyret.evaluation import evaluate
+bench = load_benchmark("xquad-r:test", languages=["de", "en"])
+keep = [q for q in bench.queries if int(q.id, 16) % 16 == 0]
+res = evaluate({str(tiny_model_dir)!r}, Benchmark(bench.id, bench.languages, keep, bench.candidates, bench.qrels), progress=False)
+print("torch" in sys.modules, res.macro["mono"]["map"])
+"""
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True) for _ in range(2)]
+    first, second = (r.stdout.split() for r in runs)
+    assert first[0] == "True"  # the first run encodes: it loads the model, so torch
+    assert second == ["False", first[1]]  # the cached run: the same number, torch never imported

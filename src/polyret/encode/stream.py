@@ -74,6 +74,9 @@ def torch_dtype(precision: str):
 
 
 def model_device_type(model) -> str:
+    """The kind of device ``model`` is on (``"cpu"``, ``"cuda"``...; a lazy model's without loading it or torch)."""
+    if isinstance(model, models.LazyModel):
+        return model.device_type
     device = getattr(model, "device", None)
     return getattr(device, "type", None) or "cpu"
 

@@ -250,10 +250,10 @@ def kruskal_peer(samples: Sequence[Sequence[float]]) -> float:
     ssa = float(np.square(alldata - r_bar).sum())
     if ssa == 0.0:  # every item at the same rank: no evidence of unequal expected ranks
         return 1.0
-    from scipy import stats  # here, not at import: scipy.stats costs ~1 s to import
+    from scipy import special  # chi2.sf is special.chdtrc; scipy.stats would cost ~0.6 s more to import
 
     h = (n.sum() - 1) * ssg / ssa
-    return float(stats.chi2.sf(h, len(groups) - 1))
+    return float(special.chdtrc(len(groups) - 1, h))
 
 
 def _kruskal_peer_many(sample: np.ndarray, group: np.ndarray, value: np.ndarray, n_samples: int) -> np.ndarray:
@@ -284,9 +284,9 @@ def _kruskal_peer_many(sample: np.ndarray, group: np.ndarray, value: np.ndarray,
         h = (n_tot - 1) * ssg / ssa
     ok = (n_tot > 0) & (n_unret < n_tot) & (n_groups >= 2) & (ssa != 0.0)
     if ok.any():
-        from scipy import stats  # here, not at import: scipy.stats costs ~1 s to import
+        from scipy import special  # chi2.sf is special.chdtrc; scipy.stats would cost ~0.6 s more to import
 
-        p[ok] = stats.chi2.sf(h[ok], n_groups[ok] - 1)
+        p[ok] = special.chdtrc(n_groups[ok] - 1, h[ok])
     return p
 
 

@@ -252,9 +252,9 @@ def _small_sample_factor(var_a: float | None, n_a: int, var_b: float | None, n_b
     if not parts or total <= 0:
         return 1.0
     df = total**2 / sum(p**2 / d for p, d in parts)
-    from scipy.stats import t
+    from scipy.special import stdtrit  # scipy.stats.t.ppf(p, df), without importing scipy.stats (~0.6 s)
 
-    return float(t.ppf(0.5 + confidence / 2, df) / _z(confidence))
+    return float(stdtrit(df, 0.5 + confidence / 2) / _z(confidence))
 
 
 def _z(confidence: float) -> float:
