@@ -48,7 +48,7 @@ class ExperimentConfig(ConfigBase):
         languages: training AND evaluation languages (None: all).
         strategies: the strategies trained (``polyret.vocabulary.STRATEGIES``).
         alpha: hybrid's alpha; ``alpha_sweep`` adds hybrid runs at other alphas.
-        alpha_sweep: extra hybrid alphas.
+        alpha_sweep: extra hybrid runs at these alphas.
         seeds: how many training seeds per system, from ``first_seed`` on.
         first_seed: the first training seed.
         recipe: the ``TrainConfig`` recipe (``polyret.training.config.RECIPES``).
@@ -58,7 +58,7 @@ class ExperimentConfig(ConfigBase):
         eval_languages: per-benchmark language subsets (instead of ``languages``).
         data_dir: the data folder (None: the default / ``POLYRET_DATA_DIR``).
         output: the experiment folder (layout: ``polyret.experiment.layout``).
-        preset: the preset this config started from, if any.
+        preset: the preset (``polyret.experiment.PRESETS``) the experiment starts from, if any.
         keep_checkpoints: keep each training's ``checkpoints/`` (optimizer states) after its final model is
             complete (False: deleted then; ``TrainConfig.keep_checkpoints``).
         keep_models: keep each trained model's weights (False: once every evaluation of a model is
