@@ -57,7 +57,7 @@ class ExperimentConfig(ConfigBase):
         eval_max_seq_length: token limit of the evaluations (None: the model's).
         eval_languages: per-benchmark language subsets (instead of ``languages``).
         data_dir: the data folder (None: the default / ``POLYRET_DATA_DIR``).
-        output: the experiment folder (layout: ``polyret.experiment.layout``).
+        output: the experiment folder (its layout: ``polyret.report.layout``).
         preset: the preset (``polyret.experiment.PRESETS``) the experiment starts from, if any.
         keep_checkpoints: keep each training's ``checkpoints/`` (optimizer states) after its final model is
             complete (False: deleted then; ``TrainConfig.keep_checkpoints``).
