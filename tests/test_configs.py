@@ -292,10 +292,11 @@ _NONE = {("evaluate", "debias_fit_max_queries"): "0"}
 
 
 def test_cli_options_that_set_a_config_field_take_its_help_and_default():
-    """Every option of evaluate / train / experiment whose name is a config field's: its help is the field's
-    (the class docstring's Args entry, then what only the command line says) and its default the field's
-    (evaluate), or None / the field's (train and experiment: the option overrides a config file, recipe or
-    preset only when given). A new option or field cannot drift from the other."""
+    """Every option of evaluate / score / train / experiment whose name is a config field's: its help is the
+    field's (the class docstring's Args entry, then what only the command line says) and its default the
+    field's (evaluate, score; or none: a required option), or None / the field's (train and experiment: the
+    option overrides a config file, recipe or preset only when given). A new option or field cannot drift
+    from the other."""
     import typer.main
 
     from polyret.cli import app
@@ -303,7 +304,8 @@ def test_cli_options_that_set_a_config_field_take_its_help_and_default():
 
     commands = typer.main.get_command(app).commands
     checked = {}
-    for verb, cls in (("evaluate", EvalConfig), ("train", TrainConfig), ("experiment", ExperimentConfig)):
+    verbs = (("evaluate", EvalConfig), ("score", EvalConfig), ("train", TrainConfig), ("experiment", ExperimentConfig))
+    for verb, cls in verbs:
         fields = set(cls.field_names())
         mirrored = {}
         for param in commands[verb].params:
@@ -317,17 +319,18 @@ def test_cli_options_that_set_a_config_field_take_its_help_and_default():
             assert param.help.startswith(expected), (verb, name, param.help, expected)
             default = cls.default(name)
             default = ",".join(default) if isinstance(default, tuple) else default
-            if verb == "evaluate":
-                assert param.default == default, (verb, name, param.default, default)
+            if verb in ("evaluate", "score"):
+                assert param.default == default or param.required, (verb, name, param.default, default)
             else:
                 assert param.default in (None, default), (verb, name, param.default, default)
         checked[verb] = set(mirrored)
     assert len(checked["evaluate"]) >= 24 and {"k", "measures", "backend", "precision"} <= checked["evaluate"]
+    assert {"benchmark", "languages", "families", "measures", "data_dir", "bias_measures"} <= checked["score"]
     assert {"model", "train", "strategy", "output_dir", "seed", "resume", "dev"} <= checked["train"]
     assert {"preset", "output", "seeds", "remedies", "keep_models"} <= checked["experiment"]
 
 
-def test_the_evaluate_commands_default_measures_are_the_fields():
+def test_the_default_measures_of_evaluate_and_score_are_the_fields():
     """--measures defaults to the field's measures (as comma-separated text), so a run without it is scored
     as EvalConfig() is."""
     import typer.main
@@ -337,6 +340,11 @@ def test_the_evaluate_commands_default_measures_are_the_fields():
     command = typer.main.get_command(app).commands["evaluate"]
     default = next(p.default for p in command.params if p.name == "measures")
     assert EvalConfig(measures=_split(default)).measures == EvalConfig().measures
+    from polyret.cli import _measures
+    from polyret.vocabulary import DEFAULT_MEASURES
+
+    score = typer.main.get_command(app).commands["score"]
+    assert _measures(next(p.default for p in score.params if p.name == "measures")) == list(DEFAULT_MEASURES)
 
 
 def test_train_set_help_names_every_alias():

@@ -367,7 +367,8 @@ _EVAL_OPTIONS = {f: "--" + f.replace("_", "-") for f in EvalConfig.field_names()
 
 
 def _eval_opt(name: str, *decls: str, **kwargs):
-    """``polyret evaluate``'s option mirroring :class:`EvalConfig` field ``name`` (see :func:`_opt`)."""
+    """An option of ``polyret evaluate`` (or ``score``, where it means the same) mirroring :class:`EvalConfig`
+    field ``name`` (see :func:`_opt`)."""
     return _opt(EvalConfig, name, *decls, names=_EVAL_OPTIONS, **kwargs)
 
 
@@ -877,26 +878,20 @@ def score_cmd(
         "--run",
         help="A TREC run file (qid Q0 docid rank score tag), or NAME=path to name the system; repeat for several.",
     ),
-    benchmark: str = typer.Option(..., help="Benchmark id the runs rank: xquad-r:test, mlqa-r, miracl/<lang>."),
+    benchmark: str = _eval_opt("benchmark", default=..., extra="The one the runs rank."),
     fuse: str | None = typer.Option(
         None, help="Also score a fusion of the runs: rrf (reciprocal rank), combsum or combmnz (min-max normalised, as ranx)."
     ),
     rrf_k: int = typer.Option(60, help="The RRF constant k (Cormack et al. 2009)."),
     compare: list[Path] | None = typer.Option(None, help="A finished `polyret evaluate --output` folder to compare against."),
     baseline: str | None = typer.Option(None, help="The report's reference system (default: first --compare, else first run)."),
-    languages: str | None = typer.Option(None, help="Comma-separated subset of languages."),
-    families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
-    measures: str | None = typer.Option(
-        None,
-        help="Comma-separated measures, ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10,ndcg_cut_10).",
-    ),
-    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
+    languages: str | None = _eval_opt("languages", extra="Comma-separated."),
+    families: str | None = _eval_opt("families", extra="Comma-separated."),
+    measures: str = _eval_opt("measures", extra="Comma-separated."),
+    data_dir: Path | None = _eval_opt("data_dir", envvar="POLYRET_DATA_DIR"),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
     latex: bool = typer.Option(False, help="Also write the report's tables as LaTeX (report/report.tex, booktabs)."),
-    bias_measures: str | None = typer.Option(
-        None,
-        help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
-    ),
+    bias_measures: str | None = _eval_opt("bias_measures", extra=f"Comma-separated: {','.join(_BIAS_MEASURES)}."),
     overwrite: bool = typer.Option(
         False, help="Empty --output first when it holds the finished output of another verb or other runs (an evaluation)."
     ),
