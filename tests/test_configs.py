@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import json
 import pickle
+import re
 
 import pytest
 
@@ -283,6 +284,10 @@ def test_docstring_args_reads_entries_grouped_names_and_continuations():
     assert plain_help("shared (None: all)", none="0") == "Shared (0: all)"
     assert plain_help("cut to ``max_tokens``; see ``k``", names={"max_tokens": "--max-tokens"}) == "Cut to --max-tokens; see k."
     assert plain_help(":func:`polyret.models.load` spec") == "Polyret.models.load spec."
+    # API cross-references are for help(cls): alone in parentheses or ending a clause, the CLI leaves them out
+    assert plain_help("the strategy (:data:`polyret.vocabulary.STRATEGIES`)") == "The strategy."
+    assert plain_help("auto (bf16 or fp32; see :func:`polyret.precision.resolve`), fp32") == "Auto (bf16 or fp32), fp32."
+    assert plain_help("a bare method; methods: :data:`polyret.evaluation.debias.METHODS`.") == "A bare method."
 
 
 # a command's option -> the config field it sets, where the option is named otherwise (--output is output_dir)
@@ -317,6 +322,7 @@ def test_cli_options_that_set_a_config_field_take_its_help_and_default():
         for name, param in mirrored.items():
             expected = plain_help(cls.field_help(name), none=_NONE.get((verb, name), "unset"), names=names)
             assert param.help.startswith(expected), (verb, name, param.help, expected)
+            assert not re.search(r"\bpolyret\.\w", param.help), (verb, name, param.help)  # API refs: for help(cls)
             default = cls.default(name)
             default = ",".join(default) if isinstance(default, tuple) else default
             if verb in ("evaluate", "score"):
@@ -355,5 +361,5 @@ def test_train_set_help_names_every_alias():
     command = typer.main.get_command(app).commands["train"]
     text = next(p.help for p in command.params if p.name == "set_")
     for alias, key in TrainConfig.ALIASES.items():
-        assert f"{alias}={key}" in text
+        assert f"{alias} is {key}" in text
     assert "per_device_train_batch_size" in text

@@ -401,7 +401,7 @@ def evaluate(
     store_threshold: int = _eval_opt("store_threshold"),
     max_tokens: int = _eval_opt("max_tokens"),
     corpus: Path | None = _eval_opt("corpus"),
-    bias_measures: str | None = _eval_opt("bias_measures", extra=f"Comma-separated: {','.join(_BIAS_MEASURES)}."),
+    bias_measures: str | None = _eval_opt("bias_measures", extra=f"Comma-separated, of: {', '.join(_BIAS_MEASURES)}."),
     debias: str | None = _eval_opt("debias"),
     debias_fit: str | None = _eval_opt("debias_fit"),
     debias_fit_max_queries: int = _eval_opt("debias_fit_max_queries", none="0"),
@@ -524,9 +524,9 @@ def _train_opt(name: str, *decls: str, default=None, **kwargs):
 
 
 def _aliases() -> str:
-    """TrainConfig's keys under transformers' names, for ``--set``'s help: ``learning_rate=lr, ...``."""
-    names = [f"{alias}={key}" for alias, key in TrainConfig.ALIASES.items()]
-    return ", ".join([*names, "per_device_train_batch_size=batch_size with batch_scope=per_device"])
+    """TrainConfig's keys under transformers' names, for ``--set``'s help: ``learning_rate is lr, ...``."""
+    names = [f"{alias} is {key}" for alias, key in TrainConfig.ALIASES.items()]
+    return ", ".join([*names, "per_device_train_batch_size is batch_size with batch_scope=per_device"])
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -686,7 +686,7 @@ def experiment(
     output: Path | None = _exp_opt("output", extra="Default: the preset's (runs/experiment-<preset>)."),
     model: str | None = _exp_opt("model"),
     seeds: int | None = _exp_opt("seeds"),
-    strategies: str | None = _exp_opt("strategies", extra=f"Comma-separated, of: {','.join(_STRATEGIES)}."),
+    strategies: str | None = _exp_opt("strategies", extra=f"Comma-separated, of: {', '.join(_STRATEGIES)}."),
     alpha_sweep: str | None = _exp_opt("alpha_sweep", extra="Comma-separated, e.g. 0.3,0.7."),
     languages: str | None = _exp_opt("languages", extra="Comma-separated."),
     remedies: str | None = _exp_opt("remedies", extra=f"Comma-separated; methods: {', '.join(_DEBIAS_METHODS)}."),
@@ -891,7 +891,7 @@ def score_cmd(
     data_dir: Path | None = _eval_opt("data_dir", envvar="POLYRET_DATA_DIR"),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
     latex: bool = typer.Option(False, help="Also write the report's tables as LaTeX (report/report.tex, booktabs)."),
-    bias_measures: str | None = _eval_opt("bias_measures", extra=f"Comma-separated: {','.join(_BIAS_MEASURES)}."),
+    bias_measures: str | None = _eval_opt("bias_measures", extra=f"Comma-separated, of: {', '.join(_BIAS_MEASURES)}."),
     overwrite: bool = typer.Option(
         False, help="Empty --output first when it holds the finished output of another verb or other runs (an evaluation)."
     ),

@@ -391,12 +391,15 @@ def docstring_args(doc: str | None) -> dict[str, str]:
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`polyret.x.y` -> polyret.x.y
 _LITERAL = re.compile(r"``([^`]+)``")  # ``key: value`` -> key: value
+# an API cross-reference (a reST role) alone in parentheses, or ending a clause after "; " / ", " (``see x`` or
+# ``methods: x`` too): for help(cls) readers, left out of a command line's help
+_REFERENCE = re.compile(r"\s*\((?:see |default: )?:[a-z]+:`[^`]+`\)|[;,]\s*(?:see |\w+: )?:[a-z]+:`[^`]+`(?=[).;]|$)")
 
 
 def plain_help(text: str, *, none: str = "unset", names: Mapping[str, str] | None = None) -> str:
-    """A field's docstring text as a command-line option's help: reST markup dropped, the first letter
-    capital, a final full stop, ``None`` spelled as the option spells it, and other fields named as the
-    command names them.
+    """A field's docstring text as a command-line option's help: API cross-references (reST roles alone in
+    parentheses or ending a clause) left out, other markup dropped, the first letter capital, a final full
+    stop, ``None`` spelled as the option spells it, and other fields named as the command names them.
 
     Args:
         text: :meth:`ConfigBase.field_help`'s text.
@@ -406,7 +409,7 @@ def plain_help(text: str, *, none: str = "unset", names: Mapping[str, str] | Non
             (``--max-tokens``); a literal not in it loses its markup only.
     """
     names = names or {}
-    out = _ROLE.sub(r"\1", text)
+    out = _ROLE.sub(r"\1", _REFERENCE.sub("", text))
     out = _LITERAL.sub(lambda m: names.get(m.group(1), m.group(1)), out)
     out = re.sub(r"\bNone\b", none, out).strip()
     if out and not out.endswith((".", ")", "?")):

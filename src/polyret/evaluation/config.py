@@ -29,21 +29,21 @@ class EvalConfig(ConfigBase):
 
     Args:
         model: a model spec: ``builtin:me5-small``, a local model folder, or a Hub id.
-        benchmark: a benchmark id: ``xquad-r[:train|:test]``, ``mlqa-r[...]``, ``miracl/<lang>`` (listed
-            by ``polyret benchmarks`` and ``polyret.data.list_benchmarks()``).
+        benchmark: a benchmark id: ``xquad-r[:train|:test]``, ``mlqa-r[...]``, ``miracl/<lang>``;
+            ``polyret benchmarks`` lists them (:func:`polyret.data.list_benchmarks`).
         languages: evaluate only these of the benchmark's languages, e.g. ``de,en,zh`` (None: all).
         families: the setting families scored: ``mono``, ``cross``, ``multi`` (None: all the benchmark has).
         data_dir: the data root, with ``xquad-r/``, ``mlqa-r/``, ``miracl/`` (None: ``POLYRET_DATA_DIR``,
-            else ``polyret.paths.data_dir``'s default).
+            else polyret's default root; :func:`polyret.paths.data_dir`).
         batch_size: texts per encoding batch (a batch of long texts is cut to ``max_tokens`` padded tokens).
         k: candidates kept per (setting, query) in the run table (the metrics stay exact).
         backend: the search: ``exact`` (blocked matrix products, exact full ranks), ``faiss`` (Flat),
             ``faiss-ivf`` or ``faiss-hnsw`` (approximate); faiss ranks only the top ``k``, so map is reported
             as map@k.
-        measures: measure names in ir_measures or trec_eval spelling (``nDCG@10``, ``AP``, ``RR@10``,
-            ``R@100``, ``P@5``, ``Judged@10``, ``ndcg_cut_10``, ``recip_rank`` ...: any spelling
-            ``metrics.parse_measure`` accepts), stored under polyret's stable names (default
-            ``polyret.vocabulary.DEFAULT_MEASURES``).
+        measures: measure names in any ir_measures or trec_eval spelling (``nDCG@10``, ``AP``, ``RR@10``,
+            ``R@100``, ``P@5``, ``Judged@10``, ``ndcg_cut_10``, ``recip_rank`` ...; see
+            :func:`polyret.evaluation.metrics.parse_measure`), stored under polyret's stable names (default:
+            :data:`polyret.vocabulary.DEFAULT_MEASURES`).
         with_context: encode each candidate sentence followed by its paragraph.
         max_seq_length: truncate texts to this many tokens (None: the model's own).
         query_prompt: the prompt prepended to queries, e.g. ``"query: "`` (None: the model's own).
@@ -53,7 +53,7 @@ class EvalConfig(ConfigBase):
         cache_dir: the cache root (None: ``POLYRET_CACHE_DIR`` or the user cache dir).
         device: the torch device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` ... (None: the best available).
         precision: inference precision: ``auto`` (bf16 on a GPU or a CPU with native bf16 (AMX,
-            AVX512-BF16), else fp16 on GPU / fp32: :func:`polyret.precision.resolve`), ``fp32`` (the
+            AVX512-BF16), else fp16 on GPU / fp32; see :func:`polyret.precision.resolve`), ``fp32`` (the
             reference), ``bf16`` or ``fp16``; autocast, each resolved precision's embeddings cached apart;
             ``evaluate`` records the resolved one (results.json).
         store_dtype: the rows of a corpus's embedding store: ``float32`` or ``float16`` (half the disk and
@@ -66,10 +66,10 @@ class EvalConfig(ConfigBase):
         corpus: with a ``miracl/<lang>`` benchmark: a MIRACL-format corpus JSONL(.gz) of one's own
             (``{docid, title, text}`` lines), evaluated against that language's topics and qrels (None: the
             data dir's corpus).
-        bias_measures: the language-bias measures computed (None: all of
-            ``polyret.evaluation.bias_measures.BIAS_MEASURES``).
+        bias_measures: the language-bias measures computed (None: all;
+            :data:`polyret.evaluation.bias_measures.BIAS_MEASURES`).
         debias: a training-free remedy applied to the embeddings between encode and search: ``center``,
-            ``shift`` or ``leace`` (needs ``debias_fit``; ``polyret.evaluation.debias``).
+            ``shift`` or ``leace`` (needs ``debias_fit``; see :mod:`polyret.evaluation.debias`).
         debias_fit: the benchmark id the remedy is fitted on, e.g. ``xquad-r:train``; never the evaluated
             one, nor one sharing its passages.
         debias_fit_max_queries: the first this many parallel questions of ``debias_fit`` fit the remedy

@@ -127,7 +127,7 @@ class TrainConfig(ConfigBase):
     Information Retrieval" (arXiv 2408.10536); the ``paper`` recipe holds its hyperparameters.
 
     Args:
-        model: the base model, a spec for :func:`polyret.models.load` (Hub id, folder, ``builtin:me5-small``).
+        model: the base model: a Hub id, a folder or ``builtin:me5-small`` (:func:`polyret.models.load`).
         train: training sources: registry ids (``xquad-r:train``, ``mlqa-r:train``), JSONL paths, ``mmarco``.
         output_dir: the run folder (config, batch log, checkpoints, final ``model/``).
         languages: the languages to train on (None: every language the sources have).
@@ -135,7 +135,7 @@ class TrainConfig(ConfigBase):
         max_groups: per source, a seeded subsample of this many parallel groups (quick runs).
         max_triples_per_query: mMARCO sources: the first this many training triples of each query (None:
             every triple, as the paper trains); only valid with an ``mmarco`` source.
-        strategy: the batch strategy, one of :data:`polyret.vocabulary.STRATEGIES`.
+        strategy: the batch strategy (:data:`polyret.vocabulary.STRATEGIES`).
         alpha: probability of a monolingual batch under ``hybrid``.
         alpha_schedule: how ``hybrid`` turns alpha into step types: ``draw`` (the paper's: each optimizer
             step is mono with probability alpha, independently; over a short run the realized share can be
@@ -182,7 +182,7 @@ class TrainConfig(ConfigBase):
             from the run length, ``eval_points`` evaluations per run).
         eval_points: evaluations (and checkpoints) per run when eval_steps and save_steps are derived.
         dev: a dev benchmark id scored during training by polyret's evaluator (or the one passed to
-            :func:`polyret.training.train`); the best checkpoint by it is kept.
+            ``train()``); the best checkpoint by it is kept.
         dev_groups: parallel groups held out of the training data for a dev loss.
         metric_for_best_model: which dev metric picks the best checkpoint (None: dev loss, else the
             evaluator's primary metric).
