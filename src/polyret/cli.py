@@ -33,8 +33,8 @@ from .configs import plain_help
 from .evaluation.bias_measures import BIAS_MEASURES as _BIAS_MEASURES
 from .evaluation.config import EvalConfig
 from .evaluation.debias import METHODS as _DEBIAS_METHODS
+from .experiment import PRESETS as _PRESETS
 from .experiment.config import ExperimentConfig
-from .experiment.presets import PRESETS as _PRESETS
 from .training.config import RECIPES as _RECIPES
 from .training.config import TrainConfig
 from .vocabulary import STRATEGIES as _STRATEGIES
