@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import json
 import pickle
+import re
 
 import pytest
 
@@ -226,14 +227,139 @@ def test_presets_and_recipes_are_immutable():
     assert more.seeds == 3 and PRESETS["cpu"].seeds == 1 and more.preset == "cpu"
 
 
-def test_the_evaluate_commands_options_default_to_the_eval_config_fields():
+# ---------------------------------------------------------------------- field help: described once
+
+
+def _config_classes() -> list[type]:
+    """Every ConfigBase subclass polyret defines (the three public configs, and any later one)."""
+    from polyret.configs import ConfigBase
+
+    out, todo = [], list(ConfigBase.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo += cls.__subclasses__()
+    return [c for c in out if c.__module__.startswith("polyret.")]
+
+
+def test_every_config_field_is_described_once_in_its_class_docstring():
+    classes = _config_classes()
+    assert {EvalConfig, TrainConfig, ExperimentConfig} <= set(classes)
+    for cls in classes:
+        docs = cls.field_docs()
+        missing = [f for f in cls.field_names() if f not in docs]
+        stale = [name for name in docs if name not in cls.field_names()]  # an entry for a field that went
+        assert not missing, f"{cls.__name__}: add an Args entry for {missing} to its docstring (the CLI help)"
+        assert not stale, f"{cls.__name__}: its docstring describes {stale}, which are not fields"
+        for name in cls.field_names():
+            text = cls.field_help(name)
+            assert len(text) >= 10 and "\n" not in text, (cls.__name__, name, text)
+            assert text.split(" ")[0] in " ".join(cls.__doc__.split())  # help(cls) shows the same words
+    with pytest.raises(KeyError, match="no field"):
+        EvalConfig.field_help("kk")
+
+
+def test_docstring_args_reads_entries_grouped_names_and_continuations():
+    from polyret.configs import docstring_args, plain_help
+
+    doc = """Summary.
+
+    Args:
+        a: first line
+            continued ``x`` here.
+        b, c: shared (None: off).
+        d: :func:`polyret.models.load` spec.
+
+    Raises:
+        e: not an argument.
+    """
+    assert docstring_args(doc) == {
+        "a": "first line continued ``x`` here.",
+        "b": "shared (None: off).",
+        "c": "shared (None: off).",
+        "d": ":func:`polyret.models.load` spec.",
+    }
+    assert docstring_args("No args here.") == {} and docstring_args(None) == {}
+    assert plain_help("first ``x`` here") == "First x here."
+    assert plain_help("shared (None: all)", none="0") == "Shared (0: all)"
+    assert plain_help("cut to ``max_tokens``; see ``k``", names={"max_tokens": "--max-tokens"}) == "Cut to --max-tokens; see k."
+    assert plain_help(":func:`polyret.models.load` spec") == "Polyret.models.load spec."
+    # API cross-references are for help(cls): alone in parentheses or ending a clause, the CLI leaves them out
+    assert plain_help("the strategy (:data:`polyret.vocabulary.STRATEGIES`)") == "The strategy."
+    assert plain_help("auto (bf16 or fp32; see :func:`polyret.precision.resolve`), fp32") == "Auto (bf16 or fp32), fp32."
+    assert plain_help("a bare method; methods: :data:`polyret.evaluation.debias.METHODS`.") == "A bare method."
+
+
+# a command's option -> the config field it sets, where the option is named otherwise (--output is output_dir)
+_FIELD_OF = {("train", "output"): "output_dir"}
+# how an option spells the field's None where it is not "unset" (left out)
+_NONE = {("evaluate", "debias_fit_max_queries"): "0"}
+
+
+def test_cli_options_that_set_a_config_field_take_its_help_and_default():
+    """Every option of evaluate / score / train / experiment whose name is a config field's: its help is the
+    field's (the class docstring's Args entry, then what only the command line says) and its default the
+    field's (evaluate, score; or none: a required option), or None / the field's (train and experiment: the
+    option overrides a config file, recipe or preset only when given). A new option or field cannot drift
+    from the other."""
+    import typer.main
+
+    from polyret.cli import app
+    from polyret.configs import plain_help
+
+    commands = typer.main.get_command(app).commands
+    checked = {}
+    verbs = (("evaluate", EvalConfig), ("score", EvalConfig), ("train", TrainConfig), ("experiment", ExperimentConfig))
+    for verb, cls in verbs:
+        fields = set(cls.field_names())
+        mirrored = {}
+        for param in commands[verb].params:
+            spelled = {param.name, *(o.lstrip("-").split("/")[0].replace("-", "_") for o in param.opts)}
+            name = _FIELD_OF.get((verb, param.name)) or next((n for n in sorted(spelled) if n in fields), None)
+            if name is not None:
+                mirrored[name] = param
+        names = {name: param.opts[0] for name, param in mirrored.items()}  # how the help names other fields
+        for name, param in mirrored.items():
+            expected = plain_help(cls.field_help(name), none=_NONE.get((verb, name), "unset"), names=names)
+            assert param.help.startswith(expected), (verb, name, param.help, expected)
+            assert not re.search(r"\bpolyret\.\w", param.help), (verb, name, param.help)  # API refs: for help(cls)
+            default = cls.default(name)
+            default = ",".join(default) if isinstance(default, tuple) else default
+            if verb in ("evaluate", "score"):
+                assert param.default == default or param.required, (verb, name, param.default, default)
+            else:
+                assert param.default in (None, default), (verb, name, param.default, default)
+        checked[verb] = set(mirrored)
+    assert len(checked["evaluate"]) >= 24 and {"k", "measures", "backend", "precision"} <= checked["evaluate"]
+    assert {"benchmark", "languages", "families", "measures", "data_dir", "bias_measures"} <= checked["score"]
+    assert {"model", "train", "strategy", "output_dir", "seed", "resume", "dev"} <= checked["train"]
+    assert {"preset", "output", "seeds", "remedies", "keep_models"} <= checked["experiment"]
+
+
+def test_the_default_measures_of_evaluate_and_score_are_the_fields():
+    """--measures defaults to the field's measures (as comma-separated text), so a run without it is scored
+    as EvalConfig() is."""
+    import typer.main
+
+    from polyret.cli import _split, app
+
+    command = typer.main.get_command(app).commands["evaluate"]
+    default = next(p.default for p in command.params if p.name == "measures")
+    assert EvalConfig(measures=_split(default)).measures == EvalConfig().measures
+    from polyret.cli import _measures
+    from polyret.vocabulary import DEFAULT_MEASURES
+
+    score = typer.main.get_command(app).commands["score"]
+    assert _measures(next(p.default for p in score.params if p.name == "measures")) == list(DEFAULT_MEASURES)
+
+
+def test_train_set_help_names_every_alias():
     import typer.main
 
     from polyret.cli import app
 
-    command = typer.main.get_command(app).commands["evaluate"]
-    defaults = {p.name: p.default for p in command.params}
-    mirrored = ["model", "benchmark", "batch_size", "k", "backend", "precision", "store_dtype", "store_threshold",
-                "max_tokens", "debias_fit_max_queries"]  # fmt: skip
-    assert {name: defaults[name] for name in mirrored} == {name: EvalConfig.default(name) for name in mirrored}
-    assert ",".join(EvalConfig.default("measures")) in next(p.help for p in command.params if p.name == "measures")
+    command = typer.main.get_command(app).commands["train"]
+    text = next(p.help for p in command.params if p.name == "set_")
+    for alias, key in TrainConfig.ALIASES.items():
+        assert f"{alias} is {key}" in text
+    assert "per_device_train_batch_size" in text

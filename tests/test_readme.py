@@ -197,3 +197,53 @@ def test_readme_mined_negatives_command_dry_run_runs_the_batch_checks(tmp_path, 
         assert result.exit_code == 0, result.output
         assert "dry run: nothing" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+# A default the README states: "`--store-threshold N` (default 100,000", "`--precision`, default `auto`",
+# "`--k`, default 100" (an option or key, then within the clause "default" and a number or a `literal`), and
+# "`keep_models: true`, the default".
+_STATED_DEFAULT = re.compile(r"`(?:--)?([a-z][a-z0-9_-]*)[^`]*`[^`.;]{0,45}?\bdefault:? (`[^`]+`|\d[\d,.]*\d|\d)")
+_KEY_IS_DEFAULT = re.compile(r"`([a-z][a-z0-9_]*): ([^`]+)`,? the default")
+
+
+def _as_value(text: str):
+    text = text.strip("`")
+    if re.fullmatch(r"\d[\d,]*", text):
+        return int(text.replace(",", ""))
+    if re.fullmatch(r"\d*\.\d+", text):
+        return float(text)
+    return {"true": True, "false": False}.get(text, text)
+
+
+def test_the_defaults_the_readme_states_are_the_config_fields_and_options():
+    """The README names some defaults in its prose; each one is a config field's default (where the name is
+    a field's) or a command's option default, so a changed default cannot leave the README behind. The full
+    list of keys, their meaning and defaults is not typed in the README: it is `--help` and the configs'
+    docstrings (one text, see tests/test_configs.py)."""
+    import typer.main
+
+    from polyret.evaluation import EvalConfig
+    from polyret.experiment import ExperimentConfig
+    from polyret.training import TrainConfig
+
+    known: dict[str, set] = {}
+    for cls in (EvalConfig, TrainConfig, ExperimentConfig):
+        for name in cls.field_names():
+            default = cls.default(name)
+            known.setdefault(name, set()).add(",".join(default) if isinstance(default, tuple) else default)
+    for command in typer.main.get_command(app).commands.values():
+        for param in command.params:
+            if param.default is not None:
+                for opt in param.opts:
+                    known.setdefault(opt.lstrip("-").split("/")[0].replace("-", "_"), set()).add(param.default)
+    text = README.read_text(encoding="utf-8")
+    stated = [(m.group(1).replace("-", "_"), m.group(2)) for m in _STATED_DEFAULT.finditer(text)]
+    stated += [(m.group(1), m.group(2)) for m in _KEY_IS_DEFAULT.finditer(text)]
+    checked = set()
+    for name, value in stated:
+        if name in known:
+            assert _as_value(value) in known[name], f"README says {name} defaults to {value}; it is {known[name]}"
+            checked.add(name)
+    # the statements this test is known to read (so a change of the README's wording does not skip them)
+    assert {"store_threshold", "max_tokens", "precision", "debias_fit_max_queries", "k", "keep_models"} <= checked
+    assert "relative_margin" in checked  # polyret mine's option

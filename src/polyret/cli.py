@@ -6,8 +6,11 @@ code 2, an interrupt into exit code 130, and anything else (a bug) into a one-li
 code 1. ``polyret --debug ...`` (or ``POLYRET_DEBUG=1``) adds the traceback. ``polyret --version``
 prints :data:`polyret.__version__`.
 
-One file on purpose (~500 lines): it is the whole thin layer, and most of its length is typer's option
-declarations with their help texts; every command's options, checks and printing read side by side.
+One file on purpose: it is the whole thin layer, and much of its length is typer's option declarations;
+every command's options, checks and printing read side by side. An option that sets a config field
+(``--k`` is ``EvalConfig.k``) takes its help text and default from the field (:func:`_opt`: the class
+docstring's ``Args:`` entry, the dataclass default), so neither is typed twice; only the options of the
+command line itself (``--output``, ``--dry-run``, ``--set``...) have their help here.
 """
 
 from __future__ import annotations
@@ -26,10 +29,43 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from . import interrupts as _interrupts
+from .configs import plain_help
+from .evaluation.bias_measures import BIAS_MEASURES as _BIAS_MEASURES
 from .evaluation.config import EvalConfig
+from .evaluation.debias import METHODS as _DEBIAS_METHODS
+from .experiment import PRESETS as _PRESETS
+from .experiment.config import ExperimentConfig
+from .training.config import RECIPES as _RECIPES
+from .training.config import TrainConfig
+from .vocabulary import STRATEGIES as _STRATEGIES
 
-# `polyret evaluate`'s options that mirror an EvalConfig field default to that field's default (typed once)
-_EVAL = EvalConfig.default
+_FIELD = object()  # _opt's default: the field's own
+
+
+def _opt(cls, name: str, *decls: str, default=_FIELD, extra: str = "", none: str = "unset", names=None, **kwargs):
+    """A typer option mirroring field ``name`` of config ``cls``: its help is the field's description (the
+    class docstring's ``Args:`` entry, :meth:`polyret.configs.ConfigBase.field_help`) and its default the
+    field's, so neither is typed twice. A tuple default (``measures``) is the option's as its comma-separated
+    text.
+
+    Args:
+        cls: the config class (``EvalConfig``, ``TrainConfig``, ``ExperimentConfig``).
+        name: the field.
+        decls: typer's parameter declarations (``"--output"`` where the option is named otherwise).
+        default: the option's default; ``None`` for an option that overrides a config or preset only when
+            it is given (``polyret train``, ``polyret experiment``).
+        extra: what only the command line needs said, after the field's text (a format, the choices).
+        none: how the option spells the field's ``None`` (``unset``: left out; ``0``).
+        names: the other fields' options, for the help's mentions of them (``max_tokens`` -> ``--max-tokens``).
+        kwargs: further ``typer.Option`` arguments (``envvar``...).
+    """
+    text = plain_help(cls.field_help(name), none=none, names=names)
+    if default is _FIELD:
+        default = cls.default(name)
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+    return typer.Option(default, *decls, help=f"{text} {extra}".strip(), **kwargs)
+
 
 try:  # typer >= 0.24 vendors click; its exceptions are the ones the commands raise
     from typer._click import exceptions as cx
@@ -326,73 +362,49 @@ def _check_plan_world_size(world_size: int | None, dry_run: bool, error: type[Ex
         raise error(f"--world-size must be >= 1, got {world_size}")
 
 
+# EvalConfig's fields that `polyret evaluate` has an option of the same name for
+_EVAL_OPTIONS = {f: "--" + f.replace("_", "-") for f in EvalConfig.field_names() if f not in ("cache", "cache_dir")}
+
+
+def _eval_opt(name: str, *decls: str, **kwargs):
+    """An option of ``polyret evaluate`` (or ``score``, where it means the same) mirroring :class:`EvalConfig`
+    field ``name`` (see :func:`_opt`)."""
+    return _opt(EvalConfig, name, *decls, names=_EVAL_OPTIONS, **kwargs)
+
+
 @app.command()
 def evaluate(
-    model: str = typer.Option(_EVAL("model"), help="builtin:me5-small, a local model folder, or a Hub id."),
-    benchmark: str = typer.Option(_EVAL("benchmark"), help="Benchmark id: xquad-r[:train|:test], mlqa-r[...], miracl/<lang>."),
-    languages: str | None = typer.Option(None, help="Comma-separated subset of languages, e.g. de,en,zh."),
-    families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
-    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
+    model: str = _eval_opt("model"),
+    benchmark: str = _eval_opt("benchmark"),
+    languages: str | None = _eval_opt("languages", extra="Comma-separated."),
+    families: str | None = _eval_opt("families", extra="Comma-separated."),
+    data_dir: Path | None = _eval_opt("data_dir", envvar="POLYRET_DATA_DIR"),
     output: Path | None = typer.Option(None, help="Folder for results.json, settings.csv, per_query.csv.gz, heatmap."),
-    batch_size: int = typer.Option(
-        _EVAL("batch_size"), help="Encoding batch size (texts; batches of long texts are cut to --max-tokens padded tokens)."
-    ),
-    k: int = typer.Option(_EVAL("k"), help="Candidates kept per query in the run table (metrics stay exact)."),
-    measures: str | None = typer.Option(
-        None,
-        help="Comma-separated measures in ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10, "
-        "ndcg_cut_10, recip_rank ...); default " + ",".join(_EVAL("measures")) + ".",
-    ),
-    backend: str = typer.Option(
-        _EVAL("backend"),
-        help="exact (blocked matrix products, exact full ranks), faiss (Flat), faiss-ivf or faiss-hnsw (approximate); "
-        "faiss ranks only the top k, so map is reported as map@k.",
-    ),
-    with_context: bool = typer.Option(False, help="Encode each candidate sentence followed by its paragraph."),
-    max_seq_length: int | None = typer.Option(None, help="Truncate texts to this many tokens."),
-    query_prompt: str | None = typer.Option(None, help="Override the model's query prompt, e.g. 'query: '."),
-    passage_prompt: str | None = typer.Option(None, help="Override the model's passage prompt."),
+    batch_size: int = _eval_opt("batch_size"),
+    k: int = _eval_opt("k"),
+    measures: str = _eval_opt("measures", extra="Comma-separated."),
+    backend: str = _eval_opt("backend"),
+    with_context: bool = _eval_opt("with_context"),
+    max_seq_length: int | None = _eval_opt("max_seq_length"),
+    query_prompt: str | None = _eval_opt("query_prompt"),
+    passage_prompt: str | None = _eval_opt("passage_prompt"),
     no_cache: bool = typer.Option(False, help="Do not read or write any cache (embeddings, a MIRACL corpus's parsed columns)."),
     trec_run: bool = typer.Option(
         False,
         help="Also write run.npz, run.trec (the top k of each setting and query) and qrels.trec (same query ids): "
         "trec_eval, ranx and ir_measures reproduce map@k, ndcg@10 ... from them; full map needs --k >= the largest pool.",
     ),
-    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps ... (default: best available)."),
-    devices: str | None = typer.Option(
-        None, help="Encode with one worker process per device, e.g. cuda:0,cuda:1 (one machine; under torchrun use ranks)."
-    ),
-    precision: str = typer.Option(
-        _EVAL("precision"),
-        help="Inference precision: auto (bf16 on a GPU or a CPU with native bf16 (AMX, AVX512-BF16), else fp16 on "
-        "GPU / fp32), fp32 (the reference), bf16 or fp16; autocast, each cached apart; results.json records the resolved one.",
-    ),
-    store_dtype: str = typer.Option(
-        _EVAL("store_dtype"), help="Rows of a corpus's embedding store: float32 or float16 (half the RAM)."
-    ),
-    store_threshold: int = typer.Option(
-        _EVAL("store_threshold"),
-        help="Candidates from which a corpus goes to the memory-mapped embedding store (not the per-text cache).",
-    ),
-    max_tokens: int = typer.Option(_EVAL("max_tokens"), help="Most padded tokens per encoding batch (texts x longest text)."),
-    corpus: Path | None = typer.Option(
-        None,
-        help="With --benchmark miracl/<lang>: evaluate this MIRACL-format corpus JSONL(.gz) ({docid, title, text} lines) "
-        "against that language's topics and qrels, instead of the data dir's corpus.",
-    ),
-    bias_measures: str | None = typer.Option(
-        None,
-        help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
-    ),
-    debias: str | None = typer.Option(
-        None, help="Training-free remedy applied to the embeddings before search: center, shift or leace (needs --debias-fit)."
-    ),
-    debias_fit: str | None = typer.Option(
-        None, help="Benchmark the remedy is fitted on, e.g. xquad-r:train (never the evaluated one or data sharing its passages)."
-    ),
-    debias_fit_max_queries: int = typer.Option(
-        _EVAL("debias_fit_max_queries"), help="Parallel questions of --debias-fit used to fit the remedy (0: all)."
-    ),
+    device: str | None = _eval_opt("device"),
+    devices: str | None = _eval_opt("devices"),
+    precision: str = _eval_opt("precision"),
+    store_dtype: str = _eval_opt("store_dtype"),
+    store_threshold: int = _eval_opt("store_threshold"),
+    max_tokens: int = _eval_opt("max_tokens"),
+    corpus: Path | None = _eval_opt("corpus"),
+    bias_measures: str | None = _eval_opt("bias_measures", extra=f"Comma-separated, of: {', '.join(_BIAS_MEASURES)}."),
+    debias: str | None = _eval_opt("debias"),
+    debias_fit: str | None = _eval_opt("debias_fit"),
+    debias_fit_max_queries: int = _eval_opt("debias_fit_max_queries", none="0"),
     overwrite: bool = typer.Option(
         False, help="Empty --output first when it holds the finished output of another model, benchmark or verb."
     ),
@@ -414,7 +426,7 @@ def evaluate(
         batch_size=batch_size,
         k=k,
         backend=backend,
-        measures=_split(measures) if measures is not None else _EVAL("measures"),
+        measures=_split(measures),
         with_context=with_context,
         max_seq_length=max_seq_length,
         query_prompt=query_prompt,
@@ -496,39 +508,50 @@ def check_evaluate_options(cfg: EvalConfig, *, output: Path | None = None) -> No
         check_writable(output)
 
 
+# TrainConfig's fields that `polyret train` has an option for (set only when given: a --config or --recipe
+# gives the rest), under their option names
+_TRAIN_OPTIONS = {
+    **{f: "--" + f.replace("_", "-") for f in ("model", "train", "strategy", "alpha", "languages", "recipe")},
+    **{f: "--" + f.replace("_", "-") for f in ("max_steps", "batch_size", "seed", "data_dir", "resume", "dev")},
+    "keep_checkpoints": "--keep-checkpoints",
+    "output_dir": "--output",
+}
+
+
+def _train_opt(name: str, *decls: str, default=None, **kwargs):
+    """``polyret train``'s option setting :class:`TrainConfig` field ``name`` when given (see :func:`_opt`)."""
+    return _opt(TrainConfig, name, *decls, default=default, names=_TRAIN_OPTIONS, **kwargs)
+
+
+def _aliases() -> str:
+    """TrainConfig's keys under transformers' names, for ``--set``'s help: ``learning_rate is lr, ...``."""
+    names = [f"{alias} is {key}" for alias, key in TrainConfig.ALIASES.items()]
+    return ", ".join([*names, "per_device_train_batch_size is batch_size with batch_scope=per_device"])
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,
-    model: str | None = typer.Option(None, help="Base model: builtin:me5-small, a folder, or a Hub id."),
-    train_data: str | None = typer.Option(
-        None, "--train", help="Comma-separated sources: xquad-r:train, mlqa-r:train, file.jsonl, mmarco."
-    ),
-    strategy: str | None = typer.Option(None, help="mono | cross | hybrid | mixed."),
-    alpha: float | None = typer.Option(None, help="Probability of a monolingual batch (hybrid)."),
-    languages: str | None = typer.Option(None, help="Comma-separated training languages."),
-    output: Path | None = typer.Option(None, help="Output folder (checkpoints/ and the final model/)."),
+    model: str | None = _train_opt("model"),
+    train_data: str | None = _train_opt("train", "--train", extra="Comma-separated."),
+    strategy: str | None = _train_opt("strategy", extra=f"Choices: {', '.join(_STRATEGIES)}."),
+    alpha: float | None = _train_opt("alpha"),
+    languages: str | None = _train_opt("languages", extra="Comma-separated."),
+    output: Path | None = _train_opt("output_dir", "--output"),
     config: Path | None = typer.Option(None, help="YAML/JSON training config."),
-    recipe: str | None = typer.Option(None, help="Named recipe to start from: paper, cpu."),
-    max_steps: int | None = typer.Option(None, help="Optimizer steps (wins over epochs)."),
-    batch_size: int | None = typer.Option(
-        None, help="Pairs per optimizer step: all devices together (batch_scope=global, the default) or per device."
-    ),
-    seed: int | None = typer.Option(None),
-    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
-    resume: bool = typer.Option(
-        False, help="Continue the run in --output from its last checkpoint, with its saved config (options may be left out)."
-    ),
-    keep_checkpoints: bool = typer.Option(
-        False, "--keep-checkpoints", help="Keep checkpoints/ (optimizer states) after the final model is complete."
-    ),
-    dev: str | None = typer.Option(
-        None, help="Dev benchmark id scored with polyret's evaluator during training; keep the best checkpoint by it."
-    ),
+    recipe: str | None = _train_opt("recipe", extra=f"Choices: {', '.join(_RECIPES)}."),
+    max_steps: int | None = _train_opt("max_steps"),
+    batch_size: int | None = _train_opt("batch_size"),
+    seed: int | None = _train_opt("seed"),
+    data_dir: Path | None = _train_opt("data_dir", envvar="POLYRET_DATA_DIR"),
+    resume: bool = _train_opt("resume", default=False, extra="Its saved config is reused: the other options may be left out."),
+    keep_checkpoints: bool = _train_opt("keep_checkpoints", "--keep-checkpoints", default=False),
+    dev: str | None = _train_opt("dev"),
     set_: list[str] | None = typer.Option(
         None,
         "--set",
-        help="Any TrainConfig field as key=value (repeatable); transformers names work too (learning_rate, "
-        "num_train_epochs, per_device_train_batch_size), other trainer arguments via trainer_args={max_grad_norm: 1}.",
+        help="Any TrainConfig field as key=value (repeatable; help(polyret.TrainConfig) describes each); transformers "
+        f"names work too ({_aliases()}), other trainer arguments via trainer_args={{max_grad_norm: 1}}.",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Resolve the plan (data sizes, steps, batch per step and device, memory) and stop."
@@ -650,21 +673,25 @@ def _train_overrides(recipe: str, pairs: list[str]) -> dict:
     return {key: getattr(parsed, key) for key in raw}
 
 
+def _exp_opt(name: str, *decls: str, default=None, **kwargs):
+    """``polyret experiment``'s option setting :class:`ExperimentConfig` field ``name`` when given, over the
+    preset's or config file's value (see :func:`_opt`)."""
+    return _opt(ExperimentConfig, name, *decls, default=default, **kwargs)
+
+
 @app.command()
 def experiment(
     config: Path | None = typer.Option(None, help="YAML/JSON experiment config (may name a preset)."),
-    preset: str | None = typer.Option(None, help="cpu (default), cpu-sweep, smoke, paper."),
-    output: Path | None = typer.Option(None, help="Experiment folder (default: runs/experiment-<preset>)."),
-    model: str | None = typer.Option(None, help="Override the base model."),
-    seeds: int | None = typer.Option(None, help="Train every strategy this many times."),
-    strategies: str | None = typer.Option(None, help="Comma-separated: mono,cross,hybrid,mixed."),
-    alpha_sweep: str | None = typer.Option(None, help="Extra hybrid runs at these alphas, e.g. 0.3,0.7."),
-    languages: str | None = typer.Option(None, help="Training and evaluation languages."),
-    remedies: str | None = typer.Option(
-        None, help="Training-free remedies as systems, e.g. base+shift,hybrid+shift (methods: center, shift, leace)."
-    ),
-    remedy_fit: str | None = typer.Option(None, help="Benchmark the remedies are fitted on (default xquad-r:train)."),
-    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR"),
+    preset: str | None = _exp_opt("preset", extra=f"Choices: {', '.join(_PRESETS)} (default: cpu)."),
+    output: Path | None = _exp_opt("output", extra="Default: the preset's (runs/experiment-<preset>)."),
+    model: str | None = _exp_opt("model"),
+    seeds: int | None = _exp_opt("seeds"),
+    strategies: str | None = _exp_opt("strategies", extra=f"Comma-separated, of: {', '.join(_STRATEGIES)}."),
+    alpha_sweep: str | None = _exp_opt("alpha_sweep", extra="Comma-separated, e.g. 0.3,0.7."),
+    languages: str | None = _exp_opt("languages", extra="Comma-separated."),
+    remedies: str | None = _exp_opt("remedies", extra=f"Comma-separated; methods: {', '.join(_DEBIAS_METHODS)}."),
+    remedy_fit: str | None = _exp_opt("remedy_fit", extra=f"Default: {ExperimentConfig.default('remedy_fit')}."),
+    data_dir: Path | None = _exp_opt("data_dir", envvar="POLYRET_DATA_DIR"),
     set_: list[str] | None = typer.Option(
         None,
         "--set",
@@ -683,15 +710,8 @@ def experiment(
     world_size: int | None = typer.Option(
         None, "--world-size", help="With --dry-run: plan for this many processes (simulated; default: the launcher's)."
     ),
-    keep_checkpoints: bool = typer.Option(
-        False, "--keep-checkpoints", help="Keep each training's checkpoints/ (optimizer states) after its model is complete."
-    ),
-    keep_models: bool | None = typer.Option(
-        None,
-        "--keep-models/--no-keep-models",
-        help="Keep each trained model's weights (default: yes; the smoke preset removes them once the model is "
-        "evaluated, keeping its records and evaluations).",
-    ),
+    keep_checkpoints: bool = _exp_opt("keep_checkpoints", "--keep-checkpoints", default=False),
+    keep_models: bool | None = _exp_opt("keep_models", "--keep-models/--no-keep-models"),
 ) -> None:
     """Train each strategy, evaluate the base and every trained model, and write one report.
 
@@ -859,26 +879,20 @@ def score_cmd(
         "--run",
         help="A TREC run file (qid Q0 docid rank score tag), or NAME=path to name the system; repeat for several.",
     ),
-    benchmark: str = typer.Option(..., help="Benchmark id the runs rank: xquad-r:test, mlqa-r, miracl/<lang>."),
+    benchmark: str = _eval_opt("benchmark", default=..., extra="The one the runs rank."),
     fuse: str | None = typer.Option(
         None, help="Also score a fusion of the runs: rrf (reciprocal rank), combsum or combmnz (min-max normalised, as ranx)."
     ),
     rrf_k: int = typer.Option(60, help="The RRF constant k (Cormack et al. 2009)."),
     compare: list[Path] | None = typer.Option(None, help="A finished `polyret evaluate --output` folder to compare against."),
     baseline: str | None = typer.Option(None, help="The report's reference system (default: first --compare, else first run)."),
-    languages: str | None = typer.Option(None, help="Comma-separated subset of languages."),
-    families: str | None = typer.Option(None, help="Setting families: mono,cross,multi (default: all the benchmark has)."),
-    measures: str | None = typer.Option(
-        None,
-        help="Comma-separated measures, ir_measures or trec_eval spelling (nDCG@10,AP,RR@10,R@100,P@5,Judged@10,ndcg_cut_10).",
-    ),
-    data_dir: Path | None = typer.Option(None, envvar="POLYRET_DATA_DIR", help="Data root with xquad-r/, mlqa-r/, miracl/."),
+    languages: str | None = _eval_opt("languages", extra="Comma-separated."),
+    families: str | None = _eval_opt("families", extra="Comma-separated."),
+    measures: str = _eval_opt("measures", extra="Comma-separated."),
+    data_dir: Path | None = _eval_opt("data_dir", envvar="POLYRET_DATA_DIR"),
     output: Path | None = typer.Option(None, help="Results folder (several systems: one folder each plus report/)."),
     latex: bool = typer.Option(False, help="Also write the report's tables as LaTeX (report/report.tex, booktabs)."),
-    bias_measures: str | None = typer.Option(
-        None,
-        help="Language-bias measures (default all): max_rank_distance,same_language,peer,max_at_r,lpr,lang_ndcg,mrc",
-    ),
+    bias_measures: str | None = _eval_opt("bias_measures", extra=f"Comma-separated, of: {', '.join(_BIAS_MEASURES)}."),
     overwrite: bool = typer.Option(
         False, help="Empty --output first when it holds the finished output of another verb or other runs (an evaluation)."
     ),

@@ -10,6 +10,10 @@ each config's own ``validate`` then checks the ranges. :class:`ConfigBase` gives
   key refused with a did-you-mean, ``-`` and ``_`` alike, other libraries' names (``ALIASES``) accepted;
 - ``to_dict()``: JSON-ready (tuples as lists), the inverse of ``from_dict``.
 
+Each field is described once, in its class docstring's ``Args:`` section (what ``help(EvalConfig)`` shows):
+:meth:`ConfigBase.field_help` reads that entry, and the command line's options that mirror a field take
+their help text from it (and their default from the field), so neither is typed twice.
+
 It sits at the bottom of the import graph (with :mod:`polyret.errors`): stdlib and PyYAML only.
 """
 
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -35,6 +41,7 @@ __all__ = [
     "freeze",
     "load_mapping",
     "parse_overrides",
+    "plain_help",
     "renamed_error",
     "thaw",
     "unique_json_keys",
@@ -340,6 +347,76 @@ def _parse_string(key: str, text: str, base: Any, optional: bool) -> Any:
     raise ConfigError(f"{key} must be {type_name(base)}, got {text!r}")
 
 
+# ---------------------------------------------------------------------- field help
+_ENTRY = re.compile(r"^(\w+(?:, \w+)*): (.*)$")
+
+
+def docstring_args(doc: str | None) -> dict[str, str]:
+    """The entries of a Google-style docstring's ``Args:`` section: name -> its text on one line.
+
+    An entry is ``name: text`` (or ``a, b: text``: the same text for each name) at the section's
+    indentation; its more-indented lines continue it. The section ends at the first line indented less
+    than its entries (a paragraph after it, ``Raises:``).
+
+    Args:
+        doc: a docstring (``cls.__doc__``); None gives no entries.
+    """
+    lines = inspect.cleandoc(doc or "").splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:") + 1
+    except StopIteration:
+        return {}
+    entries: dict[str, list[str]] = {}
+    indent = None
+    current: list[str] = []
+    for line in lines[start:]:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent:
+            break
+        match = _ENTRY.match(line.strip()) if depth == indent else None
+        if match:
+            current = [match.group(2).strip()]
+            for name in match.group(1).split(", "):
+                entries[name] = current  # names sharing an entry share its (growing) list
+        elif depth > indent and current:
+            current.append(line.strip())
+        else:
+            break
+    return {name: " ".join(parts) for name, parts in entries.items()}
+
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`polyret.x.y` -> polyret.x.y
+_LITERAL = re.compile(r"``([^`]+)``")  # ``key: value`` -> key: value
+# an API cross-reference (a reST role) alone in parentheses, or ending a clause after "; " / ", " (``see x`` or
+# ``methods: x`` too): for help(cls) readers, left out of a command line's help
+_REFERENCE = re.compile(r"\s*\((?:see |default: )?:[a-z]+:`[^`]+`\)|[;,]\s*(?:see |\w+: )?:[a-z]+:`[^`]+`(?=[).;]|$)")
+
+
+def plain_help(text: str, *, none: str = "unset", names: Mapping[str, str] | None = None) -> str:
+    """A field's docstring text as a command-line option's help: API cross-references (reST roles alone in
+    parentheses or ending a clause) left out, other markup dropped, the first letter capital, a final full
+    stop, ``None`` spelled as the option spells it, and other fields named as the command names them.
+
+    Args:
+        text: :meth:`ConfigBase.field_help`'s text.
+        none: what ``None`` is on the command line (``unset``: the option left out; ``0`` where the
+            option takes 0 for None).
+        names: a literal field name (````max_tokens````) -> how the command line names it
+            (``--max-tokens``); a literal not in it loses its markup only.
+    """
+    names = names or {}
+    out = _ROLE.sub(r"\1", _REFERENCE.sub("", text))
+    out = _LITERAL.sub(lambda m: names.get(m.group(1), m.group(1)), out)
+    out = re.sub(r"\bNone\b", none, out).strip()
+    if out and not out.endswith((".", ")", "?")):
+        out += "."
+    return out[:1].upper() + out[1:]
+
+
 # ---------------------------------------------------------------------- the base class
 class ConfigBase:
     """The shared behaviour of polyret's frozen config dataclasses (see the module docstring).
@@ -364,6 +441,30 @@ class ConfigBase:
             cached = typing.get_type_hints(cls)
             cls._polyret_hints = cached  # type: ignore[attr-defined]
         return cached
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Field name -> its description, from the class docstring's ``Args:`` section (read once)."""
+        cached = cls.__dict__.get("_polyret_docs")
+        if cached is None:
+            cached = docstring_args(cls.__doc__)
+            cls._polyret_docs = cached  # type: ignore[attr-defined]
+        return dict(cached)
+
+    @classmethod
+    def field_help(cls, name: str) -> str:
+        """The description of field ``name`` (its ``Args:`` entry in the class docstring, on one line).
+
+        Raises:
+            KeyError: ``name`` is not a field, or the docstring does not describe it (a test keeps every
+                field described).
+        """
+        if name not in cls.field_names():
+            raise KeyError(f"{cls.__name__} has no field {name!r}")
+        docs = cls.field_docs()
+        if name not in docs:
+            raise KeyError(f"{cls.__name__}'s docstring has no Args entry for {name!r}")
+        return docs[name]
 
     @classmethod
     def default(cls, name: str) -> Any:

@@ -25,43 +25,55 @@ STORE_THRESHOLD = 100_000  # candidates from which they go to an EmbeddingStore 
 class EvalConfig(ConfigBase):
     """Everything that decides an evaluation's numbers (and so its cache and output).
 
+    Each field is described once, below (``polyret evaluate --help`` shows the same text).
+
     Args:
-        model: a model spec (``builtin:me5-small``, a folder, a Hub id).
-        benchmark: a benchmark id (``polyret.data.list_benchmarks()``).
-        languages: evaluate only these of the benchmark's languages (None: all).
-        families: setting families to score (None: the benchmark's own).
-        data_dir: where benchmark files are looked for (None: ``POLYRET_DATA_DIR`` etc.).
-        batch_size: texts per encoding batch.
-        k: candidates retrieved per (setting, query).
-        backend: ``"exact"`` (blocked matrix products) or ``"faiss"``.
-        measures: measure names in any spelling ``metrics.parse_measure`` accepts (``nDCG@10``, ``AP``,
-            ``ndcg_cut_10``, ``map@20`` ...), stored under polyret's stable names (default
-            ``polyret.vocabulary.DEFAULT_MEASURES``).
+        model: a model spec: ``builtin:me5-small``, a local model folder, or a Hub id.
+        benchmark: a benchmark id: ``xquad-r[:train|:test]``, ``mlqa-r[...]``, ``miracl/<lang>``;
+            ``polyret benchmarks`` lists them (:func:`polyret.data.list_benchmarks`).
+        languages: evaluate only these of the benchmark's languages, e.g. ``de,en,zh`` (None: all).
+        families: the setting families scored: ``mono``, ``cross``, ``multi`` (None: all the benchmark has).
+        data_dir: the data root, with ``xquad-r/``, ``mlqa-r/``, ``miracl/`` (None: ``POLYRET_DATA_DIR``,
+            else polyret's default root; :func:`polyret.paths.data_dir`).
+        batch_size: texts per encoding batch (a batch of long texts is cut to ``max_tokens`` padded tokens).
+        k: candidates kept per (setting, query) in the run table (the metrics stay exact).
+        backend: the search: ``exact`` (blocked matrix products, exact full ranks), ``faiss`` (Flat),
+            ``faiss-ivf`` or ``faiss-hnsw`` (approximate); faiss ranks only the top ``k``, so map is reported
+            as map@k.
+        measures: measure names in any ir_measures or trec_eval spelling (``nDCG@10``, ``AP``, ``RR@10``,
+            ``R@100``, ``P@5``, ``Judged@10``, ``ndcg_cut_10``, ``recip_rank`` ...; see
+            :func:`polyret.evaluation.metrics.parse_measure`), stored under polyret's stable names (default:
+            :data:`polyret.vocabulary.DEFAULT_MEASURES`).
         with_context: encode each candidate sentence followed by its paragraph.
         max_seq_length: truncate texts to this many tokens (None: the model's own).
-        query_prompt, passage_prompt: prompts prepended to queries / passages (None: the model's own).
+        query_prompt: the prompt prepended to queries, e.g. ``"query: "`` (None: the model's own).
+        passage_prompt: the prompt prepended to passages, e.g. ``"passage: "`` (None: the model's own).
         cache: keep embeddings (and a MIRACL corpus's parsed columns) in the on-disk cache; False reads
             and writes no cache.
         cache_dir: the cache root (None: ``POLYRET_CACHE_DIR`` or the user cache dir).
-        device: the torch device (None: the best available).
-        precision: inference precision: "auto" (bf16 on a GPU or a CPU with native bf16, else fp16 on GPU /
-            fp32: :func:`polyret.precision.resolve`), "fp32", "bf16" or "fp16" (autocast; each resolved
-            precision's embeddings are cached apart). ``evaluate`` records the resolved one.
-        store_dtype: "float32" or "float16" rows in a corpus's embedding store (half the disk and RAM).
-        store_threshold: candidates from which they go to the memory-mapped embedding store instead
+        device: the torch device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` ... (None: the best available).
+        precision: inference precision: ``auto`` (bf16 on a GPU or a CPU with native bf16 (AMX,
+            AVX512-BF16), else fp16 on GPU / fp32; see :func:`polyret.precision.resolve`), ``fp32`` (the
+            reference), ``bf16`` or ``fp16``; autocast, each resolved precision's embeddings cached apart;
+            ``evaluate`` records the resolved one (results.json).
+        store_dtype: the rows of a corpus's embedding store: ``float32`` or ``float16`` (half the disk and
+            RAM).
+        store_threshold: candidates from which a corpus goes to the memory-mapped embedding store instead
             of the per-text cache.
-        devices: encode with one worker process per device, e.g. ``["cuda:0", "cuda:1"]``
-            (sentence-transformers' pool; None: the one ``device``).
+        devices: encode with one worker process per device, e.g. ``cuda:0,cuda:1`` (sentence-transformers'
+            pool, one machine; under torchrun the ranks share the work instead; None: the one ``device``).
         max_tokens: most padded tokens per encoding batch (texts x longest text).
-        corpus: with a ``miracl/<lang>`` benchmark id, a MIRACL-format corpus JSONL(.gz) of one's own,
-            evaluated against that language's topics and qrels (None: the data dir's corpus).
-        bias_measures: the language-bias measures computed (None: all of
-            ``polyret.evaluation.bias_measures.BIAS_MEASURES``).
-        debias: a training-free remedy applied to the embeddings between encode and search
-            (``center``, ``shift``, ``leace``; see ``polyret.evaluation.debias``).
-        debias_fit: the benchmark id the remedy is fitted on; never the evaluated one, nor one sharing
-            its passages.
-        debias_fit_max_queries: the first this many parallel questions of ``debias_fit`` are used.
+        corpus: with a ``miracl/<lang>`` benchmark: a MIRACL-format corpus JSONL(.gz) of one's own
+            (``{docid, title, text}`` lines), evaluated against that language's topics and qrels (None: the
+            data dir's corpus).
+        bias_measures: the language-bias measures computed (None: all;
+            :data:`polyret.evaluation.bias_measures.BIAS_MEASURES`).
+        debias: a training-free remedy applied to the embeddings between encode and search: ``center``,
+            ``shift`` or ``leace`` (needs ``debias_fit``; see :mod:`polyret.evaluation.debias`).
+        debias_fit: the benchmark id the remedy is fitted on, e.g. ``xquad-r:train``; never the evaluated
+            one, nor one sharing its passages.
+        debias_fit_max_queries: the first this many parallel questions of ``debias_fit`` fit the remedy
+            (None: all).
 
     Frozen and validated on construction (and on every ``replace``), without the disk: types, ranges, the
     backend, measures, families, bias measures, the remedy's options, the encoding options and the device.
@@ -82,9 +94,9 @@ class EvalConfig(ConfigBase):
     data_dir: str | None = None
     batch_size: int = 32
     k: int = 100
-    backend: str = "exact"  # "exact" (chunked matrix products) or "faiss" ("faiss-ivf", "faiss-hnsw")
+    backend: str = "exact"
     measures: tuple[str, ...] = DEFAULT_MEASURES
-    with_context: bool = False  # encode each candidate sentence followed by its paragraph
+    with_context: bool = False
     max_seq_length: int | None = None
     query_prompt: str | None = None
     passage_prompt: str | None = None
@@ -97,10 +109,10 @@ class EvalConfig(ConfigBase):
     devices: tuple[str, ...] | None = None
     max_tokens: int = 4096
     corpus: str | None = None
-    bias_measures: tuple[str, ...] | None = None  # None: every measure of polyret.evaluation.bias_measures
-    debias: str | None = None  # None | "center" | "shift" | "leace" (polyret.evaluation.debias)
-    debias_fit: str | None = None  # the benchmark id the remedy is fitted on
-    debias_fit_max_queries: int | None = 300  # parallel questions of the fit data used (None: all)
+    bias_measures: tuple[str, ...] | None = None
+    debias: str | None = None
+    debias_fit: str | None = None
+    debias_fit_max_queries: int | None = 300
 
     def __post_init__(self) -> None:
         self._prepare()  # lists -> tuples ("cuda:0,cuda:1" too), whole floats -> ints; a wrong type named

@@ -46,9 +46,9 @@ class ExperimentConfig(ConfigBase):
         train: training sources (``xquad-r:train``, a ``.jsonl`` file, ``mmarco``...).
         benchmarks: benchmark ids every model is evaluated on.
         languages: training AND evaluation languages (None: all).
-        strategies: the strategies trained (``polyret.vocabulary.STRATEGIES``).
+        strategies: the strategies trained (:data:`polyret.vocabulary.STRATEGIES`).
         alpha: hybrid's alpha; ``alpha_sweep`` adds hybrid runs at other alphas.
-        alpha_sweep: extra hybrid alphas.
+        alpha_sweep: extra hybrid runs at these alphas.
         seeds: how many training seeds per system, from ``first_seed`` on.
         first_seed: the first training seed.
         recipe: the ``TrainConfig`` recipe (``polyret.training.config.RECIPES``).
@@ -57,10 +57,10 @@ class ExperimentConfig(ConfigBase):
         eval_max_seq_length: token limit of the evaluations (None: the model's).
         eval_languages: per-benchmark language subsets (instead of ``languages``).
         data_dir: the data folder (None: the default / ``POLYRET_DATA_DIR``).
-        output: the experiment folder (layout: ``polyret.experiment.layout``).
-        preset: the preset this config started from, if any.
+        output: the experiment folder (see :mod:`polyret.report.layout`).
+        preset: the preset the experiment starts from, if any (:data:`polyret.experiment.PRESETS`).
         keep_checkpoints: keep each training's ``checkpoints/`` (optimizer states) after its final model is
-            complete (False: deleted then; ``TrainConfig.keep_checkpoints``).
+            complete (False: deleted then; see :attr:`TrainConfig.keep_checkpoints`).
         keep_models: keep each trained model's weights (False: once every evaluation of a model is
             finished, its weight files are removed; its folder keeps polyret_train.json, batches.jsonl, the
             card and a completion marker recording the removed weights' sha256, so a rerun reuses its
@@ -68,7 +68,7 @@ class ExperimentConfig(ConfigBase):
             it again). True for every preset but smoke.
         remedies: training-free remedies evaluated as systems of their own: ``"base+shift"`` (the base
             model's embeddings after Shift), ``"hybrid+leace"`` (every seed of hybrid), or a bare method
-            (``"center"`` = ``"base+center"``); methods: ``polyret.evaluation.debias.METHODS``.
+            (``"center"`` = ``"base+center"``); methods: :data:`polyret.evaluation.debias.METHODS`.
         remedy_fit: the benchmark every remedy is fitted on (never one of ``benchmarks``).
         remedy_fit_max_queries: how many parallel questions of ``remedy_fit`` are used (None: all).
         eval_overrides: ``EvalConfig`` fields set for every evaluation the experiment runs (``backend``,

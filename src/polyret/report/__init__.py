@@ -1,7 +1,7 @@
 """The experiment report people read: analysis -> a typed ``Report`` -> renderers (markdown, JSON, figures).
 
 - ``entries``: ``ReportEntry`` (one evaluation) and ``load_entries`` (every completed evaluation of an
-  experiment folder, whose layout ``polyret.experiment.layout`` owns)
+  experiment folder, whose layout ``polyret.report.layout`` owns)
 - ``analysis``: ``analyse(entries) -> Report`` (seed statistics, significance over questions, seed
   notes computed from the run's own seeds, per-language tables, figure data); no rendering
 - ``summary``: the typed report's data (``ReportData``, ``BenchmarkSummary``, ``SystemSummary``, ``Comparison`` ...)

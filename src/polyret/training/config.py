@@ -127,15 +127,15 @@ class TrainConfig(ConfigBase):
     Information Retrieval" (arXiv 2408.10536); the ``paper`` recipe holds its hyperparameters.
 
     Args:
-        model: a model spec for :func:`polyret.models.load` (Hub id, folder, ``builtin:me5-small``).
-        train: training sources, registry ids (``xquad-r:train``) or JSONL paths.
+        model: the base model: a Hub id, a folder or ``builtin:me5-small`` (:func:`polyret.models.load`).
+        train: training sources: registry ids (``xquad-r:train``, ``mlqa-r:train``), JSONL paths, ``mmarco``.
         output_dir: the run folder (config, batch log, checkpoints, final ``model/``).
         languages: the languages to train on (None: every language the sources have).
         data_dir: where registry datasets live (None: ``POLYRET_DATA_DIR`` or the default).
         max_groups: per source, a seeded subsample of this many parallel groups (quick runs).
         max_triples_per_query: mMARCO sources: the first this many training triples of each query (None:
             every triple, as the paper trains); only valid with an ``mmarco`` source.
-        strategy: one of :data:`polyret.vocabulary.STRATEGIES`.
+        strategy: the batch strategy (:data:`polyret.vocabulary.STRATEGIES`).
         alpha: probability of a monolingual batch under ``hybrid``.
         alpha_schedule: how ``hybrid`` turns alpha into step types: ``draw`` (the paper's: each optimizer
             step is mono with probability alpha, independently; over a short run the realized share can be
@@ -181,14 +181,15 @@ class TrainConfig(ConfigBase):
         eval_steps: evaluate every this many steps (None: at every save; both None with a dev set: derived
             from the run length, ``eval_points`` evaluations per run).
         eval_points: evaluations (and checkpoints) per run when eval_steps and save_steps are derived.
-        dev: a dev benchmark id scored by polyret's evaluator (or the one passed to ``train``).
+        dev: a dev benchmark id scored during training by polyret's evaluator (or the one passed to
+            ``train()``); the best checkpoint by it is kept.
         dev_groups: parallel groups held out of the training data for a dev loss.
         metric_for_best_model: which dev metric picks the best checkpoint (None: dev loss, else the
             evaluator's primary metric).
         resume: continue the run in ``output_dir`` from its last complete checkpoint.
         keep_checkpoints: keep ``checkpoints/`` (optimizer states: about 3x the model's size) once the
             final model's completion marker is written (False: they are deleted then).
-        recipe: the named recipe this config started from (for the model card).
+        recipe: the named recipe (:data:`RECIPES`) the run starts from (the model card names it).
         trainer_args: further ``SentenceTransformerTrainingArguments`` (transformers' ``TrainingArguments``)
             passed through as they are, e.g. ``{report_to: wandb, max_grad_norm: 0.5}``; default
             ``report_to: none`` (:data:`TRAINER_ARG_DEFAULTS`). An unknown name, or one polyret sets from
