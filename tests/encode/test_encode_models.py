@@ -125,3 +125,28 @@ def test_two_cpu_devices_give_the_rows_of_one_process(tiny, tmp_path):
     np.testing.assert_allclose(got, want, atol=2e-6)
     np.testing.assert_allclose(stored, want, atol=2e-6)
     assert str(tiny.device) == "cpu"
+
+
+def test_one_autocast_region_per_window_gives_the_rows_of_one_region_per_batch(tiny, monkeypatch):
+    """encode_window holds one bf16 autocast region over its batches (torch then casts each weight once per
+    window, not per batch): the rows are those of a region per batch, bit for bit."""
+    import polyret.models
+    from polyret.encode.stream import encode_window, inference_precision
+
+    texts = _texts(40, seed=3)
+    batches: list[list[str]] = []
+    real = polyret.models.encode_batch
+
+    def recording(model, batch, **kw):
+        batches.append(list(batch))
+        return real(model, batch, **kw)
+
+    monkeypatch.setattr(polyret.models, "encode_batch", recording)
+    window = encode_window(tiny, texts, kind="passage", batch_size=8, precision="bf16")
+    monkeypatch.setattr(polyret.models, "encode_batch", real)
+    assert len(batches) > 2
+    position = {t: i for i, t in enumerate(texts)}
+    for batch in batches:
+        with inference_precision(tiny, "bf16"):
+            rows = np.asarray(real(tiny, batch, kind="passage", batch_size=8), dtype=np.float32)
+        np.testing.assert_array_equal(window[[position[t] for t in batch]], rows)

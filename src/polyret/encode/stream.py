@@ -163,21 +163,23 @@ def encode_window(
         if on_batch is not None:
             on_batch(order, emb)
         return out
-    for b, (start, stop) in enumerate(token_budget_batches(lengths[order], batch_size, max_tokens)):
-        if shard is not None and b % shard[1] != shard[0]:
-            continue
-        idx = order[start:stop]
-        batch = [texts[i] for i in idx]
-        with inference_precision(model, precision):
+    # one autocast region for the whole window: torch caches each weight's bf16/fp16 copy inside a region, so
+    # the weights are cast once per window, not once per batch (the same casts: the embeddings are identical)
+    with inference_precision(model, precision):
+        for b, (start, stop) in enumerate(token_budget_batches(lengths[order], batch_size, max_tokens)):
+            if shard is not None and b % shard[1] != shard[0]:
+                continue
+            idx = order[start:stop]
+            batch = [texts[i] for i in idx]
             extra = {"pool": pool, "chunk_size": max(1, len(batch))} if pool is not None else {}
             emb = models.encode_batch(model, batch, kind=kind, batch_size=batch_size, **extra)
-        emb = np.asarray(emb, dtype=np.float32)
-        _check_finite(emb, batch, kind)
-        if out is None:
-            out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
-        out[idx] = emb
-        if on_batch is not None:
-            on_batch(idx, emb)
+            emb = np.asarray(emb, dtype=np.float32)
+            _check_finite(emb, batch, kind)
+            if out is None:
+                out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+            if on_batch is not None:
+                on_batch(idx, emb)
     if out is None:  # this rank had no batch in the window
         out = np.zeros((len(texts), dim or 0), dtype=np.float32)
     return out
