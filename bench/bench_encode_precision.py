@@ -26,7 +26,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from polyret.data import load_benchmark
-    from polyret.evaluation.evaluate import encode_benchmark, score
+    from polyret.evaluation.encoding import encode_benchmark
+    from polyret.evaluation.scoring import score
     from polyret.models import load
 
     langs = [x for x in args.languages.split(",") if x] or None

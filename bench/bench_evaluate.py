@@ -73,7 +73,7 @@ def part_b(args) -> None:
     from polyret.data import load_benchmark
     from polyret.encode import encode
     from polyret.evaluation import evaluate
-    from polyret.evaluation.evaluate import candidate_texts
+    from polyret.evaluation.encoding import candidate_texts
     from polyret.evaluation.metrics import per_query, per_setting
     from polyret.evaluation.search import build_run_table
     from polyret.evaluation.settings import settings_for

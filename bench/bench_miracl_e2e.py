@@ -100,11 +100,11 @@ def child(args, extra: list[str]) -> int:
 
     torch.set_num_threads(1)
     import polyret.data
+    import polyret.evaluation.pipeline as ev  # the verb's module: it calls encode_benchmark and score
     import polyret.models
     from polyret.cli import app
     from polyret.evaluation.results import Results
 
-    ev = sys.modules["polyret.evaluation.evaluate"]  # the module (the package exports a function of that name)
     phases.wrap(polyret.data, "load_benchmark", "load corpus + topics/qrels")
     phases.wrap(polyret.models, "load", "load model")
     phases.wrap(ev, "encode_benchmark", "encode (queries, corpus store)")

@@ -42,6 +42,29 @@ def test_import_polyret_does_not_import_torch():
     assert out.split() == ["False", "False"]
 
 
+def test_evaluation_exports_stay_functions_whatever_submodules_load():
+    """No submodule of ``polyret.evaluation`` is named like a name it exports, so importing every submodule
+    (which sets each as an attribute of the package) never replaces ``evaluate`` or ``score`` with a module
+    (what broke a lazy ``polyret.evaluation`` before)."""
+    code = """
+import pkgutil, importlib
+import polyret.evaluation as ev
+names = sorted(m.name for m in pkgutil.iter_modules(ev.__path__))
+assert not set(names) & set(ev.__all__), names
+for name in names:
+    importlib.import_module("polyret.evaluation." + name)
+import polyret
+from polyret.evaluation import evaluate, score
+from polyret.evaluation.pipeline import evaluate as verb
+from polyret.evaluation.scoring import score as scorer
+assert evaluate is verb is ev.evaluate is polyret.evaluate and callable(evaluate)
+assert score is scorer is ev.score
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["ok"], out.stderr
+
+
 def test_readme_python_api_uses_only_top_level_imports():
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## Python API") :]

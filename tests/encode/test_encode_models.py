@@ -8,7 +8,7 @@ import pytest
 
 from polyret.data.records import Benchmark, Candidate, Query
 from polyret.encode import EmbeddingCache, EncodeError, encode, token_lengths
-from polyret.evaluation.evaluate import encode_benchmark
+from polyret.evaluation.encoding import encode_benchmark
 
 WORDS = "the a river city capital king war music school water language history science world".split()
 

@@ -132,7 +132,7 @@ def test_peer_and_mrc_read_the_same_lists_from_polyrets_exported_run(tmp_path):
 def test_measures_reach_settings_csv_and_mteb_files_read_by_mteb(tmp_path):
     mteb = pytest.importorskip("mteb")
     from polyret.evaluation import score
-    from polyret.interop.mteb_results import write_mteb_results
+    from polyret.evaluation.mteb_export import write_mteb_results
     from tests.helpers.benchmarks import random_embeddings, tiny_benchmark
 
     bench = tiny_benchmark(n_q=6)

@@ -109,13 +109,14 @@ def test_unknown_language_is_a_clear_error():
 
 
 def test_write_puts_the_completion_marker_last_and_rewrites_clear_it(tmp_path, monkeypatch):
+    from polyret.evaluation.pipeline import write_evaluation
     from polyret.evaluation.results import is_done
     from polyret.paths import COMPLETE_MARKER
 
     bench = tiny_benchmark()
     q, c = random_embeddings(bench)
     res, run = score(bench, q, c, model_name="random")
-    files = res.write(tmp_path / "out", run=run)
+    files = write_evaluation(res, tmp_path / "out", run=run)  # the verb's writer: the results' files + MTEB's
     marker = json.loads((tmp_path / "out" / COMPLETE_MARKER).read_text())
     tasks = ("Polyret-tiny-mono.json", "Polyret-tiny-cross.json", "Polyret-tiny-multi.json", "model_meta.json")
     mteb = {f"mteb/results/local__random/no_revision_available/{n}" for n in tasks}

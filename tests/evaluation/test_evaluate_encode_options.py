@@ -197,7 +197,7 @@ def test_devices_run_a_pool_and_give_the_rows_of_one_process(miracl_data, tiny_m
     import sys as _sys
 
     data, own = miracl_data
-    ev = _sys.modules["polyret.evaluation.evaluate"]
+    ev = _sys.modules["polyret.evaluation.encoding"]
     entered = []
     real = ev.device_pool
 

@@ -175,9 +175,9 @@ def test_a_corpus_edited_keeping_size_and_mtime_is_another_cache_key(tmp_path):
 def test_no_cache_means_no_corpus_cache_and_cache_dir_is_honoured(tmp_path, monkeypatch):
     import importlib
 
-    from polyret.evaluation.evaluate import EvalConfig
+    from polyret.evaluation import EvalConfig
 
-    ev = importlib.import_module("polyret.evaluation.evaluate")
+    ev = importlib.import_module("polyret.evaluation.pipeline")
     monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "env-cache"))
     assert ev._corpus_cache(EvalConfig(cache=False)) is False
     assert ev._corpus_cache(EvalConfig(cache_dir=str(tmp_path / "mine"))) == tmp_path / "mine" / "corpora"

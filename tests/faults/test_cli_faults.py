@@ -97,7 +97,7 @@ def test_full_disk_writing_experiment_json_is_a_plain_error_naming_the_file(tmp_
 def test_full_disk_writing_results_is_a_plain_error_and_leaves_no_results(tmp_path, monkeypatch, tiny_model_dir):
     import importlib
 
-    evaluate_module = importlib.import_module("polyret.evaluation.evaluate")
+    evaluate_module = importlib.import_module("polyret.evaluation.pipeline")
 
     def random_embeddings(model, bench, **kwargs):  # the write is under test, not the encoder
         rng = np.random.default_rng(0)

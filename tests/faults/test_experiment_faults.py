@@ -53,7 +53,7 @@ if where:
     import polyret.training.trainer
 
     # inside an evaluation: texts encoded, none of its files written yet
-    after(importlib.import_module("polyret.evaluation.evaluate"), "encode_benchmark", "encoded")
+    after(importlib.import_module("polyret.evaluation.pipeline"), "encode_benchmark", "encoded")
     # inside a training: a checkpoint saved (polyret's atomic save, which replaces the trainer's own),
     # the final model not yet
     after(polyret.training.checkpoints, "_save_checkpoint_atomically", "checkpoint")

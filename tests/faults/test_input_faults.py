@@ -212,7 +212,7 @@ def test_max_seq_length_above_the_position_table_is_refused_when_the_model_loads
 def test_evaluate_with_a_too_long_max_seq_length_exits_2_before_encoding(tiny_model_dir, tmp_path, monkeypatch):
     import importlib
 
-    ev = importlib.import_module("polyret.evaluation.evaluate")
+    ev = importlib.import_module("polyret.evaluation.pipeline")
     monkeypatch.setattr(ev, "encode_benchmark", lambda *a, **k: pytest.fail("encoded before the check"))
     result = runner.invoke(
         app, ["evaluate", "--model", tiny_model_dir, "--languages", "de,en", "--max-seq-length", "512", "--no-cache"]

@@ -20,6 +20,41 @@ def tiny_benchmark(n_q=12, langs=("de", "en", "zh"), seed=0) -> Benchmark:
     return Benchmark("tiny", tuple(langs), queries, cands, qrels)
 
 
+# a few words of each language, none of them a topic word of worded_benchmark
+LANGUAGE_WORDS = {
+    "de": ("der", "die", "und", "ist"),
+    "en": ("the", "of", "and", "is"),
+    "zh": ("城市", "河流", "首都", "国家"),
+    "fr": ("le", "la", "et", "est"),
+}
+
+
+def worded_benchmark(n_q=6, langs=("de", "en", "zh"), seed=9, n_distract=2) -> Benchmark:
+    """``n_q`` parallel questions per language built from the tiny model's vocabulary (``TINY_WORDS``), so a
+    model embeds every text differently (the digits of :func:`tiny_benchmark` are unknown to the tiny
+    vocabulary: its texts of one language embed alike and its rankings are ties). Question ``i`` shares two
+    of its four topic words with its answer in every language; each language adds its own words and
+    ``n_distract`` distractors of random words. The default seed keeps the tiny model's (seeds 0 and 1) scores
+    of adjacent candidates at least 2.2e-6 apart (about 37 float32 steps at 0.97), so no ranking is a near-tie."""
+    from tests.helpers.models import TINY_WORDS
+
+    rng = np.random.default_rng(seed)
+    taken = {w for words in LANGUAGE_WORDS.values() for w in words}
+    vocab = sorted(set(TINY_WORDS) - taken - {"query", "passage"})
+    queries, cands, qrels = [], [], {}
+    for i in range(n_q):
+        topic = list(rng.choice(vocab, size=4, replace=False))
+        for lang in langs:
+            own = LANGUAGE_WORDS[lang]
+            queries.append(Query(f"q{i}", lang, " ".join([own[i % 4], *topic[:2]])))
+            cands.append(Candidate(f"{lang}:{i}", lang, " ".join([own[(i + 1) % 4], *topic[1:], own[(i + 2) % 4]])))
+            for j in range(n_distract):
+                words = rng.choice(vocab, size=3, replace=False)
+                cands.append(Candidate(f"{lang}:x{i}.{j}", lang, " ".join([own[j % 4], *words])))
+        qrels[f"q{i}"] = {f"{lang}:{i}": 1 for lang in langs}
+    return Benchmark("worded", tuple(langs), queries, cands, qrels)
+
+
 def random_embeddings(bench, dim=16, seed=1):
     """Seeded random unit vectors for every query and candidate of ``bench``."""
     rng = np.random.default_rng(seed)

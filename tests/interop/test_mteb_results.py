@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from polyret.evaluation import score
-from polyret.interop.mteb_results import MTEB_LANGUAGES, mteb_measure_name, mteb_task_name, write_mteb_results
+from polyret.evaluation.mteb_export import MTEB_LANGUAGES, mteb_measure_name, mteb_task_name, write_mteb_results
 from tests.helpers.benchmarks import tiny_benchmark
 
 mteb = pytest.importorskip("mteb")
@@ -90,7 +90,7 @@ def test_files_round_trip_through_mteb(scored, tmp_path):
 def test_two_models_in_one_cache_each_load_their_own_scores(scored, tmp_path):
     import copy
 
-    from polyret.interop.mteb_results import mteb_model_name
+    from polyret.evaluation.mteb_export import mteb_model_name
 
     other = copy.deepcopy(scored)
     other.model, other.fingerprint = str(tmp_path / "runs" / "hybrid" / "model"), "fedcba9876543210"
@@ -113,11 +113,22 @@ def test_two_models_in_one_cache_each_load_their_own_scores(scored, tmp_path):
         assert got["Polyret-tiny-multi"] == pytest.approx(res.macro["multi"]["ndcg@10"], abs=1e-6)
 
 
-def test_results_write_puts_mteb_files_inside_the_completed_folder(scored, tmp_path):
+def test_an_evaluation_folder_holds_the_mteb_files_inside_its_completed_step(scored, tmp_path):
+    from polyret.evaluation.pipeline import write_evaluation
     from polyret.evaluation.results import is_done
     from polyret.paths import COMPLETE_MARKER
 
-    scored.write(tmp_path / "out", heatmap=False)
+    write_evaluation(scored, tmp_path / "out", heatmap=False)  # what evaluate() and polyret score write
     assert is_done(tmp_path / "out")
     listed = json.loads((tmp_path / "out" / COMPLETE_MARKER).read_text())["files"]
     assert "mteb/results/org__tiny-model/0123456789abcdef/Polyret-tiny-multi.json" in listed
+    # the results' own writer knows nothing of MTEB: the verb adds the export
+    scored.write(tmp_path / "plain", heatmap=False)
+    assert is_done(tmp_path / "plain") and not (tmp_path / "plain" / "mteb").exists()
+
+
+def test_the_interop_path_still_exports_the_mteb_writer():
+    import polyret.evaluation.mteb_export as moved
+    import polyret.interop.mteb_results as old
+
+    assert old.write_mteb_results is moved.write_mteb_results and set(old.__all__) == set(moved.__all__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from polyret.evaluation import score
-from polyret.evaluation.evaluate import training_record
+from polyret.evaluation.pipeline import training_record
 from polyret.report import ReportEntry, analyse, build_report
 from polyret.report.alpha import realized_alpha
 from tests.helpers.report import report_benchmark as tiny_benchmark

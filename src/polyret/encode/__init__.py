@@ -1,6 +1,6 @@
 """Encode every text once per model: streamed, sharded over ranks or devices, into checksummed storage.
 
-Two storages, picked by size (``polyret.evaluation.evaluate.encode_benchmark``'s ``store_threshold``):
+Two storages, picked by size (``polyret.evaluation.encoding.encode_benchmark``'s ``store_threshold``):
 
 - :class:`EmbeddingCache` (``cache.py``): per-text rows keyed by (prompt, text), for small benchmarks,
   so a split, a language subset and the full benchmark share embeddings. :func:`encode` uses it.

@@ -647,7 +647,7 @@ def per_query_column(per_query, values: BiasValues) -> np.ndarray:
     """``values`` as a column aligned with a ``PerQuery`` table's rows (NaN where not scored).
 
     Args:
-        per_query: a :class:`polyret.evaluation.results.PerQuery`.
+        per_query: a :class:`polyret.evaluation.perquery.PerQuery`.
         values: one measure's values.
     """
     return per_query_columns(per_query, {values.name: values})[values.name]
@@ -657,7 +657,7 @@ def per_query_columns(per_query, values: dict[str, BiasValues]) -> dict[str, np.
     """:func:`per_query_column` of several measures, the table's (setting, query) -> row index built once.
 
     Args:
-        per_query: a :class:`polyret.evaluation.results.PerQuery`.
+        per_query: a :class:`polyret.evaluation.perquery.PerQuery`.
         values: name -> one measure's values.
     """
     row = {key: i for i, key in enumerate(zip(per_query.setting, per_query.query_id))}

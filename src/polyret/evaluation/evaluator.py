@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 
 from ..data.records import Benchmark
-from .evaluate import encode_benchmark, score
+from .encoding import encode_benchmark
+from .scoring import score
 
 
 class PolyretEvaluator(SentenceEvaluator):

@@ -32,9 +32,9 @@ from ..data.trec import TrecRun, read_run_table, trec_token
 from ..paths import file_sha256
 from ..vocabulary import DEFAULT_MEASURES
 from . import metrics
-from .evaluate import _add_unretrievable, _per_query_table, language_bias, split_unretrievable
 from .results import Results
 from .runtable import RunTable
+from .scoring import add_unretrievable, language_bias, per_query_table, split_unretrievable
 from .settings import Setting, settings_for, split_setting
 
 __all__ = ["run_table_from_trec", "score_run"]
@@ -299,7 +299,7 @@ def run_table_from_trec(
         },
     )
     if absent:
-        run = _add_unretrievable(run, benchmark, absent)
+        run = add_unretrievable(run, benchmark, absent)
     return run
 
 
@@ -352,7 +352,7 @@ def score_run(
     for setting_name, n in qs.counts().items():
         per_setting[setting_name]["n_queries"] = n
     bias: dict[str, Any] = {}
-    per_query = _per_query_table(qs, list(measures))
+    per_query = per_query_table(qs, list(measures))
     if any(s.family == "multi" for s in table.settings):
         bias = language_bias(table, per_query, bias_measures)
     langs = [lang for lang in benchmark.languages if languages is None or lang in set(languages)]

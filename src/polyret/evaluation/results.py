@@ -23,13 +23,13 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..interop.mteb_results import MTEB_RESULTS_DIR, write_mteb_results
 from ..paths import (
     COMPLETE_MARKER,
     atomic_write_text,
@@ -47,7 +47,6 @@ from .settings import split_setting
 
 __all__ = [
     "SCHEMA",
-    "PerQuery",
     "Results",
     "disagreement",
     "evaluation_producer",
@@ -178,6 +177,7 @@ class Results:
         producer: dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
         extra_files: list[Path] | tuple[Path, ...] = (),
+        exports: Sequence[Callable[[Results, Path], dict[str, Path]]] = (),
     ) -> dict[str, Path]:
         """Write results.json, settings.csv, per_query.csv.gz, the heatmap and (with ``run``) run.npz,
         run.trec and qrels.trec.
@@ -198,6 +198,9 @@ class Results:
             producer: what wrote the folder (default: :func:`evaluation_producer` of these results).
             provenance: further fields recorded in the marker (e.g. the evaluated model's own marker digest).
             extra_files: files the caller already wrote into ``output`` for this step (listed too).
+            exports: further writers of this step, each ``(results, folder) -> {key: path written}``, run
+                after the files above and before the marker, their files listed in it and returned (the
+                evaluation verb passes the MTEB result files: :func:`polyret.evaluation.pipeline.write_evaluation`).
         """
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +226,8 @@ class Results:
             run.to_trec_run(written["run_trec"])
             written["qrels_trec"] = out / "qrels.trec"
             run.to_trec_qrels(written["qrels_trec"])
-        written.update(write_mteb_results(self, out / MTEB_RESULTS_DIR))  # mteb/results/<model>/<revision>/<Task>.json
+        for export in exports:
+            written.update(export(self, out))
         mine = {p.resolve() for p in [*written.values(), *extra_files]}
         for name in (previous or {}).get("files", {}):  # the earlier write's files this one did not produce
             stale = out / name

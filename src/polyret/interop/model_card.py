@@ -12,7 +12,7 @@ Two parts, both written with ``huggingface_hub.ModelCardData`` (what sentence-tr
 * after evaluation (:func:`add_evaluation`, ``polyret card``): a ``model-index`` block, one entry per
   (benchmark, setting), ``task.type: Retrieval``, ``dataset.config`` naming the query and pool language
   (``de-en``, ``de-all``), and the metrics under MTEB's names (``ndcg_at_10`` ...; see
-  :mod:`polyret.interop.mteb_results`).
+  :mod:`polyret.evaluation.mteb_export`).
 
 The README's body is kept; only the front matter is replaced. A model folder with a completion marker is
 re-marked after the README changes, so it stays complete (and a half-written README never is).
@@ -159,7 +159,7 @@ def eval_results(results: Iterable[Any]) -> list[Any]:
     """
     from huggingface_hub import EvalResult
 
-    from .mteb_results import mteb_measure_name, mteb_task_name
+    from ..evaluation.mteb_export import mteb_measure_name, mteb_task_name
 
     out = []
     for res in results:

@@ -11,7 +11,7 @@ the keys it understands.
 MTEB identifies a model by ``model_card_data.model_name`` and a revision; without them every polyret
 model is ``no_model_name/available`` and MTEB's result cache hands the second model the FIRST one's
 scores. :func:`load_for_mteb` names the model as polyret's MTEB files do
-(:func:`polyret.interop.mteb_results.mteb_model_name`: a Hub id, ``local/<folder>``,
+(:func:`polyret.evaluation.mteb_export.mteb_model_name`: a Hub id, ``local/<folder>``,
 ``polyret/builtin-me5-small``) and gives its fingerprint (weights, tokenizer, prompts) as the revision.
 
 Example::
@@ -50,7 +50,7 @@ def load_for_mteb(spec: str, *, device: str | None = None, cache_dir: str | os.P
     """
     from polyret import models
 
-    from .mteb_results import mteb_model_name
+    from ..evaluation.mteb_export import mteb_model_name
 
     model = models.load(spec, device=device, cache_dir=cache_dir, **load_kwargs)
     revision = models.fingerprint(model)  # of the model polyret evaluates (its prompts included)

@@ -18,6 +18,7 @@ from ..data.records import Benchmark, DataError
 from ..data.trec import TrecRun, read_run_table
 from ..evaluation import metrics
 from ..evaluation.external_runs import score_run
+from ..evaluation.pipeline import write_evaluation
 from ..evaluation.results import Results
 from ..evaluation.runtable import RunTable
 from ..evaluation.settings import split_setting
@@ -187,7 +188,7 @@ def _score_runs(runs, names, benchmark, output, fuse, rrf_k, latex, compare, bas
     out = Path(output)
     if len(results) == 1:
         ((res, table, _),) = scored.values()
-        res.write(out, producer=producer)
+        write_evaluation(res, out, producer=producer)
         return results
     clear_complete(out)
     for name, (res, _table, trec) in scored.items():
@@ -197,7 +198,7 @@ def _score_runs(runs, names, benchmark, output, fuse, rrf_k, latex, compare, bas
             clear_complete(out / name)
             write_run(trec, out / name / "run.trec")
             extra.append(out / name / "run.trec")
-        res.write(out / name, producer={**producer, "system": name}, extra_files=extra)
+        write_evaluation(res, out / name, producer={**producer, "system": name}, extra_files=extra)
     from . import ReportEntry, build_report
 
     measure = "map" if "map" in measures else metrics.parse_measure(measures[0]).name
