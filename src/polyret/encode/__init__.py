@@ -33,8 +33,6 @@ from .store import DEFAULT_CHUNK_ROWS, STORE_FORMAT, EmbeddingStore, StoreError,
 from .stream import PRECISIONS, STORE_DTYPES, WINDOW, encode_stream, encode_window, inference_precision
 from .tokens import EncodeError, model_dim, prompt_of, token_budget_batches, token_lengths
 
-_model_dim = model_dim  # the old private name, for callers that reached for it
-
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "KEY_BYTES",

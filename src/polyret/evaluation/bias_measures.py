@@ -163,20 +163,11 @@ def _build_lists(run: RunTable, family: str) -> _Lists:
     return _Lists(s[starts], q[starts], np.append(starts, len(rows)), rows)
 
 
-def _list_length(ranks: np.ndarray) -> int:
-    """How long a query's retrieved list is: the longest run of ranks 1, 2, 3 ... among its rows (sorted).
-
-    A search keeps the top k plus each deeper gold row at its true rank, and polyret's TREC export
-    writes the same rows, so this finds k in both (a run file does not state it); a plain run file of
-    depth d gives d.
-    """
-    r = ranks[ranks > 0]  # ascending
-    ok = r == np.arange(1, len(r) + 1)
-    return int(len(r) if ok.all() else np.argmin(ok))
-
-
 def _list_lengths(run: RunTable, g: _Lists) -> np.ndarray:
-    """:func:`_list_length` of every list of ``g`` at once (rows are sorted by rank, rank-0 rows last)."""
+    """How long each retrieved list of ``g`` is: the longest run of ranks 1, 2, 3 ... among its rows (rows
+    are sorted by rank, rank-0 rows last). A search keeps the top k plus each deeper gold row at its true
+    rank, and polyret's TREC export writes the same rows, so this finds k in both (a run file does not
+    state it); a plain run file of depth d gives d."""
     n_lists = len(g.setting)
     if n_lists == 0:
         return np.zeros(0, dtype=np.int64)
@@ -643,18 +634,9 @@ def add_to_block(block: dict[str, Any], values: dict[str, BiasValues], params: B
     return out
 
 
-def per_query_column(per_query, values: BiasValues) -> np.ndarray:
-    """``values`` as a column aligned with a ``PerQuery`` table's rows (NaN where not scored).
-
-    Args:
-        per_query: a :class:`polyret.evaluation.perquery.PerQuery`.
-        values: one measure's values.
-    """
-    return per_query_columns(per_query, {values.name: values})[values.name]
-
-
 def per_query_columns(per_query, values: dict[str, BiasValues]) -> dict[str, np.ndarray]:
-    """:func:`per_query_column` of several measures, the table's (setting, query) -> row index built once.
+    """Measures as columns aligned with a ``PerQuery`` table's rows (NaN where not scored); the table's
+    (setting, query) -> row index built once.
 
     Args:
         per_query: a :class:`polyret.evaluation.perquery.PerQuery`.
