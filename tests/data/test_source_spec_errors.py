@@ -1,8 +1,10 @@
 """A training-source spec is refused with the same one-line message by every entry that reads one
 (``load_pairs``, the trainer's ``load_training_sources``, the experiment's ``check_train_source``).
 
-``source_spec_errors.json`` was written at commit 83de776, before the three spec parsers became one
-(issue 20); ``POLYRET_WRITE_GOLDEN=1`` rewrites it.
+``source_spec_errors.json`` was first written at commit 83de776, before the three spec parsers became one
+(issue 20), and rewritten after (``POLYRET_WRITE_GOLDEN=1``): its git diff is what the one parser changed.
+The entries disagreed on a missing ``.jsonl.gz`` / ``.tsv`` (unknown source vs no such file), an unknown
+split and a missing file's wording; they now say the same, the trainer's words.
 """
 
 from __future__ import annotations

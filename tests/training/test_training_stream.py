@@ -3,7 +3,9 @@ with and without hard negatives and with a dev hold-out, yields the very example
 
 The golden file ``training_streams.json`` was written by ``tests/helpers/stream.py`` at commit 83de776,
 when XQuAD-R sources were still held in memory (``POLYRET_WRITE_GOLDEN=1`` rewrites it; never do that to
-make a failure pass: a difference is a change of what a run trains on).
+make a failure pass: a difference is a change of what a run trains on). One field was edited by hand
+since, a defect fix: ``jsonl-ids-2lang``'s ``languages`` were the languages of the file's store
+(``de, en, fr``) although the view trains on ``de, en`` only; an index lists its views' languages now.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""One validated training row from a JSONL object or a TSV line, shared by the in-memory and on-disk loaders.
+"""One validated training row from a JSONL object or a TSV line, as the pair store reads pair files.
 
 A row is ``(group, lang, query, positive, negatives, positive_id, negative_ids)`` with ``negatives`` a
 tuple of strings (maybe empty) and ``negative_ids`` an aligned tuple (``None`` entries: unknown). Bad
-rows raise :class:`~polyret.data.records.DataError` naming the file, line and key, so
-``load_pairs_jsonl`` (Pair objects) and the pair store (Arrow on disk) reject exactly the same files.
+rows raise :class:`~polyret.data.records.DataError` naming the file, line and key (the streamed and the
+parallel build of :mod:`polyret.data.pairstore` both validate through :func:`parse_row`).
 
 TSV pair files have a header line naming the columns: ``id``, ``lang``, ``query``, ``positive`` (required),
 ``positive_id``, ``negative`` / ``negative_id`` or ``negative_1`` .. ``negative_k`` with
