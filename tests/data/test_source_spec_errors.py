@@ -46,8 +46,9 @@ def _messages(spec: str, languages, root: Path) -> dict[str, str]:
     calls = {
         "load_pairs": lambda: load_pairs(spec, data_dir=root / "data", languages=languages, download=False),
         "load_training_sources": lambda: load_training_sources(
-            TrainConfig(model="m", train=[spec], output_dir=str(root / "out"), data_dir=str(root / "data"),
-                        languages=languages)  # fmt: skip
+            TrainConfig(
+                model="m", train=[spec], output_dir=str(root / "out"), data_dir=str(root / "data"), languages=languages
+            )  # fmt: skip
         ),
         "check_train_source": lambda: check_train_source(spec, languages),
     }

@@ -47,18 +47,21 @@ def _shared_gold(root: Path) -> None:
 
 CASES = {
     "xquad-3lang": dict(train=["xquad-r:train"], languages=["de", "en", "es"], max_groups=20, batch_size=4),
-    "xquad-3lang-hardneg": dict(train=["xquad-r:train"], languages=["de", "en", "es"], max_groups=20, batch_size=4,
-                                hard_negatives=True),
+    "xquad-3lang-hardneg": dict(
+        train=["xquad-r:train"], languages=["de", "en", "es"], max_groups=20, batch_size=4, hard_negatives=True
+    ),
     "xquad-all-cross": dict(train=["xquad-r:train"], batch_size=6, strategy="cross", seed=5),
     "xquad-whole-2lang-mixed": dict(train=["xquad-r"], languages=["en", "de"], batch_size=5, strategy="mixed"),
-    "xquad-test-mono-hardneg": dict(train=["xquad-r:test"], languages=["ar", "zh", "en"], batch_size=3,
-                                    strategy="mono", hard_negatives=True),
+    "xquad-test-mono-hardneg": dict(
+        train=["xquad-r:test"], languages=["ar", "zh", "en"], batch_size=3, strategy="mono", hard_negatives=True
+    ),
     "jsonl": dict(train=["<pairs>"], batch_size=4),
     "jsonl-hardneg": dict(train=["<pairs>"], batch_size=4, hard_negatives=True),
     "jsonl-ids-2lang": dict(train=["<ids>"], languages=["de", "en"], batch_size=3, max_groups=30),
     "mixed": dict(train=["xquad-r:train", "<pairs>"], languages=["de", "en", "es"], max_groups=25, batch_size=4),
-    "mixed-hardneg-dev": dict(train=["xquad-r:train", "<pairs>"], languages=["de", "en", "es"], batch_size=3,
-                              hard_negatives=True, dev_groups=12),
+    "mixed-hardneg-dev": dict(
+        train=["xquad-r:train", "<pairs>"], languages=["de", "en", "es"], batch_size=3, hard_negatives=True, dev_groups=12
+    ),
     "xquad-dev": dict(train=["xquad-r:train"], languages=["de", "en"], batch_size=3, dev_groups=6, alpha=0.8),
 }
 
@@ -99,12 +102,12 @@ def test_training_stream_is_unchanged(name, inputs, monkeypatch):
 # the real XQuAD-R (its many shared gold sentences exercise the passage-identity rules): digests only
 GOLDEN_XQUAD = Path(__file__).with_name("training_streams_xquad.json")
 REAL_CASES = {
-    "train-4lang-hardneg-dev": dict(train=["xquad-r:train"], languages=["de", "en", "es", "zh"], batch_size=16,
-                                    hard_negatives=True, dev_groups=64),
+    "train-4lang-hardneg-dev": dict(
+        train=["xquad-r:train"], languages=["de", "en", "es", "zh"], batch_size=16, hard_negatives=True, dev_groups=64
+    ),
     "train-4lang-dev": dict(train=["xquad-r:train"], languages=["de", "en", "es", "zh"], batch_size=16, dev_groups=64),
     "train-all-cross": dict(train=["xquad-r:train"], batch_size=32, strategy="cross", seed=7),
-    "test-2lang-mono": dict(train=["xquad-r:test"], languages=["ar", "hi"], batch_size=8, strategy="mono",
-                            max_groups=200),
+    "test-2lang-mono": dict(train=["xquad-r:test"], languages=["ar", "hi"], batch_size=8, strategy="mono", max_groups=200),
 }
 
 

@@ -23,6 +23,19 @@ from polyret.data.records import DataError
 from polyret.vocabulary import check_language_code
 
 TSV_REQUIRED = ("id", "lang", "query", "positive")
+PAIR_FILE_SUFFIXES = {".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".tsv": "tsv", ".tsv.gz": "tsv"}
+
+
+def pair_file_kind(name: str) -> str | None:
+    """The one suffix rule of pair files: ``jsonl`` (``.jsonl``, ``.jsonl.gz``), ``tsv`` (``.tsv``,
+    ``.tsv.gz``), else None (a source spec then reads an existing file as JSONL).
+
+    Args:
+        name: a file name or path.
+    """
+    return next((kind for suffix, kind in PAIR_FILE_SUFFIXES.items() if str(name).endswith(suffix)), None)
+
+
 _NEG = re.compile(r"^negative(?:_(\d+))?$")
 _NEG_ID = re.compile(r"^negative_id(?:_(\d+))?$")
 

@@ -51,6 +51,7 @@ from polyret.data.mmarco import (
     mmarco_pairs,
     mmarco_source,
 )
+from polyret.data.pairrows import pair_file_kind
 from polyret.data.pairstore import PairSource, file_key, groups_store, pair_file_store
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.vocabulary import check_languages as check_subset
@@ -72,7 +73,6 @@ __all__ = [
     "parse_source_spec",
 ]  # the mMARCO names are re-exported: they lived here before data/mmarco.py
 
-PAIR_FILE_SUFFIXES = {".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".tsv": "tsv", ".tsv.gz": "tsv"}
 SPEC_HELP = "use xquad-r:train, mlqa-r:train (or :test / whole), a .jsonl file, mmarco (Hub) or mmarco:<local folder>"
 
 
@@ -125,9 +125,9 @@ def parse_source_spec(spec: str) -> SourceSpec:
     if dataset == "mmarco":
         return SourceSpec(spec, "mmarco", "mmarco", path=Path(rest).expanduser() if rest else None)
     path = Path(spec).expanduser()
-    for suffix, kind in PAIR_FILE_SUFFIXES.items():
-        if spec.endswith(suffix):
-            return SourceSpec(spec, kind, path=path)
+    kind = pair_file_kind(spec)
+    if kind is not None:
+        return SourceSpec(spec, kind, path=path)
     if spec and path.is_file():
         return SourceSpec(spec, "jsonl", path=path)
     raise DataError(f"unknown training source {spec!r}; {SPEC_HELP}")

@@ -61,7 +61,7 @@ import pyarrow.compute as pc
 
 from polyret import distributed
 from polyret.arrays import distinct
-from polyret.data.pairrows import PairRow, jsonl_rows, parse_row, tsv_header, tsv_row, tsv_rows
+from polyret.data.pairrows import PairRow, jsonl_rows, pair_file_kind, parse_row, tsv_header, tsv_row, tsv_rows
 from polyret.data.records import DataError, Pair, PairGroups, passage_identity
 from polyret.integrity import folder_checksums, source_digest, verify_checksums
 from polyret.paths import COMPLETE_MARKER, is_complete, mark_complete, share_mode
@@ -719,7 +719,7 @@ def pair_file_store(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
-    tsv = path.name.endswith((".tsv", ".tsv.gz"))
+    tsv = pair_file_kind(path.name) == "tsv"  # the one suffix rule (other names: JSONL)
     key = {"kind": "tsv" if tsv else "jsonl", **file_key(path, cache_dir=cache_dir)}
     n_workers = build_workers(workers)
 

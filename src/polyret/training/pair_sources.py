@@ -51,9 +51,7 @@ def load_training_sources(config: TrainConfig, *, cache_dir: str | os.PathLike |
     return sources
 
 
-def split_dev_sources(
-    sources: Sequence[PairSource], dev_groups: int, seed: int
-) -> tuple[list[PairSource], list[PairSource]]:
+def split_dev_sources(sources: Sequence[PairSource], dev_groups: int, seed: int) -> tuple[list[PairSource], list[PairSource]]:
     """Hold out ``dev_groups`` parallel groups (all their languages), drawn across sources in proportion.
 
     Args:
