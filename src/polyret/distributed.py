@@ -8,9 +8,12 @@ answer; nothing here initialises a group by itself except :func:`init_from_env`.
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _dist():
+    if "torch.distributed" not in sys.modules:  # never imported: no process group exists (and no 1.5 s import)
+        return None
     try:
         import torch.distributed as dist
     except ImportError:  # pragma: no cover - torch is a hard dependency

@@ -390,17 +390,43 @@ def load_pair_source(
     return store.view(source.name, languages=languages, max_groups=max_groups, seed=seed)
 
 
-def load_pairs(spec: str, **options) -> PairGroups:
+def load_pairs(
+    spec: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    languages: Sequence[str] | None = None,
+    max_groups: int | None = None,
+    seed: int = 0,
+    hard_negatives: bool = False,
+    download: bool = True,
+    split_config: SplitConfig = SplitConfig(),
+    fetch: Fetch | None = None,
+    max_triples_per_query: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> PairGroups:
     """Training pairs from ``spec`` as Pair objects: :func:`load_pair_source`'s view, materialised.
 
-    The small-data API (mining, notebooks, tests); the trainer keeps the view. Same arguments as
-    :func:`load_pair_source`.
+    The small-data API (mining, notebooks, tests); the trainer keeps the view. The source's store is built
+    into the cache as for training.
 
     Args:
-        spec: the source (:func:`parse_source_spec`).
-        options: as for :func:`load_pair_source`.
+        spec: ``xquad-r:train``, ``mlqa-r:train``, ``file.jsonl``, ``file.tsv``, ``mmarco[:folder]`` (:func:`parse_source_spec`).
+        data_dir: the data root (LAReQA sets).
+        languages: keep only these languages (each must be present).
+        max_groups: a seeded subsample of this many groups.
+        seed: the subsample's seed (and LAReQA's hard-negative draw).
+        hard_negatives: LAReQA: one hard negative per pair.
+        download: LAReQA: download missing files.
+        split_config: LAReQA: the article split.
+        fetch: LAReQA: the downloader.
+        max_triples_per_query: mMARCO: triples kept per query (None: all).
+        cache_dir: the cache root for the store.
     """
-    return load_pair_source(spec, **options).to_pair_groups()
+    return load_pair_source(
+        spec, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed, hard_negatives=hard_negatives,
+        download=download, split_config=split_config, fetch=fetch, max_triples_per_query=max_triples_per_query,
+        cache_dir=cache_dir,
+    ).to_pair_groups()  # fmt: skip
 
 
 def pair_counts(pairs: PairGroups) -> dict[str, int]:

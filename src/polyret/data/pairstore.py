@@ -374,8 +374,9 @@ class PairStore:
     ) -> PairSource:
         """The store's pairs restricted to ``languages`` and a seeded subsample of ``max_groups`` groups.
 
-        Same semantics (and the same groups for the same seed) as ``restrict_languages`` + ``subsample``
-        on the in-memory :class:`~polyret.data.records.PairGroups`.
+        The language restriction keeps only ``languages`` (each must be present; groups left without a
+        pair go); the subsample is a seeded permutation of the remaining groups, its first ``max_groups``
+        kept in their order (``tests/helpers/pairs.reference_pairs`` is this rule in memory).
 
         Args:
             name: the source name (default: the store's).
