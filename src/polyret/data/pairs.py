@@ -37,6 +37,7 @@ from polyret.data.lareqa import (
     SPLITS,
     LareqaFile,
     SplitConfig,
+    _UnionFind,
     article_split,
     candidate_id,
     check_languages,
@@ -295,21 +296,8 @@ def lareqa_passage_identities(
         side: ``(lang, article) -> "train" | "test"`` from ``article_split`` (None: every article).
         split: the side to cover (ignored when ``side`` is None).
     """
-    parent: dict[object, object] = {}
-
-    def find(x: object) -> object:
-        root = parent.setdefault(x, x)
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(a: object, b: object) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[rb] = ra
-
+    sets = _UnionFind()
+    find, union = sets.find, sets.union
     nodes: list[tuple[str, int, int, int]] = []
     by_text: dict[tuple[str, str], tuple[str, int, int, int]] = {}
     for lang, parsed in files.items():
