@@ -31,7 +31,7 @@ def phase(name: str, path: Path, work: Path, n: int) -> dict:
     import numpy as np  # noqa: F401  imports are not the phase's work
     import torch  # noqa: F401
 
-    from polyret.data.pairstore import load_pair_source
+    from polyret.data.pairs import load_pair_source
     from polyret.training.index_cache import cached_pair_index
 
     base = Peak._read()

@@ -9,8 +9,6 @@ Each measured phase runs in a FRESH process (so its peak memory is its own) over
   first run builds the training index into the cache (``polyret.training.index_cache``), the second maps it
   (what every rank of a multi-GPU run and every later run does). Each run also reports, per phase of
   ``train()``, the private memory when the phase ends and its peak during the phase (``phases``).
-* ``memory`` (optional, ``--memory-path-max``): the old path for comparison, ``load_pairs_jsonl`` +
-  ``PairIndex`` over Pair objects, only for sizes up to that bound.
 
 Memory is read from ``/proc/self/status`` by a sampling thread (every 20 ms): ``anon`` is the peak of
 RssAnon (private memory: what grows per rank), ``file`` the peak of RssFile (pages of memory-mapped
@@ -120,7 +118,7 @@ def phase_build(path: Path) -> dict:
 def phase_open(path: Path) -> dict:
     import numpy as np
 
-    from polyret.data.pairstore import load_pair_source
+    from polyret.data.pairs import load_pair_source
     from polyret.training.pairs_dataset import PairIndex
     from polyret.training.samplers import ParallelBatchSampler
 
@@ -142,17 +140,6 @@ def phase_open(path: Path) -> dict:
             "ms_per_batch_sample": round(1000 * (t_batches - t_sampler) / 50, 2),
             "ms_per_batch_texts": round(1000 * (t_texts - t_batches) / 50, 2), "text_chars": chars,
             "index_arrays_mb": round(arrays / 2**20, 1), "s_total": round(t_texts, 2)}  # fmt: skip
-
-
-def phase_memory(path: Path) -> dict:
-    from polyret.data.pairs import load_pairs_jsonl
-    from polyret.training.pairs_dataset import PairIndex
-
-    t0 = time.perf_counter()
-    pairs = load_pairs_jsonl(path)
-    t_load = time.perf_counter() - t0
-    index = PairIndex([pairs])
-    return {"pairs": index.num_pairs, "s_load_pairs": round(t_load, 2), "s_index": round(time.perf_counter() - t0 - t_load, 2)}
 
 
 class PhaseLog:
@@ -185,12 +172,12 @@ def phase_train(path: Path, work: Path, peak: Peak) -> dict:
     from sentence_transformers import SentenceTransformerTrainer
 
     import polyret
-    from polyret.training import index_cache, plan, trainer
+    from polyret.training import index_cache, pair_sources, plan, trainer
     from polyret.training.config import TrainConfig
     from polyret.training.pairs_dataset import PairIndex
 
     log = PhaseLog(peak)
-    log.wrap(trainer, "_load_sources", "sources (map the store, take the view)")
+    log.wrap(pair_sources, "load_training_sources", "sources (map the store, take the view)")
     log.wrap(plan, "split_sources", "dev split")
     log.wrap(index_cache, "cached_pair_index", "index (build + save, or map)")
     log.wrap(plan, "resolve_plan", "plan (sampler, Conflicts)")
@@ -232,8 +219,6 @@ def run_phase(phase: str, path: Path, work: Path) -> dict:
         out = phase_build(path)
     elif phase == "open":
         out = phase_open(path)
-    elif phase == "memory":
-        out = phase_memory(path)
     else:
         out = phase_train(path, work, peak)
     out["seconds"] = round(time.perf_counter() - t0, 2)
@@ -255,7 +240,6 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--work", type=Path, default=Path("/tmp/pairs-bench"))
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--memory-path-max", type=int, default=0, help="also time the Pair-object path up to this size")
     ap.add_argument("--train-min", type=int, default=0, help="run the train phase for sizes >= this (0: never)")
     ap.add_argument("--skip-build", action="store_true", help="the stores exist: no build / re-open / open phases")
     ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
@@ -277,8 +261,6 @@ def main() -> None:
             row["build"] = child("build", path, args.work, env)
             row["reopen"] = child("build", path, args.work, env)  # the store exists: open only
             row["open"] = child("open", path, args.work, env)
-        if n <= args.memory_path_max:
-            row["memory_path"] = child("memory", path, args.work, env)
         if args.train_min and n >= args.train_min:
             row["train"] = child("train", path, args.work, env)  # builds the training index into the cache
             row["train_mapped"] = child("train", path, args.work, env)  # maps it

@@ -9,7 +9,7 @@ import pytest
 
 from polyret.data import load_benchmark
 from polyret.data.mmarco import mmarco_local_files, mmarco_pairs
-from polyret.data.pairs import load_pairs, load_pairs_jsonl, pair_counts
+from polyret.data.pairs import load_pairs, pair_counts
 from polyret.data.records import DataError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -43,10 +43,10 @@ def test_jsonl_groups_by_id(tmp_path):
     assert pairs.groups["g1"]["en"].negative == "n en" and pairs.groups["g1"]["de"].negative is None
     assert pairs.groups["2"]["en"].group == "2"
     assert pair_counts(pairs) == {"de": 1, "en": 2, "fr": 1}
-    only = load_pairs_jsonl(tmp_path / "train.jsonl", languages=["de", "en"])
+    only = load_pairs(str(tmp_path / "train.jsonl"), languages=["de", "en"])
     assert set(only.groups) == {"g1", "2"} and only.languages == ("de", "en")
     with pytest.raises(DataError, match=r"\(training pairs\) has no language ja; it has de, en, fr"):
-        load_pairs_jsonl(tmp_path / "train.jsonl", languages=["en", "ja"])
+        load_pairs(str(tmp_path / "train.jsonl"), languages=["en", "ja"])
 
 
 @pytest.mark.parametrize(

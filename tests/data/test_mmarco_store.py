@@ -9,9 +9,11 @@ import pytest
 
 from polyret.data import mmarco
 from polyret.data.mmarco import mmarco_local_files, mmarco_pairs, mmarco_source
-from polyret.data.pairstore import PairSource, load_pair_source
+from polyret.data.pairs import load_pair_source
+from polyret.data.pairstore import PairSource
 from polyret.data.records import DataError
 from polyret.training.pairs_dataset import PairIndex
+from tests.helpers.pairs import reference_identity_codes
 
 LANGS = ("en", "de", "fr")
 
@@ -77,10 +79,10 @@ def test_the_trainer_view_is_integer_rows_over_the_store(tmp_path):
     view = load_pair_source(f"mmarco:{tmp_path / 'mm'}", languages=["fr", "en"], max_groups=30, seed=2)
     assert isinstance(view, PairSource) and len(view) == 30 and view.languages == ("en", "fr")
     index = PairIndex([view])
-    memory = PairIndex([view.to_pair_groups()])
-    assert np.array_equal(index.pair_positive, memory.pair_positive)
-    assert np.array_equal(index.pair_negative, memory.pair_negative)
-    assert index.texts(np.arange(index.num_rows)) == memory.texts(np.arange(memory.num_rows))
+    pos, neg = reference_identity_codes([view.to_pair_groups()], index.num_negatives)
+    assert np.array_equal(index.pair_positive, pos) and np.array_equal(index.pair_negative, neg)
+    again = PairIndex([view.to_pair_groups()])  # the same pairs as Pair objects: through their own store
+    assert index.texts(np.arange(index.num_rows)) == again.texts(np.arange(again.num_rows))
     # a passage id is one identity in every language: translations never meet as in-batch negatives
     g = view.to_pair_groups().groups
     multi = next(gid for gid, by_lang in g.items() if len(by_lang) == 2)
@@ -102,17 +104,18 @@ def test_qrels_give_one_group_per_relevant_passage(tmp_path):
 
 def test_store_is_rebuilt_when_a_collection_changes_and_errors_name_the_line(tmp_path):
     build_copy(tmp_path / "mm")
-    a = mmarco_source(f"mmarco:{tmp_path / 'mm'}", languages=["de"])
-    b = mmarco_source(f"mmarco:{tmp_path / 'mm'}", languages=["de"])
+    a = mmarco_source(f"mmarco:{tmp_path / 'mm'}", files=mmarco_local_files(tmp_path / "mm"), languages=["de"])
+    b = mmarco_source(f"mmarco:{tmp_path / 'mm'}", files=mmarco_local_files(tmp_path / "mm"), languages=["de"])
     assert a.store.folder == b.store.folder
     coll = tmp_path / "mm" / "de" / "collection.tsv"
     coll.write_text(coll.read_text(encoding="utf-8") + "no-tab-line\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"de/collection\.tsv:61: expected 'id<TAB>text'"):
-        mmarco_source(f"mmarco:{tmp_path / 'mm'}", languages=["de"])
+        mmarco_source(f"mmarco:{tmp_path / 'mm'}", files=mmarco_local_files(tmp_path / "mm"), languages=["de"])
     with pytest.raises(DataError, match="max_triples_per_query must be >= 1"):
-        mmarco_source(f"mmarco:{tmp_path / 'mm'}", languages=["en"], max_triples_per_query=0)
+        mmarco_source(f"mmarco:{tmp_path / 'mm'}", files=mmarco_local_files(tmp_path / "mm"), languages=["en"],
+                      max_triples_per_query=0)  # fmt: skip
     with pytest.raises(DataError, match=r"\(mMARCO files\) has no language xx"):
-        mmarco_source(f"mmarco:{tmp_path / 'mm'}", languages=["xx"])
+        mmarco_source(f"mmarco:{tmp_path / 'mm'}", files=mmarco_local_files(tmp_path / "mm"), languages=["xx"])
 
 
 def test_the_hub_path_reads_the_hub_file_names(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The on-disk pair store: same pairs as the in-memory loader, built once per fingerprint, never half-trusted."""
+"""The on-disk pair store: the pairs of an in-memory reading of the file, built once per fingerprint, never half-trusted."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from polyret.data import pairstore
-from polyret.data.pairs import load_pairs, load_pairs_jsonl
-from polyret.data.pairstore import PairSource, load_pair_source, pair_file_store
+from polyret.data.pairs import load_pair_source, load_pairs
+from polyret.data.pairstore import PairSource, pair_file_store
 from polyret.data.records import DataError
 from polyret.paths import COMPLETE_MARKER
-from tests.helpers.pairs import synthetic_rows
+from tests.helpers.pairs import reference_pairs, synthetic_rows
 
 
 def _write(path: Path, rows: list) -> Path:
@@ -35,7 +35,7 @@ def _stores(cache: Path) -> list[Path]:
 @pytest.mark.parametrize("languages, max_groups", [(None, None), (["fr", "de"], None), (None, 25), (["en"], 10)])
 def test_store_view_gives_the_pairs_of_the_jsonl_loader(tmp_path, cache, languages, max_groups):
     path = _write(tmp_path / "pairs.jsonl", synthetic_rows(80))
-    want = load_pairs_jsonl(path, languages=languages, max_groups=max_groups, seed=3)
+    want = reference_pairs(path, languages=languages, max_groups=max_groups, seed=3)
     view = load_pair_source(str(path), languages=languages, max_groups=max_groups, seed=3)
     assert isinstance(view, PairSource) and view.name == want.name and len(view) == len(want)
     got = view.to_pair_groups()
@@ -102,11 +102,11 @@ def test_bad_rows_are_rejected_as_by_the_jsonl_loader(tmp_path, cache):
         {"id": "a", "lang": "de", "query": "q3", "positive": "p3"},
     ]
     path = _write(tmp_path / "dup.jsonl", rows)
-    with pytest.raises(DataError) as memory:
-        load_pairs_jsonl(path)
+    with pytest.raises(DataError) as api:
+        load_pairs(str(path))
     with pytest.raises(DataError) as disk:
         pair_file_store(path)
-    assert str(disk.value) == str(memory.value) == f"{path}:4: duplicate (id, lang) = ('b', 'en') (first on line 2)"
+    assert str(disk.value) == str(api.value) == f"{path}:4: duplicate (id, lang) = ('b', 'en') (first on line 2)"
     bad = _write(tmp_path / "bad.jsonl", [{"id": "a", "lang": "en", "query": "q", "positive": ""}])
     with pytest.raises(DataError, match=r"bad\.jsonl:1 \(id 'a'\): missing or empty 'positive'"):
         pair_file_store(bad)
@@ -135,7 +135,7 @@ def test_tsv_pairs_with_a_header(tmp_path, cache):
         {"id": "g1", "lang": "de", "query": "q de", "positive": "p de", "positive_id": "P1", "negative": "n1 de"},
         {"id": "g2", "lang": "en", "query": "q2", "positive": "p2"},
     ])  # fmt: skip
-    got, want = load_pairs(str(tsv)).groups, load_pairs_jsonl(jsonl).groups
+    got, want = load_pairs(str(tsv)).groups, reference_pairs(jsonl).groups
     assert list(got) == list(want)
     for gid in want:
         for lang, pair in want[gid].items():
@@ -148,12 +148,22 @@ def test_tsv_pairs_with_a_header(tmp_path, cache):
         pair_file_store(tsv)
 
 
-def test_lareqa_specs_stay_in_memory(cache):
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "xquad-r" / "en.json"
-    if not shared.is_file():
-        pytest.skip("shared XQuAD-R absent")
-    src = load_pair_source("xquad-r:train", data_dir=shared.parent.parent, languages=["en", "de"], max_groups=5)
-    assert type(src).__name__ == "PairGroups" and len(src) == 5
+def test_lareqa_specs_are_pair_stores_keyed_by_their_files(tmp_path, cache):
+    from tests.helpers.lareqa import write_tiny_xquad
+
+    write_tiny_xquad(tmp_path / "data")
+    src = load_pair_source("xquad-r:train", data_dir=tmp_path / "data", languages=["en", "de"], max_groups=5)
+    assert isinstance(src, PairSource) and len(src) == 5 and src.languages == ("de", "en")
+    assert src.store.meta["key"]["kind"] == "lareqa" and src.store.meta["languages"] == sorted(src.store.meta["key"]["files"])
+    assert len(_stores(cache)) == 1
+    again = load_pair_source("xquad-r:train", data_dir=tmp_path / "data", languages=["es", "en"])
+    assert again.store.folder == src.store.folder  # another view of the one store: nothing is parsed again
+    load_pair_source("xquad-r:train", data_dir=tmp_path / "data", hard_negatives=True, seed=1)
+    assert len(_stores(cache)) == 2  # hard negatives (drawn with the seed) are another store
+    en = tmp_path / "data" / "xquad-r" / "en.json"
+    en.write_text(en.read_text(encoding="utf-8").replace("City", "Town"), encoding="utf-8")
+    edited = load_pair_source("xquad-r:train", data_dir=tmp_path / "data", languages=["en", "de"], max_groups=5)
+    assert edited.store.folder != src.store.folder and len(_stores(cache)) == 3  # an edited file: a new store
 
 
 def test_store_files_are_readable_by_other_users(tmp_path, cache):

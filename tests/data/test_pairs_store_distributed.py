@@ -20,7 +20,8 @@ if os.environ["WITH_GROUP"] == "1":
 built = []
 real = pairstore._build
 pairstore._build = lambda *a, **k: built.append(1) or real(*a, **k)
-view = pairstore.load_pair_source(sys.argv[1], languages=["en", "de"])
+from polyret.data.pairs import load_pair_source
+view = load_pair_source(sys.argv[1], languages=["en", "de"])
 out = {"rank": int(os.environ["RANK"]), "folder": str(view.store.folder), "built": len(built),
        "rows": int(view.num_pairs), "group": type(view.store.group).__name__}
 with open(sys.argv[2] + f".{out['rank']}", "w") as f:

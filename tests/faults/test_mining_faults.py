@@ -41,7 +41,7 @@ def test_crash_while_writing_keeps_the_previous_output(model, tmp_path, monkeypa
     real_dumps = json.dumps
 
     def dumps_then_crash(obj, **kwargs):
-        calls["n"] += 1
+        calls["n"] += isinstance(obj, dict) and "query" in obj  # rows of the output (json.dumps serves the pair store too)
         if calls["n"] == 5:  # mid-file
             raise Boom("disk gone")
         return real_dumps(obj, **kwargs)

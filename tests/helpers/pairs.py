@@ -116,3 +116,56 @@ def write_de_en_pairs(path: Path, positive: str = "{lang} passage city {g}", gro
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def reference_pairs(path, *, languages=None, max_groups: int | None = None, seed: int = 0) -> PairGroups:
+    """The oracle the pair store is checked against: a JSONL pair file read in memory by the documented
+    rules (rows validated by ``pairrows``; groups in first-seen order, languages in line order; only
+    ``languages``, groups left empty dropped; a seeded ``max_groups`` subsample kept in order).
+
+    Args:
+        path: the JSONL file.
+        languages: keep only these.
+        max_groups: a seeded subsample of this many groups.
+        seed: its seed.
+    """
+    from polyret.data.pairrows import jsonl_rows
+
+    groups: dict[str, dict[str, Pair]] = {}
+    for _, row in jsonl_rows(path):
+        ids = row.negative_ids if any(i is not None for i in row.negative_ids) else None
+        groups.setdefault(row.group, {})[row.lang] = Pair(row.group, row.lang, row.query, row.positive,
+                                                          row.negatives or None, str(path), row.positive_id, ids)  # fmt: skip
+    if languages is not None:
+        groups = {g: kept for g, by in groups.items() if (kept := {k: p for k, p in by.items() if k in languages})}
+    if max_groups is not None and max_groups < len(groups):
+        keys = list(groups)
+        groups = {keys[i]: groups[keys[i]] for i in np.sort(np.random.default_rng(seed).permutation(len(keys))[:max_groups])}
+    return PairGroups(str(path), groups)
+
+
+def reference_identity_codes(sources: list[PairGroups], negatives: int) -> tuple[np.ndarray, np.ndarray]:
+    """The identity codes a PairIndex must give, from Pair objects by the definition
+    (``records.passage_identity``): per pair row (groups in order, languages sorted) its positive's code and
+    its first ``negatives`` negatives' (-1: none), numbered by first occurrence, one range per source.
+
+    Args:
+        sources: the index's sources, as Pair objects.
+        negatives: the index's ``num_negatives``.
+    """
+    from polyret.data.records import passage_identity
+
+    pos: list[int] = []
+    neg: list[list[int]] = []
+    offset = 0
+    for src in sources:
+        codes: dict[tuple, int] = {}
+        for by_lang in src.groups.values():
+            for lang in sorted(by_lang):
+                p = by_lang[lang]
+                pos.append(codes.setdefault(passage_identity(lang, p.positive, p.positive_id), len(codes)) + offset)
+                row = [codes.setdefault(passage_identity(lang, t, i), len(codes)) + offset
+                       for t, i in zip(p.negatives, p.negative_ids)]  # fmt: skip
+                neg.append((row + [-1] * max(negatives, 1))[: max(negatives, 1)] if negatives else [-1])
+        offset += len(codes)
+    return np.asarray(pos), np.asarray(neg)

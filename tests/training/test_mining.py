@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from polyret.cli import app
-from polyret.data.pairs import load_pairs, load_pairs_jsonl
+from polyret.data.pairs import load_pairs
 from polyret.data.records import DataError, Pair, PairGroups
 from polyret.encode import encode
 from polyret.training.mining import (
@@ -227,6 +227,12 @@ def test_pair_normalises_negatives():
 GOOD = {"id": "g1", "lang": "en", "query": "q", "positive": "p"}
 
 
+@pytest.fixture()
+def _cache(tmp_path, monkeypatch):
+    """load_pairs builds the file's pair store: in the test's own cache."""
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.mark.parametrize(
     "extra, pattern",
     [
@@ -243,20 +249,20 @@ GOOD = {"id": "g1", "lang": "en", "query": "q", "positive": "p"}
         ({"negative": {"a": 1}}, r"m\.jsonl:2 .*'negative' must be a non-empty string, a list of them, or absent"),
     ],
 )
-def test_malformed_negative_fields_name_file_and_line(tmp_path, extra, pattern):
+def test_malformed_negative_fields_name_file_and_line(tmp_path, extra, pattern, _cache):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps({**GOOD, "id": "g0"}) + "\n" + json.dumps({**GOOD, **extra}) + "\n")
     with pytest.raises(DataError, match=pattern):
-        load_pairs_jsonl(path)
+        load_pairs(str(path))
 
 
-def test_jsonl_ids_and_list_negatives_load(tmp_path):
+def test_jsonl_ids_and_list_negatives_load(tmp_path, _cache):
     path = tmp_path / "ok.jsonl"
     rows = [{**GOOD, "positive_id": 12, "negative": ["a", "b"], "negative_id": ["A", None]},
             {**GOOD, "id": "g2", "positive_id": None, "negative": "c", "negative_id": 5},
             {**GOOD, "id": "g3", "negative": [], "negative_id": []}]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    pairs = load_pairs_jsonl(path)
+    pairs = load_pairs(str(path))
     p1, p2, p3 = (pairs.groups[g]["en"] for g in ("g1", "g2", "g3"))
     assert (p1.positive_id, p1.negatives, p1.negative_ids) == ("12", ("a", "b"), ("A", None))
     assert (p2.positive_id, p2.negative, p2.negative_id) == (None, "c", "5")

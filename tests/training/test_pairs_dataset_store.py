@@ -1,4 +1,5 @@
-"""PairIndex over on-disk pair stores: the same integer arrays, texts and batches as over Pair objects."""
+"""PairIndex over on-disk pair stores: a pair file's view and the same pairs as Pair objects (written to their
+own store) give the same arrays, texts and batches; identity codes as the definition says."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polyret.data.pairs import load_pairs_jsonl
-from polyret.data.pairstore import PairSource, load_pair_source
-from polyret.data.records import DataError
+from polyret.data.pairs import load_pair_source
+from polyret.data.pairstore import PairSource
+from polyret.data.records import DataError, PairGroups
 from polyret.training.config import ConfigError
-from polyret.training.dev import split_dev
 from polyret.training.pair_sources import split_dev_sources
 from polyret.training.pairs_dataset import PairIndex, build_pairs_dataset
 from polyret.training.samplers import ParallelBatchSampler
-from tests.helpers.pairs import synthetic_rows
+from tests.helpers.pairs import reference_identity_codes, reference_pairs, synthetic_rows
 
 ARRAYS = ("pair_positive", "pair_negative", "pair_lang", "pair_group", "group_start", "group_nlang", "group_source",
           "source_group_start", "lang_slot")  # fmt: skip
@@ -48,17 +48,20 @@ def assert_same_index(a: PairIndex, b: PairIndex) -> None:
 def test_store_index_equals_the_pair_object_index(tmp_path, negatives):
     rows = [r | {"negative": r.get("negative") or f"fill {r['lang']}"} for r in synthetic_rows(120)]
     path = _file(tmp_path, "a.jsonl", rows)
-    memory = PairIndex([load_pairs_jsonl(path, max_groups=90, seed=1)], negatives=negatives)
+    reference = reference_pairs(path, max_groups=90, seed=1)
+    memory = PairIndex([reference], negatives=negatives)
     disk = PairIndex([load_pair_source(path, max_groups=90, seed=1)], negatives=negatives)
     assert_same_index(memory, disk)
     assert disk.ref(5) == memory.ref(5)
+    pos, neg = reference_identity_codes([reference], disk.num_negatives)
+    assert np.array_equal(disk.pair_positive, pos) and np.array_equal(disk.pair_negative, neg)
 
 
 def test_mixed_sources_and_the_sampler_sees_the_same_batches(tmp_path):
     a = _file(tmp_path, "a.jsonl", synthetic_rows(150, seed=1))
     b = _file(tmp_path, "b.jsonl", synthetic_rows(90, langs=("en", "es"), seed=2))
-    memory = PairIndex([load_pairs_jsonl(a), load_pairs_jsonl(b)])
-    mixed = PairIndex([load_pair_source(a), load_pairs_jsonl(b)])
+    memory = PairIndex([reference_pairs(a), reference_pairs(b)])
+    mixed = PairIndex([load_pair_source(a), reference_pairs(b)])
     disk = PairIndex([load_pair_source(a), load_pair_source(b)])
     assert_same_index(memory, mixed)
     assert_same_index(memory, disk)
@@ -85,18 +88,21 @@ def test_the_dataset_view_reads_texts_from_the_store(tmp_path):
         PairIndex([src], negatives=3)
 
 
-def test_dev_split_over_store_views_draws_the_groups_of_split_dev(tmp_path):
+def test_dev_split_over_store_views_draws_groups_in_proportion(tmp_path):
     a = _file(tmp_path, "a.jsonl", synthetic_rows(60, seed=5))
     b = _file(tmp_path, "b.jsonl", synthetic_rows(40, seed=6))
-    memory = [load_pairs_jsonl(a), load_pairs_jsonl(b)]
+    memory = [reference_pairs(a), reference_pairs(b)]
     disk = [load_pair_source(a), load_pair_source(b)]
-    want_train, want_dev = split_dev(memory, 17, seed=9)
     got_train, got_dev = split_dev_sources(disk, 17, seed=9)
-    assert all(isinstance(s, PairSource) for s in got_train)
-    assert [(d.name, d.groups) for d in got_dev] == [(d.name, d.groups) for d in want_dev]
+    assert all(isinstance(s, PairSource) for s in got_train + got_dev)
+    # the draw, by its definition: 17 of all the groups (sources in order), seeded by (seed, 7)
+    ids = [(s.name, g) for s in memory for g in s.groups]
+    held = np.random.default_rng(np.random.SeedSequence([9, 7])).choice(len(ids), size=17, replace=False)
+    want_dev = [PairGroups(s.name, {g: v for g, v in s.groups.items() if ids.index((s.name, g)) in held}) for s in memory]
+    want_train = [PairGroups(s.name, {g: v for g, v in s.groups.items() if ids.index((s.name, g)) not in held})
+                  for s in memory]  # fmt: skip
+    assert [(d.name, d.to_pair_groups().groups) for d in got_dev] == [(d.name, d.groups) for d in want_dev if d.groups]
     assert_same_index(PairIndex(want_train), PairIndex(got_train))
-    same_train, same_dev = split_dev_sources(memory, 17, seed=9)
-    assert [s.groups for s in same_train] == [s.groups for s in want_train] and same_dev == want_dev
     assert split_dev_sources(disk, 0, seed=9) == (disk, [])
     with pytest.raises(ConfigError, match="leaves no training data"):
         split_dev_sources(disk, 100, seed=9)
@@ -165,9 +171,10 @@ def test_the_index_is_built_once_and_memory_mapped(tmp_path, monkeypatch):
     (folder / COMPLETE_MARKER).unlink()  # an interrupted build is never read: it is built again
     assert_same_index(built, cached_pair_index(views, negatives=0))
     assert (folder / COMPLETE_MARKER).is_file()
-    memory = load_pairs_jsonl(a)  # a source in memory: no cache, the plain index
+    memory = reference_pairs(a)  # Pair objects: written to their store, and their index cached as any other
     before = sorted((tmp_path / "cache" / "pairindex").iterdir())
-    assert type(cached_pair_index([memory])) is PairIndex and sorted((tmp_path / "cache" / "pairindex").iterdir()) == before
+    assert_same_index(PairIndex([load_pair_source(a)]), cached_pair_index([memory]))
+    assert len(sorted((tmp_path / "cache" / "pairindex").iterdir())) == len(before) + 1
 
 
 def test_a_large_index_is_built_in_a_child_process(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from polyret.training.checkpoints import (
     last_checkpoint,
 )
 from polyret.training.config import RECIPES, ConfigError, TrainConfig
-from polyret.training.dev import best_metric_name, split_dev
+from polyret.training.dev import best_metric_name
 from polyret.training.losses import LengthSortedCachedMNRL, LengthSortedMNRL, build_loss
 from polyret.training.trainer import freeze_word_embeddings
 from tests.helpers.models import build_tiny_model
@@ -159,16 +159,19 @@ def test_length_sorted_cached_loss_equals_plain_loss(tiny_model):
     assert results["plain"][1].abs().sum() > 0
 
 
-def test_split_dev_holds_out_whole_groups(pairs_file):
-    from polyret.data.pairs import load_pairs
+def test_split_dev_holds_out_whole_groups(pairs_file, tmp_path, monkeypatch):
+    from polyret.data.pairs import load_pair_source
+    from polyret.training.pair_sources import split_dev_sources
 
-    pairs = load_pairs(str(pairs_file))
-    train_part, dev_part = split_dev([pairs], 10, seed=1)
+    monkeypatch.setenv("POLYRET_CACHE_DIR", str(tmp_path / "cache"))
+    pairs = load_pair_source(str(pairs_file))
+    train_part, dev_part = split_dev_sources([pairs], 10, seed=1)
     assert sum(len(s) for s in dev_part) == 10 and len(train_part[0]) == len(pairs) - 10
-    assert not set(train_part[0].groups) & set(dev_part[0].groups)
-    assert split_dev([pairs], 10, seed=1)[1][0].groups.keys() == dev_part[0].groups.keys()
+    train_groups, dev_groups = train_part[0].to_pair_groups().groups, dev_part[0].to_pair_groups().groups
+    assert not set(train_groups) & set(dev_groups) and all(len(v) == 3 for v in dev_groups.values())
+    assert split_dev_sources([pairs], 10, seed=1)[1][0].to_pair_groups().groups.keys() == dev_groups.keys()
     with pytest.raises(ConfigError, match="leaves no training data"):
-        split_dev([pairs], len(pairs), seed=1)
+        split_dev_sources([pairs], len(pairs), seed=1)
 
 
 # --------------------------------------------------------------------------------------------- train

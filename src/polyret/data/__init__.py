@@ -12,7 +12,7 @@ from polyret.data.lareqa import (
 )
 from polyret.data.miracl import MIRACL_LANGUAGES, load_miracl
 from polyret.data.mmarco import MMARCO_LANGUAGES
-from polyret.data.pairs import load_pairs, load_pairs_jsonl, pair_counts
+from polyret.data.pairs import SourceSpec, load_pair_source, load_pairs, pair_counts, parse_source_spec
 from polyret.data.records import Benchmark, Candidate, DataError, Pair, PairGroups, Query
 from polyret.data.registry import BENCHMARKS, BenchmarkInfo, benchmark_info, list_benchmarks
 from polyret.data.trec import read_qrels, read_run, read_topics
@@ -31,6 +31,7 @@ __all__ = [
     "PairGroups",
     "Query",
     "RemoteFile",
+    "SourceSpec",
     "SplitConfig",
     "XQUAD_R_LANGUAGES",
     "article_split",
@@ -40,10 +41,11 @@ __all__ = [
     "load_benchmark",
     "load_lareqa",
     "load_miracl",
+    "load_pair_source",
     "load_pairs",
-    "load_pairs_jsonl",
     "pair_counts",
     "parse_lareqa_file",
+    "parse_source_spec",
     "read_qrels",
     "read_run",
     "read_topics",

@@ -10,7 +10,7 @@
 Each kept triple is one parallel group (``qid``, then ``qid#1``, ``qid#2`` ... for a query's later
 triples), joined by id across languages in an on-disk pair store (:func:`mmarco_store`); the trainer
 reads it as a :class:`~polyret.data.pairstore.PairSource` (:func:`mmarco_source`), small-data code as
-Pair objects (:func:`mmarco_pairs`). ``polyret.data.pairs.load_pairs`` is the entry that dispatches here.
+Pair objects (:func:`mmarco_pairs`). ``polyret.data.pairs.load_pair_source`` parses the spec and dispatches here.
 """
 
 from __future__ import annotations
@@ -332,37 +332,28 @@ def _rows(indices) -> np.ndarray:
     return arrow_to_numpy(indices).astype(np.int64)
 
 
-def _files(spec: str, languages: Sequence[str] | None) -> MmarcoFiles:
-    _, _, folder = spec.partition(":")
-    if folder:
-        return mmarco_local_files(folder)
-    if languages is None:
-        raise DataError("mmarco from the Hugging Face hub needs an explicit language list (collections are GBs each)")
-    return mmarco_hub_files(languages)
-
-
 def mmarco_source(
     spec: str = "mmarco",
     *,
+    files: MmarcoFiles,
     languages: Sequence[str] | None = None,
     max_groups: int | None = None,
     seed: int = 0,
     max_triples_per_query: int | None = None,
     cache_dir: str | os.PathLike | None = None,
-    files: MmarcoFiles | None = None,
 ) -> PairSource:
     """mMARCO as a training source: the on-disk view the trainer uses (``mmarco`` or ``mmarco:<folder>``).
 
     Args:
-        spec: ``mmarco`` (the Hub; needs ``languages``) or ``mmarco:<folder>``; also the source's name.
+        spec: ``mmarco`` or ``mmarco:<folder>`` (parsed by :func:`polyret.data.pairs.parse_source_spec`): the
+            source's name.
+        files: the copy (:func:`mmarco_local_files`, :func:`mmarco_hub_files`).
         languages: the languages (default: every language folder of a local copy).
         max_groups: a seeded subsample of this many groups (triples).
         seed: the subsample's seed.
         max_triples_per_query: triples kept per query (None: all, as the paper trains).
         cache_dir: the cache root for the store.
-        files: the copy, when already resolved (default: from ``spec``).
     """
-    files = files if files is not None else _files(spec, languages)
     available = tuple(sorted(files.queries))
     check_languages(languages, available, where=f"{files.origin or spec} (mMARCO files)", error=DataError)
     langs = list(dict.fromkeys(languages)) if languages is not None else list(available)  # asked order

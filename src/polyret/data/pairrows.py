@@ -1,9 +1,9 @@
-"""One validated training row from a JSONL object or a TSV line, shared by the in-memory and on-disk loaders.
+"""One validated training row from a JSONL object or a TSV line, as the pair store reads pair files.
 
 A row is ``(group, lang, query, positive, negatives, positive_id, negative_ids)`` with ``negatives`` a
 tuple of strings (maybe empty) and ``negative_ids`` an aligned tuple (``None`` entries: unknown). Bad
-rows raise :class:`~polyret.data.records.DataError` naming the file, line and key, so
-``load_pairs_jsonl`` (Pair objects) and the pair store (Arrow on disk) reject exactly the same files.
+rows raise :class:`~polyret.data.records.DataError` naming the file, line and key (the streamed and the
+parallel build of :mod:`polyret.data.pairstore` both validate through :func:`parse_row`).
 
 TSV pair files have a header line naming the columns: ``id``, ``lang``, ``query``, ``positive`` (required),
 ``positive_id``, ``negative`` / ``negative_id`` or ``negative_1`` .. ``negative_k`` with
@@ -23,6 +23,19 @@ from polyret.data.records import DataError
 from polyret.vocabulary import check_language_code
 
 TSV_REQUIRED = ("id", "lang", "query", "positive")
+PAIR_FILE_SUFFIXES = {".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".tsv": "tsv", ".tsv.gz": "tsv"}
+
+
+def pair_file_kind(name: str) -> str | None:
+    """The one suffix rule of pair files: ``jsonl`` (``.jsonl``, ``.jsonl.gz``), ``tsv`` (``.tsv``,
+    ``.tsv.gz``), else None (a source spec then reads an existing file as JSONL).
+
+    Args:
+        name: a file name or path.
+    """
+    return next((kind for suffix, kind in PAIR_FILE_SUFFIXES.items() if str(name).endswith(suffix)), None)
+
+
 _NEG = re.compile(r"^negative(?:_(\d+))?$")
 _NEG_ID = re.compile(r"^negative_id(?:_(\d+))?$")
 

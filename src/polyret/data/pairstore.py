@@ -1,7 +1,8 @@
 """Training pairs on disk: one memory-mapped Arrow table per source plus integer code arrays, shared by all ranks.
 
-A *pair store* is a cache folder built once per source (a JSONL or TSV pair file, an mMARCO copy) and
-then memory-mapped by every process that trains on it::
+A *pair store* is a cache folder built once per training source (a JSONL or TSV pair file, an mMARCO
+copy, one side of XQuAD-R / MLQA-R, a :class:`~polyret.data.records.PairGroups` handed to the API) and
+then memory-mapped by every process that trains on it; it is the trainer's one kind of source::
 
     <cache>/pairs/<name>-<fingerprint>/
         texts-00000.arrow  one row per pair (datasets' Arrow stream format, opened with Dataset.from_file;
@@ -20,21 +21,24 @@ then memory-mapped by every process that trains on it::
                            it records every file's sha256, checked before each reuse (a failing store is
                            removed with a warning naming the file, and built again)
 
-The fingerprint hashes the source's path, size and content (sha256, :func:`file_key`) and the loader
-options, so an edited file or other options build a new store. The build streams (a chunk of rows at a time; no Python object per
+The fingerprint hashes what the content depends on: a pair file's path, size and content (sha256,
+:func:`file_key`), a LAReQA set's files (the same) and loader options, a PairGroups' pairs (:func:`groups_key`),
+so an edited file or other options build a new store. The build streams (a chunk of rows at a time; no Python object per
 pair survives a chunk; a big uncompressed file is parsed by several processes, one byte range each)
 into a temporary sibling folder that is renamed into place once complete; on a
 multi-process run the local rank 0 builds and every rank waits at :func:`polyret.distributed.barrier`,
 then maps the same files (the OS page cache holds one copy per machine).
 
-**Passage identity codes.** A positive or negative with an id (``positive_id`` / ``negative_id``, mMARCO's
-pids) gets the exact code of that id (ids are shared across languages); one without an id falls back to
-a 64-bit BLAKE2 hash of its ``(language, text)``. A hash collision can only make two passages look
-the same, which keeps them out of one batch: conservative, never a false negative.
+**Passage identity codes** encode :func:`polyret.data.records.passage_identity` (the one definition) as
+integers: a positive or negative with an id gets the exact code of that id (ids are shared across
+languages); one without an id gets a 64-bit BLAKE2 hash of its ``(language, text)`` (:func:`text_hash`),
+in a range of its own. A hash collision can only make two passages look the same, which keeps them out
+of one batch: conservative, never a false negative.
 
 :class:`PairSource` is a view (language restriction, ``max_groups`` subsample, held-out dev groups) over a
-store as integer row arrays; :class:`polyret.training.pairs_dataset.PairIndex` takes it like a
-:class:`~polyret.data.records.PairGroups` and fetches texts per batch from the Arrow table.
+store as integer row arrays; :class:`polyret.training.pairs_dataset.PairIndex` takes it and fetches texts
+per batch from the Arrow table. :func:`as_pair_source` turns a PairGroups into one (its store keyed by
+content). Specs are parsed and dispatched in :mod:`polyret.data.pairs`.
 """
 
 from __future__ import annotations
@@ -57,8 +61,8 @@ import pyarrow.compute as pc
 
 from polyret import distributed
 from polyret.arrays import distinct
-from polyret.data.pairrows import PairRow, jsonl_rows, parse_row, tsv_header, tsv_row, tsv_rows
-from polyret.data.records import DataError, Pair, PairGroups
+from polyret.data.pairrows import PairRow, jsonl_rows, pair_file_kind, parse_row, tsv_header, tsv_row, tsv_rows
+from polyret.data.records import DataError, Pair, PairGroups, passage_identity
 from polyret.integrity import folder_checksums, source_digest, verify_checksums
 from polyret.paths import COMPLETE_MARKER, is_complete, mark_complete, share_mode
 from polyret.paths import cache_dir as default_cache_dir
@@ -69,12 +73,14 @@ __all__ = [
     "PairSource",
     "PairStore",
     "StoreWriter",
+    "as_pair_source",
     "build_once",
     "file_key",
-    "load_pair_source",
+    "groups_store",
     "open_or_build",
     "pair_file_store",
     "take_rows",
+    "text_hash",
 ]
 
 logger = logging.getLogger(__name__)
@@ -103,7 +109,8 @@ SCHEMA = pa.schema(
 
 
 def text_hash(lang: str, text: str) -> int:
-    """The 64-bit identity hash of a passage without an id: BLAKE2b of ``lang NUL text`` (signed int64).
+    """The store's integer code of a passage without an id, whose identity is ``("text", lang, text)``
+    (:func:`polyret.data.records.passage_identity`): BLAKE2b of ``lang NUL text`` (signed int64).
 
     Args:
         lang: the passage's language.
@@ -303,10 +310,16 @@ def _rows_table(chunk: list[tuple[int, PairRow]]) -> pa.Table:
         cols["negatives"].append(list(r.negatives))
         cols["positive_id"].append(r.positive_id)
         cols["negative_ids"].append(list(r.negative_ids))
-        cols["positive_hash"].append(text_hash(r.lang, r.positive) if r.positive_id is None else None)
-        cols["negative_hashes"].append([text_hash(r.lang, t) if i is None else None for t, i in zip(r.negatives, r.negative_ids)])
+        cols["positive_hash"].append(_identity_hash(r.lang, r.positive, r.positive_id))
+        cols["negative_hashes"].append([_identity_hash(r.lang, t, i) for t, i in zip(r.negatives, r.negative_ids)])
         cols["line"].append(lineno)
     return pa.table(cols, schema=SCHEMA)
+
+
+def _identity_hash(lang: str, text: str, passage_id: str | None) -> int | None:
+    """The hash column of a passage: :func:`text_hash` when its identity is its text, None when an id."""
+    identity = passage_identity(lang, text, passage_id)
+    return text_hash(lang, text) if identity[0] == "text" else None
 
 
 def _check_duplicates(gcode, lcode, line, order, languages, source) -> None:
@@ -361,8 +374,9 @@ class PairStore:
     ) -> PairSource:
         """The store's pairs restricted to ``languages`` and a seeded subsample of ``max_groups`` groups.
 
-        Same semantics (and the same groups for the same seed) as ``restrict_languages`` + ``subsample``
-        on the in-memory :class:`~polyret.data.records.PairGroups`.
+        The language restriction keeps only ``languages`` (each must be present; groups left without a
+        pair go); the subsample is a seeded permutation of the remaining groups, its first ``max_groups``
+        kept in their order (``tests/helpers/pairs.reference_pairs`` is this rule in memory).
 
         Args:
             name: the source name (default: the store's).
@@ -705,8 +719,8 @@ def pair_file_store(
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    tsv = path.name.endswith((".tsv", ".tsv.gz"))
+        raise DataError(f"{path}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
+    tsv = pair_file_kind(path.name) == "tsv"  # the one suffix rule (other names: JSONL)
     key = {"kind": "tsv" if tsv else "jsonl", **file_key(path, cache_dir=cache_dir)}
     n_workers = build_workers(workers)
 
@@ -813,54 +827,76 @@ def _parse_range(job: tuple) -> int:
     return rows
 
 
-def load_pair_source(
-    spec: str,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    languages: Sequence[str] | None = None,
-    max_groups: int | None = None,
-    seed: int = 0,
-    hard_negatives: bool = False,
-    max_triples_per_query: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-) -> PairGroups | PairSource:
-    """A training source for the trainer: pair files and mMARCO as on-disk views, LAReQA sets in memory.
-
-    Same specs, options and groups as :func:`polyret.data.pairs.load_pairs`, but a JSONL / TSV file or an
-    mMARCO copy is read through its :class:`PairStore` (built once, memory-mapped) and returned as a
-    :class:`PairSource` holding integer rows only; ``xquad-r`` / ``mlqa-r`` (thousands of pairs) stay
-    :class:`PairGroups`.
+# ------------------------------------------------------------------------------- Pair objects in
+def pair_rows(groups: PairGroups) -> Iterable[tuple[int, PairRow]]:
+    """``(row number, row)`` for every pair of ``groups``, in group order (row numbers from 1).
 
     Args:
-        spec: ``xquad-r:train``, ``mlqa-r:train``, ``file.jsonl``, ``file.tsv``, ``mmarco[:folder]``.
-        data_dir: the data root (LAReQA sets).
-        languages: keep only these languages (each must be present).
-        max_groups: a seeded subsample of this many groups.
-        seed: the subsample's seed.
-        hard_negatives: LAReQA: add a hard negative per pair (files and mMARCO carry their own).
-        max_triples_per_query: mMARCO: triples kept per query (None: all).
-        cache_dir: the cache root for the stores.
-        workers: processes parsing a big pair file (:func:`build_workers`).
+        groups: parallel pairs; a group without pairs, or a pair stored under another language, is a DataError.
     """
-    if languages is not None:
-        languages = list(dict.fromkeys(languages))
-    dataset, _, rest = spec.partition(":")
-    if dataset == "mmarco":
-        from polyret.data.mmarco import mmarco_source
-
-        return mmarco_source(spec, languages=languages, max_groups=max_groups, seed=seed,
-                             max_triples_per_query=max_triples_per_query, cache_dir=cache_dir)  # fmt: skip
-    if spec.endswith((".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz")) or (Path(spec).is_file() and dataset not in _lareqa()):
-        store = pair_file_store(spec, cache_dir=cache_dir, workers=workers)
-        return store.view(str(Path(spec)), languages=languages, max_groups=max_groups, seed=seed)
-    from polyret.data.pairs import load_pairs
-
-    return load_pairs(spec, data_dir=data_dir, languages=languages, max_groups=max_groups, seed=seed,
-                      hard_negatives=hard_negatives)  # fmt: skip
+    n = 0
+    for gid, by_lang in groups.groups.items():
+        if not by_lang:
+            raise DataError(f"source {groups.name!r}: group {gid!r} has no pairs")
+        for lang, pair in by_lang.items():
+            if pair.lang != lang:
+                raise DataError(f"source {groups.name!r}: group {gid!r} stores a {pair.lang!r} pair under key {lang!r}")
+            n += 1
+            yield n, PairRow(gid, lang, pair.query, pair.positive, pair.negatives, pair.positive_id, pair.negative_ids)
 
 
-def _lareqa() -> tuple[str, ...]:
-    from polyret.data.lareqa import LAREQA_LANGUAGES
+def groups_key(groups: PairGroups) -> str:
+    """The sha256 of ``groups``' content (every pair's fields, in order): what its store is keyed by."""
+    digest = hashlib.sha256()
+    for _, row in pair_rows(groups):
+        digest.update(json.dumps(row, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        digest.update(b"\n")
+    return digest.hexdigest()
 
-    return tuple(LAREQA_LANGUAGES)
+
+def groups_store(
+    groups: PairGroups | Callable[[], PairGroups],
+    *,
+    key: dict | None = None,
+    name: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> PairStore:
+    """The pair store of ``groups`` (group codes in their order), built once into the cache.
+
+    Args:
+        groups: the pairs, or a function returning them, called only when the store must be built (then
+            ``key`` and ``name`` are needed).
+        key: what the pairs were made from (a LAReQA set's files and options); None: their content
+            (:func:`groups_key`).
+        name: the store's name, for messages (default: the pairs' name).
+        cache_dir: the cache root.
+    """
+    if key is None or name is None:
+        if callable(groups):
+            raise ValueError("groups_store: pairs given by a function need a key and a name")
+        key = {"kind": "pairs", "sha256": groups_key(groups)} if key is None else key
+        name = name or groups.name
+
+    def build(writer: StoreWriter) -> pa.Array:
+        pairs = groups() if callable(groups) else groups
+        if not pairs.groups:
+            raise DataError(f"{name}: no training pairs")
+        writer.add_rows(pair_rows(pairs))
+        return pa.array(list(pairs.groups), pa.string())
+
+    return open_or_build(key, name, build, source=name, cache_dir=cache_dir)
+
+
+def as_pair_source(source: PairGroups | PairSource, *, cache_dir: str | os.PathLike | None = None) -> PairSource:
+    """``source`` as the trainer's one kind of source: a PairSource as is, a PairGroups as the view of its
+    whole store (:func:`groups_store`, keyed by content: the same pairs map the same folder).
+
+    Args:
+        source: a view or Pair objects.
+        cache_dir: the cache root.
+    """
+    if isinstance(source, PairSource):
+        return source
+    if not isinstance(source, PairGroups):
+        raise TypeError(f"a training source is a PairSource or a PairGroups, got {type(source).__name__}")
+    return groups_store(source, cache_dir=cache_dir).view(source.name)

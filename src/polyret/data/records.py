@@ -378,6 +378,30 @@ class Benchmark:
         return self.candidates.take(self.candidates.indices_in(lang))
 
 
+def passage_identity(lang: str, text: str, passage_id: str | None) -> tuple[str, ...]:
+    """THE definition of passage identity: when two training passages are the same passage.
+
+    Two passages are one passage when they carry the same id (``Pair.positive_id`` / ``negative_id``, a
+    JSONL ``positive_id``, a LAReQA gold sentence's identity, an mMARCO pid: ids are shared by a passage
+    and its translations), or when neither has an id and they have the same language and exact text
+    (identical texts are caught, translations without ids are not). An id and a text never match each
+    other. Everything that asks "the same passage?" keys on this: the pair store's integer identity codes
+    (:mod:`polyret.data.pairstore`: an id's exact value, a text's 64-bit hash of ``(lang, text)``,
+    :func:`polyret.data.pairstore.text_hash`), hence the training index's ``pair_positive`` /
+    ``pair_negative``, the sampler's conflicts (no two examples of one passage in a batch) and mining's
+    exclusion of gold passages (:mod:`polyret.training.mining`).
+
+    Args:
+        lang: the passage's language.
+        text: the passage text.
+        passage_id: its id (None: not known).
+
+    Returns:
+        ``("id", passage_id)`` or ``("text", lang, text)``.
+    """
+    return ("id", passage_id) if passage_id is not None else ("text", lang, text)
+
+
 @dataclass(frozen=True)
 class Pair:
     """One training example in one language; ``group`` is shared by its translations.
@@ -386,7 +410,7 @@ class Pair:
     one id shared by a passage and all its translations (LAReQA: the gold sentence of the paragraph;
     mMARCO: the passage id). Two examples whose passages share an identity must never meet in one
     contrastive batch, or InfoNCE would treat the right answer as a negative. ``None``: not known;
-    the training index then falls back to the exact text per language (translations are not caught).
+    the passage is then known by its exact text per language (:func:`passage_identity`).
 
     ``negative`` is one hard negative (a string) or several (a tuple, e.g. mined with ``polyret mine``),
     with ``negative_id`` then a tuple of the same length (``None`` entries: identity unknown). A list

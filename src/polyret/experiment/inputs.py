@@ -3,10 +3,6 @@ sources (nothing is loaded or parsed)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..vocabulary import check_languages
-
 
 def check_model_spec(spec: str) -> None:
     """Refuse a model spec that cannot name a model, without loading (or building) it: an unknown
@@ -26,8 +22,8 @@ def check_model_spec(spec: str) -> None:
 
 
 def check_train_source(spec: str, languages: tuple[str, ...] | list[str] | None = None) -> None:
-    """Refuse a training source ``load_pairs`` could not open, without reading it: an unknown id or split,
-    a language the dataset lacks, a missing file or mMARCO folder.
+    """Refuse a training source the trainer could not open, without reading it
+    (:func:`polyret.data.pairs.check_source`: the one spec parser's check).
 
     Args:
         spec: ``xquad-r:train``, ``mlqa-r[:split]``, ``file.jsonl``, ``mmarco`` or ``mmarco:<folder>``.
@@ -36,31 +32,6 @@ def check_train_source(spec: str, languages: tuple[str, ...] | list[str] | None 
     Raises:
         DataError naming the source.
     """
-    from ..data.lareqa import LAREQA_LANGUAGES, SPLITS
-    from ..data.pairs import mmarco_local_files
-    from ..data.records import DataError
+    from ..data.pairs import check_source
 
-    dataset, _, split = spec.partition(":")
-    if dataset in LAREQA_LANGUAGES:
-        if split and split not in SPLITS:
-            raise DataError(f"training source {spec!r}: unknown split {split!r}; known: {', '.join(SPLITS)}")
-        if languages:
-            check_languages(languages, LAREQA_LANGUAGES[dataset], where=f"training source {spec!r}", error=DataError)
-        return
-    if dataset == "mmarco":
-        if split:
-            mmarco_local_files(split)
-        elif languages is None:
-            raise DataError(
-                f"training source {spec!r}: mmarco from the Hugging Face hub needs an explicit language list (set `languages`)"
-            )
-        return
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return
-    if spec.endswith(".jsonl"):
-        raise DataError(f"training source {spec!r}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
-    raise DataError(
-        f"unknown training source {spec!r}; use xquad-r:train, mlqa-r:train (or :test / whole), "
-        "a .jsonl file, mmarco (Hub) or mmarco:<local folder>"
-    )
+    check_source(spec, languages)

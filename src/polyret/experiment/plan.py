@@ -102,13 +102,25 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+def _hub_mmarco(source: str) -> bool:
+    """Whether training source ``source`` is mMARCO from the Hugging Face hub (by the one spec parser)."""
+    from ..data.pairs import parse_source_spec
+    from ..data.records import DataError
+
+    try:
+        spec = parse_source_spec(source)
+    except DataError:
+        return False
+    return spec.kind == "mmarco" and spec.path is None
+
+
 def _missing_source(source: str, languages) -> str | None:
     """Why training source ``source`` is not on disk (None: it is; hub mMARCO counts when its files are cached)."""
     from ..data.mmarco import MMARCO_LANGUAGES, mmarco_hub_cached
     from ..data.records import DataError
     from .inputs import check_train_source
 
-    if source == "mmarco":
+    if _hub_mmarco(source):
         langs = tuple(languages or MMARCO_LANGUAGES)
         if not mmarco_hub_cached(langs):
             return f"training source mmarco: unicamp-dl/mmarco on the Hugging Face hub ({len(langs)} languages, GBs each)"
@@ -190,7 +202,7 @@ def plan_experiment(config: ExperimentConfig, *, world_size: int | None = None) 
     else:  # from sizes: sources on disk counted, hub mMARCO from its recorded size, a missing file left out
         sizes = []
         for source in config.train:
-            if source == "mmarco":
+            if _hub_mmarco(source):
                 langs = tuple(config.languages or MMARCO_LANGUAGES)
                 sizes.append((source, mmarco_recorded_groups(base.max_triples_per_query), langs))
             elif _missing_source(source, config.languages) is None:

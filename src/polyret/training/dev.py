@@ -1,39 +1,23 @@
 """The dev set of a training run: held-out parallel groups (a dev loss) and a dev benchmark (an evaluator).
 
-:func:`split_dev` holds ``dev_groups`` parallel groups out of the training data; :func:`dev_dataset`
-turns them into the batches the strategy would form. :func:`build_dev_evaluator` is polyret's evaluator
+:func:`polyret.training.pair_sources.split_dev_sources` holds ``dev_groups`` parallel groups out of the
+training data; :func:`dev_dataset` turns them into the batches the strategy would form.
+:func:`build_dev_evaluator` is polyret's evaluator
 on ``config.dev``; :class:`CallableEvaluator` lets a plain ``fn(model) -> float | dict`` stand in for a
 sentence-transformers evaluator; :func:`best_metric_name` is the trainer's key for the best checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from sentence_transformers.base.evaluation import BaseEvaluator
 
-from polyret.data.records import PairGroups
+from polyret.data.pairstore import PairSource
 from polyret.training.config import ConfigError, TrainConfig
 
 
-def split_dev(sources: Sequence[PairGroups], dev_groups: int, seed: int) -> tuple[list[PairGroups], list[PairGroups]]:
-    """Hold out ``dev_groups`` parallel groups (all their languages), drawn across sources in proportion.
-
-    Args:
-        sources: the training sources.
-        dev_groups: how many parallel groups to hold out (0: none).
-        seed: the run's seed (the draw is a function of it alone).
-
-    Returns:
-        (training sources without the held-out groups, dev sources holding them; a source none of whose
-        groups was drawn has no dev part).
-    """
-    from polyret.training.pair_sources import split_dev_sources  # the one draw, for in-memory and on-disk sources
-
-    return split_dev_sources(sources, dev_groups, seed)
-
-
-def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig, *, per_device: int | None = None, world_size: int = 1):
+def dev_dataset(dev_sources: list[PairSource], config: TrainConfig, *, per_device: int | None = None, world_size: int = 1):
     """Dev pairs in the batches the strategy would form (fixed seed), materialised as text rows.
 
     The dev loss is read in order, ``per_device`` rows per batch, and under DDP batch ``i`` goes to rank
@@ -42,7 +26,7 @@ def dev_dataset(dev_sources: list[PairGroups], config: TrainConfig, *, per_devic
     negatives, hold each group once), as the training batches do.
 
     Args:
-        dev_sources: the held-out groups (:func:`split_dev`).
+        dev_sources: the held-out groups (:func:`polyret.training.pair_sources.split_dev_sources`).
         config: the run's config (strategy, alpha, batch size, seed, negatives).
         per_device: rows per device per dev batch (None: ``config.batch_size``;
             :func:`polyret.training.plan.dev_per_device`).

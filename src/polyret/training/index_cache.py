@@ -1,4 +1,4 @@
-"""The trainer's integer index on disk: built once per set of on-disk views, memory-mapped by every rank.
+"""The trainer's integer index on disk: built once per set of training views, memory-mapped by every rank.
 
 A :class:`~polyret.training.pairs_dataset.PairIndex` over pair stores is integer arrays (about 40 bytes per
 pair) and its :class:`~polyret.training.conflicts.Conflicts` another ~20; building them needs ~125 bytes
@@ -17,8 +17,8 @@ and every rank maps the files read-only: the pages are shared through the page c
 memory) and a later run of the same views opens them in milliseconds. The fingerprint hashes, per source,
 its name, its store folder (itself a fingerprint of the source file and options) and a digest of its
 selected rows (languages, ``max_groups``, the dev hold-out), plus the ``negatives`` setting: any other
-view builds another folder. Sources held in memory (XQuAD-R, MLQA-R: thousands of pairs) are not cached;
-an index with one of them is built in memory as before.
+view builds another folder. Every training source is such a view (XQuAD-R and MLQA-R too), so every
+index is cached.
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from polyret.data.pairstore import PairSource, build_once
+from polyret.data.pairstore import PairSource, as_pair_source, build_once
 from polyret.paths import cache_dir as default_cache_dir
 from polyret.training.conflicts import Conflicts
 from polyret.training.pairs_dataset import PairIndex
 
 INDEX_DIR = "pairindex"
-INDEX_VERSION = 1  # bump when what PairIndex or Conflicts arrays hold changes: old folders are then not read
+# bump when what PairIndex or Conflicts arrays hold changes: old folders are then not read
+# (2: ``languages`` are those of the views' pairs, not of their stores)
+INDEX_VERSION = 2
 META = "meta.json"
 
 __all__ = ["cached_pair_index", "index_folder"]
@@ -96,18 +98,21 @@ def cached_pair_index(
 ) -> PairIndex:
     """``PairIndex(sources, negatives=negatives)``, its arrays (and its Conflicts) built once and memory-mapped.
 
-    Every source must be an on-disk :class:`~polyret.data.pairstore.PairSource` for the cache to be used;
-    otherwise the index is built in memory (small data). Errors of the build (e.g. too few hard negatives)
-    are the same ``DataError`` / ``ValueError`` as ``PairIndex`` raises.
+    Errors of the build (e.g. too few hard negatives) are the same ``DataError`` / ``ValueError`` as
+    ``PairIndex`` raises.
 
     Args:
-        sources: the training sources.
+        sources: the training sources (:class:`~polyret.data.pairstore.PairSource` views; a PairGroups is
+            written to its store first, as for ``PairIndex``).
         negatives: hard-negative columns (as for :class:`PairIndex`).
         cache_dir: the cache root (default ``polyret.paths.cache_dir()``).
     """
-    sources = list(sources)
-    if not sources or not all(isinstance(s, PairSource) for s in sources):
-        return PairIndex(sources, negatives=negatives)
+    if not sources:
+        raise ValueError("PairIndex needs at least one source")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"source names must be unique, got {names}")
+    sources = [as_pair_source(s, cache_dir=cache_dir) for s in sources]
     folder, key = _folder_and_key(sources, negatives, cache_dir)
     names = ", ".join(s.name for s in sources)
     build_once(folder, lambda tmp: _build(sources, negatives, tmp, key), name=folder.name,

@@ -12,7 +12,8 @@ What is never a negative of a pair ``p``:
   of every pair in ``p``'s group (any language) and of every pair with the same ``(lang, query text)``
   (a JSONL source may list a query with several gold passages under different ids). Identity is
   ``positive_id`` / ``negative_id`` when the source gives one (shared by translations, so a translation
-  of the positive is caught), else the exact ``(lang, text)`` (:func:`passage_identity`); the exact text
+  of the positive is caught), else the exact ``(lang, text)`` (:func:`polyret.data.records.passage_identity`,
+  the one definition); the exact text
   of a gold passage is excluded as well.
 * a candidate that fails the false-negative guard. The guard follows sentence-transformers'
   ``mine_hard_negatives`` (``sentence_transformers/util/hard_negatives.py``, v6.2) and keeps its names
@@ -53,20 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from polyret.data.records import Pair, PairGroups
+from polyret.data.records import Pair, PairGroups, passage_identity
 
 GUARD_RULES = ("absolute_margin", "relative_margin", "max_score", "min_score")
-
-
-def passage_identity(lang: str, text: str, passage_id: str | None) -> tuple[str, ...]:
-    """The identity of a passage: its id when known (shared by translations), else its exact (lang, text).
-
-    Args:
-        lang: the passage's language.
-        text: the passage text.
-        passage_id: ``Pair.positive_id`` / an entry of ``Pair.negative_ids`` (``None``: not known).
-    """
-    return ("id", passage_id) if passage_id is not None else ("text", lang, text)
 
 
 def positive_identity(pair: Pair) -> tuple[str, ...]:
@@ -220,11 +210,11 @@ def mine_negatives(
             unit = p.unit[text] = len(p.texts)
             p.texts.append(text)
             p.label.append(passage_id)
-            p.by_code.setdefault(code(("text", lang, text)), []).append(unit)
+            p.by_code.setdefault(code(passage_identity(lang, text, None)), []).append(unit)
         elif p.label[unit] is None:
             p.label[unit] = passage_id
         if passage_id is not None:
-            units = p.by_code.setdefault(code(("id", passage_id)), [])
+            units = p.by_code.setdefault(code(passage_identity(lang, text, passage_id)), [])
             if unit not in units:
                 units.append(unit)
         return unit
@@ -239,7 +229,7 @@ def mine_negatives(
     gold_by_group: dict[str, set[int]] = {}
     gold_by_query: dict[tuple[str, str], set[int]] = {}
     for pair in flat:
-        gold = {code(positive_identity(pair)), code(("text", pair.lang, pair.positive))}
+        gold = {code(positive_identity(pair)), code(passage_identity(pair.lang, pair.positive, None))}
         gold_by_group.setdefault(pair.group, set()).update(gold)
         gold_by_query.setdefault((pair.lang, pair.query), set()).update(gold)
     stats.pairs = len(flat)

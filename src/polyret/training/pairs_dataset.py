@@ -23,12 +23,11 @@ consume such a "custom"-format dataset unchanged (the collator reads the transfo
 model card reads ``dataset[0].keys()`` and samples rows through the transform).
 
 **Passage identity.** ``pair_positive`` / ``pair_negative`` give each pair row an integer code for the
-passage identity of its positive / hard negatives
-(one column per negative, ``-1``: none), so a sampler can keep a passage
-and its translations out of each other's in-batch negatives. Codes come from ``Pair.positive_id`` /
-``negative_id`` (LAReQA and mMARCO loaders fill them; translations share them) and are namespaced per
-source; a passage without an id falls back to a code for its exact ``(language, text)``: identical texts
-are caught, translations are NOT (e.g. a JSONL file without ids). Only the integer arrays are kept.
+passage identity of its positive / hard negatives (one column per negative, ``-1``: none), so a sampler
+can keep a passage and its translations out of each other's in-batch negatives. The codes are the pair
+store's (:func:`polyret.data.records.passage_identity`: an id shared by translations, else the exact
+``(language, text)``), renumbered by first occurrence and namespaced per source. Only the integer arrays
+are kept.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyret.data.pairstore import PairSource
+from polyret.data.pairstore import PairSource, as_pair_source
 from polyret.data.records import DataError, PairGroups
 
 INDEX_COLUMNS = ("q", "s")
@@ -79,22 +78,6 @@ class DecodedIndices:
     passage_lang: np.ndarray  # language code
 
 
-class _MemoryTexts:
-    """Texts of a :class:`PairGroups` source, in pair-row order (small data: Python lists)."""
-
-    def __init__(self, queries: list[str], positives: list[str], negatives: list) -> None:
-        self._queries, self._positives, self._negatives = queries, positives, negatives
-
-    def queries(self, rows: np.ndarray) -> list[str]:
-        return [self._queries[i] for i in rows.tolist()]
-
-    def passages(self, rows: np.ndarray, k: int) -> tuple[list[str], list[list[str]]]:
-        idx = rows.tolist()
-        stored = [self._negatives[i] for i in idx] if k else []
-        negs = [[n if isinstance(n, str) else n[j] for n in stored] for j in range(k)]
-        return [self._positives[i] for i in idx], negs
-
-
 class _StoreTexts:
     """Texts of a :class:`~polyret.data.pairstore.PairSource`: fetched per batch from the memory-mapped table."""
 
@@ -127,7 +110,8 @@ class _Part:
     """One source as integer arrays in pair-row order (groups contiguous, languages sorted) + its texts."""
 
     name: str
-    languages: tuple[str, ...]  # pair_lang codes index this
+    languages: tuple[str, ...]  # pair_lang codes index this (the store's languages)
+    present: tuple[str, ...]  # the languages the view's pairs have
     group_ids: tuple  # (pyarrow string array, codes into it or None): one id per group
     group_nlang: np.ndarray
     pair_lang: np.ndarray
@@ -135,7 +119,7 @@ class _Part:
     neg_ptr: np.ndarray  # CSR offsets into neg_code, one more than the pair rows
     neg_code: np.ndarray
     num_identities: int
-    texts: _MemoryTexts | _StoreTexts
+    texts: _StoreTexts
 
     def where(self, row: int) -> str:
         group = int(np.searchsorted(np.cumsum(self.group_nlang), row, side="right"))
@@ -143,47 +127,6 @@ class _Part:
         gid = ids[group if codes is None else int(codes[group])].as_py()
         lang = self.languages[int(self.pair_lang[row])]
         return f"source {self.name!r}: group {gid!r}, language {lang!r}"
-
-
-def _memory_part(src: PairGroups) -> _Part:
-    import pyarrow as pa
-
-    languages = tuple(sorted(src.languages))
-    code = {lang: i for i, lang in enumerate(languages)}
-    identity: dict[tuple, int] = {}  # ("i", id) | ("t", lang, text) -> code; build-time only
-    queries: list[str] = []
-    positives: list[str] = []
-    negs: list = []  # pair.negative as stored: no tuple per pair
-    pair_lang: list[int] = []
-    pos_code: list[int] = []
-    neg_code: list[int] = []
-    neg_count: list[int] = []
-    nlang: list[int] = []
-    for gid, by_lang in src.groups.items():
-        if not by_lang:
-            raise DataError(f"source {src.name!r}: group {gid!r} has no pairs")
-        nlang.append(len(by_lang))
-        for lang in sorted(by_lang):
-            pair = by_lang[lang]
-            if pair.lang != lang:
-                raise DataError(f"source {src.name!r}: group {gid!r} stores a {pair.lang!r} pair under key {lang!r}")
-            queries.append(pair.query)
-            positives.append(pair.positive)
-            negs.append(pair.negative)
-            pair_lang.append(code[lang])
-            key = ("i", pair.positive_id) if pair.positive_id is not None else ("t", lang, pair.positive)
-            pos_code.append(identity.setdefault(key, len(identity)))
-            for text, nid in zip(pair.negatives, pair.negative_ids):
-                key = ("i", nid) if nid is not None else ("t", lang, text)
-                neg_code.append(identity.setdefault(key, len(identity)))
-            neg_count.append(len(pair.negatives))
-    ptr = np.zeros(len(queries) + 1, dtype=np.int64)
-    np.cumsum(np.asarray(neg_count, dtype=np.int64), out=ptr[1:])
-    return _Part(
-        src.name, languages, (pa.array(list(src.groups), pa.string()), None), np.asarray(nlang, dtype=np.int64),
-        np.asarray(pair_lang, dtype=np.int64), np.asarray(pos_code, dtype=np.int64), ptr,
-        np.asarray(neg_code, dtype=np.int64), len(identity), _MemoryTexts(queries, positives, negs),
-    )  # fmt: skip
 
 
 def _store_part(src: PairSource) -> _Part:
@@ -216,7 +159,7 @@ def _store_part(src: PairSource) -> _Part:
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniq), dtype=np.int64)
     codes = rank[inverse.ravel()]
     return _Part(
-        src.name, st.languages, (st.group_ids, np.asarray(kept, dtype=np.int64)), group_nlang,
+        src.name, st.languages, src.languages, (st.group_ids, np.asarray(kept, dtype=np.int64)), group_nlang,
         lang[order], codes[row_start], ptr, codes[neg_at], len(uniq), _StoreTexts(st.table, srows),
     )  # fmt: skip
 
@@ -258,36 +201,38 @@ class GroupIds:
 
 
 class PairIndex:
-    """Integer view of one or more sources; texts stay in the sources (Python lists or the on-disk store).
+    """Integer view of one or more sources; texts stay in the sources' on-disk stores.
 
-    A source is a :class:`PairGroups` (small data, Pair objects) or a
-    :class:`~polyret.data.pairstore.PairSource` (a view over a memory-mapped pair store: only integer
-    arrays are built here, texts are fetched per batch from the Arrow table). Both give the same arrays
-    for the same pairs. Groups are numbered source by source in the sources' order; a group's pair rows
-    are contiguous and sorted by language code. ``negatives``: how many hard-negative columns
-    (:func:`negative_columns`) the texts carry. ``None`` keeps as many as every pair has (0 if one has
-    none); ``True`` is 1; an integer k demands at least k per pair (DataError naming the first pair with
-    fewer) and takes each pair's first k; ``False`` / 0 drops them.
+    Every source is a :class:`~polyret.data.pairstore.PairSource` (a view over a memory-mapped pair store):
+    only integer arrays are built here, texts are fetched per batch from the Arrow table. A
+    :class:`~polyret.data.records.PairGroups` given instead is first written to its store
+    (:func:`~polyret.data.pairstore.as_pair_source`, keyed by content), so there is one kind of source.
+    Groups are numbered source by source in the sources' order; a group's pair rows are contiguous and
+    sorted by language code; :attr:`languages` are those the views' pairs have. ``negatives``: how many
+    hard-negative columns (:func:`negative_columns`) the texts carry. ``None`` keeps as many as every pair
+    has (0 if one has none); ``True`` is 1; an integer k demands at least k per pair (DataError naming the
+    first pair with fewer) and takes each pair's first k; ``False`` / 0 drops them.
 
     Args:
         sources: the training sources, at least one.
         negatives: hard-negative columns to carry, as above.
     """
 
-    def __init__(self, sources: Sequence[PairGroups | PairSource], *, negatives: bool | int | None = None) -> None:
+    def __init__(self, sources: Sequence[PairSource | PairGroups], *, negatives: bool | int | None = None) -> None:
         if isinstance(sources, (PairGroups, PairSource)):
             sources = [sources]
         if not sources:
-            raise ValueError("PairIndex needs at least one PairGroups source")
+            raise ValueError("PairIndex needs at least one source")
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
-            raise ValueError(f"PairGroups source names must be unique, got {names}")
+            raise ValueError(f"source names must be unique, got {names}")
+        sources = [as_pair_source(s) for s in sources]
         want = None if negatives is None else int(negatives)  # bool: True -> 1, False -> 0
         if want is not None and want < 0:
             raise ValueError(f"negatives must be >= 0, got {negatives}")
-        parts = [_store_part(s) if isinstance(s, PairSource) else _memory_part(s) for s in sources]
+        parts = [_store_part(s) for s in sources]
         self.sources: tuple[str, ...] = tuple(names)
-        self.languages: tuple[str, ...] = tuple(sorted({lang for p in parts for lang in p.languages}))
+        self.languages: tuple[str, ...] = tuple(sorted({lang for p in parts for lang in p.present}))
         lang_code = {lang: i for i, lang in enumerate(self.languages)}
 
         fewest: int | None = None  # the fewest negatives of any pair, and which pair that was
@@ -318,7 +263,7 @@ class PairIndex:
         row = id_offset = 0
         for s, p in enumerate(parts):
             n = len(p.pair_lang)
-            to_global = np.asarray([lang_code[lang] for lang in p.languages], dtype=np.int32)
+            to_global = np.asarray([lang_code.get(lang, -1) for lang in p.languages], dtype=np.int32)  # -1: unused
             self.pair_lang[row : row + n] = to_global[p.pair_lang] if n else []
             self.pair_positive[row : row + n] = p.pair_pos + id_offset
             counts = np.diff(p.neg_ptr)
@@ -355,8 +300,6 @@ class PairIndex:
         (``polyret.training.index_cache`` writes them next to the stores). Only for store-backed sources."""
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
         for i, (texts, (_, codes)) in enumerate(zip(self._parts_texts, self.group_ids._parts)):
-            if not isinstance(texts, _StoreTexts) or codes is None:
-                raise TypeError(f"source {self.sources[i]!r} is not an on-disk view: its index cannot be saved")
             arrays[f"part{i}_rows"] = texts._rows
             arrays[f"part{i}_groups"] = codes
         scalars = {"sources": list(self.sources), "languages": list(self.languages), "num_pairs": self.num_pairs,
@@ -562,13 +505,13 @@ def _register_transform_hash() -> None:
 
 
 def build_pairs_dataset(
-    sources: Sequence[PairGroups | PairSource] | PairGroups | PairSource, *, negatives: bool | int | None = None
+    sources: Sequence[PairSource | PairGroups] | PairSource | PairGroups, *, negatives: bool | int | None = None
 ):
     """(lazy ``datasets.Dataset``, its :class:`PairIndex`) for one or more sources.
 
     Args:
-        sources: one source or several (:class:`~polyret.data.records.PairGroups` or on-disk
-            :class:`~polyret.data.pairstore.PairSource` views).
+        sources: one source or several (on-disk :class:`~polyret.data.pairstore.PairSource` views, or
+            :class:`~polyret.data.records.PairGroups` written to their stores first).
         negatives: hard-negative columns, as for :class:`PairIndex`.
     """
     index = PairIndex(sources if not isinstance(sources, (PairGroups, PairSource)) else [sources], negatives=negatives)

@@ -404,7 +404,7 @@ def dev_per_device(config: TrainConfig, batch: BatchPlan, dev_groups: int) -> in
 def split_sources(config: TrainConfig, sources: list, world_size: int) -> tuple[list, list]:
     """The run's training and dev sources: ``dev_groups`` held out
     (:func:`~polyret.training.pair_sources.split_dev_sources`); a source whose dev part is too small for
-    one dev batch trains whole instead (``split_dev`` draws across sources in proportion to their size, so
+    one dev batch trains whole instead (``split_dev_sources`` draws across sources in proportion to their size, so
     a translated QA file next to mMARCO may get fewer dev groups than one dev batch, which draws from one
     source).
 

@@ -75,7 +75,6 @@ __all__ = [
     "find_unused_parameters",
     "freeze_word_embeddings",
     "merge_lora",
-    "num_negatives",
     "resolve_precision",
     "resolve_training_precision",
     "train",
@@ -150,16 +149,6 @@ def _load_model(config: TrainConfig):
     from polyret import models
 
     return models.load(config.model, max_seq_length=config.max_seq_length)
-
-
-def num_negatives(config: TrainConfig) -> int:
-    """Hard-negative columns per example (``config.num_negatives``): ``negatives``, else 1 with
-    ``hard_negatives``, else 0.
-
-    Args:
-        config: the run's config.
-    """
-    return config.num_negatives
 
 
 def _column_prompts(model, negatives: int) -> dict[str, str] | None:
