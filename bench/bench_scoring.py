@@ -22,6 +22,10 @@ one recorded in ``bench/ratios.json`` (and in bench/RESULTS.md): a gross regress
 
 from __future__ import annotations
 
+# isort: off
+import polyret.process_env  # noqa: F401  (first, before numpy: as in polyret's own processes, no huge-page advice)
+# isort: on
+
 import argparse
 import json
 import resource

@@ -29,6 +29,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from . import interrupts as _interrupts
+from . import process_env  # noqa: F401  (first of polyret's modules: before numpy loads)
 from .configs import plain_help
 from .evaluation.bias_measures import BIAS_MEASURES as _BIAS_MEASURES
 from .evaluation.config import EvalConfig

@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from polyret import process_env  # noqa: F401  (before numpy loads: see its docstring)
 from polyret.errors import PolyretError
 from polyret.training.config import ConfigError, TrainConfig
 
