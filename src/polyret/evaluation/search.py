@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -214,7 +215,16 @@ def _scores_into(prep: _Prepared, qm: np.ndarray, needed: tuple[int, ...], slice
     if buf is None or buf.size < n * m:
         buf = prep.scratch["scores"] = np.empty(n * m, dtype=np.float32)
     out = buf[: n * m].reshape(n, m)
-    np.matmul(qm, pool, out=out)
+    # BLAS runs on one thread in the held search (see _one_blas_thread); the pool's threads share the GEMM by
+    # rows instead, each part at least two rows (a part's scores are those of the whole GEMM: see the module
+    # docstring on block shapes)
+    parts = max(1, min(_workers(), n // 2))
+    if parts == 1:
+        np.matmul(qm, pool, out=out)
+        return out
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    list(_pool().map(lambda span: np.matmul(qm[span[0] : span[1]], pool, out=out[span[0] : span[1]]), spans))
     return out
 
 
@@ -363,10 +373,32 @@ def _writer() -> ThreadPoolExecutor:
     return _executor("rows", 1)
 
 
+def _workers() -> int:
+    """Threads of the held search: one per usable core, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
 def _pool() -> ThreadPoolExecutor:
     """Worker threads for held chunks: one per usable core (numpy and BLAS release the GIL)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return _executor("search", max(1, min(8, cores)))
+    return _executor("search", _workers())
+
+
+_BLAS: list = []  # this process's threadpoolctl controller, made on first use
+
+
+@contextmanager
+def _one_blas_thread():
+    """BLAS on one thread for the block: the held search's own threads already keep every core busy (its
+    GEMM is split among them), and a multi-threaded BLAS's idle workers spin after each call, taking the cores
+    from the sorts that follow (measured: 5.7 s of CPU for the bench's run table with BLAS threads, 4.6 s
+    without). The limit is process-wide while it holds (a threadpoolctl limit)."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
 
 
 def _merge_top(
@@ -411,7 +443,8 @@ def _search_exact(prep: _Prepared, benchmark: Benchmark, settings: list[Setting]
             # held: the chunk's scores against the whole pool fit one block's bound, and so do the candidate
             # rows of that one GEMM; else streamed, one block (queries + pair rows) x columns at a time
             if len(q_idx) * n_cols <= _MAX_BLOCK and n_cols * prep.queries.shape[1] <= _MAX_BLOCK:
-                tops, before, p_score = _held_ranks(prep, qm, needed, pr, pd, k)
+                with _one_blas_thread():
+                    tops, before, p_score = _held_ranks(prep, qm, needed, pr, pd, k)
             else:
                 counts = _PairCounts(prep, q_idx, pr, pd, len(prep.langs))
                 sort = len(pr) > _SORT_PAIRS_PER_QUERY * len(q_idx)  # else compare each pair's row
