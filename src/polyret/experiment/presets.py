@@ -23,7 +23,7 @@ _PAPER_MIRACL = ("ar", "de", "en", "es", "hi", "zh", "ru", "th")
 _CPU_TRAINING = {"max_steps": 20, "batch_size": 16, "lr": 1e-5, "save_steps": 10, "dev_groups": 0, "alpha_schedule": "balanced"}
 
 _SETTINGS: dict[str, dict] = {
-    # The README's main job: 7 min 53 s on 2 quiet AMD EPYC cores with AVX512-BF16 (precision auto = bf16,
+    # The README's main job: 7 min 53 s - 8 min 8 s on 2 quiet AMD EPYC cores with AVX512-BF16 (precision auto = bf16,
     # cold cache, 2026-12-06), 13 min 50 s in fp32 (see bench/RESULTS.md). In fp32 each evaluation of
     # xquad-r:test (12.5k texts, 132 settings) took ~3.7 min of encoding, so the four evaluations the issue
     # asks for used ~15 of the 20 minutes; training gets the rest at ~0.28 s per pair: 20 steps of 16 pairs
