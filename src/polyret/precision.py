@@ -156,15 +156,7 @@ def _proc_cpuinfo_flags(path: str | Path = "/proc/cpuinfo") -> dict[str, bool]:
     Args:
         path: the cpuinfo file.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            return {flag: True for flag in value.split()}
-    return {}
+    return {flag: True for flag in _cpuinfo_flags_line(path).partition(":")[2].split()}
 
 
 def cpu_native_bf16() -> str | None:

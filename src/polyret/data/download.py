@@ -25,6 +25,7 @@ from polyret.data.records import DataError
 from polyret.data.registry import (
     LAREQA_LANGUAGES,
     MMARCO_REPO,
+    BenchmarkInfo,
     RemoteFile,
     benchmark_info,
     miracl_corpus_file,
@@ -46,6 +47,7 @@ __all__ = [
     "RemoteFile",
     "default_fetch",
     "ensure_file",
+    "files_read",
     "hub_dataset_file",
     "local_candidates",
     "missing_files",
@@ -198,15 +200,28 @@ def missing_files(
         languages: the languages evaluated (None: all).
         data_dir: the data root (None: the default lookup).
     """
-    info = benchmark_info(benchmark_id)
-    wanted = set(languages or info.languages)
+    return [
+        remote
+        for remote in files_read(benchmark_info(benchmark_id), languages or None)
+        if not any(p.is_file() for p in local_candidates(remote, data_dir=data_dir))
+    ]
+
+
+def files_read(info: BenchmarkInfo, languages: Iterable[str] | None = None) -> list[RemoteFile]:
+    """The files of a benchmark a run of ``languages`` reads: all of them, less the per-language LAReQA
+    files (``xquad-r/de.json``...) of languages not in ``languages`` (None: every language).
+
+    Args:
+        info: the benchmark's registry entry.
+        languages: the languages read (None: all).
+    """
+    wanted = set(languages) if languages is not None else None
     out = []
     for remote in info.files:
         stem = Path(remote.relpath).name.split(".")[0]
-        if stem in LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ()) and stem not in wanted:
-            continue  # a LAReQA file of a language not evaluated
-        if not any(p.is_file() for p in local_candidates(remote, data_dir=data_dir)):
-            out.append(remote)
+        if wanted is not None and stem in LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ()) and stem not in wanted:
+            continue  # a LAReQA file of a language not read
+        out.append(remote)
     return out
 
 
@@ -229,7 +244,7 @@ def sources_identity(
         data_dir: the data root (None: the default lookup).
         cache_dir: the cache root (downloads, remembered digests).
     """
-    wanted_langs = set(languages) if languages else None
+    languages = list(languages) if languages else None
     out: dict[str, str] = {}
     for spec in specs:
         path = Path(str(spec)).expanduser()
@@ -240,11 +255,7 @@ def sources_identity(
             info = benchmark_info(str(spec))
         except ValueError:
             continue
-        for remote in info.files:
-            stem = Path(remote.relpath).name.split(".")[0]
-            per_language = LAREQA_LANGUAGES.get(remote.relpath.split("/")[0], ())
-            if wanted_langs is not None and stem in per_language and stem not in wanted_langs:
-                continue
+        for remote in files_read(info, languages):
             found = next((p for p in local_candidates(remote, data_dir=data_dir, cache_dir=cache_dir) if p.is_file()), None)
             if found is not None:
                 out[remote.relpath] = source_digest(found, cache_dir=cache_dir)
